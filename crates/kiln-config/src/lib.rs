@@ -1,0 +1,23 @@
+//! kiln.toml: text → spanned syntax tree → checked [`Config`].
+//!
+//! Everything here is pure except reading the file. Every user mistake becomes a
+//! [`Diagnostic`] that knows its file, byte span and hint, and renders like a compiler error.
+
+mod config;
+mod diagnostic;
+mod duration;
+mod loader;
+mod profile;
+mod reader;
+mod service;
+mod suggest;
+mod target;
+mod validate;
+
+pub use config::{Config, EngineChoice, Settings};
+pub use diagnostic::{Diagnostic, Diagnostics};
+pub use duration::{format_duration, parse_duration};
+pub use loader::{CONFIG_FILE, LoadError, find_config, load, parse_str};
+pub use service::{Probe, ProbeCheck, RestartPolicy, Service, ServiceKind};
+pub use suggest::did_you_mean;
+pub use target::{ImageSpec, Target, TargetKind};

@@ -1,0 +1,322 @@
+//! Finding, reading and checking kiln.toml.
+//!
+//! The text is parsed into a spanned tree; the selected profile is merged over it; then each
+//! section is read into typed values, collecting every mistake. Unselected profiles are
+//! checked the same way, so a typo in `[profile.debug]` is found before anyone selects it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use toml::de::{DeTable, DeValue};
+
+use crate::config::{Config, EngineChoice, Settings};
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::profile::deep_merge;
+use crate::reader::{Located, Node, Reader};
+use crate::validate::{Names, check_cycles};
+use crate::{Service, Target, did_you_mean};
+
+/// The name of the configuration file.
+pub const CONFIG_FILE: &str = "kiln.toml";
+
+const TOP_KEYS: &[&str] = &["settings", "env", "target", "service", "profile"];
+const SETTINGS_KEYS: &[&str] = &["jobs", "debounce", "engine"];
+
+/// Why a configuration could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file could not be read.
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The file has mistakes; each is a diagnostic with a span.
+    Invalid(Diagnostics),
+    /// `--profile NAME` names no `[profile.NAME]` table.
+    UnknownProfile {
+        name: String,
+        available: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Io { path, error } => write!(f, "cannot read {}: {error}", path.display()),
+            LoadError::Invalid(d) => write!(f, "{d}"),
+            LoadError::UnknownProfile { name, available } => {
+                write!(f, "no profile named `{name}` in kiln.toml")?;
+                match did_you_mean(name, available.iter().map(String::as_str)) {
+                    Some(s) => write!(f, " (did you mean `{s}`?)"),
+                    None if available.is_empty() => {
+                        write!(f, " (it defines no [profile.*] tables)")
+                    }
+                    None => write!(f, " (profiles: {})", available.join(", ")),
+                }
+            }
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Walks up from `start` to the first directory holding kiln.toml, like Cargo does.
+pub fn find_config(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .map(|dir| dir.join(CONFIG_FILE))
+        .find(|p| p.is_file())
+}
+
+/// Reads and checks the configuration file at `file`, merging `profile` if given.
+pub fn load(file: &Path, profile: Option<&str>) -> Result<Config, LoadError> {
+    let text = std::fs::read_to_string(file).map_err(|error| LoadError::Io {
+        path: file.to_path_buf(),
+        error,
+    })?;
+    let root = file
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    parse_str(&text, file, &root, profile)
+}
+
+/// Checks configuration text; `display_path` is the file name shown in diagnostics.
+pub fn parse_str(
+    text: &str,
+    display_path: &Path,
+    root: &Path,
+    profile: Option<&str>,
+) -> Result<Config, LoadError> {
+    let source: Arc<str> = Arc::from(text);
+    let mut reader = Reader {
+        path: display_path.to_path_buf(),
+        source: source.clone(),
+        diags: Vec::new(),
+    };
+    let mut doc = match DeTable::parse(text) {
+        Ok(doc) => doc.into_inner(),
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let message = e
+                .message()
+                .lines()
+                .next()
+                .unwrap_or("invalid TOML")
+                .trim_end_matches('.')
+                .to_string();
+            reader.error(span, format!("invalid TOML: {message}"), "here", None);
+            return Err(LoadError::Invalid(Diagnostics(reader.diags)));
+        }
+    };
+    reader.check_keys(&doc, TOP_KEYS, "kiln.toml");
+    let profiles = take_profiles(&mut reader, &mut doc);
+    let names: Vec<String> = profiles.keys().cloned().collect();
+
+    let selected = match profile {
+        Some(name) => match profiles.get(name) {
+            Some(overlay) => {
+                let mut merged = doc.clone();
+                deep_merge(&mut merged, overlay);
+                Some(merged)
+            }
+            None => {
+                return Err(LoadError::UnknownProfile {
+                    name: name.to_string(),
+                    available: names,
+                });
+            }
+        },
+        None => None,
+    };
+    let config = read_config(
+        &mut reader,
+        selected.as_ref().unwrap_or(&doc),
+        root,
+        display_path,
+        names,
+    );
+    for (name, overlay) in &profiles {
+        if Some(name.as_str()) != profile {
+            let mut merged = doc.clone();
+            deep_merge(&mut merged, overlay);
+            read_config(&mut reader, &merged, root, display_path, Vec::new());
+        }
+    }
+    match config {
+        Some(config) if reader.diags.is_empty() => Ok(config),
+        _ => {
+            reader.diags.sort_by_key(|d| d.span.start);
+            Err(LoadError::Invalid(Diagnostics(reader.diags)))
+        }
+    }
+}
+
+/// Removes `[profile.*]` from the document and returns each profile's table.
+fn take_profiles<'i>(r: &mut Reader, doc: &mut DeTable<'i>) -> BTreeMap<String, DeTable<'i>> {
+    let mut out = BTreeMap::new();
+    let Some(node) = doc.remove("profile") else {
+        return out;
+    };
+    let Some(table) = r.table(&node, "[profile]") else {
+        return out;
+    };
+    for (name, value) in table.iter() {
+        if let Some(t) = r.table(value, &format!("[profile.{}]", name.get_ref())) {
+            out.insert(name.get_ref().to_string(), t.clone());
+        }
+    }
+    out
+}
+
+fn read_config(
+    r: &mut Reader,
+    doc: &DeTable<'_>,
+    root: &Path,
+    file: &Path,
+    profiles: Vec<String>,
+) -> Option<Config> {
+    let settings = doc
+        .get("settings")
+        .map_or(Some(Settings::default()), |n| read_settings(r, n));
+    let env = doc
+        .get("env")
+        .map_or(Some(BTreeMap::new()), |n| r.string_map(n, "[env]"));
+    let target_nodes = named_tables(r, doc.get("target"), "target");
+    let service_nodes = named_tables(r, doc.get("service"), "service");
+    let names = Names {
+        targets: target_nodes
+            .iter()
+            .map(|(name, node)| {
+                let is_image =
+                    matches!(node.get_ref(), DeValue::Table(t) if t.contains_key("image"));
+                (name.text.clone(), is_image)
+            })
+            .collect(),
+        services: service_nodes
+            .iter()
+            .map(|(name, _)| name.text.clone())
+            .collect(),
+    };
+
+    let mut targets = BTreeMap::new();
+    let mut target_edges = BTreeMap::new();
+    let mut ok = true;
+    for (name, node) in &target_nodes {
+        match Target::read(r, name, node, &names) {
+            Some(read) => {
+                target_edges.insert(name.text.clone(), read.deps);
+                targets.insert(name.text.clone(), read.target);
+            }
+            None => ok = false,
+        }
+    }
+    let mut services = BTreeMap::new();
+    let mut service_edges = BTreeMap::new();
+    for (name, node) in &service_nodes {
+        match Service::read(r, name, node, &names) {
+            Some(read) => {
+                service_edges.insert(name.text.clone(), read.after);
+                services.insert(name.text.clone(), read.service);
+            }
+            None => ok = false,
+        }
+    }
+    check_cycles(r, &target_edges, "dependency");
+    check_cycles(r, &service_edges, "`after`");
+    if !ok {
+        return None;
+    }
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let file = root.join(file.file_name().unwrap_or(CONFIG_FILE.as_ref()));
+    Some(Config {
+        root,
+        file,
+        settings: settings?,
+        env: env?,
+        targets,
+        services,
+        profiles,
+    })
+}
+
+/// `[target.NAME]` tables: their names (checked) and nodes.
+fn named_tables<'t, 'i>(
+    r: &mut Reader,
+    node: Option<&'t Node<'i>>,
+    kind: &str,
+) -> Vec<(Located, &'t Node<'i>)> {
+    let Some(node) = node else { return Vec::new() };
+    let Some(table) = r.table(node, &format!("[{kind}]")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, value) in table.iter() {
+        let text = name.get_ref().to_string();
+        let valid = !text.is_empty()
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            r.error(
+                name.span(),
+                format!("invalid {kind} name `{text}`"),
+                "not a valid name",
+                Some("names use letters, digits, `-`, `_` and `.`".into()),
+            );
+            continue;
+        }
+        out.push((
+            Located {
+                text,
+                span: name.span(),
+            },
+            value,
+        ));
+    }
+    out
+}
+
+fn read_settings(r: &mut Reader, node: &Node<'_>) -> Option<Settings> {
+    let table = r.table(node, "[settings]")?;
+    r.check_keys(table, SETTINGS_KEYS, "[settings]");
+    let jobs = match table.get("jobs") {
+        Some(n) => Some(Some(
+            usize::try_from(r.integer(n, "`jobs` in [settings]", 1, 1024)?).ok()?,
+        )),
+        None => Some(None),
+    };
+    let debounce = table
+        .get("debounce")
+        .map_or(Some(Settings::default().debounce), |n| {
+            r.duration(n, "`debounce` in [settings]")
+        });
+    let engine = table.get("engine").map_or(Some(EngineChoice::Auto), |n| {
+        let text = r.located(n, "`engine` in [settings]")?;
+        let engine = EngineChoice::parse(&text.text);
+        if engine.is_none() {
+            let hint = did_you_mean(&text.text, EngineChoice::NAMES).map_or_else(
+                || "use auto, podman or docker".to_string(),
+                |s| format!("did you mean `{s}`?"),
+            );
+            r.error(
+                text.span,
+                format!("unknown container engine `{}`", text.text),
+                "unknown engine",
+                Some(hint),
+            );
+        }
+        engine
+    });
+    Some(Settings {
+        jobs: jobs?,
+        debounce: debounce?,
+        engine: engine?,
+    })
+}
+
+impl From<Diagnostic> for Diagnostics {
+    fn from(d: Diagnostic) -> Self {
+        Diagnostics(vec![d])
+    }
+}

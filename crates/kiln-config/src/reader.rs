@@ -1,0 +1,216 @@
+//! Typed reads from the spanned TOML tree, each mistake recorded as a [`Diagnostic`].
+//!
+//! A read that fails records an error and returns `None`, so one pass finds every mistake in
+//! the file instead of stopping at the first.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::{Diagnostic, did_you_mean, parse_duration};
+
+pub(crate) type Node<'i> = Spanned<DeValue<'i>>;
+
+/// A string together with where it was written.
+#[derive(Debug, Clone)]
+pub(crate) struct Located {
+    pub text: String,
+    pub span: Range<usize>,
+}
+
+pub(crate) struct Reader {
+    pub path: PathBuf,
+    pub source: Arc<str>,
+    pub diags: Vec<Diagnostic>,
+}
+
+/// "a string", "an integer": a value's type the way an error message says it.
+pub(crate) fn type_name(value: &DeValue<'_>) -> &'static str {
+    match value {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a datetime",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+impl Reader {
+    pub fn error(
+        &mut self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        label: impl Into<String>,
+        help: Option<String>,
+    ) {
+        let diag = Diagnostic {
+            path: self.path.clone(),
+            source: self.source.clone(),
+            span,
+            message: message.into(),
+            label: label.into(),
+            help,
+        };
+        if !self
+            .diags
+            .iter()
+            .any(|d| d.span == diag.span && d.message == diag.message)
+        {
+            self.diags.push(diag);
+        }
+    }
+
+    fn wrong_type(&mut self, node: &Node<'_>, what: &str, expected: &str) {
+        let found = type_name(node.get_ref());
+        self.error(
+            node.span(),
+            format!("wrong type for {what}: expected {expected}, found {found}"),
+            format!("expected {expected}"),
+            None,
+        );
+    }
+
+    /// Reports every key of `table` that is not in `allowed`, with a "did you mean" hint.
+    pub fn check_keys(&mut self, table: &DeTable<'_>, allowed: &[&str], section: &str) {
+        for key in table.keys() {
+            let name: &str = key.get_ref();
+            if allowed.contains(&name) {
+                continue;
+            }
+            let help = match did_you_mean(name, allowed.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("known keys here: {}", allowed.join(", ")),
+            };
+            self.error(
+                key.span(),
+                format!("unknown key `{name}` in {section}"),
+                "unknown key",
+                Some(help),
+            );
+        }
+    }
+
+    pub fn table<'t, 'i>(&mut self, node: &'t Node<'i>, what: &str) -> Option<&'t DeTable<'i>> {
+        match node.get_ref() {
+            DeValue::Table(t) => Some(t),
+            _ => {
+                self.wrong_type(node, what, "a table");
+                None
+            }
+        }
+    }
+
+    pub fn string(&mut self, node: &Node<'_>, what: &str) -> Option<String> {
+        match node.get_ref() {
+            DeValue::String(s) => Some(s.to_string()),
+            _ => {
+                self.wrong_type(node, what, "a string");
+                None
+            }
+        }
+    }
+
+    pub fn located(&mut self, node: &Node<'_>, what: &str) -> Option<Located> {
+        self.string(node, what).map(|text| Located {
+            text,
+            span: node.span(),
+        })
+    }
+
+    pub fn bool(&mut self, node: &Node<'_>, what: &str) -> Option<bool> {
+        match node.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.wrong_type(node, what, "a boolean");
+                None
+            }
+        }
+    }
+
+    /// An integer within `min..=max`.
+    pub fn integer(&mut self, node: &Node<'_>, what: &str, min: i64, max: i64) -> Option<i64> {
+        let parsed = match node.get_ref() {
+            DeValue::Integer(i) => {
+                i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok()
+            }
+            _ => {
+                self.wrong_type(node, what, "an integer");
+                return None;
+            }
+        };
+        match parsed {
+            Some(v) if (min..=max).contains(&v) => Some(v),
+            _ => {
+                self.error(
+                    node.span(),
+                    format!("{what} is out of range"),
+                    format!("expected an integer from {min} to {max}"),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    pub fn duration(&mut self, node: &Node<'_>, what: &str) -> Option<Duration> {
+        let text = self.string(node, what)?;
+        match parse_duration(&text) {
+            Ok(d) => Some(d),
+            Err(why) => {
+                self.error(
+                    node.span(),
+                    format!("bad duration for {what}: {why}"),
+                    "not a duration",
+                    Some("write durations like \"500ms\", \"10s\", \"5m\" or \"1h\"".into()),
+                );
+                None
+            }
+        }
+    }
+
+    /// An array of strings, each with its span.
+    pub fn string_list(&mut self, node: &Node<'_>, what: &str) -> Option<Vec<Located>> {
+        let DeValue::Array(items) = node.get_ref() else {
+            self.wrong_type(node, what, "an array of strings");
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for item in items.iter() {
+            match self.located(item, &format!("an item of {what}")) {
+                Some(l) => out.push(l),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// A table of scalars as strings (`env`, `args`): numbers and booleans are written out.
+    pub fn string_map(&mut self, node: &Node<'_>, what: &str) -> Option<BTreeMap<String, String>> {
+        let table = self.table(node, what)?;
+        let mut out = BTreeMap::new();
+        let mut ok = true;
+        for (key, value) in table.iter() {
+            let text = match value.get_ref() {
+                DeValue::String(s) => s.to_string(),
+                DeValue::Integer(i) => i.as_str().to_string(),
+                DeValue::Float(f) => f.as_str().to_string(),
+                DeValue::Boolean(b) => b.to_string(),
+                _ => {
+                    self.wrong_type(value, &format!("`{}` in {what}", key.get_ref()), "a string");
+                    ok = false;
+                    continue;
+                }
+            };
+            out.insert(key.get_ref().to_string(), text);
+        }
+        ok.then_some(out)
+    }
+}

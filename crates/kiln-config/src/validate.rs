@@ -1,0 +1,152 @@
+//! Checks that span more than one value: references between targets and services, cycles,
+//! paths that must stay inside the project root, globs that must compile.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path};
+
+use crate::did_you_mean;
+use crate::reader::{Located, Reader};
+
+/// The names declared in the file, so that references can be checked while reading.
+pub(crate) struct Names {
+    /// Target name → whether it builds an image.
+    pub targets: BTreeMap<String, bool>,
+    pub services: Vec<String>,
+}
+
+impl Names {
+    pub fn check_target_ref(&self, r: &mut Reader, name: &Located, role: &str) {
+        if self.targets.contains_key(&name.text) {
+            return;
+        }
+        let hint = did_you_mean(&name.text, self.targets.keys().map(String::as_str))
+            .map(|s| format!("did you mean `{s}`?"))
+            .or_else(|| {
+                self.services
+                    .contains(&name.text)
+                    .then(|| format!("`{}` is a service; list services in `after`", name.text))
+            });
+        r.error(
+            name.span.clone(),
+            format!("unknown {role} `{}`", name.text),
+            "no target has this name",
+            hint,
+        );
+    }
+
+    pub fn check_service_ref(&self, r: &mut Reader, name: &Located) {
+        if self.services.contains(&name.text) {
+            return;
+        }
+        let hint = did_you_mean(&name.text, self.services.iter().map(String::as_str))
+            .map(|s| format!("did you mean `{s}`?"))
+            .or_else(|| {
+                self.targets
+                    .contains_key(&name.text)
+                    .then(|| format!("`{}` is a target; list targets in `deps`", name.text))
+            });
+        r.error(
+            name.span.clone(),
+            format!("unknown service `{}` in `after`", name.text),
+            "no service has this name",
+            hint,
+        );
+    }
+
+    /// A service's `image` names either an image target or an external image reference; a
+    /// `cmd` target there is a mistake.
+    pub fn check_image_ref(&self, r: &mut Reader, image: &Located) {
+        if self.targets.get(&image.text) == Some(&false) {
+            r.error(
+                image.span.clone(),
+                format!("`{}` is not an image target", image.text),
+                "this target runs a command, it builds no image",
+                Some(format!(
+                    "give target `{}` an `image = {{ ... }}` spec, or use `cmd` to run a process service",
+                    image.text
+                )),
+            );
+        }
+    }
+}
+
+/// Rejects absolute paths and `..`: everything kiln reads or restores stays in the root.
+pub(crate) fn check_relative(r: &mut Reader, path: &Located, what: &str) -> bool {
+    let p = Path::new(&path.text);
+    let escapes = p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir));
+    if escapes {
+        r.error(
+            path.span.clone(),
+            format!("path in {what} leaves the project root"),
+            "absolute or `..` path",
+            Some("paths are relative to the directory holding kiln.toml and stay inside it".into()),
+        );
+    }
+    !escapes
+}
+
+pub(crate) fn check_glob(r: &mut Reader, pattern: &Located, what: &str) -> bool {
+    match globset::GlobBuilder::new(&pattern.text)
+        .literal_separator(true)
+        .build()
+    {
+        Ok(_) => true,
+        Err(e) => {
+            r.error(
+                pattern.span.clone(),
+                format!("bad glob in {what}: {}", e.kind()),
+                "invalid glob",
+                Some("globs use `*`, `**`, `?`, `[abc]` and `{a,b}`".into()),
+            );
+            false
+        }
+    }
+}
+
+/// Finds one cycle in `edges` (node → its dependencies) and reports it at the edge that
+/// closes it, naming the whole cycle: `a → b → c → a`.
+pub(crate) fn check_cycles(r: &mut Reader, edges: &BTreeMap<String, Vec<Located>>, kind: &str) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnStack,
+        Done,
+    }
+    let mut marks: BTreeMap<&str, Mark> = edges.keys().map(|k| (k.as_str(), Mark::New)).collect();
+    for start in edges.keys() {
+        if marks[start.as_str()] != Mark::New {
+            continue;
+        }
+        // Iterative depth-first search; `stack` holds (node, index of next edge to follow).
+        let mut stack: Vec<(&str, usize)> = vec![(start.as_str(), 0)];
+        marks.insert(start, Mark::OnStack);
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            let deps = edges.get(node).map_or(&[][..], Vec::as_slice);
+            let Some(dep) = deps.get(*next) else {
+                marks.insert(node, Mark::Done);
+                stack.pop();
+                continue;
+            };
+            *next += 1;
+            match marks.get(dep.text.as_str()).copied() {
+                Some(Mark::New) => {
+                    marks.insert(dep.text.as_str(), Mark::OnStack);
+                    stack.push((dep.text.as_str(), 0));
+                }
+                Some(Mark::OnStack) => {
+                    let from = stack.iter().position(|(n, _)| *n == dep.text).unwrap_or(0);
+                    let mut cycle: Vec<&str> = stack[from..].iter().map(|(n, _)| *n).collect();
+                    cycle.push(dep.text.as_str());
+                    r.error(
+                        dep.span.clone(),
+                        format!("{kind} cycle: {}", cycle.join(" → ")),
+                        format!("`{node}` depends on `{}`, closing the cycle", dep.text),
+                        Some("remove one of these dependencies to break the cycle".into()),
+                    );
+                    return;
+                }
+                Some(Mark::Done) | None => {}
+            }
+        }
+    }
+}
