@@ -1,1 +1,33 @@
+//! kiln's engine: the target graph, keys and the content-addressed cache, command
+//! execution, the scheduler and the event stream. It never prints: every outcome is an
+//! [`Event`] that views subscribe to.
 
+mod atomic_write;
+mod build;
+mod cache;
+mod digest;
+mod event;
+mod exec;
+mod file_index;
+mod graph;
+mod layout;
+mod manifest;
+mod path_pattern;
+mod project_lock;
+mod scheduler;
+mod stat_cache;
+mod state;
+mod timestamp;
+
+pub use build::{
+    BuildError, BuildOptions, PlanAction, PlanEntry, RunSummary, resolve_targets, run_build,
+};
+pub use cache::{ActionRecord, Cache, CacheStats, OutputFile, PruneReport};
+pub use digest::Digest;
+pub use event::{Envelope, Event, EventBus, NoticeLevel, Stream, TargetStatus};
+pub use graph::{Graph, TargetId};
+pub use layout::Layout;
+pub use manifest::{Change, Manifest};
+pub use project_lock::ProjectLock;
+pub use state::{State, TargetRecord};
+pub use timestamp::rfc3339;

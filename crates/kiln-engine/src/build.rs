@@ -1,0 +1,927 @@
+//! One build run: the loop that owns all state of the run, drives the [`Scheduler`], hands
+//! work to workers and turns their reports into events.
+//!
+//! For each selected target, once its deps have succeeded:
+//! 1. evaluate (a blocking worker): list and hash its inputs through the stat cache, fold in
+//!    the deps' output digests, compute the key; then `fresh` if the last build had this key
+//!    and its outputs are intact, `cached` if the cache has an entry for the key (restoring
+//!    what is missing or altered), otherwise it must run, with the reason;
+//! 2. run (an async worker, bounded by `jobs`): `sh -c` with retries and timeout, collect
+//!    the declared outputs, store them in the cache;
+//! 3. record the outcome; dependents become ready.
+//!
+//! Because a dependent's key holds its deps' output digests, not their keys, a dep that
+//! rebuilds to identical bytes leaves its dependents `fresh` (early cutoff).
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use kiln_config::{Config, Target, TargetKind};
+use tokio::sync::{mpsc, watch};
+
+use crate::cache::{Cache, CacheError, OutputFile, current_digest, output_digest};
+use crate::digest::Digest;
+use crate::event::{Event, EventBus, NoticeLevel, TargetStatus};
+use crate::exec::{CommandSpec, ExecOutcome};
+use crate::file_index::{FileIndex, FileMeta};
+use crate::graph::{Graph, TargetId};
+use crate::layout::Layout;
+use crate::manifest::{Manifest, summarize};
+use crate::path_pattern::PathPattern;
+use crate::project_lock::ProjectLock;
+use crate::scheduler::{Halt, Scheduler};
+use crate::stat_cache::StatCache;
+use crate::state::{State, TargetRecord};
+use crate::timestamp::rfc3339;
+
+/// What to build and how.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Targets to build with their deps; empty means all.
+    pub targets: Vec<String>,
+    /// Commands running at once; 0 means the number of CPUs.
+    pub jobs: usize,
+    pub keep_going: bool,
+    /// Decide and report, run nothing.
+    pub dry_run: bool,
+}
+
+/// What a dry run would do with a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanAction {
+    Fresh,
+    Restore,
+    Run,
+}
+
+/// One line of a dry run's plan.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlanEntry {
+    pub target: String,
+    pub action: PlanAction,
+    pub reason: String,
+}
+
+/// Counts and outcome of a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub built: usize,
+    pub cached: usize,
+    pub fresh: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub duration: Duration,
+    pub interrupted: bool,
+    /// Filled by dry runs, in the order decisions were made.
+    pub plan: Vec<PlanEntry>,
+}
+
+impl RunSummary {
+    pub fn ok(&self) -> bool {
+        self.failed == 0 && self.skipped == 0 && !self.interrupted
+    }
+}
+
+/// Failures that stop a run before any target starts.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("unknown target `{name}`{hint}")]
+    UnknownTarget { name: String, hint: String },
+    #[error("cannot prepare {}: {source}", path.display())]
+    Setup {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Resolves target names (with a "did you mean" hint for typos) to graph ids.
+pub fn resolve_targets(graph: &Graph, names: &[String]) -> Result<Vec<TargetId>, BuildError> {
+    names
+        .iter()
+        .map(|name| {
+            graph.id(name).ok_or_else(|| {
+                let all: Vec<&str> = (0..graph.len()).map(|i| graph.name(i)).collect();
+                let hint = match kiln_config::did_you_mean(name, all.iter().copied()) {
+                    Some(s) => format!(" (did you mean `{s}`?)"),
+                    None => format!(" (targets: {})", all.join(", ")),
+                };
+                BuildError::UnknownTarget {
+                    name: name.clone(),
+                    hint,
+                }
+            })
+        })
+        .collect()
+}
+
+/// Read-only facts shared by the workers of a run.
+struct Ctx {
+    config: Arc<Config>,
+    layout: Layout,
+    graph: Graph,
+    cache: Cache,
+    stat: StatCache,
+    index: FileIndex,
+    prev: State,
+    inputs: Vec<Vec<PathPattern>>,
+    outputs: Vec<Vec<PathPattern>>,
+    dry_run: bool,
+    bus: Arc<EventBus>,
+}
+
+impl Ctx {
+    fn target(&self, id: TargetId) -> &Target {
+        &self.config.targets[self.graph.name(id)]
+    }
+}
+
+/// A finished target's contribution to its dependents and to the state.
+struct Done {
+    record: Option<TargetRecord>,
+    status: TargetStatus,
+    reason: String,
+    key: Option<Digest>,
+    log: Option<String>,
+}
+
+enum Evaluation {
+    Done(Done),
+    Run {
+        manifest: Manifest,
+        reason: String,
+    },
+    Plan {
+        action: PlanAction,
+        reason: String,
+        digest: Option<Digest>,
+    },
+}
+
+enum Msg {
+    Evaluated(TargetId, Evaluation),
+    Ran(TargetId, Done),
+}
+
+/// Runs a build to completion (or until `cancel` turns true), publishing events on `bus`.
+pub async fn run_build(
+    config: Arc<Config>,
+    options: BuildOptions,
+    bus: Arc<EventBus>,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<RunSummary, BuildError> {
+    let started = Instant::now();
+    let layout = Layout::new(&config.root);
+    let setup = |path: PathBuf| move |source| BuildError::Setup { path, source };
+    layout.ensure().map_err(setup(layout.kiln.clone()))?;
+    let graph = Graph::from_config(&config);
+    let roots = if options.targets.is_empty() {
+        (0..graph.len()).collect()
+    } else {
+        resolve_targets(&graph, &options.targets)?
+    };
+    let selected = graph.with_deps(roots);
+
+    let lock_path = layout.lock();
+    let lock_bus = bus.clone();
+    let _lock = tokio::task::spawn_blocking(move || {
+        ProjectLock::acquire(&lock_path, |pid| {
+            let who = pid.map_or_else(
+                || "another kiln".to_string(),
+                |p| format!("another kiln (pid {p})"),
+            );
+            lock_bus.publish(Event::Notice {
+                level: NoticeLevel::Info,
+                message: format!("waiting for {who} to finish in this project…"),
+            });
+        })
+    })
+    .await
+    .expect("lock task does not panic")
+    .map_err(setup(layout.lock()))?;
+
+    let cache = Cache::new(layout.cache());
+    cache.sweep_tmp();
+    let prev = State::load(&layout.state().join("targets.json"));
+    let stat = StatCache::load(&layout.state().join("stat.bin"));
+    let inputs: Vec<Vec<PathPattern>> = (0..graph.len())
+        .map(|id| {
+            config.targets[graph.name(id)]
+                .inputs
+                .iter()
+                .map(|p| PathPattern::new(p))
+                .collect()
+        })
+        .collect();
+    let outputs: Vec<Vec<PathPattern>> = (0..graph.len())
+        .map(|id| {
+            config.targets[graph.name(id)]
+                .outputs
+                .iter()
+                .map(|p| PathPattern::new(p))
+                .collect()
+        })
+        .collect();
+    let prefixes: Vec<String> = selected
+        .iter()
+        .flat_map(|&id| inputs[id].iter().map(|p| p.prefix.clone()))
+        .collect();
+    let root = config.root.clone();
+    let index = tokio::task::spawn_blocking(move || FileIndex::scan(&root, prefixes, true))
+        .await
+        .expect("scan task does not panic");
+
+    let jobs = if options.jobs == 0 {
+        config.settings.jobs.unwrap_or_else(cpus)
+    } else {
+        options.jobs
+    };
+    let weights: HashMap<TargetId, u64> = selected
+        .iter()
+        .map(|&id| {
+            (
+                id,
+                prev.targets
+                    .get(graph.name(id))
+                    .map_or(1, |r| r.duration_ms.max(1)),
+            )
+        })
+        .collect();
+    let priority = graph.remaining_path(&selected, |id| weights.get(&id).copied().unwrap_or(1));
+    let mut sched = Scheduler::new(&graph, &selected, priority, jobs, options.keep_going);
+
+    let ctx = Arc::new(Ctx {
+        config,
+        layout,
+        graph,
+        cache,
+        stat,
+        index,
+        prev,
+        inputs,
+        outputs,
+        dry_run: options.dry_run,
+        bus: bus.clone(),
+    });
+    bus.publish(Event::RunStarted {
+        mode: "build".into(),
+        targets: selected.len(),
+    });
+    for &id in &selected {
+        bus.publish(Event::TargetQueued {
+            target: ctx.graph.name(id).to_string(),
+        });
+    }
+
+    let mut run = RunLoop {
+        ctx: ctx.clone(),
+        sched: &mut sched,
+        state: ctx.prev.clone(),
+        digests: HashMap::new(),
+        touched: BTreeSet::new(),
+        pending: HashMap::new(),
+        summary: RunSummary::default(),
+        started_at: HashMap::new(),
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let eval_limit = cpus() * 2;
+    loop {
+        for id in run.sched.take_evaluations(eval_limit) {
+            run.start_evaluation(id, tx.clone());
+        }
+        for id in run.sched.take_runs() {
+            run.start_run(id, tx.clone(), cancel.clone());
+        }
+        for id in run.sched.drain_unstarted() {
+            let reason = match run.sched.is_halted() {
+                Some(Halt::Cancelled) => "not started: the run was interrupted".to_string(),
+                _ => "not started: an earlier target failed (use --keep-going to build what does not depend on it)".to_string(),
+            };
+            run.finish(
+                id,
+                Done {
+                    record: None,
+                    status: TargetStatus::Skipped,
+                    reason,
+                    key: None,
+                    log: None,
+                },
+            );
+        }
+        if run.sched.is_done() {
+            break;
+        }
+        tokio::select! {
+            msg = rx.recv() => match msg.expect("the loop holds a sender") {
+                Msg::Evaluated(id, eval) => run.on_evaluated(id, eval),
+                Msg::Ran(id, done) => run.finish(id, done),
+            },
+            changed = cancel.changed(), if !run.summary.interrupted => {
+                if changed.is_err() || *cancel.borrow() {
+                    run.summary.interrupted = true;
+                    run.sched.cancel();
+                }
+            }
+        }
+    }
+
+    if !ctx.dry_run {
+        let state_dir = ctx.layout.state();
+        let _ = run.state.save(&state_dir.join("targets.json"));
+        let _ = ctx.stat.save(&state_dir.join("stat.bin"));
+    }
+    let mut summary = run.summary;
+    summary.duration = started.elapsed();
+    bus.publish(Event::RunFinished {
+        ok: summary.ok(),
+        built: summary.built,
+        cached: summary.cached,
+        fresh: summary.fresh,
+        failed: summary.failed,
+        skipped: summary.skipped,
+        duration_ms: millis(summary.duration),
+        interrupted: summary.interrupted,
+    });
+    Ok(summary)
+}
+
+/// The mutable state of one run, owned by the loop alone.
+struct RunLoop<'s> {
+    ctx: Arc<Ctx>,
+    sched: &'s mut Scheduler,
+    state: State,
+    /// Output digests of finished targets (`None` in a dry run when it would rebuild).
+    digests: HashMap<TargetId, Option<Digest>>,
+    /// Targets whose outputs this run wrote; their dependents list inputs anew.
+    touched: BTreeSet<TargetId>,
+    /// Manifests of targets waiting for a job slot.
+    pending: HashMap<TargetId, (Manifest, String)>,
+    summary: RunSummary,
+    started_at: HashMap<TargetId, Instant>,
+}
+
+impl RunLoop<'_> {
+    fn start_evaluation(&mut self, id: TargetId, tx: mpsc::UnboundedSender<Msg>) {
+        self.started_at.insert(id, Instant::now());
+        let deps: Vec<(String, Option<Digest>)> = self
+            .ctx
+            .graph
+            .deps(id)
+            .iter()
+            .map(|d| {
+                (
+                    self.ctx.graph.name(*d).to_string(),
+                    self.digests.get(d).copied().flatten(),
+                )
+            })
+            .collect();
+        let refresh = self
+            .ctx
+            .graph
+            .deps(id)
+            .iter()
+            .any(|d| self.touched.contains(d));
+        let ctx = self.ctx.clone();
+        tokio::task::spawn_blocking(move || {
+            let eval = evaluate(&ctx, id, &deps, refresh);
+            let _ = tx.send(Msg::Evaluated(id, eval));
+        });
+    }
+
+    fn on_evaluated(&mut self, id: TargetId, eval: Evaluation) {
+        match eval {
+            Evaluation::Done(done) => self.finish(id, done),
+            Evaluation::Run { manifest, reason } => {
+                if let Some(halt) = self.sched.is_halted() {
+                    let reason = match halt {
+                        Halt::Cancelled => "not started: the run was interrupted",
+                        Halt::Failure => {
+                            "not started: an earlier target failed (use --keep-going to build what does not depend on it)"
+                        }
+                    };
+                    let done = Done {
+                        record: None,
+                        status: TargetStatus::Skipped,
+                        reason: reason.into(),
+                        key: Some(manifest.key()),
+                        log: None,
+                    };
+                    self.finish(id, done);
+                } else {
+                    self.pending.insert(id, (manifest, reason));
+                    self.sched.needs_run(id);
+                }
+            }
+            Evaluation::Plan {
+                action,
+                reason,
+                digest,
+            } => {
+                let name = self.ctx.graph.name(id).to_string();
+                self.summary.plan.push(PlanEntry {
+                    target: name,
+                    action,
+                    reason: reason.clone(),
+                });
+                self.digests.insert(id, digest);
+                let status = if action == PlanAction::Fresh {
+                    TargetStatus::Fresh
+                } else {
+                    TargetStatus::Built
+                };
+                self.sched.finish(id, status);
+            }
+        }
+    }
+
+    fn start_run(
+        &mut self,
+        id: TargetId,
+        tx: mpsc::UnboundedSender<Msg>,
+        cancel: watch::Receiver<bool>,
+    ) {
+        let (manifest, reason) = self
+            .pending
+            .remove(&id)
+            .expect("a queued target has a manifest");
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            let done = execute(&ctx, id, manifest, reason, cancel).await;
+            let _ = tx.send(Msg::Ran(id, done));
+        });
+    }
+
+    fn finish(&mut self, id: TargetId, done: Done) {
+        let name = self.ctx.graph.name(id).to_string();
+        let elapsed = self
+            .started_at
+            .get(&id)
+            .map_or(Duration::ZERO, Instant::elapsed);
+        match done.status {
+            TargetStatus::Built => self.summary.built += 1,
+            TargetStatus::Cached => self.summary.cached += 1,
+            TargetStatus::Fresh => self.summary.fresh += 1,
+            TargetStatus::Failed => self.summary.failed += 1,
+            TargetStatus::Skipped => self.summary.skipped += 1,
+        }
+        if matches!(done.status, TargetStatus::Built | TargetStatus::Cached) {
+            self.touched.insert(id);
+        }
+        if let Some(record) = &done.record {
+            self.digests.insert(id, Some(record.output_digest));
+            self.state.targets.insert(name.clone(), record.clone());
+        }
+        self.ctx.bus.publish(Event::TargetFinished {
+            target: name,
+            status: done.status,
+            duration_ms: millis(elapsed),
+            key: done.key.map(|k| k.hex()),
+            reason: done.reason,
+            log: done.log,
+        });
+        for (skipped, cause) in self.sched.finish(id, done.status) {
+            let reason = format!("dependency {} did not succeed", self.ctx.graph.name(cause));
+            self.summary.skipped += 1;
+            self.ctx.bus.publish(Event::TargetFinished {
+                target: self.ctx.graph.name(skipped).to_string(),
+                status: TargetStatus::Skipped,
+                duration_ms: 0,
+                key: None,
+                reason,
+                log: None,
+            });
+        }
+    }
+}
+
+/// Decides what a target needs: fresh, a restore from the cache, or a run.
+fn evaluate(
+    ctx: &Ctx,
+    id: TargetId,
+    deps: &[(String, Option<Digest>)],
+    refresh: bool,
+) -> Evaluation {
+    let target = ctx.target(id);
+    let root = &ctx.config.root;
+    if let Some((dep, _)) = deps.iter().find(|(_, d)| d.is_none()) {
+        return Evaluation::Plan {
+            action: PlanAction::Run,
+            reason: format!("dependency {dep} would be rebuilt"),
+            digest: None,
+        };
+    }
+    let mut manifest = Manifest::for_target(target, &ctx.config.env);
+    let files = if refresh {
+        FileIndex::scan(root, ctx.inputs[id].iter().map(|p| p.prefix.clone()), true)
+            .select(&ctx.inputs[id], &ctx.outputs[id])
+    } else {
+        ctx.index.select(&ctx.inputs[id], &ctx.outputs[id])
+    };
+    for (path, meta) in files {
+        match ctx.stat.digest(root, &path, &meta) {
+            Ok(d) => manifest.inputs.push((path, d)),
+            Err(e) => {
+                // Vanished between listing and hashing: treat as absent, like a later listing.
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return failed(format!("cannot read input {path}: {e}"), None);
+                }
+            }
+        }
+    }
+    manifest.deps = deps
+        .iter()
+        .map(|(n, d)| (n.clone(), d.expect("checked above")))
+        .collect();
+    let key = manifest.key();
+    let name = &target.name;
+    let prev = ctx.prev.targets.get(name);
+
+    if let Some(prev) = prev.filter(|p| p.key == key) {
+        let damaged: Vec<&OutputFile> = prev
+            .outputs
+            .iter()
+            .filter(|o| current_digest(root, &o.path, &ctx.stat) != Some(o.digest))
+            .collect();
+        if damaged.is_empty() {
+            let done = Done {
+                record: Some(prev.clone()),
+                status: TargetStatus::Fresh,
+                reason: "up to date".into(),
+                key: Some(key),
+                log: None,
+            };
+            return plan_or(ctx, done, PlanAction::Fresh);
+        }
+        let what = describe_damage(&damaged, root);
+        if !target.cache {
+            return run_or_plan(
+                ctx,
+                manifest,
+                format!("{what} (cache disabled for this target)"),
+            );
+        }
+        if ctx.dry_run {
+            return Evaluation::Plan {
+                action: PlanAction::Restore,
+                reason: format!("{what}; would restore from cache"),
+                digest: Some(prev.output_digest),
+            };
+        }
+        return restore(ctx, name, manifest, prev.clone(), what);
+    }
+
+    let reason = match prev {
+        None => "no previous build".to_string(),
+        Some(p) => match ctx.cache.lookup(&p.key) {
+            Some(old) => summarize(&manifest.changes_since(&old.manifest)),
+            None => "inputs or definition changed".to_string(),
+        },
+    };
+    if target.cache {
+        if let Some(rec) = ctx.cache.lookup(&key) {
+            if ctx.dry_run {
+                return Evaluation::Plan {
+                    action: PlanAction::Restore,
+                    reason: format!("{reason}; would restore from cache"),
+                    digest: Some(rec.output_digest),
+                };
+            }
+            let record = TargetRecord {
+                key,
+                output_digest: rec.output_digest,
+                outputs: rec.outputs,
+                duration_ms: rec.duration_ms,
+                finished_at: rfc3339(SystemTime::now()),
+            };
+            return restore(ctx, name, manifest, record, reason);
+        }
+    }
+    run_or_plan(ctx, manifest, reason)
+}
+
+fn run_or_plan(ctx: &Ctx, manifest: Manifest, reason: String) -> Evaluation {
+    if ctx.dry_run {
+        return Evaluation::Plan {
+            action: PlanAction::Run,
+            reason,
+            digest: None,
+        };
+    }
+    Evaluation::Run { manifest, reason }
+}
+
+fn plan_or(ctx: &Ctx, done: Done, action: PlanAction) -> Evaluation {
+    if ctx.dry_run {
+        let digest = done.record.as_ref().map(|r| r.output_digest);
+        return Evaluation::Plan {
+            action,
+            reason: done.reason,
+            digest,
+        };
+    }
+    Evaluation::Done(done)
+}
+
+fn describe_damage(damaged: &[&OutputFile], root: &std::path::Path) -> String {
+    let first = damaged[0];
+    let how = if root.join(&first.path).exists() {
+        "was modified"
+    } else {
+        "is missing"
+    };
+    match damaged.len() {
+        1 => format!("output {} {how}", first.path),
+        n => format!("output {} {how} (and {} more)", first.path, n - 1),
+    }
+}
+
+/// Restores `record`'s outputs; a corrupt entry is reported and the target runs instead.
+fn restore(
+    ctx: &Ctx,
+    name: &str,
+    manifest: Manifest,
+    record: TargetRecord,
+    why: String,
+) -> Evaluation {
+    let key = record.key;
+    match ctx
+        .cache
+        .restore(&ctx.config.root, &key, &record.outputs, &ctx.stat)
+    {
+        Ok(written) => {
+            ctx.cache.touch(&key);
+            let (status, reason) = if written == 0 {
+                (
+                    TargetStatus::Fresh,
+                    format!("{why}; outputs already match the cache"),
+                )
+            } else {
+                let files = if written == 1 {
+                    "1 file".to_string()
+                } else {
+                    format!("{written} files")
+                };
+                (
+                    TargetStatus::Cached,
+                    format!("{why}; restored {files} from cache"),
+                )
+            };
+            Evaluation::Done(Done {
+                record: Some(record),
+                status,
+                reason,
+                key: Some(key),
+                log: None,
+            })
+        }
+        Err(e @ (CacheError::Corrupt { .. } | CacheError::Missing { .. })) => {
+            ctx.bus.publish(Event::Notice {
+                level: NoticeLevel::Warning,
+                message: format!("{name}: {e}; rebuilding"),
+            });
+            Evaluation::Run {
+                manifest,
+                reason: format!("{why}; cache entry was corrupt"),
+            }
+        }
+        Err(e) => failed(format!("cannot restore from cache: {e}"), Some(key)),
+    }
+}
+
+fn failed(reason: String, key: Option<Digest>) -> Evaluation {
+    Evaluation::Done(Done {
+        record: None,
+        status: TargetStatus::Failed,
+        reason,
+        key,
+        log: None,
+    })
+}
+
+/// Runs the target's command (with retries), then collects and stores its outputs.
+async fn execute(
+    ctx: &Arc<Ctx>,
+    id: TargetId,
+    manifest: Manifest,
+    reason: String,
+    cancel: watch::Receiver<bool>,
+) -> Done {
+    let target = ctx.target(id).clone();
+    let key = manifest.key();
+    let log_path = ctx.layout.log(&target.name);
+    let log_display = log_path
+        .strip_prefix(&ctx.config.root)
+        .unwrap_or(&log_path)
+        .display()
+        .to_string();
+    let TargetKind::Cmd(cmd) = &target.kind else {
+        let reason =
+            "image targets are not supported yet: kiln builds `cmd` targets only".to_string();
+        return Done {
+            record: None,
+            status: TargetStatus::Failed,
+            reason,
+            key: Some(key),
+            log: None,
+        };
+    };
+    let spec = CommandSpec {
+        cmd: cmd.clone(),
+        dir: ctx.config.root.join(&target.dir),
+        env: manifest.env.clone(),
+        timeout: target.timeout,
+        log: Some(log_path.clone()),
+    };
+    let mut attempt = 0;
+    let started = Instant::now();
+    let (outcome, captured) = loop {
+        attempt += 1;
+        ctx.bus.publish(Event::TargetStarted {
+            target: target.name.clone(),
+            attempt,
+        });
+        let (lines_tx, mut lines_rx) = mpsc::unbounded_channel();
+        let bus = ctx.bus.clone();
+        let name = target.name.clone();
+        let forward = tokio::spawn(async move {
+            while let Some((stream, line)) = lines_rx.recv().await {
+                bus.publish(Event::TargetOutput {
+                    target: name.clone(),
+                    stream,
+                    line,
+                });
+            }
+        });
+        let (outcome, captured) = crate::exec::run(&spec, lines_tx, cancel.clone()).await;
+        let _ = forward.await;
+        let retry = !outcome.success()
+            && !matches!(
+                outcome,
+                ExecOutcome::Cancelled | ExecOutcome::SpawnFailed(_)
+            )
+            && attempt <= target.retries;
+        if !retry {
+            break (outcome, captured);
+        }
+    };
+    let duration_ms = millis(started.elapsed());
+    let fail = |reason: String| Done {
+        record: None,
+        status: TargetStatus::Failed,
+        reason,
+        key: Some(key),
+        log: Some(log_display.clone()),
+    };
+    match outcome {
+        ExecOutcome::Exited(0) => {}
+        ExecOutcome::Cancelled => {
+            return Done {
+                record: None,
+                status: TargetStatus::Skipped,
+                reason: "interrupted while running".into(),
+                key: Some(key),
+                log: Some(log_display),
+            };
+        }
+        other => return fail(describe_failure(&other, &captured, attempt)),
+    }
+
+    let ctx2 = ctx.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        collect_and_store(&ctx2, id, &manifest, &captured, duration_ms)
+    })
+    .await
+    .expect("store task does not panic");
+    match stored {
+        Ok(record) => {
+            let reason = if attempt > 1 {
+                format!("{reason} (succeeded on attempt {attempt})")
+            } else {
+                reason
+            };
+            Done {
+                record: Some(record),
+                status: TargetStatus::Built,
+                reason,
+                key: Some(key),
+                log: Some(log_display),
+            }
+        }
+        Err(why) => fail(why),
+    }
+}
+
+fn describe_failure(outcome: &ExecOutcome, output: &[u8], attempts: u32) -> String {
+    let tries = if attempts > 1 {
+        format!(" after {attempts} attempts")
+    } else {
+        String::new()
+    };
+    match outcome {
+        ExecOutcome::Exited(127) => {
+            let text = String::from_utf8_lossy(output);
+            let line = text
+                .lines()
+                .rev()
+                .find(|l| l.contains("not found"))
+                .unwrap_or("")
+                .trim();
+            let what = line
+                .rsplit_once(": not found")
+                .map(|(head, _)| head.rsplit(": ").next().unwrap_or(head).trim());
+            match what {
+                Some(cmd) if !cmd.is_empty() => format!(
+                    "command not found: `{cmd}` (exit 127{tries}); is it installed and on PATH?"
+                ),
+                _ => format!("command not found (exit 127{tries}); is it installed and on PATH?"),
+            }
+        }
+        ExecOutcome::Exited(code) => format!("exit code {code}{tries}"),
+        ExecOutcome::Signalled(sig) => format!("killed by signal {sig}{tries}"),
+        ExecOutcome::TimedOut(after) => format!(
+            "timed out after {}{tries}; its process group was killed",
+            kiln_config::format_duration(*after)
+        ),
+        ExecOutcome::Cancelled => "interrupted".into(),
+        ExecOutcome::SpawnFailed(why) => why.clone(),
+    }
+}
+
+/// Lists the declared outputs, checks each was written, stores them in the cache.
+fn collect_and_store(
+    ctx: &Ctx,
+    id: TargetId,
+    manifest: &Manifest,
+    log: &[u8],
+    duration_ms: u64,
+) -> Result<TargetRecord, String> {
+    let target = ctx.target(id);
+    let root = &ctx.config.root;
+    let patterns = &ctx.outputs[id];
+    let index = FileIndex::scan(root, patterns.iter().map(|p| p.prefix.clone()), false);
+    let files: Vec<(String, FileMeta)> = index.select(patterns, &[]);
+    if let Some(missing) = patterns
+        .iter()
+        .find(|p| !files.iter().any(|(f, _)| p.matches(f)))
+    {
+        return Err(format!(
+            "the command succeeded but did not write declared output `{}`",
+            missing.text
+        ));
+    }
+    let key = manifest.key();
+    let record = if target.cache {
+        let rec = ctx
+            .cache
+            .store(
+                root,
+                &target.name,
+                manifest,
+                &files,
+                Some(log),
+                duration_ms,
+                &ctx.stat,
+            )
+            .map_err(|e| format!("cannot store outputs in the cache: {e}"))?;
+        TargetRecord {
+            key,
+            output_digest: rec.output_digest,
+            outputs: rec.outputs,
+            duration_ms,
+            finished_at: rfc3339(SystemTime::now()),
+        }
+    } else {
+        let mut outputs = Vec::new();
+        for (path, meta) in &files {
+            let digest = ctx
+                .stat
+                .digest(root, path, meta)
+                .map_err(|e| format!("cannot read output {path}: {e}"))?;
+            outputs.push(OutputFile {
+                path: path.clone(),
+                digest,
+                size: meta.size,
+                executable: meta.executable,
+            });
+        }
+        TargetRecord {
+            key,
+            output_digest: output_digest(&key, &outputs),
+            outputs,
+            duration_ms,
+            finished_at: rfc3339(SystemTime::now()),
+        }
+    };
+    Ok(record)
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,196 @@
+//! The one event stream. Every view of kiln (terminal, JSON lines, later HTTP and traces)
+//! subscribes here; the engine only publishes and never prints.
+//!
+//! Events are delivered to every subscriber in order and never dropped: each subscriber has
+//! an unbounded queue, so a slow view delays nothing in the engine.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::timestamp::rfc3339;
+
+/// How a target finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetStatus {
+    /// The command ran and succeeded.
+    Built,
+    /// Outputs were restored from the cache.
+    Cached,
+    /// Already up to date: nothing was done.
+    Fresh,
+    Failed,
+    /// A dependency failed or the run was cancelled.
+    Skipped,
+}
+
+impl TargetStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetStatus::Built => "built",
+            TargetStatus::Cached => "cached",
+            TargetStatus::Fresh => "fresh",
+            TargetStatus::Failed => "failed",
+            TargetStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Something that happened. Field names are a public contract: add, never rename.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    #[serde(rename = "run.started")]
+    RunStarted { mode: String, targets: usize },
+    #[serde(rename = "target.queued")]
+    TargetQueued { target: String },
+    #[serde(rename = "target.started")]
+    TargetStarted { target: String, attempt: u32 },
+    #[serde(rename = "target.output")]
+    TargetOutput {
+        target: String,
+        stream: Stream,
+        line: String,
+    },
+    #[serde(rename = "target.finished")]
+    TargetFinished {
+        target: String,
+        status: TargetStatus,
+        duration_ms: u64,
+        key: Option<String>,
+        reason: String,
+        /// Path of the full log, when the command ran.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        log: Option<String>,
+    },
+    #[serde(rename = "run.finished")]
+    RunFinished {
+        ok: bool,
+        built: usize,
+        cached: usize,
+        fresh: usize,
+        failed: usize,
+        skipped: usize,
+        duration_ms: u64,
+        /// Whether the run was cut short by a signal.
+        interrupted: bool,
+    },
+    /// A notice for humans that is not tied to a target (waiting for a lock, a discarded
+    /// corrupt cache entry).
+    #[serde(rename = "run.notice")]
+    Notice { level: NoticeLevel, message: String },
+}
+
+/// How loud a notice is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoticeLevel {
+    Info,
+    Warning,
+}
+
+/// An event with its sequence number and time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Envelope {
+    #[serde(flatten)]
+    pub event: Event,
+    pub ts: String,
+    pub seq: u64,
+}
+
+/// Publishes events to every subscriber.
+#[derive(Default)]
+pub struct EventBus {
+    seq: AtomicU64,
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<std::sync::Arc<Envelope>>>>,
+}
+
+impl EventBus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A new receiver of every event published from now on.
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<std::sync::Arc<Envelope>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.subscribers
+            .lock()
+            .expect("event bus lock is never poisoned")
+            .push(tx);
+        rx
+    }
+
+    pub fn publish(&self, event: Event) {
+        let mut subs = self
+            .subscribers
+            .lock()
+            .expect("event bus lock is never poisoned");
+        // Numbered under the lock so that every subscriber sees increasing `seq`.
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let envelope = std::sync::Arc::new(Envelope {
+            event,
+            ts: rfc3339(SystemTime::now()),
+            seq,
+        });
+        subs.retain(|tx| tx.send(envelope.clone()).is_ok());
+    }
+
+    /// Drops every subscriber's sender so their receivers end once drained.
+    pub fn close(&self) {
+        self.subscribers
+            .lock()
+            .expect("event bus lock is never poisoned")
+            .clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializes_with_type_first_and_contract_fields() {
+        let env = Envelope {
+            event: Event::TargetStarted {
+                target: "core".into(),
+                attempt: 1,
+            },
+            ts: "2026-01-01T00:00:00.000Z".into(),
+            seq: 3,
+        };
+        let json = serde_json::to_string(&env).expect("serializable");
+        assert_eq!(
+            json,
+            r#"{"type":"target.started","target":"core","attempt":1,"ts":"2026-01-01T00:00:00.000Z","seq":3}"#
+        );
+    }
+
+    #[test]
+    fn subscribers_see_every_event_in_order() {
+        let bus = EventBus::new();
+        let mut rx = bus.subscribe();
+        for i in 0..3 {
+            bus.publish(Event::TargetQueued {
+                target: format!("t{i}"),
+            });
+        }
+        bus.close();
+        let mut seqs = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            seqs.push(e.seq);
+        }
+        assert_eq!(seqs, vec![1, 2, 3]);
+    }
+}

@@ -1,0 +1,322 @@
+//! The ready queue over the target graph, as pure decisions (no I/O, no clock).
+//!
+//! In: the selected targets, their priorities, `jobs`, and what happens to each target
+//! (evaluated as needing a run, finished with a status). Out: which targets to evaluate next
+//! (all their deps succeeded), which to start running (highest priority first, at most
+//! `jobs` at once), and which to skip. A target starts the moment its deps are done, not
+//! wave by wave.
+//!
+//! On a failure without keep-going, or on cancel, nothing new starts; what runs finishes,
+//! and everything not started ends as skipped. With keep-going, only the dependents of a
+//! failure are skipped.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+
+use crate::event::TargetStatus;
+use crate::graph::{Graph, TargetId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Waiting for this many deps to finish.
+    Waiting(usize),
+    /// Deps done; not yet handed out for evaluation.
+    Ready,
+    Evaluating,
+    /// Evaluated as needing its command; waiting for a job slot.
+    Queued,
+    Running,
+    Done(TargetStatus),
+}
+
+/// Why the scheduler stopped starting work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Halt {
+    Failure,
+    Cancelled,
+}
+
+pub struct Scheduler {
+    slots: HashMap<TargetId, Slot>,
+    dependents: HashMap<TargetId, Vec<TargetId>>,
+    priority: HashMap<TargetId, u64>,
+    queue: BinaryHeap<(u64, Reverse<TargetId>)>,
+    ready: BinaryHeap<(u64, Reverse<TargetId>)>,
+    jobs: usize,
+    running: usize,
+    evaluating: usize,
+    keep_going: bool,
+    halt: Option<Halt>,
+}
+
+impl Scheduler {
+    pub fn new(
+        graph: &Graph,
+        selected: &BTreeSet<TargetId>,
+        priority: HashMap<TargetId, u64>,
+        jobs: usize,
+        keep_going: bool,
+    ) -> Scheduler {
+        let mut slots = HashMap::new();
+        let mut dependents: HashMap<TargetId, Vec<TargetId>> = HashMap::new();
+        let mut ready = BinaryHeap::new();
+        for &id in selected {
+            let deps: Vec<TargetId> = graph
+                .deps(id)
+                .iter()
+                .copied()
+                .filter(|d| selected.contains(d))
+                .collect();
+            for &d in &deps {
+                dependents.entry(d).or_default().push(id);
+            }
+            if deps.is_empty() {
+                slots.insert(id, Slot::Ready);
+                ready.push((priority.get(&id).copied().unwrap_or(0), Reverse(id)));
+            } else {
+                slots.insert(id, Slot::Waiting(deps.len()));
+            }
+        }
+        Scheduler {
+            slots,
+            dependents,
+            priority,
+            queue: BinaryHeap::new(),
+            ready,
+            jobs: jobs.max(1),
+            running: 0,
+            evaluating: 0,
+            keep_going,
+            halt: None,
+        }
+    }
+
+    fn prio(&self, id: TargetId) -> u64 {
+        self.priority.get(&id).copied().unwrap_or(0)
+    }
+
+    /// Targets whose deps all succeeded, to be evaluated (keyed, checked against the cache);
+    /// at most `limit` evaluations in flight.
+    pub fn take_evaluations(&mut self, limit: usize) -> Vec<TargetId> {
+        let mut out = Vec::new();
+        while self.evaluating < limit {
+            let Some((_, Reverse(id))) = self.ready.pop() else {
+                break;
+            };
+            self.slots.insert(id, Slot::Evaluating);
+            self.evaluating += 1;
+            out.push(id);
+        }
+        out
+    }
+
+    /// The evaluation of `id` says its command must run.
+    pub fn needs_run(&mut self, id: TargetId) {
+        self.evaluating -= 1;
+        self.slots.insert(id, Slot::Queued);
+        self.queue.push((self.prio(id), Reverse(id)));
+    }
+
+    /// Targets to start now, highest remaining path first, within `jobs`.
+    pub fn take_runs(&mut self) -> Vec<TargetId> {
+        let mut out = Vec::new();
+        if self.halt.is_some() {
+            return out;
+        }
+        while self.running < self.jobs {
+            let Some((_, Reverse(id))) = self.queue.pop() else {
+                break;
+            };
+            self.slots.insert(id, Slot::Running);
+            self.running += 1;
+            out.push(id);
+        }
+        out
+    }
+
+    pub fn is_halted(&self) -> Option<Halt> {
+        self.halt
+    }
+
+    /// Records how `id` ended; returns the targets skipped as a consequence, each with the
+    /// dependency that did not succeed.
+    pub fn finish(&mut self, id: TargetId, status: TargetStatus) -> Vec<(TargetId, TargetId)> {
+        match self.slots.get(&id) {
+            Some(Slot::Running) => self.running -= 1,
+            Some(Slot::Evaluating) => self.evaluating -= 1,
+            _ => {}
+        }
+        self.slots.insert(id, Slot::Done(status));
+        let mut skipped = Vec::new();
+        match status {
+            TargetStatus::Built | TargetStatus::Cached | TargetStatus::Fresh => {
+                for dep in self.dependents.get(&id).cloned().unwrap_or_default() {
+                    if let Some(Slot::Waiting(n)) = self.slots.get_mut(&dep) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.slots.insert(dep, Slot::Ready);
+                            self.ready.push((self.prio(dep), Reverse(dep)));
+                        }
+                    }
+                }
+            }
+            TargetStatus::Failed | TargetStatus::Skipped => {
+                if status == TargetStatus::Failed && !self.keep_going && self.halt.is_none() {
+                    self.halt = Some(Halt::Failure);
+                }
+                let mut stack = vec![id];
+                while let Some(cur) = stack.pop() {
+                    for dep in self.dependents.get(&cur).cloned().unwrap_or_default() {
+                        if matches!(self.slots.get(&dep), Some(Slot::Waiting(_))) {
+                            self.slots.insert(dep, Slot::Done(TargetStatus::Skipped));
+                            skipped.push((dep, cur));
+                            stack.push(dep);
+                        }
+                    }
+                }
+            }
+        }
+        skipped
+    }
+
+    /// Stops starting anything; queued and waiting targets will be skipped.
+    pub fn cancel(&mut self) {
+        self.halt = Some(Halt::Cancelled);
+    }
+
+    /// Whether something is still evaluating or running.
+    pub fn busy(&self) -> bool {
+        self.running > 0 || self.evaluating > 0
+    }
+
+    /// When halted and idle: every target not yet done, now skipped.
+    pub fn drain_unstarted(&mut self) -> Vec<TargetId> {
+        if self.halt.is_none() || self.busy() {
+            return Vec::new();
+        }
+        let mut out: Vec<TargetId> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| !matches!(s, Slot::Done(_)))
+            .map(|(id, _)| *id)
+            .collect();
+        out.sort_unstable();
+        for id in &out {
+            self.slots.insert(*id, Slot::Done(TargetStatus::Skipped));
+        }
+        self.queue.clear();
+        self.ready.clear();
+        out
+    }
+
+    /// Whether every selected target has finished.
+    pub fn is_done(&self) -> bool {
+        self.slots.values().all(|s| matches!(s, Slot::Done(_)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph() -> Graph {
+        // core ← {a, b, c}; a ← app
+        Graph::from_edges([
+            ("a".to_string(), vec!["core".to_string()]),
+            ("app".to_string(), vec!["a".to_string()]),
+            ("b".to_string(), vec!["core".to_string()]),
+            ("c".to_string(), vec!["core".to_string()]),
+            ("core".to_string(), vec![]),
+        ])
+    }
+
+    fn sched(g: &Graph, jobs: usize, keep_going: bool) -> Scheduler {
+        let all: BTreeSet<TargetId> = (0..g.len()).collect();
+        let prio = g.remaining_path(&all, |_| 1);
+        Scheduler::new(g, &all, prio, jobs, keep_going)
+    }
+
+    fn id(g: &Graph, n: &str) -> TargetId {
+        g.id(n).expect("target exists")
+    }
+
+    #[test]
+    fn starts_dependents_as_soon_as_deps_finish_and_prefers_long_paths() {
+        let g = graph();
+        let mut s = sched(&g, 2, false);
+        assert_eq!(s.take_evaluations(10), vec![id(&g, "core")]);
+        s.needs_run(id(&g, "core"));
+        assert_eq!(s.take_runs(), vec![id(&g, "core")]);
+        s.finish(id(&g, "core"), TargetStatus::Built);
+        let evals = s.take_evaluations(10);
+        assert_eq!(evals[0], id(&g, "a"), "a has the longest remaining path");
+        for e in &evals {
+            s.needs_run(*e);
+        }
+        assert_eq!(s.take_runs().len(), 2, "bounded by jobs");
+        assert!(s.take_runs().is_empty());
+    }
+
+    #[test]
+    fn failure_halts_new_work_and_skips_the_rest() {
+        let g = graph();
+        let mut s = sched(&g, 1, false);
+        s.take_evaluations(10);
+        s.needs_run(id(&g, "core"));
+        s.take_runs();
+        s.finish(id(&g, "core"), TargetStatus::Built);
+        for e in s.take_evaluations(10) {
+            s.needs_run(e);
+        }
+        let first = s.take_runs();
+        assert_eq!(first, vec![id(&g, "a")]);
+        let skipped = s.finish(id(&g, "a"), TargetStatus::Failed);
+        assert_eq!(
+            skipped.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+            vec![id(&g, "app")]
+        );
+        assert_eq!(s.is_halted(), Some(Halt::Failure));
+        assert!(s.take_runs().is_empty(), "nothing new starts");
+        assert_eq!(s.drain_unstarted(), vec![id(&g, "b"), id(&g, "c")]);
+        assert!(s.is_done());
+    }
+
+    #[test]
+    fn keep_going_runs_everything_independent_of_the_failure() {
+        let g = graph();
+        let mut s = sched(&g, 4, true);
+        s.take_evaluations(10);
+        s.needs_run(id(&g, "core"));
+        s.take_runs();
+        s.finish(id(&g, "core"), TargetStatus::Built);
+        for e in s.take_evaluations(10) {
+            s.needs_run(e);
+        }
+        assert_eq!(s.take_runs().len(), 3);
+        let skipped = s.finish(id(&g, "a"), TargetStatus::Failed);
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(s.is_halted(), None);
+        s.finish(id(&g, "b"), TargetStatus::Built);
+        s.finish(id(&g, "c"), TargetStatus::Built);
+        assert!(s.is_done());
+    }
+
+    #[test]
+    fn cancel_skips_everything_not_started() {
+        let g = graph();
+        let mut s = sched(&g, 4, true);
+        s.take_evaluations(10);
+        s.cancel();
+        assert!(
+            s.drain_unstarted().is_empty(),
+            "waits for the evaluation in flight"
+        );
+        s.finish(id(&g, "core"), TargetStatus::Skipped);
+        assert_eq!(
+            s.drain_unstarted(),
+            Vec::<TargetId>::new(),
+            "dependents were skipped with core"
+        );
+        assert!(s.is_done());
+    }
+}

@@ -1,0 +1,162 @@
+//! The stat cache: (path, size, mtime, inode) → content digest, so unchanged files are not
+//! read again.
+//!
+//! A file modified within [`RACY_WINDOW`] of being hashed is not remembered: a later write in
+//! the same mtime tick would otherwise go unseen (git calls these entries "racy").
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::file_index::FileMeta;
+
+const RACY_WINDOW: Duration = Duration::from_millis(50);
+const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Entry {
+    meta: FileMeta,
+    digest: Digest,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OnDisk {
+    format: u32,
+    entries: Vec<(String, Entry)>,
+}
+
+/// Shared by every worker of a run; lookups take a short lock, hashing happens outside it.
+#[derive(Default)]
+pub struct StatCache {
+    entries: Mutex<HashMap<String, Entry>>,
+    dirty: std::sync::atomic::AtomicBool,
+}
+
+impl StatCache {
+    /// Loads the cache; a missing, old or damaged file just means an empty cache.
+    pub fn load(path: &Path) -> StatCache {
+        let entries = std::fs::read(path)
+            .ok()
+            .and_then(|bytes| postcard::from_bytes::<OnDisk>(&bytes).ok())
+            .filter(|d| d.format == FORMAT)
+            .map(|d| d.entries.into_iter().collect())
+            .unwrap_or_default();
+        StatCache {
+            entries: Mutex::new(entries),
+            dirty: Default::default(),
+        }
+    }
+
+    /// Writes the cache atomically if anything changed.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        if !self.dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        let entries: Vec<(String, Entry)> = {
+            let map = self
+                .entries
+                .lock()
+                .expect("stat cache lock is never poisoned");
+            map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        };
+        let bytes = postcard::to_stdvec(&OnDisk {
+            format: FORMAT,
+            entries,
+        })
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        crate::atomic_write::write(path, &bytes)
+    }
+
+    /// The digest of `rel` under `root`, hashing it only if its metadata changed.
+    pub fn digest(&self, root: &Path, rel: &str, meta: &FileMeta) -> std::io::Result<Digest> {
+        if let Some(d) = self.lookup(rel, meta) {
+            return Ok(d);
+        }
+        let digest = Digest::of_file(&root.join(rel))?;
+        self.remember(rel, *meta, digest);
+        Ok(digest)
+    }
+
+    /// The digest recorded for `rel` if its metadata still matches.
+    pub fn lookup(&self, rel: &str, meta: &FileMeta) -> Option<Digest> {
+        let map = self
+            .entries
+            .lock()
+            .expect("stat cache lock is never poisoned");
+        map.get(rel).filter(|e| e.meta == *meta).map(|e| e.digest)
+    }
+
+    /// Records a digest just computed (or just written) for a file with this metadata.
+    pub fn remember(&self, rel: &str, meta: FileMeta, digest: Digest) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let now_ns = i64::try_from(now.as_nanos()).unwrap_or(i64::MAX);
+        let racy = meta.mtime_ns >= now_ns - i64::try_from(RACY_WINDOW.as_nanos()).unwrap_or(0);
+        let mut map = self
+            .entries
+            .lock()
+            .expect("stat cache lock is never poisoned");
+        if racy {
+            map.remove(rel);
+        } else {
+            map.insert(rel.to_string(), Entry { meta, digest });
+        }
+        self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(mtime_ns: i64) -> FileMeta {
+        FileMeta {
+            size: 3,
+            mtime_ns,
+            ino: 7,
+            executable: false,
+        }
+    }
+
+    #[test]
+    fn remembers_old_files_and_forgets_racy_ones() {
+        let cache = StatCache::default();
+        let d = Digest::of_bytes(b"abc");
+        cache.remember("old", meta(1_000_000_000), d);
+        assert_eq!(cache.lookup("old", &meta(1_000_000_000)), Some(d));
+        assert_eq!(
+            cache.lookup("old", &meta(2_000_000_000)),
+            None,
+            "a new mtime misses"
+        );
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after epoch")
+            .as_nanos();
+        let fresh = meta(i64::try_from(now).expect("fits"));
+        cache.remember("new", fresh, d);
+        assert_eq!(
+            cache.lookup("new", &fresh),
+            None,
+            "racy entries are not trusted"
+        );
+    }
+
+    #[test]
+    fn survives_a_round_trip_on_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stat.bin");
+        let cache = StatCache::default();
+        cache.remember("a", meta(5), Digest::of_bytes(b"a"));
+        cache.save(&path).expect("saved");
+        let loaded = StatCache::load(&path);
+        assert_eq!(loaded.lookup("a", &meta(5)), Some(Digest::of_bytes(b"a")));
+        std::fs::write(&path, b"garbage").expect("write");
+        assert_eq!(StatCache::load(&path).lookup("a", &meta(5)), None);
+    }
+}

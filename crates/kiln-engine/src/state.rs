@@ -1,0 +1,43 @@
+//! `.kiln/state/targets.json`: what each target's last successful build produced, so the
+//! next run (or a restart of `kiln up`) knows what is already up to date.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cache::OutputFile;
+use crate::digest::Digest;
+
+/// The last successful build of one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetRecord {
+    pub key: Digest,
+    pub output_digest: Digest,
+    pub outputs: Vec<OutputFile>,
+    /// How long the command took when it last ran (not restores).
+    pub duration_ms: u64,
+    /// RFC 3339 time the record was written.
+    pub finished_at: String,
+}
+
+/// Per-target records of the project.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    pub targets: BTreeMap<String, TargetRecord>,
+}
+
+impl State {
+    /// Loads the state; a missing or unreadable file is an empty state.
+    pub fn load(path: &Path) -> State {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec(self).expect("state always serializes");
+        crate::atomic_write::write(path, &json)
+    }
+}
