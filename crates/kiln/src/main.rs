@@ -1,1 +1,53 @@
-fn main() {}
+//! The kiln binary: parses the command line, loads the project, runs the engine and renders
+//! its events. The only crate that talks to the user.
+
+mod cli;
+mod commands;
+mod exit;
+mod human_view;
+mod json_view;
+mod project;
+mod signals;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return exit::code(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::SUCCESS
+            });
+        }
+    };
+    let config = match project::load(&cli.global) {
+        Ok(c) => c,
+        Err(project::ProjectError(text)) => {
+            eprintln!("{text}");
+            return exit::code(exit::USAGE);
+        }
+    };
+    let code = match cli.command {
+        Command::Build(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("the runtime starts: it needs only threads and an epoll fd");
+            runtime.block_on(commands::build::run(config, args, cli.global.json))
+        }
+        Command::Graph(args) => {
+            print!("{}", commands::graph::render(&config, args.format));
+            exit::SUCCESS
+        }
+        Command::Cache(command) => commands::cache::run(&config, &command, cli.global.json),
+        Command::Clean(args) => commands::clean::run(&config, args.all),
+    };
+    exit::code(code)
+}

@@ -1,0 +1,137 @@
+//! The command line, declared once: help text and parsing come from these types.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// kiln: build, watch and supervise a multi-component project from one kiln.toml.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Run as if started in DIR (kiln.toml is searched from there upwards).
+    #[arg(short = 'C', value_name = "DIR", global = true)]
+    pub dir: Option<PathBuf>,
+    /// Use this configuration file instead of searching for kiln.toml.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub file: Option<PathBuf>,
+    /// Deep-merge [profile.NAME] over the configuration.
+    #[arg(long, value_name = "NAME", global = true)]
+    pub profile: Option<String>,
+    /// Write events as JSON lines on stdout; human output goes to stderr.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build targets (all, or the named ones and what they need).
+    Build(BuildArgs),
+    /// Print the target graph.
+    Graph(GraphArgs),
+    /// Inspect or trim the content-addressed cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Remove declared outputs, logs and state (and with --all, the cache too).
+    Clean(CleanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Targets to build; their dependencies are built first. Default: all targets.
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Commands to run at once (default: settings.jobs, else the number of CPUs).
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Keep building everything that does not depend on a failed target.
+    #[arg(short, long)]
+    pub keep_going: bool,
+    /// Print what would run and why, and run nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    pub format: GraphFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Entries, blobs and bytes in .kiln/cache.
+    Stats,
+    /// Remove the least recently used entries until the cache fits in SIZE.
+    Prune {
+        /// For example 500M, 2G or 100K.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_size: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Also empty the cache.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Parses sizes like `500M`, `2G`, `100K`, `1.5GB` or a plain byte count.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_uppercase();
+    let t = t
+        .strip_suffix("IB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        Some('T') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (use e.g. 500M, 2G, 100K)"))?;
+    if n < 0.0 {
+        return Err(format!("`{text}` is negative"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_size("100"), Ok(100));
+        assert_eq!(parse_size("2K"), Ok(2048));
+        assert_eq!(parse_size("500M"), Ok(500 << 20));
+        assert_eq!(parse_size("1GB"), Ok(1 << 30));
+        assert_eq!(parse_size("1.5g"), Ok(3 << 29));
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

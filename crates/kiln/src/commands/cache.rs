@@ -1,0 +1,84 @@
+//! `kiln cache stats` and `kiln cache prune`.
+
+use kiln_config::Config;
+use kiln_engine::{Cache, Layout, ProjectLock};
+
+use crate::cli::CacheCommand;
+use crate::exit;
+
+pub fn run(config: &Config, command: &CacheCommand, json: bool) -> u8 {
+    let layout = Layout::new(&config.root);
+    let cache = Cache::new(layout.cache());
+    match command {
+        CacheCommand::Stats => {
+            let stats = cache.stats();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&stats).expect("stats serialize")
+                );
+            } else {
+                println!(
+                    "{} entries, {} blobs, {} in {}",
+                    stats.entries,
+                    stats.blobs,
+                    human_bytes(stats.bytes),
+                    layout.cache().display()
+                );
+            }
+        }
+        CacheCommand::Prune { max_size } => {
+            if let Err(e) = layout.ensure() {
+                eprintln!("error: cannot prepare {}: {e}", layout.kiln.display());
+                return exit::FAILED;
+            }
+            let _lock = match ProjectLock::acquire(&layout.lock(), |pid| wait_notice(pid)) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: cannot lock {}: {e}", layout.lock().display());
+                    return exit::FAILED;
+                }
+            };
+            let report = cache.prune(*max_size);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).expect("report serializes")
+                );
+            } else {
+                println!(
+                    "removed {} entries and {} blobs ({}); {} kept",
+                    report.removed_entries,
+                    report.removed_blobs,
+                    human_bytes(report.freed_bytes),
+                    human_bytes(report.kept_bytes)
+                );
+            }
+        }
+    }
+    exit::SUCCESS
+}
+
+pub fn wait_notice(pid: Option<u32>) {
+    match pid {
+        Some(pid) => {
+            eprintln!("kiln: waiting for another kiln (pid {pid}) to finish in this project…")
+        }
+        None => eprintln!("kiln: waiting for another kiln to finish in this project…"),
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,54 @@
+//! Finding and loading the project's configuration from the global options.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use kiln_config::{Config, LoadError};
+
+use crate::cli::GlobalArgs;
+
+/// A failure to get a configuration, already rendered for the terminal.
+pub struct ProjectError(pub String);
+
+/// Whether to colour what goes to stderr.
+pub fn stderr_color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Locates kiln.toml (`--file`, else upwards from `-C DIR` or the current directory) and
+/// loads it with the selected profile.
+pub fn load(global: &GlobalArgs) -> Result<Config, ProjectError> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| ProjectError(format!("error: cannot read the current directory: {e}")))?;
+    let start = match &global.dir {
+        Some(d) => cwd.join(d),
+        None => cwd.clone(),
+    };
+    if global.dir.is_some() && !start.is_dir() {
+        return Err(ProjectError(format!(
+            "error: -C {}: no such directory",
+            start.display()
+        )));
+    }
+    let file: PathBuf = match &global.file {
+        Some(f) => start.join(f),
+        None => kiln_config::find_config(&start).ok_or_else(|| {
+            ProjectError(format!(
+                "error: no kiln.toml in {} or any parent directory\n  = help: create one, or point at it with --file PATH or -C DIR",
+                start.display()
+            ))
+        })?,
+    };
+    let shown = file
+        .strip_prefix(&cwd)
+        .map_or_else(|_| file.clone(), PathBuf::from);
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| ProjectError(format!("error: cannot read {}: {e}", shown.display())))?;
+    let root = file
+        .parent()
+        .map_or_else(|| cwd.clone(), |p| p.to_path_buf());
+    kiln_config::parse_str(&text, &shown, &root, global.profile.as_deref()).map_err(|e| match e {
+        LoadError::Invalid(diags) => ProjectError(diags.render(stderr_color())),
+        other => ProjectError(format!("error: {other}")),
+    })
+}
