@@ -653,7 +653,12 @@ fn restore(
     {
         Ok(written) => {
             ctx.cache.touch(&key);
-            let (status, reason) = if written == 0 {
+            let (status, reason) = if record.outputs.is_empty() {
+                (
+                    TargetStatus::Cached,
+                    format!("{why}; succeeded before with this key (no outputs to restore)"),
+                )
+            } else if written == 0 {
                 (
                     TargetStatus::Fresh,
                     format!("{why}; outputs already match the cache"),
