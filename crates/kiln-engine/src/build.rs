@@ -289,6 +289,10 @@ pub async fn run_build(
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     let eval_limit = cpus() * 2;
     loop {
+        if *cancel.borrow() && !run.summary.interrupted {
+            run.summary.interrupted = true;
+            run.sched.cancel();
+        }
         for id in run.sched.take_evaluations(eval_limit) {
             run.start_evaluation(id, tx.clone());
         }

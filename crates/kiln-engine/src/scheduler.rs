@@ -123,10 +123,22 @@ impl Scheduler {
         if self.halt.is_some() {
             return out;
         }
+        // A target still being evaluated (or waiting to be) may need to run and outrank
+        // what is queued; evaluations take milliseconds, so wait for them.
+        let outranking = self
+            .slots
+            .iter()
+            .filter(|(_, s)| matches!(s, Slot::Evaluating | Slot::Ready))
+            .map(|(id, _)| self.prio(*id))
+            .max();
         while self.running < self.jobs {
-            let Some((_, Reverse(id))) = self.queue.pop() else {
+            let Some(&(prio, Reverse(id))) = self.queue.peek() else {
                 break;
             };
+            if outranking.is_some_and(|o| o > prio) {
+                break;
+            }
+            self.queue.pop();
             self.slots.insert(id, Slot::Running);
             self.running += 1;
             out.push(id);
@@ -255,6 +267,25 @@ mod tests {
         }
         assert_eq!(s.take_runs().len(), 2, "bounded by jobs");
         assert!(s.take_runs().is_empty());
+    }
+
+    #[test]
+    fn a_queued_target_waits_for_the_evaluation_of_a_longer_path() {
+        let g = Graph::from_edges([
+            ("lone".to_string(), vec![]),
+            ("z1".to_string(), vec![]),
+            ("z2".to_string(), vec!["z1".to_string()]),
+        ]);
+        let all: BTreeSet<TargetId> = (0..g.len()).collect();
+        let mut s = Scheduler::new(&g, &all, g.remaining_path(&all, |_| 1), 1, false);
+        assert_eq!(s.take_evaluations(10).len(), 2);
+        s.needs_run(id(&g, "lone"));
+        assert!(
+            s.take_runs().is_empty(),
+            "z1 is still being evaluated and outranks lone"
+        );
+        s.needs_run(id(&g, "z1"));
+        assert_eq!(s.take_runs(), vec![id(&g, "z1")]);
     }
 
     #[test]
