@@ -203,7 +203,7 @@ pub async fn run_build(
     .expect("lock task does not panic")
     .map_err(setup(layout.lock()))?;
 
-    let cache = Cache::new(layout.cache());
+    let cache = Cache::new(config.root.clone(), layout.cache());
     cache.sweep_tmp();
     let prev = State::load(&layout.state().join("targets.json"));
     let stat = StatCache::load(&layout.state().join("stat.bin"));
@@ -584,24 +584,24 @@ fn evaluate(
             None => "inputs or definition changed".to_string(),
         },
     };
-    if target.cache {
-        if let Some(rec) = ctx.cache.lookup(&key) {
-            if ctx.dry_run {
-                return Evaluation::Plan {
-                    action: PlanAction::Restore,
-                    reason: format!("{reason}; would restore from cache"),
-                    digest: Some(rec.output_digest),
-                };
-            }
-            let record = TargetRecord {
-                key,
-                output_digest: rec.output_digest,
-                outputs: rec.outputs,
-                duration_ms: rec.duration_ms,
-                finished_at: rfc3339(SystemTime::now()),
+    if target.cache
+        && let Some(rec) = ctx.cache.lookup(&key)
+    {
+        if ctx.dry_run {
+            return Evaluation::Plan {
+                action: PlanAction::Restore,
+                reason: format!("{reason}; would restore from cache"),
+                digest: Some(rec.output_digest),
             };
-            return restore(ctx, name, manifest, record, reason);
         }
+        let record = TargetRecord {
+            key,
+            output_digest: rec.output_digest,
+            outputs: rec.outputs,
+            duration_ms: rec.duration_ms,
+            finished_at: rfc3339(SystemTime::now()),
+        };
+        return restore(ctx, name, manifest, record, reason);
     }
     run_or_plan(ctx, manifest, reason)
 }
@@ -651,10 +651,7 @@ fn restore(
     why: String,
 ) -> Evaluation {
     let key = record.key;
-    match ctx
-        .cache
-        .restore(&ctx.config.root, &key, &record.outputs, &ctx.stat)
-    {
+    match ctx.cache.restore(&key, &record.outputs, &ctx.stat) {
         Ok(written) => {
             ctx.cache.touch(&key);
             let (status, reason) = if record.outputs.is_empty() {
@@ -886,7 +883,6 @@ fn collect_and_store(
         let rec = ctx
             .cache
             .store(
-                root,
                 &target.name,
                 manifest,
                 &files,

@@ -102,12 +102,15 @@ pub struct PruneReport {
 /// The store itself.
 #[derive(Debug, Clone)]
 pub struct Cache {
+    /// The project root, which restores never leave.
+    root: PathBuf,
     dir: PathBuf,
 }
 
 impl Cache {
-    pub fn new(dir: PathBuf) -> Cache {
-        Cache { dir }
+    /// The cache in `dir` for the project at `root`.
+    pub fn new(root: PathBuf, dir: PathBuf) -> Cache {
+        Cache { root, dir }
     }
 
     fn blob_path(&self, d: &Digest) -> PathBuf {
@@ -187,7 +190,6 @@ impl Cache {
     /// Stores the given output files (root-relative) and then the action record.
     pub fn store(
         &self,
-        root: &Path,
         target: &str,
         manifest: &Manifest,
         files: &[(String, FileMeta)],
@@ -198,7 +200,7 @@ impl Cache {
         let key = manifest.key();
         let mut outputs = Vec::with_capacity(files.len());
         for (rel, meta) in files {
-            let digest = self.put_file(&root.join(rel))?;
+            let digest = self.put_file(&self.root.join(rel))?;
             stat.remember(rel, *meta, digest);
             outputs.push(OutputFile {
                 path: rel.clone(),
@@ -227,19 +229,18 @@ impl Cache {
     /// Returns how many files were written.
     pub fn restore(
         &self,
-        root: &Path,
         key: &Digest,
         outputs: &[OutputFile],
         stat: &StatCache,
     ) -> Result<usize, CacheError> {
         let mut written = 0;
         for out in outputs {
-            if current_digest(root, &out.path, stat) == Some(out.digest)
-                && is_executable(&root.join(&out.path)) == out.executable
+            if current_digest(&self.root, &out.path, stat) == Some(out.digest)
+                && is_executable(&self.root.join(&out.path)) == out.executable
             {
                 continue;
             }
-            if let Err(e) = self.restore_one(root, out, stat) {
+            if let Err(e) = self.restore_one(out, stat) {
                 if matches!(e, CacheError::Corrupt { .. } | CacheError::Missing { .. }) {
                     let _ = std::fs::remove_file(self.blob_path(&out.digest));
                     let _ = std::fs::remove_file(self.action_path(key));
@@ -251,13 +252,8 @@ impl Cache {
         Ok(written)
     }
 
-    fn restore_one(
-        &self,
-        root: &Path,
-        out: &OutputFile,
-        stat: &StatCache,
-    ) -> Result<(), CacheError> {
-        let dest = safe_destination(root, &out.path)?;
+    fn restore_one(&self, out: &OutputFile, stat: &StatCache) -> Result<(), CacheError> {
+        let dest = safe_destination(&self.root, &out.path)?;
         let dir = dest.parent().expect("outputs are files inside the root");
         let blob = self.blob_path(&out.digest);
         let mut src = match std::fs::File::open(&blob) {
@@ -332,7 +328,7 @@ impl Cache {
                     (mtime, p, rec)
                 })
                 .collect();
-        records.sort_by(|a, b| b.0.cmp(&a.0));
+        records.sort_by_key(|r| std::cmp::Reverse(r.0));
         let mut keep: HashSet<Digest> = HashSet::new();
         let mut kept_bytes = 0u64;
         let mut report = PruneReport::default();
@@ -494,12 +490,11 @@ mod tests {
     fn store_then_restore_round_trips() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
-        let cache = Cache::new(root.join(".kiln/cache"));
+        let cache = Cache::new(root.to_path_buf(), root.join(".kiln/cache"));
         let stat = StatCache::default();
         let meta = write(root, "out/a", "hello");
         let rec = cache
             .store(
-                root,
                 "t",
                 &manifest(),
                 &[("out/a".into(), meta)],
@@ -510,7 +505,7 @@ mod tests {
             .expect("stored");
         std::fs::remove_file(root.join("out/a")).expect("rm");
         let n = cache
-            .restore(root, &rec.key, &rec.outputs, &stat)
+            .restore(&rec.key, &rec.outputs, &stat)
             .expect("restored");
         assert_eq!(n, 1);
         assert_eq!(
@@ -531,24 +526,16 @@ mod tests {
     fn corrupt_blob_is_detected_and_discarded() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
-        let cache = Cache::new(root.join(".kiln/cache"));
+        let cache = Cache::new(root.to_path_buf(), root.join(".kiln/cache"));
         let stat = StatCache::default();
         let meta = write(root, "out/a", "hello");
         let rec = cache
-            .store(
-                root,
-                "t",
-                &manifest(),
-                &[("out/a".into(), meta)],
-                None,
-                5,
-                &stat,
-            )
+            .store("t", &manifest(), &[("out/a".into(), meta)], None, 5, &stat)
             .expect("stored");
         std::fs::write(cache.blob_path(&rec.outputs[0].digest), "tampered").expect("tamper");
         std::fs::remove_file(root.join("out/a")).expect("rm");
         let err = cache
-            .restore(root, &rec.key, &rec.outputs, &stat)
+            .restore(&rec.key, &rec.outputs, &stat)
             .expect_err("corrupt");
         assert!(matches!(err, CacheError::Corrupt { .. }), "{err}");
         assert!(cache.lookup(&rec.key).is_none(), "entry discarded");
@@ -579,13 +566,13 @@ mod tests {
     fn prune_keeps_recent_entries_within_budget() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
-        let cache = Cache::new(root.join(".kiln/cache"));
+        let cache = Cache::new(root.to_path_buf(), root.join(".kiln/cache"));
         let stat = StatCache::default();
         let mut m1 = manifest();
         m1.action = "cmd one".into();
         let meta = write(root, "out/a", &"x".repeat(1000));
         let old = cache
-            .store(root, "t", &m1, &[("out/a".into(), meta)], None, 1, &stat)
+            .store("t", &m1, &[("out/a".into(), meta)], None, 1, &stat)
             .expect("stored");
         let past = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
         std::fs::File::options()
@@ -596,15 +583,7 @@ mod tests {
             .expect("mtime");
         let meta = write(root, "out/a", &"y".repeat(1000));
         let new = cache
-            .store(
-                root,
-                "t",
-                &manifest(),
-                &[("out/a".into(), meta)],
-                None,
-                1,
-                &stat,
-            )
+            .store("t", &manifest(), &[("out/a".into(), meta)], None, 1, &stat)
             .expect("stored");
         let report = cache.prune(1500);
         assert_eq!(report.removed_entries, 1);

@@ -42,11 +42,11 @@ impl Graph {
         let mut dependents = vec![Vec::new(); names.len()];
         for (id, (_, ds)) in edges.iter().enumerate() {
             for d in ds {
-                if let Some(&dep) = index.get(d) {
-                    if !deps[id].contains(&dep) {
-                        deps[id].push(dep);
-                        dependents[dep].push(id);
-                    }
+                if let Some(&dep) = index.get(d)
+                    && !deps[id].contains(&dep)
+                {
+                    deps[id].push(dep);
+                    dependents[dep].push(id);
                 }
             }
         }

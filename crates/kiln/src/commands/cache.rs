@@ -8,7 +8,7 @@ use crate::exit;
 
 pub fn run(config: &Config, command: &CacheCommand, json: bool) -> u8 {
     let layout = Layout::new(&config.root);
-    let cache = Cache::new(layout.cache());
+    let cache = Cache::new(config.root.clone(), layout.cache());
     match command {
         CacheCommand::Stats => {
             let stats = cache.stats();
@@ -32,7 +32,7 @@ pub fn run(config: &Config, command: &CacheCommand, json: bool) -> u8 {
                 eprintln!("error: cannot prepare {}: {e}", layout.kiln.display());
                 return exit::FAILED;
             }
-            let _lock = match ProjectLock::acquire(&layout.lock(), |pid| wait_notice(pid)) {
+            let _lock = match ProjectLock::acquire(&layout.lock(), wait_notice) {
                 Ok(l) => l,
                 Err(e) => {
                     eprintln!("error: cannot lock {}: {e}", layout.lock().display());
@@ -47,9 +47,9 @@ pub fn run(config: &Config, command: &CacheCommand, json: bool) -> u8 {
                 );
             } else {
                 println!(
-                    "removed {} entries and {} blobs ({}); {} kept",
-                    report.removed_entries,
-                    report.removed_blobs,
+                    "removed {} and {} ({}); {} kept",
+                    plural(report.removed_entries, "entry", "entries"),
+                    plural(report.removed_blobs, "blob", "blobs"),
                     human_bytes(report.freed_bytes),
                     human_bytes(report.kept_bytes)
                 );
@@ -66,6 +66,10 @@ pub fn wait_notice(pid: Option<u32>) {
         }
         None => eprintln!("kiln: waiting for another kiln to finish in this project…"),
     }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 pub fn human_bytes(n: u64) -> String {

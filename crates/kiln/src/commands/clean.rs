@@ -35,11 +35,11 @@ pub fn run(config: &Config, all: bool) -> u8 {
         dirs.push(layout.cache());
     }
     for d in &dirs {
-        if let Err(e) = std::fs::remove_dir_all(d) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                eprintln!("error: cannot remove {}: {e}", d.display());
-                return exit::FAILED;
-            }
+        if let Err(e) = std::fs::remove_dir_all(d)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!("error: cannot remove {}: {e}", d.display());
+            return exit::FAILED;
         }
     }
     let what = if all {
