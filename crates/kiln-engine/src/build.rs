@@ -25,11 +25,11 @@ use crate::cache::{Cache, CacheError, OutputFile, current_digest, output_digest}
 use crate::digest::Digest;
 use crate::event::{Event, EventBus, NoticeLevel, TargetStatus};
 use crate::exec::{CommandSpec, ExecOutcome};
-use crate::file_index::{FileIndex, FileMeta};
+use crate::file_index::{FileIndex, FileMeta, fingerprint};
 use crate::graph::{Graph, TargetId};
 use crate::layout::Layout;
 use crate::manifest::{Manifest, summarize};
-use crate::path_pattern::PathPattern;
+use crate::path_pattern::{PathPattern, PatternCompiler};
 use crate::project_lock::ProjectLock;
 use crate::scheduler::{Halt, Scheduler};
 use crate::stat_cache::StatCache;
@@ -148,17 +148,30 @@ struct Done {
     log: Option<String>,
 }
 
+/// A target that must run: what decides its key, why it runs, and the fingerprint of its
+/// inputs' metadata as evaluated.
+struct RunRequest {
+    manifest: Manifest,
+    reason: String,
+    inputs_meta: Option<Digest>,
+}
+
 enum Evaluation {
     Done(Done),
-    Run {
-        manifest: Manifest,
-        reason: String,
-    },
+    Run(RunRequest),
     Plan {
         action: PlanAction,
         reason: String,
         digest: Option<Digest>,
     },
+}
+
+/// What an evaluation needs from the loop's state.
+struct EvalJob {
+    id: TargetId,
+    deps: Vec<(String, Option<Digest>)>,
+    /// A dep wrote outputs this run: list the inputs anew, they may include them.
+    refresh: bool,
 }
 
 enum Msg {
@@ -206,13 +219,16 @@ pub async fn run_build(
     let cache = Cache::new(config.root.clone(), layout.cache());
     cache.sweep_tmp();
     let prev = State::load(&layout.state().join("targets.json"));
-    let stat = StatCache::load(&layout.state().join("stat.bin"));
+    // The stat cache loads while the tree is walked: neither needs the other.
+    let stat_path = layout.state().join("stat.bin");
+    let stat = tokio::task::spawn_blocking(move || StatCache::load(&stat_path));
+    let mut compiler = PatternCompiler::default();
     let inputs: Vec<Vec<PathPattern>> = (0..graph.len())
         .map(|id| {
             config.targets[graph.name(id)]
                 .inputs
                 .iter()
-                .map(|p| PathPattern::new(p))
+                .map(|p| compiler.compile(p))
                 .collect()
         })
         .collect();
@@ -221,7 +237,7 @@ pub async fn run_build(
             config.targets[graph.name(id)]
                 .outputs
                 .iter()
-                .map(|p| PathPattern::new(p))
+                .map(|p| compiler.compile(p))
                 .collect()
         })
         .collect();
@@ -233,6 +249,7 @@ pub async fn run_build(
     let index = tokio::task::spawn_blocking(move || FileIndex::scan(&root, prefixes, true))
         .await
         .expect("scan task does not panic");
+    let stat = stat.await.expect("stat cache load does not panic");
 
     let jobs = if options.jobs == 0 {
         config.settings.jobs.unwrap_or_else(cpus)
@@ -287,15 +304,15 @@ pub async fn run_build(
         started_at: HashMap::new(),
     };
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
-    let eval_limit = cpus() * 2;
+    // Enough evaluations in flight to keep every CPU busy with large batches.
+    let eval_limit = 512;
     loop {
         if *cancel.borrow() && !run.summary.interrupted {
             run.summary.interrupted = true;
             run.sched.cancel();
         }
-        for id in run.sched.take_evaluations(eval_limit) {
-            run.start_evaluation(id, tx.clone());
-        }
+        let ready = run.sched.take_evaluations(eval_limit);
+        run.start_evaluations(ready, &tx);
         for id in run.sched.take_runs() {
             run.start_run(id, tx.clone(), cancel.clone());
         }
@@ -319,10 +336,17 @@ pub async fn run_build(
             break;
         }
         tokio::select! {
-            msg = rx.recv() => match msg.expect("the loop holds a sender") {
-                Msg::Evaluated(id, eval) => run.on_evaluated(id, eval),
-                Msg::Ran(id, done) => run.finish(id, done),
-            },
+            msg = rx.recv() => {
+                // Take every report that is already waiting before scheduling again.
+                let mut next = msg;
+                while let Some(msg) = next {
+                    match msg {
+                        Msg::Evaluated(id, eval) => run.on_evaluated(id, eval),
+                        Msg::Ran(id, done) => run.finish(id, done),
+                    }
+                    next = rx.try_recv().ok();
+                }
+            }
             changed = cancel.changed(), if !run.summary.interrupted => {
                 if changed.is_err() || *cancel.borrow() {
                     run.summary.interrupted = true;
@@ -334,7 +358,9 @@ pub async fn run_build(
 
     if !ctx.dry_run {
         let state_dir = ctx.layout.state();
-        let _ = run.state.save(&state_dir.join("targets.json"));
+        if run.state != ctx.prev {
+            let _ = run.state.save(&state_dir.join("targets.json"));
+        }
         let _ = ctx.stat.save(&state_dir.join("stat.bin"));
     }
     let mut summary = run.summary;
@@ -362,43 +388,56 @@ struct RunLoop<'s> {
     /// Targets whose outputs this run wrote; their dependents list inputs anew.
     touched: BTreeSet<TargetId>,
     /// Manifests of targets waiting for a job slot.
-    pending: HashMap<TargetId, (Manifest, String)>,
+    pending: HashMap<TargetId, RunRequest>,
     summary: RunSummary,
     started_at: HashMap<TargetId, Instant>,
 }
 
 impl RunLoop<'_> {
-    fn start_evaluation(&mut self, id: TargetId, tx: mpsc::UnboundedSender<Msg>) {
-        self.started_at.insert(id, Instant::now());
-        let deps: Vec<(String, Option<Digest>)> = self
-            .ctx
-            .graph
-            .deps(id)
-            .iter()
-            .map(|d| {
-                (
-                    self.ctx.graph.name(*d).to_string(),
-                    self.digests.get(d).copied().flatten(),
-                )
+    /// Evaluates targets on blocking threads, in one batch per CPU: an evaluation takes
+    /// microseconds when nothing changed, so a thread hand-off per target would dominate.
+    fn start_evaluations(&mut self, ids: Vec<TargetId>, tx: &mpsc::UnboundedSender<Msg>) {
+        if ids.is_empty() {
+            return;
+        }
+        let jobs: Vec<EvalJob> = ids
+            .into_iter()
+            .map(|id| {
+                self.started_at.insert(id, Instant::now());
+                let graph = &self.ctx.graph;
+                let deps = graph
+                    .deps(id)
+                    .iter()
+                    .map(|d| {
+                        (
+                            graph.name(*d).to_string(),
+                            self.digests.get(d).copied().flatten(),
+                        )
+                    })
+                    .collect();
+                let refresh = graph.deps(id).iter().any(|d| self.touched.contains(d));
+                EvalJob { id, deps, refresh }
             })
             .collect();
-        let refresh = self
-            .ctx
-            .graph
-            .deps(id)
-            .iter()
-            .any(|d| self.touched.contains(d));
-        let ctx = self.ctx.clone();
-        tokio::task::spawn_blocking(move || {
-            let eval = evaluate(&ctx, id, &deps, refresh);
-            let _ = tx.send(Msg::Evaluated(id, eval));
-        });
+        let per_thread = jobs.len().div_ceil(cpus());
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            let batch: Vec<EvalJob> = jobs.by_ref().take(per_thread).collect();
+            let ctx = self.ctx.clone();
+            let tx = tx.clone();
+            tokio::task::spawn_blocking(move || {
+                for job in batch {
+                    let eval = evaluate(&ctx, job.id, &job.deps, job.refresh);
+                    let _ = tx.send(Msg::Evaluated(job.id, eval));
+                }
+            });
+        }
     }
 
     fn on_evaluated(&mut self, id: TargetId, eval: Evaluation) {
         match eval {
             Evaluation::Done(done) => self.finish(id, done),
-            Evaluation::Run { manifest, reason } => {
+            Evaluation::Run(request) => {
                 if let Some(halt) = self.sched.is_halted() {
                     let reason = match halt {
                         Halt::Cancelled => "not started: the run was interrupted",
@@ -410,12 +449,12 @@ impl RunLoop<'_> {
                         record: None,
                         status: TargetStatus::Skipped,
                         reason: reason.into(),
-                        key: Some(manifest.key()),
+                        key: Some(request.manifest.key()),
                         log: None,
                     };
                     self.finish(id, done);
                 } else {
-                    self.pending.insert(id, (manifest, reason));
+                    self.pending.insert(id, request);
                     self.sched.needs_run(id);
                 }
             }
@@ -447,13 +486,13 @@ impl RunLoop<'_> {
         tx: mpsc::UnboundedSender<Msg>,
         cancel: watch::Receiver<bool>,
     ) {
-        let (manifest, reason) = self
+        let request = self
             .pending
             .remove(&id)
-            .expect("a queued target has a manifest");
+            .expect("a queued target has a request");
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
-            let done = execute(&ctx, id, manifest, reason, cancel).await;
+            let done = execute(&ctx, id, request, cancel).await;
             let _ = tx.send(Msg::Ran(id, done));
         });
     }
@@ -518,12 +557,40 @@ fn evaluate(
         };
     }
     let mut manifest = Manifest::for_target(target, &ctx.config.env);
+    manifest.deps = deps
+        .iter()
+        .map(|(n, d)| (n.clone(), d.expect("checked above")))
+        .collect();
     let files = if refresh {
         FileIndex::scan(root, ctx.inputs[id].iter().map(|p| p.prefix.clone()), true)
             .select(&ctx.inputs[id], &ctx.outputs[id])
     } else {
         ctx.index.select(&ctx.inputs[id], &ctx.outputs[id])
     };
+    let name = &target.name;
+    let prev = ctx.prev.targets.get(name);
+    let inputs_meta = fingerprint(files.iter().map(|(p, m)| (p.as_str(), m)));
+
+    // Fast path: inputs' metadata and outputs' metadata exactly as recorded, and the deps'
+    // outputs unchanged, so the key is the recorded one without reading any content.
+    if let Some(p) = prev
+        && inputs_meta.is_some()
+        && p.inputs_meta == inputs_meta
+        && let Some(inputs_digest) = p.inputs_digest
+        && manifest.key_with(&inputs_digest) == p.key
+        && p.outputs_meta.is_some()
+        && outputs_fingerprint(root, &p.outputs) == p.outputs_meta
+    {
+        let done = Done {
+            record: Some(p.clone()),
+            status: TargetStatus::Fresh,
+            reason: "up to date".into(),
+            key: Some(p.key),
+            log: None,
+        };
+        return plan_or(ctx, done, PlanAction::Fresh);
+    }
+
     for (path, meta) in files {
         match ctx.stat.digest(root, &path, &meta) {
             Ok(d) => manifest.inputs.push((path, d)),
@@ -535,13 +602,7 @@ fn evaluate(
             }
         }
     }
-    manifest.deps = deps
-        .iter()
-        .map(|(n, d)| (n.clone(), d.expect("checked above")))
-        .collect();
     let key = manifest.key();
-    let name = &target.name;
-    let prev = ctx.prev.targets.get(name);
 
     if let Some(prev) = prev.filter(|p| p.key == key) {
         let damaged: Vec<&OutputFile> = prev
@@ -550,8 +611,16 @@ fn evaluate(
             .filter(|o| current_digest(root, &o.path, &ctx.stat) != Some(o.digest))
             .collect();
         if damaged.is_empty() {
+            let record = record_for(
+                root,
+                &manifest,
+                prev.output_digest,
+                prev.outputs.clone(),
+                prev.duration_ms,
+                inputs_meta,
+            );
             let done = Done {
-                record: Some(prev.clone()),
+                record: Some(record),
                 status: TargetStatus::Fresh,
                 reason: "up to date".into(),
                 key: Some(key),
@@ -560,11 +629,18 @@ fn evaluate(
             return plan_or(ctx, done, PlanAction::Fresh);
         }
         let what = describe_damage(&damaged, root);
+        let request = RunRequest {
+            manifest,
+            reason: String::new(),
+            inputs_meta,
+        };
         if !target.cache {
             return run_or_plan(
                 ctx,
-                manifest,
-                format!("{what} (cache disabled for this target)"),
+                RunRequest {
+                    reason: format!("{what} (cache disabled for this target)"),
+                    ..request
+                },
             );
         }
         if ctx.dry_run {
@@ -574,7 +650,15 @@ fn evaluate(
                 digest: Some(prev.output_digest),
             };
         }
-        return restore(ctx, name, manifest, prev.clone(), what);
+        return restore(
+            ctx,
+            name,
+            request,
+            prev.output_digest,
+            prev.outputs.clone(),
+            prev.duration_ms,
+            what,
+        );
     }
 
     let reason = match prev {
@@ -584,37 +668,85 @@ fn evaluate(
             None => "inputs or definition changed".to_string(),
         },
     };
+    let request = RunRequest {
+        manifest,
+        reason,
+        inputs_meta,
+    };
     if target.cache
         && let Some(rec) = ctx.cache.lookup(&key)
     {
         if ctx.dry_run {
             return Evaluation::Plan {
                 action: PlanAction::Restore,
-                reason: format!("{reason}; would restore from cache"),
+                reason: format!("{}; would restore from cache", request.reason),
                 digest: Some(rec.output_digest),
             };
         }
-        let record = TargetRecord {
-            key,
-            output_digest: rec.output_digest,
-            outputs: rec.outputs,
-            duration_ms: rec.duration_ms,
-            finished_at: rfc3339(SystemTime::now()),
-        };
-        return restore(ctx, name, manifest, record, reason);
+        let why = request.reason.clone();
+        return restore(
+            ctx,
+            name,
+            request,
+            rec.output_digest,
+            rec.outputs,
+            rec.duration_ms,
+            why,
+        );
     }
-    run_or_plan(ctx, manifest, reason)
+    run_or_plan(ctx, request)
 }
 
-fn run_or_plan(ctx: &Ctx, manifest: Manifest, reason: String) -> Evaluation {
+/// The fingerprint of recorded outputs as they are on disk now (`None` if one is missing).
+fn outputs_fingerprint(root: &std::path::Path, outputs: &[OutputFile]) -> Option<Digest> {
+    let metas: Option<Vec<FileMeta>> = outputs
+        .iter()
+        .map(|o| {
+            std::fs::symlink_metadata(root.join(&o.path))
+                .ok()
+                .filter(std::fs::Metadata::is_file)
+                .map(|m| FileMeta::of(&m))
+        })
+        .collect();
+    let metas = metas?;
+    fingerprint(
+        outputs
+            .iter()
+            .zip(&metas)
+            .map(|(o, m)| (o.path.as_str(), m)),
+    )
+}
+
+/// The state record of a target whose outputs are now intact on disk.
+fn record_for(
+    root: &std::path::Path,
+    manifest: &Manifest,
+    output_digest: Digest,
+    outputs: Vec<OutputFile>,
+    duration_ms: u64,
+    inputs_meta: Option<Digest>,
+) -> TargetRecord {
+    TargetRecord {
+        key: manifest.key(),
+        output_digest,
+        outputs_meta: outputs_fingerprint(root, &outputs),
+        outputs,
+        duration_ms,
+        finished_at: rfc3339(SystemTime::now()),
+        inputs_meta,
+        inputs_digest: Some(manifest.inputs_digest()),
+    }
+}
+
+fn run_or_plan(ctx: &Ctx, request: RunRequest) -> Evaluation {
     if ctx.dry_run {
         return Evaluation::Plan {
             action: PlanAction::Run,
-            reason,
+            reason: request.reason,
             digest: None,
         };
     }
-    Evaluation::Run { manifest, reason }
+    Evaluation::Run(request)
 }
 
 fn plan_or(ctx: &Ctx, done: Done, action: PlanAction) -> Evaluation {
@@ -642,19 +774,22 @@ fn describe_damage(damaged: &[&OutputFile], root: &std::path::Path) -> String {
     }
 }
 
-/// Restores `record`'s outputs; a corrupt entry is reported and the target runs instead.
+/// Restores a cache entry's outputs; a corrupt entry is reported and the target runs
+/// instead.
 fn restore(
     ctx: &Ctx,
     name: &str,
-    manifest: Manifest,
-    record: TargetRecord,
+    request: RunRequest,
+    output_digest: Digest,
+    outputs: Vec<OutputFile>,
+    duration_ms: u64,
     why: String,
 ) -> Evaluation {
-    let key = record.key;
-    match ctx.cache.restore(&key, &record.outputs, &ctx.stat) {
+    let key = request.manifest.key();
+    match ctx.cache.restore(&key, &outputs, &ctx.stat) {
         Ok(written) => {
             ctx.cache.touch(&key);
-            let (status, reason) = if record.outputs.is_empty() {
+            let (status, reason) = if outputs.is_empty() {
                 (
                     TargetStatus::Cached,
                     format!("{why}; succeeded before with this key (no outputs to restore)"),
@@ -675,6 +810,15 @@ fn restore(
                     format!("{why}; restored {files} from cache"),
                 )
             };
+            let root = &ctx.config.root;
+            let record = record_for(
+                root,
+                &request.manifest,
+                output_digest,
+                outputs,
+                duration_ms,
+                request.inputs_meta,
+            );
             Evaluation::Done(Done {
                 record: Some(record),
                 status,
@@ -688,10 +832,10 @@ fn restore(
                 level: NoticeLevel::Warning,
                 message: format!("{name}: {e}; rebuilding"),
             });
-            Evaluation::Run {
-                manifest,
+            Evaluation::Run(RunRequest {
                 reason: format!("{why}; cache entry was corrupt"),
-            }
+                ..request
+            })
         }
         Err(e) => failed(format!("cannot restore from cache: {e}"), Some(key)),
     }
@@ -711,10 +855,14 @@ fn failed(reason: String, key: Option<Digest>) -> Evaluation {
 async fn execute(
     ctx: &Arc<Ctx>,
     id: TargetId,
-    manifest: Manifest,
-    reason: String,
+    request: RunRequest,
     cancel: watch::Receiver<bool>,
 ) -> Done {
+    let RunRequest {
+        manifest,
+        reason,
+        inputs_meta,
+    } = request;
     let target = ctx.target(id).clone();
     let key = manifest.key();
     let log_path = ctx.layout.log(&target.name);
@@ -797,7 +945,7 @@ async fn execute(
 
     let ctx2 = ctx.clone();
     let stored = tokio::task::spawn_blocking(move || {
-        collect_and_store(&ctx2, id, &manifest, &captured, duration_ms)
+        collect_and_store(&ctx2, id, &manifest, inputs_meta, &captured, duration_ms)
     })
     .await
     .expect("store task does not panic");
@@ -861,6 +1009,7 @@ fn collect_and_store(
     ctx: &Ctx,
     id: TargetId,
     manifest: &Manifest,
+    inputs_meta: Option<Digest>,
     log: &[u8],
     duration_ms: u64,
 ) -> Result<TargetRecord, String> {
@@ -878,8 +1027,7 @@ fn collect_and_store(
             missing.text
         ));
     }
-    let key = manifest.key();
-    let record = if target.cache {
+    let (output_digest, outputs) = if target.cache {
         let rec = ctx
             .cache
             .store(
@@ -891,13 +1039,7 @@ fn collect_and_store(
                 &ctx.stat,
             )
             .map_err(|e| format!("cannot store outputs in the cache: {e}"))?;
-        TargetRecord {
-            key,
-            output_digest: rec.output_digest,
-            outputs: rec.outputs,
-            duration_ms,
-            finished_at: rfc3339(SystemTime::now()),
-        }
+        (rec.output_digest, rec.outputs)
     } else {
         let mut outputs = Vec::new();
         for (path, meta) in &files {
@@ -912,15 +1054,16 @@ fn collect_and_store(
                 executable: meta.executable,
             });
         }
-        TargetRecord {
-            key,
-            output_digest: output_digest(&key, &outputs),
-            outputs,
-            duration_ms,
-            finished_at: rfc3339(SystemTime::now()),
-        }
+        (output_digest(&manifest.key(), &outputs), outputs)
     };
-    Ok(record)
+    Ok(record_for(
+        root,
+        manifest,
+        output_digest,
+        outputs,
+        duration_ms,
+        inputs_meta,
+    ))
 }
 
 fn cpus() -> usize {

@@ -46,17 +46,26 @@ impl Digest {
     }
 }
 
+/// Hex in human-readable formats (JSON), raw bytes in binary ones (the stat cache).
 impl Serialize for Digest {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.hex())
+        if s.is_human_readable() {
+            s.serialize_str(&self.hex())
+        } else {
+            self.0.serialize(s)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Digest::from_hex(&text)
-            .ok_or_else(|| serde::de::Error::custom("not a 64-character hex digest"))
+        if d.is_human_readable() {
+            let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+            Digest::from_hex(&text)
+                .ok_or_else(|| serde::de::Error::custom("not a 64-character hex digest"))
+        } else {
+            <[u8; 32]>::deserialize(d).map(Digest)
+        }
     }
 }
 

@@ -5,11 +5,12 @@
 //! never entering `.git` or `.kiln`. A target's input set is then a range lookup plus glob
 //! matching, not a walk of its own.
 
-use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Mutex;
 
+use crate::digest::{Digest, DigestBuilder};
 use crate::path_pattern::{PathPattern, is_under};
+use crate::stat_cache::is_racy;
+use crate::walker::{Scope, walk};
 
 /// What the stat cache compares to decide whether a file must be hashed again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -35,80 +36,45 @@ impl FileMeta {
     }
 }
 
+/// A digest of files' paths and metadata; `None` when any of them is racy (modified too
+/// recently for metadata to vouch for content). Equal fingerprints mean unchanged files.
+pub fn fingerprint<'a>(files: impl IntoIterator<Item = (&'a str, &'a FileMeta)>) -> Option<Digest> {
+    let mut b = DigestBuilder::new("kiln file metadata v1");
+    for (path, meta) in files {
+        if is_racy(meta) {
+            return None;
+        }
+        b.str(path);
+        b.bytes(&meta.size.to_le_bytes());
+        b.bytes(&meta.mtime_ns.to_le_bytes());
+        b.bytes(&meta.ino.to_le_bytes());
+        b.bytes(&[u8::from(meta.executable)]);
+    }
+    Some(b.finish())
+}
+
 /// Files (root-relative, `/`-separated, sorted) and their metadata.
 #[derive(Debug, Default, Clone)]
 pub struct FileIndex {
     entries: Vec<(String, FileMeta)>,
 }
 
-/// Directories the walker never enters.
-const SKIPPED_DIRS: [&str; 2] = [".git", ".kiln"];
-
 impl FileIndex {
-    /// Walks the given root-relative directories (or files); nested ones are walked once.
-    /// `honour_ignores` applies .gitignore and friends (for inputs; outputs are often
-    /// ignored files and are listed regardless).
+    /// Lists the files under the given root-relative directories (or files), honouring
+    /// ignore files when `honour_ignores` (for inputs; outputs are often ignored files and
+    /// are listed regardless). See [`crate::walker`].
     pub fn scan(
         root: &Path,
         prefixes: impl IntoIterator<Item = String>,
         honour_ignores: bool,
     ) -> FileIndex {
-        let prefixes: BTreeSet<String> = prefixes.into_iter().collect();
-        let mut minimal: Vec<&String> = Vec::new();
-        for p in &prefixes {
-            if !minimal.iter().any(|m| is_under(p, m)) {
-                minimal.push(p);
-            }
-        }
-        let existing: Vec<std::path::PathBuf> = minimal
-            .iter()
-            .map(|p| root.join(p))
-            .filter(|p| p.symlink_metadata().is_ok())
-            .collect();
-        let Some((first, rest)) = existing.split_first() else {
+        let scope = Scope::new(prefixes);
+        if scope.is_empty() {
             return FileIndex::default();
-        };
-
-        let mut builder = ignore::WalkBuilder::new(first);
-        for p in rest {
-            builder.add(p);
         }
-        builder
-            .standard_filters(honour_ignores)
-            .hidden(false)
-            .require_git(false)
-            .git_global(false)
-            .threads(2)
-            .filter_entry(|e| {
-                !(e.file_type().is_some_and(|t| t.is_dir())
-                    && SKIPPED_DIRS.iter().any(|s| e.file_name() == *s))
-            });
-        let found = Mutex::new(Vec::new());
-        builder.build_parallel().run(|| {
-            let found = &found;
-            Box::new(move |entry| {
-                let Ok(entry) = entry else {
-                    return ignore::WalkState::Continue;
-                };
-                if !entry.file_type().is_some_and(|t| t.is_file()) {
-                    return ignore::WalkState::Continue;
-                }
-                let Ok(rel) = entry.path().strip_prefix(root) else {
-                    return ignore::WalkState::Continue;
-                };
-                let (Some(rel), Ok(meta)) = (rel.to_str(), entry.metadata()) else {
-                    return ignore::WalkState::Continue;
-                };
-                found
-                    .lock()
-                    .expect("walker lock is never poisoned")
-                    .push((rel.to_string(), FileMeta::of(&meta)));
-                ignore::WalkState::Continue
-            })
-        });
-        let mut entries = found.into_inner().expect("walker lock is never poisoned");
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut entries = walk(root, &scope, honour_ignores, threads);
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        entries.dedup_by(|a, b| a.0 == b.0);
         FileIndex { entries }
     }
 
@@ -164,7 +130,16 @@ mod tests {
             std::fs::write(&p, f).expect("write");
         }
         std::fs::write(root.join("src/.gitignore"), "gen/\n").expect("write");
-        let index = FileIndex::scan(root, ["src".to_string(), "".to_string()], true);
+        let index = FileIndex::scan(root, ["src".to_string(), String::new()], true);
+        assert_eq!(
+            FileIndex::scan(root, ["src/sub".to_string()], true)
+                .entries
+                .len(),
+            1
+        );
+        let nested = FileIndex::scan(root, ["src/sub/c.c".to_string(), "srcx".to_string()], true);
+        let names: Vec<&str> = nested.entries.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names, vec!["src/sub/c.c", "srcx/d.c"]);
         let c_files = index.select(&[PathPattern::new("src/**/*.c")], &[]);
         let names: Vec<&str> = c_files.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(names, vec!["src/a.c", "src/sub/c.c"]);

@@ -18,6 +18,7 @@ mod scheduler;
 mod stat_cache;
 mod state;
 mod timestamp;
+mod walker;
 
 pub use build::{
     BuildError, BuildOptions, PlanAction, PlanEntry, RunSummary, resolve_targets, run_build,

@@ -25,7 +25,7 @@ pub struct Manifest {
 }
 
 /// Version of the key derivation; bump it to invalidate every cache entry.
-const KEY_DOMAIN: &str = "kiln key v1";
+const KEY_DOMAIN: &str = "kiln key v2";
 
 impl Manifest {
     /// The definition half of a manifest; inputs and deps are filled in by the caller.
@@ -53,7 +53,22 @@ impl Manifest {
         }
     }
 
+    /// The digest of the inputs' (path, content digest) list.
+    pub fn inputs_digest(&self) -> Digest {
+        let mut b = DigestBuilder::new("kiln inputs v1");
+        for (p, d) in &self.inputs {
+            b.str(p).digest(d);
+        }
+        b.finish()
+    }
+
     pub fn key(&self) -> Digest {
+        self.key_with(&self.inputs_digest())
+    }
+
+    /// The key, given the inputs' digest (known from a previous run when their metadata
+    /// has not changed, so `inputs` need not be filled in).
+    pub fn key_with(&self, inputs_digest: &Digest) -> Digest {
         let mut b = DigestBuilder::new(KEY_DOMAIN);
         b.str(&self.action).str(&self.dir);
         b.bytes(&(self.env.len() as u64).to_le_bytes());
@@ -64,10 +79,7 @@ impl Manifest {
         for o in &self.outputs {
             b.str(o);
         }
-        b.bytes(&(self.inputs.len() as u64).to_le_bytes());
-        for (p, d) in &self.inputs {
-            b.str(p).digest(d);
-        }
+        b.digest(inputs_digest);
         b.bytes(&(self.deps.len() as u64).to_le_bytes());
         for (n, d) in &self.deps {
             b.str(n).digest(d);

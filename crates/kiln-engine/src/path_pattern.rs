@@ -1,6 +1,9 @@
 //! An input or output pattern: a literal path (a file, or a directory meaning everything
 //! under it) or a glob, with the literal directory prefix that a walk must start from.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use globset::{GlobBuilder, GlobMatcher};
 
 /// One entry of `inputs` or `outputs`, relative to the project root.
@@ -9,18 +12,26 @@ pub struct PathPattern {
     pub text: String,
     /// The longest leading run of path components without glob characters; `""` is the root.
     pub prefix: String,
-    /// `None` for a literal path.
-    matcher: Option<GlobMatcher>,
+    /// Matches the part of a path after `prefix/`; `None` for a literal path.
+    matcher: Option<Arc<GlobMatcher>>,
 }
 
 fn has_meta(component: &str) -> bool {
     component.contains(['*', '?', '[', '{'])
 }
 
-impl PathPattern {
+/// Compiles patterns, sharing one matcher between patterns whose glob part is the same
+/// (`a/*.c` and `b/*.c` both match `*.c` below their prefix): compiling a glob costs far
+/// more than matching with it, and workspaces repeat the same shapes.
+#[derive(Default)]
+pub struct PatternCompiler {
+    matchers: HashMap<String, Option<Arc<GlobMatcher>>>,
+}
+
+impl PatternCompiler {
     /// Compiles a pattern that the configuration already checked; a glob that does not
     /// compile is treated as a literal path.
-    pub fn new(text: &str) -> PathPattern {
+    pub fn compile(&mut self, text: &str) -> PathPattern {
         let text = text
             .trim_start_matches("./")
             .trim_end_matches('/')
@@ -34,11 +45,17 @@ impl PathPattern {
         let matcher = if literal_len == components.len() {
             None
         } else {
-            GlobBuilder::new(&components.join("/"))
-                .literal_separator(true)
-                .build()
-                .ok()
-                .map(|g| g.compile_matcher())
+            let rest = components[literal_len..].join("/");
+            self.matchers
+                .entry(rest)
+                .or_insert_with_key(|rest| {
+                    GlobBuilder::new(rest)
+                        .literal_separator(true)
+                        .build()
+                        .ok()
+                        .map(|g| Arc::new(g.compile_matcher()))
+                })
+                .clone()
         };
         PathPattern {
             text,
@@ -46,12 +63,25 @@ impl PathPattern {
             matcher,
         }
     }
+}
+
+impl PathPattern {
+    /// Compiles one pattern on its own.
+    #[cfg(test)]
+    pub fn new(text: &str) -> PathPattern {
+        PatternCompiler::default().compile(text)
+    }
 
     /// Whether `rel` (a root-relative path with `/` separators) is selected.
     pub fn matches(&self, rel: &str) -> bool {
         match &self.matcher {
-            Some(m) => m.is_match(rel),
             None => is_under(rel, &self.prefix),
+            Some(m) if self.prefix.is_empty() => m.is_match(rel),
+            Some(m) => {
+                is_under(rel, &self.prefix)
+                    && rel.len() > self.prefix.len()
+                    && m.is_match(&rel[self.prefix.len() + 1..])
+            }
         }
     }
 }
@@ -81,6 +111,17 @@ mod tests {
         assert!(p.matches("core/a.c"));
         assert!(!p.matches("core/sub/a.c"));
         assert!(PathPattern::new("core/**/*.c").matches("core/sub/a.c"));
+    }
+
+    #[test]
+    fn shared_matchers_keep_their_own_prefix() {
+        let mut c = PatternCompiler::default();
+        let a = c.compile("a/*.c");
+        let b = c.compile("b/*.c");
+        assert!(a.matches("a/x.c") && !a.matches("b/x.c"));
+        assert!(b.matches("b/x.c") && !b.matches("a/x.c"));
+        assert_eq!(c.matchers.len(), 1);
+        assert!(c.compile("**/*.c").matches("deep/er/x.c"));
     }
 
     #[test]

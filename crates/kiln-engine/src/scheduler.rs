@@ -47,6 +47,11 @@ pub struct Scheduler {
     evaluating: usize,
     keep_going: bool,
     halt: Option<Halt>,
+    /// How many targets are done.
+    done: usize,
+    /// Priorities of targets that are ready or evaluating (a multiset), so `take_runs` knows
+    /// in O(log n) whether something not yet evaluated outranks the queue.
+    unevaluated: std::collections::BTreeMap<u64, usize>,
 }
 
 impl Scheduler {
@@ -77,6 +82,10 @@ impl Scheduler {
                 slots.insert(id, Slot::Waiting(deps.len()));
             }
         }
+        let mut unevaluated = std::collections::BTreeMap::new();
+        for (prio, _) in &ready {
+            *unevaluated.entry(*prio).or_insert(0) += 1;
+        }
         Scheduler {
             slots,
             dependents,
@@ -88,6 +97,31 @@ impl Scheduler {
             evaluating: 0,
             keep_going,
             halt: None,
+            done: 0,
+            unevaluated,
+        }
+    }
+
+    /// Moves `id` to `slot`, keeping the counters in step.
+    fn set(&mut self, id: TargetId, slot: Slot) {
+        let prio = self.prio(id);
+        let old = self.slots.insert(id, slot);
+        if matches!(old, Some(Slot::Ready | Slot::Evaluating))
+            && let Some(n) = self.unevaluated.get_mut(&prio)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.unevaluated.remove(&prio);
+            }
+        }
+        if matches!(slot, Slot::Ready | Slot::Evaluating) {
+            *self.unevaluated.entry(prio).or_insert(0) += 1;
+        }
+        if matches!(old, Some(Slot::Done(_))) {
+            self.done -= 1;
+        }
+        if matches!(slot, Slot::Done(_)) {
+            self.done += 1;
         }
     }
 
@@ -103,7 +137,7 @@ impl Scheduler {
             let Some((_, Reverse(id))) = self.ready.pop() else {
                 break;
             };
-            self.slots.insert(id, Slot::Evaluating);
+            self.set(id, Slot::Evaluating);
             self.evaluating += 1;
             out.push(id);
         }
@@ -113,7 +147,7 @@ impl Scheduler {
     /// The evaluation of `id` says its command must run.
     pub fn needs_run(&mut self, id: TargetId) {
         self.evaluating -= 1;
-        self.slots.insert(id, Slot::Queued);
+        self.set(id, Slot::Queued);
         self.queue.push((self.prio(id), Reverse(id)));
     }
 
@@ -125,12 +159,7 @@ impl Scheduler {
         }
         // A target still being evaluated (or waiting to be) may need to run and outrank
         // what is queued; evaluations take milliseconds, so wait for them.
-        let outranking = self
-            .slots
-            .iter()
-            .filter(|(_, s)| matches!(s, Slot::Evaluating | Slot::Ready))
-            .map(|(id, _)| self.prio(*id))
-            .max();
+        let outranking = self.unevaluated.keys().next_back().copied();
         while self.running < self.jobs {
             let Some(&(prio, Reverse(id))) = self.queue.peek() else {
                 break;
@@ -139,7 +168,7 @@ impl Scheduler {
                 break;
             }
             self.queue.pop();
-            self.slots.insert(id, Slot::Running);
+            self.set(id, Slot::Running);
             self.running += 1;
             out.push(id);
         }
@@ -158,7 +187,7 @@ impl Scheduler {
             Some(Slot::Evaluating) => self.evaluating -= 1,
             _ => {}
         }
-        self.slots.insert(id, Slot::Done(status));
+        self.set(id, Slot::Done(status));
         let mut skipped = Vec::new();
         match status {
             TargetStatus::Built | TargetStatus::Cached | TargetStatus::Fresh => {
@@ -166,7 +195,7 @@ impl Scheduler {
                     if let Some(Slot::Waiting(n)) = self.slots.get_mut(&dep) {
                         *n -= 1;
                         if *n == 0 {
-                            self.slots.insert(dep, Slot::Ready);
+                            self.set(dep, Slot::Ready);
                             self.ready.push((self.prio(dep), Reverse(dep)));
                         }
                     }
@@ -180,7 +209,7 @@ impl Scheduler {
                 while let Some(cur) = stack.pop() {
                     for dep in self.dependents.get(&cur).cloned().unwrap_or_default() {
                         if matches!(self.slots.get(&dep), Some(Slot::Waiting(_))) {
-                            self.slots.insert(dep, Slot::Done(TargetStatus::Skipped));
+                            self.set(dep, Slot::Done(TargetStatus::Skipped));
                             skipped.push((dep, cur));
                             stack.push(dep);
                         }
@@ -214,7 +243,7 @@ impl Scheduler {
             .collect();
         out.sort_unstable();
         for id in &out {
-            self.slots.insert(*id, Slot::Done(TargetStatus::Skipped));
+            self.set(*id, Slot::Done(TargetStatus::Skipped));
         }
         self.queue.clear();
         self.ready.clear();
@@ -223,7 +252,7 @@ impl Scheduler {
 
     /// Whether every selected target has finished.
     pub fn is_done(&self) -> bool {
-        self.slots.values().all(|s| matches!(s, Slot::Done(_)))
+        self.done == self.slots.len()
     }
 }
 

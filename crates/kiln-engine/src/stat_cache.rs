@@ -3,10 +3,13 @@
 //!
 //! A file modified within [`RACY_WINDOW`] of being hashed is not remembered: a later write in
 //! the same mtime tick would otherwise go unseen (git calls these entries "racy").
+//!
+//! The file is read on first use only: a no-op build whose targets all pass the metadata
+//! fingerprint check (see `TargetRecord::inputs_meta`) never needs it.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -15,7 +18,7 @@ use crate::digest::Digest;
 use crate::file_index::FileMeta;
 
 const RACY_WINDOW: Duration = Duration::from_millis(50);
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Entry {
@@ -29,26 +32,46 @@ struct OnDisk {
     entries: Vec<(String, Entry)>,
 }
 
+/// Whether a file with this metadata was modified too recently for its metadata to vouch for
+/// its content: another write within the same mtime tick would leave the metadata equal.
+pub fn is_racy(meta: &FileMeta) -> bool {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let now_ns = i64::try_from(now.as_nanos()).unwrap_or(i64::MAX);
+    meta.mtime_ns >= now_ns - i64::try_from(RACY_WINDOW.as_nanos()).unwrap_or(0)
+}
+
 /// Shared by every worker of a run; lookups take a short lock, hashing happens outside it.
 #[derive(Default)]
 pub struct StatCache {
-    entries: Mutex<HashMap<String, Entry>>,
+    path: Option<PathBuf>,
+    entries: OnceLock<Mutex<HashMap<String, Entry>>>,
     dirty: std::sync::atomic::AtomicBool,
 }
 
 impl StatCache {
-    /// Loads the cache; a missing, old or damaged file just means an empty cache.
+    /// The cache stored at `path`, read on first use; a missing, old or damaged file just
+    /// means an empty cache.
     pub fn load(path: &Path) -> StatCache {
-        let entries = std::fs::read(path)
-            .ok()
-            .and_then(|bytes| postcard::from_bytes::<OnDisk>(&bytes).ok())
-            .filter(|d| d.format == FORMAT)
-            .map(|d| d.entries.into_iter().collect())
-            .unwrap_or_default();
         StatCache {
-            entries: Mutex::new(entries),
-            dirty: Default::default(),
+            path: Some(path.to_path_buf()),
+            ..StatCache::default()
         }
+    }
+
+    fn map(&self) -> &Mutex<HashMap<String, Entry>> {
+        self.entries.get_or_init(|| {
+            let entries = self
+                .path
+                .as_ref()
+                .and_then(|p| std::fs::read(p).ok())
+                .and_then(|bytes| postcard::from_bytes::<OnDisk>(&bytes).ok())
+                .filter(|d| d.format == FORMAT)
+                .map(|d| d.entries.into_iter().collect())
+                .unwrap_or_default();
+            Mutex::new(entries)
+        })
     }
 
     /// Writes the cache atomically if anything changed.
@@ -58,7 +81,7 @@ impl StatCache {
         }
         let entries: Vec<(String, Entry)> = {
             let map = self
-                .entries
+                .map()
                 .lock()
                 .expect("stat cache lock is never poisoned");
             map.iter().map(|(k, v)| (k.clone(), *v)).collect()
@@ -84,7 +107,7 @@ impl StatCache {
     /// The digest recorded for `rel` if its metadata still matches.
     pub fn lookup(&self, rel: &str, meta: &FileMeta) -> Option<Digest> {
         let map = self
-            .entries
+            .map()
             .lock()
             .expect("stat cache lock is never poisoned");
         map.get(rel).filter(|e| e.meta == *meta).map(|e| e.digest)
@@ -92,13 +115,9 @@ impl StatCache {
 
     /// Records a digest just computed (or just written) for a file with this metadata.
     pub fn remember(&self, rel: &str, meta: FileMeta, digest: Digest) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let now_ns = i64::try_from(now.as_nanos()).unwrap_or(i64::MAX);
-        let racy = meta.mtime_ns >= now_ns - i64::try_from(RACY_WINDOW.as_nanos()).unwrap_or(0);
+        let racy = is_racy(&meta);
         let mut map = self
-            .entries
+            .map()
             .lock()
             .expect("stat cache lock is never poisoned");
         if racy {

@@ -19,10 +19,20 @@ pub struct TargetRecord {
     pub duration_ms: u64,
     /// RFC 3339 time the record was written.
     pub finished_at: String,
+    /// Fingerprint of the input files' paths and metadata when the key was computed. While
+    /// it still matches, the inputs' content is known without hashing or a stat-cache lookup.
+    #[serde(default)]
+    pub inputs_meta: Option<Digest>,
+    /// The digest of the inputs' (path, content digest) list that went into the key.
+    #[serde(default)]
+    pub inputs_digest: Option<Digest>,
+    /// Fingerprint of the outputs' paths and metadata once they were known to be intact.
+    #[serde(default)]
+    pub outputs_meta: Option<Digest>,
 }
 
 /// Per-target records of the project.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub targets: BTreeMap<String, TargetRecord>,
 }

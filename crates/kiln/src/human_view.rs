@@ -70,6 +70,9 @@ impl<W: Write> HumanView<W> {
             }
             _ => {}
         }
+    }
+
+    pub fn flush(&mut self) {
         let _ = self.out.flush();
     }
 

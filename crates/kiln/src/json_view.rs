@@ -20,10 +20,13 @@ impl<W: Write> JsonView<W> {
             return;
         }
         let line = serde_json::to_string(envelope).expect("events always serialize");
-        if writeln!(self.out, "{line}")
-            .and_then(|()| self.out.flush())
-            .is_err()
-        {
+        if writeln!(self.out, "{line}").is_err() {
+            self.closed = true;
+        }
+    }
+
+    pub fn flush(&mut self) {
+        if !self.closed && self.out.flush().is_err() {
             self.closed = true;
         }
     }

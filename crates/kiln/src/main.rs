@@ -36,11 +36,14 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Build(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("the runtime starts: it needs only threads and an epoll fd");
-            runtime.block_on(commands::build::run(config, args, cli.global.json))
+            let code = runtime.block_on(commands::build::run(config, args, cli.global.json));
+            // Idle blocking threads need not be joined: every command has been reaped.
+            runtime.shutdown_background();
+            code
         }
         Command::Graph(args) => {
             print!("{}", commands::graph::render(&config, args.format));

@@ -1,6 +1,6 @@
 //! `kiln build`: run the engine once and render its events.
 
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::sync::Arc;
 
 use kiln_config::Config;
@@ -16,11 +16,13 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
     let mut events = bus.subscribe();
     let dry_run = args.dry_run;
     let view = tokio::spawn(async move {
-        let mut json_view = json.then(|| JsonView::new(std::io::stdout()));
+        // Buffered, and flushed whenever the engine has nothing more queued: one write per
+        // burst of events instead of one per line.
+        let mut json_view = json.then(|| JsonView::new(BufWriter::new(std::io::stdout())));
         let mut human: HumanView<Box<dyn Write + Send>> = HumanView::new(if json {
-            Box::new(std::io::stderr())
+            Box::new(BufWriter::new(std::io::stderr()))
         } else {
-            Box::new(std::io::stdout())
+            Box::new(BufWriter::new(std::io::stdout()))
         });
         while let Some(envelope) = events.recv().await {
             if let Some(j) = json_view.as_mut() {
@@ -28,6 +30,12 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
             }
             if !dry_run {
                 human.on_event(&envelope.event);
+            }
+            if events.is_empty() {
+                if let Some(j) = json_view.as_mut() {
+                    j.flush();
+                }
+                human.flush();
             }
         }
         human

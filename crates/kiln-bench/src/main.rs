@@ -1,0 +1,290 @@
+//! kiln-bench: generate synthetic workspaces and measure kiln against ninja on them.
+//!
+//! `kiln-bench generate DIR [--targets N] [--files F]` writes a workspace.
+//! `kiln-bench build --kiln PATH [--targets N] [--files F] [--runs R]` generates one in a
+//! temporary directory and reports medians of R runs of: cold build, no-op build, one-file
+//! content edit, touch-only edit — for kiln and ninja, in the same run.
+
+mod workspace;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use workspace::{Spec, generate, layer_of, target_name};
+
+struct Args {
+    command: String,
+    dir: Option<PathBuf>,
+    kiln: PathBuf,
+    targets: usize,
+    files: usize,
+    runs: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let command = it
+        .next()
+        .ok_or("usage: kiln-bench generate DIR | build --kiln PATH")?;
+    let mut args = Args {
+        command,
+        dir: None,
+        kiln: PathBuf::from("kiln"),
+        targets: 1000,
+        files: 20,
+        runs: 5,
+    };
+    while let Some(a) = it.next() {
+        let mut value = || it.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--targets" => {
+                args.targets = value()?.parse().map_err(|e| format!("--targets: {e}"))?
+            }
+            "--files" => args.files = value()?.parse().map_err(|e| format!("--files: {e}"))?,
+            "--runs" => args.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
+            "--kiln" => args.kiln = PathBuf::from(value()?),
+            other if !other.starts_with('-') => args.dir = Some(PathBuf::from(other)),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let spec = Spec {
+        targets: args.targets,
+        files: args.files,
+    };
+    match args.command.as_str() {
+        "generate" => {
+            let dir = args.dir.unwrap_or_else(|| PathBuf::from("bench-workspace"));
+            generate(&dir, &spec)
+                .unwrap_or_else(|e| fail(&format!("cannot generate {}: {e}", dir.display())));
+            println!(
+                "generated {} targets × {} files in {}",
+                spec.targets,
+                spec.files,
+                dir.display()
+            );
+        }
+        "build" => build_bench(&args, &spec),
+        other => fail(&format!("unknown command {other}")),
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(1)
+}
+
+/// Runs a command in `dir`, returning its wall time and stdout.
+fn timed(dir: &Path, program: &Path, args: &[&str]) -> (Duration, String) {
+    let start = Instant::now();
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("CI", "1")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| fail(&format!("cannot run {}: {e}", program.display())));
+    let elapsed = start.elapsed();
+    if !out.status.success() {
+        fail(&format!(
+            "{} {args:?} failed in {}",
+            program.display(),
+            dir.display()
+        ));
+    }
+    (elapsed, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Commands kiln ran, from its closing line `N built, …`.
+fn kiln_ran(stdout: &str) -> usize {
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| {
+            l.split_once(" built, ")
+                .and_then(|(n, _)| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Commands ninja ran, from its `[k/n]` progress lines.
+fn ninja_ran(stdout: &str) -> usize {
+    stdout.lines().filter(|l| l.starts_with('[')).count()
+}
+
+struct Row {
+    scenario: &'static str,
+    kiln: Duration,
+    kiln_ran: usize,
+    ninja: Duration,
+    ninja_ran: usize,
+}
+
+fn build_bench(args: &Args, spec: &Spec) {
+    let ninja = PathBuf::from("ninja");
+    let kiln = std::fs::canonicalize(&args.kiln)
+        .unwrap_or_else(|e| fail(&format!("kiln binary {}: {e}", args.kiln.display())));
+    let base = std::env::temp_dir().join(format!("kiln-bench-{}", std::process::id()));
+    let kdir = base.join("kiln");
+    let ndir = base.join("ninja");
+    for d in [&kdir, &ndir] {
+        generate(d, spec).unwrap_or_else(|e| fail(&format!("cannot generate: {e}")));
+    }
+    let jobs = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .to_string();
+    let kiln_build = |dir: &Path| timed(dir, &kiln, &["build", "-j", &jobs]);
+    let ninja_build = |dir: &Path| timed(dir, &ninja, &["-j", &jobs]);
+    let mut rows = Vec::new();
+
+    // Cold: outputs, kiln's cache and state, ninja's log all removed.
+    let (mut kt, mut nt, mut kr, mut nr) = (Vec::new(), Vec::new(), 0, 0);
+    for _ in 0..args.runs {
+        let _ = std::fs::remove_dir_all(kdir.join(".kiln"));
+        for d in [&kdir, &ndir] {
+            let _ = std::fs::remove_dir_all(d.join("out"));
+            let _ = std::fs::create_dir_all(d.join("out"));
+        }
+        let _ = std::fs::remove_file(ndir.join(".ninja_log"));
+        let (t, out) = kiln_build(&kdir);
+        kt.push(t);
+        kr = kiln_ran(&out);
+        let (t, out) = ninja_build(&ndir);
+        nt.push(t);
+        nr = ninja_ran(&out);
+    }
+    rows.push(Row {
+        scenario: "cold build",
+        kiln: median(kt),
+        kiln_ran: kr,
+        ninja: median(nt),
+        ninja_ran: nr,
+    });
+
+    // No-op.
+    let (mut kt, mut nt, mut kr, mut nr) = (Vec::new(), Vec::new(), 0, 0);
+    for _ in 0..args.runs {
+        let (t, out) = kiln_build(&kdir);
+        kt.push(t);
+        kr = kiln_ran(&out);
+        let (t, out) = ninja_build(&ndir);
+        nt.push(t);
+        nr = ninja_ran(&out);
+    }
+    rows.push(Row {
+        scenario: "no-op build",
+        kiln: median(kt),
+        kiln_ran: kr,
+        ninja: median(nt),
+        ninja_ran: nr,
+    });
+
+    // One input file of a middle-layer target: content edits, then touches.
+    let n = spec.targets;
+    let edited = (0..n)
+        .find(|&i| layer_of(i, n) == workspace::LAYERS / 2)
+        .unwrap_or(0);
+    let file = format!("src/{}/f00.txt", target_name(edited));
+    let (mut kt, mut nt, mut kr, mut nr) = (Vec::new(), Vec::new(), 0, 0);
+    for run in 0..args.runs {
+        for d in [&kdir, &ndir] {
+            let path = d.join(&file);
+            let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+            text.push_str(&format!("edit {run}\n"));
+            std::fs::write(&path, text).unwrap_or_else(|e| fail(&format!("edit: {e}")));
+        }
+        let (t, out) = kiln_build(&kdir);
+        kt.push(t);
+        kr = kiln_ran(&out);
+        let (t, out) = ninja_build(&ndir);
+        nt.push(t);
+        nr = ninja_ran(&out);
+    }
+    rows.push(Row {
+        scenario: "one-file content edit",
+        kiln: median(kt),
+        kiln_ran: kr,
+        ninja: median(nt),
+        ninja_ran: nr,
+    });
+
+    let (mut kt, mut nt, mut kr, mut nr) = (Vec::new(), Vec::new(), 0, 0);
+    for _ in 0..args.runs {
+        std::thread::sleep(Duration::from_millis(20));
+        for d in [&kdir, &ndir] {
+            let f = std::fs::File::options()
+                .append(true)
+                .open(d.join(&file))
+                .unwrap_or_else(|e| fail(&format!("touch: {e}")));
+            f.set_modified(std::time::SystemTime::now())
+                .unwrap_or_else(|e| fail(&format!("touch: {e}")));
+        }
+        let (t, out) = kiln_build(&kdir);
+        kt.push(t);
+        kr = kiln_ran(&out);
+        let (t, out) = ninja_build(&ndir);
+        nt.push(t);
+        nr = ninja_ran(&out);
+    }
+    rows.push(Row {
+        scenario: "touch-only edit",
+        kiln: median(kt),
+        kiln_ran: kr,
+        ninja: median(nt),
+        ninja_ran: nr,
+    });
+
+    let affected = dependents_count(spec, edited);
+    println!(
+        "{} targets × {} files, -j {jobs}, median of {} runs; edited target {} has {} dependents (transitively)\n",
+        spec.targets,
+        spec.files,
+        args.runs,
+        target_name(edited),
+        affected
+    );
+    println!("| scenario | kiln | commands run | ninja | commands run | kiln / ninja |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {:.1} ms | {} | {:.1} ms | {} | {:.2}× |",
+            r.scenario,
+            r.kiln.as_secs_f64() * 1000.0,
+            r.kiln_ran,
+            r.ninja.as_secs_f64() * 1000.0,
+            r.ninja_ran,
+            r.kiln.as_secs_f64() / r.ninja.as_secs_f64()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// How many targets depend on `target`, directly or not.
+fn dependents_count(spec: &Spec, target: usize) -> usize {
+    let deps = workspace::deps(spec);
+    let mut affected = vec![false; deps.len()];
+    affected[target] = true;
+    for i in 0..deps.len() {
+        if deps[i].iter().any(|d| affected[*d]) {
+            affected[i] = true;
+        }
+    }
+    affected.iter().filter(|a| **a).count() - 1
+}

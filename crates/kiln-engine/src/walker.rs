@@ -1,0 +1,386 @@
+//! A parallel walk of part of the project tree, honouring ignore files the way git does.
+//!
+//! In: the project root, a [`Scope`] (the prefixes to list and, implicitly, the directories
+//! leading to them), and whether ignore files apply. Out: every regular file in scope, with
+//! its metadata. Guarantees: `.git` and `.kiln` are never entered; directories outside the
+//! scope are never read; a directory that an ignore rule excludes is not entered.
+//!
+//! Ignore rules: `.gitignore` and `.ignore` in every directory (`.ignore` wins), plus, when
+//! the root is inside a git repository, `.git/info/exclude` and the `.gitignore` files of
+//! the directories between the repository's top and the root. Deeper rules win, and a
+//! negation (`!keep.txt`) re-includes. Unlike a general-purpose walker, metadata comes from
+//! `fstatat` on the directory just read, and no file is opened that a directory listing
+//! shows to be absent.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use ignore::Match;
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+
+use crate::file_index::FileMeta;
+
+/// Directories the walker never enters.
+pub const SKIPPED_DIRS: [&str; 2] = [".git", ".kiln"];
+
+/// The part of the tree a walk covers: everything under a prefix, and the directories
+/// leading to one.
+pub struct Scope {
+    prefixes: HashSet<String>,
+    ancestors: HashSet<String>,
+}
+
+impl Scope {
+    pub fn new(prefixes: impl IntoIterator<Item = String>) -> Scope {
+        let prefixes: HashSet<String> = prefixes.into_iter().collect();
+        let mut ancestors = HashSet::new();
+        for p in &prefixes {
+            let mut cur = p.as_str();
+            while let Some((parent, _)) = cur.rsplit_once('/') {
+                ancestors.insert(parent.to_string());
+                cur = parent;
+            }
+            if !p.is_empty() {
+                ancestors.insert(String::new());
+            }
+        }
+        Scope {
+            prefixes,
+            ancestors,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.prefixes.is_empty()
+    }
+
+    /// Whether a path is in scope: under a prefix, or a directory on the way to one.
+    pub fn admits(&self, rel: &str, is_dir: bool) -> bool {
+        if self.prefixes.contains("") {
+            return true;
+        }
+        let mut cur = rel;
+        loop {
+            if self.prefixes.contains(cur) {
+                return true;
+            }
+            match cur.rsplit_once('/') {
+                Some((parent, _)) => cur = parent,
+                None => break,
+            }
+        }
+        is_dir && self.ancestors.contains(rel)
+    }
+}
+
+/// Ignore rules in force in a directory: its own and its ancestors', deepest first.
+struct Rules {
+    matcher: Option<Gitignore>,
+    parent: Option<Arc<Rules>>,
+}
+
+impl Rules {
+    fn ignored(&self, abs: &Path, is_dir: bool) -> bool {
+        let mut cur = Some(self);
+        while let Some(rules) = cur {
+            if let Some(m) = &rules.matcher {
+                match m.matched(abs, is_dir) {
+                    Match::Ignore(_) => return true,
+                    Match::Whitelist(_) => return false,
+                    Match::None => {}
+                }
+            }
+            cur = rules.parent.as_deref();
+        }
+        false
+    }
+}
+
+/// Rules from outside the root that still apply inside it (git's own view).
+fn outer_rules(root: &Path) -> Option<Arc<Rules>> {
+    let top = root.ancestors().find(|d| d.join(".git").exists())?;
+    let mut rules: Option<Arc<Rules>> = None;
+    let exclude = top.join(".git/info/exclude");
+    if exclude.is_file() {
+        let mut b = GitignoreBuilder::new(top);
+        let _ = b.add(&exclude);
+        rules = Some(Arc::new(Rules {
+            matcher: b.build().ok(),
+            parent: None,
+        }));
+    }
+    // Ancestors strictly above the root, from the repository's top down.
+    let mut above: Vec<&Path> = root
+        .ancestors()
+        .skip(1)
+        .take_while(|d| d.starts_with(top))
+        .collect();
+    above.reverse();
+    for dir in above {
+        let file = dir.join(".gitignore");
+        if file.is_file() {
+            let mut b = GitignoreBuilder::new(dir);
+            let _ = b.add(&file);
+            rules = Some(Arc::new(Rules {
+                matcher: b.build().ok(),
+                parent: rules,
+            }));
+        }
+    }
+    rules
+}
+
+struct Job {
+    rel: String,
+    /// Inside a prefix: everything below is in scope, no need to ask.
+    inside: bool,
+    rules: Option<Arc<Rules>>,
+}
+
+struct Shared<'a> {
+    root: &'a Path,
+    scope: &'a Scope,
+    honour_ignores: bool,
+    queue: Mutex<Vec<Job>>,
+    wake: Condvar,
+    /// Jobs queued or in progress; the walk ends when it reaches zero.
+    pending: AtomicUsize,
+    found: Mutex<Vec<(String, FileMeta)>>,
+}
+
+/// Lists every file in scope under `root`, using `threads` threads.
+pub fn walk(
+    root: &Path,
+    scope: &Scope,
+    honour_ignores: bool,
+    threads: usize,
+) -> Vec<(String, FileMeta)> {
+    let rules = if honour_ignores {
+        outer_rules(root)
+    } else {
+        None
+    };
+    let shared = Shared {
+        root,
+        scope,
+        honour_ignores,
+        queue: Mutex::new(vec![Job {
+            rel: String::new(),
+            inside: scope.admits("", false),
+            rules,
+        }]),
+        wake: Condvar::new(),
+        pending: AtomicUsize::new(1),
+        found: Mutex::new(Vec::new()),
+    };
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| worker(&shared));
+        }
+    });
+    shared
+        .found
+        .into_inner()
+        .expect("walker lock is never poisoned")
+}
+
+fn worker(shared: &Shared<'_>) {
+    loop {
+        let job = {
+            let mut queue = shared.queue.lock().expect("walker lock is never poisoned");
+            loop {
+                if let Some(job) = queue.pop() {
+                    break Some(job);
+                }
+                if shared.pending.load(Ordering::Acquire) == 0 {
+                    break None;
+                }
+                queue = shared
+                    .wake
+                    .wait(queue)
+                    .expect("walker lock is never poisoned");
+            }
+        };
+        let Some(job) = job else {
+            shared.wake.notify_all();
+            return;
+        };
+        let (children, files) = read_dir(shared, job);
+        shared
+            .found
+            .lock()
+            .expect("walker lock is never poisoned")
+            .extend(files);
+        if !children.is_empty() {
+            shared.pending.fetch_add(children.len(), Ordering::AcqRel);
+            shared
+                .queue
+                .lock()
+                .expect("walker lock is never poisoned")
+                .extend(children);
+        }
+        shared.pending.fetch_sub(1, Ordering::AcqRel);
+        shared.wake.notify_all();
+    }
+}
+
+/// Reads one directory: its subdirectories to walk and its files in scope.
+fn read_dir(shared: &Shared<'_>, job: Job) -> (Vec<Job>, Vec<(String, FileMeta)>) {
+    let dir: PathBuf = if job.rel.is_empty() {
+        shared.root.to_path_buf()
+    } else {
+        shared.root.join(&job.rel)
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return (Vec::new(), Vec::new());
+    };
+    let entries: Vec<std::fs::DirEntry> = entries.filter_map(Result::ok).collect();
+    let mut rules = job.rules;
+    if shared.honour_ignores {
+        let has = |name: &str| entries.iter().any(|e| e.file_name() == name);
+        let (gitignore, ignore) = (has(".gitignore"), has(".ignore"));
+        if gitignore || ignore {
+            let mut b = GitignoreBuilder::new(&dir);
+            if gitignore {
+                let _ = b.add(dir.join(".gitignore"));
+            }
+            if ignore {
+                let _ = b.add(dir.join(".ignore"));
+            }
+            rules = Some(Arc::new(Rules {
+                matcher: b.build().ok(),
+                parent: rules,
+            }));
+        }
+    }
+    let mut children = Vec::new();
+    let mut files = Vec::new();
+    for entry in entries {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        let rel = if job.rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", job.rel)
+        };
+        let (is_dir, meta) = if file_type.is_symlink() {
+            // Symlinked files count as their target; symlinked directories are not entered.
+            match std::fs::metadata(entry.path()) {
+                Ok(m) if m.is_file() => (false, Some(m)),
+                _ => continue,
+            }
+        } else {
+            (file_type.is_dir(), None)
+        };
+        if is_dir && SKIPPED_DIRS.contains(&name) {
+            continue;
+        }
+        if !job.inside && !shared.scope.admits(&rel, is_dir) {
+            continue;
+        }
+        if let Some(r) = &rules
+            && r.ignored(&entry.path(), is_dir)
+        {
+            continue;
+        }
+        if is_dir {
+            let inside = job.inside || shared.scope.admits(&rel, false);
+            children.push(Job {
+                rel,
+                inside,
+                rules: rules.clone(),
+            });
+        } else if let Some(meta) =
+            meta.or_else(|| entry.metadata().ok().filter(std::fs::Metadata::is_file))
+        {
+            files.push((rel, FileMeta::of(&meta)));
+        }
+    }
+    (children, files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (path, text) in files {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, text).expect("write");
+        }
+        dir
+    }
+
+    fn names(root: &Path, prefixes: &[&str], honour: bool) -> Vec<String> {
+        let scope = Scope::new(prefixes.iter().map(|p| (*p).to_string()));
+        let mut v: Vec<String> = walk(root, &scope, honour, 2)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn honours_nested_ignore_files_and_negation() {
+        let dir = tree(&[
+            (".gitignore", "*.log\nbuild/\n"),
+            ("a.txt", ""),
+            ("a.log", ""),
+            ("build/x", ""),
+            ("src/.ignore", "!keep.log\ngen/\n"),
+            ("src/keep.log", ""),
+            ("src/drop.log", ""),
+            ("src/gen/g.c", ""),
+            ("src/m.c", ""),
+            (".git/info/exclude", "secret\n"),
+            ("secret", ""),
+            (".kiln/state", ""),
+        ]);
+        let all = names(dir.path(), &[""], true);
+        assert_eq!(
+            all,
+            vec![
+                ".gitignore",
+                "a.txt",
+                "src/.ignore",
+                "src/keep.log",
+                "src/m.c"
+            ]
+        );
+        let raw = names(dir.path(), &["build", "src/gen"], false);
+        assert_eq!(raw, vec!["build/x", "src/gen/g.c"]);
+    }
+
+    #[test]
+    fn reads_only_what_is_in_scope() {
+        let dir = tree(&[
+            ("a/x.c", ""),
+            ("a/sub/y.c", ""),
+            ("b/z.c", ""),
+            ("top.c", ""),
+        ]);
+        assert_eq!(names(dir.path(), &["a/sub"], true), vec!["a/sub/y.c"]);
+        assert_eq!(
+            names(dir.path(), &["a/x.c", "b"], true),
+            vec!["a/x.c", "b/z.c"]
+        );
+        assert_eq!(names(dir.path(), &["missing"], true), Vec::<String>::new());
+    }
+
+    #[test]
+    fn scope_admits_prefixes_and_their_ancestors() {
+        let scope = Scope::new(["a/b".to_string()]);
+        assert!(scope.admits("a", true));
+        assert!(!scope.admits("a", false));
+        assert!(scope.admits("a/b/c/d", false));
+        assert!(!scope.admits("a/c", true));
+    }
+}
