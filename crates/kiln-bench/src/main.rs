@@ -24,23 +24,12 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let command = it
-        .next()
-        .ok_or("usage: kiln-bench generate DIR | build --kiln PATH")?;
-    let mut args = Args {
-        command,
-        dir: None,
-        kiln: PathBuf::from("kiln"),
-        targets: 1000,
-        files: 20,
-        runs: 5,
-    };
+    let command = it.next().ok_or("usage: kiln-bench generate DIR | build --kiln PATH")?;
+    let mut args = Args { command, dir: None, kiln: PathBuf::from("kiln"), targets: 1000, files: 20, runs: 5 };
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
-            "--targets" => {
-                args.targets = value()?.parse().map_err(|e| format!("--targets: {e}"))?
-            }
+            "--targets" => args.targets = value()?.parse().map_err(|e| format!("--targets: {e}"))?,
             "--files" => args.files = value()?.parse().map_err(|e| format!("--files: {e}"))?,
             "--runs" => args.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--kiln" => args.kiln = PathBuf::from(value()?),
@@ -59,21 +48,12 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let spec = Spec {
-        targets: args.targets,
-        files: args.files,
-    };
+    let spec = Spec { targets: args.targets, files: args.files };
     match args.command.as_str() {
         "generate" => {
             let dir = args.dir.unwrap_or_else(|| PathBuf::from("bench-workspace"));
-            generate(&dir, &spec)
-                .unwrap_or_else(|e| fail(&format!("cannot generate {}: {e}", dir.display())));
-            println!(
-                "generated {} targets × {} files in {}",
-                spec.targets,
-                spec.files,
-                dir.display()
-            );
+            generate(&dir, &spec).unwrap_or_else(|e| fail(&format!("cannot generate {}: {e}", dir.display())));
+            println!("generated {} targets × {} files in {}", spec.targets, spec.files, dir.display());
         }
         "build" => build_bench(&args, &spec),
         other => fail(&format!("unknown command {other}")),
@@ -98,11 +78,7 @@ fn timed(dir: &Path, program: &Path, args: &[&str]) -> (Duration, String) {
         .unwrap_or_else(|e| fail(&format!("cannot run {}: {e}", program.display())));
     let elapsed = start.elapsed();
     if !out.status.success() {
-        fail(&format!(
-            "{} {args:?} failed in {}",
-            program.display(),
-            dir.display()
-        ));
+        fail(&format!("{} {args:?} failed in {}", program.display(), dir.display()));
     }
     (elapsed, String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -114,14 +90,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 /// Commands kiln ran, from its closing line `N built, …`.
 fn kiln_ran(stdout: &str) -> usize {
-    stdout
-        .lines()
-        .rev()
-        .find_map(|l| {
-            l.split_once(" built, ")
-                .and_then(|(n, _)| n.trim().parse().ok())
-        })
-        .unwrap_or(0)
+    stdout.lines().rev().find_map(|l| l.split_once(" built, ").and_then(|(n, _)| n.trim().parse().ok())).unwrap_or(0)
 }
 
 /// Commands ninja ran, from its `[k/n]` progress lines.
@@ -147,9 +116,7 @@ fn build_bench(args: &Args, spec: &Spec) {
     for d in [&kdir, &ndir] {
         generate(d, spec).unwrap_or_else(|e| fail(&format!("cannot generate: {e}")));
     }
-    let jobs = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .to_string();
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get()).to_string();
     let kiln_build = |dir: &Path| timed(dir, &kiln, &["build", "-j", &jobs]);
     let ninja_build = |dir: &Path| timed(dir, &ninja, &["-j", &jobs]);
     let mut rows = Vec::new();
@@ -170,13 +137,7 @@ fn build_bench(args: &Args, spec: &Spec) {
         nt.push(t);
         nr = ninja_ran(&out);
     }
-    rows.push(Row {
-        scenario: "cold build",
-        kiln: median(kt),
-        kiln_ran: kr,
-        ninja: median(nt),
-        ninja_ran: nr,
-    });
+    rows.push(Row { scenario: "cold build", kiln: median(kt), kiln_ran: kr, ninja: median(nt), ninja_ran: nr });
 
     // No-op.
     let (mut kt, mut nt, mut kr, mut nr) = (Vec::new(), Vec::new(), 0, 0);
@@ -188,19 +149,11 @@ fn build_bench(args: &Args, spec: &Spec) {
         nt.push(t);
         nr = ninja_ran(&out);
     }
-    rows.push(Row {
-        scenario: "no-op build",
-        kiln: median(kt),
-        kiln_ran: kr,
-        ninja: median(nt),
-        ninja_ran: nr,
-    });
+    rows.push(Row { scenario: "no-op build", kiln: median(kt), kiln_ran: kr, ninja: median(nt), ninja_ran: nr });
 
     // One input file of a middle-layer target: content edits, then touches.
     let n = spec.targets;
-    let edited = (0..n)
-        .find(|&i| layer_of(i, n) == workspace::LAYERS / 2)
-        .unwrap_or(0);
+    let edited = (0..n).find(|&i| layer_of(i, n) == workspace::LAYERS / 2).unwrap_or(0);
     let file = format!("src/{}/f00.txt", target_name(edited));
     let (mut kt, mut nt, mut kr, mut nr) = (Vec::new(), Vec::new(), 0, 0);
     for run in 0..args.runs {
@@ -233,8 +186,7 @@ fn build_bench(args: &Args, spec: &Spec) {
                 .append(true)
                 .open(d.join(&file))
                 .unwrap_or_else(|e| fail(&format!("touch: {e}")));
-            f.set_modified(std::time::SystemTime::now())
-                .unwrap_or_else(|e| fail(&format!("touch: {e}")));
+            f.set_modified(std::time::SystemTime::now()).unwrap_or_else(|e| fail(&format!("touch: {e}")));
         }
         let (t, out) = kiln_build(&kdir);
         kt.push(t);
@@ -243,13 +195,7 @@ fn build_bench(args: &Args, spec: &Spec) {
         nt.push(t);
         nr = ninja_ran(&out);
     }
-    rows.push(Row {
-        scenario: "touch-only edit",
-        kiln: median(kt),
-        kiln_ran: kr,
-        ninja: median(nt),
-        ninja_ran: nr,
-    });
+    rows.push(Row { scenario: "touch-only edit", kiln: median(kt), kiln_ran: kr, ninja: median(nt), ninja_ran: nr });
 
     let affected = dependents_count(spec, edited);
     println!(

@@ -62,14 +62,8 @@ fn command(i: usize, deps: &[usize]) -> String {
     if deps.is_empty() {
         return format!("cat src/{name}/*.txt > out/{name}");
     }
-    let dep_outs: Vec<String> = deps
-        .iter()
-        .map(|d| format!("out/{}", target_name(*d)))
-        .collect();
-    format!(
-        "{{ cat src/{name}/*.txt; cat {} | cksum; }} > out/{name}",
-        dep_outs.join(" ")
-    )
+    let dep_outs: Vec<String> = deps.iter().map(|d| format!("out/{}", target_name(*d))).collect();
+    format!("{{ cat src/{name}/*.txt; cat {} | cksum; }} > out/{name}", dep_outs.join(" "))
 }
 
 /// Writes sources, kiln.toml and build.ninja into `dir`.
@@ -94,29 +88,18 @@ pub fn generate(dir: &Path, spec: &Spec) -> std::io::Result<()> {
             inputs.push(rel);
         }
         let cmd = command(i, ds);
-        let dep_names: Vec<String> = ds
-            .iter()
-            .map(|d| format!("\"{}\"", target_name(*d)))
-            .collect();
+        let dep_names: Vec<String> = ds.iter().map(|d| format!("\"{}\"", target_name(*d))).collect();
         let _ = write!(
             kiln,
             "\n[target.{name}]\ncmd = \"{}\"\ninputs = [\"src/{name}/*.txt\"]\noutputs = [\"out/{name}\"]\ndeps = [{}]\n",
             cmd.replace('"', "\\\""),
             dep_names.join(", ")
         );
-        let dep_outs: Vec<String> = ds
-            .iter()
-            .map(|d| format!("out/{}", target_name(*d)))
-            .collect();
+        let dep_outs: Vec<String> = ds.iter().map(|d| format!("out/{}", target_name(*d))).collect();
         let _ = write!(
             ninja,
             "build out/{name}: run {}\n  cmd = {}\n",
-            inputs
-                .iter()
-                .chain(&dep_outs)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" "),
+            inputs.iter().chain(&dep_outs).cloned().collect::<Vec<_>>().join(" "),
             cmd.replace('$', "$$")
         );
     }

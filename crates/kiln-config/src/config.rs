@@ -34,11 +34,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings {
-            jobs: None,
-            debounce: Duration::from_millis(100),
-            engine: EngineChoice::Auto,
-        }
+        Settings { jobs: None, debounce: Duration::from_millis(100), engine: EngineChoice::Auto }
     }
 }
 

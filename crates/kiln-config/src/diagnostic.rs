@@ -35,20 +35,12 @@ impl Diagnostic {
         let mut group: Group<'_> = Level::ERROR.primary_title(self.message.as_str()).element(
             Snippet::source(&*self.source)
                 .path(path.as_str())
-                .annotation(
-                    AnnotationKind::Primary
-                        .span(span)
-                        .label(self.label.as_str()),
-                ),
+                .annotation(AnnotationKind::Primary.span(span).label(self.label.as_str())),
         );
         if let Some(help) = &self.help {
             group = group.element(Level::HELP.message(help.as_str()));
         }
-        let renderer = if color {
-            Renderer::styled()
-        } else {
-            Renderer::plain()
-        };
+        let renderer = if color { Renderer::styled() } else { Renderer::plain() };
         renderer.render(&[group])
     }
 }

@@ -27,17 +27,11 @@ const SETTINGS_KEYS: &[&str] = &["jobs", "debounce", "engine"];
 #[derive(Debug)]
 pub enum LoadError {
     /// The file could not be read.
-    Io {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    Io { path: PathBuf, error: std::io::Error },
     /// The file has mistakes; each is a diagnostic with a span.
     Invalid(Diagnostics),
     /// `--profile NAME` names no `[profile.NAME]` table.
-    UnknownProfile {
-        name: String,
-        available: Vec<String>,
-    },
+    UnknownProfile { name: String, available: Vec<String> },
 }
 
 impl std::fmt::Display for LoadError {
@@ -63,48 +57,25 @@ impl std::error::Error for LoadError {}
 
 /// Walks up from `start` to the first directory holding kiln.toml, like Cargo does.
 pub fn find_config(start: &Path) -> Option<PathBuf> {
-    start
-        .ancestors()
-        .map(|dir| dir.join(CONFIG_FILE))
-        .find(|p| p.is_file())
+    start.ancestors().map(|dir| dir.join(CONFIG_FILE)).find(|p| p.is_file())
 }
 
 /// Reads and checks the configuration file at `file`, merging `profile` if given.
 pub fn load(file: &Path, profile: Option<&str>) -> Result<Config, LoadError> {
-    let text = std::fs::read_to_string(file).map_err(|error| LoadError::Io {
-        path: file.to_path_buf(),
-        error,
-    })?;
-    let root = file
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let text = std::fs::read_to_string(file).map_err(|error| LoadError::Io { path: file.to_path_buf(), error })?;
+    let root = file.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     parse_str(&text, file, &root, profile)
 }
 
 /// Checks configuration text; `display_path` is the file name shown in diagnostics.
-pub fn parse_str(
-    text: &str,
-    display_path: &Path,
-    root: &Path,
-    profile: Option<&str>,
-) -> Result<Config, LoadError> {
+pub fn parse_str(text: &str, display_path: &Path, root: &Path, profile: Option<&str>) -> Result<Config, LoadError> {
     let source: Arc<str> = Arc::from(text);
-    let mut reader = Reader {
-        path: display_path.to_path_buf(),
-        source: source.clone(),
-        diags: Vec::new(),
-    };
+    let mut reader = Reader { path: display_path.to_path_buf(), source: source.clone(), diags: Vec::new() };
     let mut doc = match DeTable::parse(text) {
         Ok(doc) => doc.into_inner(),
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            let message = e
-                .message()
-                .lines()
-                .next()
-                .unwrap_or("invalid TOML")
-                .trim_end_matches('.')
-                .to_string();
+            let message = e.message().lines().next().unwrap_or("invalid TOML").trim_end_matches('.').to_string();
             reader.error(span, format!("invalid TOML: {message}"), "here", None);
             return Err(LoadError::Invalid(Diagnostics(reader.diags)));
         }
@@ -121,21 +92,12 @@ pub fn parse_str(
                 Some(merged)
             }
             None => {
-                return Err(LoadError::UnknownProfile {
-                    name: name.to_string(),
-                    available: names,
-                });
+                return Err(LoadError::UnknownProfile { name: name.to_string(), available: names });
             }
         },
         None => None,
     };
-    let config = read_config(
-        &mut reader,
-        selected.as_ref().unwrap_or(&doc),
-        root,
-        display_path,
-        names,
-    );
+    let config = read_config(&mut reader, selected.as_ref().unwrap_or(&doc), root, display_path, names);
     for (name, overlay) in &profiles {
         if Some(name.as_str()) != profile {
             let mut merged = doc.clone();
@@ -169,34 +131,20 @@ fn take_profiles<'i>(r: &mut Reader, doc: &mut DeTable<'i>) -> BTreeMap<String, 
     out
 }
 
-fn read_config(
-    r: &mut Reader,
-    doc: &DeTable<'_>,
-    root: &Path,
-    file: &Path,
-    profiles: Vec<String>,
-) -> Option<Config> {
-    let settings = doc
-        .get("settings")
-        .map_or(Some(Settings::default()), |n| read_settings(r, n));
-    let env = doc
-        .get("env")
-        .map_or(Some(BTreeMap::new()), |n| r.string_map(n, "[env]"));
+fn read_config(r: &mut Reader, doc: &DeTable<'_>, root: &Path, file: &Path, profiles: Vec<String>) -> Option<Config> {
+    let settings = doc.get("settings").map_or(Some(Settings::default()), |n| read_settings(r, n));
+    let env = doc.get("env").map_or(Some(BTreeMap::new()), |n| r.string_map(n, "[env]"));
     let target_nodes = named_tables(r, doc.get("target"), "target");
     let service_nodes = named_tables(r, doc.get("service"), "service");
     let names = Names {
         targets: target_nodes
             .iter()
             .map(|(name, node)| {
-                let is_image =
-                    matches!(node.get_ref(), DeValue::Table(t) if t.contains_key("image"));
+                let is_image = matches!(node.get_ref(), DeValue::Table(t) if t.contains_key("image"));
                 (name.text.clone(), is_image)
             })
             .collect(),
-        services: service_nodes
-            .iter()
-            .map(|(name, _)| name.text.clone())
-            .collect(),
+        services: service_nodes.iter().map(|(name, _)| name.text.clone()).collect(),
     };
 
     let mut targets = BTreeMap::new();
@@ -229,23 +177,11 @@ fn read_config(
     }
     let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
     let file = root.join(file.file_name().unwrap_or(CONFIG_FILE.as_ref()));
-    Some(Config {
-        root,
-        file,
-        settings: settings?,
-        env: env?,
-        targets,
-        services,
-        profiles,
-    })
+    Some(Config { root, file, settings: settings?, env: env?, targets, services, profiles })
 }
 
 /// `[target.NAME]` tables: their names (checked) and nodes.
-fn named_tables<'t, 'i>(
-    r: &mut Reader,
-    node: Option<&'t Node<'i>>,
-    kind: &str,
-) -> Vec<(Located, &'t Node<'i>)> {
+fn named_tables<'t, 'i>(r: &mut Reader, node: Option<&'t Node<'i>>, kind: &str) -> Vec<(Located, &'t Node<'i>)> {
     let Some(node) = node else { return Vec::new() };
     let Some(table) = r.table(node, &format!("[{kind}]")) else {
         return Vec::new();
@@ -253,10 +189,7 @@ fn named_tables<'t, 'i>(
     let mut out = Vec::new();
     for (name, value) in table.iter() {
         let text = name.get_ref().to_string();
-        let valid = !text.is_empty()
-            && text
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        let valid = !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !valid {
             r.error(
                 name.span(),
@@ -266,13 +199,7 @@ fn named_tables<'t, 'i>(
             );
             continue;
         }
-        out.push((
-            Located {
-                text,
-                span: name.span(),
-            },
-            value,
-        ));
+        out.push((Located { text, span: name.span() }, value));
     }
     out
 }
@@ -281,38 +208,22 @@ fn read_settings(r: &mut Reader, node: &Node<'_>) -> Option<Settings> {
     let table = r.table(node, "[settings]")?;
     r.check_keys(table, SETTINGS_KEYS, "[settings]");
     let jobs = match table.get("jobs") {
-        Some(n) => Some(Some(
-            usize::try_from(r.integer(n, "`jobs` in [settings]", 1, 1024)?).ok()?,
-        )),
+        Some(n) => Some(Some(usize::try_from(r.integer(n, "`jobs` in [settings]", 1, 1024)?).ok()?)),
         None => Some(None),
     };
-    let debounce = table
-        .get("debounce")
-        .map_or(Some(Settings::default().debounce), |n| {
-            r.duration(n, "`debounce` in [settings]")
-        });
+    let debounce =
+        table.get("debounce").map_or(Some(Settings::default().debounce), |n| r.duration(n, "`debounce` in [settings]"));
     let engine = table.get("engine").map_or(Some(EngineChoice::Auto), |n| {
         let text = r.located(n, "`engine` in [settings]")?;
         let engine = EngineChoice::parse(&text.text);
         if engine.is_none() {
-            let hint = did_you_mean(&text.text, EngineChoice::NAMES).map_or_else(
-                || "use auto, podman or docker".to_string(),
-                |s| format!("did you mean `{s}`?"),
-            );
-            r.error(
-                text.span,
-                format!("unknown container engine `{}`", text.text),
-                "unknown engine",
-                Some(hint),
-            );
+            let hint = did_you_mean(&text.text, EngineChoice::NAMES)
+                .map_or_else(|| "use auto, podman or docker".to_string(), |s| format!("did you mean `{s}`?"));
+            r.error(text.span, format!("unknown container engine `{}`", text.text), "unknown engine", Some(hint));
         }
         engine
     });
-    Some(Settings {
-        jobs: jobs?,
-        debounce: debounce?,
-        engine: engine?,
-    })
+    Some(Settings { jobs: jobs?, debounce: debounce?, engine: engine? })
 }
 
 impl From<Diagnostic> for Diagnostics {

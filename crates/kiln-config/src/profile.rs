@@ -30,28 +30,10 @@ mod tests {
         let mut doc = DeTable::parse(src).expect("valid toml").into_inner();
         let profile = doc.remove("profile").expect("has profile");
         let debug = profile.get_ref().get("debug").expect("has debug");
-        let DeValue::Table(debug) = debug.get_ref() else {
-            panic!("not a table")
-        };
+        let DeValue::Table(debug) = debug.get_ref() else { panic!("not a table") };
         deep_merge(&mut doc, debug);
-        let image = doc["target"]
-            .get_ref()
-            .get("a")
-            .and_then(|a| a.get_ref().get("image"))
-            .expect("image");
-        assert_eq!(
-            image
-                .get_ref()
-                .get("stage")
-                .and_then(|s| s.get_ref().as_str()),
-            Some("debug")
-        );
-        assert_eq!(
-            image
-                .get_ref()
-                .get("name")
-                .and_then(|s| s.get_ref().as_str()),
-            Some("n")
-        );
+        let image = doc["target"].get_ref().get("a").and_then(|a| a.get_ref().get("image")).expect("image");
+        assert_eq!(image.get_ref().get("stage").and_then(|s| s.get_ref().as_str()), Some("debug"));
+        assert_eq!(image.get_ref().get("name").and_then(|s| s.get_ref().as_str()), Some("n"));
     }
 }

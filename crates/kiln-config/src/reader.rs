@@ -58,11 +58,7 @@ impl Reader {
             label: label.into(),
             help,
         };
-        if !self
-            .diags
-            .iter()
-            .any(|d| d.span == diag.span && d.message == diag.message)
-        {
+        if !self.diags.iter().any(|d| d.span == diag.span && d.message == diag.message) {
             self.diags.push(diag);
         }
     }
@@ -88,12 +84,7 @@ impl Reader {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => format!("known keys here: {}", allowed.join(", ")),
             };
-            self.error(
-                key.span(),
-                format!("unknown key `{name}` in {section}"),
-                "unknown key",
-                Some(help),
-            );
+            self.error(key.span(), format!("unknown key `{name}` in {section}"), "unknown key", Some(help));
         }
     }
 
@@ -118,10 +109,7 @@ impl Reader {
     }
 
     pub fn located(&mut self, node: &Node<'_>, what: &str) -> Option<Located> {
-        self.string(node, what).map(|text| Located {
-            text,
-            span: node.span(),
-        })
+        self.string(node, what).map(|text| Located { text, span: node.span() })
     }
 
     pub fn bool(&mut self, node: &Node<'_>, what: &str) -> Option<bool> {
@@ -137,9 +125,7 @@ impl Reader {
     /// An integer within `min..=max`.
     pub fn integer(&mut self, node: &Node<'_>, what: &str, min: i64, max: i64) -> Option<i64> {
         let parsed = match node.get_ref() {
-            DeValue::Integer(i) => {
-                i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok()
-            }
+            DeValue::Integer(i) => i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok(),
             _ => {
                 self.wrong_type(node, what, "an integer");
                 return None;

@@ -92,9 +92,7 @@ const SERVICE_KEYS: &[&str] = &[
     "stop_timeout",
 ];
 const PROBE_KEYS: &[&str] = &["http", "tcp", "cmd", "log", "period", "timeout", "failures"];
-const SIGNALS: &[&str] = &[
-    "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGKILL", "SIGUSR1", "SIGUSR2",
-];
+const SIGNALS: &[&str] = &["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGKILL", "SIGUSR1", "SIGUSR2"];
 
 /// A service as read, with the spans of its `after` names for the cycle check.
 pub(crate) struct ReadService {
@@ -156,25 +154,16 @@ impl Service {
         }
         let ports = list(r, "ports");
         let volumes = list(r, "volumes");
-        let command =
-            field("command").map_or(Some(None), |n| r.string(n, &what("command")).map(Some));
+        let command = field("command").map_or(Some(None), |n| r.string(n, &what("command")).map(Some));
         let env = field("env").map_or(Some(BTreeMap::new()), |n| r.string_map(n, &what("env")));
-        let replicas =
-            field("replicas").map_or(Some(1), |n| r.integer(n, &what("replicas"), 1, 64));
+        let replicas = field("replicas").map_or(Some(1), |n| r.integer(n, &what("replicas"), 1, 64));
         let restart = field("restart").map_or(Some(RestartPolicy::OnFailure), |n| {
             let text = r.located(n, &what("restart"))?;
             let policy = RestartPolicy::parse(&text.text);
             if policy.is_none() {
-                let hint = crate::did_you_mean(&text.text, RestartPolicy::NAMES).map_or_else(
-                    || "use always, on-failure or never".to_string(),
-                    |s| format!("did you mean `{s}`?"),
-                );
-                r.error(
-                    text.span,
-                    format!("unknown restart policy `{}`", text.text),
-                    "unknown policy",
-                    Some(hint),
-                );
+                let hint = crate::did_you_mean(&text.text, RestartPolicy::NAMES)
+                    .map_or_else(|| "use always, on-failure or never".to_string(), |s| format!("did you mean `{s}`?"));
+                r.error(text.span, format!("unknown restart policy `{}`", text.text), "unknown policy", Some(hint));
             }
             policy
         });
@@ -184,21 +173,13 @@ impl Service {
             if SIGNALS.contains(&text.text.as_str()) {
                 return Some(text.text);
             }
-            let hint = crate::did_you_mean(&text.text, SIGNALS.iter().copied()).map_or_else(
-                || format!("use one of {}", SIGNALS.join(", ")),
-                |s| format!("did you mean `{s}`?"),
-            );
-            r.error(
-                text.span,
-                format!("unknown signal `{}`", text.text),
-                "unknown signal",
-                Some(hint),
-            );
+            let hint = crate::did_you_mean(&text.text, SIGNALS.iter().copied())
+                .map_or_else(|| format!("use one of {}", SIGNALS.join(", ")), |s| format!("did you mean `{s}`?"));
+            r.error(text.span, format!("unknown signal `{}`", text.text), "unknown signal", Some(hint));
             None
         });
-        let stop_timeout = field("stop_timeout").map_or(Some(Duration::from_secs(10)), |n| {
-            r.duration(n, &what("stop_timeout"))
-        });
+        let stop_timeout =
+            field("stop_timeout").map_or(Some(Duration::from_secs(10)), |n| r.duration(n, &what("stop_timeout")));
 
         let after = after?;
         Some(ReadService {
@@ -222,19 +203,12 @@ impl Service {
     }
 }
 
-fn read_probe(
-    r: &mut crate::reader::Reader,
-    node: &crate::reader::Node<'_>,
-    service: &str,
-) -> Option<Probe> {
+fn read_probe(r: &mut crate::reader::Reader, node: &crate::reader::Node<'_>, service: &str) -> Option<Probe> {
     let section = format!("`ready` of service `{service}`");
     let table = r.table(node, &section)?;
     r.check_keys(table, PROBE_KEYS, &section);
     let what = |key: &str| format!("`ready.{key}` of service `{service}`");
-    let kinds: Vec<&str> = ["http", "tcp", "cmd", "log"]
-        .into_iter()
-        .filter(|k| table.contains_key(*k))
-        .collect();
+    let kinds: Vec<&str> = ["http", "tcp", "cmd", "log"].into_iter().filter(|k| table.contains_key(*k)).collect();
     let check = match kinds.as_slice() {
         [kind] => {
             let text = r.string(&table[*kind], &what(kind))?;
@@ -249,33 +223,14 @@ fn read_probe(
             r.error(
                 node.span(),
                 format!("{section} needs exactly one of `http`, `tcp`, `cmd` or `log`"),
-                if kinds.is_empty() {
-                    "no check given"
-                } else {
-                    "more than one check"
-                },
+                if kinds.is_empty() { "no check given" } else { "more than one check" },
                 Some("for example `ready = { http = \"http://127.0.0.1:8080/health\" }`".into()),
             );
             None
         }
     };
-    let period = table
-        .get("period")
-        .map_or(Some(Duration::from_secs(1)), |n| {
-            r.duration(n, &what("period"))
-        });
-    let timeout = table
-        .get("timeout")
-        .map_or(Some(Duration::from_secs(2)), |n| {
-            r.duration(n, &what("timeout"))
-        });
-    let failures = table
-        .get("failures")
-        .map_or(Some(3), |n| r.integer(n, &what("failures"), 1, 1000));
-    Some(Probe {
-        check: check?,
-        period: period?,
-        timeout: timeout?,
-        failures: u32::try_from(failures?).ok()?,
-    })
+    let period = table.get("period").map_or(Some(Duration::from_secs(1)), |n| r.duration(n, &what("period")));
+    let timeout = table.get("timeout").map_or(Some(Duration::from_secs(2)), |n| r.duration(n, &what("timeout")));
+    let failures = table.get("failures").map_or(Some(3), |n| r.integer(n, &what("failures"), 1, 1000));
+    Some(Probe { check: check?, period: period?, timeout: timeout?, failures: u32::try_from(failures?).ok()? })
 }

@@ -52,9 +52,8 @@ pub(crate) struct ReadTarget {
     pub deps: Vec<crate::reader::Located>,
 }
 
-const TARGET_KEYS: &[&str] = &[
-    "cmd", "image", "inputs", "outputs", "deps", "env", "dir", "timeout", "retries", "cache",
-];
+const TARGET_KEYS: &[&str] =
+    &["cmd", "image", "inputs", "outputs", "deps", "env", "dir", "timeout", "retries", "cache"];
 const IMAGE_KEYS: &[&str] = &["name", "context", "file", "stage", "args"];
 
 impl Target {
@@ -88,7 +87,10 @@ impl Target {
                     name.span.clone(),
                     format!("target `{}` has neither `cmd` nor `image`", name.text),
                     "nothing to do",
-                    Some("add `cmd = \"...\"` to run a command, or `image = { name = \"...\" }` to build an image".into()),
+                    Some(
+                        "add `cmd = \"...\"` to run a command, or `image = { name = \"...\" }` to build an image"
+                            .into(),
+                    ),
                 );
                 None
             }
@@ -137,11 +139,7 @@ impl Target {
     }
 }
 
-fn read_image(
-    r: &mut crate::reader::Reader,
-    node: &crate::reader::Node<'_>,
-    target: &str,
-) -> Option<ImageSpec> {
+fn read_image(r: &mut crate::reader::Reader, node: &crate::reader::Node<'_>, target: &str) -> Option<ImageSpec> {
     let section = format!("`image` of target `{target}`");
     let table = r.table(node, &section)?;
     r.check_keys(table, IMAGE_KEYS, &section);
@@ -167,12 +165,8 @@ fn read_image(
     };
     let context = path("context");
     let file = path("file");
-    let stage = table
-        .get("stage")
-        .map_or(Some(None), |n| r.string(n, &what("stage")).map(Some));
-    let args = table
-        .get("args")
-        .map_or(Some(BTreeMap::new()), |n| r.string_map(n, &what("args")));
+    let stage = table.get("stage").map_or(Some(None), |n| r.string(n, &what("stage")).map(Some));
+    let args = table.get("args").map_or(Some(BTreeMap::new()), |n| r.string_map(n, &what("args")));
     Some(ImageSpec {
         name: name?,
         context: context?.unwrap_or_else(|| ".".into()),
@@ -194,8 +188,7 @@ fn read_paths(
     let items = r.string_list(node, what)?;
     let mut ok = true;
     for item in &items {
-        ok &= crate::validate::check_relative(r, item, what)
-            && crate::validate::check_glob(r, item, what);
+        ok &= crate::validate::check_relative(r, item, what) && crate::validate::check_glob(r, item, what);
     }
     ok.then(|| items.into_iter().map(|l| l.text).collect())
 }

@@ -26,12 +26,7 @@ impl Names {
                     .contains(&name.text)
                     .then(|| format!("`{}` is a service; list services in `after`", name.text))
             });
-        r.error(
-            name.span.clone(),
-            format!("unknown {role} `{}`", name.text),
-            "no target has this name",
-            hint,
-        );
+        r.error(name.span.clone(), format!("unknown {role} `{}`", name.text), "no target has this name", hint);
     }
 
     pub fn check_service_ref(&self, r: &mut Reader, name: &Located) {
@@ -86,10 +81,7 @@ pub(crate) fn check_relative(r: &mut Reader, path: &Located, what: &str) -> bool
 }
 
 pub(crate) fn check_glob(r: &mut Reader, pattern: &Located, what: &str) -> bool {
-    match globset::GlobBuilder::new(&pattern.text)
-        .literal_separator(true)
-        .build()
-    {
+    match globset::GlobBuilder::new(&pattern.text).literal_separator(true).build() {
         Ok(_) => true,
         Err(e) => {
             r.error(

@@ -29,7 +29,7 @@ use crate::file_index::{FileIndex, FileMeta, fingerprint};
 use crate::graph::{Graph, TargetId};
 use crate::layout::Layout;
 use crate::manifest::{Manifest, summarize};
-use crate::path_pattern::{PathPattern, PatternCompiler};
+use crate::path_pattern::{PathPattern, PatternCompiler, is_under};
 use crate::project_lock::ProjectLock;
 use crate::scheduler::{Halt, Scheduler};
 use crate::stat_cache::StatCache;
@@ -109,10 +109,7 @@ pub fn resolve_targets(graph: &Graph, names: &[String]) -> Result<Vec<TargetId>,
                     Some(s) => format!(" (did you mean `{s}`?)"),
                     None => format!(" (targets: {})", all.join(", ")),
                 };
-                BuildError::UnknownTarget {
-                    name: name.clone(),
-                    hint,
-                }
+                BuildError::UnknownTarget { name: name.clone(), hint }
             })
         })
         .collect()
@@ -159,11 +156,7 @@ struct RunRequest {
 enum Evaluation {
     Done(Done),
     Run(RunRequest),
-    Plan {
-        action: PlanAction,
-        reason: String,
-        digest: Option<Digest>,
-    },
+    Plan { action: PlanAction, reason: String, digest: Option<Digest> },
 }
 
 /// What an evaluation needs from the loop's state.
@@ -202,10 +195,7 @@ pub async fn run_build(
     let lock_bus = bus.clone();
     let _lock = tokio::task::spawn_blocking(move || {
         ProjectLock::acquire(&lock_path, |pid| {
-            let who = pid.map_or_else(
-                || "another kiln".to_string(),
-                |p| format!("another kiln (pid {p})"),
-            );
+            let who = pid.map_or_else(|| "another kiln".to_string(), |p| format!("another kiln (pid {p})"));
             lock_bus.publish(Event::Notice {
                 level: NoticeLevel::Info,
                 message: format!("waiting for {who} to finish in this project…"),
@@ -224,49 +214,21 @@ pub async fn run_build(
     let stat = tokio::task::spawn_blocking(move || StatCache::load(&stat_path));
     let mut compiler = PatternCompiler::default();
     let inputs: Vec<Vec<PathPattern>> = (0..graph.len())
-        .map(|id| {
-            config.targets[graph.name(id)]
-                .inputs
-                .iter()
-                .map(|p| compiler.compile(p))
-                .collect()
-        })
+        .map(|id| config.targets[graph.name(id)].inputs.iter().map(|p| compiler.compile(p)).collect())
         .collect();
     let outputs: Vec<Vec<PathPattern>> = (0..graph.len())
-        .map(|id| {
-            config.targets[graph.name(id)]
-                .outputs
-                .iter()
-                .map(|p| compiler.compile(p))
-                .collect()
-        })
+        .map(|id| config.targets[graph.name(id)].outputs.iter().map(|p| compiler.compile(p)).collect())
         .collect();
-    let prefixes: Vec<String> = selected
-        .iter()
-        .flat_map(|&id| inputs[id].iter().map(|p| p.prefix.clone()))
-        .collect();
+    let prefixes: Vec<String> = selected.iter().flat_map(|&id| inputs[id].iter().map(|p| p.prefix.clone())).collect();
     let root = config.root.clone();
     let index = tokio::task::spawn_blocking(move || FileIndex::scan(&root, prefixes, true))
         .await
         .expect("scan task does not panic");
     let stat = stat.await.expect("stat cache load does not panic");
 
-    let jobs = if options.jobs == 0 {
-        config.settings.jobs.unwrap_or_else(cpus)
-    } else {
-        options.jobs
-    };
-    let weights: HashMap<TargetId, u64> = selected
-        .iter()
-        .map(|&id| {
-            (
-                id,
-                prev.targets
-                    .get(graph.name(id))
-                    .map_or(1, |r| r.duration_ms.max(1)),
-            )
-        })
-        .collect();
+    let jobs = if options.jobs == 0 { config.settings.jobs.unwrap_or_else(cpus) } else { options.jobs };
+    let weights: HashMap<TargetId, u64> =
+        selected.iter().map(|&id| (id, prev.targets.get(graph.name(id)).map_or(1, |r| r.duration_ms.max(1)))).collect();
     let priority = graph.remaining_path(&selected, |id| weights.get(&id).copied().unwrap_or(1));
     let mut sched = Scheduler::new(&graph, &selected, priority, jobs, options.keep_going);
 
@@ -283,14 +245,9 @@ pub async fn run_build(
         dry_run: options.dry_run,
         bus: bus.clone(),
     });
-    bus.publish(Event::RunStarted {
-        mode: "build".into(),
-        targets: selected.len(),
-    });
+    bus.publish(Event::RunStarted { mode: "build".into(), targets: selected.len() });
     for &id in &selected {
-        bus.publish(Event::TargetQueued {
-            target: ctx.graph.name(id).to_string(),
-        });
+        bus.publish(Event::TargetQueued { target: ctx.graph.name(id).to_string() });
     }
 
     let mut run = RunLoop {
@@ -319,18 +276,10 @@ pub async fn run_build(
         for id in run.sched.drain_unstarted() {
             let reason = match run.sched.is_halted() {
                 Some(Halt::Cancelled) => "not started: the run was interrupted".to_string(),
-                _ => "not started: an earlier target failed (use --keep-going to build what does not depend on it)".to_string(),
+                _ => "not started: an earlier target failed (use --keep-going to build what does not depend on it)"
+                    .to_string(),
             };
-            run.finish(
-                id,
-                Done {
-                    record: None,
-                    status: TargetStatus::Skipped,
-                    reason,
-                    key: None,
-                    log: None,
-                },
-            );
+            run.finish(id, Done { record: None, status: TargetStatus::Skipped, reason, key: None, log: None });
         }
         if run.sched.is_done() {
             break;
@@ -408,14 +357,12 @@ impl RunLoop<'_> {
                 let deps = graph
                     .deps(id)
                     .iter()
-                    .map(|d| {
-                        (
-                            graph.name(*d).to_string(),
-                            self.digests.get(d).copied().flatten(),
-                        )
-                    })
+                    .map(|d| (graph.name(*d).to_string(), self.digests.get(d).copied().flatten()))
                     .collect();
-                let refresh = graph.deps(id).iter().any(|d| self.touched.contains(d));
+                let refresh = graph
+                    .deps(id)
+                    .iter()
+                    .any(|d| self.touched.contains(d) && overlaps(&self.ctx.outputs[*d], &self.ctx.inputs[id]));
                 EvalJob { id, deps, refresh }
             })
             .collect();
@@ -458,38 +405,18 @@ impl RunLoop<'_> {
                     self.sched.needs_run(id);
                 }
             }
-            Evaluation::Plan {
-                action,
-                reason,
-                digest,
-            } => {
+            Evaluation::Plan { action, reason, digest } => {
                 let name = self.ctx.graph.name(id).to_string();
-                self.summary.plan.push(PlanEntry {
-                    target: name,
-                    action,
-                    reason: reason.clone(),
-                });
+                self.summary.plan.push(PlanEntry { target: name, action, reason: reason.clone() });
                 self.digests.insert(id, digest);
-                let status = if action == PlanAction::Fresh {
-                    TargetStatus::Fresh
-                } else {
-                    TargetStatus::Built
-                };
+                let status = if action == PlanAction::Fresh { TargetStatus::Fresh } else { TargetStatus::Built };
                 self.sched.finish(id, status);
             }
         }
     }
 
-    fn start_run(
-        &mut self,
-        id: TargetId,
-        tx: mpsc::UnboundedSender<Msg>,
-        cancel: watch::Receiver<bool>,
-    ) {
-        let request = self
-            .pending
-            .remove(&id)
-            .expect("a queued target has a request");
+    fn start_run(&mut self, id: TargetId, tx: mpsc::UnboundedSender<Msg>, cancel: watch::Receiver<bool>) {
+        let request = self.pending.remove(&id).expect("a queued target has a request");
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
             let done = execute(&ctx, id, request, cancel).await;
@@ -499,10 +426,7 @@ impl RunLoop<'_> {
 
     fn finish(&mut self, id: TargetId, done: Done) {
         let name = self.ctx.graph.name(id).to_string();
-        let elapsed = self
-            .started_at
-            .get(&id)
-            .map_or(Duration::ZERO, Instant::elapsed);
+        let elapsed = self.started_at.get(&id).map_or(Duration::ZERO, Instant::elapsed);
         match done.status {
             TargetStatus::Built => self.summary.built += 1,
             TargetStatus::Cached => self.summary.cached += 1,
@@ -540,13 +464,13 @@ impl RunLoop<'_> {
     }
 }
 
+/// Whether files written under `outputs` could be listed by `inputs`.
+fn overlaps(outputs: &[PathPattern], inputs: &[PathPattern]) -> bool {
+    outputs.iter().any(|o| inputs.iter().any(|i| is_under(&o.prefix, &i.prefix) || is_under(&i.prefix, &o.prefix)))
+}
+
 /// Decides what a target needs: fresh, a restore from the cache, or a run.
-fn evaluate(
-    ctx: &Ctx,
-    id: TargetId,
-    deps: &[(String, Option<Digest>)],
-    refresh: bool,
-) -> Evaluation {
+fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)], refresh: bool) -> Evaluation {
     let target = ctx.target(id);
     let root = &ctx.config.root;
     if let Some((dep, _)) = deps.iter().find(|(_, d)| d.is_none()) {
@@ -557,19 +481,17 @@ fn evaluate(
         };
     }
     let mut manifest = Manifest::for_target(target, &ctx.config.env);
-    manifest.deps = deps
-        .iter()
-        .map(|(n, d)| (n.clone(), d.expect("checked above")))
-        .collect();
+    manifest.deps = deps.iter().map(|(n, d)| (n.clone(), d.expect("checked above"))).collect();
+    let rescanned;
     let files = if refresh {
-        FileIndex::scan(root, ctx.inputs[id].iter().map(|p| p.prefix.clone()), true)
-            .select(&ctx.inputs[id], &ctx.outputs[id])
+        rescanned = FileIndex::scan_small(root, ctx.inputs[id].iter().map(|p| p.prefix.clone()), true);
+        rescanned.select(&ctx.inputs[id], &ctx.outputs[id])
     } else {
         ctx.index.select(&ctx.inputs[id], &ctx.outputs[id])
     };
     let name = &target.name;
     let prev = ctx.prev.targets.get(name);
-    let inputs_meta = fingerprint(files.iter().map(|(p, m)| (p.as_str(), m)));
+    let inputs_meta = fingerprint(files.iter().map(|e| (e.0.as_str(), &e.1)));
 
     // Fast path: inputs' metadata and outputs' metadata exactly as recorded, and the deps'
     // outputs unchanged, so the key is the recorded one without reading any content.
@@ -591,34 +513,31 @@ fn evaluate(
         return plan_or(ctx, done, PlanAction::Fresh);
     }
 
-    for (path, meta) in files {
-        match ctx.stat.digest(root, &path, &meta) {
-            Ok(d) => manifest.inputs.push((path, d)),
-            Err(e) => {
-                // Vanished between listing and hashing: treat as absent, like a later listing.
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return failed(format!("cannot read input {path}: {e}"), None);
-                }
+    // The previous build's manifest: the reason for a rebuild is the difference from it, and
+    // while the inputs' metadata is unchanged its per-file digests are still true.
+    let previous = prev.and_then(|p| ctx.cache.lookup(&p.key));
+    let reusable = previous.as_ref().filter(|old| {
+        inputs_meta.is_some()
+            && prev.is_some_and(|p| p.inputs_meta == inputs_meta)
+            && old.manifest.inputs.len() == files.len()
+            && old.manifest.inputs.iter().zip(&files).all(|((a, _), b)| *a == b.0)
+    });
+    match reusable {
+        Some(old) => manifest.inputs = old.manifest.inputs.clone(),
+        None => {
+            if let Err(reason) = hash_inputs(ctx, &files, &mut manifest) {
+                return failed(reason, None);
             }
         }
     }
     let key = manifest.key();
 
     if let Some(prev) = prev.filter(|p| p.key == key) {
-        let damaged: Vec<&OutputFile> = prev
-            .outputs
-            .iter()
-            .filter(|o| current_digest(root, &o.path, &ctx.stat) != Some(o.digest))
-            .collect();
+        let damaged: Vec<&OutputFile> =
+            prev.outputs.iter().filter(|o| current_digest(root, &o.path, &ctx.stat) != Some(o.digest)).collect();
         if damaged.is_empty() {
-            let record = record_for(
-                root,
-                &manifest,
-                prev.output_digest,
-                prev.outputs.clone(),
-                prev.duration_ms,
-                inputs_meta,
-            );
+            let record =
+                record_for(root, &manifest, prev.output_digest, prev.outputs.clone(), prev.duration_ms, inputs_meta);
             let done = Done {
                 record: Some(record),
                 status: TargetStatus::Fresh,
@@ -629,18 +548,11 @@ fn evaluate(
             return plan_or(ctx, done, PlanAction::Fresh);
         }
         let what = describe_damage(&damaged, root);
-        let request = RunRequest {
-            manifest,
-            reason: String::new(),
-            inputs_meta,
-        };
+        let request = RunRequest { manifest, reason: String::new(), inputs_meta };
         if !target.cache {
             return run_or_plan(
                 ctx,
-                RunRequest {
-                    reason: format!("{what} (cache disabled for this target)"),
-                    ..request
-                },
+                RunRequest { reason: format!("{what} (cache disabled for this target)"), ..request },
             );
         }
         if ctx.dry_run {
@@ -650,29 +562,15 @@ fn evaluate(
                 digest: Some(prev.output_digest),
             };
         }
-        return restore(
-            ctx,
-            name,
-            request,
-            prev.output_digest,
-            prev.outputs.clone(),
-            prev.duration_ms,
-            what,
-        );
+        return restore(ctx, name, request, prev.output_digest, prev.outputs.clone(), prev.duration_ms, what);
     }
 
-    let reason = match prev {
-        None => "no previous build".to_string(),
-        Some(p) => match ctx.cache.lookup(&p.key) {
-            Some(old) => summarize(&manifest.changes_since(&old.manifest)),
-            None => "inputs or definition changed".to_string(),
-        },
+    let reason = match (prev, &previous) {
+        (None, _) => "no previous build".to_string(),
+        (Some(_), Some(old)) => summarize(&manifest.changes_since(&old.manifest)),
+        (Some(_), None) => "inputs or definition changed".to_string(),
     };
-    let request = RunRequest {
-        manifest,
-        reason,
-        inputs_meta,
-    };
+    let request = RunRequest { manifest, reason, inputs_meta };
     if target.cache
         && let Some(rec) = ctx.cache.lookup(&key)
     {
@@ -684,17 +582,30 @@ fn evaluate(
             };
         }
         let why = request.reason.clone();
-        return restore(
-            ctx,
-            name,
-            request,
-            rec.output_digest,
-            rec.outputs,
-            rec.duration_ms,
-            why,
-        );
+        return restore(ctx, name, request, rec.output_digest, rec.outputs, rec.duration_ms, why);
     }
     run_or_plan(ctx, request)
+}
+
+/// Above this many input files (or any file above [`DIRECT_HASH_MAX_BYTES`]), hashing goes
+/// through the stat cache; below, reading the files directly is cheaper than loading it.
+const DIRECT_HASH_MAX_FILES: usize = 64;
+const DIRECT_HASH_MAX_BYTES: u64 = 256 * 1024;
+
+/// Fills in the content digests of `files`; a file that vanished since the listing is left
+/// out, as a later listing would.
+fn hash_inputs(ctx: &Ctx, files: &[&(String, FileMeta)], manifest: &mut Manifest) -> Result<(), String> {
+    let root = &ctx.config.root;
+    let direct = files.len() <= DIRECT_HASH_MAX_FILES && files.iter().all(|e| e.1.size <= DIRECT_HASH_MAX_BYTES);
+    for (path, meta) in files.iter().map(|e| (&e.0, &e.1)) {
+        let digest = if direct { Digest::of_file(&root.join(path)) } else { ctx.stat.digest(root, path, meta) };
+        match digest {
+            Ok(d) => manifest.inputs.push((path.clone(), d)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot read input {path}: {e}")),
+        }
+    }
+    Ok(())
 }
 
 /// The fingerprint of recorded outputs as they are on disk now (`None` if one is missing).
@@ -709,12 +620,7 @@ fn outputs_fingerprint(root: &std::path::Path, outputs: &[OutputFile]) -> Option
         })
         .collect();
     let metas = metas?;
-    fingerprint(
-        outputs
-            .iter()
-            .zip(&metas)
-            .map(|(o, m)| (o.path.as_str(), m)),
-    )
+    fingerprint(outputs.iter().zip(&metas).map(|(o, m)| (o.path.as_str(), m)))
 }
 
 /// The state record of a target whose outputs are now intact on disk.
@@ -740,11 +646,7 @@ fn record_for(
 
 fn run_or_plan(ctx: &Ctx, request: RunRequest) -> Evaluation {
     if ctx.dry_run {
-        return Evaluation::Plan {
-            action: PlanAction::Run,
-            reason: request.reason,
-            digest: None,
-        };
+        return Evaluation::Plan { action: PlanAction::Run, reason: request.reason, digest: None };
     }
     Evaluation::Run(request)
 }
@@ -752,22 +654,14 @@ fn run_or_plan(ctx: &Ctx, request: RunRequest) -> Evaluation {
 fn plan_or(ctx: &Ctx, done: Done, action: PlanAction) -> Evaluation {
     if ctx.dry_run {
         let digest = done.record.as_ref().map(|r| r.output_digest);
-        return Evaluation::Plan {
-            action,
-            reason: done.reason,
-            digest,
-        };
+        return Evaluation::Plan { action, reason: done.reason, digest };
     }
     Evaluation::Done(done)
 }
 
 fn describe_damage(damaged: &[&OutputFile], root: &std::path::Path) -> String {
     let first = damaged[0];
-    let how = if root.join(&first.path).exists() {
-        "was modified"
-    } else {
-        "is missing"
-    };
+    let how = if root.join(&first.path).exists() { "was modified" } else { "is missing" };
     match damaged.len() {
         1 => format!("output {} {how}", first.path),
         n => format!("output {} {how} (and {} more)", first.path, n - 1),
@@ -790,97 +684,39 @@ fn restore(
         Ok(written) => {
             ctx.cache.touch(&key);
             let (status, reason) = if outputs.is_empty() {
-                (
-                    TargetStatus::Cached,
-                    format!("{why}; succeeded before with this key (no outputs to restore)"),
-                )
+                (TargetStatus::Cached, format!("{why}; succeeded before with this key (no outputs to restore)"))
             } else if written == 0 {
-                (
-                    TargetStatus::Fresh,
-                    format!("{why}; outputs already match the cache"),
-                )
+                (TargetStatus::Fresh, format!("{why}; outputs already match the cache"))
             } else {
-                let files = if written == 1 {
-                    "1 file".to_string()
-                } else {
-                    format!("{written} files")
-                };
-                (
-                    TargetStatus::Cached,
-                    format!("{why}; restored {files} from cache"),
-                )
+                let files = if written == 1 { "1 file".to_string() } else { format!("{written} files") };
+                (TargetStatus::Cached, format!("{why}; restored {files} from cache"))
             };
             let root = &ctx.config.root;
-            let record = record_for(
-                root,
-                &request.manifest,
-                output_digest,
-                outputs,
-                duration_ms,
-                request.inputs_meta,
-            );
-            Evaluation::Done(Done {
-                record: Some(record),
-                status,
-                reason,
-                key: Some(key),
-                log: None,
-            })
+            let record = record_for(root, &request.manifest, output_digest, outputs, duration_ms, request.inputs_meta);
+            Evaluation::Done(Done { record: Some(record), status, reason, key: Some(key), log: None })
         }
         Err(e @ (CacheError::Corrupt { .. } | CacheError::Missing { .. })) => {
-            ctx.bus.publish(Event::Notice {
-                level: NoticeLevel::Warning,
-                message: format!("{name}: {e}; rebuilding"),
-            });
-            Evaluation::Run(RunRequest {
-                reason: format!("{why}; cache entry was corrupt"),
-                ..request
-            })
+            ctx.bus.publish(Event::Notice { level: NoticeLevel::Warning, message: format!("{name}: {e}; rebuilding") });
+            Evaluation::Run(RunRequest { reason: format!("{why}; cache entry was corrupt"), ..request })
         }
         Err(e) => failed(format!("cannot restore from cache: {e}"), Some(key)),
     }
 }
 
 fn failed(reason: String, key: Option<Digest>) -> Evaluation {
-    Evaluation::Done(Done {
-        record: None,
-        status: TargetStatus::Failed,
-        reason,
-        key,
-        log: None,
-    })
+    Evaluation::Done(Done { record: None, status: TargetStatus::Failed, reason, key, log: None })
 }
 
 /// Runs the target's command (with retries), then collects and stores its outputs.
-async fn execute(
-    ctx: &Arc<Ctx>,
-    id: TargetId,
-    request: RunRequest,
-    cancel: watch::Receiver<bool>,
-) -> Done {
-    let RunRequest {
-        manifest,
-        reason,
-        inputs_meta,
-    } = request;
+async fn execute(ctx: &Arc<Ctx>, id: TargetId, request: RunRequest, cancel: watch::Receiver<bool>) -> Done {
+    let RunRequest { manifest, reason, inputs_meta } = request;
     let target = ctx.target(id).clone();
     let key = manifest.key();
     let log_path = ctx.layout.log(&target.name);
-    let log_display = log_path
-        .strip_prefix(&ctx.config.root)
-        .unwrap_or(&log_path)
-        .display()
-        .to_string();
+    let log_display = log_path.strip_prefix(&ctx.config.root).unwrap_or(&log_path).display().to_string();
     let TargetKind::Cmd(cmd) = &target.kind else {
-        let reason =
-            "image targets are not supported yet: kiln builds `cmd` targets only".to_string();
-        return Done {
-            record: None,
-            status: TargetStatus::Failed,
-            reason,
-            key: Some(key),
-            log: None,
-        };
+        let reason = "image targets are not supported yet: kiln builds `cmd` targets only".to_string();
+        return Done { record: None, status: TargetStatus::Failed, reason, key: Some(key), log: None };
     };
     let spec = CommandSpec {
         cmd: cmd.clone(),
@@ -893,29 +729,19 @@ async fn execute(
     let started = Instant::now();
     let (outcome, captured) = loop {
         attempt += 1;
-        ctx.bus.publish(Event::TargetStarted {
-            target: target.name.clone(),
-            attempt,
-        });
+        ctx.bus.publish(Event::TargetStarted { target: target.name.clone(), attempt });
         let (lines_tx, mut lines_rx) = mpsc::unbounded_channel();
         let bus = ctx.bus.clone();
         let name = target.name.clone();
         let forward = tokio::spawn(async move {
             while let Some((stream, line)) = lines_rx.recv().await {
-                bus.publish(Event::TargetOutput {
-                    target: name.clone(),
-                    stream,
-                    line,
-                });
+                bus.publish(Event::TargetOutput { target: name.clone(), stream, line });
             }
         });
         let (outcome, captured) = crate::exec::run(&spec, lines_tx, cancel.clone()).await;
         let _ = forward.await;
         let retry = !outcome.success()
-            && !matches!(
-                outcome,
-                ExecOutcome::Cancelled | ExecOutcome::SpawnFailed(_)
-            )
+            && !matches!(outcome, ExecOutcome::Cancelled | ExecOutcome::SpawnFailed(_))
             && attempt <= target.retries;
         if !retry {
             break (outcome, captured);
@@ -951,54 +777,32 @@ async fn execute(
     .expect("store task does not panic");
     match stored {
         Ok(record) => {
-            let reason = if attempt > 1 {
-                format!("{reason} (succeeded on attempt {attempt})")
-            } else {
-                reason
-            };
-            Done {
-                record: Some(record),
-                status: TargetStatus::Built,
-                reason,
-                key: Some(key),
-                log: Some(log_display),
-            }
+            let reason = if attempt > 1 { format!("{reason} (succeeded on attempt {attempt})") } else { reason };
+            Done { record: Some(record), status: TargetStatus::Built, reason, key: Some(key), log: Some(log_display) }
         }
         Err(why) => fail(why),
     }
 }
 
 fn describe_failure(outcome: &ExecOutcome, output: &[u8], attempts: u32) -> String {
-    let tries = if attempts > 1 {
-        format!(" after {attempts} attempts")
-    } else {
-        String::new()
-    };
+    let tries = if attempts > 1 { format!(" after {attempts} attempts") } else { String::new() };
     match outcome {
         ExecOutcome::Exited(127) => {
             let text = String::from_utf8_lossy(output);
-            let line = text
-                .lines()
-                .rev()
-                .find(|l| l.contains("not found"))
-                .unwrap_or("")
-                .trim();
-            let what = line
-                .rsplit_once(": not found")
-                .map(|(head, _)| head.rsplit(": ").next().unwrap_or(head).trim());
+            let line = text.lines().rev().find(|l| l.contains("not found")).unwrap_or("").trim();
+            let what = line.rsplit_once(": not found").map(|(head, _)| head.rsplit(": ").next().unwrap_or(head).trim());
             match what {
-                Some(cmd) if !cmd.is_empty() => format!(
-                    "command not found: `{cmd}` (exit 127{tries}); is it installed and on PATH?"
-                ),
+                Some(cmd) if !cmd.is_empty() => {
+                    format!("command not found: `{cmd}` (exit 127{tries}); is it installed and on PATH?")
+                }
                 _ => format!("command not found (exit 127{tries}); is it installed and on PATH?"),
             }
         }
         ExecOutcome::Exited(code) => format!("exit code {code}{tries}"),
         ExecOutcome::Signalled(sig) => format!("killed by signal {sig}{tries}"),
-        ExecOutcome::TimedOut(after) => format!(
-            "timed out after {}{tries}; its process group was killed",
-            kiln_config::format_duration(*after)
-        ),
+        ExecOutcome::TimedOut(after) => {
+            format!("timed out after {}{tries}; its process group was killed", kiln_config::format_duration(*after))
+        }
         ExecOutcome::Cancelled => "interrupted".into(),
         ExecOutcome::SpawnFailed(why) => why.clone(),
     }
@@ -1016,54 +820,26 @@ fn collect_and_store(
     let target = ctx.target(id);
     let root = &ctx.config.root;
     let patterns = &ctx.outputs[id];
-    let index = FileIndex::scan(root, patterns.iter().map(|p| p.prefix.clone()), false);
-    let files: Vec<(String, FileMeta)> = index.select(patterns, &[]);
-    if let Some(missing) = patterns
-        .iter()
-        .find(|p| !files.iter().any(|(f, _)| p.matches(f)))
-    {
-        return Err(format!(
-            "the command succeeded but did not write declared output `{}`",
-            missing.text
-        ));
+    let index = FileIndex::scan_small(root, patterns.iter().map(|p| p.prefix.clone()), false);
+    let files: Vec<(String, FileMeta)> = index.select(patterns, &[]).into_iter().cloned().collect();
+    if let Some(missing) = patterns.iter().find(|p| !files.iter().any(|(f, _)| p.matches(f))) {
+        return Err(format!("the command succeeded but did not write declared output `{}`", missing.text));
     }
     let (output_digest, outputs) = if target.cache {
         let rec = ctx
             .cache
-            .store(
-                &target.name,
-                manifest,
-                &files,
-                Some(log),
-                duration_ms,
-                &ctx.stat,
-            )
+            .store(&target.name, manifest, &files, Some(log), duration_ms, &ctx.stat)
             .map_err(|e| format!("cannot store outputs in the cache: {e}"))?;
         (rec.output_digest, rec.outputs)
     } else {
         let mut outputs = Vec::new();
         for (path, meta) in &files {
-            let digest = ctx
-                .stat
-                .digest(root, path, meta)
-                .map_err(|e| format!("cannot read output {path}: {e}"))?;
-            outputs.push(OutputFile {
-                path: path.clone(),
-                digest,
-                size: meta.size,
-                executable: meta.executable,
-            });
+            let digest = ctx.stat.digest(root, path, meta).map_err(|e| format!("cannot read output {path}: {e}"))?;
+            outputs.push(OutputFile { path: path.clone(), digest, size: meta.size, executable: meta.executable });
         }
         (output_digest(&manifest.key(), &outputs), outputs)
     };
-    Ok(record_for(
-        root,
-        manifest,
-        output_digest,
-        outputs,
-        duration_ms,
-        inputs_meta,
-    ))
+    Ok(record_for(root, manifest, output_digest, outputs, duration_ms, inputs_meta))
 }
 
 fn cpus() -> usize {

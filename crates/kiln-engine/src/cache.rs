@@ -51,9 +51,7 @@ pub fn output_digest(key: &Digest, outputs: &[OutputFile]) -> Digest {
     }
     let mut b = DigestBuilder::new("kiln outputs v1");
     for o in outputs {
-        b.str(&o.path)
-            .digest(&o.digest)
-            .bytes(&[u8::from(o.executable)]);
+        b.str(&o.path).digest(&o.digest).bytes(&[u8::from(o.executable)]);
     }
     b.finish()
 }
@@ -61,9 +59,7 @@ pub fn output_digest(key: &Digest, outputs: &[OutputFile]) -> Digest {
 /// Expected failures of the cache.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error(
-        "cache entry for `{path}` is corrupt (blob {digest} does not match its content); it was discarded"
-    )]
+    #[error("cache entry for `{path}` is corrupt (blob {digest} does not match its content); it was discarded")]
     Corrupt { path: String, digest: String },
     #[error("cache blob {digest} for `{path}` is missing; the entry was discarded")]
     Missing { path: String, digest: String },
@@ -141,32 +137,25 @@ impl Cache {
     fn put_file(&self, src: &Path) -> Result<Digest, CacheError> {
         let tmp_dir = self.tmp_dir();
         std::fs::create_dir_all(&tmp_dir).map_err(io("cannot create cache directory"))?;
-        let mut tmp =
-            tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io("cannot create cache file"))?;
-        let mut file = std::fs::File::open(src)
-            .map_err(io(format!("cannot read output {}", src.display())))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io("cannot create cache file"))?;
+        let mut file = std::fs::File::open(src).map_err(io(format!("cannot read output {}", src.display())))?;
         let mut hasher = blake3::Hasher::new();
         let mut buf = [0u8; 64 * 1024];
         loop {
-            let n = file
-                .read(&mut buf)
-                .map_err(io(format!("cannot read output {}", src.display())))?;
+            let n = file.read(&mut buf).map_err(io(format!("cannot read output {}", src.display())))?;
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n])
-                .map_err(io("cannot write cache file"))?;
+            tmp.write_all(&buf[..n]).map_err(io("cannot write cache file"))?;
         }
         let digest = Digest(*hasher.finalize().as_bytes());
         let dest = self.blob_path(&digest);
         if !dest.exists() {
             std::fs::create_dir_all(dest.parent().expect("blob paths have a parent"))
                 .map_err(io("cannot create cache directory"))?;
-            tmp.persist(&dest).map_err(|e| CacheError::Io {
-                context: "cannot store cache blob".into(),
-                source: e.error,
-            })?;
+            tmp.persist(&dest)
+                .map_err(|e| CacheError::Io { context: "cannot store cache blob".into(), source: e.error })?;
         }
         Ok(digest)
     }
@@ -182,9 +171,7 @@ impl Cache {
     }
 
     pub fn get_bytes(&self, digest: &Digest) -> Option<Vec<u8>> {
-        std::fs::read(self.blob_path(digest))
-            .ok()
-            .filter(|b| Digest::of_bytes(b) == *digest)
+        std::fs::read(self.blob_path(digest)).ok().filter(|b| Digest::of_bytes(b) == *digest)
     }
 
     /// Stores the given output files (root-relative) and then the action record.
@@ -202,12 +189,7 @@ impl Cache {
         for (rel, meta) in files {
             let digest = self.put_file(&self.root.join(rel))?;
             stat.remember(rel, *meta, digest);
-            outputs.push(OutputFile {
-                path: rel.clone(),
-                digest,
-                size: meta.size,
-                executable: meta.executable,
-            });
+            outputs.push(OutputFile { path: rel.clone(), digest, size: meta.size, executable: meta.executable });
         }
         let log = log.map(|l| self.put_bytes(l)).transpose()?;
         let record = ActionRecord {
@@ -220,19 +202,13 @@ impl Cache {
             duration_ms,
         };
         let json = serde_json::to_vec_pretty(&record).expect("action records always serialize");
-        crate::atomic_write::write(&self.action_path(&key), &json)
-            .map_err(io("cannot write cache entry"))?;
+        crate::atomic_write::write(&self.action_path(&key), &json).map_err(io("cannot write cache entry"))?;
         Ok(record)
     }
 
     /// Makes the files on disk match `outputs`, copying from blobs only what differs.
     /// Returns how many files were written.
-    pub fn restore(
-        &self,
-        key: &Digest,
-        outputs: &[OutputFile],
-        stat: &StatCache,
-    ) -> Result<usize, CacheError> {
+    pub fn restore(&self, key: &Digest, outputs: &[OutputFile], stat: &StatCache) -> Result<usize, CacheError> {
         let mut written = 0;
         for out in outputs {
             if current_digest(&self.root, &out.path, stat) == Some(out.digest)
@@ -259,15 +235,12 @@ impl Cache {
         let mut src = match std::fs::File::open(&blob) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(CacheError::Missing {
-                    path: out.path.clone(),
-                    digest: out.digest.short(),
-                });
+                return Err(CacheError::Missing { path: out.path.clone(), digest: out.digest.short() });
             }
             Err(e) => return Err(io("cannot read cache blob")(e)),
         };
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)
-            .map_err(io(format!("cannot write into {}", dir.display())))?;
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(dir).map_err(io(format!("cannot write into {}", dir.display())))?;
         let mut hasher = blake3::Hasher::new();
         let mut buf = [0u8; 64 * 1024];
         loop {
@@ -276,24 +249,16 @@ impl Cache {
                 break;
             }
             hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n])
-                .map_err(io("cannot write restored file"))?;
+            tmp.write_all(&buf[..n]).map_err(io("cannot write restored file"))?;
         }
         if Digest(*hasher.finalize().as_bytes()) != out.digest {
-            return Err(CacheError::Corrupt {
-                path: out.path.clone(),
-                digest: out.digest.short(),
-            });
+            return Err(CacheError::Corrupt { path: out.path.clone(), digest: out.digest.short() });
         }
         let mode = if out.executable { 0o755 } else { 0o644 };
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(io("cannot set file mode"))?;
-        tmp.persist(&dest).map_err(|e| CacheError::Io {
-            context: format!("cannot restore {}", out.path),
-            source: e.error,
-        })?;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io("cannot set file mode"))?;
+        tmp.persist(&dest)
+            .map_err(|e| CacheError::Io { context: format!("cannot restore {}", out.path), source: e.error })?;
         if let Ok(meta) = std::fs::symlink_metadata(&dest) {
             stat.remember(&out.path, FileMeta::of(&meta), out.digest);
         }
@@ -301,10 +266,7 @@ impl Cache {
     }
 
     pub fn stats(&self) -> CacheStats {
-        let mut stats = CacheStats {
-            entries: count_files(&self.dir.join("actions")).0,
-            ..Default::default()
-        };
+        let mut stats = CacheStats { entries: count_files(&self.dir.join("actions")).0, ..Default::default() };
         let (blobs, bytes) = count_files(&self.dir.join("blobs"));
         stats.blobs = blobs;
         stats.bytes = bytes;
@@ -318,13 +280,8 @@ impl Cache {
             read_dir_files(&self.dir.join("actions"))
                 .into_iter()
                 .map(|p| {
-                    let mtime = p
-                        .metadata()
-                        .and_then(|m| m.modified())
-                        .unwrap_or(std::time::UNIX_EPOCH);
-                    let rec = std::fs::read(&p)
-                        .ok()
-                        .and_then(|b| serde_json::from_slice::<ActionRecord>(&b).ok());
+                    let mtime = p.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+                    let rec = std::fs::read(&p).ok().and_then(|b| serde_json::from_slice::<ActionRecord>(&b).ok());
                     (mtime, p, rec)
                 })
                 .collect();
@@ -338,21 +295,11 @@ impl Cache {
                 report.removed_entries += 1;
                 continue;
             };
-            let mut blobs: Vec<(Digest, u64)> =
-                rec.outputs.iter().map(|o| (o.digest, o.size)).collect();
+            let mut blobs: Vec<(Digest, u64)> = rec.outputs.iter().map(|o| (o.digest, o.size)).collect();
             if let Some(log) = rec.log {
-                blobs.push((
-                    log,
-                    std::fs::metadata(self.blob_path(&log))
-                        .map(|m| m.len())
-                        .unwrap_or(0),
-                ));
+                blobs.push((log, std::fs::metadata(self.blob_path(&log)).map(|m| m.len()).unwrap_or(0)));
             }
-            let extra: u64 = blobs
-                .iter()
-                .filter(|(d, _)| !keep.contains(d))
-                .map(|(_, s)| *s)
-                .sum();
+            let extra: u64 = blobs.iter().filter(|(d, _)| !keep.contains(d)).map(|(_, s)| *s).sum();
             if kept_bytes + extra <= max_bytes {
                 kept_bytes += extra;
                 keep.extend(blobs.iter().map(|(d, _)| *d));
@@ -361,10 +308,7 @@ impl Cache {
                 report.removed_entries += 1;
             }
         }
-        for dir in read_dir_files(&self.dir.join("blobs"))
-            .into_iter()
-            .filter(|p| p.is_dir())
-        {
+        for dir in read_dir_files(&self.dir.join("blobs")).into_iter().filter(|p| p.is_dir()) {
             for blob in read_dir_files(&dir) {
                 let used = blob
                     .file_name()
@@ -385,10 +329,7 @@ impl Cache {
 
     /// Marks an entry as just used, for least-recently-used pruning.
     pub fn touch(&self, key: &Digest) {
-        if let Ok(f) = std::fs::File::options()
-            .append(true)
-            .open(self.action_path(key))
-        {
+        if let Ok(f) = std::fs::File::options().append(true).open(self.action_path(key)) {
             let _ = f.set_modified(std::time::SystemTime::now());
         }
     }
@@ -396,9 +337,7 @@ impl Cache {
 
 /// The digest of a file on disk now, if it exists (through the stat cache).
 pub fn current_digest(root: &Path, rel: &str, stat: &StatCache) -> Option<Digest> {
-    let meta = std::fs::symlink_metadata(root.join(rel))
-        .ok()
-        .filter(|m| m.is_file())?;
+    let meta = std::fs::symlink_metadata(root.join(rel)).ok().filter(|m| m.is_file())?;
     stat.digest(root, rel, &FileMeta::of(&meta)).ok()
 }
 
@@ -410,14 +349,9 @@ fn is_executable(path: &Path) -> bool {
 /// The absolute destination of a restore, refusing anything that would leave the root:
 /// absolute paths, `..`, and existing symlinked directories on the way.
 fn safe_destination(root: &Path, rel: &str) -> Result<PathBuf, CacheError> {
-    let escapes = || CacheError::Escapes {
-        path: rel.to_string(),
-    };
+    let escapes = || CacheError::Escapes { path: rel.to_string() };
     let rel_path = Path::new(rel);
-    if rel_path
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_)))
-    {
+    if rel_path.components().any(|c| !matches!(c, Component::Normal(_))) {
         return Err(escapes());
     }
     let mut dir = root.to_path_buf();
@@ -427,11 +361,8 @@ fn safe_destination(root: &Path, rel: &str) -> Result<PathBuf, CacheError> {
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if m.file_type().is_symlink() => return Err(escapes()),
             Ok(m) if m.is_dir() => {}
-            Ok(_) => std::fs::remove_file(&dir)
-                .map_err(io(format!("cannot replace {}", dir.display())))?,
-            Err(_) => {
-                std::fs::create_dir(&dir).map_err(io(format!("cannot create {}", dir.display())))?
-            }
+            Ok(_) => std::fs::remove_file(&dir).map_err(io(format!("cannot replace {}", dir.display())))?,
+            Err(_) => std::fs::create_dir(&dir).map_err(io(format!("cannot create {}", dir.display())))?,
         }
     }
     let dest = root.join(rel_path);
@@ -442,9 +373,7 @@ fn safe_destination(root: &Path, rel: &str) -> Result<PathBuf, CacheError> {
 }
 
 fn read_dir_files(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default()
+    std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default()
 }
 
 fn count_files(dir: &Path) -> (usize, u64) {
@@ -493,33 +422,13 @@ mod tests {
         let cache = Cache::new(root.to_path_buf(), root.join(".kiln/cache"));
         let stat = StatCache::default();
         let meta = write(root, "out/a", "hello");
-        let rec = cache
-            .store(
-                "t",
-                &manifest(),
-                &[("out/a".into(), meta)],
-                Some(b"log"),
-                5,
-                &stat,
-            )
-            .expect("stored");
+        let rec = cache.store("t", &manifest(), &[("out/a".into(), meta)], Some(b"log"), 5, &stat).expect("stored");
         std::fs::remove_file(root.join("out/a")).expect("rm");
-        let n = cache
-            .restore(&rec.key, &rec.outputs, &stat)
-            .expect("restored");
+        let n = cache.restore(&rec.key, &rec.outputs, &stat).expect("restored");
         assert_eq!(n, 1);
-        assert_eq!(
-            std::fs::read_to_string(root.join("out/a")).expect("read"),
-            "hello"
-        );
-        assert_eq!(
-            cache.lookup(&rec.key).map(|r| r.outputs),
-            Some(rec.outputs.clone())
-        );
-        assert_eq!(
-            cache.get_bytes(&rec.log.expect("log stored")).as_deref(),
-            Some(&b"log"[..])
-        );
+        assert_eq!(std::fs::read_to_string(root.join("out/a")).expect("read"), "hello");
+        assert_eq!(cache.lookup(&rec.key).map(|r| r.outputs), Some(rec.outputs.clone()));
+        assert_eq!(cache.get_bytes(&rec.log.expect("log stored")).as_deref(), Some(&b"log"[..]));
     }
 
     #[test]
@@ -529,14 +438,10 @@ mod tests {
         let cache = Cache::new(root.to_path_buf(), root.join(".kiln/cache"));
         let stat = StatCache::default();
         let meta = write(root, "out/a", "hello");
-        let rec = cache
-            .store("t", &manifest(), &[("out/a".into(), meta)], None, 5, &stat)
-            .expect("stored");
+        let rec = cache.store("t", &manifest(), &[("out/a".into(), meta)], None, 5, &stat).expect("stored");
         std::fs::write(cache.blob_path(&rec.outputs[0].digest), "tampered").expect("tamper");
         std::fs::remove_file(root.join("out/a")).expect("rm");
-        let err = cache
-            .restore(&rec.key, &rec.outputs, &stat)
-            .expect_err("corrupt");
+        let err = cache.restore(&rec.key, &rec.outputs, &stat).expect_err("corrupt");
         assert!(matches!(err, CacheError::Corrupt { .. }), "{err}");
         assert!(cache.lookup(&rec.key).is_none(), "entry discarded");
         assert!(!root.join("out/a").exists(), "nothing half-written");
@@ -548,18 +453,9 @@ mod tests {
         let root = dir.path().join("p");
         std::fs::create_dir_all(&root).expect("mkdir");
         std::os::unix::fs::symlink(dir.path(), root.join("link")).expect("symlink");
-        assert!(matches!(
-            safe_destination(&root, "../x"),
-            Err(CacheError::Escapes { .. })
-        ));
-        assert!(matches!(
-            safe_destination(&root, "/etc/x"),
-            Err(CacheError::Escapes { .. })
-        ));
-        assert!(matches!(
-            safe_destination(&root, "link/x"),
-            Err(CacheError::Escapes { .. })
-        ));
+        assert!(matches!(safe_destination(&root, "../x"), Err(CacheError::Escapes { .. })));
+        assert!(matches!(safe_destination(&root, "/etc/x"), Err(CacheError::Escapes { .. })));
+        assert!(matches!(safe_destination(&root, "link/x"), Err(CacheError::Escapes { .. })));
     }
 
     #[test]
@@ -571,9 +467,7 @@ mod tests {
         let mut m1 = manifest();
         m1.action = "cmd one".into();
         let meta = write(root, "out/a", &"x".repeat(1000));
-        let old = cache
-            .store("t", &m1, &[("out/a".into(), meta)], None, 1, &stat)
-            .expect("stored");
+        let old = cache.store("t", &m1, &[("out/a".into(), meta)], None, 1, &stat).expect("stored");
         let past = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
         std::fs::File::options()
             .append(true)
@@ -582,9 +476,7 @@ mod tests {
             .set_modified(past)
             .expect("mtime");
         let meta = write(root, "out/a", &"y".repeat(1000));
-        let new = cache
-            .store("t", &manifest(), &[("out/a".into(), meta)], None, 1, &stat)
-            .expect("stored");
+        let new = cache.store("t", &manifest(), &[("out/a".into(), meta)], None, 1, &stat).expect("stored");
         let report = cache.prune(1500);
         assert_eq!(report.removed_entries, 1);
         assert!(cache.lookup(&new.key).is_some() && cache.lookup(&old.key).is_none());

@@ -40,20 +40,14 @@ impl Digest {
     }
 
     pub fn from_hex(hex: &str) -> Option<Digest> {
-        blake3::Hash::from_hex(hex)
-            .ok()
-            .map(|h| Digest(*h.as_bytes()))
+        blake3::Hash::from_hex(hex).ok().map(|h| Digest(*h.as_bytes()))
     }
 }
 
 /// Hex in human-readable formats (JSON), raw bytes in binary ones (the stat cache).
 impl Serialize for Digest {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            s.serialize_str(&self.hex())
-        } else {
-            self.0.serialize(s)
-        }
+        if s.is_human_readable() { s.serialize_str(&self.hex()) } else { self.0.serialize(s) }
     }
 }
 
@@ -61,8 +55,7 @@ impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         if d.is_human_readable() {
             let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-            Digest::from_hex(&text)
-                .ok_or_else(|| serde::de::Error::custom("not a 64-character hex digest"))
+            Digest::from_hex(&text).ok_or_else(|| serde::de::Error::custom("not a 64-character hex digest"))
         } else {
             <[u8; 32]>::deserialize(d).map(Digest)
         }

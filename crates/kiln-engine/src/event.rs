@@ -59,11 +59,7 @@ pub enum Event {
     #[serde(rename = "target.started")]
     TargetStarted { target: String, attempt: u32 },
     #[serde(rename = "target.output")]
-    TargetOutput {
-        target: String,
-        stream: Stream,
-        line: String,
-    },
+    TargetOutput { target: String, stream: Stream, line: String },
     #[serde(rename = "target.finished")]
     TargetFinished {
         target: String,
@@ -125,34 +121,21 @@ impl EventBus {
     /// A new receiver of every event published from now on.
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<std::sync::Arc<Envelope>> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.subscribers
-            .lock()
-            .expect("event bus lock is never poisoned")
-            .push(tx);
+        self.subscribers.lock().expect("event bus lock is never poisoned").push(tx);
         rx
     }
 
     pub fn publish(&self, event: Event) {
-        let mut subs = self
-            .subscribers
-            .lock()
-            .expect("event bus lock is never poisoned");
+        let mut subs = self.subscribers.lock().expect("event bus lock is never poisoned");
         // Numbered under the lock so that every subscriber sees increasing `seq`.
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let envelope = std::sync::Arc::new(Envelope {
-            event,
-            ts: rfc3339(SystemTime::now()),
-            seq,
-        });
+        let envelope = std::sync::Arc::new(Envelope { event, ts: rfc3339(SystemTime::now()), seq });
         subs.retain(|tx| tx.send(envelope.clone()).is_ok());
     }
 
     /// Drops every subscriber's sender so their receivers end once drained.
     pub fn close(&self) {
-        self.subscribers
-            .lock()
-            .expect("event bus lock is never poisoned")
-            .clear();
+        self.subscribers.lock().expect("event bus lock is never poisoned").clear();
     }
 }
 
@@ -163,10 +146,7 @@ mod tests {
     #[test]
     fn serializes_with_type_first_and_contract_fields() {
         let env = Envelope {
-            event: Event::TargetStarted {
-                target: "core".into(),
-                attempt: 1,
-            },
+            event: Event::TargetStarted { target: "core".into(), attempt: 1 },
             ts: "2026-01-01T00:00:00.000Z".into(),
             seq: 3,
         };
@@ -182,9 +162,7 @@ mod tests {
         let bus = EventBus::new();
         let mut rx = bus.subscribe();
         for i in 0..3 {
-            bus.publish(Event::TargetQueued {
-                target: format!("t{i}"),
-            });
+            bus.publish(Event::TargetQueued { target: format!("t{i}") });
         }
         bus.close();
         let mut seqs = Vec::new();

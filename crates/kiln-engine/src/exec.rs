@@ -95,10 +95,7 @@ pub async fn run(
     let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
-            return (
-                ExecOutcome::SpawnFailed(format!("cannot start sh: {e}")),
-                captured,
-            );
+            return (ExecOutcome::SpawnFailed(format!("cannot start sh: {e}")), captured);
         }
     };
     let pid = child.id().unwrap_or(0);
@@ -184,10 +181,7 @@ async fn forward_lines(
                 while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                     buf.pop();
                 }
-                if tx
-                    .send((stream, String::from_utf8_lossy(&buf).into_owned()))
-                    .is_err()
-                {
+                if tx.send((stream, String::from_utf8_lossy(&buf).into_owned())).is_err() {
                     break;
                 }
             }
@@ -200,13 +194,7 @@ mod tests {
     use super::*;
 
     fn spec(cmd: &str) -> CommandSpec {
-        CommandSpec {
-            cmd: cmd.into(),
-            dir: std::env::temp_dir(),
-            env: BTreeMap::new(),
-            timeout: None,
-            log: None,
-        }
+        CommandSpec { cmd: cmd.into(), dir: std::env::temp_dir(), env: BTreeMap::new(), timeout: None, log: None }
     }
 
     #[tokio::test]
@@ -220,13 +208,7 @@ mod tests {
             got.push(l);
         }
         got.sort_by(|a, b| a.1.cmp(&b.1));
-        assert_eq!(
-            got,
-            vec![
-                (Stream::Stderr, "err".to_string()),
-                (Stream::Stdout, "out".to_string())
-            ]
-        );
+        assert_eq!(got, vec![(Stream::Stderr, "err".to_string()), (Stream::Stdout, "out".to_string())]);
     }
 
     #[tokio::test]

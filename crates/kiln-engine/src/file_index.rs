@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use crate::digest::{Digest, DigestBuilder};
-use crate::path_pattern::{PathPattern, is_under};
+use crate::path_pattern::PathPattern;
 use crate::stat_cache::is_racy;
 use crate::walker::{Scope, walk};
 
@@ -26,10 +26,7 @@ impl FileMeta {
         use std::os::unix::fs::MetadataExt;
         FileMeta {
             size: meta.size(),
-            mtime_ns: meta
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(meta.mtime_nsec()),
+            mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
             ino: meta.ino(),
             executable: meta.mode() & 0o111 != 0,
         }
@@ -63,41 +60,44 @@ impl FileIndex {
     /// Lists the files under the given root-relative directories (or files), honouring
     /// ignore files when `honour_ignores` (for inputs; outputs are often ignored files and
     /// are listed regardless). See [`crate::walker`].
-    pub fn scan(
+    pub fn scan(root: &Path, prefixes: impl IntoIterator<Item = String>, honour_ignores: bool) -> FileIndex {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        FileIndex::scan_with(root, prefixes, honour_ignores, threads)
+    }
+
+    /// Like [`FileIndex::scan`], on the calling thread: for the few files of one target,
+    /// where starting threads would cost more than the walk.
+    pub fn scan_small(root: &Path, prefixes: impl IntoIterator<Item = String>, honour_ignores: bool) -> FileIndex {
+        FileIndex::scan_with(root, prefixes, honour_ignores, 1)
+    }
+
+    fn scan_with(
         root: &Path,
         prefixes: impl IntoIterator<Item = String>,
         honour_ignores: bool,
+        threads: usize,
     ) -> FileIndex {
         let scope = Scope::new(prefixes);
         if scope.is_empty() {
             return FileIndex::default();
         }
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut entries = walk(root, &scope, honour_ignores, threads);
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         FileIndex { entries }
     }
 
     /// Files selected by any of `include` and by none of `exclude`, sorted by path.
-    pub fn select(
-        &self,
-        include: &[PathPattern],
-        exclude: &[PathPattern],
-    ) -> Vec<(String, FileMeta)> {
-        let mut out: Vec<(String, FileMeta)> = Vec::new();
+    pub fn select(&self, include: &[PathPattern], exclude: &[PathPattern]) -> Vec<&(String, FileMeta)> {
+        let mut out: Vec<&(String, FileMeta)> = Vec::new();
         for pattern in include {
-            let start = self
-                .entries
-                .partition_point(|(p, _)| p.as_str() < pattern.prefix.as_str());
-            for (path, meta) in &self.entries[start..] {
+            let start = self.entries.partition_point(|(p, _)| p.as_str() < pattern.prefix.as_str());
+            for entry in &self.entries[start..] {
+                let path = &entry.0;
                 if !path.starts_with(pattern.prefix.as_str()) {
                     break;
                 }
-                if is_under(path, &pattern.prefix)
-                    && pattern.matches(path)
-                    && !exclude.iter().any(|x| x.matches(path))
-                {
-                    out.push((path.clone(), *meta));
+                if pattern.matches(path) && !exclude.iter().any(|x| x.matches(path)) {
+                    out.push(entry);
                 }
             }
         }
@@ -117,37 +117,22 @@ mod tests {
     fn selects_by_glob_and_honours_ignore_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
-        for f in [
-            "src/a.c",
-            "src/b.h",
-            "src/sub/c.c",
-            "src/gen/skip.c",
-            "srcx/d.c",
-            ".kiln/x.c",
-        ] {
+        for f in ["src/a.c", "src/b.h", "src/sub/c.c", "src/gen/skip.c", "srcx/d.c", ".kiln/x.c"] {
             let p = root.join(f);
             std::fs::create_dir_all(p.parent().expect("has parent")).expect("mkdir");
             std::fs::write(&p, f).expect("write");
         }
         std::fs::write(root.join("src/.gitignore"), "gen/\n").expect("write");
         let index = FileIndex::scan(root, ["src".to_string(), String::new()], true);
-        assert_eq!(
-            FileIndex::scan(root, ["src/sub".to_string()], true)
-                .entries
-                .len(),
-            1
-        );
+        assert_eq!(FileIndex::scan(root, ["src/sub".to_string()], true).entries.len(), 1);
         let nested = FileIndex::scan(root, ["src/sub/c.c".to_string(), "srcx".to_string()], true);
         let names: Vec<&str> = nested.entries.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(names, vec!["src/sub/c.c", "srcx/d.c"]);
         let c_files = index.select(&[PathPattern::new("src/**/*.c")], &[]);
-        let names: Vec<&str> = c_files.iter().map(|(p, _)| p.as_str()).collect();
+        let names: Vec<&str> = c_files.iter().map(|e| e.0.as_str()).collect();
         assert_eq!(names, vec!["src/a.c", "src/sub/c.c"]);
-        let all = index.select(
-            &[PathPattern::new("**/*.c")],
-            &[PathPattern::new("src/sub")],
-        );
-        let names: Vec<&str> = all.iter().map(|(p, _)| p.as_str()).collect();
+        let all = index.select(&[PathPattern::new("**/*.c")], &[PathPattern::new("src/sub")]);
+        let names: Vec<&str> = all.iter().map(|e| e.0.as_str()).collect();
         assert_eq!(names, vec!["src/a.c", "srcx/d.c"]);
     }
 }

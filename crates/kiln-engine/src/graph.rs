@@ -21,23 +21,14 @@ pub struct Graph {
 
 impl Graph {
     pub fn from_config(config: &Config) -> Graph {
-        Graph::from_edges(
-            config
-                .targets
-                .values()
-                .map(|t| (t.name.clone(), t.deps.clone())),
-        )
+        Graph::from_edges(config.targets.values().map(|t| (t.name.clone(), t.deps.clone())))
     }
 
     /// Builds a graph from (name, dependency names); unknown dependency names are ignored.
     pub fn from_edges(edges: impl IntoIterator<Item = (String, Vec<String>)>) -> Graph {
         let edges: Vec<(String, Vec<String>)> = edges.into_iter().collect();
         let names: Vec<String> = edges.iter().map(|(n, _)| n.clone()).collect();
-        let index: HashMap<String, TargetId> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i))
-            .collect();
+        let index: HashMap<String, TargetId> = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
         let mut deps = vec![Vec::new(); names.len()];
         let mut dependents = vec![Vec::new(); names.len()];
         for (id, (_, ds)) in edges.iter().enumerate() {
@@ -50,12 +41,7 @@ impl Graph {
                 }
             }
         }
-        Graph {
-            names,
-            index,
-            deps,
-            dependents,
-        }
+        Graph { names, index, deps, dependents }
     }
 
     pub fn len(&self) -> usize {
@@ -109,20 +95,9 @@ impl Graph {
 
     /// Targets in dependency order (each after all of its deps), restricted to `within`.
     pub fn topo_order(&self, within: &BTreeSet<TargetId>) -> Vec<TargetId> {
-        let mut remaining: HashMap<TargetId, usize> = within
-            .iter()
-            .map(|&id| {
-                (
-                    id,
-                    self.deps(id).iter().filter(|d| within.contains(d)).count(),
-                )
-            })
-            .collect();
-        let mut ready: Vec<TargetId> = remaining
-            .iter()
-            .filter(|(_, n)| **n == 0)
-            .map(|(id, _)| *id)
-            .collect();
+        let mut remaining: HashMap<TargetId, usize> =
+            within.iter().map(|&id| (id, self.deps(id).iter().filter(|d| within.contains(d)).count())).collect();
+        let mut ready: Vec<TargetId> = remaining.iter().filter(|(_, n)| **n == 0).map(|(id, _)| *id).collect();
         ready.sort_unstable_by(|a, b| b.cmp(a));
         let mut order = Vec::with_capacity(within.len());
         while let Some(id) = ready.pop() {
@@ -148,13 +123,7 @@ impl Graph {
     ) -> HashMap<TargetId, u64> {
         let mut out = HashMap::with_capacity(within.len());
         for &id in self.topo_order(within).iter().rev() {
-            let tail = self
-                .dependents(id)
-                .iter()
-                .filter_map(|d| out.get(d))
-                .copied()
-                .max()
-                .unwrap_or(0);
+            let tail = self.dependents(id).iter().filter_map(|d| out.get(d)).copied().max().unwrap_or(0);
             out.insert(id, weight(id) + tail);
         }
         out
@@ -186,10 +155,7 @@ mod tests {
         let a = g.id("a").expect("a exists");
         assert_eq!(names(&g, g.with_deps([a])), vec!["a", "core"]);
         let core = g.id("core").expect("core exists");
-        assert_eq!(
-            names(&g, g.with_dependents([core])),
-            vec!["a", "app", "b", "core"]
-        );
+        assert_eq!(names(&g, g.with_dependents([core])), vec!["a", "app", "b", "core"]);
     }
 
     #[test]

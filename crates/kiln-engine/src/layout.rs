@@ -11,10 +11,7 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(root: &Path) -> Layout {
-        Layout {
-            root: root.to_path_buf(),
-            kiln: root.join(".kiln"),
-        }
+        Layout { root: root.to_path_buf(), kiln: root.join(".kiln") }
     }
 
     pub fn cache(&self) -> PathBuf {

@@ -20,9 +20,7 @@ mod state;
 mod timestamp;
 mod walker;
 
-pub use build::{
-    BuildError, BuildOptions, PlanAction, PlanEntry, RunSummary, resolve_targets, run_build,
-};
+pub use build::{BuildError, BuildOptions, PlanAction, PlanEntry, RunSummary, resolve_targets, run_build};
 pub use cache::{ActionRecord, Cache, CacheStats, OutputFile, PruneReport};
 pub use digest::Digest;
 pub use event::{Envelope, Event, EventBus, NoticeLevel, Stream, TargetStatus};

@@ -94,10 +94,7 @@ impl Manifest {
             out.push(Change::Action);
         }
         if self.dir != old.dir {
-            out.push(Change::Dir {
-                old: old.dir.clone(),
-                new: self.dir.clone(),
-            });
+            out.push(Change::Dir { old: old.dir.clone(), new: self.dir.clone() });
         }
         for (name, new) in diff_maps(&old.deps, &self.deps) {
             out.push(Change::Dep { name, changed: new });
@@ -105,8 +102,7 @@ impl Manifest {
         for (path, change) in diff_maps(&old.inputs, &self.inputs) {
             out.push(Change::File { path, change });
         }
-        let keys: std::collections::BTreeSet<&String> =
-            old.env.keys().chain(self.env.keys()).collect();
+        let keys: std::collections::BTreeSet<&String> = old.env.keys().chain(self.env.keys()).collect();
         for k in keys {
             if old.env.get(k) != self.env.get(k) {
                 out.push(Change::Env { name: k.clone() });
@@ -134,9 +130,7 @@ fn diff_maps(old: &[(String, Digest)], new: &[(String, Digest)]) -> Vec<(String,
     for (k, o) in &old {
         match new.get(k) {
             None => out.push(((*k).clone(), EntryChange::Removed(**o))),
-            Some(n) if n != o => {
-                out.push(((*k).clone(), EntryChange::Changed { old: **o, new: **n }))
-            }
+            Some(n) if n != o => out.push(((*k).clone(), EntryChange::Changed { old: **o, new: **n })),
             Some(_) => {}
         }
     }
@@ -165,23 +159,11 @@ impl Change {
         match self {
             Change::Action => "command changed".into(),
             Change::Dir { old, new } => format!("dir changed from {old} to {new}"),
-            Change::Dep {
-                name,
-                changed: EntryChange::Added(_),
-            } => format!("new dependency {name}"),
-            Change::Dep {
-                name,
-                changed: EntryChange::Removed(_),
-            } => format!("dependency {name} removed"),
+            Change::Dep { name, changed: EntryChange::Added(_) } => format!("new dependency {name}"),
+            Change::Dep { name, changed: EntryChange::Removed(_) } => format!("dependency {name} removed"),
             Change::Dep { name, .. } => format!("dependency {name} changed"),
-            Change::File {
-                path,
-                change: EntryChange::Added(_),
-            } => format!("{path} added"),
-            Change::File {
-                path,
-                change: EntryChange::Removed(_),
-            } => format!("{path} removed"),
+            Change::File { path, change: EntryChange::Added(_) } => format!("{path} added"),
+            Change::File { path, change: EntryChange::Removed(_) } => format!("{path} removed"),
             Change::File { path, .. } => format!("{path} changed"),
             Change::Env { name } => format!("env {name} changed"),
             Change::Outputs => "declared outputs changed".into(),
@@ -212,10 +194,7 @@ mod tests {
             dir: ".".into(),
             env: BTreeMap::from([("CFLAGS".to_string(), "-O2".to_string())]),
             outputs: vec!["out/a".into()],
-            inputs: vec![
-                ("a.c".into(), Digest::of_bytes(b"1")),
-                ("b.h".into(), Digest::of_bytes(b"2")),
-            ],
+            inputs: vec![("a.c".into(), Digest::of_bytes(b"1")), ("b.h".into(), Digest::of_bytes(b"2"))],
             deps: vec![("core".into(), Digest::of_bytes(b"core"))],
         }
     }
@@ -242,18 +221,7 @@ mod tests {
         new.env.insert("CFLAGS".into(), "-O0".into());
         let changes = new.changes_since(&old);
         let text: Vec<String> = changes.iter().map(Change::describe).collect();
-        assert_eq!(
-            text,
-            vec![
-                "dependency core changed",
-                "b.h changed",
-                "c.c added",
-                "env CFLAGS changed"
-            ]
-        );
-        assert_eq!(
-            summarize(&changes),
-            "dependency core changed, b.h changed, c.c added, and 1 more"
-        );
+        assert_eq!(text, vec!["dependency core changed", "b.h changed", "c.c added", "env CFLAGS changed"]);
+        assert_eq!(summarize(&changes), "dependency core changed, b.h changed, c.c added, and 1 more");
     }
 }

@@ -12,8 +12,42 @@ pub struct PathPattern {
     pub text: String,
     /// The longest leading run of path components without glob characters; `""` is the root.
     pub prefix: String,
-    /// Matches the part of a path after `prefix/`; `None` for a literal path.
-    matcher: Option<Arc<GlobMatcher>>,
+    /// Matches the part of a path after `prefix/`.
+    matcher: Matcher,
+}
+
+/// How the part after the prefix is matched. The common shapes (`*.c`, `**/*.c`, `**`) are
+/// checked directly; anything else goes through a compiled glob.
+#[derive(Debug, Clone)]
+enum Matcher {
+    /// A literal path: the prefix itself or anything under it.
+    Literal,
+    /// `**` or `**/*`: everything under the prefix.
+    Any,
+    /// `*SUFFIX` (one level) or `**/*SUFFIX` (any depth).
+    Suffix {
+        suffix: String,
+        any_depth: bool,
+    },
+    Glob(Arc<GlobMatcher>),
+}
+
+impl Matcher {
+    /// Recognises the shapes that need no glob engine.
+    fn simple(rest: &str) -> Option<Matcher> {
+        if rest == "**" || rest == "**/*" {
+            return Some(Matcher::Any);
+        }
+        let (any_depth, tail) = match rest.strip_prefix("**/") {
+            Some(tail) => (true, tail),
+            None => (false, rest),
+        };
+        let suffix = tail.strip_prefix('*')?;
+        if suffix.contains(['*', '?', '[', '{', '/', '\\']) {
+            return None;
+        }
+        Some(Matcher::Suffix { suffix: suffix.to_string(), any_depth })
+    }
 }
 
 fn has_meta(component: &str) -> bool {
@@ -32,36 +66,31 @@ impl PatternCompiler {
     /// Compiles a pattern that the configuration already checked; a glob that does not
     /// compile is treated as a literal path.
     pub fn compile(&mut self, text: &str) -> PathPattern {
-        let text = text
-            .trim_start_matches("./")
-            .trim_end_matches('/')
-            .to_string();
-        let components: Vec<&str> = text
-            .split('/')
-            .filter(|c| !c.is_empty() && *c != ".")
-            .collect();
+        let text = text.trim_start_matches("./").trim_end_matches('/').to_string();
+        let components: Vec<&str> = text.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
         let literal_len = components.iter().take_while(|c| !has_meta(c)).count();
         let prefix = components[..literal_len].join("/");
         let matcher = if literal_len == components.len() {
-            None
+            Matcher::Literal
         } else {
             let rest = components[literal_len..].join("/");
-            self.matchers
-                .entry(rest)
-                .or_insert_with_key(|rest| {
-                    GlobBuilder::new(rest)
-                        .literal_separator(true)
-                        .build()
-                        .ok()
-                        .map(|g| Arc::new(g.compile_matcher()))
-                })
-                .clone()
+            match Matcher::simple(&rest) {
+                Some(m) => m,
+                None => self
+                    .matchers
+                    .entry(rest)
+                    .or_insert_with_key(|rest| {
+                        GlobBuilder::new(rest)
+                            .literal_separator(true)
+                            .build()
+                            .ok()
+                            .map(|g| Arc::new(g.compile_matcher()))
+                    })
+                    .clone()
+                    .map_or(Matcher::Literal, Matcher::Glob),
+            }
         };
-        PathPattern {
-            text,
-            prefix,
-            matcher,
-        }
+        PathPattern { text, prefix, matcher }
     }
 }
 
@@ -74,23 +103,30 @@ impl PathPattern {
 
     /// Whether `rel` (a root-relative path with `/` separators) is selected.
     pub fn matches(&self, rel: &str) -> bool {
+        if let Matcher::Literal = self.matcher {
+            return is_under(rel, &self.prefix);
+        }
+        let rest = if self.prefix.is_empty() {
+            rel
+        } else if is_under(rel, &self.prefix) && rel.len() > self.prefix.len() {
+            &rel[self.prefix.len() + 1..]
+        } else {
+            return false;
+        };
         match &self.matcher {
-            None => is_under(rel, &self.prefix),
-            Some(m) if self.prefix.is_empty() => m.is_match(rel),
-            Some(m) => {
-                is_under(rel, &self.prefix)
-                    && rel.len() > self.prefix.len()
-                    && m.is_match(&rel[self.prefix.len() + 1..])
+            Matcher::Literal | Matcher::Any => true,
+            Matcher::Suffix { suffix, any_depth: true } => {
+                rest.rsplit('/').next().is_some_and(|name| name.ends_with(suffix.as_str()))
             }
+            Matcher::Suffix { suffix, any_depth: false } => !rest.contains('/') && rest.ends_with(suffix.as_str()),
+            Matcher::Glob(m) => m.is_match(rest),
         }
     }
 }
 
 /// Whether `rel` is `dir` itself or inside it; everything is under the root `""`.
 pub fn is_under(rel: &str, dir: &str) -> bool {
-    dir.is_empty()
-        || rel == dir
-        || (rel.starts_with(dir) && rel.as_bytes().get(dir.len()) == Some(&b'/'))
+    dir.is_empty() || rel == dir || (rel.starts_with(dir) && rel.as_bytes().get(dir.len()) == Some(&b'/'))
 }
 
 #[cfg(test)]
@@ -102,7 +138,7 @@ mod tests {
         assert_eq!(PathPattern::new("core/**/*.c").prefix, "core");
         assert_eq!(PathPattern::new("*.c").prefix, "");
         assert_eq!(PathPattern::new("./a/b/").prefix, "a/b");
-        assert!(PathPattern::new("a/b").matcher.is_none());
+        assert!(matches!(PathPattern::new("a/b").matcher, Matcher::Literal));
     }
 
     #[test]
@@ -120,8 +156,36 @@ mod tests {
         let b = c.compile("b/*.c");
         assert!(a.matches("a/x.c") && !a.matches("b/x.c"));
         assert!(b.matches("b/x.c") && !b.matches("a/x.c"));
-        assert_eq!(c.matchers.len(), 1);
+        let x = c.compile("a/[xy].c");
+        let y = c.compile("b/[xy].c");
+        assert!(x.matches("a/x.c") && !x.matches("b/x.c") && y.matches("b/y.c"));
+        assert_eq!(c.matchers.len(), 1, "one compiled glob for both");
         assert!(c.compile("**/*.c").matches("deep/er/x.c"));
+    }
+
+    #[test]
+    fn simple_shapes_match_like_globs() {
+        let cases = [
+            ("src/*.txt", "src/a.txt", true),
+            ("src/*.txt", "src/.txt", true),
+            ("src/*.txt", "src/d/a.txt", false),
+            ("src/*.txt", "src/a.txt.bak", false),
+            ("src/**/*.c", "src/a.c", true),
+            ("src/**/*.c", "src/x/y/a.c", true),
+            ("src/**/*.c", "src/x/y/a.h", false),
+            ("src/**", "src/x/y/z", true),
+            ("src/**/*", "src/z", true),
+            ("src/*", "src/x/y", false),
+            ("*.c", "top.c", true),
+            ("*.c", "dir/top.c", false),
+            ("**/*.c", "dir/top.c", true),
+        ];
+        for (pattern, path, want) in cases {
+            let glob =
+                globset::GlobBuilder::new(pattern).literal_separator(true).build().expect("glob").compile_matcher();
+            assert_eq!(glob.is_match(path), want, "globset disagrees on {pattern} {path}");
+            assert_eq!(PathPattern::new(pattern).matches(path), want, "{pattern} {path}");
+        }
     }
 
     #[test]

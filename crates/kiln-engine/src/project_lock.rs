@@ -15,20 +15,14 @@ pub struct ProjectLock {
 impl ProjectLock {
     /// Takes the lock, calling `on_wait` with the holder's pid (if known) before blocking.
     pub fn acquire(path: &Path, on_wait: impl FnOnce(Option<u32>)) -> std::io::Result<ProjectLock> {
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = File::options().read(true).write(true).create(true).truncate(false).open(path)?;
         let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,
             Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
                 let mut text = String::new();
                 let _ = file.read_to_string(&mut text);
                 on_wait(text.trim().parse().ok());
-                Flock::lock(file, FlockArg::LockExclusive)
-                    .map_err(|(_, e)| std::io::Error::from(e))?
+                Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| std::io::Error::from(e))?
             }
             Err((_, e)) => return Err(e.into()),
         };

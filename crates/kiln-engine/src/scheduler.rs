@@ -66,12 +66,7 @@ impl Scheduler {
         let mut dependents: HashMap<TargetId, Vec<TargetId>> = HashMap::new();
         let mut ready = BinaryHeap::new();
         for &id in selected {
-            let deps: Vec<TargetId> = graph
-                .deps(id)
-                .iter()
-                .copied()
-                .filter(|d| selected.contains(d))
-                .collect();
+            let deps: Vec<TargetId> = graph.deps(id).iter().copied().filter(|d| selected.contains(d)).collect();
             for &d in &deps {
                 dependents.entry(d).or_default().push(id);
             }
@@ -235,12 +230,8 @@ impl Scheduler {
         if self.halt.is_none() || self.busy() {
             return Vec::new();
         }
-        let mut out: Vec<TargetId> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| !matches!(s, Slot::Done(_)))
-            .map(|(id, _)| *id)
-            .collect();
+        let mut out: Vec<TargetId> =
+            self.slots.iter().filter(|(_, s)| !matches!(s, Slot::Done(_))).map(|(id, _)| *id).collect();
         out.sort_unstable();
         for id in &out {
             self.set(*id, Slot::Done(TargetStatus::Skipped));
@@ -309,10 +300,7 @@ mod tests {
         let mut s = Scheduler::new(&g, &all, g.remaining_path(&all, |_| 1), 1, false);
         assert_eq!(s.take_evaluations(10).len(), 2);
         s.needs_run(id(&g, "lone"));
-        assert!(
-            s.take_runs().is_empty(),
-            "z1 is still being evaluated and outranks lone"
-        );
+        assert!(s.take_runs().is_empty(), "z1 is still being evaluated and outranks lone");
         s.needs_run(id(&g, "z1"));
         assert_eq!(s.take_runs(), vec![id(&g, "z1")]);
     }
@@ -331,10 +319,7 @@ mod tests {
         let first = s.take_runs();
         assert_eq!(first, vec![id(&g, "a")]);
         let skipped = s.finish(id(&g, "a"), TargetStatus::Failed);
-        assert_eq!(
-            skipped.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
-            vec![id(&g, "app")]
-        );
+        assert_eq!(skipped.iter().map(|(t, _)| *t).collect::<Vec<_>>(), vec![id(&g, "app")]);
         assert_eq!(s.is_halted(), Some(Halt::Failure));
         assert!(s.take_runs().is_empty(), "nothing new starts");
         assert_eq!(s.drain_unstarted(), vec![id(&g, "b"), id(&g, "c")]);
@@ -367,16 +352,9 @@ mod tests {
         let mut s = sched(&g, 4, true);
         s.take_evaluations(10);
         s.cancel();
-        assert!(
-            s.drain_unstarted().is_empty(),
-            "waits for the evaluation in flight"
-        );
+        assert!(s.drain_unstarted().is_empty(), "waits for the evaluation in flight");
         s.finish(id(&g, "core"), TargetStatus::Skipped);
-        assert_eq!(
-            s.drain_unstarted(),
-            Vec::<TargetId>::new(),
-            "dependents were skipped with core"
-        );
+        assert_eq!(s.drain_unstarted(), Vec::<TargetId>::new(), "dependents were skipped with core");
         assert!(s.is_done());
     }
 }

@@ -35,9 +35,7 @@ struct OnDisk {
 /// Whether a file with this metadata was modified too recently for its metadata to vouch for
 /// its content: another write within the same mtime tick would leave the metadata equal.
 pub fn is_racy(meta: &FileMeta) -> bool {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let now_ns = i64::try_from(now.as_nanos()).unwrap_or(i64::MAX);
     meta.mtime_ns >= now_ns - i64::try_from(RACY_WINDOW.as_nanos()).unwrap_or(0)
 }
@@ -54,10 +52,7 @@ impl StatCache {
     /// The cache stored at `path`, read on first use; a missing, old or damaged file just
     /// means an empty cache.
     pub fn load(path: &Path) -> StatCache {
-        StatCache {
-            path: Some(path.to_path_buf()),
-            ..StatCache::default()
-        }
+        StatCache { path: Some(path.to_path_buf()), ..StatCache::default() }
     }
 
     fn map(&self) -> &Mutex<HashMap<String, Entry>> {
@@ -80,17 +75,11 @@ impl StatCache {
             return Ok(());
         }
         let entries: Vec<(String, Entry)> = {
-            let map = self
-                .map()
-                .lock()
-                .expect("stat cache lock is never poisoned");
+            let map = self.map().lock().expect("stat cache lock is never poisoned");
             map.iter().map(|(k, v)| (k.clone(), *v)).collect()
         };
-        let bytes = postcard::to_stdvec(&OnDisk {
-            format: FORMAT,
-            entries,
-        })
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let bytes = postcard::to_stdvec(&OnDisk { format: FORMAT, entries })
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         crate::atomic_write::write(path, &bytes)
     }
 
@@ -106,20 +95,14 @@ impl StatCache {
 
     /// The digest recorded for `rel` if its metadata still matches.
     pub fn lookup(&self, rel: &str, meta: &FileMeta) -> Option<Digest> {
-        let map = self
-            .map()
-            .lock()
-            .expect("stat cache lock is never poisoned");
+        let map = self.map().lock().expect("stat cache lock is never poisoned");
         map.get(rel).filter(|e| e.meta == *meta).map(|e| e.digest)
     }
 
     /// Records a digest just computed (or just written) for a file with this metadata.
     pub fn remember(&self, rel: &str, meta: FileMeta, digest: Digest) {
         let racy = is_racy(&meta);
-        let mut map = self
-            .map()
-            .lock()
-            .expect("stat cache lock is never poisoned");
+        let mut map = self.map().lock().expect("stat cache lock is never poisoned");
         if racy {
             map.remove(rel);
         } else {
@@ -134,12 +117,7 @@ mod tests {
     use super::*;
 
     fn meta(mtime_ns: i64) -> FileMeta {
-        FileMeta {
-            size: 3,
-            mtime_ns,
-            ino: 7,
-            executable: false,
-        }
+        FileMeta { size: 3, mtime_ns, ino: 7, executable: false }
     }
 
     #[test]
@@ -148,22 +126,11 @@ mod tests {
         let d = Digest::of_bytes(b"abc");
         cache.remember("old", meta(1_000_000_000), d);
         assert_eq!(cache.lookup("old", &meta(1_000_000_000)), Some(d));
-        assert_eq!(
-            cache.lookup("old", &meta(2_000_000_000)),
-            None,
-            "a new mtime misses"
-        );
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("after epoch")
-            .as_nanos();
+        assert_eq!(cache.lookup("old", &meta(2_000_000_000)), None, "a new mtime misses");
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("after epoch").as_nanos();
         let fresh = meta(i64::try_from(now).expect("fits"));
         cache.remember("new", fresh, d);
-        assert_eq!(
-            cache.lookup("new", &fresh),
-            None,
-            "racy entries are not trusted"
-        );
+        assert_eq!(cache.lookup("new", &fresh), None, "racy entries are not trusted");
     }
 
     #[test]

@@ -40,10 +40,7 @@ pub struct State {
 impl State {
     /// Loads the state; a missing or unreadable file is an empty state.
     pub fn load(path: &Path) -> State {
-        std::fs::read(path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {

@@ -46,14 +46,32 @@ impl Scope {
                 ancestors.insert(String::new());
             }
         }
-        Scope {
-            prefixes,
-            ancestors,
-        }
+        Scope { prefixes, ancestors }
     }
 
     pub fn is_empty(&self) -> bool {
         self.prefixes.is_empty()
+    }
+
+    /// The prefixes that are not inside another prefix.
+    fn roots(&self) -> Vec<String> {
+        let mut roots: Vec<String> = self
+            .prefixes
+            .iter()
+            .filter(|p| {
+                let mut cur = p.as_str();
+                while let Some((parent, _)) = cur.rsplit_once('/') {
+                    if self.prefixes.contains(parent) {
+                        return false;
+                    }
+                    cur = parent;
+                }
+                p.is_empty() || !self.prefixes.contains("")
+            })
+            .cloned()
+            .collect();
+        roots.sort();
+        roots
     }
 
     /// Whether a path is in scope: under a prefix, or a directory on the way to one.
@@ -106,27 +124,17 @@ fn outer_rules(root: &Path) -> Option<Arc<Rules>> {
     if exclude.is_file() {
         let mut b = GitignoreBuilder::new(top);
         let _ = b.add(&exclude);
-        rules = Some(Arc::new(Rules {
-            matcher: b.build().ok(),
-            parent: None,
-        }));
+        rules = Some(Arc::new(Rules { matcher: b.build().ok(), parent: None }));
     }
     // Ancestors strictly above the root, from the repository's top down.
-    let mut above: Vec<&Path> = root
-        .ancestors()
-        .skip(1)
-        .take_while(|d| d.starts_with(top))
-        .collect();
+    let mut above: Vec<&Path> = root.ancestors().skip(1).take_while(|d| d.starts_with(top)).collect();
     above.reverse();
     for dir in above {
         let file = dir.join(".gitignore");
         if file.is_file() {
             let mut b = GitignoreBuilder::new(dir);
             let _ = b.add(&file);
-            rules = Some(Arc::new(Rules {
-                matcher: b.build().ok(),
-                parent: rules,
-            }));
+            rules = Some(Arc::new(Rules { matcher: b.build().ok(), parent: rules }));
         }
     }
     rules
@@ -151,39 +159,43 @@ struct Shared<'a> {
 }
 
 /// Lists every file in scope under `root`, using `threads` threads.
-pub fn walk(
-    root: &Path,
-    scope: &Scope,
-    honour_ignores: bool,
-    threads: usize,
-) -> Vec<(String, FileMeta)> {
-    let rules = if honour_ignores {
-        outer_rules(root)
+pub fn walk(root: &Path, scope: &Scope, honour_ignores: bool, threads: usize) -> Vec<(String, FileMeta)> {
+    let rules = if honour_ignores { outer_rules(root) } else { None };
+    // Without ignore files there is no need to come down from the root: start at each
+    // prefix (a file prefix is simply looked at).
+    let mut found = Vec::new();
+    let start = if honour_ignores {
+        vec![Job { rel: String::new(), inside: scope.admits("", false), rules }]
     } else {
-        None
+        let mut jobs = Vec::new();
+        for prefix in scope.roots() {
+            match std::fs::symlink_metadata(root.join(&prefix)) {
+                Ok(m) if m.is_dir() => jobs.push(Job { rel: prefix, inside: true, rules: None }),
+                Ok(m) if m.is_file() => found.push((prefix, FileMeta::of(&m))),
+                _ => {}
+            }
+        }
+        jobs
     };
     let shared = Shared {
         root,
         scope,
         honour_ignores,
-        queue: Mutex::new(vec![Job {
-            rel: String::new(),
-            inside: scope.admits("", false),
-            rules,
-        }]),
+        pending: AtomicUsize::new(start.len()),
+        queue: Mutex::new(start),
         wake: Condvar::new(),
-        pending: AtomicUsize::new(1),
-        found: Mutex::new(Vec::new()),
+        found: Mutex::new(found),
     };
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| worker(&shared));
-        }
-    });
-    shared
-        .found
-        .into_inner()
-        .expect("walker lock is never poisoned")
+    if threads <= 1 {
+        worker(&shared);
+    } else {
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| worker(&shared));
+            }
+        });
+    }
+    shared.found.into_inner().expect("walker lock is never poisoned")
 }
 
 fn worker(shared: &Shared<'_>) {
@@ -197,10 +209,7 @@ fn worker(shared: &Shared<'_>) {
                 if shared.pending.load(Ordering::Acquire) == 0 {
                     break None;
                 }
-                queue = shared
-                    .wake
-                    .wait(queue)
-                    .expect("walker lock is never poisoned");
+                queue = shared.wake.wait(queue).expect("walker lock is never poisoned");
             }
         };
         let Some(job) = job else {
@@ -208,18 +217,10 @@ fn worker(shared: &Shared<'_>) {
             return;
         };
         let (children, files) = read_dir(shared, job);
-        shared
-            .found
-            .lock()
-            .expect("walker lock is never poisoned")
-            .extend(files);
+        shared.found.lock().expect("walker lock is never poisoned").extend(files);
         if !children.is_empty() {
             shared.pending.fetch_add(children.len(), Ordering::AcqRel);
-            shared
-                .queue
-                .lock()
-                .expect("walker lock is never poisoned")
-                .extend(children);
+            shared.queue.lock().expect("walker lock is never poisoned").extend(children);
         }
         shared.pending.fetch_sub(1, Ordering::AcqRel);
         shared.wake.notify_all();
@@ -228,11 +229,7 @@ fn worker(shared: &Shared<'_>) {
 
 /// Reads one directory: its subdirectories to walk and its files in scope.
 fn read_dir(shared: &Shared<'_>, job: Job) -> (Vec<Job>, Vec<(String, FileMeta)>) {
-    let dir: PathBuf = if job.rel.is_empty() {
-        shared.root.to_path_buf()
-    } else {
-        shared.root.join(&job.rel)
-    };
+    let dir: PathBuf = if job.rel.is_empty() { shared.root.to_path_buf() } else { shared.root.join(&job.rel) };
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return (Vec::new(), Vec::new());
     };
@@ -249,10 +246,7 @@ fn read_dir(shared: &Shared<'_>, job: Job) -> (Vec<Job>, Vec<(String, FileMeta)>
             if ignore {
                 let _ = b.add(dir.join(".ignore"));
             }
-            rules = Some(Arc::new(Rules {
-                matcher: b.build().ok(),
-                parent: rules,
-            }));
+            rules = Some(Arc::new(Rules { matcher: b.build().ok(), parent: rules }));
         }
     }
     let mut children = Vec::new();
@@ -263,11 +257,7 @@ fn read_dir(shared: &Shared<'_>, job: Job) -> (Vec<Job>, Vec<(String, FileMeta)>
         let Ok(file_type) = entry.file_type() else {
             continue;
         };
-        let rel = if job.rel.is_empty() {
-            name.to_string()
-        } else {
-            format!("{}/{name}", job.rel)
-        };
+        let rel = if job.rel.is_empty() { name.to_string() } else { format!("{}/{name}", job.rel) };
         let (is_dir, meta) = if file_type.is_symlink() {
             // Symlinked files count as their target; symlinked directories are not entered.
             match std::fs::metadata(entry.path()) {
@@ -290,14 +280,8 @@ fn read_dir(shared: &Shared<'_>, job: Job) -> (Vec<Job>, Vec<(String, FileMeta)>
         }
         if is_dir {
             let inside = job.inside || shared.scope.admits(&rel, false);
-            children.push(Job {
-                rel,
-                inside,
-                rules: rules.clone(),
-            });
-        } else if let Some(meta) =
-            meta.or_else(|| entry.metadata().ok().filter(std::fs::Metadata::is_file))
-        {
+            children.push(Job { rel, inside, rules: rules.clone() });
+        } else if let Some(meta) = meta.or_else(|| entry.metadata().ok().filter(std::fs::Metadata::is_file)) {
             files.push((rel, FileMeta::of(&meta)));
         }
     }
@@ -320,10 +304,7 @@ mod tests {
 
     fn names(root: &Path, prefixes: &[&str], honour: bool) -> Vec<String> {
         let scope = Scope::new(prefixes.iter().map(|p| (*p).to_string()));
-        let mut v: Vec<String> = walk(root, &scope, honour, 2)
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
+        let mut v: Vec<String> = walk(root, &scope, honour, 2).into_iter().map(|(p, _)| p).collect();
         v.sort();
         v
     }
@@ -345,33 +326,16 @@ mod tests {
             (".kiln/state", ""),
         ]);
         let all = names(dir.path(), &[""], true);
-        assert_eq!(
-            all,
-            vec![
-                ".gitignore",
-                "a.txt",
-                "src/.ignore",
-                "src/keep.log",
-                "src/m.c"
-            ]
-        );
+        assert_eq!(all, vec![".gitignore", "a.txt", "src/.ignore", "src/keep.log", "src/m.c"]);
         let raw = names(dir.path(), &["build", "src/gen"], false);
         assert_eq!(raw, vec!["build/x", "src/gen/g.c"]);
     }
 
     #[test]
     fn reads_only_what_is_in_scope() {
-        let dir = tree(&[
-            ("a/x.c", ""),
-            ("a/sub/y.c", ""),
-            ("b/z.c", ""),
-            ("top.c", ""),
-        ]);
+        let dir = tree(&[("a/x.c", ""), ("a/sub/y.c", ""), ("b/z.c", ""), ("top.c", "")]);
         assert_eq!(names(dir.path(), &["a/sub"], true), vec!["a/sub/y.c"]);
-        assert_eq!(
-            names(dir.path(), &["a/x.c", "b"], true),
-            vec!["a/x.c", "b/z.c"]
-        );
+        assert_eq!(names(dir.path(), &["a/x.c", "b"], true), vec!["a/x.c", "b/z.c"]);
         assert_eq!(names(dir.path(), &["missing"], true), Vec::<String>::new());
     }
 

@@ -94,10 +94,7 @@ pub struct CleanArgs {
 /// Parses sizes like `500M`, `2G`, `100K`, `1.5GB` or a plain byte count.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim().to_ascii_uppercase();
-    let t = t
-        .strip_suffix("IB")
-        .or_else(|| t.strip_suffix('B'))
-        .unwrap_or(&t);
+    let t = t.strip_suffix("IB").or_else(|| t.strip_suffix('B')).unwrap_or(&t);
     let (num, mult) = match t.chars().last() {
         Some('K') => (&t[..t.len() - 1], 1u64 << 10),
         Some('M') => (&t[..t.len() - 1], 1 << 20),
@@ -105,10 +102,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         Some('T') => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (use e.g. 500M, 2G, 100K)"))?;
+    let n: f64 = num.trim().parse().map_err(|_| format!("`{text}` is not a size (use e.g. 500M, 2G, 100K)"))?;
     if n < 0.0 {
         return Err(format!("`{text}` is negative"));
     }

@@ -18,10 +18,7 @@ pub struct HumanView<W: Write> {
 
 impl<W: Write> HumanView<W> {
     pub fn new(out: W) -> Self {
-        HumanView {
-            out,
-            tails: HashMap::new(),
-        }
+        HumanView { out, tails: HashMap::new() }
     }
 
     /// Renders one event; write errors (a closed pipe) are ignored.
@@ -37,20 +34,9 @@ impl<W: Write> HumanView<W> {
                 }
                 tail.push_back(line.clone());
             }
-            Event::TargetFinished {
-                target,
-                status,
-                duration_ms,
-                reason,
-                log,
-                ..
-            } => {
+            Event::TargetFinished { target, status, duration_ms, reason, log, .. } => {
                 let duration = format_duration(Duration::from_millis(*duration_ms));
-                let _ = writeln!(
-                    self.out,
-                    "{:>7} {target} {duration} — {reason}",
-                    status.as_str()
-                );
+                let _ = writeln!(self.out, "{:>7} {target} {duration} — {reason}", status.as_str());
                 let tail = self.tails.remove(target);
                 if *status == TargetStatus::Failed {
                     for line in tail.iter().flatten() {

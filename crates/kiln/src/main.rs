@@ -20,11 +20,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return exit::code(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::SUCCESS
-            });
+            return exit::code(if e.use_stderr() { exit::USAGE } else { exit::SUCCESS });
         }
     };
     let config = match project::load(&cli.global) {

@@ -18,17 +18,14 @@ pub fn stderr_color() -> bool {
 /// Locates kiln.toml (`--file`, else upwards from `-C DIR` or the current directory) and
 /// loads it with the selected profile.
 pub fn load(global: &GlobalArgs) -> Result<Config, ProjectError> {
-    let cwd = std::env::current_dir()
-        .map_err(|e| ProjectError(format!("error: cannot read the current directory: {e}")))?;
+    let cwd =
+        std::env::current_dir().map_err(|e| ProjectError(format!("error: cannot read the current directory: {e}")))?;
     let start = match &global.dir {
         Some(d) => cwd.join(d),
         None => cwd.clone(),
     };
     if global.dir.is_some() && !start.is_dir() {
-        return Err(ProjectError(format!(
-            "error: -C {}: no such directory",
-            start.display()
-        )));
+        return Err(ProjectError(format!("error: -C {}: no such directory", start.display())));
     }
     let file: PathBuf = match &global.file {
         Some(f) => start.join(f),
@@ -39,14 +36,10 @@ pub fn load(global: &GlobalArgs) -> Result<Config, ProjectError> {
             ))
         })?,
     };
-    let shown = file
-        .strip_prefix(&cwd)
-        .map_or_else(|_| file.clone(), PathBuf::from);
+    let shown = file.strip_prefix(&cwd).map_or_else(|_| file.clone(), PathBuf::from);
     let text = std::fs::read_to_string(&file)
         .map_err(|e| ProjectError(format!("error: cannot read {}: {e}", shown.display())))?;
-    let root = file
-        .parent()
-        .map_or_else(|| cwd.clone(), |p| p.to_path_buf());
+    let root = file.parent().map_or_else(|| cwd.clone(), |p| p.to_path_buf());
     kiln_config::parse_str(&text, &shown, &root, global.profile.as_deref()).map_err(|e| match e {
         LoadError::Invalid(diags) => ProjectError(diags.render(stderr_color())),
         other => ProjectError(format!("error: {other}")),

@@ -8,10 +8,7 @@ use tokio::sync::watch;
 pub fn cancel_on_signals() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
             return;
         };
         let mut count = 0;
@@ -22,9 +19,7 @@ pub fn cancel_on_signals() -> watch::Receiver<bool> {
             }
             count += 1;
             if count == 1 {
-                eprintln!(
-                    "kiln: interrupted, stopping running commands… (press Ctrl-C again to exit now)"
-                );
+                eprintln!("kiln: interrupted, stopping running commands… (press Ctrl-C again to exit now)");
                 let _ = tx.send(true);
             } else {
                 std::process::exit(i32::from(crate::exit::INTERRUPTED));

@@ -50,12 +50,7 @@ fn a_named_target_builds_only_what_it_needs() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.with_status("built"), vec!["api", "core"]);
     assert!(!p.exists("out/web"));
-    let started = run
-        .events()
-        .iter()
-        .find(|e| e["type"] == "run.started")
-        .cloned()
-        .expect("run.started");
+    let started = run.events().iter().find(|e| e["type"] == "run.started").cloned().expect("run.started");
     assert_eq!(started["targets"], 2);
 }
 
@@ -66,16 +61,9 @@ fn human_output_has_one_line_per_target_and_a_closing_count() {
     assert_eq!(run.code, 0);
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{}", run.stdout);
-    assert!(
-        lines[0].starts_with("  built core ") && lines[0].ends_with(" — no previous build"),
-        "{}",
-        lines[0]
-    );
+    assert!(lines[0].starts_with("  built core ") && lines[0].ends_with(" — no previous build"), "{}", lines[0]);
     let last = lines[3];
-    assert!(
-        last.starts_with("3 built, 0 cached, 0 fresh, 0 failed, 0 skipped in "),
-        "{last}"
-    );
+    assert!(last.starts_with("3 built, 0 cached, 0 fresh, 0 failed, 0 skipped in "), "{last}");
     assert!(last.ends_with('s'));
 }
 
@@ -84,14 +72,8 @@ fn json_mode_puts_events_on_stdout_and_human_lines_on_stderr() {
     let p = chain();
     let run = p.build(&[]);
     let events = run.events();
-    assert_eq!(
-        events.first().map(|e| e["type"].clone()),
-        Some("run.started".into())
-    );
-    assert_eq!(
-        events.last().map(|e| e["type"].clone()),
-        Some("run.finished".into())
-    );
+    assert_eq!(events.first().map(|e| e["type"].clone()), Some("run.started".into()));
+    assert_eq!(events.last().map(|e| e["type"].clone()), Some("run.finished".into()));
     let mut last_seq = 0;
     for e in &events {
         let seq = e["seq"].as_u64().expect("seq");
@@ -101,35 +83,16 @@ fn json_mode_puts_events_on_stdout_and_human_lines_on_stderr() {
         assert_eq!(ts.len(), 24, "RFC 3339 with milliseconds: {ts}");
         assert!(ts.ends_with('Z') && ts.as_bytes()[19] == b'.');
     }
-    let finished = events
-        .iter()
-        .find(|e| e["type"] == "target.finished")
-        .expect("finished");
+    let finished = events.iter().find(|e| e["type"] == "target.finished").expect("finished");
     for field in ["target", "status", "duration_ms", "key", "reason"] {
         assert!(finished.get(field).is_some(), "target.finished has {field}");
     }
     let end = events.last().expect("last");
-    for field in [
-        "ok",
-        "built",
-        "cached",
-        "fresh",
-        "failed",
-        "skipped",
-        "duration_ms",
-    ] {
+    for field in ["ok", "built", "cached", "fresh", "failed", "skipped", "duration_ms"] {
         assert!(end.get(field).is_some(), "run.finished has {field}");
     }
-    assert!(
-        events
-            .iter()
-            .any(|e| e["type"] == "target.queued" && e["target"] == "web")
-    );
-    assert!(
-        events
-            .iter()
-            .any(|e| e["type"] == "target.started" && e["attempt"] == 1)
-    );
+    assert!(events.iter().any(|e| e["type"] == "target.queued" && e["target"] == "web"));
+    assert!(events.iter().any(|e| e["type"] == "target.started" && e["attempt"] == 1));
     assert!(run.stderr.contains("3 built, 0 cached"), "{}", run.stderr);
 }
 
@@ -141,26 +104,12 @@ fn output_is_streamed_as_events_and_kept_in_the_log() {
         .events()
         .iter()
         .filter(|e| e["type"] == "target.output")
-        .map(|e| {
-            (
-                e["stream"].as_str().unwrap_or("").to_string(),
-                e["line"].as_str().unwrap_or("").to_string(),
-            )
-        })
+        .map(|e| (e["stream"].as_str().unwrap_or("").to_string(), e["line"].as_str().unwrap_or("").to_string()))
         .collect();
-    assert!(
-        lines.contains(&("stdout".into(), "to-out".into())),
-        "{lines:?}"
-    );
-    assert!(
-        lines.contains(&("stderr".into(), "to-err".into())),
-        "{lines:?}"
-    );
+    assert!(lines.contains(&("stdout".into(), "to-out".into())), "{lines:?}");
+    assert!(lines.contains(&("stderr".into(), "to-err".into())), "{lines:?}");
     let log = p.read(".kiln/logs/t.log");
-    assert!(
-        log.contains("to-out\n") && log.contains("to-err\n"),
-        "{log}"
-    );
+    assert!(log.contains("to-out\n") && log.contains("to-err\n"), "{log}");
 }
 
 #[test]
@@ -196,18 +145,9 @@ cmd = "touch later.done"
     assert_eq!(run.status_of("bad"), "failed");
     assert_eq!(run.status_of("slow"), "built", "running targets finish");
     assert_eq!(run.status_of("after_bad"), "skipped");
-    assert_eq!(
-        run.status_of("later"),
-        "skipped",
-        "nothing new starts after a failure"
-    );
+    assert_eq!(run.status_of("later"), "skipped", "nothing new starts after a failure");
     assert!(!p.exists("later.done"));
-    let reason = run
-        .finished()
-        .into_iter()
-        .find(|(t, _, _)| t == "bad")
-        .map(|(_, _, r)| r)
-        .expect("bad");
+    let reason = run.finished().into_iter().find(|(t, _, _)| t == "bad").map(|(_, _, r)| r).expect("bad");
     assert_eq!(reason, "exit code 3");
 }
 
@@ -234,12 +174,7 @@ cmd = "true"
     assert_eq!(run.code, 1);
     assert_eq!(run.with_status("built"), vec!["other", "other2"]);
     assert_eq!(run.with_status("skipped"), vec!["dependent", "indirect"]);
-    let reason = run
-        .finished()
-        .into_iter()
-        .find(|(t, _, _)| t == "dependent")
-        .map(|(_, _, r)| r)
-        .expect("dependent");
+    let reason = run.finished().into_iter().find(|(t, _, _)| t == "dependent").map(|(_, _, r)| r).expect("dependent");
     assert_eq!(reason, "dependency bad did not succeed");
 }
 
@@ -285,9 +220,8 @@ cmd = "echo z3 >> order"
 
 #[test]
 fn timeout_kills_the_whole_process_group() {
-    let p = Project::new(
-        "[target.t]\ntimeout = \"500ms\"\ncmd = \"sleep 300 & echo $! > grandchild.pid; sleep 300\"\n",
-    );
+    let p =
+        Project::new("[target.t]\ntimeout = \"500ms\"\ncmd = \"sleep 300 & echo $! > grandchild.pid; sleep 300\"\n");
     let started = Instant::now();
     let run = p.build(&[]);
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -295,10 +229,7 @@ fn timeout_kills_the_whole_process_group() {
     let reason = run.finished()[0].2.clone();
     assert!(reason.starts_with("timed out after "), "{reason}");
     let pid: i32 = p.read("grandchild.pid").trim().parse().expect("pid");
-    assert!(
-        wait_until(Duration::from_secs(2), || !alive(pid)),
-        "grandchild {pid} survived the timeout"
-    );
+    assert!(wait_until(Duration::from_secs(2), || !alive(pid)), "grandchild {pid} survived the timeout");
 }
 
 #[test]
@@ -308,12 +239,8 @@ fn retries_rerun_with_the_attempt_number() {
     );
     let run = p.build(&[]);
     assert_eq!(run.code, 0, "{}", run.stdout);
-    let attempts: Vec<u64> = run
-        .events()
-        .iter()
-        .filter(|e| e["type"] == "target.started")
-        .filter_map(|e| e["attempt"].as_u64())
-        .collect();
+    let attempts: Vec<u64> =
+        run.events().iter().filter(|e| e["type"] == "target.started").filter_map(|e| e["attempt"].as_u64()).collect();
     assert_eq!(attempts, vec![1, 2]);
     assert!(run.finished()[0].2.contains("succeeded on attempt 2"));
 
@@ -329,15 +256,14 @@ fn a_command_that_is_not_found_says_so() {
     let run = p.kiln(&["build"]);
     assert_eq!(run.code, 1);
     assert!(
-        run.stdout.contains("failed t ") && run.stdout.contains("command not found: `definitely-not-a-command` (exit 127); is it installed and on PATH?"),
+        run.stdout.contains("failed t ")
+            && run
+                .stdout
+                .contains("command not found: `definitely-not-a-command` (exit 127); is it installed and on PATH?"),
         "{}",
         run.stdout
     );
-    assert!(
-        run.stdout.contains("full log: .kiln/logs/t.log"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("full log: .kiln/logs/t.log"), "{}", run.stdout);
 }
 
 #[test]
@@ -345,10 +271,7 @@ fn missing_declared_output_fails_the_target() {
     let p = Project::new("[target.t]\ncmd = \"true\"\noutputs = [\"out/never\"]\n");
     let run = p.build(&[]);
     assert_eq!(run.code, 1);
-    assert_eq!(
-        run.finished()[0].2,
-        "the command succeeded but did not write declared output `out/never`"
-    );
+    assert_eq!(run.finished()[0].2, "the command succeeded but did not write declared output `out/never`");
 }
 
 #[test]
@@ -356,20 +279,10 @@ fn interrupt_kills_running_commands_and_exits_130() {
     let p = Project::new(
         "[target.t]\ncmd = \"sleep 300 & echo $! > child.pid; sleep 300\"\n[target.u]\ndeps = [\"t\"]\ncmd = \"true\"\n",
     );
-    for signal in [
-        nix::sys::signal::Signal::SIGINT,
-        nix::sys::signal::Signal::SIGTERM,
-    ] {
+    for signal in [nix::sys::signal::Signal::SIGINT, nix::sys::signal::Signal::SIGTERM] {
         let _ = std::fs::remove_file(p.path("child.pid"));
-        let mut child = p
-            .command(&["build"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        assert!(
-            wait_until(Duration::from_secs(10), || p.exists("child.pid")),
-            "command started"
-        );
+        let mut child = p.command(&["build"]).stdout(std::process::Stdio::piped()).spawn().expect("spawn");
+        assert!(wait_until(Duration::from_secs(10), || p.exists("child.pid")), "command started");
         let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
         nix::sys::signal::kill(pid, signal).expect("signal kiln");
         let started = Instant::now();
@@ -377,17 +290,10 @@ fn interrupt_kills_running_commands_and_exits_130() {
         assert!(started.elapsed() < Duration::from_secs(5));
         assert_eq!(status.code(), Some(130), "{signal}");
         let grandchild: i32 = p.read("child.pid").trim().parse().expect("pid");
-        assert!(
-            wait_until(Duration::from_secs(2), || !alive(grandchild)),
-            "{signal}: process group killed"
-        );
+        assert!(wait_until(Duration::from_secs(2), || !alive(grandchild)), "{signal}: process group killed");
         let mut out = String::new();
-        std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out)
-            .expect("read");
-        assert!(
-            out.contains("skipped t") && out.contains("interrupted"),
-            "{out}"
-        );
+        std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out).expect("read");
+        assert!(out.contains("skipped t") && out.contains("interrupted"), "{out}");
     }
 }
 
@@ -396,37 +302,15 @@ fn dry_run_says_what_would_run_and_runs_nothing() {
     let p = chain();
     let run = p.kiln(&["build", "--dry-run"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(
-        run.stdout.contains("    run core — no previous build"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("    run api — dependency core would be rebuilt"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("    run core — no previous build"), "{}", run.stdout);
+    assert!(run.stdout.contains("    run api — dependency core would be rebuilt"), "{}", run.stdout);
     assert!(!p.exists("out"), "nothing ran");
     assert_eq!(p.build(&[]).code, 0);
     p.write("api/main.txt", "api v2\n");
     let run = p.kiln(&["build", "-n"]);
-    assert!(
-        run.stdout.contains("    run api — api/main.txt changed"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("  fresh core — up to date"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("dry run: 1 of 3 targets would run or restore; nothing was run"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("    run api — api/main.txt changed"), "{}", run.stdout);
+    assert!(run.stdout.contains("  fresh core — up to date"), "{}", run.stdout);
+    assert!(run.stdout.contains("dry run: 1 of 3 targets would run or restore; nothing was run"), "{}", run.stdout);
     assert_eq!(p.read("out/api"), "core-a\napi\n", "still the old output");
 }
 
@@ -434,16 +318,9 @@ fn dry_run_says_what_would_run_and_runs_nothing() {
 fn config_is_found_upwards_and_with_c_and_file() {
     let p = chain();
     let sub = p.path("api");
-    let out = p
-        .command(&["--json", "build", "core"])
-        .current_dir(&sub)
-        .output()
-        .expect("runs");
+    let out = p.command(&["--json", "build", "core"]).current_dir(&sub).output().expect("runs");
     assert_eq!(out.status.code(), Some(0));
-    assert!(
-        p.exists("out/core"),
-        "built in the project root found upwards"
-    );
+    assert!(p.exists("out/core"), "built in the project root found upwards");
 
     let elsewhere = tempfile::tempdir().expect("tempdir");
     let root = p.root().to_str().expect("utf-8").to_string();
@@ -461,12 +338,7 @@ fn config_is_found_upwards_and_with_c_and_file() {
         .current_dir(elsewhere.path())
         .output()
         .expect("runs");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -485,11 +357,7 @@ fn graph_formats() {
     let p = chain();
     let dot = p.kiln(&["graph", "--format", "dot"]);
     assert_eq!(dot.code, 0);
-    assert!(
-        dot.stdout.starts_with("digraph kiln {") && dot.stdout.contains("\"core\" -> \"api\";"),
-        "{}",
-        dot.stdout
-    );
+    assert!(dot.stdout.starts_with("digraph kiln {") && dot.stdout.contains("\"core\" -> \"api\";"), "{}", dot.stdout);
     let mermaid = p.kiln(&["graph", "--format", "mermaid"]);
     assert!(
         mermaid.stdout.starts_with("graph LR\n") && mermaid.stdout.contains("  core --> web\n"),

@@ -45,12 +45,8 @@ fn touching_files_without_changing_content_runs_nothing() {
     assert_eq!(p.build(&[]).code, 0);
     std::thread::sleep(Duration::from_millis(20));
     for f in ["core/a.txt", "plugin/main.txt"] {
-        let file = std::fs::File::options()
-            .append(true)
-            .open(p.path(f))
-            .expect("open");
-        file.set_modified(std::time::SystemTime::now())
-            .expect("touch");
+        let file = std::fs::File::options().append(true).open(p.path(f)).expect("open");
+        file.set_modified(std::time::SystemTime::now()).expect("touch");
     }
     p.write("core/a.txt", "alpha\n");
     let run = p.build(&[]);
@@ -66,10 +62,7 @@ fn an_edit_rebuilds_the_target_and_its_dependents_with_the_reason() {
     let run = p.build(&[]);
     assert_eq!(run.with_status("built"), vec!["core", "plugin"]);
     let reasons: Vec<String> = run.finished().into_iter().map(|(_, _, r)| r).collect();
-    assert_eq!(
-        reasons,
-        vec!["core/a.txt changed", "dependency core changed"]
-    );
+    assert_eq!(reasons, vec!["core/a.txt changed", "dependency core changed"]);
     p.write("core/b.txt", "more\n");
     let run = p.build(&["core"]);
     assert_eq!(run.finished()[0].2, "core/b.txt added");
@@ -96,16 +89,9 @@ fn missing_or_altered_outputs_are_restored_from_the_cache() {
     let run = p.build(&[]);
     assert_eq!(run.with_status("cached"), vec!["core", "plugin"]);
     assert_eq!(p.read("out/plugin"), "alpha\nplugin\n");
-    assert_eq!(
-        (runs(&p, "core"), runs(&p, "plugin")),
-        (1, 1),
-        "no command ran"
-    );
+    assert_eq!((runs(&p, "core"), runs(&p, "plugin")), (1, 1), "no command ran");
     let reasons: Vec<String> = run.finished().into_iter().map(|(_, _, r)| r).collect();
-    assert_eq!(
-        reasons[0],
-        "output out/core is missing; restored 1 file from cache"
-    );
+    assert_eq!(reasons[0], "output out/core is missing; restored 1 file from cache");
 }
 
 #[test]
@@ -125,11 +111,7 @@ fn going_back_to_earlier_content_restores_instead_of_rebuilding() {
 fn failed_targets_are_never_cached() {
     let p = Project::new("[target.t]\ncmd = \"echo ran >> runs; test -f ok\"\n");
     assert_eq!(p.build(&[]).code, 1);
-    assert_eq!(
-        p.build(&[]).code,
-        1,
-        "a failure is retried, not replayed from the cache"
-    );
+    assert_eq!(p.build(&[]).code, 1, "a failure is retried, not replayed from the cache");
     assert_eq!(p.read("runs").lines().count(), 2);
     p.write("ok", "");
     assert_eq!(p.build(&[]).code, 0);
@@ -147,25 +129,14 @@ fn a_corrupt_blob_is_reported_discarded_and_rebuilt() {
     let run = p.build(&[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.status_of("core"), "built");
-    assert!(
-        run.stderr
-            .contains("warning: core: cache entry for `out/core` is corrupt"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("warning: core: cache entry for `out/core` is corrupt"), "{}", run.stderr);
     assert_eq!(p.read("out/core"), "alpha\n");
-    assert_eq!(
-        std::fs::read_to_string(&blob).expect("blob"),
-        "alpha\n",
-        "the blob was rewritten from the rebuild"
-    );
+    assert_eq!(std::fs::read_to_string(&blob).expect("blob"), "alpha\n", "the blob was rewritten from the rebuild");
 }
 
 #[test]
 fn cache_false_never_restores() {
-    let p = Project::new(
-        "[target.t]\ncache = false\ncmd = \"echo x >> runs; echo out > o\"\noutputs = [\"o\"]\n",
-    );
+    let p = Project::new("[target.t]\ncache = false\ncmd = \"echo x >> runs; echo out > o\"\noutputs = [\"o\"]\n");
     assert_eq!(p.build(&[]).code, 0);
     assert_eq!(p.build(&[]).status_of("t"), "fresh");
     std::fs::remove_file(p.path("o")).expect("rm");
@@ -186,36 +157,21 @@ fn outputs_in_directories_and_globs_are_cached() {
     assert_eq!(run.status_of("t"), "cached");
     assert_eq!(p.read("dist/sub/b.js"), "b\n");
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(p.path("gen.c"))
-        .expect("meta")
-        .permissions()
-        .mode();
+    let mode = std::fs::metadata(p.path("gen.c")).expect("meta").permissions().mode();
     assert!(mode & 0o111 != 0, "executable bit restored");
 }
 
 #[test]
 fn two_builds_at_once_wait_for_each_other() {
-    let p = Project::new(
-        "[target.t]\ncmd = \"echo start >> log; sleep 1; echo end >> log\"\ncache = false\n",
-    );
+    let p = Project::new("[target.t]\ncmd = \"echo start >> log; sleep 1; echo end >> log\"\ncache = false\n");
     let first = p.command(&["build"]).spawn().expect("spawn");
     assert!(wait_until(Duration::from_secs(5), || p.exists("log")));
     let second = p.kiln(&["build"]);
     let mut first = first;
     assert!(first.wait().expect("first").success());
     assert_eq!(second.code, 0);
-    assert!(
-        second
-            .stdout
-            .contains("kiln: waiting for another kiln (pid "),
-        "{}",
-        second.stdout
-    );
-    assert_eq!(
-        p.read("log"),
-        "start\nend\n",
-        "the second build found the first one's result fresh"
-    );
+    assert!(second.stdout.contains("kiln: waiting for another kiln (pid "), "{}", second.stdout);
+    assert_eq!(p.read("log"), "start\nend\n", "the second build found the first one's result fresh");
 }
 
 #[test]
@@ -238,17 +194,10 @@ outputs = ["out/slow"]
     p.write("kiln.toml", &p.read("kiln.toml").replace("sleep 30; ", ""));
     let run = p.build(&[]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    assert!(
-        matches!(run.status_of("quick").as_str(), "cached" | "fresh"),
-        "quick was stored before the kill"
-    );
+    assert!(matches!(run.status_of("quick").as_str(), "cached" | "fresh"), "quick was stored before the kill");
     assert_eq!(run.status_of("slow"), "built");
     assert!(
-        !p.exists(".kiln/cache/tmp")
-            || std::fs::read_dir(p.path(".kiln/cache/tmp"))
-                .expect("dir")
-                .next()
-                .is_none()
+        !p.exists(".kiln/cache/tmp") || std::fs::read_dir(p.path(".kiln/cache/tmp")).expect("dir").next().is_none()
     );
 }
 
@@ -266,32 +215,47 @@ fn stats_prune_and_clean() {
 
     let pruned = p.kiln(&["cache", "prune", "--max-size", "1K"]);
     assert_eq!(pruned.code, 0);
-    assert!(
-        pruned.stdout.starts_with("removed 1 entry and "),
-        "{}",
-        pruned.stdout
-    );
-    let v: serde_json::Value =
-        serde_json::from_str(&p.kiln(&["--json", "cache", "stats"]).stdout).expect("json");
+    assert!(pruned.stdout.starts_with("removed 1 entry and "), "{}", pruned.stdout);
+    let v: serde_json::Value = serde_json::from_str(&p.kiln(&["--json", "cache", "stats"]).stdout).expect("json");
     assert_eq!(v["entries"], 2);
     let bad = p.kiln(&["cache", "prune", "--max-size", "lots"]);
     assert_eq!(bad.code, 2);
 
     let clean = p.kiln(&["clean"]);
     assert_eq!(clean.code, 0);
-    assert!(
-        clean.stdout.starts_with("removed 2 output files"),
-        "{}",
-        clean.stdout
-    );
+    assert!(clean.stdout.starts_with("removed 2 output files"), "{}", clean.stdout);
     assert!(!p.exists("out/core") && !p.exists("out/plugin"));
     let run = p.build(&[]);
-    assert_eq!(
-        run.status_of("core"),
-        "cached",
-        "the cache survives a plain clean"
-    );
+    assert_eq!(run.status_of("core"), "cached", "the cache survives a plain clean");
     assert_eq!(run.status_of("plugin"), "built", "its entry was pruned");
     assert_eq!(p.kiln(&["clean", "--all"]).code, 0);
     assert_eq!(p.build(&[]).with_status("built"), vec!["core", "plugin"]);
+}
+
+#[test]
+fn a_dependent_sees_files_its_dependency_generates_as_inputs() {
+    let p = Project::new(
+        r#"
+[target.gen]
+cmd = "mkdir -p gen && cp template.txt gen/made.txt"
+inputs = ["template.txt"]
+outputs = ["gen/made.txt"]
+
+[target.use]
+deps = ["gen"]
+cmd = "cat gen/*.txt > used.txt"
+inputs = ["gen/*.txt"]
+outputs = ["used.txt"]
+"#,
+    );
+    p.write("template.txt", "one\n");
+    let run = p.build(&[]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(p.read("used.txt"), "one\n");
+    p.write("template.txt", "two\n");
+    let run = p.build(&[]);
+    assert_eq!(run.with_status("built"), vec!["gen", "use"]);
+    let reason = run.finished().into_iter().find(|(t, _, _)| t == "use").map(|(_, _, r)| r).expect("use");
+    assert_eq!(reason, "dependency gen changed, gen/made.txt changed");
+    assert_eq!(p.read("used.txt"), "two\n");
 }

@@ -34,10 +34,7 @@ fn unknown_top_level_and_settings_keys() {
     assert!(err.contains("unknown key `setings` in kiln.toml"), "{err}");
     assert!(err.contains("did you mean `settings`?"), "{err}");
     let err = error_of("[settings]\ndebounse = \"1s\"\n");
-    assert!(
-        err.contains("--> kiln.toml:2:1") && err.contains("did you mean `debounce`?"),
-        "{err}"
-    );
+    assert!(err.contains("--> kiln.toml:2:1") && err.contains("did you mean `debounce`?"), "{err}");
 }
 
 #[test]
@@ -47,18 +44,13 @@ fn wrong_type() {
         "error: wrong type for `retries` of target `a`: expected an integer, found a string\n --> kiln.toml:3:11\n  |\n3 | retries = \"two\"\n  |           ^^^^^ expected an integer\n"
     );
     let err = error_of("[target.a]\ncmd = [\"true\"]\n");
-    assert!(
-        err.contains("expected a string, found an array") && err.contains("kiln.toml:2:7"),
-        "{err}"
-    );
+    assert!(err.contains("expected a string, found an array") && err.contains("kiln.toml:2:7"), "{err}");
 }
 
 #[test]
 fn unknown_dependency_with_did_you_mean() {
     assert_eq!(
-        error_of(
-            "[target.core]\ncmd = \"true\"\n\n[target.api]\ncmd = \"true\"\ndeps = [\"cor\"]\n"
-        ),
+        error_of("[target.core]\ncmd = \"true\"\n\n[target.api]\ncmd = \"true\"\ndeps = [\"cor\"]\n"),
         "error: unknown dependency `cor`\n --> kiln.toml:6:9\n  |\n6 | deps = [\"cor\"]\n  |         ^^^^^ no target has this name\n  |\n  = help: did you mean `core`?\n"
     );
 }
@@ -77,10 +69,7 @@ fn dependency_cycle_prints_the_whole_cycle() {
 #[test]
 fn target_with_both_or_neither_action() {
     let both = error_of("[target.a]\ncmd = \"x\"\nimage = { name = \"n\" }\n");
-    assert!(
-        both.starts_with("error: target `a` has both `cmd` and `image`\n --> kiln.toml:3:9\n"),
-        "{both}"
-    );
+    assert!(both.starts_with("error: target `a` has both `cmd` and `image`\n --> kiln.toml:3:9\n"), "{both}");
     let neither = error_of("[target.a]\ninputs = []\n");
     assert_eq!(
         neither,
@@ -95,10 +84,7 @@ fn bad_duration() {
         "error: bad duration for `timeout` of target `a`: missing unit (use ms, s, m or h)\n --> kiln.toml:3:11\n  |\n3 | timeout = \"10 minutes\"\n  |           ^^^^^^^^^^^^ not a duration\n  |\n  = help: write durations like \"500ms\", \"10s\", \"5m\" or \"1h\"\n"
     );
     let err = error_of("[settings]\ndebounce = \"fast\"\n");
-    assert!(
-        err.contains("bad duration for `debounce` in [settings]") && err.contains("kiln.toml:2:12"),
-        "{err}"
-    );
+    assert!(err.contains("bad duration for `debounce` in [settings]") && err.contains("kiln.toml:2:12"), "{err}");
 }
 
 #[test]
@@ -112,10 +98,7 @@ fn bad_glob() {
 #[test]
 fn paths_that_leave_the_root() {
     let err = error_of("[target.a]\ncmd = \"x\"\noutputs = [\"../escape\"]\n");
-    assert!(
-        err.contains("path in `outputs` of target `a` leaves the project root"),
-        "{err}"
-    );
+    assert!(err.contains("path in `outputs` of target `a` leaves the project root"), "{err}");
     assert!(err.contains("kiln.toml:3:12"), "{err}");
 }
 
@@ -133,24 +116,15 @@ fn service_errors_are_checked_too() {
         "[target.b]\ncmd = \"x\"\n[service.api]\ncmd = \"x\"\nrestart = \"sometimes\"\nafter = [\"dbb\"]\nready = { http = \"u\", tcp = \"v\" }\n[service.db]\ncmd = \"y\"\n",
     );
     assert!(err.contains("unknown restart policy `sometimes`"), "{err}");
-    assert!(
-        err.contains("unknown service `dbb` in `after`") && err.contains("did you mean `db`?"),
-        "{err}"
-    );
-    assert!(
-        err.contains("needs exactly one of `http`, `tcp`, `cmd` or `log`"),
-        "{err}"
-    );
+    assert!(err.contains("unknown service `dbb` in `after`") && err.contains("did you mean `db`?"), "{err}");
+    assert!(err.contains("needs exactly one of `http`, `tcp`, `cmd` or `log`"), "{err}");
     assert!(err.ends_with("error: kiln.toml has 3 errors\n"), "{err}");
 }
 
 #[test]
 fn every_mistake_is_reported_at_once() {
     let err = error_of("[target.a]\ncmd = \"x\"\ndpes = []\n[target.b]\ncmd = 3\n");
-    assert!(
-        err.contains("unknown key `dpes`") && err.contains("wrong type for `cmd` of target `b`"),
-        "{err}"
-    );
+    assert!(err.contains("unknown key `dpes`") && err.contains("wrong type for `cmd` of target `b`"), "{err}");
     assert!(err.ends_with("error: kiln.toml has 2 errors\n"), "{err}");
 }
 
@@ -159,15 +133,9 @@ fn unknown_profile_and_errors_inside_profiles() {
     let p = Project::new("[target.a]\ncmd = \"x\"\n[profile.debug]\ntarget.a.cmd = \"y\"\n");
     let run = p.kiln(&["build", "--profile", "debgu"]);
     assert_eq!(run.code, 2);
-    assert_eq!(
-        run.stderr,
-        "error: no profile named `debgu` in kiln.toml (did you mean `debug`?)\n"
-    );
+    assert_eq!(run.stderr, "error: no profile named `debgu` in kiln.toml (did you mean `debug`?)\n");
     let err = error_of("[target.a]\ncmd = \"x\"\n[profile.debug]\ntarget.a.cmdd = \"y\"\n");
-    assert!(
-        err.contains("unknown key `cmdd` in [target.a]") && err.contains("kiln.toml:4:10"),
-        "{err}"
-    );
+    assert!(err.contains("unknown key `cmdd` in [target.a]") && err.contains("kiln.toml:4:10"), "{err}");
 }
 
 #[test]
@@ -175,24 +143,15 @@ fn unknown_target_on_the_command_line() {
     let p = Project::new("[target.core]\ncmd = \"true\"\n");
     let run = p.kiln(&["build", "coer"]);
     assert_eq!(run.code, 2);
-    assert_eq!(
-        run.stderr,
-        "error: unknown target `coer` (did you mean `core`?)\n"
-    );
+    assert_eq!(run.stderr, "error: unknown target `coer` (did you mean `core`?)\n");
 }
 
 #[test]
 fn missing_config_says_where_it_looked() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = std::process::Command::new(common::kiln_bin())
-        .arg("build")
-        .current_dir(dir.path())
-        .output()
-        .expect("runs");
+    let out =
+        std::process::Command::new(common::kiln_bin()).arg("build").current_dir(dir.path()).output().expect("runs");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("no kiln.toml in") && err.contains("--file PATH or -C DIR"),
-        "{err}"
-    );
+    assert!(err.contains("no kiln.toml in") && err.contains("--file PATH or -C DIR"), "{err}");
 }

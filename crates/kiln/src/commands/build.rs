@@ -41,12 +41,8 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
         human
     });
 
-    let options = BuildOptions {
-        targets: args.targets,
-        jobs: args.jobs.unwrap_or(0),
-        keep_going: args.keep_going,
-        dry_run,
-    };
+    let options =
+        BuildOptions { targets: args.targets, jobs: args.jobs.unwrap_or(0), keep_going: args.keep_going, dry_run };
     let cancel = crate::signals::cancel_on_signals();
     let result = run_build(Arc::new(config), options, bus.clone(), cancel).await;
     bus.close();
@@ -61,11 +57,7 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
             exit::FAILED
         }
         Ok(summary) if dry_run => {
-            let mut out: Box<dyn Write> = if json {
-                Box::new(std::io::stderr())
-            } else {
-                Box::new(std::io::stdout())
-            };
+            let mut out: Box<dyn Write> = if json { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
             let mut would_run = 0;
             for entry in &summary.plan {
                 let verb = match entry.action {

@@ -13,10 +13,7 @@ pub fn run(config: &Config, command: &CacheCommand, json: bool) -> u8 {
         CacheCommand::Stats => {
             let stats = cache.stats();
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&stats).expect("stats serialize")
-                );
+                println!("{}", serde_json::to_string(&stats).expect("stats serialize"));
             } else {
                 println!(
                     "{} entries, {} blobs, {} in {}",
@@ -41,10 +38,7 @@ pub fn run(config: &Config, command: &CacheCommand, json: bool) -> u8 {
             };
             let report = cache.prune(*max_size);
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).expect("report serializes")
-                );
+                println!("{}", serde_json::to_string(&report).expect("report serializes"));
             } else {
                 println!(
                     "removed {} and {} ({}); {} kept",
@@ -80,9 +74,5 @@ pub fn human_bytes(n: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }

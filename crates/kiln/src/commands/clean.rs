@@ -42,11 +42,7 @@ pub fn run(config: &Config, all: bool) -> u8 {
             return exit::FAILED;
         }
     }
-    let what = if all {
-        "state, logs and cache"
-    } else {
-        "state and logs (the cache is kept; --all empties it)"
-    };
+    let what = if all { "state, logs and cache" } else { "state and logs (the cache is kept; --all empties it)" };
     println!("removed {removed} output files, {what}");
     exit::SUCCESS
 }
@@ -54,10 +50,7 @@ pub fn run(config: &Config, all: bool) -> u8 {
 /// Removes a recorded output if it is a plain file inside the root.
 fn remove_inside(root: &Path, rel: &str) -> bool {
     let rel_path = Path::new(rel);
-    if rel_path
-        .components()
-        .any(|c| !matches!(c, std::path::Component::Normal(_)))
-    {
+    if rel_path.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
         return false;
     }
     let path = root.join(rel_path);

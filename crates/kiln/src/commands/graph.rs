@@ -28,11 +28,7 @@ pub fn render(config: &Config, format: GraphFormat) -> String {
             }
             for t in targets {
                 for d in &t.deps {
-                    out.push_str(&format!(
-                        "  {} --> {}\n",
-                        mermaid_id(d),
-                        mermaid_id(&t.name)
-                    ));
+                    out.push_str(&format!("  {} --> {}\n", mermaid_id(d), mermaid_id(&t.name)));
                 }
             }
             out
@@ -47,8 +43,8 @@ pub fn render(config: &Config, format: GraphFormat) -> String {
                     serde_json::json!({ "name": t.name, "kind": kind, "deps": t.deps })
                 })
                 .collect();
-            let mut text = serde_json::to_string_pretty(&serde_json::json!({ "targets": nodes }))
-                .expect("json values serialize");
+            let mut text =
+                serde_json::to_string_pretty(&serde_json::json!({ "targets": nodes })).expect("json values serialize");
             text.push('\n');
             text
         }
@@ -57,13 +53,5 @@ pub fn render(config: &Config, format: GraphFormat) -> String {
 
 /// Mermaid ids cannot hold `-` or `.`; names are shown as labels instead.
 fn mermaid_id(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
 }

@@ -1,10 +1,7 @@
 //! A small builder for integration tests: a temporary project, the real `kiln` binary run in
 //! it, and helpers to read what it did.
 
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different subset of the helpers"
-)]
+#![allow(dead_code, reason = "each test binary uses a different subset of the helpers")]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -33,10 +30,7 @@ impl Run {
 
     /// The JSON events printed on stdout.
     pub fn events(&self) -> Vec<serde_json::Value> {
-        self.stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect()
+        self.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
     }
 
     /// `target.finished` events as (target, status, reason).
@@ -65,12 +59,8 @@ impl Run {
 
     /// Targets whose status is `status`, sorted.
     pub fn with_status(&self, status: &str) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .finished()
-            .into_iter()
-            .filter(|(_, s, _)| s == status)
-            .map(|(t, _, _)| t)
-            .collect();
+        let mut v: Vec<String> =
+            self.finished().into_iter().filter(|(_, s, _)| s == status).map(|(t, _, _)| t).collect();
         v.sort();
         v
     }
@@ -112,10 +102,7 @@ impl Project {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(kiln_bin());
-        c.args(args)
-            .current_dir(self.root())
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null());
+        c.args(args).current_dir(self.root()).env("NO_COLOR", "1").stdin(Stdio::null());
         c
     }
 
@@ -147,10 +134,7 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// Whether a process with this pid exists (and is not a zombie).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .split(") ")
-            .nth(1)
-            .is_some_and(|rest| rest.starts_with('Z')),
+        Ok(stat) => !stat.split(") ").nth(1).is_some_and(|rest| rest.starts_with('Z')),
         Err(_) => false,
     }
 }
