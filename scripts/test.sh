@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo test --workspace --quiet 2>&1
 cargo build --quiet -p kiln -p kiln-bench
-./target/debug/kiln-bench build --kiln target/debug/kiln --targets 60 --files 3 --runs 1
+./target/debug/kiln-bench build --kiln target/debug/kiln --targets 60 --files 3 --runs 1 --check

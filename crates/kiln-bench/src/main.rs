@@ -3,7 +3,8 @@
 //! `kiln-bench generate DIR [--targets N] [--files F]` writes a workspace.
 //! `kiln-bench build --kiln PATH [--targets N] [--files F] [--runs R]` generates one in a
 //! temporary directory and reports medians of R runs of: cold build, no-op build, one-file
-//! content edit, touch-only edit — for kiln and ninja, in the same run.
+//! content edit, touch-only edit — for kiln and ninja, in the same run. With `--check` it
+//! fails unless kiln ran exactly the commands each scenario calls for.
 
 mod workspace;
 
@@ -20,12 +21,15 @@ struct Args {
     targets: usize,
     files: usize,
     runs: usize,
+    /// Fail unless kiln ran exactly the expected commands in each scenario.
+    check: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let command = it.next().ok_or("usage: kiln-bench generate DIR | build --kiln PATH")?;
-    let mut args = Args { command, dir: None, kiln: PathBuf::from("kiln"), targets: 1000, files: 20, runs: 5 };
+    let mut args =
+        Args { command, dir: None, kiln: PathBuf::from("kiln"), targets: 1000, files: 20, runs: 5, check: false };
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
@@ -33,6 +37,7 @@ fn parse_args() -> Result<Args, String> {
             "--files" => args.files = value()?.parse().map_err(|e| format!("--files: {e}"))?,
             "--runs" => args.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--kiln" => args.kiln = PathBuf::from(value()?),
+            "--check" => args.check = true,
             other if !other.starts_with('-') => args.dir = Some(PathBuf::from(other)),
             other => return Err(format!("unknown option {other}")),
         }
@@ -220,6 +225,20 @@ fn build_bench(args: &Args, spec: &Spec) {
         );
     }
     let _ = std::fs::remove_dir_all(&base);
+    if args.check {
+        let expected = [spec.targets, 0, 1 + affected, 0];
+        let mut ok = true;
+        for (row, want) in rows.iter().zip(expected) {
+            if row.kiln_ran != want {
+                eprintln!("check failed: {} ran {} commands, expected {want}", row.scenario, row.kiln_ran);
+                ok = false;
+            }
+        }
+        if !ok {
+            std::process::exit(1);
+        }
+        println!("\ncheck passed: kiln ran every target cold, nothing on a no-op or a touch, and exactly the edited target and its {affected} dependents on an edit");
+    }
 }
 
 /// How many targets depend on `target`, directly or not.

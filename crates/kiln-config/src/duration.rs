@@ -16,7 +16,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             return Err(format!("expected a number at `{rest}`"));
         }
         let number: f64 = rest[..num_len].parse().map_err(|_| format!("`{}` is not a number", &rest[..num_len]))?;
-        rest = &rest[num_len..];
+        rest = rest[num_len..].trim_start();
         let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         let seconds = match unit {
@@ -28,7 +28,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             other => return Err(format!("unknown unit `{other}` (use ms, s, m or h)")),
         };
         total += Duration::from_secs_f64(seconds);
-        rest = &rest[unit_len..];
+        rest = rest[unit_len..].trim_start();
     }
     Ok(total)
 }
@@ -62,7 +62,8 @@ mod tests {
     #[test]
     fn rejects_bad_durations() {
         assert!(parse_duration("10").unwrap_err().contains("missing unit"));
-        assert!(parse_duration("10 parsecs").is_err());
+        assert_eq!(parse_duration("10 minutes"), Err("unknown unit `minutes` (use ms, s, m or h)".into()));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("").is_err());
     }

@@ -231,3 +231,95 @@ impl From<Diagnostic> for Diagnostics {
         Diagnostics(vec![d])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{ProbeCheck, RestartPolicy, ServiceKind, TargetKind};
+
+    const FULL: &str = r#"
+[settings]
+jobs = 4
+debounce = "250ms"
+engine = "podman"
+
+[env]
+RUST_LOG = "info"
+LEVEL = 3
+
+[target.core]
+cmd = "cc -c core.c"
+inputs = ["core/**/*.c"]
+outputs = ["out/core.o"]
+env = { CFLAGS = "-O2" }
+timeout = "10m"
+retries = 2
+cache = false
+
+[target.api-image]
+deps = ["core"]
+inputs = ["api/**"]
+image = { name = "localhost/demo-api", context = "api", file = "api/Containerfile", stage = "production", args = { VERSION = "dev" } }
+
+[service.db]
+cmd = "postgres"
+ready = { cmd = "pg_isready", period = "500ms" }
+
+[service.api]
+image = "api-image"
+deps = ["core"]
+after = ["db"]
+ports = ["8080:8080"]
+replicas = 2
+restart = "always"
+ready = { http = "http://127.0.0.1:8080/health", timeout = "3s", failures = 5 }
+stop_signal = "SIGINT"
+stop_timeout = "4s"
+
+[profile.debug]
+target.api-image.image.stage = "debug"
+settings.jobs = 1
+"#;
+
+    fn parse(profile: Option<&str>) -> Config {
+        match parse_str(FULL, Path::new("kiln.toml"), Path::new("/nonexistent"), profile) {
+            Ok(c) => c,
+            Err(LoadError::Invalid(d)) => panic!("{}", d.render(false)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn reads_the_whole_contract() {
+        let c = parse(None);
+        assert_eq!(c.settings.jobs, Some(4));
+        assert_eq!(c.settings.debounce, Duration::from_millis(250));
+        assert_eq!(c.settings.engine, EngineChoice::Podman);
+        assert_eq!(c.env["LEVEL"], "3");
+        let core = &c.targets["core"];
+        assert_eq!(core.kind, TargetKind::Cmd("cc -c core.c".into()));
+        assert_eq!((core.retries, core.cache, core.timeout), (2, false, Some(Duration::from_secs(600))));
+        let TargetKind::Image(image) = &c.targets["api-image"].kind else { panic!("an image target") };
+        assert_eq!(image.stage.as_deref(), Some("production"));
+        assert_eq!(image.args["VERSION"], "dev");
+        let api = &c.services["api"];
+        assert_eq!(api.kind, ServiceKind::Image("api-image".into()));
+        assert_eq!((api.replicas, api.restart), (2, RestartPolicy::Always));
+        let probe = api.ready.as_ref().expect("probe");
+        assert_eq!(probe.check, ProbeCheck::Http("http://127.0.0.1:8080/health".into()));
+        assert_eq!((probe.timeout, probe.failures, probe.period), (Duration::from_secs(3), 5, Duration::from_secs(1)));
+        assert_eq!(c.services["db"].restart, RestartPolicy::OnFailure, "default policy");
+        assert_eq!(c.profiles, vec!["debug".to_string()]);
+    }
+
+    #[test]
+    fn a_profile_deep_merges_over_the_file() {
+        let c = parse(Some("debug"));
+        let TargetKind::Image(image) = &c.targets["api-image"].kind else { panic!("an image target") };
+        assert_eq!(image.stage.as_deref(), Some("debug"));
+        assert_eq!(image.name, "localhost/demo-api", "untouched keys stay");
+        assert_eq!(c.settings.jobs, Some(1));
+    }
+}

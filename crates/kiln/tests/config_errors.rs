@@ -81,7 +81,7 @@ fn target_with_both_or_neither_action() {
 fn bad_duration() {
     assert_eq!(
         error_of("[target.a]\ncmd = \"x\"\ntimeout = \"10 minutes\"\n"),
-        "error: bad duration for `timeout` of target `a`: missing unit (use ms, s, m or h)\n --> kiln.toml:3:11\n  |\n3 | timeout = \"10 minutes\"\n  |           ^^^^^^^^^^^^ not a duration\n  |\n  = help: write durations like \"500ms\", \"10s\", \"5m\" or \"1h\"\n"
+        "error: bad duration for `timeout` of target `a`: unknown unit `minutes` (use ms, s, m or h)\n --> kiln.toml:3:11\n  |\n3 | timeout = \"10 minutes\"\n  |           ^^^^^^^^^^^^ not a duration\n  |\n  = help: write durations like \"500ms\", \"10s\", \"5m\" or \"1h\"\n"
     );
     let err = error_of("[settings]\ndebounce = \"fast\"\n");
     assert!(err.contains("bad duration for `debounce` in [settings]") && err.contains("kiln.toml:2:12"), "{err}");
