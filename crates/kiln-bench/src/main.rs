@@ -237,7 +237,9 @@ fn build_bench(args: &Args, spec: &Spec) {
         if !ok {
             std::process::exit(1);
         }
-        println!("\ncheck passed: kiln ran every target cold, nothing on a no-op or a touch, and exactly the edited target and its {affected} dependents on an edit");
+        println!(
+            "\ncheck passed: kiln ran every target cold, nothing on a no-op or a touch, and exactly the edited target and its {affected} dependents on an edit"
+        );
     }
 }
 

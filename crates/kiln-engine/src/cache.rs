@@ -239,8 +239,21 @@ impl Cache {
             }
             Err(e) => return Err(io("cannot read cache blob")(e)),
         };
+        // The copy is assembled in the cache's own temporary directory, so a run killed
+        // half-way leaves nothing in the project tree (it is swept at the next start); only
+        // an output directory on another file system gets its temporary file beside it.
+        let tmp_dir = self.tmp_dir();
+        std::fs::create_dir_all(&tmp_dir).map_err(io("cannot create cache directory"))?;
+        let same_fs = {
+            use std::os::unix::fs::MetadataExt;
+            match (std::fs::metadata(&tmp_dir), std::fs::metadata(dir)) {
+                (Ok(a), Ok(b)) => a.dev() == b.dev(),
+                _ => false,
+            }
+        };
+        let tmp_in = if same_fs { tmp_dir.as_path() } else { dir };
         let mut tmp =
-            tempfile::NamedTempFile::new_in(dir).map_err(io(format!("cannot write into {}", dir.display())))?;
+            tempfile::NamedTempFile::new_in(tmp_in).map_err(io(format!("cannot write into {}", tmp_in.display())))?;
         let mut hasher = blake3::Hasher::new();
         let mut buf = [0u8; 64 * 1024];
         loop {
