@@ -122,85 +122,52 @@ fn build_bench(args: &Args, spec: &Spec) {
         generate(d, spec).unwrap_or_else(|e| fail(&format!("cannot generate: {e}")));
     }
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get()).to_string();
-    let kiln_build = |dir: &Path| timed(dir, &kiln, &["build", "-j", &jobs]);
-    let ninja_build = |dir: &Path| timed(dir, &ninja, &["-j", &jobs]);
-    let mut rows = Vec::new();
-
-    // Cold: outputs, kiln's cache and state, ninja's log all removed.
-    let (mut kt, mut nt, mut kr, mut nr) = (Vec::new(), Vec::new(), 0, 0);
-    for _ in 0..args.runs {
-        let _ = std::fs::remove_dir_all(kdir.join(".kiln"));
-        for d in [&kdir, &ndir] {
-            let _ = std::fs::remove_dir_all(d.join("out"));
-            let _ = std::fs::create_dir_all(d.join("out"));
+    // Each scenario prepares both trees the same way, then times kiln and ninja back to back,
+    // so that both see the same machine load.
+    let scenario = |name: &'static str, prepare: &mut dyn FnMut(usize, &Path)| {
+        let (mut kt, mut nt, mut kr, mut nr) = (Vec::new(), Vec::new(), 0, 0);
+        for run in 0..args.runs {
+            prepare(run, &kdir);
+            prepare(run, &ndir);
+            let (t, out) = timed(&kdir, &kiln, &["build", "-j", &jobs]);
+            kt.push(t);
+            kr = kiln_ran(&out);
+            let (t, out) = timed(&ndir, &ninja, &["-j", &jobs]);
+            nt.push(t);
+            nr = ninja_ran(&out);
         }
-        let _ = std::fs::remove_file(ndir.join(".ninja_log"));
-        let (t, out) = kiln_build(&kdir);
-        kt.push(t);
-        kr = kiln_ran(&out);
-        let (t, out) = ninja_build(&ndir);
-        nt.push(t);
-        nr = ninja_ran(&out);
-    }
-    rows.push(Row { scenario: "cold build", kiln: median(kt), kiln_ran: kr, ninja: median(nt), ninja_ran: nr });
-
-    // No-op.
-    let (mut kt, mut nt, mut kr, mut nr) = (Vec::new(), Vec::new(), 0, 0);
-    for _ in 0..args.runs {
-        let (t, out) = kiln_build(&kdir);
-        kt.push(t);
-        kr = kiln_ran(&out);
-        let (t, out) = ninja_build(&ndir);
-        nt.push(t);
-        nr = ninja_ran(&out);
-    }
-    rows.push(Row { scenario: "no-op build", kiln: median(kt), kiln_ran: kr, ninja: median(nt), ninja_ran: nr });
-
-    // One input file of a middle-layer target: content edits, then touches.
+        Row { scenario: name, kiln: median(kt), kiln_ran: kr, ninja: median(nt), ninja_ran: nr }
+    };
     let n = spec.targets;
     let edited = (0..n).find(|&i| layer_of(i, n) == workspace::LAYERS / 2).unwrap_or(0);
     let file = format!("src/{}/f00.txt", target_name(edited));
-    let (mut kt, mut nt, mut kr, mut nr) = (Vec::new(), Vec::new(), 0, 0);
-    for run in 0..args.runs {
-        for d in [&kdir, &ndir] {
-            let path = d.join(&file);
+    let rows = [
+        // Outputs, kiln's cache and state, ninja's log all removed.
+        scenario("cold build", &mut |_, dir| {
+            for gone in [".kiln", "out", ".ninja_log"] {
+                let p = dir.join(gone);
+                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            }
+            let _ = std::fs::create_dir_all(dir.join("out"));
+        }),
+        scenario("no-op build", &mut |_, _| {}),
+        // One input file of a middle-layer target: a new line each run.
+        scenario("one-file content edit", &mut |run, dir| {
+            let path = dir.join(&file);
             let mut text = std::fs::read_to_string(&path).unwrap_or_default();
             text.push_str(&format!("edit {run}\n"));
             std::fs::write(&path, text).unwrap_or_else(|e| fail(&format!("edit: {e}")));
-        }
-        let (t, out) = kiln_build(&kdir);
-        kt.push(t);
-        kr = kiln_ran(&out);
-        let (t, out) = ninja_build(&ndir);
-        nt.push(t);
-        nr = ninja_ran(&out);
-    }
-    rows.push(Row {
-        scenario: "one-file content edit",
-        kiln: median(kt),
-        kiln_ran: kr,
-        ninja: median(nt),
-        ninja_ran: nr,
-    });
-
-    let (mut kt, mut nt, mut kr, mut nr) = (Vec::new(), Vec::new(), 0, 0);
-    for _ in 0..args.runs {
-        std::thread::sleep(Duration::from_millis(20));
-        for d in [&kdir, &ndir] {
+        }),
+        // The same file, a new modification time and the same content.
+        scenario("touch-only edit", &mut |_, dir| {
+            std::thread::sleep(Duration::from_millis(10));
             let f = std::fs::File::options()
                 .append(true)
-                .open(d.join(&file))
+                .open(dir.join(&file))
                 .unwrap_or_else(|e| fail(&format!("touch: {e}")));
             f.set_modified(std::time::SystemTime::now()).unwrap_or_else(|e| fail(&format!("touch: {e}")));
-        }
-        let (t, out) = kiln_build(&kdir);
-        kt.push(t);
-        kr = kiln_ran(&out);
-        let (t, out) = ninja_build(&ndir);
-        nt.push(t);
-        nr = ninja_ran(&out);
-    }
-    rows.push(Row { scenario: "touch-only edit", kiln: median(kt), kiln_ran: kr, ninja: median(nt), ninja_ran: nr });
+        }),
+    ];
 
     let affected = dependents_count(spec, edited);
     println!(
