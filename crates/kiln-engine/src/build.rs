@@ -169,6 +169,8 @@ struct EvalJob {
 
 enum Msg {
     Evaluated(TargetId, Evaluation),
+    /// The command exited; its outputs are being stored.
+    Exited(TargetId),
     Ran(TargetId, Done),
 }
 
@@ -291,6 +293,7 @@ pub async fn run_build(
                 while let Some(msg) = next {
                     match msg {
                         Msg::Evaluated(id, eval) => run.on_evaluated(id, eval),
+                        Msg::Exited(id) => run.sched.release_slot(id),
                         Msg::Ran(id, done) => run.finish(id, done),
                     }
                     next = rx.try_recv().ok();
@@ -419,7 +422,7 @@ impl RunLoop<'_> {
         let request = self.pending.remove(&id).expect("a queued target has a request");
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
-            let done = execute(&ctx, id, request, cancel).await;
+            let done = execute(&ctx, id, request, cancel, &tx).await;
             let _ = tx.send(Msg::Ran(id, done));
         });
     }
@@ -708,7 +711,13 @@ fn failed(reason: String, key: Option<Digest>) -> Evaluation {
 }
 
 /// Runs the target's command (with retries), then collects and stores its outputs.
-async fn execute(ctx: &Arc<Ctx>, id: TargetId, request: RunRequest, cancel: watch::Receiver<bool>) -> Done {
+async fn execute(
+    ctx: &Arc<Ctx>,
+    id: TargetId,
+    request: RunRequest,
+    cancel: watch::Receiver<bool>,
+    tx: &mpsc::UnboundedSender<Msg>,
+) -> Done {
     let RunRequest { manifest, reason, inputs_meta } = request;
     let target = ctx.target(id).clone();
     let key = manifest.key();
@@ -748,12 +757,14 @@ async fn execute(ctx: &Arc<Ctx>, id: TargetId, request: RunRequest, cancel: watc
         }
     };
     let duration_ms = millis(started.elapsed());
+    // A silent command leaves no log file to point at.
+    let log_display = log_path.exists().then_some(log_display);
     let fail = |reason: String| Done {
         record: None,
         status: TargetStatus::Failed,
         reason,
         key: Some(key),
-        log: Some(log_display.clone()),
+        log: log_display.clone(),
     };
     match outcome {
         ExecOutcome::Exited(0) => {}
@@ -763,12 +774,13 @@ async fn execute(ctx: &Arc<Ctx>, id: TargetId, request: RunRequest, cancel: watc
                 status: TargetStatus::Skipped,
                 reason: "interrupted while running".into(),
                 key: Some(key),
-                log: Some(log_display),
+                log: log_display,
             };
         }
         other => return fail(describe_failure(&other, &captured, attempt)),
     }
 
+    let _ = tx.send(Msg::Exited(id));
     let ctx2 = ctx.clone();
     let stored = tokio::task::spawn_blocking(move || {
         collect_and_store(&ctx2, id, &manifest, inputs_meta, &captured, duration_ms)
@@ -778,7 +790,7 @@ async fn execute(ctx: &Arc<Ctx>, id: TargetId, request: RunRequest, cancel: watc
     match stored {
         Ok(record) => {
             let reason = if attempt > 1 { format!("{reason} (succeeded on attempt {attempt})") } else { reason };
-            Done { record: Some(record), status: TargetStatus::Built, reason, key: Some(key), log: Some(log_display) }
+            Done { record: Some(record), status: TargetStatus::Built, reason, key: Some(key), log: log_display }
         }
         Err(why) => fail(why),
     }

@@ -191,7 +191,7 @@ impl Cache {
             stat.remember(rel, *meta, digest);
             outputs.push(OutputFile { path: rel.clone(), digest, size: meta.size, executable: meta.executable });
         }
-        let log = log.map(|l| self.put_bytes(l)).transpose()?;
+        let log = log.filter(|l| !l.is_empty()).map(|l| self.put_bytes(l)).transpose()?;
         let record = ActionRecord {
             target: target.to_string(),
             key,

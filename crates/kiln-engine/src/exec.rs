@@ -25,7 +25,7 @@ pub struct CommandSpec {
     pub dir: PathBuf,
     pub env: BTreeMap<String, String>,
     pub timeout: Option<Duration>,
-    /// The log file the combined output is appended to.
+    /// The log file the combined output is written to (created with the first line).
     pub log: Option<PathBuf>,
 }
 
@@ -72,10 +72,12 @@ pub async fn run(
     lines: mpsc::UnboundedSender<(Stream, String)>,
     mut cancel: watch::Receiver<bool>,
 ) -> (ExecOutcome, Vec<u8>) {
-    let mut log = spec.log.as_ref().and_then(|p| {
-        std::fs::create_dir_all(p.parent()?).ok()?;
-        std::fs::File::create(p).ok()
-    });
+    // The log of the previous run goes now; a new one is created with the first line, so a
+    // silent command costs no file.
+    if let Some(p) = &spec.log {
+        let _ = std::fs::remove_file(p);
+    }
+    let mut log: Option<std::fs::File> = None;
     let mut captured = Vec::new();
     if !spec.dir.is_dir() {
         let message = format!("working directory {} does not exist", spec.dir.display());
@@ -126,6 +128,14 @@ pub async fn run(
                 Some((stream, text)) => {
                     captured.extend_from_slice(text.as_bytes());
                     captured.push(b'\n');
+                    if log.is_none()
+                        && let Some(p) = &spec.log
+                    {
+                        log = p
+                            .parent()
+                            .and_then(|dir| std::fs::create_dir_all(dir).ok())
+                            .and_then(|()| std::fs::File::create(p).ok());
+                    }
                     if let Some(f) = log.as_mut() {
                         let _ = writeln!(f, "{text}");
                     }

@@ -26,6 +26,8 @@ enum Slot {
     /// Evaluated as needing its command; waiting for a job slot.
     Queued,
     Running,
+    /// Its command has exited; its outputs are being stored. Holds no job slot.
+    Storing,
     Done(TargetStatus),
 }
 
@@ -44,6 +46,8 @@ pub struct Scheduler {
     ready: BinaryHeap<(u64, Reverse<TargetId>)>,
     jobs: usize,
     running: usize,
+    /// Targets whose command exited and whose outputs are being stored.
+    storing: usize,
     evaluating: usize,
     keep_going: bool,
     halt: Option<Halt>,
@@ -89,6 +93,7 @@ impl Scheduler {
             ready,
             jobs: jobs.max(1),
             running: 0,
+            storing: 0,
             evaluating: 0,
             keep_going,
             halt: None,
@@ -174,11 +179,22 @@ impl Scheduler {
         self.halt
     }
 
+    /// The command of `id` has exited: its job slot is free for the next command while its
+    /// outputs are stored.
+    pub fn release_slot(&mut self, id: TargetId) {
+        if self.slots.get(&id) == Some(&Slot::Running) {
+            self.running -= 1;
+            self.storing += 1;
+            self.set(id, Slot::Storing);
+        }
+    }
+
     /// Records how `id` ended; returns the targets skipped as a consequence, each with the
     /// dependency that did not succeed.
     pub fn finish(&mut self, id: TargetId, status: TargetStatus) -> Vec<(TargetId, TargetId)> {
         match self.slots.get(&id) {
             Some(Slot::Running) => self.running -= 1,
+            Some(Slot::Storing) => self.storing -= 1,
             Some(Slot::Evaluating) => self.evaluating -= 1,
             _ => {}
         }
@@ -222,7 +238,7 @@ impl Scheduler {
 
     /// Whether something is still evaluating or running.
     pub fn busy(&self) -> bool {
-        self.running > 0 || self.evaluating > 0
+        self.running > 0 || self.storing > 0 || self.evaluating > 0
     }
 
     /// When halted and idle: every target not yet done, now skipped.
@@ -303,6 +319,25 @@ mod tests {
         assert!(s.take_runs().is_empty(), "z1 is still being evaluated and outranks lone");
         s.needs_run(id(&g, "z1"));
         assert_eq!(s.take_runs(), vec![id(&g, "z1")]);
+    }
+
+    #[test]
+    fn a_storing_target_frees_its_job_slot_but_not_its_dependents() {
+        let g = graph();
+        let mut s = sched(&g, 1, false);
+        s.take_evaluations(10);
+        s.needs_run(id(&g, "core"));
+        assert_eq!(s.take_runs(), vec![id(&g, "core")]);
+        s.release_slot(id(&g, "core"));
+        assert!(s.take_evaluations(10).is_empty(), "dependents wait for the stored outputs");
+        s.cancel();
+        assert!(s.drain_unstarted().is_empty(), "a target being stored is still in flight");
+        s.halt = None;
+        s.finish(id(&g, "core"), TargetStatus::Built);
+        for e in s.take_evaluations(10) {
+            s.needs_run(e);
+        }
+        assert_eq!(s.take_runs().len(), 1, "the slot was not counted twice");
     }
 
     #[test]

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Build(args) => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
+            let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .expect("the runtime starts: it needs only threads and an epoll fd");
