@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cache::{Cache, CacheError, OutputFile, current_digest, output_digest};
 use crate::digest::Digest;
-use crate::event::{Event, EventBus, NoticeLevel, TargetStatus};
+use crate::event::{Event, EventBus, NoticeLevel, Stream, TargetStatus};
 use crate::exec::{CommandSpec, ExecOutcome};
 use crate::file_index::{FileIndex, FileMeta, fingerprint};
 use crate::graph::{Graph, TargetId};
@@ -46,6 +46,10 @@ pub struct BuildOptions {
     pub keep_going: bool,
     /// Decide and report, run nothing.
     pub dry_run: bool,
+    /// On a cache hit, replay the stored output as `target.output` events.
+    pub replay_logs: bool,
+    /// Publish `target.span` events (timed hashing, lookups, restores, runs, stores).
+    pub spans: bool,
 }
 
 /// What a dry run would do with a target.
@@ -127,12 +131,37 @@ struct Ctx {
     inputs: Vec<Vec<PathPattern>>,
     outputs: Vec<Vec<PathPattern>>,
     dry_run: bool,
+    /// Replay the stored output of targets restored from the cache.
+    replay_logs: bool,
+    /// Publish `target.span` events.
+    spans: bool,
     bus: Arc<EventBus>,
+    /// When the run started: spans are timed from here.
+    started: Instant,
 }
 
 impl Ctx {
     fn target(&self, id: TargetId) -> &Target {
         &self.config.targets[self.graph.name(id)]
+    }
+
+    /// Publishes a `target.span` that began at `start` and ends now, when spans were asked
+    /// for (they are many; only a trace needs them).
+    fn span(&self, target: &str, span: &str, track: Track, start: Instant) {
+        if !self.spans {
+            return;
+        }
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.bus.publish(Event::TargetSpan {
+            target: target.to_string(),
+            span: span.to_string(),
+            track: match track {
+                Track::Job(slot) => format!("job {slot}"),
+                Track::Worker => worker_track(),
+            },
+            start_us: micros(start.saturating_duration_since(self.started)),
+            duration_us: micros(start.elapsed()),
+        });
     }
 }
 
@@ -245,11 +274,19 @@ pub async fn run_build(
         inputs,
         outputs,
         dry_run: options.dry_run,
+        replay_logs: options.replay_logs,
+        spans: options.spans,
         bus: bus.clone(),
+        started,
     });
     bus.publish(Event::RunStarted { mode: "build".into(), targets: selected.len() });
     for &id in &selected {
-        bus.publish(Event::TargetQueued { target: ctx.graph.name(id).to_string() });
+        let name = ctx.graph.name(id);
+        bus.publish(Event::TargetQueued {
+            target: name.to_string(),
+            deps: ctx.graph.deps(id).iter().filter(|d| selected.contains(d)).map(|d| ctx.graph.name(*d).to_string()).collect(),
+            estimate_ms: ctx.prev.targets.get(name).map(|r| r.duration_ms),
+        });
     }
 
     let mut run = RunLoop {
@@ -377,7 +414,9 @@ impl RunLoop<'_> {
             let tx = tx.clone();
             tokio::task::spawn_blocking(move || {
                 for job in batch {
+                    let evaluating = Instant::now();
                     let eval = evaluate(&ctx, job.id, &job.deps, job.refresh);
+                    ctx.span(ctx.graph.name(job.id), "evaluate", Track::Worker, evaluating);
                     let _ = tx.send(Msg::Evaluated(job.id, eval));
                 }
             });
@@ -420,9 +459,10 @@ impl RunLoop<'_> {
 
     fn start_run(&mut self, id: TargetId, tx: mpsc::UnboundedSender<Msg>, cancel: watch::Receiver<bool>) {
         let request = self.pending.remove(&id).expect("a queued target has a request");
+        let slot = self.sched.slot_of(id).expect("a running target has a slot");
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
-            let done = execute(&ctx, id, request, cancel, &tx).await;
+            let done = execute(&ctx, id, slot, request, cancel, &tx).await;
             let _ = tx.send(Msg::Ran(id, done));
         });
     }
@@ -451,6 +491,7 @@ impl RunLoop<'_> {
             key: done.key.map(|k| k.hex()),
             reason: done.reason,
             log: done.log,
+            saved_ms: (done.status == TargetStatus::Cached).then(|| done.record.as_ref().map_or(0, |r| r.duration_ms)),
         });
         for (skipped, cause) in self.sched.finish(id, done.status) {
             let reason = format!("dependency {} did not succeed", self.ctx.graph.name(cause));
@@ -462,9 +503,26 @@ impl RunLoop<'_> {
                 key: None,
                 reason,
                 log: None,
+                saved_ms: None,
             });
         }
     }
+}
+
+/// Where a span ran: a job slot, or the calling worker thread.
+enum Track {
+    Job(usize),
+    Worker,
+}
+
+/// The trace track of the calling blocking thread: `worker N`, numbered in order of first
+/// use. Work on one thread is sequential, so its spans never overlap.
+fn worker_track() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static ID: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    ID.with(|id| format!("worker {id}"))
 }
 
 /// Whether files written under `outputs` could be listed by `inputs`.
@@ -476,6 +534,7 @@ fn overlaps(outputs: &[PathPattern], inputs: &[PathPattern]) -> bool {
 fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)], refresh: bool) -> Evaluation {
     let target = ctx.target(id);
     let root = &ctx.config.root;
+    let hashing = Instant::now();
     if let Some((dep, _)) = deps.iter().find(|(_, d)| d.is_none()) {
         return Evaluation::Plan {
             action: PlanAction::Run,
@@ -506,6 +565,7 @@ fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)], refresh:
         && p.outputs_meta.is_some()
         && outputs_fingerprint(root, &p.outputs) == p.outputs_meta
     {
+        ctx.span(name, "hash", Track::Worker, hashing);
         let done = Done {
             record: Some(p.clone()),
             status: TargetStatus::Fresh,
@@ -518,7 +578,9 @@ fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)], refresh:
 
     // The previous build's manifest: the reason for a rebuild is the difference from it, and
     // while the inputs' metadata is unchanged its per-file digests are still true.
+    let looking = Instant::now();
     let previous = prev.and_then(|p| ctx.cache.lookup(&p.key));
+    ctx.span(name, "lookup", Track::Worker, looking);
     let reusable = previous.as_ref().filter(|old| {
         inputs_meta.is_some()
             && prev.is_some_and(|p| p.inputs_meta == inputs_meta)
@@ -534,13 +596,20 @@ fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)], refresh:
         }
     }
     let key = manifest.key();
+    ctx.span(name, "hash", Track::Worker, hashing);
 
     if let Some(prev) = prev.filter(|p| p.key == key) {
         let damaged: Vec<&OutputFile> =
             prev.outputs.iter().filter(|o| current_digest(root, &o.path, &ctx.stat) != Some(o.digest)).collect();
         if damaged.is_empty() {
             let record =
-                record_for(root, &manifest, prev.output_digest, prev.outputs.clone(), prev.duration_ms, inputs_meta);
+                record_for(root, &manifest, Produced {
+                    output_digest: prev.output_digest,
+                    outputs: prev.outputs.clone(),
+                    duration_ms: prev.duration_ms,
+                    at: prev.finished_at.clone(),
+                    reason: prev.reason.clone(),
+                }, inputs_meta);
             let done = Done {
                 record: Some(record),
                 status: TargetStatus::Fresh,
@@ -574,9 +643,10 @@ fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)], refresh:
         (Some(_), None) => "inputs or definition changed".to_string(),
     };
     let request = RunRequest { manifest, reason, inputs_meta };
-    if target.cache
-        && let Some(rec) = ctx.cache.lookup(&key)
-    {
+    let looking = Instant::now();
+    let hit = if target.cache { ctx.cache.lookup(&key) } else { None };
+    ctx.span(name, "lookup", Track::Worker, looking);
+    if let Some(rec) = hit {
         if ctx.dry_run {
             return Evaluation::Plan {
                 action: PlanAction::Restore,
@@ -630,20 +700,35 @@ fn outputs_fingerprint(root: &std::path::Path, outputs: &[OutputFile]) -> Option
 fn record_for(
     root: &std::path::Path,
     manifest: &Manifest,
-    output_digest: Digest,
-    outputs: Vec<OutputFile>,
-    duration_ms: u64,
+    produced: Produced,
     inputs_meta: Option<Digest>,
 ) -> TargetRecord {
     TargetRecord {
         key: manifest.key(),
-        output_digest,
-        outputs_meta: outputs_fingerprint(root, &outputs),
-        outputs,
-        duration_ms,
-        finished_at: rfc3339(SystemTime::now()),
+        output_digest: produced.output_digest,
+        outputs_meta: outputs_fingerprint(root, &produced.outputs),
+        outputs: produced.outputs,
+        duration_ms: produced.duration_ms,
+        finished_at: produced.at,
+        reason: produced.reason,
         inputs_meta,
         inputs_digest: Some(manifest.inputs_digest()),
+    }
+}
+
+/// Outputs as produced by a run or a restore: what they are, how long the command took,
+/// when and why.
+struct Produced {
+    output_digest: Digest,
+    outputs: Vec<OutputFile>,
+    duration_ms: u64,
+    at: String,
+    reason: String,
+}
+
+impl Produced {
+    fn now(output_digest: Digest, outputs: Vec<OutputFile>, duration_ms: u64, reason: &str) -> Produced {
+        Produced { output_digest, outputs, duration_ms, at: rfc3339(SystemTime::now()), reason: reason.to_string() }
     }
 }
 
@@ -683,7 +768,10 @@ fn restore(
     why: String,
 ) -> Evaluation {
     let key = request.manifest.key();
-    match ctx.cache.restore(&key, &outputs, &ctx.stat) {
+    let restoring = Instant::now();
+    let restored = ctx.cache.restore(&key, &outputs, &ctx.stat);
+    ctx.span(name, "restore", Track::Worker, restoring);
+    match restored {
         Ok(written) => {
             ctx.cache.touch(&key);
             let (status, reason) = if outputs.is_empty() {
@@ -694,8 +782,10 @@ fn restore(
                 let files = if written == 1 { "1 file".to_string() } else { format!("{written} files") };
                 (TargetStatus::Cached, format!("{why}; restored {files} from cache"))
             };
+            restore_log(ctx, name, &key);
             let root = &ctx.config.root;
-            let record = record_for(root, &request.manifest, output_digest, outputs, duration_ms, request.inputs_meta);
+            let produced = Produced::now(output_digest, outputs, duration_ms, &reason);
+            let record = record_for(root, &request.manifest, produced, request.inputs_meta);
             Evaluation::Done(Done { record: Some(record), status, reason, key: Some(key), log: None })
         }
         Err(e @ (CacheError::Corrupt { .. } | CacheError::Missing { .. })) => {
@@ -703,6 +793,31 @@ fn restore(
             Evaluation::Run(RunRequest { reason: format!("{why}; cache entry was corrupt"), ..request })
         }
         Err(e) => failed(format!("cannot restore from cache: {e}"), Some(key)),
+    }
+}
+
+/// Puts the output stored with a cache entry where `kiln logs` finds it, and replays it as
+/// events when asked (`--verbose`).
+fn restore_log(ctx: &Ctx, name: &str, key: &Digest) {
+    let path = ctx.layout.log(name);
+    let text = ctx.cache.lookup(key).and_then(|r| r.log).and_then(|d| ctx.cache.get_bytes(&d));
+    match &text {
+        Some(bytes) => {
+            let _ = crate::atomic_write::write(&path, bytes);
+        }
+        None => {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    if ctx.replay_logs {
+        for line in String::from_utf8_lossy(text.as_deref().unwrap_or_default()).lines() {
+            ctx.bus.publish(Event::TargetOutput {
+                target: name.to_string(),
+                stream: Stream::Stdout,
+                line: line.to_string(),
+                replayed: true,
+            });
+        }
     }
 }
 
@@ -714,6 +829,7 @@ fn failed(reason: String, key: Option<Digest>) -> Evaluation {
 async fn execute(
     ctx: &Arc<Ctx>,
     id: TargetId,
+    slot: usize,
     request: RunRequest,
     cancel: watch::Receiver<bool>,
     tx: &mpsc::UnboundedSender<Msg>,
@@ -738,17 +854,19 @@ async fn execute(
     let started = Instant::now();
     let (outcome, captured) = loop {
         attempt += 1;
-        ctx.bus.publish(Event::TargetStarted { target: target.name.clone(), attempt });
+        ctx.bus.publish(Event::TargetStarted { target: target.name.clone(), attempt, slot });
+        let attempt_started = Instant::now();
         let (lines_tx, mut lines_rx) = mpsc::unbounded_channel();
         let bus = ctx.bus.clone();
         let name = target.name.clone();
         let forward = tokio::spawn(async move {
             while let Some((stream, line)) = lines_rx.recv().await {
-                bus.publish(Event::TargetOutput { target: name.clone(), stream, line });
+                bus.publish(Event::TargetOutput { target: name.clone(), stream, line, replayed: false });
             }
         });
         let (outcome, captured) = crate::exec::run(&spec, lines_tx, cancel.clone()).await;
         let _ = forward.await;
+        ctx.span(&target.name, "run", Track::Job(slot), attempt_started);
         let retry = !outcome.success()
             && !matches!(outcome, ExecOutcome::Cancelled | ExecOutcome::SpawnFailed(_))
             && attempt <= target.retries;
@@ -782,8 +900,12 @@ async fn execute(
 
     let _ = tx.send(Msg::Exited(id));
     let ctx2 = ctx.clone();
+    let reason2 = reason.clone();
     let stored = tokio::task::spawn_blocking(move || {
-        collect_and_store(&ctx2, id, &manifest, inputs_meta, &captured, duration_ms)
+        let storing = Instant::now();
+        let stored = collect_and_store(&ctx2, id, &manifest, inputs_meta, &captured, duration_ms, &reason2);
+        ctx2.span(ctx2.graph.name(id), "store", Track::Worker, storing);
+        stored
     })
     .await
     .expect("store task does not panic");
@@ -828,6 +950,7 @@ fn collect_and_store(
     inputs_meta: Option<Digest>,
     log: &[u8],
     duration_ms: u64,
+    reason: &str,
 ) -> Result<TargetRecord, String> {
     let target = ctx.target(id);
     let root = &ctx.config.root;
@@ -851,7 +974,7 @@ fn collect_and_store(
         }
         (output_digest(&manifest.key(), &outputs), outputs)
     };
-    Ok(record_for(root, manifest, output_digest, outputs, duration_ms, inputs_meta))
+    Ok(record_for(root, manifest, Produced::now(output_digest, outputs, duration_ms, reason), inputs_meta))
 }
 
 fn cpus() -> usize {

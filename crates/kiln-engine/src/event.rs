@@ -55,11 +55,30 @@ pub enum Event {
     #[serde(rename = "run.started")]
     RunStarted { mode: String, targets: usize },
     #[serde(rename = "target.queued")]
-    TargetQueued { target: String },
+    TargetQueued {
+        target: String,
+        /// Its dependencies within this run.
+        deps: Vec<String>,
+        /// How long its command took when it last ran, if known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        estimate_ms: Option<u64>,
+    },
     #[serde(rename = "target.started")]
-    TargetStarted { target: String, attempt: u32 },
+    TargetStarted {
+        target: String,
+        attempt: u32,
+        /// The job slot (0..jobs) it runs in.
+        slot: usize,
+    },
     #[serde(rename = "target.output")]
-    TargetOutput { target: String, stream: Stream, line: String },
+    TargetOutput {
+        target: String,
+        stream: Stream,
+        line: String,
+        /// A line of a cached run's log, replayed on a cache hit.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        replayed: bool,
+    },
     #[serde(rename = "target.finished")]
     TargetFinished {
         target: String,
@@ -67,9 +86,24 @@ pub enum Event {
         duration_ms: u64,
         key: Option<String>,
         reason: String,
-        /// Path of the full log, when the command ran.
+        /// Path of the full log, when the command ran and wrote output.
         #[serde(skip_serializing_if = "Option::is_none")]
         log: Option<String>,
+        /// For a cached target: how long its command took when it ran, the time saved.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        saved_ms: Option<u64>,
+    },
+    /// A timed piece of a target's work, for traces: `hash` (listing and hashing inputs),
+    /// `lookup` (the cache), `restore`, `run` (one attempt of the command), `store`.
+    #[serde(rename = "target.span")]
+    TargetSpan {
+        target: String,
+        span: String,
+        /// Where the work ran: `job N` (a job slot) or `worker N` (a hashing/storing thread).
+        track: String,
+        /// Microseconds since the run started.
+        start_us: u64,
+        duration_us: u64,
     },
     #[serde(rename = "run.finished")]
     RunFinished {
@@ -146,14 +180,14 @@ mod tests {
     #[test]
     fn serializes_with_type_first_and_contract_fields() {
         let env = Envelope {
-            event: Event::TargetStarted { target: "core".into(), attempt: 1 },
+            event: Event::TargetStarted { target: "core".into(), attempt: 1, slot: 0 },
             ts: "2026-01-01T00:00:00.000Z".into(),
             seq: 3,
         };
         let json = serde_json::to_string(&env).expect("serializable");
         assert_eq!(
             json,
-            r#"{"type":"target.started","target":"core","attempt":1,"ts":"2026-01-01T00:00:00.000Z","seq":3}"#
+            r#"{"type":"target.started","target":"core","attempt":1,"slot":0,"ts":"2026-01-01T00:00:00.000Z","seq":3}"#
         );
     }
 
@@ -162,7 +196,7 @@ mod tests {
         let bus = EventBus::new();
         let mut rx = bus.subscribe();
         for i in 0..3 {
-            bus.publish(Event::TargetQueued { target: format!("t{i}") });
+            bus.publish(Event::TargetQueued { target: format!("t{i}"), deps: vec![], estimate_ms: None });
         }
         bus.close();
         let mut seqs = Vec::new();

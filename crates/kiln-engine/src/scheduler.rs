@@ -53,6 +53,9 @@ pub struct Scheduler {
     halt: Option<Halt>,
     /// How many targets are done.
     done: usize,
+    /// Job slots not in use, and the slot of each running target.
+    free_slots: std::collections::BTreeSet<usize>,
+    slot_of: HashMap<TargetId, usize>,
     /// Priorities of targets that are ready or evaluating (a multiset), so `take_runs` knows
     /// in O(log n) whether something not yet evaluated outranks the queue.
     unevaluated: std::collections::BTreeMap<u64, usize>,
@@ -99,6 +102,8 @@ impl Scheduler {
             halt: None,
             done: 0,
             unevaluated,
+            free_slots: (0..jobs.max(1)).collect(),
+            slot_of: HashMap::new(),
         }
     }
 
@@ -170,9 +175,22 @@ impl Scheduler {
             self.queue.pop();
             self.set(id, Slot::Running);
             self.running += 1;
+            let slot = self.free_slots.pop_first().expect("a free slot exists while running < jobs");
+            self.slot_of.insert(id, slot);
             out.push(id);
         }
         out
+    }
+
+    /// The job slot (0..jobs) a running target occupies: trace views draw one track per slot.
+    pub fn slot_of(&self, id: TargetId) -> Option<usize> {
+        self.slot_of.get(&id).copied()
+    }
+
+    fn free_slot(&mut self, id: TargetId) {
+        if let Some(slot) = self.slot_of.remove(&id) {
+            self.free_slots.insert(slot);
+        }
     }
 
     pub fn is_halted(&self) -> Option<Halt> {
@@ -184,6 +202,7 @@ impl Scheduler {
     pub fn release_slot(&mut self, id: TargetId) {
         if self.slots.get(&id) == Some(&Slot::Running) {
             self.running -= 1;
+            self.free_slot(id);
             self.storing += 1;
             self.set(id, Slot::Storing);
         }
@@ -193,7 +212,10 @@ impl Scheduler {
     /// dependency that did not succeed.
     pub fn finish(&mut self, id: TargetId, status: TargetStatus) -> Vec<(TargetId, TargetId)> {
         match self.slots.get(&id) {
-            Some(Slot::Running) => self.running -= 1,
+            Some(Slot::Running) => {
+                self.running -= 1;
+                self.free_slot(id);
+            }
             Some(Slot::Storing) => self.storing -= 1,
             Some(Slot::Evaluating) => self.evaluating -= 1,
             _ => {}
@@ -302,6 +324,9 @@ mod tests {
             s.needs_run(*e);
         }
         assert_eq!(s.take_runs().len(), 2, "bounded by jobs");
+        let mut slots: Vec<usize> = (0..g.len()).filter_map(|t| s.slot_of(t)).collect();
+        slots.sort_unstable();
+        assert_eq!(slots, vec![0, 1], "each running target has its own slot");
         assert!(s.take_runs().is_empty());
     }
 

@@ -17,8 +17,11 @@ pub struct TargetRecord {
     pub outputs: Vec<OutputFile>,
     /// How long the command took when it last ran (not restores).
     pub duration_ms: u64,
-    /// RFC 3339 time the record was written.
+    /// RFC 3339 time the outputs were produced (built or restored).
     pub finished_at: String,
+    /// Why they were produced then: the reason the target last ran or was restored.
+    #[serde(default)]
+    pub reason: String,
     /// Fingerprint of the input files' paths and metadata when the key was computed. While
     /// it still matches, the inputs' content is known without hashing or a stat-cache lookup.
     #[serde(default)]

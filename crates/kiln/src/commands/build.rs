@@ -42,7 +42,14 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
     });
 
     let options =
-        BuildOptions { targets: args.targets, jobs: args.jobs.unwrap_or(0), keep_going: args.keep_going, dry_run };
+        BuildOptions {
+        targets: args.targets,
+        jobs: args.jobs.unwrap_or(0),
+        keep_going: args.keep_going,
+        dry_run,
+        replay_logs: false,
+        spans: false,
+    };
     let cancel = crate::signals::cancel_on_signals();
     let result = run_build(Arc::new(config), options, bus.clone(), cancel).await;
     bus.close();
