@@ -29,11 +29,12 @@ use crate::file_index::{FileIndex, FileMeta, fingerprint};
 use crate::graph::{Graph, TargetId};
 use crate::layout::Layout;
 use crate::manifest::{Manifest, summarize};
-use crate::path_pattern::{PathPattern, PatternCompiler, is_under};
+use crate::path_pattern::{PathPattern, is_under};
 use crate::project_lock::ProjectLock;
 use crate::scheduler::{Halt, Scheduler};
 use crate::stat_cache::StatCache;
 use crate::state::{State, TargetRecord};
+use crate::target_inputs::{Patterns, hash_inputs};
 use crate::timestamp::rfc3339;
 
 /// What to build and how.
@@ -243,13 +244,7 @@ pub async fn run_build(
     // The stat cache loads while the tree is walked: neither needs the other.
     let stat_path = layout.state().join("stat.bin");
     let stat = tokio::task::spawn_blocking(move || StatCache::load(&stat_path));
-    let mut compiler = PatternCompiler::default();
-    let inputs: Vec<Vec<PathPattern>> = (0..graph.len())
-        .map(|id| config.targets[graph.name(id)].inputs.iter().map(|p| compiler.compile(p)).collect())
-        .collect();
-    let outputs: Vec<Vec<PathPattern>> = (0..graph.len())
-        .map(|id| config.targets[graph.name(id)].outputs.iter().map(|p| compiler.compile(p)).collect())
-        .collect();
+    let Patterns { inputs, outputs } = Patterns::compile(&config, &graph);
     let prefixes: Vec<String> = selected.iter().flat_map(|&id| inputs[id].iter().map(|p| p.prefix.clone())).collect();
     let root = config.root.clone();
     let index = tokio::task::spawn_blocking(move || FileIndex::scan(&root, prefixes, true))
@@ -284,7 +279,13 @@ pub async fn run_build(
         let name = ctx.graph.name(id);
         bus.publish(Event::TargetQueued {
             target: name.to_string(),
-            deps: ctx.graph.deps(id).iter().filter(|d| selected.contains(d)).map(|d| ctx.graph.name(*d).to_string()).collect(),
+            deps: ctx
+                .graph
+                .deps(id)
+                .iter()
+                .filter(|d| selected.contains(d))
+                .map(|d| ctx.graph.name(*d).to_string())
+                .collect(),
             estimate_ms: ctx.prev.targets.get(name).map(|r| r.duration_ms),
         });
     }
@@ -590,7 +591,7 @@ fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)], refresh:
     match reusable {
         Some(old) => manifest.inputs = old.manifest.inputs.clone(),
         None => {
-            if let Err(reason) = hash_inputs(ctx, &files, &mut manifest) {
+            if let Err(reason) = hash_inputs(root, &ctx.stat, &files, &mut manifest) {
                 return failed(reason, None);
             }
         }
@@ -602,14 +603,18 @@ fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)], refresh:
         let damaged: Vec<&OutputFile> =
             prev.outputs.iter().filter(|o| current_digest(root, &o.path, &ctx.stat) != Some(o.digest)).collect();
         if damaged.is_empty() {
-            let record =
-                record_for(root, &manifest, Produced {
+            let record = record_for(
+                root,
+                &manifest,
+                Produced {
                     output_digest: prev.output_digest,
                     outputs: prev.outputs.clone(),
                     duration_ms: prev.duration_ms,
                     at: prev.finished_at.clone(),
                     reason: prev.reason.clone(),
-                }, inputs_meta);
+                },
+                inputs_meta,
+            );
             let done = Done {
                 record: Some(record),
                 status: TargetStatus::Fresh,
@@ -658,27 +663,6 @@ fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)], refresh:
         return restore(ctx, name, request, rec.output_digest, rec.outputs, rec.duration_ms, why);
     }
     run_or_plan(ctx, request)
-}
-
-/// Above this many input files (or any file above [`DIRECT_HASH_MAX_BYTES`]), hashing goes
-/// through the stat cache; below, reading the files directly is cheaper than loading it.
-const DIRECT_HASH_MAX_FILES: usize = 64;
-const DIRECT_HASH_MAX_BYTES: u64 = 256 * 1024;
-
-/// Fills in the content digests of `files`; a file that vanished since the listing is left
-/// out, as a later listing would.
-fn hash_inputs(ctx: &Ctx, files: &[&(String, FileMeta)], manifest: &mut Manifest) -> Result<(), String> {
-    let root = &ctx.config.root;
-    let direct = files.len() <= DIRECT_HASH_MAX_FILES && files.iter().all(|e| e.1.size <= DIRECT_HASH_MAX_BYTES);
-    for (path, meta) in files.iter().map(|e| (&e.0, &e.1)) {
-        let digest = if direct { Digest::of_file(&root.join(path)) } else { ctx.stat.digest(root, path, meta) };
-        match digest {
-            Ok(d) => manifest.inputs.push((path.clone(), d)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot read input {path}: {e}")),
-        }
-    }
-    Ok(())
 }
 
 /// The fingerprint of recorded outputs as they are on disk now (`None` if one is missing).

@@ -8,6 +8,7 @@ mod cache;
 mod digest;
 mod event;
 mod exec;
+mod explain;
 mod file_index;
 mod graph;
 mod layout;
@@ -17,6 +18,7 @@ mod project_lock;
 mod scheduler;
 mod stat_cache;
 mod state;
+mod target_inputs;
 mod timestamp;
 mod walker;
 
@@ -24,9 +26,10 @@ pub use build::{BuildError, BuildOptions, PlanAction, PlanEntry, RunSummary, res
 pub use cache::{ActionRecord, Cache, CacheStats, OutputFile, PruneReport};
 pub use digest::Digest;
 pub use event::{Envelope, Event, EventBus, NoticeLevel, Stream, TargetStatus};
+pub use explain::{ExplainError, Explanation, explain};
 pub use graph::{Graph, TargetId};
 pub use layout::Layout;
-pub use manifest::{Change, Manifest};
+pub use manifest::{Change, EntryChange, Manifest};
 pub use project_lock::ProjectLock;
 pub use state::{State, TargetRecord};
 pub use timestamp::rfc3339;

@@ -116,10 +116,11 @@ impl Manifest {
 }
 
 /// How one entry of a sorted (name, digest) list changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum EntryChange {
-    Added(Digest),
-    Removed(Digest),
+    Added { new: Digest },
+    Removed { old: Digest },
     Changed { old: Digest, new: Digest },
 }
 
@@ -129,14 +130,14 @@ fn diff_maps(old: &[(String, Digest)], new: &[(String, Digest)]) -> Vec<(String,
     let mut out = Vec::new();
     for (k, o) in &old {
         match new.get(k) {
-            None => out.push(((*k).clone(), EntryChange::Removed(**o))),
+            None => out.push(((*k).clone(), EntryChange::Removed { old: **o })),
             Some(n) if n != o => out.push(((*k).clone(), EntryChange::Changed { old: **o, new: **n })),
             Some(_) => {}
         }
     }
     for (k, n) in &new {
         if !old.contains_key(k) {
-            out.push(((*k).clone(), EntryChange::Added(**n)));
+            out.push(((*k).clone(), EntryChange::Added { new: **n }));
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -144,7 +145,8 @@ fn diff_maps(old: &[(String, Digest)], new: &[(String, Digest)]) -> Vec<(String,
 }
 
 /// One reason a target's key changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "what", rename_all = "lowercase")]
 pub enum Change {
     Action,
     Dir { old: String, new: String },
@@ -159,11 +161,11 @@ impl Change {
         match self {
             Change::Action => "command changed".into(),
             Change::Dir { old, new } => format!("dir changed from {old} to {new}"),
-            Change::Dep { name, changed: EntryChange::Added(_) } => format!("new dependency {name}"),
-            Change::Dep { name, changed: EntryChange::Removed(_) } => format!("dependency {name} removed"),
+            Change::Dep { name, changed: EntryChange::Added { .. } } => format!("new dependency {name}"),
+            Change::Dep { name, changed: EntryChange::Removed { .. } } => format!("dependency {name} removed"),
             Change::Dep { name, .. } => format!("dependency {name} changed"),
-            Change::File { path, change: EntryChange::Added(_) } => format!("{path} added"),
-            Change::File { path, change: EntryChange::Removed(_) } => format!("{path} removed"),
+            Change::File { path, change: EntryChange::Added { .. } } => format!("{path} added"),
+            Change::File { path, change: EntryChange::Removed { .. } } => format!("{path} removed"),
             Change::File { path, .. } => format!("{path} changed"),
             Change::Env { name } => format!("env {name} changed"),
             Change::Outputs => "declared outputs changed".into(),

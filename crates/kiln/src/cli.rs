@@ -34,6 +34,16 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Build targets (all, or the named ones and what they need).
     Build(BuildArgs),
+    /// Why a target would run now, or why it ran last time.
+    Explain {
+        /// The target to explain.
+        target: String,
+    },
+    /// The output of a target's last run (or of the cache entry it was restored from).
+    Logs {
+        /// The target whose output to show.
+        target: String,
+    },
     /// Print the target graph.
     Graph(GraphArgs),
     /// Inspect or trim the content-addressed cache.
@@ -57,6 +67,22 @@ pub struct BuildArgs {
     /// Print what would run and why, and run nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    /// Show every output line, including the stored output of targets restored from the cache.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Live progress on a terminal, or plain lines (auto: live when stderr is a terminal and CI is unset).
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// Write a Chrome trace of the run (open it in Perfetto or chrome://tracing).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProgressMode {
+    Auto,
+    Live,
+    Plain,
 }
 
 #[derive(Debug, Args)]

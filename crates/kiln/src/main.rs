@@ -4,10 +4,14 @@
 mod cli;
 mod commands;
 mod exit;
-mod human_view;
+mod human_lines;
 mod json_view;
+mod live_view;
+mod plain_view;
 mod project;
+mod run_report;
 mod signals;
+mod trace_view;
 
 use std::process::ExitCode;
 
@@ -41,6 +45,8 @@ fn main() -> ExitCode {
             runtime.shutdown_background();
             code
         }
+        Command::Explain { target } => commands::explain::run(&config, &target, cli.global.json),
+        Command::Logs { target } => commands::logs::run(&config, &target),
         Command::Graph(args) => {
             print!("{}", commands::graph::render(&config, args.format));
             exit::SUCCESS

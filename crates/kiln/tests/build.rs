@@ -55,16 +55,20 @@ fn a_named_target_builds_only_what_it_needs() {
 }
 
 #[test]
-fn human_output_has_one_line_per_target_and_a_closing_count() {
+fn human_output_has_one_line_per_target_a_summary_and_a_closing_count() {
     let p = chain();
     let run = p.kiln(&["build"]);
     assert_eq!(run.code, 0);
     let lines: Vec<&str> = run.stdout.lines().collect();
-    assert_eq!(lines.len(), 4, "{}", run.stdout);
+    assert_eq!(lines.len(), 7, "{}", run.stdout);
     assert!(lines[0].starts_with("  built core ") && lines[0].ends_with(" — no previous build"), "{}", lines[0]);
-    let last = lines[3];
+    assert!(lines[3].starts_with("critical path ") && lines[3].contains(": core "), "{}", lines[3]);
+    assert!(lines[4].starts_with("slowest: "), "{}", lines[4]);
+    assert_eq!(lines[5], "cache: 0 of 3 targets needed no command (0%): 0 restored, 0 fresh; restoring saved 0ms");
+    let last = lines[6];
     assert!(last.starts_with("3 built, 0 cached, 0 fresh, 0 failed, 0 skipped in "), "{last}");
     assert!(last.ends_with('s'));
+    assert!(!run.stdout.contains('\x1b'), "no control codes in plain output");
 }
 
 #[test]

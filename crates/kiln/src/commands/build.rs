@@ -1,59 +1,134 @@
-//! `kiln build`: run the engine once and render its events.
+//! `kiln build`: run the engine once and render its events: plain lines or live progress,
+//! JSON lines with `--json`, a trace file with `--trace`, and the summary at the end.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::sync::Arc;
+use std::time::Duration;
 
 use kiln_config::Config;
-use kiln_engine::{BuildError, BuildOptions, EventBus, PlanAction, run_build};
+use kiln_engine::{BuildError, BuildOptions, EventBus, PlanAction, RunSummary, run_build};
 
-use crate::cli::BuildArgs;
+use crate::cli::{BuildArgs, ProgressMode};
 use crate::exit;
-use crate::human_view::HumanView;
 use crate::json_view::JsonView;
+use crate::live_view::{LiveView, terminal_width};
+use crate::plain_view::PlainView;
+use crate::trace_view::TraceView;
+
+/// Where the human-readable side of a run goes.
+enum Human {
+    Plain(PlainView<Box<dyn Write + Send>>),
+    Live(LiveView<std::io::Stderr>),
+    /// A dry run prints its plan instead.
+    Silent,
+}
+
+impl Human {
+    fn on_event(&mut self, event: &kiln_engine::Event) {
+        match self {
+            Human::Plain(v) => v.on_event(event),
+            Human::Live(v) => v.on_event(event),
+            Human::Silent => {}
+        }
+    }
+
+    /// Called when no more events are queued: show what arrived.
+    fn settle(&mut self) {
+        match self {
+            Human::Plain(v) => v.flush(),
+            Human::Live(v) => v.redraw(),
+            Human::Silent => {}
+        }
+    }
+
+    fn finish(&mut self, summary: &RunSummary) {
+        match self {
+            Human::Plain(v) => v.finish(summary),
+            Human::Live(v) => v.finish(summary),
+            Human::Silent => {}
+        }
+    }
+}
+
+/// Live progress only on a terminal that can show it, and never in CI.
+fn live_wanted(mode: ProgressMode) -> bool {
+    match mode {
+        ProgressMode::Live => true,
+        ProgressMode::Plain => false,
+        ProgressMode::Auto => {
+            std::io::stderr().is_terminal()
+                && std::env::var_os("CI").is_none()
+                && std::env::var("TERM").map_or(true, |t| t != "dumb")
+        }
+    }
+}
 
 pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
     let bus = Arc::new(EventBus::new());
     let mut events = bus.subscribe();
     let dry_run = args.dry_run;
-    let view = tokio::spawn(async move {
+    let live = !dry_run && live_wanted(args.progress);
+    let mut human = if dry_run {
+        Human::Silent
+    } else if live {
+        Human::Live(LiveView::new(std::io::stderr(), terminal_width(), args.verbose))
+    } else {
         // Buffered, and flushed whenever the engine has nothing more queued: one write per
         // burst of events instead of one per line.
-        let mut json_view = json.then(|| JsonView::new(BufWriter::new(std::io::stdout())));
-        let mut human: HumanView<Box<dyn Write + Send>> = HumanView::new(if json {
+        let out: Box<dyn Write + Send> = if json {
             Box::new(BufWriter::new(std::io::stderr()))
         } else {
             Box::new(BufWriter::new(std::io::stdout()))
-        });
-        while let Some(envelope) = events.recv().await {
-            if let Some(j) = json_view.as_mut() {
-                j.on_event(&envelope);
-            }
-            if !dry_run {
-                human.on_event(&envelope.event);
-            }
-            if events.is_empty() {
-                if let Some(j) = json_view.as_mut() {
-                    j.flush();
+        };
+        Human::Plain(PlainView::new(out, args.verbose))
+    };
+    let trace_path = args.trace.clone();
+    let view = tokio::spawn(async move {
+        let mut json_view = json.then(|| JsonView::new(BufWriter::new(std::io::stdout())));
+        let mut trace = trace_path.is_some().then(TraceView::default);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                envelope = events.recv() => {
+                    let Some(envelope) = envelope else { break };
+                    if let Some(j) = json_view.as_mut() {
+                        j.on_event(&envelope);
+                    }
+                    if let Some(t) = trace.as_mut() {
+                        t.on_event(&envelope.event);
+                    }
+                    human.on_event(&envelope.event);
+                    if events.is_empty() {
+                        if let Some(j) = json_view.as_mut() {
+                            j.flush();
+                        }
+                        human.settle();
+                    }
                 }
-                human.flush();
+                _ = tick.tick(), if live => human.settle(),
             }
         }
-        human
+        (human, trace)
     });
 
-    let options =
-        BuildOptions {
+    let options = BuildOptions {
         targets: args.targets,
         jobs: args.jobs.unwrap_or(0),
         keep_going: args.keep_going,
         dry_run,
-        replay_logs: false,
-        spans: false,
+        replay_logs: args.verbose,
+        spans: args.trace.is_some(),
     };
     let cancel = crate::signals::cancel_on_signals();
     let result = run_build(Arc::new(config), options, bus.clone(), cancel).await;
     bus.close();
-    let mut human = view.await.expect("the view task does not panic");
+    let (mut human, trace) = view.await.expect("the view task does not panic");
+    if let (Some(trace), Some(path)) = (trace, &args.trace)
+        && let Err(e) = trace.write(path)
+    {
+        eprintln!("error: cannot write the trace to {}: {e}", path.display());
+    }
     match result {
         Err(e @ BuildError::UnknownTarget { .. }) => {
             eprintln!("error: {e}");
@@ -83,7 +158,7 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
             exit::SUCCESS
         }
         Ok(summary) => {
-            human.summary(&summary);
+            human.finish(&summary);
             if summary.interrupted {
                 exit::INTERRUPTED
             } else if summary.ok() {

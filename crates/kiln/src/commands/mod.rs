@@ -3,4 +3,6 @@
 pub mod build;
 pub mod cache;
 pub mod clean;
+pub mod explain;
 pub mod graph;
+pub mod logs;

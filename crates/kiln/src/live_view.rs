@@ -1,0 +1,245 @@
+//! Live progress on a terminal: finished targets scroll up as one line each, and below them
+//! a region is redrawn in place: one line per running target (spinner, elapsed time, its
+//! latest output line) and an overall bar (done/total, elapsed, ETA from the durations the
+//! targets took last time).
+//!
+//! The region is redrawn on every burst of events and on a timer tick. Each redraw moves the
+//! cursor up over the previous region, prints what scrolled, then the region, then clears
+//! what is left below: no line is ever left half-drawn, and no line wraps (each is cut to
+//! the terminal's width).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use kiln_config::format_duration;
+use kiln_engine::{Event, RunSummary};
+
+use crate::human_lines::HumanLines;
+
+const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+const BAR_WIDTH: usize = 24;
+
+struct Running {
+    since: Instant,
+    last_line: String,
+}
+
+pub struct LiveView<W: Write> {
+    out: W,
+    lines: HumanLines,
+    width: usize,
+    started: Instant,
+    /// Lines of the region currently on screen.
+    drawn: usize,
+    frame: usize,
+    total: usize,
+    done: usize,
+    /// Running targets in the order they started.
+    running: Vec<(String, Running)>,
+    /// Recorded durations of targets not yet finished.
+    estimates: HashMap<String, u64>,
+    /// Job slots seen, to turn remaining work into remaining time.
+    slots: usize,
+    scroll: Vec<String>,
+}
+
+impl<W: Write> LiveView<W> {
+    pub fn new(out: W, width: usize, verbose: bool) -> Self {
+        LiveView {
+            out,
+            lines: HumanLines::new(verbose),
+            width: width.max(20),
+            started: Instant::now(),
+            drawn: 0,
+            frame: 0,
+            total: 0,
+            done: 0,
+            running: Vec::new(),
+            estimates: HashMap::new(),
+            slots: 1,
+            scroll: Vec::new(),
+        }
+    }
+
+    pub fn on_event(&mut self, event: &Event) {
+        self.scroll.extend(self.lines.lines_for(event));
+        match event {
+            Event::TargetQueued { target, estimate_ms, .. } => {
+                self.total += 1;
+                if let Some(ms) = estimate_ms {
+                    self.estimates.insert(target.clone(), *ms);
+                }
+            }
+            Event::TargetStarted { target, slot, .. } => {
+                self.slots = self.slots.max(slot + 1);
+                self.running.retain(|(t, _)| t != target);
+                self.running.push((target.clone(), Running { since: Instant::now(), last_line: String::new() }));
+            }
+            Event::TargetOutput { target, line, .. } => {
+                if let Some((_, r)) = self.running.iter_mut().find(|(t, _)| t == target) {
+                    r.last_line = line.trim().to_string();
+                }
+            }
+            Event::TargetFinished { target, .. } => {
+                self.done += 1;
+                self.running.retain(|(t, _)| t != target);
+                self.estimates.remove(target);
+            }
+            _ => {}
+        }
+    }
+
+    /// Redraws: scrolled lines, then the region. Call after a burst of events or a tick.
+    pub fn redraw(&mut self) {
+        self.frame = self.frame.wrapping_add(1);
+        let region = self.region();
+        let mut buf = String::new();
+        if self.drawn > 0 {
+            buf.push_str(&format!("\r\x1b[{}A", self.drawn));
+        }
+        for line in self.scroll.drain(..) {
+            buf.push_str("\x1b[2K");
+            buf.push_str(&fit(&line, self.width));
+            buf.push('\n');
+        }
+        for line in &region {
+            buf.push_str("\x1b[2K");
+            buf.push_str(&fit(line, self.width));
+            buf.push('\n');
+        }
+        buf.push_str("\x1b[J");
+        self.drawn = region.len();
+        let _ = self.out.write_all(buf.as_bytes());
+        let _ = self.out.flush();
+    }
+
+    fn region(&self) -> Vec<String> {
+        let now = Instant::now();
+        let spin = SPINNER[self.frame % SPINNER.len()];
+        let mut region: Vec<String> = self
+            .running
+            .iter()
+            .map(|(target, r)| {
+                let elapsed = format_duration(now - r.since);
+                if r.last_line.is_empty() {
+                    format!("  {spin} {target} {elapsed}")
+                } else {
+                    format!("  {spin} {target} {elapsed} │ {}", r.last_line)
+                }
+            })
+            .collect();
+        region.push(self.bar(now));
+        region
+    }
+
+    fn bar(&self, now: Instant) -> String {
+        let filled = (self.done * BAR_WIDTH).checked_div(self.total).unwrap_or(0);
+        let bar: String = "█".repeat(filled) + &"░".repeat(BAR_WIDTH - filled);
+        let elapsed = format_duration(now - self.started);
+        let mut text = format!("  {bar} {}/{} · {elapsed}", self.done, self.total);
+        if let Some(eta) = self.eta(now) {
+            text.push_str(&format!(" · ETA {}", format_duration(eta)));
+        }
+        text
+    }
+
+    /// Remaining recorded work (minus what running targets have already done), spread
+    /// over the job slots; unknown when no remaining target has a recorded duration.
+    fn eta(&self, now: Instant) -> Option<Duration> {
+        if self.estimates.is_empty() {
+            return None;
+        }
+        let remaining: u64 = self.estimates.values().sum();
+        let spent: u64 = self
+            .running
+            .iter()
+            .filter(|(t, _)| self.estimates.contains_key(t))
+            .map(|(_, r)| u64::try_from((now - r.since).as_millis()).unwrap_or(u64::MAX))
+            .sum();
+        let slots = u64::try_from(self.slots).unwrap_or(1).max(1);
+        Some(Duration::from_millis(remaining.saturating_sub(spent) / slots))
+    }
+
+    /// Clears the region and prints the summary and closing line.
+    pub fn finish(&mut self, summary: &RunSummary) {
+        self.scroll.extend(self.lines.closing(summary));
+        self.running.clear();
+        let mut buf = String::new();
+        if self.drawn > 0 {
+            buf.push_str(&format!("\r\x1b[{}A\x1b[J", self.drawn));
+        }
+        for line in self.scroll.drain(..) {
+            buf.push_str(&line);
+            buf.push('\n');
+        }
+        self.drawn = 0;
+        let _ = self.out.write_all(buf.as_bytes());
+        let _ = self.out.flush();
+    }
+}
+
+/// Cuts a line to `width` characters so that it never wraps.
+fn fit(line: &str, width: usize) -> String {
+    if line.chars().count() < width {
+        return line.to_string();
+    }
+    let mut cut: String = line.chars().take(width.saturating_sub(2)).collect();
+    cut.push('…');
+    cut
+}
+
+/// The width of the terminal on stderr, or 100 when it cannot be asked.
+pub fn terminal_width() -> usize {
+    let mut ws = nix::libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes one `winsize` into the struct we pass, nothing else.
+    let ok = unsafe { nix::libc::ioctl(2, nix::libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 0 { usize::from(ws.ws_col) } else { 100 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_running_targets_and_a_bar_then_clears_them() {
+        let mut view = LiveView::new(Vec::new(), 60, false);
+        for e in [
+            Event::TargetQueued { target: "a".into(), deps: vec![], estimate_ms: Some(2000) },
+            Event::TargetQueued { target: "b".into(), deps: vec![], estimate_ms: None },
+            Event::TargetStarted { target: "a".into(), attempt: 1, slot: 0 },
+            Event::TargetOutput {
+                target: "a".into(),
+                stream: kiln_engine::Stream::Stdout,
+                line: "compiling x".into(),
+                replayed: false,
+            },
+        ] {
+            view.on_event(&e);
+        }
+        view.redraw();
+        let text = String::from_utf8(view.out.clone()).expect("utf-8");
+        assert!(text.contains(" a 0ms │ compiling x\n"), "{text:?}");
+        assert!(text.contains(" 0/2 · 0ms · ETA 1.99s") || text.contains(" 0/2 · 0ms · ETA 2.00s"), "{text:?}");
+        view.on_event(&Event::TargetFinished {
+            target: "a".into(),
+            status: kiln_engine::TargetStatus::Built,
+            duration_ms: 1200,
+            key: None,
+            reason: "no previous build".into(),
+            log: None,
+            saved_ms: None,
+        });
+        view.out.clear();
+        view.redraw();
+        let text = String::from_utf8(view.out.clone()).expect("utf-8");
+        assert!(text.starts_with("\r\x1b[2A\x1b[2K  built a 1.20s — no previous build\n"), "{text:?}");
+        assert!(text.contains("1/2"), "{text:?}");
+    }
+
+    #[test]
+    fn long_lines_are_cut_to_the_width() {
+        assert_eq!(fit("abcdefghij", 6), "abcd…");
+        assert_eq!(fit("abc", 6), "abc");
+    }
+}
