@@ -5,6 +5,7 @@ set -euo pipefail
 
 need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v ninja >/dev/null 2>&1 || need+=(ninja-build)
 
 if ((${#need[@]})); then

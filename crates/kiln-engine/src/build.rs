@@ -461,6 +461,9 @@ impl RunLoop<'_> {
     fn start_run(&mut self, id: TargetId, tx: mpsc::UnboundedSender<Msg>, cancel: watch::Receiver<bool>) {
         let request = self.pending.remove(&id).expect("a queued target has a request");
         let slot = self.sched.slot_of(id).expect("a running target has a slot");
+        // A target that runs is timed from its start, not from its evaluation: time spent
+        // waiting for a job slot is not its duration.
+        self.started_at.insert(id, Instant::now());
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
             let done = execute(&ctx, id, slot, request, cancel, &tx).await;

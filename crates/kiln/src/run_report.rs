@@ -51,6 +51,9 @@ impl RunReport {
         let mut best: HashMap<&str, (u64, Option<&str>)> = HashMap::new();
         for name in &self.finished {
             let entry = &self.entries[name];
+            if entry.status == Some(TargetStatus::Skipped) {
+                continue;
+            }
             let (before, via) = entry
                 .deps
                 .iter()
