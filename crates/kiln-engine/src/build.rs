@@ -635,6 +635,10 @@ fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)], refresh:
                 RunRequest { reason: format!("{what} (cache disabled for this target)"), ..request },
             );
         }
+        if previous.is_none() {
+            // Pruned or cleaned away: nothing to restore from, and nothing wrong with that.
+            return run_or_plan(ctx, RunRequest { reason: format!("{what}; the cache no longer has it"), ..request });
+        }
         if ctx.dry_run {
             return Evaluation::Plan {
                 action: PlanAction::Restore,
@@ -777,7 +781,7 @@ fn restore(
         }
         Err(e @ (CacheError::Corrupt { .. } | CacheError::Missing { .. })) => {
             ctx.bus.publish(Event::Notice { level: NoticeLevel::Warning, message: format!("{name}: {e}; rebuilding") });
-            Evaluation::Run(RunRequest { reason: format!("{why}; cache entry was corrupt"), ..request })
+            Evaluation::Run(RunRequest { reason: format!("{why}; the cache entry was damaged"), ..request })
         }
         Err(e) => failed(format!("cannot restore from cache: {e}"), Some(key)),
     }
