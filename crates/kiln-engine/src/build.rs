@@ -51,6 +51,8 @@ pub struct BuildOptions {
     pub replay_logs: bool,
     /// Publish `target.span` events (timed hashing, lookups, restores, runs, stores).
     pub spans: bool,
+    /// Part of `kiln up` (the `mode` of `run.started`).
+    pub watch_mode: bool,
 }
 
 /// What a dry run would do with a target.
@@ -274,7 +276,8 @@ pub async fn run_build(
         bus: bus.clone(),
         started,
     });
-    bus.publish(Event::RunStarted { mode: "build".into(), targets: selected.len() });
+    let mode = if options.watch_mode { "up" } else { "build" };
+    bus.publish(Event::RunStarted { mode: mode.into(), targets: selected.len() });
     for &id in &selected {
         let name = ctx.graph.name(id);
         bus.publish(Event::TargetQueued {

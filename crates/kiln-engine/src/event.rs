@@ -117,6 +117,20 @@ pub enum Event {
         /// Whether the run was cut short by a signal.
         interrupted: bool,
     },
+    /// Watch mode is watching: `dirs` directories for the inputs of `targets` targets.
+    #[serde(rename = "watch.started")]
+    WatchStarted { dirs: usize, targets: usize },
+    /// Files changed (after debouncing) and these targets are affected.
+    #[serde(rename = "watch.changed")]
+    WatchChanged { paths: Vec<String>, targets: Vec<String> },
+    /// Files were touched or rewritten but no affected target's key changed.
+    #[serde(rename = "watch.unchanged")]
+    WatchUnchanged { paths: Vec<String> },
+    #[serde(rename = "config.reloaded")]
+    ConfigReloaded { added: Vec<String>, removed: Vec<String>, changed: Vec<String> },
+    /// The edited configuration has errors; the previous one keeps running.
+    #[serde(rename = "config.invalid")]
+    ConfigInvalid { message: String },
     /// A notice for humans that is not tied to a target (waiting for a lock, a discarded
     /// corrupt cache entry).
     #[serde(rename = "run.notice")]

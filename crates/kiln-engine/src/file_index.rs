@@ -81,9 +81,14 @@ impl FileIndex {
         if scope.is_empty() {
             return FileIndex::default();
         }
-        let mut entries = walk(root, &scope, honour_ignores, threads);
+        let mut entries = walk(root, &scope, honour_ignores, threads).files;
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         FileIndex { entries }
+    }
+
+    /// Every listed path.
+    pub fn paths(self) -> Vec<String> {
+        self.entries.into_iter().map(|(p, _)| p).collect()
     }
 
     /// Files selected by any of `include` and by none of `exclude`, sorted by path.

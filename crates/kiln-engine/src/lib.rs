@@ -5,6 +5,7 @@
 mod atomic_write;
 mod build;
 mod cache;
+mod debouncer;
 mod digest;
 mod event;
 mod exec;
@@ -20,7 +21,9 @@ mod stat_cache;
 mod state;
 mod target_inputs;
 mod timestamp;
+mod up;
 mod walker;
+mod watch;
 
 pub use build::{BuildError, BuildOptions, PlanAction, PlanEntry, RunSummary, resolve_targets, run_build};
 pub use cache::{ActionRecord, Cache, CacheStats, OutputFile, PruneReport};
@@ -33,3 +36,4 @@ pub use manifest::{Change, EntryChange, Manifest};
 pub use project_lock::ProjectLock;
 pub use state::{State, TargetRecord};
 pub use timestamp::rfc3339;
+pub use up::{UpError, UpExit, UpOptions, run_up};

@@ -156,10 +156,20 @@ struct Shared<'a> {
     /// Jobs queued or in progress; the walk ends when it reaches zero.
     pending: AtomicUsize,
     found: Mutex<Vec<(String, FileMeta)>>,
+    /// Directories that were read, root-relative (`""` for the root).
+    dirs: Mutex<Vec<String>>,
+}
+
+/// What a walk found.
+#[derive(Debug, Default)]
+pub struct Walked {
+    pub files: Vec<(String, FileMeta)>,
+    /// Every directory that was read: the ones a watcher must watch.
+    pub dirs: Vec<String>,
 }
 
 /// Lists every file in scope under `root`, using `threads` threads.
-pub fn walk(root: &Path, scope: &Scope, honour_ignores: bool, threads: usize) -> Vec<(String, FileMeta)> {
+pub fn walk(root: &Path, scope: &Scope, honour_ignores: bool, threads: usize) -> Walked {
     let rules = if honour_ignores { outer_rules(root) } else { None };
     // Without ignore files there is no need to come down from the root: start at each
     // prefix (a file prefix is simply looked at).
@@ -185,6 +195,7 @@ pub fn walk(root: &Path, scope: &Scope, honour_ignores: bool, threads: usize) ->
         queue: Mutex::new(start),
         wake: Condvar::new(),
         found: Mutex::new(found),
+        dirs: Mutex::new(Vec::new()),
     };
     if threads <= 1 {
         worker(&shared);
@@ -195,7 +206,10 @@ pub fn walk(root: &Path, scope: &Scope, honour_ignores: bool, threads: usize) ->
             }
         });
     }
-    shared.found.into_inner().expect("walker lock is never poisoned")
+    Walked {
+        files: shared.found.into_inner().expect("walker lock is never poisoned"),
+        dirs: shared.dirs.into_inner().expect("walker lock is never poisoned"),
+    }
 }
 
 fn worker(shared: &Shared<'_>) {
@@ -216,7 +230,9 @@ fn worker(shared: &Shared<'_>) {
             shared.wake.notify_all();
             return;
         };
+        let rel = job.rel.clone();
         let (children, files) = read_dir(shared, job);
+        shared.dirs.lock().expect("walker lock is never poisoned").push(rel);
         shared.found.lock().expect("walker lock is never poisoned").extend(files);
         if !children.is_empty() {
             shared.pending.fetch_add(children.len(), Ordering::AcqRel);
@@ -304,7 +320,7 @@ mod tests {
 
     fn names(root: &Path, prefixes: &[&str], honour: bool) -> Vec<String> {
         let scope = Scope::new(prefixes.iter().map(|p| (*p).to_string()));
-        let mut v: Vec<String> = walk(root, &scope, honour, 2).into_iter().map(|(p, _)| p).collect();
+        let mut v: Vec<String> = walk(root, &scope, honour, 2).files.into_iter().map(|(p, _)| p).collect();
         v.sort();
         v
     }

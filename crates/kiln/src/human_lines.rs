@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use kiln_config::format_duration;
-use kiln_engine::{Event, NoticeLevel, RunSummary, TargetStatus};
+use kiln_engine::{Event, NoticeLevel, TargetStatus};
 
 use crate::run_report::RunReport;
 
@@ -29,6 +29,43 @@ impl HumanLines {
     pub fn lines_for(&mut self, event: &Event) -> Vec<String> {
         self.report.on_event(event);
         match event {
+            Event::RunStarted { .. } => {
+                self.report = RunReport::default();
+                Vec::new()
+            }
+            Event::RunFinished { built, cached, fresh, failed, skipped, duration_ms, interrupted, .. } => {
+                let mut lines = self.report.render();
+                lines.push(format!(
+                    "{built} built, {cached} cached, {fresh} fresh, {failed} failed, {skipped} skipped in {:.2}s{}",
+                    Duration::from_millis(*duration_ms).as_secs_f64(),
+                    if *interrupted { " (interrupted)" } else { "" }
+                ));
+                lines
+            }
+            Event::WatchStarted { dirs, targets } => {
+                vec![format!("watching {dirs} directories for the inputs of {targets} targets; Ctrl-C stops")]
+            }
+            Event::WatchChanged { paths, targets } => {
+                vec![format!("changed: {} → {}", list(paths), if targets.is_empty() { "no target".into() } else { targets.join(", ") })]
+            }
+            Event::WatchUnchanged { paths } => {
+                vec![format!("unchanged: {} (same content, nothing to do)", list(paths))]
+            }
+            Event::ConfigReloaded { added, removed, changed } => {
+                let mut parts = Vec::new();
+                for (what, names) in [("added", added), ("removed", removed), ("changed", changed)] {
+                    if !names.is_empty() {
+                        parts.push(format!("{what} {}", names.join(", ")));
+                    }
+                }
+                let what = if parts.is_empty() { "no target changed".to_string() } else { parts.join("; ") };
+                vec![format!("kiln.toml reloaded: {what}")]
+            }
+            Event::ConfigInvalid { message } => {
+                let mut lines: Vec<String> = message.lines().map(str::to_string).collect();
+                lines.push("kiln.toml has errors: still running the previous configuration".into());
+                lines
+            }
             Event::TargetStarted { target, .. } => {
                 self.tails.insert(target.clone(), VecDeque::new());
                 Vec::new()
@@ -64,19 +101,13 @@ impl HumanLines {
         }
     }
 
-    /// The summary and the closing line: `N built, N cached, N fresh, N failed, N skipped in 1.23s`.
-    pub fn closing(&self, s: &RunSummary) -> Vec<String> {
-        let mut lines = self.report.render();
-        lines.push(format!(
-            "{} built, {} cached, {} fresh, {} failed, {} skipped in {:.2}s{}",
-            s.built,
-            s.cached,
-            s.fresh,
-            s.failed,
-            s.skipped,
-            s.duration.as_secs_f64(),
-            if s.interrupted { " (interrupted)" } else { "" }
-        ));
-        lines
+}
+
+/// Up to three paths, then how many more.
+fn list(paths: &[String]) -> String {
+    match paths.len() {
+        0 => "(rescan)".into(),
+        1..=3 => paths.join(", "),
+        n => format!("{} and {} more", paths[..3].join(", "), n - 3),
     }
 }

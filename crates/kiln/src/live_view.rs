@@ -13,7 +13,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use kiln_config::format_duration;
-use kiln_engine::{Event, RunSummary};
+use kiln_engine::Event;
 
 use crate::human_lines::HumanLines;
 
@@ -161,9 +161,8 @@ impl<W: Write> LiveView<W> {
         Some(Duration::from_millis(remaining.saturating_sub(spent) / slots))
     }
 
-    /// Clears the region and prints the summary and closing line.
-    pub fn finish(&mut self, summary: &RunSummary) {
-        self.scroll.extend(self.lines.closing(summary));
+    /// Clears the region, leaving what scrolled (the summary and closing line last).
+    pub fn finish(&mut self) {
         self.running.clear();
         let mut buf = String::new();
         if self.drawn > 0 {

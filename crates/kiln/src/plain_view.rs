@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use kiln_engine::{Event, RunSummary};
+use kiln_engine::Event;
 
 use crate::human_lines::HumanLines;
 
@@ -28,10 +28,7 @@ impl<W: Write> PlainView<W> {
         let _ = self.out.flush();
     }
 
-    pub fn finish(&mut self, summary: &RunSummary) {
-        for line in self.lines.closing(summary) {
-            let _ = writeln!(self.out, "{line}");
-        }
+    pub fn finish(&mut self) {
         self.flush();
     }
 }

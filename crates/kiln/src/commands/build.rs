@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kiln_config::Config;
-use kiln_engine::{BuildError, BuildOptions, EventBus, PlanAction, RunSummary, run_build};
+use kiln_engine::{BuildError, BuildOptions, EventBus, PlanAction, run_build};
 
 use crate::cli::{BuildArgs, ProgressMode};
 use crate::exit;
@@ -41,10 +41,10 @@ impl Human {
         }
     }
 
-    fn finish(&mut self, summary: &RunSummary) {
+    fn finish(&mut self) {
         match self {
-            Human::Plain(v) => v.finish(summary),
-            Human::Live(v) => v.finish(summary),
+            Human::Plain(v) => v.finish(),
+            Human::Live(v) => v.finish(),
             Human::Silent => {}
         }
     }
@@ -119,6 +119,7 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
         dry_run,
         replay_logs: args.verbose,
         spans: args.trace.is_some(),
+        watch_mode: false,
     };
     let cancel = crate::signals::cancel_on_signals();
     let result = run_build(Arc::new(config), options, bus.clone(), cancel).await;
@@ -158,7 +159,7 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
             exit::SUCCESS
         }
         Ok(summary) => {
-            human.finish(&summary);
+            human.finish();
             if summary.interrupted {
                 exit::INTERRUPTED
             } else if summary.ok() {

@@ -1,0 +1,405 @@
+//! `kiln up`: build, then keep the selected targets up to date as files change.
+//!
+//! The loop owns the configuration, the watch set and the debouncer; builds run as tasks
+//! and report back. One round at a time: a round gates on content (a dry evaluation of the
+//! affected targets; if no key changed, `watch.unchanged` and nothing runs) and then builds
+//! the affected targets and their dependents with the same engine as `kiln build`. Changes
+//! that arrive during a round are collected and cause exactly one follow-up round when it
+//! ends, evaluated from the newest content. So no target ever has two builds in flight, and
+//! no change is dropped.
+//!
+//! An edit to kiln.toml is parsed again: with errors, `config.invalid` carries the rendered
+//! diagnostics and the previous configuration keeps running; otherwise the difference is
+//! published as `config.reloaded`, the watch set follows (new inputs watched, removed ones
+//! unwatched) and added or changed targets are built if their keys moved.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiln_config::{Config, LoadError};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::build::{BuildError, BuildOptions, PlanAction, resolve_targets, run_build};
+use crate::debouncer::{Batch, Debouncer};
+use crate::event::{Event, EventBus, NoticeLevel};
+use crate::graph::{Graph, TargetId};
+use crate::path_pattern::{PathPattern, is_under};
+use crate::target_inputs::Patterns;
+use crate::watch::{RawEvent, WatchScope, WatchSet};
+
+/// The longest a burst of changes is held back before a build starts anyway.
+const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// How `kiln up` runs.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// The configuration file, to reload when it changes.
+    pub config_file: PathBuf,
+    /// How diagnostics name it.
+    pub display_path: PathBuf,
+    pub profile: Option<String>,
+    /// Targets to keep up to date, with their deps; empty means all.
+    pub names: Vec<String>,
+    pub jobs: usize,
+    pub keep_going: bool,
+    /// Only watch and report which targets each change affects.
+    pub no_build: bool,
+    /// Overrides `settings.debounce`.
+    pub debounce: Option<Duration>,
+    pub replay_logs: bool,
+}
+
+/// How `kiln up` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpExit {
+    Interrupted,
+}
+
+/// Failures that stop `kiln up` before it starts watching.
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("cannot watch files: {0}")]
+    Watch(String),
+}
+
+struct Selection {
+    config: Arc<Config>,
+    graph: Graph,
+    patterns: Patterns,
+    /// The selected targets and their deps.
+    targets: BTreeSet<TargetId>,
+}
+
+impl Selection {
+    fn new(config: Config, names: &[String]) -> Result<Selection, BuildError> {
+        let graph = Graph::from_config(&config);
+        let roots = if names.is_empty() { (0..graph.len()).collect() } else { resolve_targets(&graph, names)? };
+        let targets = graph.with_deps(roots);
+        let patterns = Patterns::compile(&config, &graph);
+        Ok(Selection { config: Arc::new(config), graph, patterns, targets })
+    }
+
+    fn scope(&self) -> WatchScope {
+        let inputs: Vec<&PathPattern> = self.targets.iter().flat_map(|&t| &self.patterns.inputs[t]).collect();
+        let outputs: Vec<&PathPattern> = (0..self.graph.len()).flat_map(|t| &self.patterns.outputs[t]).collect();
+        WatchScope::new(&inputs, &outputs)
+    }
+
+    /// Selected targets an input of which a changed path may be, or may have held.
+    fn affected(&self, paths: &BTreeSet<String>, rescan: bool) -> BTreeSet<TargetId> {
+        if rescan {
+            return self.targets.clone();
+        }
+        let root = &self.config.root;
+        self.targets
+            .iter()
+            .copied()
+            .filter(|&t| {
+                paths.iter().any(|p| {
+                    self.patterns.inputs[t].iter().any(|pat| {
+                        let overlaps = is_under(p, &pat.prefix) || is_under(&pat.prefix, p);
+                        // A deleted path or a directory may have held inputs: let the
+                        // content gate decide.
+                        overlaps && (pat.matches(p) || !root.join(p).is_file())
+                    }) && !self.patterns.outputs[t].iter().any(|o| o.matches(p))
+                })
+            })
+            .collect()
+    }
+
+    /// Whether a path is a declared output of some target: a build's own writes.
+    fn is_output(&self, path: &str) -> bool {
+        self.patterns.outputs.iter().flatten().any(|o| o.matches(path))
+    }
+
+    fn names(&self, ids: impl IntoIterator<Item = TargetId>) -> Vec<String> {
+        ids.into_iter().map(|t| self.graph.name(t).to_string()).collect()
+    }
+}
+
+/// Runs `kiln up` until `cancel` turns true.
+pub async fn run_up(
+    config: Config,
+    options: UpOptions,
+    bus: Arc<EventBus>,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<UpExit, UpError> {
+    let mut sel = Selection::new(config, &options.names)?;
+    let root = sel.config.root.clone();
+    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel();
+    let mut watches = WatchSet::new(&root, raw_tx).map_err(|e| UpError::Watch(e.to_string()))?;
+    let config_rel = options
+        .config_file
+        .strip_prefix(&root)
+        .ok()
+        .and_then(|p| p.to_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| kiln_config::CONFIG_FILE.to_string());
+    let mut scope = sel.scope();
+    sync_watches(&mut watches, &scope, &bus);
+    let window = options.debounce.unwrap_or(sel.config.settings.debounce);
+    let mut debouncer = Debouncer::new(window, MAX_WAIT);
+    bus.publish(Event::WatchStarted { dirs: watches.watched_dirs(), targets: sel.targets.len() });
+
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
+    let mut building = false;
+    let mut pending: BTreeSet<String> = BTreeSet::new();
+    let mut pending_paths: BTreeSet<String> = BTreeSet::new();
+    if !options.no_build {
+        start_round(&sel, &options, sel.names(sel.targets.iter().copied()), None, &bus, &cancel, &done_tx);
+        building = true;
+    }
+
+    loop {
+        let deadline = debouncer.deadline();
+        tokio::select! {
+            raw = raw_rx.recv() => {
+                let Some(raw) = raw else { break };
+                let mut raws = vec![raw];
+                while let Ok(more) = raw_rx.try_recv() {
+                    raws.push(more);
+                }
+                let mut paths = Vec::new();
+                let mut rescan = false;
+                for raw in raws {
+                    match raw {
+                        RawEvent::Rescan => rescan = true,
+                        RawEvent::Error(e) => bus.publish(Event::Notice { level: NoticeLevel::Warning, message: format!("file watcher: {e}") }),
+                        RawEvent::Paths(ps) => {
+                            for p in ps {
+                                let Some(rel) = watches.relevant(&p) else { continue };
+                                paths.extend(follow_directory(&mut watches, &scope, &rel, &root));
+                                if rel == config_rel || !sel.is_output(&rel) {
+                                    paths.push(rel);
+                                }
+                            }
+                        }
+                    }
+                }
+                debouncer.add(Instant::now(), paths, rescan);
+            }
+            () = sleep_until(deadline) => {
+                let Some(batch) = debouncer.take_due(Instant::now()) else { continue };
+                let mut reload_targets = BTreeSet::new();
+                if batch.paths.contains(&config_rel) {
+                    if let Some((next, changed)) = reload(&sel, &options, &bus) {
+                        sel = next;
+                        debouncer.set_window(options.debounce.unwrap_or(sel.config.settings.debounce));
+                        let next_scope = sel.scope();
+                        if next_scope != scope {
+                            scope = next_scope;
+                            sync_watches(&mut watches, &scope, &bus);
+                        }
+                        reload_targets = changed;
+                    }
+                }
+                if batch.rescan {
+                    sync_watches(&mut watches, &scope, &bus);
+                }
+                let affected = report_batch(&sel, &batch, &config_rel, &bus);
+                let targets: BTreeSet<String> = affected.into_iter().chain(reload_targets).collect();
+                if options.no_build || targets.is_empty() {
+                    continue;
+                }
+                pending.extend(targets);
+                pending_paths.extend(batch.paths.into_iter().filter(|p| *p != config_rel));
+                if !building {
+                    let names = std::mem::take(&mut pending).into_iter().collect();
+                    start_round(&sel, &options, names, Some(std::mem::take(&mut pending_paths)), &bus, &cancel, &done_tx);
+                    building = true;
+                }
+            }
+            Some(()) = done_rx.recv() => {
+                building = false;
+                if *cancel.borrow() {
+                    return Ok(UpExit::Interrupted);
+                }
+                if !pending.is_empty() {
+                    let names = std::mem::take(&mut pending).into_iter().collect();
+                    start_round(&sel, &options, names, Some(std::mem::take(&mut pending_paths)), &bus, &cancel, &done_tx);
+                    building = true;
+                }
+            }
+            changed = cancel.changed() => {
+                if changed.is_err() || *cancel.borrow() {
+                    if building {
+                        // The round sees the same signal, kills its commands and reports.
+                        let _ = done_rx.recv().await;
+                    }
+                    return Ok(UpExit::Interrupted);
+                }
+            }
+        }
+    }
+    Ok(UpExit::Interrupted)
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A directory that appeared (or was moved in) is watched at once, with everything below
+/// it; the files already in it count as changed. One that vanished is forgotten.
+fn follow_directory(watches: &mut WatchSet, scope: &WatchScope, rel: &str, root: &std::path::Path) -> Vec<String> {
+    let abs = root.join(rel);
+    if abs.is_dir() {
+        if watches.is_watched(rel) {
+            return Vec::new();
+        }
+        let dirs = watches.dirs_for(scope, Some(rel));
+        if dirs.is_empty() {
+            return Vec::new();
+        }
+        watches.sync(&dirs, true);
+        let prefixes: Vec<String> = dirs.iter().cloned().collect();
+        return crate::file_index::FileIndex::scan_small(root, prefixes, true).paths();
+    }
+    if !abs.exists() && watches.is_watched(rel) {
+        watches.forget(rel);
+    }
+    Vec::new()
+}
+
+fn sync_watches(watches: &mut WatchSet, scope: &WatchScope, bus: &EventBus) {
+    let mut dirs = watches.dirs_for(scope, None);
+    dirs.insert(String::new());
+    watches.sync(&dirs, false);
+    if !watches.refused.is_empty() {
+        bus.publish(Event::Notice {
+            level: NoticeLevel::Warning,
+            message: format!(
+                "the inotify watch limit is reached (fs.inotify.max_user_watches): {} directories are polled every second instead ({}…); raise it with `sysctl fs.inotify.max_user_watches=524288`",
+                watches.refused.len(),
+                watches.refused[0]
+            ),
+        });
+    }
+}
+
+/// Publishes what a batch changed and returns the names of the affected targets.
+fn report_batch(sel: &Selection, batch: &Batch, config_rel: &str, bus: &EventBus) -> BTreeSet<String> {
+    let paths: BTreeSet<String> = batch.paths.iter().filter(|p| *p != config_rel).cloned().collect();
+    if paths.is_empty() && !batch.rescan {
+        return BTreeSet::new();
+    }
+    let affected = sel.affected(&paths, batch.rescan);
+    let with_dependents: BTreeSet<TargetId> =
+        sel.graph.with_dependents(affected.iter().copied()).intersection(&sel.targets).copied().collect();
+    let names: BTreeSet<String> = sel.names(with_dependents).into_iter().collect();
+    if affected.is_empty() && !batch.rescan {
+        bus.publish(Event::WatchUnchanged { paths: paths.into_iter().collect() });
+        return BTreeSet::new();
+    }
+    bus.publish(Event::WatchChanged { paths: paths.into_iter().collect(), targets: names.iter().cloned().collect() });
+    names
+}
+
+/// Parses the configuration again; `None` (after publishing why) keeps the current one.
+fn reload(sel: &Selection, options: &UpOptions, bus: &EventBus) -> Option<(Selection, BTreeSet<String>)> {
+    let text = match std::fs::read_to_string(&options.config_file) {
+        Ok(t) => t,
+        Err(e) => {
+            bus.publish(Event::ConfigInvalid { message: format!("cannot read {}: {e}", options.display_path.display()) });
+            return None;
+        }
+    };
+    let parsed = kiln_config::parse_str(&text, &options.display_path, &sel.config.root, options.profile.as_deref());
+    let config = match parsed {
+        Ok(c) => c,
+        Err(LoadError::Invalid(d)) => {
+            bus.publish(Event::ConfigInvalid { message: d.render(false) });
+            return None;
+        }
+        Err(e) => {
+            bus.publish(Event::ConfigInvalid { message: e.to_string() });
+            return None;
+        }
+    };
+    let old = &sel.config.targets;
+    let added: Vec<String> = config.targets.keys().filter(|k| !old.contains_key(*k)).cloned().collect();
+    let removed: Vec<String> = old.keys().filter(|k| !config.targets.contains_key(*k)).cloned().collect();
+    let changed: Vec<String> =
+        config.targets.iter().filter(|(k, t)| old.get(*k).is_some_and(|o| o != *t)).map(|(k, _)| k.clone()).collect();
+    let env_changed = config.env != sel.config.env;
+    let names: Vec<String> = options.names.iter().filter(|n| config.targets.contains_key(*n)).cloned().collect();
+    for gone in options.names.iter().filter(|n| !config.targets.contains_key(*n)) {
+        bus.publish(Event::Notice {
+            level: NoticeLevel::Warning,
+            message: format!("target `{gone}` is no longer in {}; it is not watched any more", options.display_path.display()),
+        });
+    }
+    let next = match Selection::new(config, &names) {
+        Ok(s) => s,
+        Err(e) => {
+            bus.publish(Event::ConfigInvalid { message: e.to_string() });
+            return None;
+        }
+    };
+    bus.publish(Event::ConfigReloaded { added: added.clone(), removed, changed: changed.clone() });
+    let to_build: BTreeSet<String> = if env_changed {
+        next.names(next.targets.iter().copied()).into_iter().collect()
+    } else {
+        added.into_iter().chain(changed).filter(|n| next.graph.id(n).is_some_and(|id| next.targets.contains(&id))).collect()
+    };
+    let with_dependents: BTreeSet<TargetId> = next
+        .graph
+        .with_dependents(to_build.iter().filter_map(|n| next.graph.id(n)))
+        .intersection(&next.targets)
+        .copied()
+        .collect();
+    let to_build = next.names(with_dependents).into_iter().collect();
+    Some((next, to_build))
+}
+
+/// Starts one round: the content gate (when `paths` says what triggered it), then the build.
+fn start_round(
+    sel: &Selection,
+    options: &UpOptions,
+    names: Vec<String>,
+    paths: Option<BTreeSet<String>>,
+    bus: &Arc<EventBus>,
+    cancel: &watch::Receiver<bool>,
+    done: &mpsc::UnboundedSender<()>,
+) {
+    let config = sel.config.clone();
+    let build = BuildOptions {
+        targets: names,
+        jobs: options.jobs,
+        keep_going: options.keep_going,
+        dry_run: false,
+        replay_logs: options.replay_logs,
+        spans: false,
+        watch_mode: true,
+    };
+    let bus = bus.clone();
+    let cancel = cancel.clone();
+    let done = done.clone();
+    tokio::spawn(async move {
+        let gated = match paths {
+            Some(paths) => {
+                let quiet = Arc::new(EventBus::new());
+                let dry = BuildOptions { dry_run: true, ..build.clone() };
+                match run_build(config.clone(), dry, quiet, cancel.clone()).await {
+                    Ok(plan) if plan.plan.iter().all(|e| e.action == PlanAction::Fresh) => {
+                        bus.publish(Event::WatchUnchanged { paths: paths.into_iter().collect() });
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            None => false,
+        };
+        if !gated && let Err(e) = run_build(config, build, bus.clone(), cancel).await {
+            bus.publish(Event::Notice { level: NoticeLevel::Warning, message: format!("build failed to start: {e}") });
+        }
+        let _ = done.send(());
+    });
+}

@@ -1,0 +1,255 @@
+//! Watching the files that targets read.
+//!
+//! In: the project root, the configuration file, and the input and output patterns of the
+//! watched targets. Out: root-relative paths that changed, filtered, on a channel; and the
+//! directories being watched, kept in step with the configuration.
+//!
+//! Every directory that can hold an input is watched on its own (inotify, not recursive):
+//! the directories under each input prefix and those leading to it, as the tree walker
+//! finds them, so ignore files apply, `.git` and `.kiln` are never watched, and neither are
+//! directories that only hold declared outputs. A directory that appears is walked at once:
+//! its subdirectories are watched and the files already in it are reported, so that
+//! `mkdir -p a/b/c && echo x > a/b/c/f` is not missed. Editor temporaries (vim's `4913`,
+//! `*.swp`, `*~`, emacs `#*#` and `.#*`, JetBrains `___jb_tmp___`) never count. When inotify
+//! runs out of watches, the directories it refused are polled instead and a notice says
+//! which limit to raise; when its queue overflows, a rescan is requested.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use crate::path_pattern::{PathPattern, is_under};
+use crate::walker::{SKIPPED_DIRS, Scope, walk};
+
+/// What the watcher thread hands over.
+#[derive(Debug)]
+pub enum RawEvent {
+    Paths(Vec<PathBuf>),
+    /// Events were lost: look at everything again.
+    Rescan,
+    Error(String),
+}
+
+/// Whether a file name is an editor's temporary or backup file.
+pub fn is_editor_temp(name: &str) -> bool {
+    name == "4913"
+        || name.ends_with(".swp")
+        || name.ends_with(".swx")
+        || name.ends_with(".swo")
+        || name.ends_with('~')
+        || (name.starts_with('#') && name.ends_with('#'))
+        || name.starts_with(".#")
+        || name.ends_with("___jb_tmp___")
+        || name.ends_with("___jb_old___")
+}
+
+/// What to watch: input prefixes to cover and output prefixes to leave alone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WatchScope {
+    pub inputs: BTreeSet<String>,
+    pub outputs: BTreeSet<String>,
+}
+
+impl WatchScope {
+    pub fn new(inputs: &[&PathPattern], outputs: &[&PathPattern]) -> WatchScope {
+        WatchScope {
+            inputs: inputs.iter().map(|p| p.prefix.clone()).collect(),
+            outputs: outputs.iter().map(|p| p.prefix.clone()).collect(),
+        }
+    }
+
+    /// A directory that only holds declared outputs: under an output prefix, with no input
+    /// pointing into it.
+    fn output_only(&self, dir: &str) -> bool {
+        self.outputs.iter().any(|o| is_under(dir, o) && !o.is_empty())
+            && !self.inputs.iter().any(|i| is_under(i, dir) || (is_under(dir, i) && self.outputs.iter().any(|o| is_under(i, o))))
+    }
+}
+
+/// The set of watched directories and the watchers behind it.
+pub struct WatchSet {
+    root: PathBuf,
+    inotify: notify::RecommendedWatcher,
+    poller: Option<notify::PollWatcher>,
+    tx: mpsc::UnboundedSender<RawEvent>,
+    watched: BTreeSet<String>,
+    polled: BTreeSet<String>,
+    /// Directories refused because the inotify limit was reached, reported once per sync.
+    pub refused: Vec<String>,
+}
+
+fn handler(tx: mpsc::UnboundedSender<RawEvent>) -> impl notify::EventHandler {
+    move |res: notify::Result<notify::Event>| {
+        let msg = match res {
+            Ok(e) if e.need_rescan() => RawEvent::Rescan,
+            Ok(e) if matches!(e.kind, EventKind::Access(_)) => return,
+            Ok(e) => RawEvent::Paths(e.paths),
+            Err(e) => RawEvent::Error(e.to_string()),
+        };
+        let _ = tx.send(msg);
+    }
+}
+
+impl WatchSet {
+    pub fn new(root: &Path, tx: mpsc::UnboundedSender<RawEvent>) -> notify::Result<WatchSet> {
+        let inotify = notify::recommended_watcher(handler(tx.clone()))?;
+        Ok(WatchSet {
+            root: root.to_path_buf(),
+            inotify,
+            poller: None,
+            tx,
+            watched: BTreeSet::new(),
+            polled: BTreeSet::new(),
+            refused: Vec::new(),
+        })
+    }
+
+    /// How many directories are watched (by inotify and by polling).
+    pub fn watched_dirs(&self) -> usize {
+        self.watched.len() + self.polled.len()
+    }
+
+    /// The directories a scope covers, found by walking the tree.
+    pub fn dirs_for(&self, scope: &WatchScope, within: Option<&str>) -> BTreeSet<String> {
+        let prefixes: Vec<String> = match within {
+            None => scope.inputs.iter().cloned().collect(),
+            Some(dir) => scope
+                .inputs
+                .iter()
+                .filter_map(|p| {
+                    if is_under(p, dir) {
+                        Some(p.clone())
+                    } else if is_under(dir, p) {
+                        Some(dir.to_string())
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
+        };
+        let walk_scope = Scope::new(prefixes);
+        if walk_scope.is_empty() {
+            return BTreeSet::new();
+        }
+        walk(&self.root, &walk_scope, true, 1)
+            .dirs
+            .into_iter()
+            .filter(|d| within.is_none_or(|w| is_under(d, w)))
+            .filter(|d| !scope.output_only(d))
+            .collect()
+    }
+
+    /// Watches exactly `dirs` (plus whatever is already watched when `add_only`).
+    pub fn sync(&mut self, dirs: &BTreeSet<String>, add_only: bool) {
+        self.refused.clear();
+        if !add_only {
+            let gone: Vec<String> = self.watched.difference(dirs).cloned().collect();
+            for d in gone {
+                let _ = self.inotify.unwatch(&self.abs(&d));
+                self.watched.remove(&d);
+            }
+            let gone: Vec<String> = self.polled.difference(dirs).cloned().collect();
+            for d in gone {
+                let abs = self.abs(&d);
+                if let Some(p) = self.poller.as_mut() {
+                    let _ = p.unwatch(&abs);
+                }
+                self.polled.remove(&d);
+            }
+        }
+        for d in dirs {
+            if self.watched.contains(d) || self.polled.contains(d) {
+                continue;
+            }
+            let abs = self.abs(d);
+            match self.inotify.watch(&abs, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.watched.insert(d.clone());
+                }
+                Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                    self.refused.push(d.clone());
+                    if self.poll(&abs) {
+                        self.polled.insert(d.clone());
+                    }
+                }
+                Err(_) => {} // vanished meanwhile; its parent's events will bring it back
+            }
+        }
+    }
+
+    /// Forgets a directory that was deleted (inotify drops its watch by itself).
+    pub fn forget(&mut self, dir: &str) {
+        let gone: Vec<String> = self.watched.iter().filter(|d| is_under(d, dir)).cloned().collect();
+        for d in gone {
+            let _ = self.inotify.unwatch(&self.abs(&d));
+            self.watched.remove(&d);
+        }
+    }
+
+    pub fn is_watched(&self, dir: &str) -> bool {
+        self.watched.contains(dir) || self.polled.contains(dir)
+    }
+
+    fn poll(&mut self, abs: &Path) -> bool {
+        if self.poller.is_none() {
+            let config = notify::Config::default().with_poll_interval(Duration::from_secs(1));
+            self.poller = notify::PollWatcher::new(handler(self.tx.clone()), config).ok();
+        }
+        self.poller.as_mut().is_some_and(|p| p.watch(abs, RecursiveMode::NonRecursive).is_ok())
+    }
+
+    fn abs(&self, rel: &str) -> PathBuf {
+        if rel.is_empty() { self.root.clone() } else { self.root.join(rel) }
+    }
+
+    /// The root-relative form of a reported path, unless it is to be ignored.
+    pub fn relevant(&self, path: &Path) -> Option<String> {
+        let rel = path.strip_prefix(&self.root).ok()?;
+        let mut out = String::new();
+        for c in rel.components() {
+            let name = c.as_os_str().to_str()?;
+            if SKIPPED_DIRS.contains(&name) {
+                return None;
+            }
+            if !out.is_empty() {
+                out.push('/');
+            }
+            out.push_str(name);
+        }
+        let name = out.rsplit('/').next().unwrap_or(&out);
+        if out.is_empty() || is_editor_temp(name) {
+            return None;
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn editor_temporaries_are_recognised() {
+        for name in ["4913", ".main.c.swp", "main.c~", "#main.c#", ".#main.c", "main.c___jb_tmp___", "x___jb_old___"] {
+            assert!(is_editor_temp(name), "{name}");
+        }
+        for name in ["main.c", "4914", "swp.c", "a#b"] {
+            assert!(!is_editor_temp(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn output_only_directories_are_left_alone() {
+        let scope = WatchScope {
+            inputs: ["src".to_string(), "out/gen/in".to_string()].into(),
+            outputs: ["out".to_string()].into(),
+        };
+        assert!(scope.output_only("out/bin"));
+        assert!(!scope.output_only("out"), "it leads to an input");
+        assert!(!scope.output_only("out/gen/in/x"), "an input points inside it");
+        assert!(!scope.output_only("src/a"));
+    }
+}
