@@ -90,26 +90,30 @@ impl Selection {
         WatchScope::new(&inputs, &outputs)
     }
 
-    /// Selected targets an input of which a changed path may be, or may have held.
-    fn affected(&self, paths: &BTreeSet<String>, rescan: bool) -> BTreeSet<TargetId> {
+    /// Selected targets an input of which a changed path may be, or may have held, and the
+    /// paths that concern at least one of them.
+    fn affected(&self, paths: &BTreeSet<String>, rescan: bool) -> (BTreeSet<TargetId>, BTreeSet<String>) {
         if rescan {
-            return self.targets.clone();
+            return (self.targets.clone(), paths.clone());
         }
         let root = &self.config.root;
-        self.targets
-            .iter()
-            .copied()
-            .filter(|&t| {
-                paths.iter().any(|p| {
-                    self.patterns.inputs[t].iter().any(|pat| {
-                        let overlaps = is_under(p, &pat.prefix) || is_under(&pat.prefix, p);
-                        // A deleted path or a directory may have held inputs: let the
-                        // content gate decide.
-                        overlaps && (pat.matches(p) || !root.join(p).is_file())
-                    }) && !self.patterns.outputs[t].iter().any(|o| o.matches(p))
-                })
-            })
-            .collect()
+        let mut targets = BTreeSet::new();
+        let mut relevant = BTreeSet::new();
+        for p in paths {
+            for &t in &self.targets {
+                let reads = self.patterns.inputs[t].iter().any(|pat| {
+                    let overlaps = is_under(p, &pat.prefix) || is_under(&pat.prefix, p);
+                    // A deleted path or a directory may have held inputs: let the content
+                    // gate decide.
+                    overlaps && (pat.matches(p) || !root.join(p).is_file())
+                });
+                if reads && !self.patterns.outputs[t].iter().any(|o| o.matches(p)) {
+                    targets.insert(t);
+                    relevant.insert(p.clone());
+                }
+            }
+        }
+        (targets, relevant)
     }
 
     /// Whether a path is a declared output of some target: a build's own writes.
@@ -201,13 +205,13 @@ pub async fn run_up(
                 if batch.rescan {
                     sync_watches(&mut watches, &scope, &bus);
                 }
-                let affected = report_batch(&sel, &batch, &config_rel, &bus);
+                let (affected, relevant) = affected_by(&sel, &batch, &config_rel, &bus, options.no_build);
                 let targets: BTreeSet<String> = affected.into_iter().chain(reload_targets).collect();
                 if options.no_build || targets.is_empty() {
                     continue;
                 }
                 pending.extend(targets);
-                pending_paths.extend(batch.paths.into_iter().filter(|p| *p != config_rel));
+                pending_paths.extend(relevant);
                 if !building {
                     let names = std::mem::take(&mut pending).into_iter().collect();
                     start_round(&sel, &options, names, Some(std::mem::take(&mut pending_paths)), &bus, &cancel, &done_tx);
@@ -251,14 +255,11 @@ async fn sleep_until(deadline: Option<Instant>) {
 fn follow_directory(watches: &mut WatchSet, scope: &WatchScope, rel: &str, root: &std::path::Path) -> Vec<String> {
     let abs = root.join(rel);
     if abs.is_dir() {
-        if watches.is_watched(rel) {
-            return Vec::new();
-        }
         let dirs = watches.dirs_for(scope, Some(rel));
         if dirs.is_empty() {
             return Vec::new();
         }
-        watches.sync(&dirs, true);
+        watches.rewatch(&dirs);
         let prefixes: Vec<String> = dirs.iter().cloned().collect();
         return crate::file_index::FileIndex::scan_small(root, prefixes, true).paths();
     }
@@ -284,22 +285,32 @@ fn sync_watches(watches: &mut WatchSet, scope: &WatchScope, bus: &EventBus) {
     }
 }
 
-/// Publishes what a batch changed and returns the names of the affected targets.
-fn report_batch(sel: &Selection, batch: &Batch, config_rel: &str, bus: &EventBus) -> BTreeSet<String> {
+/// The names of the targets a batch affects (with their dependents) and the paths that
+/// concern them; with `--no-build` this is reported right away, otherwise the round
+/// reports it after the content gate.
+fn affected_by(
+    sel: &Selection,
+    batch: &Batch,
+    config_rel: &str,
+    bus: &EventBus,
+    no_build: bool,
+) -> (BTreeSet<String>, BTreeSet<String>) {
     let paths: BTreeSet<String> = batch.paths.iter().filter(|p| *p != config_rel).cloned().collect();
-    if paths.is_empty() && !batch.rescan {
-        return BTreeSet::new();
+    let (affected, relevant) = sel.affected(&paths, batch.rescan);
+    if affected.is_empty() {
+        // Nothing any selected target reads: not a change that concerns anyone.
+        return (BTreeSet::new(), BTreeSet::new());
     }
-    let affected = sel.affected(&paths, batch.rescan);
     let with_dependents: BTreeSet<TargetId> =
         sel.graph.with_dependents(affected.iter().copied()).intersection(&sel.targets).copied().collect();
     let names: BTreeSet<String> = sel.names(with_dependents).into_iter().collect();
-    if affected.is_empty() && !batch.rescan {
-        bus.publish(Event::WatchUnchanged { paths: paths.into_iter().collect() });
-        return BTreeSet::new();
+    if no_build {
+        bus.publish(Event::WatchChanged {
+            paths: relevant.iter().cloned().collect(),
+            targets: names.iter().cloned().collect(),
+        });
     }
-    bus.publish(Event::WatchChanged { paths: paths.into_iter().collect(), targets: names.iter().cloned().collect() });
-    names
+    (names, relevant)
 }
 
 /// Parses the configuration again; `None` (after publishing why) keeps the current one.
@@ -307,7 +318,9 @@ fn reload(sel: &Selection, options: &UpOptions, bus: &EventBus) -> Option<(Selec
     let text = match std::fs::read_to_string(&options.config_file) {
         Ok(t) => t,
         Err(e) => {
-            bus.publish(Event::ConfigInvalid { message: format!("cannot read {}: {e}", options.display_path.display()) });
+            bus.publish(Event::ConfigInvalid {
+                message: format!("cannot read {}: {e}", options.display_path.display()),
+            });
             return None;
         }
     };
@@ -333,7 +346,10 @@ fn reload(sel: &Selection, options: &UpOptions, bus: &EventBus) -> Option<(Selec
     for gone in options.names.iter().filter(|n| !config.targets.contains_key(*n)) {
         bus.publish(Event::Notice {
             level: NoticeLevel::Warning,
-            message: format!("target `{gone}` is no longer in {}; it is not watched any more", options.display_path.display()),
+            message: format!(
+                "target `{gone}` is no longer in {}; it is not watched any more",
+                options.display_path.display()
+            ),
         });
     }
     let next = match Selection::new(config, &names) {
@@ -347,7 +363,11 @@ fn reload(sel: &Selection, options: &UpOptions, bus: &EventBus) -> Option<(Selec
     let to_build: BTreeSet<String> = if env_changed {
         next.names(next.targets.iter().copied()).into_iter().collect()
     } else {
-        added.into_iter().chain(changed).filter(|n| next.graph.id(n).is_some_and(|id| next.targets.contains(&id))).collect()
+        added
+            .into_iter()
+            .chain(changed)
+            .filter(|n| next.graph.id(n).is_some_and(|id| next.targets.contains(&id)))
+            .collect()
     };
     let with_dependents: BTreeSet<TargetId> = next
         .graph
@@ -383,16 +403,30 @@ fn start_round(
     let cancel = cancel.clone();
     let done = done.clone();
     tokio::spawn(async move {
+        // The content gate: which of these targets would do anything at all?
         let gated = match paths {
             Some(paths) => {
                 let quiet = Arc::new(EventBus::new());
                 let dry = BuildOptions { dry_run: true, ..build.clone() };
                 match run_build(config.clone(), dry, quiet, cancel.clone()).await {
-                    Ok(plan) if plan.plan.iter().all(|e| e.action == PlanAction::Fresh) => {
-                        bus.publish(Event::WatchUnchanged { paths: paths.into_iter().collect() });
-                        true
+                    Ok(plan) => {
+                        let mut moving: Vec<String> = plan
+                            .plan
+                            .iter()
+                            .filter(|e| e.action != PlanAction::Fresh)
+                            .map(|e| e.target.clone())
+                            .collect();
+                        moving.sort();
+                        let paths: Vec<String> = paths.into_iter().collect();
+                        if moving.is_empty() {
+                            bus.publish(Event::WatchUnchanged { paths });
+                            true
+                        } else {
+                            bus.publish(Event::WatchChanged { paths, targets: moving });
+                            false
+                        }
                     }
-                    _ => false,
+                    Err(_) => false,
                 }
             }
             None => false,

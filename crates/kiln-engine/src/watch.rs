@@ -65,7 +65,10 @@ impl WatchScope {
     /// pointing into it.
     fn output_only(&self, dir: &str) -> bool {
         self.outputs.iter().any(|o| is_under(dir, o) && !o.is_empty())
-            && !self.inputs.iter().any(|i| is_under(i, dir) || (is_under(dir, i) && self.outputs.iter().any(|o| is_under(i, o))))
+            && !self
+                .inputs
+                .iter()
+                .any(|i| is_under(i, dir) || (is_under(dir, i) && self.outputs.iter().any(|o| is_under(i, o))))
     }
 }
 
@@ -178,6 +181,15 @@ impl WatchSet {
                 Err(_) => {} // vanished meanwhile; its parent's events will bring it back
             }
         }
+    }
+
+    /// Watches `dirs` again even if they were watched: a directory deleted and created
+    /// again under the same name is a new inode that the old watch does not cover.
+    pub fn rewatch(&mut self, dirs: &BTreeSet<String>) {
+        for d in dirs {
+            self.watched.remove(d);
+        }
+        self.sync(dirs, true);
     }
 
     /// Forgets a directory that was deleted (inotify drops its watch by itself).

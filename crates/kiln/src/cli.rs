@@ -34,6 +34,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Build targets (all, or the named ones and what they need).
     Build(BuildArgs),
+    /// Build, then watch files and keep targets up to date until Ctrl-C.
+    Up(UpArgs),
     /// Why a target would run now, or why it ran last time.
     Explain {
         /// The target to explain.
@@ -76,6 +78,32 @@ pub struct BuildArgs {
     /// Write a Chrome trace of the run (open it in Perfetto or chrome://tracing).
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Targets to keep up to date, with what they need. Default: all targets.
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Commands to run at once (default: settings.jobs, else the number of CPUs).
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Keep building everything that does not depend on a failed target.
+    #[arg(short, long)]
+    pub keep_going: bool,
+    /// Only watch, and report which targets each change affects; build nothing.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Quiet time after the last file event before building (default: settings.debounce).
+    #[arg(long, value_name = "DURATION", value_parser = parse_debounce)]
+    pub debounce: Option<std::time::Duration>,
+    /// Show every output line.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+fn parse_debounce(text: &str) -> Result<std::time::Duration, String> {
+    kiln_config::parse_duration(text)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -46,7 +46,11 @@ impl HumanLines {
                 vec![format!("watching {dirs} directories for the inputs of {targets} targets; Ctrl-C stops")]
             }
             Event::WatchChanged { paths, targets } => {
-                vec![format!("changed: {} → {}", list(paths), if targets.is_empty() { "no target".into() } else { targets.join(", ") })]
+                vec![format!(
+                    "changed: {} → {}",
+                    list(paths),
+                    if targets.is_empty() { "no target".into() } else { targets.join(", ") }
+                )]
             }
             Event::WatchUnchanged { paths } => {
                 vec![format!("unchanged: {} (same content, nothing to do)", list(paths))]
@@ -100,7 +104,6 @@ impl HumanLines {
             _ => Vec::new(),
         }
     }
-
 }
 
 /// Up to three paths, then how many more.

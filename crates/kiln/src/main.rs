@@ -35,16 +35,8 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Command::Build(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("the runtime starts: it needs only threads and an epoll fd");
-            let code = runtime.block_on(commands::build::run(config, args, cli.global.json));
-            // Idle blocking threads need not be joined: every command has been reaped.
-            runtime.shutdown_background();
-            code
-        }
+        Command::Build(args) => with_runtime(commands::build::run(config, args, cli.global.json)),
+        Command::Up(args) => with_runtime(commands::up::run(config, args, cli.global.json, cli.global.profile.clone())),
         Command::Explain { target } => commands::explain::run(&config, &target, cli.global.json),
         Command::Logs { target } => commands::logs::run(&config, &target),
         Command::Graph(args) => {
@@ -55,4 +47,16 @@ fn main() -> ExitCode {
         Command::Clean(args) => commands::clean::run(&config, args.all),
     };
     exit::code(code)
+}
+
+/// Runs an async command on a runtime whose idle threads are not waited for at exit.
+fn with_runtime(command: impl std::future::Future<Output = u8>) -> u8 {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the runtime starts: it needs only threads and an epoll fd");
+    let code = runtime.block_on(command);
+    // Idle blocking threads need not be joined: every command has been reaped.
+    runtime.shutdown_background();
+    code
 }

@@ -6,3 +6,4 @@ pub mod clean;
 pub mod explain;
 pub mod graph;
 pub mod logs;
+pub mod up;

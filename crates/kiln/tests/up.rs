@@ -1,0 +1,389 @@
+//! `kiln up` against real file system events: a real binary, real inotify, the JSON event
+//! stream read line by line, bounded waits on events (never a fixed sleep as an assertion).
+
+mod common;
+use common::{Project, alive, wait_until};
+use serde_json::Value;
+use std::io::BufRead;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running `kiln --json up` and the events it has printed so far.
+struct Up {
+    child: Child,
+    rx: mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl Up {
+    fn start(p: &Project, args: &[&str]) -> Up {
+        let mut all = vec!["--json", "up"];
+        all.extend_from_slice(args);
+        let mut child = p.command(&all).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kiln up starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let mut up = Up { child, rx, seen: Vec::new() };
+        up.wait_for("watching", |e| e["type"] == "watch.started");
+        up
+    }
+
+    /// Waits (at most 20 s) for an event matching `pred`, returning it.
+    fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(e) => {
+                    self.seen.push(e.clone());
+                    if pred(&e) {
+                        return e;
+                    }
+                }
+                Err(_) => panic!("timed out waiting for {what}; events so far:\n{}", self.dump()),
+            }
+        }
+    }
+
+    /// Collects events until none arrive for `quiet`.
+    fn settle(&mut self, quiet: Duration) {
+        while let Ok(e) = self.rx.recv_timeout(quiet) {
+            self.seen.push(e);
+        }
+    }
+
+    fn count(&self, pred: impl Fn(&Value) -> bool) -> usize {
+        self.seen.iter().filter(|e| pred(e)).count()
+    }
+
+    fn runs(&self) -> usize {
+        self.count(|e| e["type"] == "run.finished")
+    }
+
+    fn dump(&self) -> String {
+        self.seen.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+    }
+
+    fn stop(mut self) -> (i32, String) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+        let status = self.child.wait().expect("exits");
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        (status.code().unwrap_or(-1), err)
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const BASIC: &str = r#"
+[settings]
+debounce = "50ms"
+
+[target.core]
+cmd = "mkdir -p out && cat $(find src -name '*.txt' | sort) > out/core"
+inputs = ["src/**/*.txt"]
+outputs = ["out/core"]
+
+[target.api]
+deps = ["core"]
+cmd = "cat out/core > out/api"
+outputs = ["out/api"]
+"#;
+
+fn basic() -> Project {
+    let p = Project::new(BASIC);
+    p.write("src/a.txt", "a\n");
+    p
+}
+
+fn finished_run(e: &Value) -> bool {
+    e["type"] == "run.finished"
+}
+
+#[test]
+fn builds_then_rebuilds_edits_and_ignores_touches() {
+    let p = basic();
+    let mut up = Up::start(&p, &[]);
+    let first = up.wait_for("the first build", finished_run);
+    assert_eq!(first["built"], 2);
+    assert_eq!(p.read("out/api"), "a\n");
+
+    let file = std::fs::File::options().append(true).open(p.path("src/a.txt")).expect("open");
+    file.set_modified(std::time::SystemTime::now()).expect("touch");
+    let unchanged = up.wait_for("watch.unchanged", |e| e["type"] == "watch.unchanged");
+    assert_eq!(unchanged["paths"][0], "src/a.txt");
+
+    p.write("src/a.txt", "a2\n");
+    let changed = up.wait_for("watch.changed", |e| e["type"] == "watch.changed");
+    assert_eq!(changed["paths"][0], "src/a.txt");
+    assert_eq!(changed["targets"], serde_json::json!(["api", "core"]));
+    let run = up.wait_for("the rebuild", finished_run);
+    assert_eq!(run["built"], 2);
+    assert_eq!(p.read("out/api"), "a2\n");
+    assert_eq!(up.runs(), 2, "the touch ran nothing:\n{}", up.dump());
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}
+
+#[test]
+fn a_vim_style_save_is_one_build() {
+    let p = basic();
+    let mut up = Up::start(&p, &[]);
+    up.wait_for("the first build", finished_run);
+    // vim: probe file 4913, backup by rename, write the new file, drop the backup.
+    p.write("src/4913", "");
+    std::fs::remove_file(p.path("src/4913")).expect("rm probe");
+    std::fs::rename(p.path("src/a.txt"), p.path("src/a.txt~")).expect("backup");
+    p.write("src/.a.txt.swp", "swap");
+    p.write("src/a.txt", "saved by vim\n");
+    std::fs::remove_file(p.path("src/a.txt~")).expect("rm backup");
+    std::fs::remove_file(p.path("src/.a.txt.swp")).expect("rm swap");
+    up.wait_for("the rebuild", finished_run);
+    up.settle(Duration::from_millis(600));
+    assert_eq!(up.runs(), 2, "{}", up.dump());
+    assert_eq!(p.read("out/core"), "saved by vim\n");
+}
+
+#[test]
+fn a_hundred_atomic_saves_end_with_the_last_content() {
+    let p = basic();
+    let mut up = Up::start(&p, &[]);
+    up.wait_for("the first build", finished_run);
+    for i in 0..100 {
+        p.write("src/.a.txt.tmp", &format!("version {i}\n"));
+        std::fs::rename(p.path("src/.a.txt.tmp"), p.path("src/a.txt")).expect("rename over");
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read_to_string(p.path("out/api"))
+            .is_ok_and(|s| s == "version 99\n")),
+        "the last save was built:\n{}",
+        up.dump()
+    );
+    up.settle(Duration::from_millis(600));
+    assert!(up.runs() <= 4, "saves were coalesced, not built one by one: {} runs", up.runs());
+}
+
+#[test]
+fn new_nested_directories_and_recreated_trees_are_seen() {
+    let p = basic();
+    let mut up = Up::start(&p, &[]);
+    up.wait_for("the first build", finished_run);
+    std::fs::create_dir_all(p.path("src/a/b/c")).expect("mkdir -p");
+    p.write("src/a/b/c/f.txt", "deep\n");
+    up.wait_for("a build with the nested file", |e| e["type"] == "run.finished" && e["built"] == 2);
+    assert_eq!(p.read("out/core"), "a\ndeep\n");
+
+    std::fs::remove_dir_all(p.path("src")).expect("rm -rf src");
+    p.write("src/a.txt", "again\n");
+    up.wait_for("a build after the tree came back", |_| p.read("out/core") == "again\n");
+    up.settle(Duration::from_millis(300));
+    p.write("src/a.txt", "later edit\n");
+    assert!(wait_until(Duration::from_secs(10), || p.read("out/core") == "later edit\n"), "{}", up.dump());
+}
+
+#[test]
+fn touching_500_inputs_builds_nothing() {
+    let p = basic();
+    for i in 0..500 {
+        p.write(&format!("src/many/f{i:03}.txt"), "x\n");
+    }
+    let mut up = Up::start(&p, &[]);
+    up.wait_for("the first build", finished_run);
+    let now = std::time::SystemTime::now();
+    for i in 0..500 {
+        let f = std::fs::File::options().append(true).open(p.path(&format!("src/many/f{i:03}.txt"))).expect("open");
+        f.set_modified(now).expect("touch");
+    }
+    up.wait_for("watch.unchanged", |e| e["type"] == "watch.unchanged");
+    up.settle(Duration::from_millis(600));
+    assert_eq!(up.runs(), 1, "{}", up.dump());
+}
+
+#[test]
+fn a_directory_of_1000_files_moved_in_and_out_is_one_build_each_way() {
+    let p = basic();
+    let outside = tempfile::tempdir().expect("tempdir");
+    let batch = outside.path().join("batch");
+    std::fs::create_dir(&batch).expect("mkdir");
+    for i in 0..1000 {
+        std::fs::write(batch.join(format!("f{i:04}.txt")), format!("{i}\n")).expect("write");
+    }
+    // Inside the project but outside `src`, so the move is a rename on one file system.
+    let staging = p.path("staging");
+    std::fs::rename(&batch, &staging).expect("stage");
+    let mut up = Up::start(&p, &[]);
+    up.wait_for("the first build", finished_run);
+    std::fs::rename(&staging, p.path("src/batch")).expect("move in");
+    up.wait_for("the build after moving in", |e| e["type"] == "run.finished" && e["built"] == 2);
+    assert_eq!(p.read("out/core").lines().count(), 1001);
+    up.settle(Duration::from_millis(600));
+    assert_eq!(up.runs(), 2, "{}", up.dump());
+    std::fs::rename(p.path("src/batch"), &staging).expect("move out");
+    // Back to the first content: restored from the cache rather than built.
+    up.wait_for("the build after moving out", |e| e["type"] == "run.finished" && e["cached"] == 2);
+    up.settle(Duration::from_millis(600));
+    assert_eq!(up.runs(), 3, "{}", up.dump());
+    assert_eq!(p.read("out/core"), "a\n");
+}
+
+#[test]
+fn saves_during_a_long_build_cause_exactly_one_follow_up() {
+    let p = Project::new(
+        r#"
+[settings]
+debounce = "50ms"
+[target.slow]
+cmd = "touch started; sleep 3; cat src/a.txt > out.txt"
+inputs = ["src/*.txt"]
+outputs = ["out.txt"]
+"#,
+    );
+    p.write("src/a.txt", "v0\n");
+    let mut up = Up::start(&p, &[]);
+    up.wait_for("the first build", finished_run);
+    std::fs::remove_file(p.path("started")).expect("rm marker");
+    p.write("src/a.txt", "v1\n");
+    assert!(wait_until(Duration::from_secs(10), || p.exists("started")), "the second build started");
+    for i in 0..20 {
+        p.write("src/a.txt", &format!("during {i}\n"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    up.wait_for("the build running during the saves", |e| e["type"] == "run.finished" && e["built"] == 1);
+    up.wait_for("the follow-up", |e| e["type"] == "run.finished" && e["built"] == 1);
+    up.settle(Duration::from_millis(800));
+    assert_eq!(up.runs(), 3, "first, the one the saves interrupted, exactly one follow-up:\n{}", up.dump());
+    assert_eq!(p.read("out.txt"), "during 19\n", "the follow-up built the newest content");
+}
+
+#[test]
+fn a_build_writing_inside_the_watched_tree_does_not_loop() {
+    let p = Project::new(
+        r#"
+[settings]
+debounce = "50ms"
+[target.gen]
+cmd = "cat src/in.txt > src/gen.out && cp src/same.txt src/same.tmp && mv src/same.tmp src/same.txt"
+inputs = ["src/**"]
+outputs = ["src/gen.out"]
+"#,
+    );
+    p.write("src/in.txt", "x\n");
+    p.write("src/same.txt", "identical bytes\n");
+    let mut up = Up::start(&p, &[]);
+    up.wait_for("the first build", finished_run);
+    p.write("src/in.txt", "y\n");
+    up.wait_for("the rebuild", |e| e["type"] == "run.finished" && e["built"] == 1);
+    up.settle(Duration::from_millis(1500));
+    assert_eq!(up.runs(), 2, "its own writes and an identical rewrite did not trigger builds:\n{}", up.dump());
+}
+
+#[test]
+fn an_input_that_appears_later_is_built() {
+    let p = Project::new(
+        "[settings]\ndebounce = \"50ms\"\n[target.t]\ncmd = \"cat later/x.txt > got.txt\"\ninputs = [\"later/x.txt\"]\noutputs = [\"got.txt\"]\n",
+    );
+    let mut up = Up::start(&p, &[]);
+    up.wait_for("the first (failing) build", finished_run);
+    std::fs::create_dir(p.path("later")).expect("mkdir");
+    p.write("later/x.txt", "here now\n");
+    up.wait_for("the build", |e| e["type"] == "run.finished" && e["built"] == 1);
+    assert_eq!(p.read("got.txt"), "here now\n");
+}
+
+#[test]
+fn config_edits_are_reloaded_and_errors_keep_the_old_config() {
+    let p = basic();
+    let mut up = Up::start(&p, &[]);
+    up.wait_for("the first build", finished_run);
+    let pid = up.child.id();
+    let watches_before = inotify_watches(pid);
+
+    p.write("kiln.toml", &format!("{BASIC}\n[target.broken\n"));
+    let invalid = up.wait_for("config.invalid", |e| e["type"] == "config.invalid");
+    assert!(invalid["message"].as_str().unwrap_or("").contains("invalid TOML"), "{invalid}");
+    p.write("src/a.txt", "still watched\n");
+    up.wait_for("a build under the old config", |e| e["type"] == "run.finished" && e["built"] == 2);
+
+    let extra =
+        "\n[target.docs]\ncmd = \"cat docs/*.md > docs.out\"\ninputs = [\"docs/*.md\"]\noutputs = [\"docs.out\"]\n";
+    p.write("docs/a.md", "doc\n");
+    p.write("kiln.toml", &format!("{BASIC}{extra}"));
+    let reloaded = up.wait_for("config.reloaded", |e| e["type"] == "config.reloaded");
+    assert_eq!(reloaded["added"], serde_json::json!(["docs"]));
+    up.wait_for("docs built", |_| p.exists("docs.out"));
+    assert!(inotify_watches(pid) > watches_before, "docs/ is watched");
+    p.write("docs/a.md", "doc v2\n");
+    assert!(wait_until(Duration::from_secs(10), || p.read("docs.out") == "doc v2\n"), "{}", up.dump());
+
+    p.write("kiln.toml", BASIC);
+    let reloaded = up
+        .wait_for("config.reloaded", |e| e["type"] == "config.reloaded" && e["removed"] == serde_json::json!(["docs"]));
+    assert_eq!(reloaded["added"], serde_json::json!([]));
+    assert!(
+        wait_until(Duration::from_secs(5), || inotify_watches(pid) == watches_before),
+        "watch count back to where it was"
+    );
+}
+
+#[test]
+fn restarting_with_nothing_changed_runs_nothing() {
+    let p = basic();
+    let mut up = Up::start(&p, &[]);
+    up.wait_for("the first build", finished_run);
+    assert_eq!(up.stop().0, 130);
+    let mut up = Up::start(&p, &[]);
+    let run = up.wait_for("the build after the restart", finished_run);
+    assert_eq!((run["built"].as_u64(), run["fresh"].as_u64()), (Some(0), Some(2)));
+}
+
+#[test]
+fn no_build_only_reports_what_a_change_affects() {
+    let p = basic();
+    let mut up = Up::start(&p, &["--no-build"]);
+    p.write("src/b.txt", "b\n");
+    let changed = up.wait_for("watch.changed", |e| e["type"] == "watch.changed");
+    assert_eq!(changed["targets"], serde_json::json!(["api", "core"]));
+    up.settle(Duration::from_millis(300));
+    assert_eq!(up.runs(), 0);
+    assert!(!p.exists("out"));
+}
+
+#[test]
+fn ctrl_c_cancels_the_running_build_and_leaves_nothing() {
+    let p = Project::new("[target.t]\ncmd = \"sleep 300 & echo $! > child.pid; sleep 300\"\n");
+    let up = Up::start(&p, &[]);
+    assert!(wait_until(Duration::from_secs(10), || p.exists("child.pid")));
+    let grandchild: i32 = p.read("child.pid").trim().parse().expect("pid");
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+    assert!(wait_until(Duration::from_secs(3), || !alive(grandchild)), "the command's group was killed");
+}
+
+/// How many inotify watches the process holds (from /proc/PID/fdinfo).
+fn inotify_watches(pid: u32) -> usize {
+    let mut n = 0;
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("fds").flatten() {
+        let target = std::fs::read_link(fd.path()).unwrap_or_default();
+        if target.to_string_lossy().contains("inotify") {
+            let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy()))
+                .unwrap_or_default();
+            n += info.lines().filter(|l| l.starts_with("inotify wd:")).count();
+        }
+    }
+    n
+}
