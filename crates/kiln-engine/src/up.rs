@@ -190,17 +190,17 @@ pub async fn run_up(
             () = sleep_until(deadline) => {
                 let Some(batch) = debouncer.take_due(Instant::now()) else { continue };
                 let mut reload_targets = BTreeSet::new();
-                if batch.paths.contains(&config_rel) {
-                    if let Some((next, changed)) = reload(&sel, &options, &bus) {
-                        sel = next;
-                        debouncer.set_window(options.debounce.unwrap_or(sel.config.settings.debounce));
-                        let next_scope = sel.scope();
-                        if next_scope != scope {
-                            scope = next_scope;
-                            sync_watches(&mut watches, &scope, &bus);
-                        }
-                        reload_targets = changed;
+                if batch.paths.contains(&config_rel)
+                    && let Some((next, changed)) = reload(&sel, &options, &bus)
+                {
+                    sel = next;
+                    debouncer.set_window(options.debounce.unwrap_or(sel.config.settings.debounce));
+                    let next_scope = sel.scope();
+                    if next_scope != scope {
+                        scope = next_scope;
+                        sync_watches(&mut watches, &scope, &bus);
                     }
+                    reload_targets = changed;
                 }
                 if batch.rescan {
                     sync_watches(&mut watches, &scope, &bus);
