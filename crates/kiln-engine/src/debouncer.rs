@@ -25,12 +25,14 @@ pub struct Debouncer {
     max_wait: Duration,
     first: Option<Instant>,
     last: Option<Instant>,
+    /// Not before this: something outside the files (a git checkout) is still writing.
+    held_until: Option<Instant>,
     pending: Batch,
 }
 
 impl Debouncer {
     pub fn new(window: Duration, max_wait: Duration) -> Debouncer {
-        Debouncer { window, max_wait, first: None, last: None, pending: Batch::default() }
+        Debouncer { window, max_wait, first: None, last: None, held_until: None, pending: Batch::default() }
     }
 
     pub fn set_window(&mut self, window: Duration) {
@@ -55,7 +57,14 @@ impl Debouncer {
     /// When the pending batch becomes due, if there is one.
     pub fn deadline(&self) -> Option<Instant> {
         let (first, last) = (self.first?, self.last?);
-        Some((last + self.window).min(first + self.max_wait))
+        let due = (last + self.window).min(first + self.max_wait);
+        Some(self.held_until.map_or(due, |h| h.max(due)))
+    }
+
+    /// Holds the pending batch back for another quiet window from `now`: a writer that
+    /// works through many files (a git checkout) is not finished yet.
+    pub fn hold(&mut self, now: Instant) {
+        self.held_until = Some(now + self.window);
     }
 
     /// The pending batch, if it is due at `now`.
@@ -65,6 +74,7 @@ impl Debouncer {
         }
         self.first = None;
         self.last = None;
+        self.held_until = None;
         Some(std::mem::take(&mut self.pending))
     }
 }
@@ -104,6 +114,17 @@ mod tests {
             }
         }
         assert_eq!(batches, 3, "3 s of writes every 10 ms give a batch per second");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_batch_waits_for_another_window() {
+        let mut d = Debouncer::new(Duration::from_millis(100), Duration::from_secs(1));
+        d.add(Instant::now(), paths(&["a"]), false);
+        tokio::time::advance(Duration::from_millis(100)).await;
+        d.hold(Instant::now());
+        assert_eq!(d.take_due(Instant::now()), None);
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(d.take_due(Instant::now()).is_some());
     }
 
     #[tokio::test(start_paused = true)]

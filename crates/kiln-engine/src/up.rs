@@ -8,6 +8,10 @@
 //! ends, evaluated from the newest content. So no target ever has two builds in flight, and
 //! no change is dropped.
 //!
+//! Batches wait while git holds `.git/index.lock` (a checkout, merge or rebase rewriting the
+//! tree, up to 30 s), so that a checkout of thousands of files is one build, not one per
+//! second of it.
+//!
 //! An edit to kiln.toml is parsed again: with errors, `config.invalid` carries the rendered
 //! diagnostics and the previous configuration keeps running; otherwise the difference is
 //! published as `config.reloaded`, the watch set follows (new inputs watched, removed ones
@@ -154,6 +158,7 @@ pub async fn run_up(
     let mut building = false;
     let mut pending: BTreeSet<String> = BTreeSet::new();
     let mut pending_paths: BTreeSet<String> = BTreeSet::new();
+    let mut held_since: Option<Instant> = None;
     if !options.no_build {
         start_round(&sel, &options, sel.names(sel.targets.iter().copied()), None, &bus, &cancel, &done_tx);
         building = true;
@@ -188,6 +193,11 @@ pub async fn run_up(
                 debouncer.add(Instant::now(), paths, rescan);
             }
             () = sleep_until(deadline) => {
+                if git_busy(&root) && held_since.get_or_insert_with(Instant::now).elapsed() < MAX_GIT_HOLD {
+                    debouncer.hold(Instant::now());
+                    continue;
+                }
+                held_since = None;
                 let Some(batch) = debouncer.take_due(Instant::now()) else { continue };
                 let mut reload_targets = BTreeSet::new();
                 if batch.paths.contains(&config_rel)
@@ -241,6 +251,15 @@ pub async fn run_up(
         }
     }
     Ok(UpExit::Interrupted)
+}
+
+/// The longest a batch waits for a git operation to finish.
+const MAX_GIT_HOLD: Duration = Duration::from_secs(30);
+
+/// Whether git is in the middle of rewriting the work tree (checkout, merge, rebase): it
+/// holds `.git/index.lock` until done, and a build in between would see half of it.
+fn git_busy(root: &std::path::Path) -> bool {
+    root.ancestors().map(|d| d.join(".git")).find(|g| g.exists()).is_some_and(|g| g.join("index.lock").exists())
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -387,3 +387,63 @@ fn inotify_watches(pid: u32) -> usize {
     }
     n
 }
+
+#[test]
+fn a_5000_file_git_checkout_is_one_build_per_affected_target() {
+    let p = Project::new(
+        r#"
+[settings]
+debounce = "100ms"
+[target.one]
+cmd = "find src/one -type f | wc -l > one.count"
+inputs = ["src/one/**"]
+outputs = ["one.count"]
+[target.two]
+cmd = "find src/two -type f | wc -l > two.count"
+inputs = ["src/two/**"]
+outputs = ["two.count"]
+[target.other]
+cmd = "cat other.txt > other.out"
+inputs = ["other.txt"]
+outputs = ["other.out"]
+"#,
+    );
+    p.write("other.txt", "x\n");
+    p.write("src/one/keep.txt", "k\n");
+    p.write("src/two/keep.txt", "k\n");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(p.root())
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .output()
+            .expect("git is installed");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    std::fs::write(p.path(".gitignore"), "*.count\n*.out\n.kiln/\n").expect("gitignore");
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "base"]);
+    git(&["checkout", "-q", "-b", "big"]);
+    for i in 0..2500 {
+        p.write(&format!("src/one/d{}/f{i}.txt", i % 50), "1\n");
+        p.write(&format!("src/two/d{}/f{i}.txt", i % 50), "2\n");
+    }
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "5000 files"]);
+    git(&["checkout", "-q", "main"]);
+
+    let mut up = Up::start(&p, &[]);
+    up.wait_for("the first build", finished_run);
+    git(&["checkout", "-q", "big"]);
+    up.wait_for("the build after the checkout", |e| e["type"] == "run.finished" && e["built"] == 2);
+    up.settle(Duration::from_millis(1000));
+    let other = up.count(|e| e["type"] == "target.finished" && e["target"] == "other");
+    assert_eq!(other, 1, "`other` is not affected by the checkout");
+    assert_eq!(up.runs(), 2, "one build for the checkout:\n{}", up.dump());
+    assert_eq!(p.read("one.count").trim(), "2501");
+    assert_eq!(p.read("two.count").trim(), "2501");
+}
