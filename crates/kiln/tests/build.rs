@@ -286,7 +286,11 @@ fn interrupt_kills_running_commands_and_exits_130() {
     for signal in [nix::sys::signal::Signal::SIGINT, nix::sys::signal::Signal::SIGTERM] {
         let _ = std::fs::remove_file(p.path("child.pid"));
         let mut child = p.command(&["build"]).stdout(std::process::Stdio::piped()).spawn().expect("spawn");
-        assert!(wait_until(Duration::from_secs(10), || p.exists("child.pid")), "command started");
+        assert!(
+            wait_until(Duration::from_secs(10), || std::fs::read_to_string(p.path("child.pid"))
+                .is_ok_and(|s| s.trim().parse::<i32>().is_ok())),
+            "command started"
+        );
         let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
         nix::sys::signal::kill(pid, signal).expect("signal kiln");
         let started = Instant::now();

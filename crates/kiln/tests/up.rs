@@ -367,7 +367,8 @@ fn no_build_only_reports_what_a_change_affects() {
 fn ctrl_c_cancels_the_running_build_and_leaves_nothing() {
     let p = Project::new("[target.t]\ncmd = \"sleep 300 & echo $! > child.pid; sleep 300\"\n");
     let up = Up::start(&p, &[]);
-    assert!(wait_until(Duration::from_secs(10), || p.exists("child.pid")));
+    assert!(wait_until(Duration::from_secs(10), || std::fs::read_to_string(p.path("child.pid"))
+        .is_ok_and(|s| s.trim().parse::<i32>().is_ok())));
     let grandchild: i32 = p.read("child.pid").trim().parse().expect("pid");
     let (code, _) = up.stop();
     assert_eq!(code, 130);
