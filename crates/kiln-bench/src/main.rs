@@ -1,11 +1,14 @@
 //! kiln-bench: generate synthetic workspaces and measure kiln against ninja on them.
 //!
 //! `kiln-bench generate DIR [--targets N] [--files F]` writes a workspace.
+//! `kiln-bench watch --kiln PATH [--watchexec PATH] [--trials N] [--tree-files N] [--idle S]`
+//! measures `kiln up` against watchexec (see `watch_bench`).
 //! `kiln-bench build --kiln PATH [--targets N] [--files F] [--runs R]` generates one in a
 //! temporary directory and reports medians of R runs of: cold build, no-op build, one-file
 //! content edit, touch-only edit — for kiln and ninja, in the same run. With `--check` it
 //! fails unless kiln ran exactly the commands each scenario calls for.
 
+mod watch_bench;
 mod workspace;
 
 use std::path::{Path, PathBuf};
@@ -23,13 +26,28 @@ struct Args {
     runs: usize,
     /// Fail unless kiln ran exactly the expected commands in each scenario.
     check: bool,
+    watchexec: PathBuf,
+    trials: usize,
+    idle_secs: u64,
+    tree_files: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let command = it.next().ok_or("usage: kiln-bench generate DIR | build --kiln PATH")?;
-    let mut args =
-        Args { command, dir: None, kiln: PathBuf::from("kiln"), targets: 1000, files: 20, runs: 5, check: false };
+    let mut args = Args {
+        command,
+        dir: None,
+        kiln: PathBuf::from("kiln"),
+        targets: 1000,
+        files: 20,
+        runs: 5,
+        check: false,
+        watchexec: PathBuf::from("watchexec"),
+        trials: 30,
+        idle_secs: 60,
+        tree_files: 100_000,
+    };
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
@@ -38,6 +56,10 @@ fn parse_args() -> Result<Args, String> {
             "--runs" => args.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--kiln" => args.kiln = PathBuf::from(value()?),
             "--check" => args.check = true,
+            "--watchexec" => args.watchexec = PathBuf::from(value()?),
+            "--trials" => args.trials = value()?.parse().map_err(|e| format!("--trials: {e}"))?,
+            "--tree-files" => args.tree_files = value()?.parse().map_err(|e| format!("--tree-files: {e}"))?,
+            "--idle" => args.idle_secs = value()?.parse().map_err(|e| format!("--idle: {e}"))?,
             other if !other.starts_with('-') => args.dir = Some(PathBuf::from(other)),
             other => return Err(format!("unknown option {other}")),
         }
@@ -61,6 +83,13 @@ fn main() {
             println!("generated {} targets × {} files in {}", spec.targets, spec.files, dir.display());
         }
         "build" => build_bench(&args, &spec),
+        "watch" => watch_bench::run(&watch_bench::WatchArgs {
+            kiln: std::fs::canonicalize(&args.kiln).unwrap_or_else(|e| fail(&format!("kiln binary: {e}"))),
+            watchexec: args.watchexec.clone(),
+            trials: args.trials,
+            files: args.tree_files,
+            idle_secs: args.idle_secs,
+        }),
         other => fail(&format!("unknown command {other}")),
     }
 }

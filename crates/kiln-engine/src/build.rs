@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 use crate::cache::{Cache, CacheError, OutputFile, current_digest, output_digest};
 use crate::digest::Digest;
 use crate::event::{Event, EventBus, NoticeLevel, Stream, TargetStatus};
+use crate::event_gate::EventGate;
 use crate::exec::{CommandSpec, ExecOutcome};
 use crate::file_index::{FileIndex, FileMeta, fingerprint};
 use crate::graph::{Graph, TargetId};
@@ -53,6 +54,9 @@ pub struct BuildOptions {
     pub spans: bool,
     /// Part of `kiln up` (the `mode` of `run.started`).
     pub watch_mode: bool,
+    /// Publish nothing unless some target turns out not to be fresh; then publish this
+    /// event first (see [`crate::event_gate`]).
+    pub gate: Option<Event>,
 }
 
 /// What a dry run would do with a target.
@@ -82,6 +86,8 @@ pub struct RunSummary {
     pub skipped: usize,
     pub duration: Duration,
     pub interrupted: bool,
+    /// A gated run in which every target was fresh: it published nothing.
+    pub quiet: bool,
     /// Filled by dry runs, in the order decisions were made.
     pub plan: Vec<PlanEntry>,
 }
@@ -260,6 +266,8 @@ pub async fn run_build(
     let priority = graph.remaining_path(&selected, |id| weights.get(&id).copied().unwrap_or(1));
     let mut sched = Scheduler::new(&graph, &selected, priority, jobs, options.keep_going);
 
+    let gate = options.gate.clone().map(|prelude| EventGate::new(bus.clone(), prelude));
+    let bus = gate.as_ref().map_or(bus, EventGate::bus);
     let ctx = Arc::new(Ctx {
         config,
         layout,
@@ -302,6 +310,7 @@ pub async fn run_build(
         pending: HashMap::new(),
         summary: RunSummary::default(),
         started_at: HashMap::new(),
+        gate,
     };
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     // Enough evaluations in flight to keep every CPU busy with large batches.
@@ -356,6 +365,7 @@ pub async fn run_build(
         }
         let _ = ctx.stat.save(&state_dir.join("stat.bin"));
     }
+    let gate = run.gate.take();
     let mut summary = run.summary;
     summary.duration = started.elapsed();
     bus.publish(Event::RunFinished {
@@ -368,6 +378,9 @@ pub async fn run_build(
         duration_ms: millis(summary.duration),
         interrupted: summary.interrupted,
     });
+    if let Some(gate) = gate {
+        summary.quiet = !gate.finish().await;
+    }
     Ok(summary)
 }
 
@@ -384,6 +397,8 @@ struct RunLoop<'s> {
     pending: HashMap<TargetId, RunRequest>,
     summary: RunSummary,
     started_at: HashMap<TargetId, Instant>,
+    /// Holds the run's events until something is not fresh.
+    gate: Option<EventGate>,
 }
 
 impl RunLoop<'_> {
@@ -428,6 +443,12 @@ impl RunLoop<'_> {
     }
 
     fn on_evaluated(&mut self, id: TargetId, eval: Evaluation) {
+        if let Some(gate) = self.gate.as_mut()
+            && !gate.is_open()
+            && !matches!(&eval, Evaluation::Done(d) if d.status == TargetStatus::Fresh)
+        {
+            gate.open();
+        }
         match eval {
             Evaluation::Done(done) => self.finish(id, done),
             Evaluation::Run(request) => {

@@ -8,6 +8,7 @@ mod cache;
 mod debouncer;
 mod digest;
 mod event;
+mod event_gate;
 mod exec;
 mod explain;
 mod file_index;

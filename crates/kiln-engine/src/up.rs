@@ -26,7 +26,7 @@ use kiln_config::{Config, LoadError};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::build::{BuildError, BuildOptions, PlanAction, resolve_targets, run_build};
+use crate::build::{BuildError, BuildOptions, resolve_targets, run_build};
 use crate::debouncer::{Batch, Debouncer};
 use crate::event::{Event, EventBus, NoticeLevel};
 use crate::graph::{Graph, TargetId};
@@ -417,41 +417,30 @@ fn start_round(
         replay_logs: options.replay_logs,
         spans: false,
         watch_mode: true,
+        gate: None,
     };
     let bus = bus.clone();
     let cancel = cancel.clone();
     let done = done.clone();
     tokio::spawn(async move {
-        // The content gate: which of these targets would do anything at all?
-        let gated = match paths {
-            Some(paths) => {
-                let quiet = Arc::new(EventBus::new());
-                let dry = BuildOptions { dry_run: true, ..build.clone() };
-                match run_build(config.clone(), dry, quiet, cancel.clone()).await {
-                    Ok(plan) => {
-                        let mut moving: Vec<String> = plan
-                            .plan
-                            .iter()
-                            .filter(|e| e.action != PlanAction::Fresh)
-                            .map(|e| e.target.clone())
-                            .collect();
-                        moving.sort();
-                        let paths: Vec<String> = paths.into_iter().collect();
-                        if moving.is_empty() {
-                            bus.publish(Event::WatchUnchanged { paths });
-                            true
-                        } else {
-                            bus.publish(Event::WatchChanged { paths, targets: moving });
-                            false
-                        }
-                    }
-                    Err(_) => false,
-                }
-            }
-            None => false,
+        // Gated on content: if every target is still fresh, the run publishes nothing.
+        let build = match &paths {
+            Some(paths) => BuildOptions {
+                gate: Some(Event::WatchChanged {
+                    paths: paths.iter().cloned().collect(),
+                    targets: build.targets.clone(),
+                }),
+                ..build
+            },
+            None => build,
         };
-        if !gated && let Err(e) = run_build(config, build, bus.clone(), cancel).await {
-            bus.publish(Event::Notice { level: NoticeLevel::Warning, message: format!("build failed to start: {e}") });
+        match run_build(config, build, bus.clone(), cancel).await {
+            Ok(summary) if summary.quiet => {
+                bus.publish(Event::WatchUnchanged { paths: paths.unwrap_or_default().into_iter().collect() });
+            }
+            Ok(_) => {}
+            Err(e) => bus
+                .publish(Event::Notice { level: NoticeLevel::Warning, message: format!("build failed to start: {e}") }),
         }
         let _ = done.send(());
     });

@@ -151,6 +151,8 @@ struct Shared<'a> {
     root: &'a Path,
     scope: &'a Scope,
     honour_ignores: bool,
+    /// List files (with their metadata) or only directories.
+    list_files: bool,
     queue: Mutex<Vec<Job>>,
     wake: Condvar,
     /// Jobs queued or in progress; the walk ends when it reaches zero.
@@ -170,6 +172,15 @@ pub struct Walked {
 
 /// Lists every file in scope under `root`, using `threads` threads.
 pub fn walk(root: &Path, scope: &Scope, honour_ignores: bool, threads: usize) -> Walked {
+    walk_with(root, scope, honour_ignores, threads, true)
+}
+
+/// Lists only the directories in scope: no file is looked at (for setting up watches).
+pub fn walk_dirs(root: &Path, scope: &Scope, threads: usize) -> Vec<String> {
+    walk_with(root, scope, true, threads, false).dirs
+}
+
+fn walk_with(root: &Path, scope: &Scope, honour_ignores: bool, threads: usize, list_files: bool) -> Walked {
     let rules = if honour_ignores { outer_rules(root) } else { None };
     // Without ignore files there is no need to come down from the root: start at each
     // prefix (a file prefix is simply looked at).
@@ -191,6 +202,7 @@ pub fn walk(root: &Path, scope: &Scope, honour_ignores: bool, threads: usize) ->
         root,
         scope,
         honour_ignores,
+        list_files,
         pending: AtomicUsize::new(start.len()),
         queue: Mutex::new(start),
         wake: Condvar::new(),
@@ -297,6 +309,8 @@ fn read_dir(shared: &Shared<'_>, job: Job) -> (Vec<Job>, Vec<(String, FileMeta)>
         if is_dir {
             let inside = job.inside || shared.scope.admits(&rel, false);
             children.push(Job { rel, inside, rules: rules.clone() });
+        } else if !shared.list_files {
+            continue;
         } else if let Some(meta) = meta.or_else(|| entry.metadata().ok().filter(std::fs::Metadata::is_file)) {
             files.push((rel, FileMeta::of(&meta)));
         }

@@ -22,7 +22,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::path_pattern::{PathPattern, is_under};
-use crate::walker::{SKIPPED_DIRS, Scope, walk};
+use crate::walker::{SKIPPED_DIRS, Scope, walk_dirs};
 
 /// What the watcher thread hands over.
 #[derive(Debug)]
@@ -137,8 +137,7 @@ impl WatchSet {
         if walk_scope.is_empty() {
             return BTreeSet::new();
         }
-        walk(&self.root, &walk_scope, true, 1)
-            .dirs
+        walk_dirs(&self.root, &walk_scope, 2)
             .into_iter()
             .filter(|d| within.is_none_or(|w| is_under(d, w)))
             .filter(|d| !scope.output_only(d))
