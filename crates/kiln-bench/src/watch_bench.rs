@@ -151,12 +151,13 @@ pub fn run(args: &WatchArgs) {
     }
     std::fs::write(
         big.join("kiln.toml"),
-        "[target.tree]\ncmd = \"date +%s%N > ../stamp.kiln\"\ninputs = [\"tree/**\"]\n",
+        format!("[settings]\ndebounce = \"{DEBOUNCE_MS}ms\"\n[target.tree]\ncmd = \"date +%s%N > ../stamp.kiln\"\ninputs = [\"tree/**\"]\n"),
     )
     .expect("write");
     let probe = big.join(format!("tree/d{:04}/f50.txt", dirs / 2));
 
-    // Detection: start, then change a file every 5 ms until the watcher reports it.
+    // Detection: start, then change a file every 100 ms (longer than the debounce window,
+    // so that neither tool's debouncing holds it back) until the watcher reports it.
     let detect = |child: &mut dyn FnMut() -> Guard, detected: &dyn Fn() -> bool| -> (f64, Guard) {
         let t0 = Instant::now();
         let guard = child();
@@ -167,7 +168,7 @@ pub fn run(args: &WatchArgs) {
             if detected() || t0.elapsed() > Duration::from_secs(120) {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(100));
         }
         (t0.elapsed().as_secs_f64() * 1000.0, guard)
     };

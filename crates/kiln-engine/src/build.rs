@@ -233,18 +233,22 @@ pub async fn run_build(
 
     let lock_path = layout.lock();
     let lock_bus = bus.clone();
-    let _lock = tokio::task::spawn_blocking(move || {
-        ProjectLock::acquire(&lock_path, |pid| {
-            let who = pid.map_or_else(|| "another kiln".to_string(), |p| format!("another kiln (pid {p})"));
-            lock_bus.publish(Event::Notice {
-                level: NoticeLevel::Info,
-                message: format!("waiting for {who} to finish in this project…"),
-            });
+    // Free in the common case; only a busy lock is waited for on a blocking thread.
+    let _lock = match ProjectLock::try_acquire(&lock_path).map_err(setup(layout.lock()))? {
+        Some(lock) => lock,
+        None => tokio::task::spawn_blocking(move || {
+            ProjectLock::acquire(&lock_path, |pid| {
+                let who = pid.map_or_else(|| "another kiln".to_string(), |p| format!("another kiln (pid {p})"));
+                lock_bus.publish(Event::Notice {
+                    level: NoticeLevel::Info,
+                    message: format!("waiting for {who} to finish in this project…"),
+                });
+            })
         })
-    })
-    .await
-    .expect("lock task does not panic")
-    .map_err(setup(layout.lock()))?;
+        .await
+        .expect("lock task does not panic")
+        .map_err(setup(layout.lock()))?,
+    };
 
     let cache = Cache::new(config.root.clone(), layout.cache());
     cache.sweep_tmp();
@@ -255,9 +259,12 @@ pub async fn run_build(
     let Patterns { inputs, outputs } = Patterns::compile(&config, &graph);
     let prefixes: Vec<String> = selected.iter().flat_map(|&id| inputs[id].iter().map(|p| p.prefix.clone())).collect();
     let root = config.root.clone();
-    let index = tokio::task::spawn_blocking(move || FileIndex::scan(&root, prefixes, true))
-        .await
-        .expect("scan task does not panic");
+    // A few prefixes are walked faster right here than by a hand-off to walker threads.
+    let index = if prefixes.len() <= 16 {
+        FileIndex::scan_small(&root, prefixes, true)
+    } else {
+        tokio::task::spawn_blocking(move || FileIndex::scan(&root, prefixes, true)).await.expect("scan task does not panic")
+    };
     let stat = stat.await.expect("stat cache load does not panic");
 
     let jobs = if options.jobs == 0 { config.settings.jobs.unwrap_or_else(cpus) } else { options.jobs };
@@ -425,6 +432,16 @@ impl RunLoop<'_> {
                 EvalJob { id, deps, refresh }
             })
             .collect();
+        if jobs.len() <= 2 {
+            // One or two evaluations take less time than handing them to another thread.
+            for job in jobs {
+                let evaluating = Instant::now();
+                let eval = evaluate(&self.ctx, job.id, &job.deps, job.refresh);
+                self.ctx.span(self.ctx.graph.name(job.id), "evaluate", Track::Worker, evaluating);
+                let _ = tx.send(Msg::Evaluated(job.id, eval));
+            }
+            return;
+        }
         let per_thread = jobs.len().div_ceil(cpus());
         let mut jobs = jobs.into_iter().peekable();
         while jobs.peek().is_some() {
@@ -992,8 +1009,10 @@ fn collect_and_store(
     Ok(record_for(root, manifest, Produced::now(output_digest, outputs, duration_ms, reason), inputs_meta))
 }
 
-fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+/// The number of CPUs, asked once: the standard library reads cgroup files every time.
+pub(crate) fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 fn millis(d: Duration) -> u64 {

@@ -61,7 +61,7 @@ impl FileIndex {
     /// ignore files when `honour_ignores` (for inputs; outputs are often ignored files and
     /// are listed regardless). See [`crate::walker`].
     pub fn scan(root: &Path, prefixes: impl IntoIterator<Item = String>, honour_ignores: bool) -> FileIndex {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = crate::build::cpus();
         FileIndex::scan_with(root, prefixes, honour_ignores, threads)
     }
 

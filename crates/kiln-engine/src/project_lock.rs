@@ -13,6 +13,21 @@ pub struct ProjectLock {
 }
 
 impl ProjectLock {
+    /// Takes the lock if it is free right now.
+    pub fn try_acquire(path: &Path) -> std::io::Result<Option<ProjectLock>> {
+        let file = File::options().read(true).write(true).create(true).truncate(false).open(path)?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(mut lock) => {
+                lock.set_len(0)?;
+                lock.rewind()?;
+                write!(lock, "{}", std::process::id())?;
+                Ok(Some(ProjectLock { _lock: lock }))
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(e.into()),
+        }
+    }
+
     /// Takes the lock, calling `on_wait` with the holder's pid (if known) before blocking.
     pub fn acquire(path: &Path, on_wait: impl FnOnce(Option<u32>)) -> std::io::Result<ProjectLock> {
         let file = File::options().read(true).write(true).create(true).truncate(false).open(path)?;
