@@ -263,7 +263,9 @@ pub async fn run_build(
     let index = if prefixes.len() <= 16 {
         FileIndex::scan_small(&root, prefixes, true)
     } else {
-        tokio::task::spawn_blocking(move || FileIndex::scan(&root, prefixes, true)).await.expect("scan task does not panic")
+        tokio::task::spawn_blocking(move || FileIndex::scan(&root, prefixes, true))
+            .await
+            .expect("scan task does not panic")
     };
     let stat = stat.await.expect("stat cache load does not panic");
 

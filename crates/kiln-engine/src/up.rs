@@ -262,10 +262,16 @@ fn git_busy(root: &std::path::Path) -> bool {
     root.ancestors().map(|d| d.join(".git")).find(|g| g.exists()).is_some_and(|g| g.join("index.lock").exists())
 }
 
+/// Sleeps until `deadline` to within a few microseconds: the runtime's timer works in whole
+/// milliseconds and rounds up, which a debounce of 50 ms would feel on every build. The last
+/// millisecond is slept on the thread itself.
 async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
+    let Some(deadline) = deadline else { return std::future::pending().await };
+    let coarse = deadline.checked_sub(Duration::from_millis(2)).unwrap_or(deadline);
+    tokio::time::sleep_until(coarse).await;
+    let left = deadline.saturating_duration_since(Instant::now());
+    if !left.is_zero() {
+        std::thread::sleep(left);
     }
 }
 

@@ -207,7 +207,8 @@ impl WatchSet {
     fn poll(&mut self, abs: &Path) -> bool {
         if self.poller.is_none() {
             // Contents are compared too: the poller sees modification times in whole seconds.
-            let config = notify::Config::default().with_poll_interval(Duration::from_secs(1)).with_compare_contents(true);
+            let config =
+                notify::Config::default().with_poll_interval(Duration::from_secs(1)).with_compare_contents(true);
             self.poller = notify::PollWatcher::new(handler(self.tx.clone()), config).ok();
         }
         self.poller.as_mut().is_some_and(|p| p.watch(abs, RecursiveMode::NonRecursive).is_ok())

@@ -18,9 +18,8 @@ struct Sysctl {
 impl Sysctl {
     fn set(path: &'static str, value: &str) -> Sysctl {
         let old = std::fs::read_to_string(path).expect("readable sysctl");
-        std::fs::write(path, value).unwrap_or_else(|e| {
-            panic!("this test lowers {path} and needs root (CI runs as root): {e}")
-        });
+        std::fs::write(path, value)
+            .unwrap_or_else(|e| panic!("this test lowers {path} and needs root (CI runs as root): {e}"));
         Sysctl { path, old }
     }
 }
@@ -45,7 +44,11 @@ fn spawn_up(p: &Project) -> (std::process::Child, std::sync::mpsc::Receiver<serd
     (child, rx)
 }
 
-fn wait_event(rx: &std::sync::mpsc::Receiver<serde_json::Value>, seen: &mut Vec<serde_json::Value>, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+fn wait_event(
+    rx: &std::sync::mpsc::Receiver<serde_json::Value>,
+    seen: &mut Vec<serde_json::Value>,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let end = std::time::Instant::now() + Duration::from_secs(30);
     while let Ok(e) = rx.recv_timeout(end.saturating_duration_since(std::time::Instant::now())) {
         seen.push(e.clone());
@@ -109,7 +112,7 @@ fn watch_limit_falls_back_to_polling_and_queue_overflow_rescans() {
         seen.push(e);
     }
     let builds = seen.iter().filter(|e| e["type"] == "run.finished" && e["built"] == 1).count();
-    assert!(builds >= 1 && builds <= 2, "one build for the burst (two if it straddled the 1 s cap): {builds}");
+    assert!((1..=2).contains(&builds), "one build for the burst (two if it straddled the 1 s cap): {builds}");
     let _ = child.kill();
     let _ = child.wait();
 }
