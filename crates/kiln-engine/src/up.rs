@@ -96,7 +96,12 @@ impl Selection {
 
     /// Selected targets an input of which a changed path may be, or may have held, and the
     /// paths that concern at least one of them.
-    fn affected(&self, paths: &BTreeSet<String>, rescan: bool) -> (BTreeSet<TargetId>, BTreeSet<String>) {
+    fn affected(
+        &self,
+        paths: &BTreeSet<String>,
+        gone_dirs: &BTreeSet<String>,
+        rescan: bool,
+    ) -> (BTreeSet<TargetId>, BTreeSet<String>) {
         if rescan {
             return (self.targets.clone(), paths.clone());
         }
@@ -107,9 +112,9 @@ impl Selection {
             for &t in &self.targets {
                 let reads = self.patterns.inputs[t].iter().any(|pat| {
                     let overlaps = is_under(p, &pat.prefix) || is_under(&pat.prefix, p);
-                    // A deleted path or a directory may have held inputs: let the content
-                    // gate decide.
-                    overlaps && (pat.matches(p) || !root.join(p).is_file())
+                    // A directory, or one that was deleted, may have held inputs: let the
+                    // content gate decide. A file counts only if the pattern matches it.
+                    overlaps && (pat.matches(p) || gone_dirs.contains(p) || root.join(p).is_dir())
                 });
                 if reads && !self.patterns.outputs[t].iter().any(|o| o.matches(p)) {
                     targets.insert(t);
@@ -159,6 +164,8 @@ pub async fn run_up(
     let mut pending: BTreeSet<String> = BTreeSet::new();
     let mut pending_paths: BTreeSet<String> = BTreeSet::new();
     let mut held_since: Option<Instant> = None;
+    // Watched directories that vanished since the last batch: they may have held inputs.
+    let mut gone_dirs: BTreeSet<String> = BTreeSet::new();
     if !options.no_build {
         start_round(&sel, &options, sel.names(sel.targets.iter().copied()), None, &bus, &cancel, &done_tx);
         building = true;
@@ -182,7 +189,11 @@ pub async fn run_up(
                         RawEvent::Paths(ps) => {
                             for p in ps {
                                 let Some(rel) = watches.relevant(&p) else { continue };
-                                paths.extend(follow_directory(&mut watches, &scope, &rel, &root));
+                                let (found, was_dir) = follow_directory(&mut watches, &scope, &rel, &root);
+                                paths.extend(found);
+                                if was_dir {
+                                    gone_dirs.insert(rel.clone());
+                                }
                                 if rel == config_rel || !sel.is_output(&rel) {
                                     paths.push(rel);
                                 }
@@ -215,7 +226,8 @@ pub async fn run_up(
                 if batch.rescan {
                     sync_watches(&mut watches, &scope, &bus);
                 }
-                let (affected, relevant) = affected_by(&sel, &batch, &config_rel, &bus, options.no_build);
+                let gone = std::mem::take(&mut gone_dirs);
+                let (affected, relevant) = affected_by(&sel, &batch, &gone, &config_rel, &bus, options.no_build);
                 let targets: BTreeSet<String> = affected.into_iter().chain(reload_targets).collect();
                 if options.no_build || targets.is_empty() {
                     continue;
@@ -276,22 +288,29 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// A directory that appeared (or was moved in) is watched at once, with everything below
-/// it; the files already in it count as changed. One that vanished is forgotten.
-fn follow_directory(watches: &mut WatchSet, scope: &WatchScope, rel: &str, root: &std::path::Path) -> Vec<String> {
+/// it; the files already in it count as changed. One that vanished is forgotten, and the
+/// second value says it was one.
+fn follow_directory(
+    watches: &mut WatchSet,
+    scope: &WatchScope,
+    rel: &str,
+    root: &std::path::Path,
+) -> (Vec<String>, bool) {
     let abs = root.join(rel);
     if abs.is_dir() {
         let dirs = watches.dirs_for(scope, Some(rel));
         if dirs.is_empty() {
-            return Vec::new();
+            return (Vec::new(), false);
         }
         watches.rewatch(&dirs);
         let prefixes: Vec<String> = dirs.iter().cloned().collect();
-        return crate::file_index::FileIndex::scan_small(root, prefixes, true).paths();
+        return (crate::file_index::FileIndex::scan_small(root, prefixes, true).paths(), false);
     }
     if !abs.exists() && watches.is_watched(rel) {
         watches.forget(rel);
+        return (Vec::new(), true);
     }
-    Vec::new()
+    (Vec::new(), false)
 }
 
 fn sync_watches(watches: &mut WatchSet, scope: &WatchScope, bus: &EventBus) {
@@ -316,12 +335,13 @@ fn sync_watches(watches: &mut WatchSet, scope: &WatchScope, bus: &EventBus) {
 fn affected_by(
     sel: &Selection,
     batch: &Batch,
+    gone_dirs: &BTreeSet<String>,
     config_rel: &str,
     bus: &EventBus,
     no_build: bool,
 ) -> (BTreeSet<String>, BTreeSet<String>) {
     let paths: BTreeSet<String> = batch.paths.iter().filter(|p| *p != config_rel).cloned().collect();
-    let (affected, relevant) = sel.affected(&paths, batch.rescan);
+    let (affected, relevant) = sel.affected(&paths, gone_dirs, batch.rescan);
     if affected.is_empty() {
         // Nothing any selected target reads: not a change that concerns anyone.
         return (BTreeSet::new(), BTreeSet::new());
