@@ -13,7 +13,7 @@
 //! Because a dependent's key holds its deps' output digests, not their keys, a dep that
 //! rebuilds to identical bytes leaves its dependents `fresh` (early cutoff).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -88,6 +88,10 @@ pub struct RunSummary {
     pub interrupted: bool,
     /// A gated run in which every target was fresh: it published nothing.
     pub quiet: bool,
+    /// How each target of the run ended.
+    pub outcomes: BTreeMap<String, TargetStatus>,
+    /// Targets whose outputs are different from before the run (built or restored anew).
+    pub changed: BTreeSet<String>,
     /// Filled by dry runs, in the order decisions were made.
     pub plan: Vec<PlanEntry>,
 }
@@ -527,7 +531,11 @@ impl RunLoop<'_> {
         if matches!(done.status, TargetStatus::Built | TargetStatus::Cached) {
             self.touched.insert(id);
         }
+        self.summary.outcomes.insert(name.clone(), done.status);
         if let Some(record) = &done.record {
+            if self.ctx.prev.targets.get(&name).is_none_or(|p| p.output_digest != record.output_digest) {
+                self.summary.changed.insert(name.clone());
+            }
             self.digests.insert(id, Some(record.output_digest));
             self.state.targets.insert(name.clone(), record.clone());
         }
@@ -543,6 +551,7 @@ impl RunLoop<'_> {
         for (skipped, cause) in self.sched.finish(id, done.status) {
             let reason = format!("dependency {} did not succeed", self.ctx.graph.name(cause));
             self.summary.skipped += 1;
+            self.summary.outcomes.insert(self.ctx.graph.name(skipped).to_string(), TargetStatus::Skipped);
             self.ctx.bus.publish(Event::TargetFinished {
                 target: self.ctx.graph.name(skipped).to_string(),
                 status: TargetStatus::Skipped,

@@ -40,6 +40,42 @@ impl TargetStatus {
     }
 }
 
+/// The phase of a service replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Waiting for its deps to be built or its `after` services to be ready.
+    Pending,
+    Starting,
+    Ready,
+    /// Was ready; its probe now fails.
+    Unhealthy,
+    /// Crashed; waiting to restart.
+    Backoff,
+    Stopping,
+    Stopped,
+    /// Exited 0 and is not restarted.
+    Completed,
+    /// Exited with an error and is not restarted.
+    Failed,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "pending",
+            Phase::Starting => "starting",
+            Phase::Ready => "ready",
+            Phase::Unhealthy => "unhealthy",
+            Phase::Backoff => "backoff",
+            Phase::Stopping => "stopping",
+            Phase::Stopped => "stopped",
+            Phase::Completed => "completed",
+            Phase::Failed => "failed",
+        }
+    }
+}
+
 /// Which output stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -131,6 +167,21 @@ pub enum Event {
     /// The edited configuration has errors; the previous one keeps running.
     #[serde(rename = "config.invalid")]
     ConfigInvalid { message: String },
+    /// A service replica changed phase.
+    #[serde(rename = "service.phase")]
+    ServicePhase {
+        service: String,
+        replica: u32,
+        phase: Phase,
+        reason: String,
+        /// Restarts after crashes so far.
+        restarts: u32,
+        /// In `backoff`: milliseconds until the next try.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_try_ms: Option<u64>,
+    },
+    #[serde(rename = "service.output")]
+    ServiceOutput { service: String, replica: u32, stream: Stream, line: String },
     /// A notice for humans that is not tied to a target (waiting for a lock, a discarded
     /// corrupt cache entry).
     #[serde(rename = "run.notice")]

@@ -3,6 +3,7 @@
 //! [`Event`] that views subscribe to.
 
 mod atomic_write;
+mod backoff;
 mod build;
 mod cache;
 mod debouncer;
@@ -16,10 +17,14 @@ mod graph;
 mod layout;
 mod manifest;
 mod path_pattern;
+mod probe;
 mod project_lock;
+mod replica;
+mod restart_policy;
 mod scheduler;
 mod stat_cache;
 mod state;
+mod supervisor;
 mod target_inputs;
 mod timestamp;
 mod up;
@@ -29,7 +34,7 @@ mod watch;
 pub use build::{BuildError, BuildOptions, PlanAction, PlanEntry, RunSummary, resolve_targets, run_build};
 pub use cache::{ActionRecord, Cache, CacheStats, OutputFile, PruneReport};
 pub use digest::Digest;
-pub use event::{Envelope, Event, EventBus, NoticeLevel, Stream, TargetStatus};
+pub use event::{Envelope, Event, EventBus, NoticeLevel, Phase, Stream, TargetStatus};
 pub use explain::{ExplainError, Explanation, explain};
 pub use graph::{Graph, TargetId};
 pub use layout::Layout;

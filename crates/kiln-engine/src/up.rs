@@ -26,11 +26,13 @@ use kiln_config::{Config, LoadError};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::build::{BuildError, BuildOptions, resolve_targets, run_build};
+use crate::build::{BuildError, BuildOptions, RunSummary, resolve_targets, run_build};
 use crate::debouncer::{Batch, Debouncer};
+use crate::event::TargetStatus;
 use crate::event::{Event, EventBus, NoticeLevel};
 use crate::graph::{Graph, TargetId};
 use crate::path_pattern::{PathPattern, is_under};
+use crate::supervisor::Supervisor;
 use crate::target_inputs::Patterns;
 use crate::watch::{RawEvent, WatchScope, WatchSet};
 
@@ -75,17 +77,30 @@ struct Selection {
     config: Arc<Config>,
     graph: Graph,
     patterns: Patterns,
-    /// The selected targets and their deps.
+    /// The selected targets and their deps (including the deps of selected services).
     targets: BTreeSet<TargetId>,
+    /// The selected services.
+    services: BTreeSet<String>,
 }
 
 impl Selection {
     fn new(config: Config, names: &[String]) -> Result<Selection, BuildError> {
         let graph = Graph::from_config(&config);
-        let roots = if names.is_empty() { (0..graph.len()).collect() } else { resolve_targets(&graph, names)? };
+        // A name is a service or a target; with no names, everything.
+        let services: BTreeSet<String> = if names.is_empty() {
+            config.services.keys().cloned().collect()
+        } else {
+            names.iter().filter(|n| config.services.contains_key(*n)).cloned().collect()
+        };
+        let target_names: Vec<String> = names.iter().filter(|n| !config.services.contains_key(*n)).cloned().collect();
+        let mut roots: Vec<TargetId> =
+            if names.is_empty() { (0..graph.len()).collect() } else { resolve_targets(&graph, &target_names)? };
+        for s in &services {
+            roots.extend(config.services[s].deps.iter().filter_map(|d| graph.id(d)));
+        }
         let targets = graph.with_deps(roots);
         let patterns = Patterns::compile(&config, &graph);
-        Ok(Selection { config: Arc::new(config), graph, patterns, targets })
+        Ok(Selection { config: Arc::new(config), graph, patterns, targets, services })
     }
 
     fn scope(&self) -> WatchScope {
@@ -159,7 +174,10 @@ pub async fn run_up(
     let mut debouncer = Debouncer::new(window, MAX_WAIT);
     bus.publish(Event::WatchStarted { dirs: watches.watched_dirs(), targets: sel.targets.len() });
 
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Option<RunSummary>>();
+    let mut supervisor = Supervisor::new(bus.clone());
+    // Targets whose last build succeeded: a service starts once all its deps are here.
+    let mut good: BTreeSet<String> = BTreeSet::new();
     let mut building = false;
     let mut pending: BTreeSet<String> = BTreeSet::new();
     let mut pending_paths: BTreeSet<String> = BTreeSet::new();
@@ -214,7 +232,22 @@ pub async fn run_up(
                 if batch.paths.contains(&config_rel)
                     && let Some((next, changed)) = reload(&sel, &options, &bus)
                 {
+                    // Services removed or redefined stop now; redefined ones start again
+                    // after the next round, which their deps are added to.
+                    for (name, old) in &sel.config.services {
+                        let now = next.config.services.get(name);
+                        if now != Some(old) && supervisor.is_started(name) {
+                            supervisor.stop(name).await;
+                        }
+                    }
+                    let mut changed = changed;
+                    for name in &next.services {
+                        if !supervisor.is_started(name) {
+                            changed.extend(next.config.services[name].deps.iter().cloned());
+                        }
+                    }
                     sel = next;
+                    reconcile_services(&sel, &mut supervisor, &mut good, &RunSummary::default(), &bus);
                     debouncer.set_window(options.debounce.unwrap_or(sel.config.settings.debounce));
                     let next_scope = sel.scope();
                     if next_scope != scope {
@@ -240,10 +273,14 @@ pub async fn run_up(
                     building = true;
                 }
             }
-            Some(()) = done_rx.recv() => {
+            Some(summary) = done_rx.recv() => {
                 building = false;
                 if *cancel.borrow() {
+                    supervisor.stop_all().await;
                     return Ok(UpExit::Interrupted);
+                }
+                if let Some(summary) = summary {
+                    reconcile_services(&sel, &mut supervisor, &mut good, &summary, &bus);
                 }
                 if !pending.is_empty() {
                     let names = std::mem::take(&mut pending).into_iter().collect();
@@ -257,12 +294,51 @@ pub async fn run_up(
                         // The round sees the same signal, kills its commands and reports.
                         let _ = done_rx.recv().await;
                     }
+                    supervisor.stop_all().await;
                     return Ok(UpExit::Interrupted);
                 }
             }
         }
     }
     Ok(UpExit::Interrupted)
+}
+
+/// After a round: starts the services whose deps are now all built, and rolls those whose
+/// deps produced new outputs. A failed build starts or restarts nothing: what runs keeps
+/// serving.
+fn reconcile_services(
+    sel: &Selection,
+    supervisor: &mut Supervisor,
+    good: &mut BTreeSet<String>,
+    summary: &RunSummary,
+    bus: &EventBus,
+) {
+    for (target, status) in &summary.outcomes {
+        if matches!(status, TargetStatus::Built | TargetStatus::Cached | TargetStatus::Fresh) {
+            good.insert(target.clone());
+        } else {
+            good.remove(target);
+        }
+    }
+    for name in &sel.services {
+        let service = &sel.config.services[name];
+        if !service.deps.iter().all(|d| good.contains(d)) {
+            continue;
+        }
+        if supervisor.is_started(name) {
+            let failed_now = service.deps.iter().any(|d| {
+                summary
+                    .outcomes
+                    .get(d)
+                    .is_some_and(|s| !matches!(s, TargetStatus::Built | TargetStatus::Cached | TargetStatus::Fresh))
+            });
+            if !failed_now && service.deps.iter().any(|d| summary.changed.contains(d)) {
+                supervisor.roll(name);
+            }
+        } else if let Some(spec) = Supervisor::spec(&sel.config, service, bus) {
+            supervisor.start(spec, service.replicas, &service.after);
+        }
+    }
 }
 
 /// The longest a batch waits for a git operation to finish.
@@ -432,7 +508,7 @@ fn start_round(
     paths: Option<BTreeSet<String>>,
     bus: &Arc<EventBus>,
     cancel: &watch::Receiver<bool>,
-    done: &mpsc::UnboundedSender<()>,
+    done: &mpsc::UnboundedSender<Option<RunSummary>>,
 ) {
     let config = sel.config.clone();
     let build = BuildOptions {
@@ -460,14 +536,21 @@ fn start_round(
             },
             None => build,
         };
-        match run_build(config, build, bus.clone(), cancel).await {
-            Ok(summary) if summary.quiet => {
-                bus.publish(Event::WatchUnchanged { paths: paths.unwrap_or_default().into_iter().collect() });
+        let summary = match run_build(config, build, bus.clone(), cancel).await {
+            Ok(summary) => {
+                if summary.quiet {
+                    bus.publish(Event::WatchUnchanged { paths: paths.unwrap_or_default().into_iter().collect() });
+                }
+                Some(summary)
             }
-            Ok(_) => {}
-            Err(e) => bus
-                .publish(Event::Notice { level: NoticeLevel::Warning, message: format!("build failed to start: {e}") }),
-        }
-        let _ = done.send(());
+            Err(e) => {
+                bus.publish(Event::Notice {
+                    level: NoticeLevel::Warning,
+                    message: format!("build failed to start: {e}"),
+                });
+                None
+            }
+        };
+        let _ = done.send(summary);
     });
 }

@@ -42,6 +42,10 @@ impl HumanLines {
                 ));
                 lines
             }
+            Event::ServiceOutput { service, replica, line, .. } => vec![format!("{service}[{replica}] │ {line}")],
+            Event::ServicePhase { service, replica, phase, reason, .. } => {
+                vec![format!("{service}[{replica}] {} — {reason}", phase.as_str())]
+            }
             Event::WatchStarted { dirs, targets } => {
                 vec![format!("watching {dirs} directories for the inputs of {targets} targets; Ctrl-C stops")]
             }

@@ -1,0 +1,264 @@
+//! One replica of a process service, kept in its desired state.
+//!
+//! A small controller per replica: start the process (`sh -c CMD` in its own process group,
+//! dying with kiln, `KILN_REPLICA` set), probe it until ready, watch it; when it exits, the
+//! restart policy decides (`restart_policy::on_exit`): back off and start again (1 s doubling
+//! to 5 min, reset after 10 min ready), or end as `completed` / `failed`. A failing probe
+//! turns a ready replica `unhealthy` after `failures` checks in a row, and `ready` again
+//! when it passes. Commands from the supervisor: restart (a rolling reload) and stop
+//! (`stop_signal` to the group, `stop_timeout`, then SIGKILL). Every phase change is a
+//! `service.phase` event, and every output line a `service.output` event.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiln_config::{Probe, ProbeCheck, RestartPolicy};
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::backoff::{Backoff, jitter_unit};
+use crate::event::{Event, EventBus, Phase, Stream};
+use crate::exec::{configure_child, signal_group};
+use crate::restart_policy::{ExitDecision, on_exit};
+
+/// What a replica runs and how it is kept.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub cmd: String,
+    pub dir: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub restart: RestartPolicy,
+    pub probe: Option<Probe>,
+    pub stop_signal: Signal,
+    pub stop_timeout: Duration,
+    pub backoff: Backoff,
+}
+
+/// Orders from the supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Stop the running process and start a new one (a new build to serve).
+    Restart,
+    Stop,
+}
+
+struct Ctx {
+    spec: Arc<ServiceSpec>,
+    replica: u32,
+    bus: Arc<EventBus>,
+    phase: watch::Sender<Phase>,
+    restarts: u32,
+}
+
+impl Ctx {
+    fn set(&mut self, phase: Phase, reason: impl Into<String>, next_try: Option<Duration>) {
+        self.phase.send_replace(phase);
+        self.bus.publish(Event::ServicePhase {
+            service: self.spec.name.clone(),
+            replica: self.replica,
+            phase,
+            reason: reason.into(),
+            restarts: self.restarts,
+            next_try_ms: next_try.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        });
+    }
+}
+
+/// How a running process ended, from the replica's point of view.
+enum Ended {
+    Exited(Option<i32>),
+    Control(Control),
+}
+
+/// Runs the replica until told to stop; returns when its process is gone.
+pub async fn run_replica(
+    spec: Arc<ServiceSpec>,
+    replica: u32,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    bus: Arc<EventBus>,
+    phase: watch::Sender<Phase>,
+) {
+    let mut ctx = Ctx { spec, replica, bus, phase, restarts: 0 };
+    let mut reason = "deps are built".to_string();
+    loop {
+        ctx.set(Phase::Starting, reason.clone(), None);
+        let started = Instant::now();
+        let ended = match run_once(&mut ctx, &mut control).await {
+            Ok(ended) => ended,
+            Err(why) => {
+                ctx.bus.publish(Event::ServiceOutput {
+                    service: ctx.spec.name.clone(),
+                    replica: ctx.replica,
+                    stream: Stream::Stderr,
+                    line: format!("kiln: {why}"),
+                });
+                Ended::Exited(Some(127))
+            }
+        };
+        let ready_for = started.elapsed();
+        match ended {
+            Ended::Control(Control::Stop) => {
+                ctx.set(Phase::Stopped, "stopped", None);
+                return;
+            }
+            Ended::Control(Control::Restart) => {
+                reason = "restarted for a new build".into();
+            }
+            Ended::Exited(code) => {
+                let how = code.map_or_else(|| "killed by a signal".to_string(), |c| format!("exited with code {c}"));
+                match on_exit(ctx.spec.restart, code) {
+                    ExitDecision::Completed => {
+                        ctx.set(Phase::Completed, how, None);
+                        if wait_for_restart(&mut control).await {
+                            reason = "restarted for a new build".into();
+                            continue;
+                        }
+                        return;
+                    }
+                    ExitDecision::Failed => {
+                        ctx.set(Phase::Failed, format!("{how}; restart = \"never\""), None);
+                        if wait_for_restart(&mut control).await {
+                            reason = "restarted for a new build".into();
+                            continue;
+                        }
+                        return;
+                    }
+                    ExitDecision::Restart => {
+                        ctx.restarts = ctx.spec.backoff.after_ready(ctx.restarts, ready_for);
+                        let delay = ctx.spec.backoff.delay(ctx.restarts, jitter_unit());
+                        ctx.restarts += 1;
+                        ctx.set(
+                            Phase::Backoff,
+                            format!("{how}; restart {} in {}", ctx.restarts, kiln_config::format_duration(delay)),
+                            Some(delay),
+                        );
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => reason = format!("restart {} after it {how}", ctx.restarts),
+                            c = control.recv() => match c {
+                                Some(Control::Restart) => reason = "restarted for a new build".into(),
+                                Some(Control::Stop) | None => {
+                                    ctx.set(Phase::Stopped, "stopped", None);
+                                    return;
+                                }
+                            },
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// After `completed` or `failed`: only a new build brings the replica back.
+async fn wait_for_restart(control: &mut mpsc::UnboundedReceiver<Control>) -> bool {
+    matches!(control.recv().await, Some(Control::Restart))
+}
+
+/// Starts the process and supervises it until it exits or a control arrives.
+async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>) -> Result<Ended, String> {
+    let spec = ctx.spec.clone();
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(&spec.cmd)
+        .current_dir(&spec.dir)
+        .envs(&spec.env)
+        .env("KILN_REPLICA", ctx.replica.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    configure_child(&mut command);
+    let mut child = command.spawn().map_err(|e| format!("cannot start `{}`: {e}", spec.cmd))?;
+    let pid = child.id().unwrap_or(0);
+
+    // Output lines become events; a `log` probe watches them for its pattern.
+    let (log_ready_tx, mut log_ready) = mpsc::unbounded_channel::<()>();
+    let pattern = match spec.probe.as_ref().map(|p| &p.check) {
+        Some(ProbeCheck::Log(re)) => regex::Regex::new(re).ok().or_else(|| regex::Regex::new(&regex::escape(re)).ok()),
+        _ => None,
+    };
+    for (reader, stream) in [
+        (child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), Stream::Stdout),
+        (child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), Stream::Stderr),
+    ] {
+        let Some(reader) = reader else { continue };
+        let bus = ctx.bus.clone();
+        let (service, replica) = (spec.name.clone(), ctx.replica);
+        let pattern = pattern.clone();
+        let tx = log_ready_tx.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(reader).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if pattern.as_ref().is_some_and(|p| p.is_match(&line)) {
+                    let _ = tx.send(());
+                }
+                bus.publish(Event::ServiceOutput { service: service.clone(), replica, stream, line });
+            }
+        });
+    }
+    drop(log_ready_tx);
+
+    let probe = spec.probe.clone();
+    let mut ready = probe.is_none();
+    if ready {
+        ctx.set(Phase::Ready, "running (no readiness probe)", None);
+    }
+    let mut failures = 0u32;
+    let mut next_probe = Instant::now();
+    loop {
+        let probing = probe.as_ref().filter(|p| !matches!(p.check, ProbeCheck::Log(_)));
+        tokio::select! {
+            status = child.wait() => {
+                signal_group(pid, Signal::SIGKILL);
+                let code = status.ok().and_then(|s| s.code());
+                return Ok(Ended::Exited(code));
+            }
+            c = control.recv() => {
+                let c = c.unwrap_or(Control::Stop);
+                stop(ctx, &mut child, pid).await;
+                return Ok(Ended::Control(c));
+            }
+            Some(()) = log_ready.recv(), if !ready => {
+                ready = true;
+                ctx.set(Phase::Ready, "its output matched the log probe", None);
+            }
+            () = tokio::time::sleep_until(next_probe), if probing.is_some() => {
+                let p = probing.expect("guarded by the branch condition");
+                next_probe = Instant::now() + p.period;
+                match crate::probe::check(&p.check, p.timeout, &spec.dir, &spec.env).await {
+                    Ok(()) => {
+                        failures = 0;
+                        if !ready || *ctx.phase.borrow() == Phase::Unhealthy {
+                            ready = true;
+                            ctx.set(Phase::Ready, "readiness probe passed", None);
+                        }
+                    }
+                    Err(why) => {
+                        failures += 1;
+                        if ready && failures >= p.failures && *ctx.phase.borrow() == Phase::Ready {
+                            ctx.set(Phase::Unhealthy, format!("readiness probe failed {failures} times: {why}"), None);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `stop_signal` to the process group, `stop_timeout`, then SIGKILL.
+async fn stop(ctx: &mut Ctx, child: &mut tokio::process::Child, pid: u32) {
+    ctx.set(Phase::Stopping, format!("sent {}", ctx.spec.stop_signal.as_str()), None);
+    signal_group(pid, ctx.spec.stop_signal);
+    if tokio::time::timeout(ctx.spec.stop_timeout, child.wait()).await.is_err() {
+        signal_group(pid, Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+    signal_group(pid, Signal::SIGKILL);
+}
