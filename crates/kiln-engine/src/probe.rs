@@ -44,7 +44,7 @@ async fn http(url: &str) -> Result<(), String> {
     let mut stream = TcpStream::connect(&addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: kiln\r\n\r\n");
     stream.write_all(request.as_bytes()).await.map_err(|e| format!("send to {addr}: {e}"))?;
-    let mut head = vec![0u8; 64];
+    let mut head = [0u8; 64];
     let mut got = 0;
     while got < 12 {
         let n = stream.read(&mut head[got..]).await.map_err(|e| format!("read from {addr}: {e}"))?;
