@@ -177,6 +177,7 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
     configure_child(&mut command);
     let mut child = command.spawn().map_err(|e| format!("cannot start `{}`: {e}", spec.cmd))?;
     let pid = child.id().unwrap_or(0);
+    let _group = crate::process_guard::GroupGuard::new(pid);
 
     // Output lines become events; a `log` probe watches them for its pattern.
     let (log_ready_tx, mut log_ready) = mpsc::unbounded_channel::<()>();

@@ -20,6 +20,9 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == kiln_engine::WATCHDOG_ARG) {
+        kiln_engine::watchdog_main();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -49,8 +52,14 @@ fn main() -> ExitCode {
     exit::code(code)
 }
 
-/// Runs an async command on a runtime whose idle threads are not waited for at exit.
+/// Runs an async command on a runtime whose idle threads are not waited for at exit. The
+/// watchdog that kills leftover process groups if kiln dies starts first.
 fn with_runtime(command: impl std::future::Future<Output = u8>) -> u8 {
+    if let Ok(me) = std::env::current_exe()
+        && let Err(e) = kiln_engine::start_watchdog(&me)
+    {
+        eprintln!("warning: cannot start the watchdog that cleans up after a crash: {e}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

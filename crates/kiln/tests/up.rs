@@ -2,93 +2,9 @@
 //! stream read line by line, bounded waits on events (never a fixed sleep as an assertion).
 
 mod common;
-use common::{Project, alive, wait_until};
+use common::{Project, Up, alive, wait_until};
 use serde_json::Value;
-use std::io::BufRead;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-/// A running `kiln --json up` and the events it has printed so far.
-struct Up {
-    child: Child,
-    rx: mpsc::Receiver<Value>,
-    seen: Vec<Value>,
-}
-
-impl Up {
-    fn start(p: &Project, args: &[&str]) -> Up {
-        let mut all = vec!["--json", "up"];
-        all.extend_from_slice(args);
-        let mut child = p.command(&all).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kiln up starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    let _ = tx.send(v);
-                }
-            }
-        });
-        let mut up = Up { child, rx, seen: Vec::new() };
-        up.wait_for("watching", |e| e["type"] == "watch.started");
-        up
-    }
-
-    /// Waits (at most 20 s) for an event matching `pred`, returning it.
-    fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(e) => {
-                    self.seen.push(e.clone());
-                    if pred(&e) {
-                        return e;
-                    }
-                }
-                Err(_) => panic!("timed out waiting for {what}; events so far:\n{}", self.dump()),
-            }
-        }
-    }
-
-    /// Collects events until none arrive for `quiet`.
-    fn settle(&mut self, quiet: Duration) {
-        while let Ok(e) = self.rx.recv_timeout(quiet) {
-            self.seen.push(e);
-        }
-    }
-
-    fn count(&self, pred: impl Fn(&Value) -> bool) -> usize {
-        self.seen.iter().filter(|e| pred(e)).count()
-    }
-
-    fn runs(&self) -> usize {
-        self.count(|e| e["type"] == "run.finished")
-    }
-
-    fn dump(&self) -> String {
-        self.seen.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
-    }
-
-    fn stop(mut self) -> (i32, String) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
-        let status = self.child.wait().expect("exits");
-        let mut err = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut e, &mut err);
-        }
-        (status.code().unwrap_or(-1), err)
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::time::Duration;
 
 const BASIC: &str = r#"
 [settings]

@@ -3,8 +3,12 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset of the helpers")]
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+
+use serde_json::Value;
 use std::time::{Duration, Instant};
 
 pub struct Project {
@@ -136,5 +140,94 @@ pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !stat.split(") ").nth(1).is_some_and(|rest| rest.starts_with('Z')),
         Err(_) => false,
+    }
+}
+
+/// A running `kiln --json up` and the events it has printed so far.
+pub struct Up {
+    pub child: Child,
+    rx: mpsc::Receiver<Value>,
+    pub seen: Vec<Value>,
+}
+
+impl Up {
+    pub fn start(p: &Project, args: &[&str]) -> Up {
+        let mut all = vec!["--json", "up"];
+        all.extend_from_slice(args);
+        let mut child = p.command(&all).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kiln up starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let mut up = Up { child, rx, seen: Vec::new() };
+        up.wait_for("watching", |e| e["type"] == "watch.started");
+        up
+    }
+
+    /// Waits (at most 20 s) for an event matching `pred`, returning it.
+    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(e) => {
+                    self.seen.push(e.clone());
+                    if pred(&e) {
+                        return e;
+                    }
+                }
+                Err(_) => panic!("timed out waiting for {what}; events so far:\n{}", self.dump()),
+            }
+        }
+    }
+
+    /// The first event matching `pred`, among those already seen or still to come.
+    pub fn wait_seen(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(e) = self.seen.iter().find(|e| pred(e)) {
+            return e.clone();
+        }
+        self.wait_for(what, pred)
+    }
+
+    /// Collects events until none arrive for `quiet`.
+    pub fn settle(&mut self, quiet: Duration) {
+        while let Ok(e) = self.rx.recv_timeout(quiet) {
+            self.seen.push(e);
+        }
+    }
+
+    pub fn count(&self, pred: impl Fn(&Value) -> bool) -> usize {
+        self.seen.iter().filter(|e| pred(e)).count()
+    }
+
+    pub fn runs(&self) -> usize {
+        self.count(|e| e["type"] == "run.finished")
+    }
+
+    pub fn dump(&self) -> String {
+        self.seen.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+    }
+
+    pub fn stop(mut self) -> (i32, String) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+        let status = self.child.wait().expect("exits");
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        (status.code().unwrap_or(-1), err)
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -1,0 +1,166 @@
+//! Process services in `kiln up`, with real processes: replicas and readiness, rolling
+//! reload, crash restarts with backoff, restart policies, a failed build that keeps the old
+//! version serving, graceful stop, and `kill -9` of kiln.
+
+mod common;
+use common::{Project, Up, alive, wait_until};
+use serde_json::Value;
+use std::time::Duration;
+
+const WEB: &str = r#"
+[settings]
+debounce = "50ms"
+
+[target.server]
+cmd = "grep -q BROKEN src/server.sh && exit 1; mkdir -p out && cp src/server.sh out/server.sh && chmod +x out/server.sh"
+inputs = ["src/*.sh"]
+outputs = ["out/server.sh"]
+
+[service.web]
+cmd = "./out/server.sh"
+deps = ["server"]
+replicas = 2
+ready = { log = "listening" }
+stop_timeout = "2s"
+"#;
+
+fn server(version: &str) -> String {
+    format!("#!/bin/sh\necho $$ >> pids\necho \"replica $KILN_REPLICA listening {version}\"\nexec sleep 1000\n")
+}
+
+fn web() -> Project {
+    let p = Project::new(WEB);
+    p.write("src/server.sh", &server("v1"));
+    p
+}
+
+fn phase(e: &Value, service: &str, replica: u64, phase: &str) -> bool {
+    e["type"] == "service.phase" && e["service"] == service && e["replica"] == replica && e["phase"] == phase
+}
+
+fn pids(p: &Project) -> Vec<i32> {
+    std::fs::read_to_string(p.path("pids")).unwrap_or_default().lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+#[test]
+fn replicas_start_ready_roll_one_at_a_time_and_stop_gracefully() {
+    let p = web();
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("web[0] ready", |e| phase(e, "web", 0, "ready"));
+    up.wait_seen("web[1] ready", |e| phase(e, "web", 1, "ready"));
+    let lines: Vec<String> = up
+        .seen
+        .iter()
+        .filter(|e| e["type"] == "service.output")
+        .map(|e| e["line"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        lines.contains(&"replica 0 listening v1".to_string()) && lines.contains(&"replica 1 listening v1".to_string()),
+        "{lines:?}"
+    );
+
+    p.write("src/server.sh", &server("v2"));
+    up.wait_for("web[1] back with v2", |e| e["type"] == "service.output" && e["line"] == "replica 1 listening v2");
+    up.wait_for("web[1] ready again", |e| phase(e, "web", 1, "ready"));
+    let seq = |pred: &dyn Fn(&Value) -> bool| up.seen.iter().position(|e| pred(e)).expect("event seen");
+    let stop0 = seq(&|e| phase(e, "web", 0, "stopping"));
+    let ready0 = up
+        .seen
+        .iter()
+        .enumerate()
+        .skip(stop0)
+        .find(|(_, e)| phase(e, "web", 0, "ready"))
+        .map(|(i, _)| i)
+        .expect("web[0] ready again");
+    let stop1 = seq(&|e| phase(e, "web", 1, "stopping"));
+    assert!(stop0 < ready0 && ready0 < stop1, "replica 1 stops only after the new replica 0 is ready:\n{}", up.dump());
+
+    let all = pids(&p);
+    assert_eq!(all.len(), 4, "two replicas, started twice: {all:?}");
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+    assert!(wait_until(Duration::from_secs(5), || all.iter().all(|pid| !alive(*pid))), "every service process is gone");
+}
+
+#[test]
+fn a_failed_build_restarts_nothing() {
+    let p = web();
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("web[1] ready", |e| phase(e, "web", 1, "ready"));
+    up.wait_seen("web[0] ready", |e| phase(e, "web", 0, "ready"));
+    p.write("src/server.sh", &format!("{}# BROKEN\n", server("v2")));
+    up.wait_for("the failed build", |e| e["type"] == "run.finished" && e["failed"] == 1);
+    up.settle(Duration::from_millis(500));
+    assert_eq!(up.count(|e| e["type"] == "service.phase" && e["phase"] == "stopping"), 0, "{}", up.dump());
+    assert!(pids(&p).iter().all(|pid| alive(*pid)), "the old version keeps serving");
+}
+
+#[test]
+fn a_crash_loop_backs_off_and_restart_never_ends_the_service() {
+    let p = Project::new(
+        r#"
+[service.crashy]
+cmd = "echo boom; exit 3"
+restart = "on-failure"
+
+[service.once]
+cmd = "echo done"
+restart = "never"
+
+[service.broken]
+cmd = "exit 4"
+restart = "never"
+"#,
+    );
+    let mut up = Up::start(&p, &[]);
+    let first = up.wait_for("the first backoff", |e| phase(e, "crashy", 0, "backoff"));
+    let second = up.wait_for("the second backoff", |e| phase(e, "crashy", 0, "backoff") && e["restarts"] == 2);
+    let ms = |e: &Value| e["next_try_ms"].as_u64().expect("next_try_ms");
+    assert!((1000..=1100).contains(&ms(&first)), "{first}");
+    assert!((2000..=2200).contains(&ms(&second)), "{second}");
+    assert_eq!(first["restarts"], 1);
+    assert!(first["reason"].as_str().unwrap_or("").starts_with("exited with code 3; restart 1 in "), "{first}");
+    up.wait_seen("once completed", |e| phase(e, "once", 0, "completed"));
+    let failed = up.wait_seen("broken failed", |e| phase(e, "broken", 0, "failed"));
+    assert!(failed["reason"].as_str().unwrap_or("").contains("exited with code 4"), "{failed}");
+}
+
+#[test]
+fn http_readiness_and_after_ordering() {
+    let p = Project::new(
+        r#"
+[service.api]
+cmd = "sleep 0.5; python3 -m http.server --bind 127.0.0.1 $PORT"
+env = { PORT = "18737" }
+ready = { http = "http://127.0.0.1:18737/", period = "100ms" }
+
+[service.worker]
+cmd = "echo worker up; exec sleep 1000"
+after = ["api"]
+"#,
+    );
+    let mut up = Up::start(&p, &[]);
+    let pending = up.wait_for("worker pending", |e| phase(e, "worker", 0, "pending"));
+    assert_eq!(pending["reason"], "waiting for api to be ready");
+    up.wait_seen("api ready", |e| phase(e, "api", 0, "ready"));
+    up.wait_seen("worker starting", |e| phase(e, "worker", 0, "starting"));
+    let api_ready = up.seen.iter().position(|e| phase(e, "api", 0, "ready")).expect("seen");
+    let worker_start = up.seen.iter().position(|e| phase(e, "worker", 0, "starting")).expect("seen");
+    assert!(api_ready < worker_start, "{}", up.dump());
+}
+
+#[test]
+fn kill_9_of_kiln_leaves_no_service_process() {
+    let p = web();
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("web[1] ready", |e| phase(e, "web", 1, "ready"));
+    up.wait_seen("web[0] ready", |e| phase(e, "web", 0, "ready"));
+    let all = pids(&p);
+    assert_eq!(all.len(), 2);
+    up.child.kill().expect("kill -9");
+    let _ = up.child.wait();
+    assert!(
+        wait_until(Duration::from_secs(5), || all.iter().all(|pid| !alive(*pid))),
+        "services died with kiln: {all:?}"
+    );
+}
