@@ -62,7 +62,7 @@ fn replicas_start_ready_roll_one_at_a_time_and_stop_gracefully() {
     p.write("src/server.sh", &server("v2"));
     up.wait_for("web[1] back with v2", |e| e["type"] == "service.output" && e["line"] == "replica 1 listening v2");
     up.wait_for("web[1] ready again", |e| phase(e, "web", 1, "ready"));
-    let seq = |pred: &dyn Fn(&Value) -> bool| up.seen.iter().position(|e| pred(e)).expect("event seen");
+    let seq = |pred: &dyn Fn(&Value) -> bool| up.seen.iter().position(pred).expect("event seen");
     let stop0 = seq(&|e| phase(e, "web", 0, "stopping"));
     let ready0 = up
         .seen
