@@ -44,4 +44,4 @@ pub use process_guard::{WATCHDOG_ARG, start_watchdog, watchdog_main};
 pub use project_lock::ProjectLock;
 pub use state::{State, TargetRecord};
 pub use timestamp::rfc3339;
-pub use up::{UpError, UpExit, UpOptions, run_up};
+pub use up::{UpControl, UpError, UpExit, UpOptions, run_up};

@@ -61,7 +61,19 @@ pub struct UpOptions {
 /// How `kiln up` ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpExit {
+    /// Ctrl-C or SIGTERM.
     Interrupted,
+    /// Asked to stop through the control API (`kiln down`).
+    Stopped,
+}
+
+/// Orders from outside the loop (the control API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpControl {
+    /// Build a target (and its dependents) now, or restart a service's replicas.
+    Trigger(String),
+    /// Stop services and end `kiln up`.
+    Stop,
 }
 
 /// Failures that stop `kiln up` before it starts watching.
@@ -156,6 +168,7 @@ pub async fn run_up(
     options: UpOptions,
     bus: Arc<EventBus>,
     mut cancel: watch::Receiver<bool>,
+    mut controls: mpsc::UnboundedReceiver<UpControl>,
 ) -> Result<UpExit, UpError> {
     let mut sel = Selection::new(config, &options.names)?;
     let root = sel.config.root.clone();
@@ -288,6 +301,30 @@ pub async fn run_up(
                     building = true;
                 }
             }
+            Some(control) = controls.recv() => match control {
+                UpControl::Stop => {
+                    if building {
+                        let _ = done_rx.recv().await;
+                    }
+                    supervisor.stop_all().await;
+                    return Ok(UpExit::Stopped);
+                }
+                UpControl::Trigger(name) => {
+                    if supervisor.is_started(&name) {
+                        supervisor.roll(&name);
+                    } else if let Some(id) = sel.graph.id(&name).filter(|id| sel.targets.contains(id)) {
+                        let ids: BTreeSet<TargetId> = sel.graph.with_dependents([id]).intersection(&sel.targets).copied().collect();
+                        pending.extend(sel.names(ids));
+                        if !building {
+                            let names = std::mem::take(&mut pending).into_iter().collect();
+                            start_round(&sel, &options, names, None, &bus, &cancel, &done_tx);
+                            building = true;
+                        }
+                    } else {
+                        bus.publish(Event::Notice { level: NoticeLevel::Warning, message: format!("trigger: no target or running service named `{name}`") });
+                    }
+                }
+            },
             changed = cancel.changed() => {
                 if changed.is_err() || *cancel.borrow() {
                     if building {

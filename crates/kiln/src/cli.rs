@@ -43,9 +43,26 @@ pub enum Command {
     },
     /// The output of a target's last run (or of the cache entry it was restored from).
     Logs {
-        /// The target whose output to show.
+        /// The target (or, with -f, the service) whose output to show.
         target: String,
+        /// Follow the live output through the running `kiln up`.
+        #[arg(short, long)]
+        follow: bool,
     },
+    /// Targets and services of the running `kiln up`.
+    Status,
+    /// Wait until targets are built and services ready in the running `kiln up`.
+    Wait {
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+        /// Give up after this long (for example 30s).
+        #[arg(long, value_name = "DURATION", value_parser = parse_debounce)]
+        timeout: Option<std::time::Duration>,
+    },
+    /// Rebuild a target (with its dependents) or restart a service, in the running `kiln up`.
+    Trigger { name: String },
+    /// Stop the running `kiln up` gracefully.
+    Down,
     /// Print the target graph.
     Graph(GraphArgs),
     /// Inspect or trim the content-addressed cache.
@@ -100,6 +117,9 @@ pub struct UpArgs {
     /// Show every output line.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Port of the control API on 127.0.0.1 (default: a free one; see .kiln/api.json).
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    pub port: u16,
 }
 
 fn parse_debounce(text: &str) -> Result<std::time::Duration, String> {

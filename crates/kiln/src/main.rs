@@ -1,6 +1,8 @@
 //! The kiln binary: parses the command line, loads the project, runs the engine and renders
 //! its events. The only crate that talks to the user.
 
+mod api_client;
+mod api_server;
 mod cli;
 mod commands;
 mod exit;
@@ -11,6 +13,7 @@ mod plain_view;
 mod project;
 mod run_report;
 mod signals;
+mod status_view;
 mod trace_view;
 
 use std::process::ExitCode;
@@ -41,7 +44,12 @@ fn main() -> ExitCode {
         Command::Build(args) => with_runtime(commands::build::run(config, args, cli.global.json)),
         Command::Up(args) => with_runtime(commands::up::run(config, args, cli.global.json, cli.global.profile.clone())),
         Command::Explain { target } => commands::explain::run(&config, &target, cli.global.json),
-        Command::Logs { target } => commands::logs::run(&config, &target),
+        Command::Logs { target, follow: true } => commands::control::follow_logs(&config, &target),
+        Command::Logs { target, follow: false } => commands::logs::run(&config, &target),
+        Command::Status => commands::control::status(&config, cli.global.json),
+        Command::Wait { names, timeout } => commands::control::wait(&config, &names, timeout),
+        Command::Trigger { name } => commands::control::trigger(&config, &name),
+        Command::Down => commands::control::down(&config),
         Command::Graph(args) => {
             print!("{}", commands::graph::render(&config, args.format));
             exit::SUCCESS

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod cache;
 pub mod clean;
+pub mod control;
 pub mod explain;
 pub mod graph;
 pub mod logs;

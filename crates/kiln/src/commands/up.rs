@@ -4,7 +4,13 @@ use std::io::{BufWriter, Write};
 use std::sync::Arc;
 
 use kiln_config::Config;
-use kiln_engine::{BuildError, EventBus, UpError, UpOptions, run_up};
+use std::sync::Mutex;
+
+use kiln_engine::{BuildError, EventBus, Layout, UpError, UpExit, UpOptions, run_up};
+use tokio::sync::mpsc;
+
+use crate::api_server::{ApiServer, remove_info};
+use crate::status_view::StatusView;
 
 use crate::cli::UpArgs;
 use crate::exit;
@@ -15,6 +21,14 @@ pub async fn run(config: Config, args: UpArgs, json: bool, profile: Option<Strin
     let bus = Arc::new(EventBus::new());
     let mut events = bus.subscribe();
     let verbose = args.verbose;
+    let status = Arc::new(Mutex::new(StatusView::default()));
+    let (controls_tx, controls) = mpsc::unbounded_channel();
+    let kiln_dir = Layout::new(&config.root).kiln;
+    if let Err(e) = ApiServer::start(args.port, &kiln_dir, bus.clone(), status.clone(), controls_tx).await {
+        eprintln!("error: cannot serve the control API on 127.0.0.1:{}: {e}", args.port);
+        return exit::FAILED;
+    }
+    let view_status = status.clone();
     let view = tokio::spawn(async move {
         let mut json_view = json.then(|| JsonView::new(BufWriter::new(std::io::stdout())));
         let out: Box<dyn Write + Send> = if json {
@@ -24,6 +38,7 @@ pub async fn run(config: Config, args: UpArgs, json: bool, profile: Option<Strin
         };
         let mut human = PlainView::new(out, verbose);
         while let Some(envelope) = events.recv().await {
+            view_status.lock().expect("status lock is never poisoned").on_event(&envelope.event, &envelope.ts);
             if let Some(j) = json_view.as_mut() {
                 j.on_event(&envelope);
             }
@@ -53,11 +68,13 @@ pub async fn run(config: Config, args: UpArgs, json: bool, profile: Option<Strin
         replay_logs: args.verbose,
     };
     let cancel = crate::signals::cancel_on_signals();
-    let result = run_up(config, options, bus.clone(), cancel).await;
+    let result = run_up(config, options, bus.clone(), cancel, controls).await;
+    remove_info(&kiln_dir);
     bus.close();
     let _ = view.await;
     match result {
-        Ok(_) => exit::INTERRUPTED,
+        Ok(UpExit::Interrupted) => exit::INTERRUPTED,
+        Ok(UpExit::Stopped) => exit::SUCCESS,
         Err(UpError::Build(e @ BuildError::UnknownTarget { .. })) => {
             eprintln!("error: {e}");
             exit::USAGE

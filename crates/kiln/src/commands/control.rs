@@ -1,0 +1,125 @@
+//! Commands that talk to a running `kiln up`: status, wait, trigger, down, and logs -f.
+
+use std::time::{Duration, Instant};
+
+use kiln_config::Config;
+use kiln_engine::Layout;
+
+use crate::api_client::{ClientError, follow, info, request};
+use crate::exit;
+
+fn fail(e: &ClientError) -> u8 {
+    eprintln!("error: {}", e.message());
+    exit::FAILED
+}
+
+fn status_json(config: &Config) -> Result<serde_json::Value, ClientError> {
+    let info = info(&Layout::new(&config.root).kiln)?;
+    let (_, body) = request(&info, "GET", "/api/status")?;
+    serde_json::from_str(&body).map_err(|e| ClientError::Io(e.to_string()))
+}
+
+pub fn status(config: &Config, json: bool) -> u8 {
+    let v = match status_json(config) {
+        Ok(v) => v,
+        Err(e) => return fail(&e),
+    };
+    if json {
+        println!("{v}");
+        return exit::SUCCESS;
+    }
+    if let Some(targets) = v["targets"].as_object() {
+        for (name, t) in targets {
+            println!("{name:<16} {:<8} {}", t["status"].as_str().unwrap_or(""), t["reason"].as_str().unwrap_or(""));
+        }
+    }
+    if let Some(services) = v["services"].as_object() {
+        for (name, s) in services {
+            let phase = s["replicas"]
+                .as_object()
+                .and_then(|r| r.values().next())
+                .and_then(|r| r["phase"].as_str())
+                .unwrap_or("pending");
+            println!(
+                "{name:<16} {phase:<8} {}/{} replicas  {} restarts",
+                s["ready"].as_u64().unwrap_or(0),
+                s["desired"].as_u64().unwrap_or(0),
+                s["restarts"].as_u64().unwrap_or(0)
+            );
+        }
+    }
+    exit::SUCCESS
+}
+
+fn post(config: &Config, path: &str, done: &str) -> u8 {
+    let result = info(&Layout::new(&config.root).kiln).and_then(|i| request(&i, "POST", path));
+    match result {
+        Ok((202, _)) => {
+            println!("{done}");
+            exit::SUCCESS
+        }
+        Ok((code, body)) => {
+            eprintln!("error: `kiln up` answered {code}: {body}");
+            exit::FAILED
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+pub fn trigger(config: &Config, name: &str) -> u8 {
+    if !config.targets.contains_key(name) && !config.services.contains_key(name) {
+        eprintln!("error: no target or service named `{name}`");
+        return exit::USAGE;
+    }
+    post(config, &format!("/api/trigger/{name}"), &format!("triggered {name}"))
+}
+
+pub fn down(config: &Config) -> u8 {
+    post(config, "/api/stop", "stopping `kiln up`")
+}
+
+/// Waits until every name is built (targets) or ready (services).
+pub fn wait(config: &Config, names: &[String], timeout: Option<Duration>) -> u8 {
+    let end = timeout.map(|t| Instant::now() + t);
+    loop {
+        match status_json(config) {
+            Ok(v) => {
+                let done = names.iter().all(|n| {
+                    let t = &v["targets"][n]["status"];
+                    let s = &v["services"][n];
+                    matches!(t.as_str(), Some("built" | "cached" | "fresh"))
+                        || (s["desired"].as_u64().unwrap_or(0) > 0 && s["ready"] == s["desired"])
+                });
+                if done {
+                    return exit::SUCCESS;
+                }
+            }
+            Err(e) => return fail(&e),
+        }
+        if end.is_some_and(|e| Instant::now() >= e) {
+            eprintln!("error: timed out waiting for {}", names.join(", "));
+            return exit::FAILED;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `kiln logs NAME -f`: live output lines of a target or service.
+pub fn follow_logs(config: &Config, name: &str) -> u8 {
+    let result = info(&Layout::new(&config.root).kiln).and_then(|i| {
+        follow(&i, |e| {
+            let kind = e["type"].as_str().unwrap_or("");
+            let matches =
+                (kind == "target.output" && e["target"] == name) || (kind == "service.output" && e["service"] == name);
+            if matches {
+                let prefix = e["replica"].as_u64().map_or_else(String::new, |r| format!("[{r}] "));
+                println!("{prefix}{}", e["line"].as_str().unwrap_or(""));
+            }
+            true
+        })
+    });
+    match result {
+        Ok(()) => exit::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
