@@ -47,7 +47,6 @@ impl ApiServer {
         let address = listener.local_addr()?.to_string();
         let info = ApiInfo { address, token: random_token(), pid: std::process::id() };
         write_info(kiln_dir, &info)?;
-        let info = info;
         let token = info.token.clone();
         let served = info.clone();
         tokio::spawn(async move {
