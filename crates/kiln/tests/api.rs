@@ -1,0 +1,88 @@
+//! The control API of `kiln up` and the commands that use it, against a real session.
+
+mod common;
+use common::{Project, Up, wait_until};
+use std::io::{Read, Write};
+use std::time::Duration;
+
+const CONFIG: &str = r#"
+[settings]
+debounce = "50ms"
+[target.core]
+cmd = "echo built core"
+inputs = ["src/*.txt"]
+cache = false
+[service.web]
+cmd = "echo listening; exec sleep 1000"
+ready = { log = "listening" }
+"#;
+
+fn raw(addr: &str, request: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.write_all(request.as_bytes()).expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+#[test]
+fn without_a_session_the_commands_say_so() {
+    let p = Project::new(CONFIG);
+    for args in [&["status"][..], &["trigger", "core"], &["down"], &["wait", "core"]] {
+        let run = p.kiln(args);
+        assert_eq!(run.code, 1, "{args:?}");
+        assert_eq!(
+            run.stderr, "error: no `kiln up` is running in this project (start one with `kiln up`)\n",
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn status_trigger_token_host_and_down() {
+    let p = Project::new(CONFIG);
+    p.write("src/a.txt", "a\n");
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["phase"] == "ready");
+
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(p.path(".kiln/api.json")).expect("api.json").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let info: serde_json::Value = serde_json::from_str(&p.read(".kiln/api.json")).expect("json");
+    let addr = info["address"].as_str().expect("address").to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+
+    let status = p.kiln(&["--json", "status"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).expect("json");
+    assert_eq!(v["targets"]["core"]["status"], "built");
+    assert_eq!((v["services"]["web"]["ready"].as_u64(), v["services"]["web"]["desired"].as_u64()), (Some(1), Some(1)));
+    let human = p.kiln(&["status"]);
+    assert!(human.stdout.contains("web") && human.stdout.contains("ready    1/1 replicas"), "{}", human.stdout);
+    assert_eq!(p.kiln(&["wait", "core", "web", "--timeout", "5s"]).code, 0);
+
+    let no_token = raw(&addr, &format!("POST /api/stop HTTP/1.1\r\nHost: {addr}\r\n\r\n"));
+    assert!(no_token.starts_with("HTTP/1.1 401"), "{no_token}");
+    let wrong_token =
+        raw(&addr, &format!("POST /api/stop HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer nope\r\n\r\n"));
+    assert!(wrong_token.starts_with("HTTP/1.1 401"), "{wrong_token}");
+    let foreign = raw(&addr, "GET /api/status HTTP/1.1\r\nHost: attacker.example\r\n\r\n");
+    assert!(foreign.starts_with("HTTP/1.1 403"), "{foreign}");
+    let events = raw(&addr, "GET /api/nothing HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(events.starts_with("HTTP/1.1 404"), "{events}");
+
+    let runs_before = up.runs();
+    let trigger = p.kiln(&["trigger", "core"]);
+    assert_eq!(trigger.code, 0, "{}", trigger.stderr);
+    up.wait_for("the triggered build", |e| e["type"] == "run.finished");
+    assert!(up.runs() > runs_before);
+    assert_eq!(p.kiln(&["trigger", "web"]).code, 0);
+    up.wait_for("web restarted", |e| e["type"] == "service.phase" && e["phase"] == "stopping");
+    up.wait_for("web ready again", |e| e["type"] == "service.phase" && e["phase"] == "ready");
+
+    let down = p.kiln(&["down"]);
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    let status = up.child.wait().expect("kiln up exits");
+    assert_eq!(status.code(), Some(0), "a requested stop is a clean exit");
+    assert!(wait_until(Duration::from_secs(2), || !p.exists(".kiln/api.json")), "api.json removed");
+}
