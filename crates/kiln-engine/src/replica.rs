@@ -26,6 +26,9 @@ use crate::event::{Event, EventBus, Phase, Stream};
 use crate::exec::{configure_child, signal_group};
 use crate::restart_policy::{ExitDecision, on_exit};
 
+/// How often a replica checks that its process still exists.
+const SWEEP: Duration = Duration::from_secs(5);
+
 /// What a replica runs and how it is kept.
 #[derive(Debug, Clone)]
 pub struct ServiceSpec {
@@ -213,6 +216,10 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
     }
     let mut failures = 0u32;
     let mut next_probe = Instant::now();
+    // The periodic sweep: a process that vanished without its exit reaching us (it cannot
+    // be waited for any more) is treated as exited.
+    let mut sweep = tokio::time::interval(SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let probing = probe.as_ref().filter(|p| !matches!(p.check, ProbeCheck::Log(_)));
         tokio::select! {
@@ -225,6 +232,12 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
                 let c = c.unwrap_or(Control::Stop);
                 stop(ctx, &mut child, pid).await;
                 return Ok(Ended::Control(c));
+            }
+            _ = sweep.tick() => {
+                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    signal_group(pid, Signal::SIGKILL);
+                    return Ok(Ended::Exited(None));
+                }
             }
             Some(()) = log_ready.recv(), if !ready => {
                 ready = true;
