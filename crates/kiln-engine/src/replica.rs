@@ -209,7 +209,18 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
     }
     drop(log_ready_tx);
 
-    let probe = spec.probe.clone();
+    // A probe may name the replica (`http://127.0.0.1:808${KILN_REPLICA}/health`).
+    let probe = spec.probe.clone().map(|mut p| {
+        let n = ctx.replica.to_string();
+        let fill = |t: &str| t.replace("${KILN_REPLICA}", &n).replace("$KILN_REPLICA", &n);
+        p.check = match p.check {
+            ProbeCheck::Http(u) => ProbeCheck::Http(fill(&u)),
+            ProbeCheck::Tcp(a) => ProbeCheck::Tcp(fill(&a)),
+            ProbeCheck::Cmd(c) => ProbeCheck::Cmd(fill(&c)),
+            ProbeCheck::Log(l) => ProbeCheck::Log(l),
+        };
+        p
+    });
     let mut ready = probe.is_none();
     if ready {
         ctx.set(Phase::Ready, "running (no readiness probe)", None);
