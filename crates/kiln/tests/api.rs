@@ -71,6 +71,12 @@ fn status_trigger_token_host_and_down() {
     let events = raw(&addr, "GET /api/nothing HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert!(events.starts_with("HTTP/1.1 404"), "{events}");
 
+    // The event stream as Server-Sent Events, and `kiln logs -f` on top of it.
+    let mut sse = std::net::TcpStream::connect(&addr).expect("connect");
+    sse.write_all(format!("GET /api/events HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).expect("send");
+    let mut follower = p.command(&["logs", "web", "-f"]).stdout(std::process::Stdio::piped()).spawn().expect("logs -f");
+    std::thread::sleep(Duration::from_millis(200));
+
     let runs_before = up.runs();
     let trigger = p.kiln(&["trigger", "core"]);
     assert_eq!(trigger.code, 0, "{}", trigger.stderr);
@@ -79,8 +85,19 @@ fn status_trigger_token_host_and_down() {
     assert_eq!(p.kiln(&["trigger", "web"]).code, 0);
     up.wait_for("web restarted", |e| e["type"] == "service.phase" && e["phase"] == "stopping");
     up.wait_for("web ready again", |e| e["type"] == "service.phase" && e["phase"] == "ready");
+    sse.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let mut got = String::new();
+    let mut buf = [0u8; 4096];
+    while !got.contains("\"type\":\"service.phase\"") {
+        let n = sse.read(&mut buf).expect("SSE data");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream"), "{got}");
+    assert!(got.contains("\ndata: {\"type\":"), "{got}");
 
     let down = p.kiln(&["down"]);
+    let out = follower.wait_with_output().expect("logs -f ends with the session");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "[0] listening\n", "the restarted web's line, live");
     assert_eq!(down.code, 0, "{}", down.stderr);
     let status = up.child.wait().expect("kiln up exits");
     assert_eq!(status.code(), Some(0), "a requested stop is a clean exit");
