@@ -117,6 +117,9 @@ pub struct UpArgs {
     /// Show every output line.
     #[arg(short, long)]
     pub verbose: bool,
+    /// A live table of targets and services on a terminal, or plain lines.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
     /// Port of the control API on 127.0.0.1 (default: a free one; see .kiln/api.json).
     #[arg(long, value_name = "PORT", default_value_t = 0)]
     pub port: u16,

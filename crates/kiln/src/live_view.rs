@@ -179,7 +179,7 @@ impl<W: Write> LiveView<W> {
 }
 
 /// Cuts a line to `width` characters so that it never wraps.
-fn fit(line: &str, width: usize) -> String {
+pub fn fit(line: &str, width: usize) -> String {
     if line.chars().count() < width {
         return line.to_string();
     }

@@ -15,6 +15,7 @@ mod run_report;
 mod signals;
 mod status_view;
 mod trace_view;
+mod up_view;
 
 use std::process::ExitCode;
 

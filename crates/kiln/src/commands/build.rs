@@ -51,7 +51,7 @@ impl Human {
 }
 
 /// Live progress only on a terminal that can show it, and never in CI.
-fn live_wanted(mode: ProgressMode) -> bool {
+pub fn live_wanted(mode: ProgressMode) -> bool {
     match mode {
         ProgressMode::Live => true,
         ProgressMode::Plain => false,

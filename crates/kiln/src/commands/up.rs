@@ -10,7 +10,15 @@ use kiln_engine::{BuildError, EventBus, Layout, UpError, UpExit, UpOptions, run_
 use tokio::sync::mpsc;
 
 use crate::api_server::{ApiServer, remove_info};
+use crate::live_view::terminal_width;
 use crate::status_view::StatusView;
+use crate::up_view::UpView;
+
+/// Where the human-readable side of `kiln up` goes.
+enum Human {
+    Plain(PlainView<Box<dyn Write + Send>>),
+    Live(UpView<std::io::Stderr>),
+}
 
 use crate::cli::UpArgs;
 use crate::exit;
@@ -29,6 +37,7 @@ pub async fn run(config: Config, args: UpArgs, json: bool, profile: Option<Strin
         return exit::FAILED;
     }
     let view_status = status.clone();
+    let live = crate::commands::build::live_wanted(args.progress);
     let view = tokio::spawn(async move {
         let mut json_view = json.then(|| JsonView::new(BufWriter::new(std::io::stdout())));
         let out: Box<dyn Write + Send> = if json {
@@ -36,21 +45,45 @@ pub async fn run(config: Config, args: UpArgs, json: bool, profile: Option<Strin
         } else {
             Box::new(BufWriter::new(std::io::stdout()))
         };
-        let mut human = PlainView::new(out, verbose);
-        while let Some(envelope) = events.recv().await {
-            view_status.lock().expect("status lock is never poisoned").on_event(&envelope.event, &envelope.ts);
-            if let Some(j) = json_view.as_mut() {
-                j.on_event(&envelope);
-            }
-            human.on_event(&envelope.event);
-            if events.is_empty() {
-                if let Some(j) = json_view.as_mut() {
-                    j.flush();
+        let mut human = if live {
+            Human::Live(UpView::new(std::io::stderr(), terminal_width(), verbose))
+        } else {
+            Human::Plain(PlainView::new(out, verbose))
+        };
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                envelope = events.recv() => {
+                    let Some(envelope) = envelope else { break };
+                    view_status.lock().expect("status lock is never poisoned").on_event(&envelope.event, &envelope.ts);
+                    if let Some(j) = json_view.as_mut() {
+                        j.on_event(&envelope);
+                    }
+                    match &mut human {
+                        Human::Plain(v) => v.on_event(&envelope.event),
+                        Human::Live(v) => v.on_event(&envelope.event, &envelope.ts),
+                    }
+                    if events.is_empty() {
+                        if let Some(j) = json_view.as_mut() {
+                            j.flush();
+                        }
+                        match &mut human {
+                            Human::Plain(v) => v.flush(),
+                            Human::Live(v) => v.redraw(),
+                        }
+                    }
                 }
-                human.flush();
+                _ = tick.tick(), if live => {
+                    if let Human::Live(v) = &mut human {
+                        v.redraw();
+                    }
+                }
             }
         }
-        human.finish();
+        match &mut human {
+            Human::Plain(v) => v.finish(),
+            Human::Live(v) => v.finish(),
+        }
     });
 
     let cwd = std::env::current_dir().unwrap_or_default();
