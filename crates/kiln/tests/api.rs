@@ -74,7 +74,7 @@ fn status_trigger_token_host_and_down() {
     // The event stream as Server-Sent Events, and `kiln logs -f` on top of it.
     let mut sse = std::net::TcpStream::connect(&addr).expect("connect");
     sse.write_all(format!("GET /api/events HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).expect("send");
-    let mut follower = p.command(&["logs", "web", "-f"]).stdout(std::process::Stdio::piped()).spawn().expect("logs -f");
+    let follower = p.command(&["logs", "web", "-f"]).stdout(std::process::Stdio::piped()).spawn().expect("logs -f");
     std::thread::sleep(Duration::from_millis(200));
 
     let runs_before = up.runs();
