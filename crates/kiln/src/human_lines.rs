@@ -16,6 +16,8 @@ pub const FAILURE_TAIL: usize = 20;
 #[derive(Default)]
 pub struct HumanLines {
     verbose: bool,
+    /// Colour each service's prefix (a terminal that wants colour).
+    color: bool,
     tails: HashMap<String, VecDeque<String>>,
     report: RunReport,
 }
@@ -23,6 +25,21 @@ pub struct HumanLines {
 impl HumanLines {
     pub fn new(verbose: bool) -> Self {
         HumanLines { verbose, ..HumanLines::default() }
+    }
+
+    /// Colours the `name[replica]` prefix of service lines, one colour per service.
+    pub fn colored(mut self, color: bool) -> Self {
+        self.color = color;
+        self
+    }
+
+    fn prefix(&self, service: &str, replica: u32) -> String {
+        if !self.color {
+            return format!("{service}[{replica}]");
+        }
+        const COLORS: [u8; 6] = [36, 33, 35, 32, 34, 31];
+        let hash = service.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)));
+        format!("\x1b[{}m{service}[{replica}]\x1b[0m", COLORS[hash % COLORS.len()])
     }
 
     /// The lines this event adds to the scrolling output.
@@ -42,9 +59,11 @@ impl HumanLines {
                 ));
                 lines
             }
-            Event::ServiceOutput { service, replica, line, .. } => vec![format!("{service}[{replica}] │ {line}")],
+            Event::ServiceOutput { service, replica, line, .. } => {
+                vec![format!("{} │ {line}", self.prefix(service, *replica))]
+            }
             Event::ServicePhase { service, replica, phase, reason, .. } => {
-                vec![format!("{service}[{replica}] {} — {reason}", phase.as_str())]
+                vec![format!("{} {} — {reason}", self.prefix(service, *replica), phase.as_str())]
             }
             Event::WatchStarted { dirs, targets } => {
                 vec![format!("watching {dirs} directories for the inputs of {targets} targets; Ctrl-C stops")]

@@ -180,7 +180,8 @@ impl<W: Write> LiveView<W> {
 
 /// Cuts a line to `width` characters so that it never wraps.
 pub fn fit(line: &str, width: usize) -> String {
-    if line.chars().count() < width {
+    // A coloured line is left whole: cutting it could cut a colour code in half.
+    if line.contains('\x1b') || line.chars().count() < width {
         return line.to_string();
     }
     let mut cut: String = line.chars().take(width.saturating_sub(2)).collect();

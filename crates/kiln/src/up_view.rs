@@ -23,7 +23,7 @@ impl<W: Write> UpView<W> {
     pub fn new(out: W, width: usize, verbose: bool) -> Self {
         UpView {
             out,
-            lines: HumanLines::new(verbose),
+            lines: HumanLines::new(verbose).colored(std::env::var_os("NO_COLOR").is_none()),
             status: StatusView::default(),
             width: width.max(20),
             drawn: 0,

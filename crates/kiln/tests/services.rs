@@ -164,3 +164,28 @@ fn kill_9_of_kiln_leaves_no_service_process() {
         "services died with kiln: {all:?}"
     );
 }
+
+#[test]
+fn a_failing_probe_makes_a_ready_replica_unhealthy_and_back() {
+    let p = Project::new(
+        r#"
+[service.svc]
+cmd = "exec sleep 1000"
+ready = { cmd = "test -f healthy", period = "100ms", failures = 2 }
+"#,
+    );
+    p.write("healthy", "");
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("ready", |e| phase(e, "svc", 0, "ready"));
+    std::fs::remove_file(p.path("healthy")).expect("rm");
+    let unhealthy = up.wait_for("unhealthy", |e| phase(e, "svc", 0, "unhealthy"));
+    assert!(
+        unhealthy["reason"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("readiness probe failed 2 times: `test -f healthy` exited with 1"),
+        "{unhealthy}"
+    );
+    p.write("healthy", "");
+    up.wait_for("ready again", |e| phase(e, "svc", 0, "ready"));
+}
