@@ -191,10 +191,15 @@ pub fn fit(line: &str, width: usize) -> String {
 
 /// The width of the terminal on stderr, or 100 when it cannot be asked.
 pub fn terminal_width() -> usize {
+    terminal_size().0
+}
+
+/// Columns and rows of the terminal on stderr (100 × 30 when it cannot be asked).
+pub fn terminal_size() -> (usize, usize) {
     let mut ws = nix::libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: TIOCGWINSZ writes one `winsize` into the struct we pass, nothing else.
     let ok = unsafe { nix::libc::ioctl(2, nix::libc::TIOCGWINSZ, &mut ws) } == 0;
-    if ok && ws.ws_col > 0 { usize::from(ws.ws_col) } else { 100 }
+    if ok && ws.ws_col > 0 && ws.ws_row > 0 { (usize::from(ws.ws_col), usize::from(ws.ws_row)) } else { (100, 30) }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `kiln up` on a terminal: a compact table of targets and services (phase, ready replicas,
-//! restarts, last build) redrawn in place below the scrolling log lines, like the live
-//! progress of `kiln build`.
+//! restarts, last build) pinned to the top of the screen, with the log lines scrolling
+//! below it. The terminal's scrolling region is set to the lines under the table, so logs
+//! scroll there while the table is redrawn in place; it is reset when `kiln up` ends.
 
 use std::io::Write;
 
@@ -15,18 +16,21 @@ pub struct UpView<W: Write> {
     lines: HumanLines,
     status: StatusView,
     width: usize,
-    drawn: usize,
+    height: usize,
+    /// Rows the table takes now (the scrolling region starts below them).
+    table_rows: usize,
     scroll: Vec<String>,
 }
 
 impl<W: Write> UpView<W> {
-    pub fn new(out: W, width: usize, verbose: bool) -> Self {
+    pub fn new(out: W, (width, height): (usize, usize), verbose: bool) -> Self {
         UpView {
             out,
             lines: HumanLines::new(verbose).colored(std::env::var_os("NO_COLOR").is_none()),
             status: StatusView::default(),
             width: width.max(20),
-            drawn: 0,
+            height: height.max(8),
+            table_rows: 0,
             scroll: Vec::new(),
         }
     }
@@ -37,7 +41,7 @@ impl<W: Write> UpView<W> {
     }
 
     fn table(&self) -> Vec<String> {
-        let mut rows = vec![format!("  {:─<1$}", "", self.width.saturating_sub(4).min(60))];
+        let mut rows = Vec::new();
         for (name, t) in &self.status.targets {
             rows.push(format!("  target  {name:<14} {:<9} {}", t.status, t.reason));
         }
@@ -48,30 +52,45 @@ impl<W: Write> UpView<W> {
                 s.ready, s.desired, s.restarts
             ));
         }
+        rows.push(format!("  {:─<1$}", "", self.width.saturating_sub(4).min(60)));
         rows
     }
 
-    /// Prints what scrolled and redraws the table under it.
+    /// Prints what scrolled into the region under the table, then redraws the table.
     pub fn redraw(&mut self) {
-        let table = self.table();
+        let mut table = self.table();
+        // Leave at least a few lines for the logs.
+        table.truncate(self.height.saturating_sub(4));
         let mut buf = String::new();
-        if self.drawn > 0 {
-            buf.push_str(&format!("\r\x1b[{}A", self.drawn));
+        if table.len() != self.table_rows {
+            // The table grew or shrank: move the scrolling region and start it empty.
+            self.table_rows = table.len();
+            buf.push_str(&format!(
+                "\x1b[{};{}r\x1b[{};1H\x1b[J",
+                self.table_rows + 1,
+                self.height,
+                self.table_rows + 1
+            ));
         }
-        for line in self.scroll.drain(..).chain(table.iter().cloned()) {
-            buf.push_str("\x1b[2K");
+        for line in self.scroll.drain(..) {
             buf.push_str(&fit(&line, self.width));
-            buf.push('\n');
+            buf.push_str("\r\n");
         }
-        buf.push_str("\x1b[J");
-        self.drawn = table.len();
+        // Save the cursor, draw the table at the top, come back.
+        buf.push_str("\x1b7");
+        for (i, row) in table.iter().enumerate() {
+            buf.push_str(&format!("\x1b[{};1H\x1b[2K{}", i + 1, fit(row, self.width)));
+        }
+        buf.push_str("\x1b8");
         let _ = self.out.write_all(buf.as_bytes());
         let _ = self.out.flush();
     }
 
-    /// Leaves the last table on screen and what scrolled above it.
+    /// Prints what is left and gives the whole screen back to the terminal.
     pub fn finish(&mut self) {
         self.redraw();
+        let _ = write!(self.out, "\x1b[r\x1b[{};1H", self.height);
+        let _ = self.out.flush();
     }
 }
 
@@ -82,7 +101,7 @@ mod tests {
 
     #[test]
     fn the_table_follows_targets_and_services() {
-        let mut v = UpView::new(Vec::new(), 80, false);
+        let mut v = UpView::new(Vec::new(), (80, 24), false);
         v.on_event(
             &Event::TargetFinished {
                 target: "api".into(),
@@ -110,11 +129,12 @@ mod tests {
         }
         v.redraw();
         let text = String::from_utf8(v.out.clone()).expect("utf-8");
-        assert!(text.contains("  target  api            built     api/server.c changed\n"), "{text:?}");
-        assert!(text.contains("  service api            ready     2/2 ready · 0 restarts\n"), "{text:?}");
+        assert!(text.starts_with("\x1b[4;24r"), "the logs scroll below the table: {text:?}");
+        assert!(text.contains("\x1b[1;1H\x1b[2K  target  api            built     api/server.c changed"), "{text:?}");
+        assert!(text.contains("\x1b[2;1H\x1b[2K  service api            ready     2/2 ready · 0 restarts"), "{text:?}");
         v.out.clear();
         v.redraw();
         let text = String::from_utf8(v.out.clone()).expect("utf-8");
-        assert!(text.starts_with("\r\x1b[3A"), "redrawn in place: {text:?}");
+        assert!(text.starts_with("\x1b7\x1b[1;1H"), "redrawn in place, region unchanged: {text:?}");
     }
 }

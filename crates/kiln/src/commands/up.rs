@@ -10,7 +10,7 @@ use kiln_engine::{BuildError, EventBus, Layout, UpError, UpExit, UpOptions, run_
 use tokio::sync::mpsc;
 
 use crate::api_server::{ApiServer, remove_info};
-use crate::live_view::terminal_width;
+use crate::live_view::terminal_size;
 use crate::status_view::StatusView;
 use crate::up_view::UpView;
 
@@ -46,7 +46,7 @@ pub async fn run(config: Config, args: UpArgs, json: bool, profile: Option<Strin
             Box::new(BufWriter::new(std::io::stdout()))
         };
         let mut human = if live {
-            Human::Live(UpView::new(std::io::stderr(), terminal_width(), verbose))
+            Human::Live(UpView::new(std::io::stderr(), terminal_size(), verbose))
         } else {
             Human::Plain(PlainView::new(out, verbose))
         };
