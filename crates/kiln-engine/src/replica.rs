@@ -287,3 +287,63 @@ async fn stop(ctx: &mut Ctx, child: &mut tokio::process::Child, pid: u32) {
     }
     signal_group(pid, Signal::SIGKILL);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(cmd: &str, restart: RestartPolicy) -> ServiceSpec {
+        ServiceSpec {
+            name: "svc".into(),
+            cmd: cmd.into(),
+            dir: std::env::temp_dir(),
+            env: BTreeMap::new(),
+            restart,
+            probe: None,
+            stop_signal: Signal::SIGTERM,
+            stop_timeout: Duration::from_secs(1),
+            backoff: Backoff { jitter: 0.0, ..Backoff::default() },
+        }
+    }
+
+    /// The first `count` phases, with the clock paused: backoff sleeps pass at
+    /// once and the schedule is exact.
+    async fn phases(spec: ServiceSpec, count: usize) -> Vec<(Phase, u32, Option<u64>)> {
+        let bus = Arc::new(EventBus::new());
+        let mut rx = bus.subscribe();
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (phase_tx, _phase_rx) = watch::channel(Phase::Pending);
+        let task = tokio::spawn(run_replica(Arc::new(spec), 0, control_rx, bus, phase_tx));
+        let mut seen = Vec::new();
+        while seen.len() < count {
+            let Some(e) = rx.recv().await else { break };
+            if let Event::ServicePhase { phase, restarts, next_try_ms, .. } = e.event {
+                seen.push((phase, restarts, next_try_ms));
+            }
+        }
+        let _ = control_tx.send(Control::Stop);
+        let _ = task.await;
+        seen
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crash_loop_backs_off_on_schedule() {
+        let seen = phases(spec("exit 1", RestartPolicy::OnFailure), 12).await;
+        let backoffs: Vec<(u32, Option<u64>)> =
+            seen.iter().filter(|(p, _, _)| *p == Phase::Backoff).map(|(_, r, n)| (*r, *n)).collect();
+        assert_eq!(backoffs, vec![(1, Some(1000)), (2, Some(2000)), (3, Some(4000)), (4, Some(8000))]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn restart_never_ends_completed_or_failed() {
+        let ok = phases(spec("exit 0", RestartPolicy::Never), 3).await;
+        assert_eq!(
+            ok.iter().map(|(p, _, _)| *p).collect::<Vec<_>>(),
+            vec![Phase::Starting, Phase::Ready, Phase::Completed]
+        );
+        let bad = phases(spec("exit 2", RestartPolicy::Never), 3).await;
+        assert_eq!(bad.last().map(|(p, _, _)| *p), Some(Phase::Failed));
+        let always = phases(spec("exit 0", RestartPolicy::Always), 3).await;
+        assert_eq!(always.last().map(|(p, r, _)| (*p, *r)), Some((Phase::Backoff, 1)));
+    }
+}
