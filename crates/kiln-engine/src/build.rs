@@ -57,6 +57,8 @@ pub struct BuildOptions {
     /// Publish nothing unless some target turns out not to be fresh; then publish this
     /// event first (see [`crate::event_gate`]).
     pub gate: Option<Event>,
+    /// Targets to run even if they are up to date (a trigger from the control API).
+    pub force: BTreeSet<String>,
 }
 
 /// What a dry run would do with a target.
@@ -148,6 +150,8 @@ struct Ctx {
     replay_logs: bool,
     /// Publish `target.span` events.
     spans: bool,
+    /// Targets to run even if they are up to date.
+    force: BTreeSet<String>,
     bus: Arc<EventBus>,
     /// When the run started: spans are timed from here.
     started: Instant,
@@ -294,6 +298,7 @@ pub async fn run_build(
         dry_run: options.dry_run,
         replay_logs: options.replay_logs,
         spans: options.spans,
+        force: options.force.clone(),
         bus: bus.clone(),
         started,
     });
@@ -613,7 +618,9 @@ fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)], refresh:
 
     // Fast path: inputs' metadata and outputs' metadata exactly as recorded, and the deps'
     // outputs unchanged, so the key is the recorded one without reading any content.
+    let forced = ctx.force.contains(name);
     if let Some(p) = prev
+        && !forced
         && inputs_meta.is_some()
         && p.inputs_meta == inputs_meta
         && let Some(inputs_digest) = p.inputs_digest
@@ -653,6 +660,9 @@ fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)], refresh:
     }
     let key = manifest.key();
     ctx.span(name, "hash", Track::Worker, hashing);
+    if forced {
+        return run_or_plan(ctx, RunRequest { manifest, reason: "triggered".into(), inputs_meta });
+    }
 
     if let Some(prev) = prev.filter(|p| p.key == key) {
         let damaged: Vec<&OutputFile> =

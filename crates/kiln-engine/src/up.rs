@@ -195,10 +195,19 @@ pub async fn run_up(
     let mut pending: BTreeSet<String> = BTreeSet::new();
     let mut pending_paths: BTreeSet<String> = BTreeSet::new();
     let mut held_since: Option<Instant> = None;
+    // Targets triggered through the control API: they run even if up to date.
+    let mut forced: BTreeSet<String> = BTreeSet::new();
     // Watched directories that vanished since the last batch: they may have held inputs.
     let mut gone_dirs: BTreeSet<String> = BTreeSet::new();
     if !options.no_build {
-        start_round(&sel, &options, sel.names(sel.targets.iter().copied()), None, &bus, &cancel, &done_tx);
+        start_round(
+            &sel,
+            &options,
+            Round { names: sel.names(sel.targets.iter().copied()), paths: None, force: BTreeSet::new() },
+            &bus,
+            &cancel,
+            &done_tx,
+        );
         building = true;
     }
 
@@ -282,7 +291,7 @@ pub async fn run_up(
                 pending_paths.extend(relevant);
                 if !building {
                     let names = std::mem::take(&mut pending).into_iter().collect();
-                    start_round(&sel, &options, names, Some(std::mem::take(&mut pending_paths)), &bus, &cancel, &done_tx);
+                    start_round(&sel, &options, Round { names, paths: Some(std::mem::take(&mut pending_paths)), force: std::mem::take(&mut forced) }, &bus, &cancel, &done_tx);
                     building = true;
                 }
             }
@@ -297,7 +306,7 @@ pub async fn run_up(
                 }
                 if !pending.is_empty() {
                     let names = std::mem::take(&mut pending).into_iter().collect();
-                    start_round(&sel, &options, names, Some(std::mem::take(&mut pending_paths)), &bus, &cancel, &done_tx);
+                    start_round(&sel, &options, Round { names, paths: Some(std::mem::take(&mut pending_paths)), force: std::mem::take(&mut forced) }, &bus, &cancel, &done_tx);
                     building = true;
                 }
             }
@@ -315,9 +324,11 @@ pub async fn run_up(
                     } else if let Some(id) = sel.graph.id(&name).filter(|id| sel.targets.contains(id)) {
                         let ids: BTreeSet<TargetId> = sel.graph.with_dependents([id]).intersection(&sel.targets).copied().collect();
                         pending.extend(sel.names(ids));
+                        forced.insert(name);
                         if !building {
                             let names = std::mem::take(&mut pending).into_iter().collect();
-                            start_round(&sel, &options, names, None, &bus, &cancel, &done_tx);
+                            let force = std::mem::take(&mut forced);
+                            start_round(&sel, &options, Round { names, paths: None, force }, &bus, &cancel, &done_tx);
                             building = true;
                         }
                     } else {
@@ -537,17 +548,25 @@ fn reload(sel: &Selection, options: &UpOptions, bus: &EventBus) -> Option<(Selec
     Some((next, to_build))
 }
 
+/// What one round builds: the targets, the changed paths that caused it (which makes it a
+/// gated round), and targets to run even if up to date.
+struct Round {
+    names: Vec<String>,
+    paths: Option<BTreeSet<String>>,
+    force: BTreeSet<String>,
+}
+
 /// Starts one round: the content gate (when `paths` says what triggered it), then the build.
 fn start_round(
     sel: &Selection,
     options: &UpOptions,
-    names: Vec<String>,
-    paths: Option<BTreeSet<String>>,
+    round: Round,
     bus: &Arc<EventBus>,
     cancel: &watch::Receiver<bool>,
     done: &mpsc::UnboundedSender<Option<RunSummary>>,
 ) {
     let config = sel.config.clone();
+    let Round { names, paths, force } = round;
     let build = BuildOptions {
         targets: names,
         jobs: options.jobs,
@@ -557,6 +576,7 @@ fn start_round(
         spans: false,
         watch_mode: true,
         gate: None,
+        force,
     };
     let bus = bus.clone();
     let cancel = cancel.clone();
