@@ -302,7 +302,10 @@ mod tests {
             probe: None,
             stop_signal: Signal::SIGTERM,
             stop_timeout: Duration::from_secs(1),
-            backoff: Backoff { jitter: 0.0, ..Backoff::default() },
+            // The paused clock races ahead while a process runs (to the next timer, again
+            // and again), so "ready for 10 minutes" would come true at once: keep the
+            // schedule from resetting here; `Backoff::after_ready` has its own test.
+            backoff: Backoff { jitter: 0.0, reset_after: Duration::from_secs(365 * 86_400), ..Backoff::default() },
         }
     }
 

@@ -81,7 +81,11 @@ fn status_trigger_token_host_and_down() {
     let trigger = p.kiln(&["trigger", "core"]);
     assert_eq!(trigger.code, 0, "{}", trigger.stderr);
     let forced = up.wait_for("the triggered build", |e| e["type"] == "target.finished" && e["target"] == "core");
-    assert_eq!((forced["status"].as_str(), forced["reason"].as_str()), (Some("built"), Some("triggered")), "runs even though up to date");
+    assert_eq!(
+        (forced["status"].as_str(), forced["reason"].as_str()),
+        (Some("built"), Some("triggered")),
+        "runs even though up to date"
+    );
     up.wait_for("its run", |e| e["type"] == "run.finished");
     assert!(up.runs() > runs_before);
     assert_eq!(p.kiln(&["trigger", "web"]).code, 0);
