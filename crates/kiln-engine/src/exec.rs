@@ -58,6 +58,23 @@ pub fn configure_child(command: &mut tokio::process::Command) {
     }
 }
 
+/// `sh -c CMD` in `dir` with `env`, output piped, in a process group of its own that dies
+/// with kiln: how every command and service is started.
+pub fn shell_command(cmd: &str, dir: &std::path::Path, env: &BTreeMap<String, String>) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    configure_child(&mut command);
+    command
+}
+
 /// Sends `signal` to the whole process group led by `pid`.
 pub fn signal_group(pid: u32, signal: Signal) {
     if let Ok(pid) = i32::try_from(pid) {
@@ -83,18 +100,7 @@ pub async fn run(
         let message = format!("working directory {} does not exist", spec.dir.display());
         return (ExecOutcome::SpawnFailed(message), captured);
     }
-    let mut command = tokio::process::Command::new("sh");
-    command
-        .arg("-c")
-        .arg(&spec.cmd)
-        .current_dir(&spec.dir)
-        .envs(&spec.env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    configure_child(&mut command);
-    let mut child = match command.spawn() {
+    let mut child = match shell_command(&spec.cmd, &spec.dir, &spec.env).spawn() {
         Ok(c) => c,
         Err(e) => {
             return (ExecOutcome::SpawnFailed(format!("cannot start sh: {e}")), captured);

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ use tokio::time::Instant;
 
 use crate::backoff::{Backoff, jitter_unit};
 use crate::event::{Event, EventBus, Phase, Stream};
-use crate::exec::{configure_child, signal_group};
+use crate::exec::{shell_command, signal_group};
 use crate::restart_policy::{ExitDecision, on_exit};
 
 /// How often a replica checks that its process still exists.
@@ -166,18 +165,8 @@ async fn wait_for_restart(control: &mut mpsc::UnboundedReceiver<Control>) -> boo
 /// Starts the process and supervises it until it exits or a control arrives.
 async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>) -> Result<Ended, String> {
     let spec = ctx.spec.clone();
-    let mut command = tokio::process::Command::new("sh");
-    command
-        .arg("-c")
-        .arg(&spec.cmd)
-        .current_dir(&spec.dir)
-        .envs(&spec.env)
-        .env("KILN_REPLICA", ctx.replica.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    configure_child(&mut command);
+    let mut command = shell_command(&spec.cmd, &spec.dir, &spec.env);
+    command.env("KILN_REPLICA", ctx.replica.to_string());
     let mut child = command.spawn().map_err(|e| format!("cannot start `{}`: {e}", spec.cmd))?;
     let pid = child.id().unwrap_or(0);
     let _group = crate::process_guard::GroupGuard::new(pid);
