@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 
@@ -19,14 +19,23 @@ use nix::unistd::Pid;
 /// The argument that runs the watchdog.
 pub const WATCHDOG_ARG: &str = "__watchdog";
 
-static PIPE: Mutex<Option<(Child, ChildStdin)>> = Mutex::new(None);
+/// The watchdog's program, and the watchdog once it runs. It starts with the first process
+/// group: a run that starts no command (a no-op build) pays nothing for it.
+struct Watchdog {
+    program: Option<PathBuf>,
+    running: Option<(Child, ChildStdin)>,
+}
 
-/// Starts the watchdog (`program __watchdog`) for this process; harmless to call twice.
-pub fn start_watchdog(program: &Path) -> std::io::Result<()> {
-    let mut pipe = PIPE.lock().expect("guard lock is never poisoned");
-    if pipe.is_some() {
-        return Ok(());
-    }
+static WATCHDOG: Mutex<Watchdog> = Mutex::new(Watchdog { program: None, running: None });
+
+/// Arms the watchdog (`program __watchdog`) for this process; it starts when the first
+/// process group is registered.
+pub fn start_watchdog(program: &Path) {
+    let mut w = WATCHDOG.lock().expect("guard lock is never poisoned");
+    w.program.get_or_insert_with(|| program.to_path_buf());
+}
+
+fn spawn(program: &Path) -> std::io::Result<(Child, ChildStdin)> {
     let mut child = Command::new(program)
         .arg(WATCHDOG_ARG)
         .stdin(Stdio::piped())
@@ -34,13 +43,17 @@ pub fn start_watchdog(program: &Path) -> std::io::Result<()> {
         .stderr(Stdio::null())
         .spawn()?;
     let stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("watchdog has no stdin"))?;
-    *pipe = Some((child, stdin));
-    Ok(())
+    Ok((child, stdin))
 }
 
 fn send(line: &str) {
-    let mut pipe = PIPE.lock().expect("guard lock is never poisoned");
-    if let Some((_, stdin)) = pipe.as_mut() {
+    let mut w = WATCHDOG.lock().expect("guard lock is never poisoned");
+    if w.running.is_none()
+        && let Some(program) = w.program.clone()
+    {
+        w.running = spawn(&program).ok();
+    }
+    if let Some((_, stdin)) = w.running.as_mut() {
         let _ = writeln!(stdin, "{line}").and_then(|()| stdin.flush());
     }
 }

@@ -64,10 +64,8 @@ fn main() -> ExitCode {
 /// Runs an async command on a runtime whose idle threads are not waited for at exit. The
 /// watchdog that kills leftover process groups if kiln dies starts first.
 fn with_runtime(command: impl std::future::Future<Output = u8>) -> u8 {
-    if let Ok(me) = std::env::current_exe()
-        && let Err(e) = kiln_engine::start_watchdog(&me)
-    {
-        eprintln!("warning: cannot start the watchdog that cleans up after a crash: {e}");
+    if let Ok(me) = std::env::current_exe() {
+        kiln_engine::start_watchdog(&me);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
