@@ -310,6 +310,17 @@ mod tests {
         g.id(n).expect("target exists")
     }
 
+    /// Runs `core` to success, then evaluates its dependents as needing to run.
+    fn build_core_then_queue_the_rest(g: &Graph, s: &mut Scheduler) {
+        s.take_evaluations(10);
+        s.needs_run(id(g, "core"));
+        s.take_runs();
+        s.finish(id(g, "core"), TargetStatus::Built);
+        for e in s.take_evaluations(10) {
+            s.needs_run(e);
+        }
+    }
+
     #[test]
     fn starts_dependents_as_soon_as_deps_finish_and_prefers_long_paths() {
         let g = graph();
@@ -369,13 +380,7 @@ mod tests {
     fn failure_halts_new_work_and_skips_the_rest() {
         let g = graph();
         let mut s = sched(&g, 1, false);
-        s.take_evaluations(10);
-        s.needs_run(id(&g, "core"));
-        s.take_runs();
-        s.finish(id(&g, "core"), TargetStatus::Built);
-        for e in s.take_evaluations(10) {
-            s.needs_run(e);
-        }
+        build_core_then_queue_the_rest(&g, &mut s);
         let first = s.take_runs();
         assert_eq!(first, vec![id(&g, "a")]);
         let skipped = s.finish(id(&g, "a"), TargetStatus::Failed);
@@ -390,13 +395,7 @@ mod tests {
     fn keep_going_runs_everything_independent_of_the_failure() {
         let g = graph();
         let mut s = sched(&g, 4, true);
-        s.take_evaluations(10);
-        s.needs_run(id(&g, "core"));
-        s.take_runs();
-        s.finish(id(&g, "core"), TargetStatus::Built);
-        for e in s.take_evaluations(10) {
-            s.needs_run(e);
-        }
+        build_core_then_queue_the_rest(&g, &mut s);
         assert_eq!(s.take_runs().len(), 3);
         let skipped = s.finish(id(&g, "a"), TargetStatus::Failed);
         assert_eq!(skipped.len(), 1);
