@@ -344,11 +344,7 @@ pub async fn run_build(
             run.start_run(id, tx.clone(), cancel.clone());
         }
         for id in run.sched.drain_unstarted() {
-            let reason = match run.sched.is_halted() {
-                Some(Halt::Cancelled) => "not started: the run was interrupted".to_string(),
-                _ => "not started: an earlier target failed (use --keep-going to build what does not depend on it)"
-                    .to_string(),
-            };
+            let reason = run.sched.is_halted().unwrap_or(Halt::Failure).not_started().to_string();
             run.finish(id, Done { record: None, status: TargetStatus::Skipped, reason, key: None, log: None });
         }
         if run.sched.is_done() {
@@ -481,16 +477,10 @@ impl RunLoop<'_> {
             Evaluation::Done(done) => self.finish(id, done),
             Evaluation::Run(request) => {
                 if let Some(halt) = self.sched.is_halted() {
-                    let reason = match halt {
-                        Halt::Cancelled => "not started: the run was interrupted",
-                        Halt::Failure => {
-                            "not started: an earlier target failed (use --keep-going to build what does not depend on it)"
-                        }
-                    };
                     let done = Done {
                         record: None,
                         status: TargetStatus::Skipped,
-                        reason: reason.into(),
+                        reason: halt.not_started().into(),
                         key: Some(request.manifest.key()),
                         log: None,
                     };

@@ -38,6 +38,18 @@ pub enum Halt {
     Cancelled,
 }
 
+impl Halt {
+    /// The reason given to a target that was not started because of it.
+    pub fn not_started(self) -> &'static str {
+        match self {
+            Halt::Cancelled => "not started: the run was interrupted",
+            Halt::Failure => {
+                "not started: an earlier target failed (use --keep-going to build what does not depend on it)"
+            }
+        }
+    }
+}
+
 pub struct Scheduler {
     slots: HashMap<TargetId, Slot>,
     dependents: HashMap<TargetId, Vec<TargetId>>,

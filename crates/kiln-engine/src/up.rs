@@ -290,8 +290,8 @@ pub async fn run_up(
                 pending.extend(targets);
                 pending_paths.extend(relevant);
                 if !building {
-                    let names = std::mem::take(&mut pending).into_iter().collect();
-                    start_round(&sel, &options, Round { names, paths: Some(std::mem::take(&mut pending_paths)), force: std::mem::take(&mut forced) }, &bus, &cancel, &done_tx);
+                    let round = Round::take(&mut pending, &mut pending_paths, &mut forced);
+                    start_round(&sel, &options, round, &bus, &cancel, &done_tx);
                     building = true;
                 }
             }
@@ -305,8 +305,8 @@ pub async fn run_up(
                     reconcile_services(&sel, &mut supervisor, &mut good, &summary, &bus);
                 }
                 if !pending.is_empty() {
-                    let names = std::mem::take(&mut pending).into_iter().collect();
-                    start_round(&sel, &options, Round { names, paths: Some(std::mem::take(&mut pending_paths)), force: std::mem::take(&mut forced) }, &bus, &cancel, &done_tx);
+                    let round = Round::take(&mut pending, &mut pending_paths, &mut forced);
+                    start_round(&sel, &options, round, &bus, &cancel, &done_tx);
                     building = true;
                 }
             }
@@ -554,6 +554,17 @@ struct Round {
     names: Vec<String>,
     paths: Option<BTreeSet<String>>,
     force: BTreeSet<String>,
+}
+
+impl Round {
+    /// The follow-up round of everything collected so far, gated on the paths that changed.
+    fn take(names: &mut BTreeSet<String>, paths: &mut BTreeSet<String>, force: &mut BTreeSet<String>) -> Round {
+        Round {
+            names: std::mem::take(names).into_iter().collect(),
+            paths: Some(std::mem::take(paths)),
+            force: std::mem::take(force),
+        }
+    }
 }
 
 /// Starts one round: the content gate (when `paths` says what triggered it), then the build.
