@@ -15,13 +15,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use kiln_config::{Config, Target, TargetKind};
+use kiln_config::{Config, ImageSpec, Target, TargetKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::cache::{Cache, CacheError, OutputFile, current_digest, output_digest};
+use crate::container::{Engine, image_tag};
 use crate::digest::Digest;
 use crate::event::{Event, EventBus, NoticeLevel, Stream, TargetStatus};
 use crate::event_gate::EventGate;
@@ -35,7 +36,7 @@ use crate::project_lock::ProjectLock;
 use crate::scheduler::{Halt, Scheduler};
 use crate::stat_cache::StatCache;
 use crate::state::{State, TargetRecord};
-use crate::target_inputs::{Patterns, hash_inputs};
+use crate::target_inputs::{Patterns, hash_inputs, image_inputs};
 use crate::timestamp::rfc3339;
 
 /// What to build and how.
@@ -96,6 +97,8 @@ pub struct RunSummary {
     pub changed: BTreeSet<String>,
     /// Filled by dry runs, in the order decisions were made.
     pub plan: Vec<PlanEntry>,
+    /// Image targets of the run that succeeded, and the image each now stands for.
+    pub images: BTreeMap<String, String>,
 }
 
 impl RunSummary {
@@ -155,9 +158,23 @@ struct Ctx {
     bus: Arc<EventBus>,
     /// When the run started: spans are timed from here.
     started: Instant,
+    /// The container engine, looked for when an image target first needs it.
+    engine: OnceLock<Result<Engine, String>>,
+    /// The engine's tagged images, listed once per run when an image target first asks.
+    images: OnceLock<Result<HashMap<String, String>, String>>,
 }
 
 impl Ctx {
+    fn engine(&self) -> Result<&Engine, String> {
+        self.engine.get_or_init(|| Engine::find(self.config.settings.engine)).as_ref().map_err(Clone::clone)
+    }
+
+    /// The ID of a tagged image in the engine, if it has it.
+    fn image_id(&self, engine: &Engine, tag: &str) -> Result<Option<String>, String> {
+        let images = self.images.get_or_init(|| engine.images()).as_ref().map_err(Clone::clone)?;
+        Ok(images.get(tag).cloned())
+    }
+
     fn target(&self, id: TargetId) -> &Target {
         &self.config.targets[self.graph.name(id)]
     }
@@ -301,6 +318,8 @@ pub async fn run_build(
         force: options.force.clone(),
         bus: bus.clone(),
         started,
+        engine: OnceLock::new(),
+        images: OnceLock::new(),
     });
     let mode = if options.watch_mode { "up" } else { "build" };
     bus.publish(Event::RunStarted { mode: mode.into(), targets: selected.len() });
@@ -532,6 +551,9 @@ impl RunLoop<'_> {
                 self.summary.changed.insert(name.clone());
             }
             self.digests.insert(id, Some(record.output_digest));
+            if let Some(image) = &record.image {
+                self.summary.images.insert(name.clone(), image.clone());
+            }
             self.state.targets.insert(name.clone(), record.clone());
         }
         self.ctx.bus.publish(Event::TargetFinished {
@@ -602,6 +624,9 @@ fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)], refresh:
     } else {
         ctx.index.select(&ctx.inputs[id], &ctx.outputs[id])
     };
+    if let TargetKind::Image(spec) = &target.kind {
+        return evaluate_image(ctx, target, spec, manifest, &files, hashing);
+    }
     let name = &target.name;
     let prev = ctx.prev.targets.get(name);
     let inputs_meta = fingerprint(files.iter().map(|e| (e.0.as_str(), &e.1)));
@@ -724,6 +749,115 @@ fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)], refresh:
     run_or_plan(ctx, request)
 }
 
+/// Decides what an image target needs. Its inputs are its build context (after the ignore
+/// file), its Containerfile and any declared inputs outside the context; it is `fresh` when
+/// the engine still has the image tagged with its key, `cached` when the engine has the tag
+/// of a new key (an earlier build of the same content), and runs otherwise.
+fn evaluate_image(
+    ctx: &Ctx,
+    target: &Target,
+    spec: &ImageSpec,
+    mut manifest: Manifest,
+    declared: &[&(String, FileMeta)],
+    hashing: Instant,
+) -> Evaluation {
+    let root = &ctx.config.root;
+    let name = &target.name;
+    let files = match image_inputs(root, spec, declared) {
+        Ok(files) => files,
+        Err(why) => return failed(why, None),
+    };
+    let refs: Vec<&(String, FileMeta)> = files.iter().collect();
+    let inputs_meta = fingerprint(files.iter().map(|e| (e.0.as_str(), &e.1)));
+    let prev = ctx.prev.targets.get(name);
+    let forced = ctx.force.contains(name);
+
+    // While the context's metadata is as recorded, its content digest is the recorded one.
+    let reused = prev.and_then(|p| {
+        let digest = p.inputs_digest?;
+        (inputs_meta.is_some() && p.inputs_meta == inputs_meta && manifest.key_with(&digest) == p.key).then_some(digest)
+    });
+    let inputs_digest = match reused {
+        Some(d) => d,
+        None => {
+            if let Err(reason) = hash_inputs(root, &ctx.stat, &refs, &mut manifest) {
+                return failed(reason, None);
+            }
+            manifest.inputs_digest()
+        }
+    };
+    let key = manifest.key_with(&inputs_digest);
+    ctx.span(name, "hash", Track::Worker, hashing);
+    let engine = match ctx.engine() {
+        Ok(engine) => engine,
+        Err(why) => return failed(why, Some(key)),
+    };
+    let tag = image_tag(spec, &key);
+    let existing = match ctx.image_id(engine, &tag) {
+        Ok(id) => id,
+        Err(why) => return failed(format!("cannot list the images {} has: {why}", engine.name()), Some(key)),
+    };
+    let same_key = prev.is_some_and(|p| p.key == key);
+    let why = || -> String {
+        match prev {
+            None => "no previous build".to_string(),
+            Some(p) => match ctx.cache.lookup(&p.key) {
+                Some(old) if !manifest.inputs.is_empty() || old.manifest.inputs.is_empty() => {
+                    summarize(&manifest.changes_since(&old.manifest))
+                }
+                _ => "inputs or definition changed".to_string(),
+            },
+        }
+    };
+    if let Some(id) = existing.filter(|_| !forced) {
+        let (status, reason, at) = match prev.filter(|_| same_key) {
+            Some(p) => (TargetStatus::Fresh, "up to date".to_string(), p.finished_at.clone()),
+            None => (
+                TargetStatus::Cached,
+                format!("{}; {} already has image {tag}", why(), engine.name()),
+                rfc3339(SystemTime::now()),
+            ),
+        };
+        let record = TargetRecord {
+            key,
+            output_digest: image_digest(&id),
+            outputs: Vec::new(),
+            duration_ms: prev.map_or(0, |p| p.duration_ms),
+            finished_at: at,
+            reason: if status == TargetStatus::Fresh {
+                prev.map_or_else(String::new, |p| p.reason.clone())
+            } else {
+                reason.clone()
+            },
+            inputs_meta,
+            inputs_digest: Some(inputs_digest),
+            outputs_meta: fingerprint(std::iter::empty()),
+            image: Some(tag),
+        };
+        let done = Done { record: Some(record), status, reason, key: Some(key), log: None };
+        let action = if status == TargetStatus::Fresh { PlanAction::Fresh } else { PlanAction::Restore };
+        return plan_or(ctx, done, action);
+    }
+    let reason = if forced {
+        "triggered".to_string()
+    } else if same_key {
+        format!("image {tag} is no longer in {}", engine.name())
+    } else {
+        why()
+    };
+    if reused.is_some()
+        && let Err(reason) = hash_inputs(root, &ctx.stat, &refs, &mut manifest)
+    {
+        return failed(reason, Some(key));
+    }
+    run_or_plan(ctx, RunRequest { manifest, reason, inputs_meta })
+}
+
+/// An image ID (sha256 hex) as an output digest: dependents see exactly when it changes.
+fn image_digest(id: &str) -> Digest {
+    Digest::from_hex(id).unwrap_or_else(|| Digest::of_bytes(id.as_bytes()))
+}
+
 /// The fingerprint of recorded outputs as they are on disk now (`None` if one is missing).
 fn outputs_fingerprint(root: &std::path::Path, outputs: &[OutputFile]) -> Option<Digest> {
     let metas: Option<Vec<FileMeta>> = outputs
@@ -756,6 +890,7 @@ fn record_for(
         reason: produced.reason,
         inputs_meta,
         inputs_digest: Some(manifest.inputs_digest()),
+        image: None,
     }
 }
 
@@ -882,17 +1017,20 @@ async fn execute(
     let key = manifest.key();
     let log_path = ctx.layout.log(&target.name);
     let log_display = log_path.strip_prefix(&ctx.config.root).unwrap_or(&log_path).display().to_string();
-    let TargetKind::Cmd(cmd) = &target.kind else {
-        let reason = "image targets are not supported yet: kiln builds `cmd` targets only".to_string();
-        return Done { record: None, status: TargetStatus::Failed, reason, key: Some(key), log: None };
+    let (cmd, dir, image) = match &target.kind {
+        TargetKind::Cmd(cmd) => (cmd.clone(), ctx.config.root.join(&target.dir), None),
+        TargetKind::Image(spec) => match ctx.engine() {
+            Ok(engine) => {
+                let tag = image_tag(spec, &key);
+                (engine.build_command(spec, &tag, &ctx.config.root), ctx.config.root.clone(), Some((engine, tag)))
+            }
+            Err(reason) => {
+                return Done { record: None, status: TargetStatus::Failed, reason, key: Some(key), log: None };
+            }
+        },
     };
-    let spec = CommandSpec {
-        cmd: cmd.clone(),
-        dir: ctx.config.root.join(&target.dir),
-        env: manifest.env.clone(),
-        timeout: target.timeout,
-        log: Some(log_path.clone()),
-    };
+    let spec =
+        CommandSpec { cmd, dir, env: manifest.env.clone(), timeout: target.timeout, log: Some(log_path.clone()) };
     let mut attempt = 0;
     let started = Instant::now();
     let (outcome, captured) = loop {
@@ -938,15 +1076,27 @@ async fn execute(
                 log: log_display,
             };
         }
-        other => return fail(describe_failure(&other, &captured, attempt)),
+        other => {
+            let why = describe_failure(&other, &captured, attempt);
+            return fail(match &image {
+                Some((engine, _)) => format!("`{} build` failed: {why}{}", engine.name(), engine_hint(&captured)),
+                None => why,
+            });
+        }
     }
 
     let _ = tx.send(Msg::Exited(id));
     let ctx2 = ctx.clone();
     let reason2 = reason.clone();
+    let image = image.map(|(engine, tag)| (engine.clone(), tag));
     let stored = tokio::task::spawn_blocking(move || {
         let storing = Instant::now();
-        let stored = collect_and_store(&ctx2, id, &manifest, inputs_meta, &captured, duration_ms, &reason2);
+        let stored = match image {
+            Some((engine, tag)) => {
+                store_image(&ctx2, id, &engine, tag, &manifest, inputs_meta, &captured, duration_ms, &reason2)
+            }
+            None => collect_and_store(&ctx2, id, &manifest, inputs_meta, &captured, duration_ms, &reason2),
+        };
         ctx2.span(ctx2.graph.name(id), "store", Track::Worker, storing);
         stored
     })
@@ -983,6 +1133,41 @@ fn describe_failure(outcome: &ExecOutcome, output: &[u8], attempts: u32) -> Stri
         ExecOutcome::Cancelled => "interrupted".into(),
         ExecOutcome::SpawnFailed(why) => why.clone(),
     }
+}
+
+/// A hint for engine failures whose cause is the engine itself, not the build.
+fn engine_hint(output: &[u8]) -> &'static str {
+    let text = String::from_utf8_lossy(output);
+    if text.contains("Cannot connect to the Docker daemon") {
+        "; the docker daemon is not reachable: start it, or point DOCKER_HOST at a running one"
+    } else {
+        ""
+    }
+}
+
+/// Records a built image: its ID is the target's output digest, and the action record
+/// (the manifest and the build's output) goes to the cache for `explain` and `logs`.
+#[allow(clippy::too_many_arguments)]
+fn store_image(
+    ctx: &Ctx,
+    id: TargetId,
+    engine: &Engine,
+    tag: String,
+    manifest: &Manifest,
+    inputs_meta: Option<Digest>,
+    log: &[u8],
+    duration_ms: u64,
+    reason: &str,
+) -> Result<TargetRecord, String> {
+    let image_id = engine.image_id(&tag).map_err(|e| format!("the build succeeded but the image is not there: {e}"))?;
+    let output_digest = image_digest(&image_id);
+    ctx.cache
+        .store_record(ctx.graph.name(id), manifest, output_digest, Some(log), duration_ms)
+        .map_err(|e| format!("cannot record the build in the cache: {e}"))?;
+    let produced = Produced::now(output_digest, Vec::new(), duration_ms, reason);
+    let mut record = record_for(&ctx.config.root, manifest, produced, inputs_meta);
+    record.image = Some(tag);
+    Ok(record)
 }
 
 /// Lists the declared outputs, checks each was written, stores them in the cache.

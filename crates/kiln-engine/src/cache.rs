@@ -206,6 +206,32 @@ impl Cache {
         Ok(record)
     }
 
+    /// Stores the action record of a target whose output lives elsewhere (an image in the
+    /// container engine), under its output digest.
+    pub fn store_record(
+        &self,
+        target: &str,
+        manifest: &Manifest,
+        output_digest: Digest,
+        log: Option<&[u8]>,
+        duration_ms: u64,
+    ) -> Result<ActionRecord, CacheError> {
+        let key = manifest.key();
+        let log = log.filter(|l| !l.is_empty()).map(|l| self.put_bytes(l)).transpose()?;
+        let record = ActionRecord {
+            target: target.to_string(),
+            key,
+            manifest: manifest.clone(),
+            outputs: Vec::new(),
+            output_digest,
+            log,
+            duration_ms,
+        };
+        let json = serde_json::to_vec_pretty(&record).expect("action records always serialize");
+        crate::atomic_write::write(&self.action_path(&key), &json).map_err(io("cannot write cache entry"))?;
+        Ok(record)
+    }
+
     /// Makes the files on disk match `outputs`, copying from blobs only what differs.
     /// Returns how many files were written.
     pub fn restore(&self, key: &Digest, outputs: &[OutputFile], stat: &StatCache) -> Result<usize, CacheError> {

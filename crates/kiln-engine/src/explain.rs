@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use kiln_config::Config;
+use kiln_config::{Config, TargetKind};
 use serde::Serialize;
 
 use crate::cache::{Cache, current_digest};
@@ -20,7 +20,7 @@ use crate::layout::Layout;
 use crate::manifest::{Change, Manifest, summarize};
 use crate::stat_cache::StatCache;
 use crate::state::{State, TargetRecord};
-use crate::target_inputs::{Patterns, hash_inputs};
+use crate::target_inputs::{Patterns, hash_inputs, image_inputs};
 
 /// Everything `explain` found about one target.
 #[derive(Debug, Clone, Serialize)]
@@ -102,7 +102,15 @@ pub fn explain(config: &Config, name: &str) -> Result<Explanation, ExplainError>
     for t in graph.topo_order(&closure) {
         let target = &config.targets[graph.name(t)];
         let mut manifest = Manifest::for_target(target, &config.env);
-        let files = index.select(&patterns.inputs[t], &patterns.outputs[t]);
+        let selected = index.select(&patterns.inputs[t], &patterns.outputs[t]);
+        let context;
+        let files = match &target.kind {
+            TargetKind::Image(spec) => {
+                context = image_inputs(&config.root, spec, &selected).map_err(ExplainError::Read)?;
+                context.iter().collect()
+            }
+            TargetKind::Cmd(_) => selected,
+        };
         hash_inputs(&config.root, &stat, &files, &mut manifest).map_err(ExplainError::Read)?;
         manifest.deps = graph
             .deps(t)

@@ -91,6 +91,11 @@ impl FileIndex {
         self.entries.into_iter().map(|(p, _)| p).collect()
     }
 
+    /// Every listed file with its metadata, sorted by path.
+    pub fn into_entries(self) -> Vec<(String, FileMeta)> {
+        self.entries
+    }
+
     /// Files selected by any of `include` and by none of `exclude`, sorted by path.
     pub fn select(&self, include: &[PathPattern], exclude: &[PathPattern]) -> Vec<&(String, FileMeta)> {
         let mut out: Vec<&(String, FileMeta)> = Vec::new();

@@ -32,6 +32,9 @@ pub struct TargetRecord {
     /// Fingerprint of the outputs' paths and metadata once they were known to be intact.
     #[serde(default)]
     pub outputs_meta: Option<Digest>,
+    /// For an image target: the image built, `NAME:kiln-<key>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// Per-target records of the project.

@@ -3,13 +3,15 @@
 
 use std::path::Path;
 
-use kiln_config::Config;
+use kiln_config::{Config, ImageSpec, TargetKind};
+
+use crate::container::containerfile;
 
 use crate::digest::Digest;
 use crate::file_index::FileMeta;
 use crate::graph::Graph;
 use crate::manifest::Manifest;
-use crate::path_pattern::{PathPattern, PatternCompiler};
+use crate::path_pattern::{PathPattern, PatternCompiler, is_under};
 use crate::stat_cache::StatCache;
 
 /// Every target's compiled `inputs` and `outputs`, indexed like the graph.
@@ -26,8 +28,18 @@ impl Patterns {
                 .map(|id| list(&config.targets[graph.name(id)]).iter().map(|p| compiler.compile(p)).collect())
                 .collect()
         };
-        let inputs = compile_all(|t| &t.inputs);
+        let mut inputs = compile_all(|t| &t.inputs);
         let outputs = compile_all(|t| &t.outputs);
+        // An image target reads its build context and Containerfile: watch them, and let a
+        // change there reach it. (Its key comes from the context after the ignore file; see
+        // `image_context`.)
+        for (id, patterns) in inputs.iter_mut().enumerate() {
+            if let TargetKind::Image(spec) = &config.targets[graph.name(id)].kind {
+                let context = if spec.context == "." { "**".to_string() } else { format!("{}/**", spec.context) };
+                patterns.push(compiler.compile(&context));
+                patterns.push(compiler.compile(&containerfile(spec, &config.root)));
+            }
+        }
         Patterns { inputs, outputs }
     }
 }
@@ -56,4 +68,21 @@ pub fn hash_inputs(
         }
     }
     Ok(())
+}
+
+/// The files an image target reads: its build context after the ignore file, its
+/// Containerfile, and those of its declared inputs (`declared`) outside the context.
+pub fn image_inputs(
+    root: &Path,
+    spec: &ImageSpec,
+    declared: &[&(String, FileMeta)],
+) -> Result<Vec<(String, FileMeta)>, String> {
+    let context = if spec.context == "." { "" } else { spec.context.as_str() };
+    let mut files: Vec<(String, FileMeta)> =
+        declared.iter().filter(|e| context.is_empty() || !is_under(&e.0, context)).map(|e| (*e).clone()).collect();
+    let found = crate::image_context::context_files(root, spec).map_err(|why| format!("image {}: {why}", spec.name))?;
+    files.extend(found);
+    files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    files.dedup_by(|a, b| a.0 == b.0);
+    Ok(files)
 }

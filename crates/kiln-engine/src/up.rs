@@ -56,6 +56,8 @@ pub struct UpOptions {
     /// Overrides `settings.debounce`.
     pub debounce: Option<Duration>,
     pub replay_logs: bool,
+    /// Overrides `settings.engine` (`--engine`), also after a reload.
+    pub engine: Option<kiln_config::EngineChoice>,
 }
 
 /// How `kiln up` ended.
@@ -495,7 +497,12 @@ fn reload(sel: &Selection, options: &UpOptions, bus: &EventBus) -> Option<(Selec
     };
     let parsed = kiln_config::parse_str(&text, &options.display_path, &sel.config.root, options.profile.as_deref());
     let config = match parsed {
-        Ok(c) => c,
+        Ok(mut c) => {
+            if let Some(engine) = options.engine {
+                c.settings.engine = engine;
+            }
+            c
+        }
         Err(LoadError::Invalid(d)) => {
             bus.publish(Event::ConfigInvalid { message: d.render(false) });
             return None;

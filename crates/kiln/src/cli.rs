@@ -28,6 +28,27 @@ pub struct GlobalArgs {
     /// Write events as JSON lines on stdout; human output goes to stderr.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Container engine for image targets and container services (overrides
+    /// settings.engine; auto prefers podman, then docker).
+    #[arg(long, value_name = "ENGINE", global = true)]
+    pub engine: Option<EngineArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EngineArg {
+    Auto,
+    Podman,
+    Docker,
+}
+
+impl EngineArg {
+    pub fn choice(self) -> kiln_config::EngineChoice {
+        match self {
+            EngineArg::Auto => kiln_config::EngineChoice::Auto,
+            EngineArg::Podman => kiln_config::EngineChoice::Podman,
+            EngineArg::Docker => kiln_config::EngineChoice::Docker,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

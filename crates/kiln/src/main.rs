@@ -43,7 +43,13 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Build(args) => with_runtime(commands::build::run(config, args, cli.global.json)),
-        Command::Up(args) => with_runtime(commands::up::run(config, args, cli.global.json, cli.global.profile.clone())),
+        Command::Up(args) => with_runtime(commands::up::run(
+            config,
+            args,
+            cli.global.json,
+            cli.global.profile.clone(),
+            cli.global.engine.map(cli::EngineArg::choice),
+        )),
         Command::Explain { target } => commands::explain::run(&config, &target, cli.global.json),
         Command::Logs { target, follow: true } => commands::control::follow_logs(&config, &target),
         Command::Logs { target, follow: false } => commands::logs::run(&config, &target),

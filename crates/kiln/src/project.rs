@@ -40,8 +40,12 @@ pub fn load(global: &GlobalArgs) -> Result<Config, ProjectError> {
     let text = std::fs::read_to_string(&file)
         .map_err(|e| ProjectError(format!("error: cannot read {}: {e}", shown.display())))?;
     let root = file.parent().map_or_else(|| cwd.clone(), |p| p.to_path_buf());
-    kiln_config::parse_str(&text, &shown, &root, global.profile.as_deref()).map_err(|e| match e {
+    let mut config = kiln_config::parse_str(&text, &shown, &root, global.profile.as_deref()).map_err(|e| match e {
         LoadError::Invalid(diags) => ProjectError(diags.render(stderr_color())),
         other => ProjectError(format!("error: {other}")),
-    })
+    })?;
+    if let Some(engine) = global.engine {
+        config.settings.engine = engine.choice();
+    }
+    Ok(config)
 }

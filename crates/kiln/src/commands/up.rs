@@ -25,7 +25,13 @@ use crate::exit;
 use crate::json_view::JsonView;
 use crate::plain_view::PlainView;
 
-pub async fn run(config: Config, args: UpArgs, json: bool, profile: Option<String>) -> u8 {
+pub async fn run(
+    config: Config,
+    args: UpArgs,
+    json: bool,
+    profile: Option<String>,
+    engine: Option<kiln_config::EngineChoice>,
+) -> u8 {
     let bus = Arc::new(EventBus::new());
     let mut events = bus.subscribe();
     let verbose = args.verbose;
@@ -99,6 +105,7 @@ pub async fn run(config: Config, args: UpArgs, json: bool, profile: Option<Strin
         no_build: args.no_build,
         debounce: args.debounce,
         replay_logs: args.verbose,
+        engine,
     };
     let cancel = crate::signals::cancel_on_signals();
     let result = run_up(config, options, bus.clone(), cancel, controls).await;

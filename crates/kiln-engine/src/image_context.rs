@@ -1,0 +1,119 @@
+//! What an image build sees: the files of its context that `.containerignore` (or, without
+//! one, `.dockerignore`) does not exclude, and its Containerfile. They are an image
+//! target's inputs: its key changes exactly when what the engine would be sent changes.
+
+use std::path::Path;
+
+use globset::GlobMatcher;
+use kiln_config::ImageSpec;
+
+use crate::container::containerfile;
+use crate::file_index::{FileIndex, FileMeta};
+
+/// The context's files (root-relative, sorted) after the ignore file, plus the
+/// Containerfile. Git's ignore files do not apply: the engine does not read them either.
+pub fn context_files(root: &Path, spec: &ImageSpec) -> Result<Vec<(String, FileMeta)>, String> {
+    let context = if spec.context == "." { String::new() } else { spec.context.trim_end_matches('/').to_string() };
+    if !root.join(&context).is_dir() {
+        return Err(format!("the build context `{}` is not a directory", spec.context));
+    }
+    let rules = IgnoreRules::load(&root.join(&context))?;
+    let index = FileIndex::scan_small(root, [context.clone()], false);
+    let mut files: Vec<(String, FileMeta)> = index
+        .into_entries()
+        .into_iter()
+        .filter(|(path, _)| {
+            let inside = if context.is_empty() { path.as_str() } else { &path[context.len() + 1..] };
+            !rules.excludes(inside)
+        })
+        .collect();
+    let file = containerfile(spec, root);
+    if !files.iter().any(|(p, _)| *p == file) {
+        let meta =
+            std::fs::metadata(root.join(&file)).map_err(|e| format!("cannot read the Containerfile `{file}`: {e}"))?;
+        files.push((file, FileMeta::of(&meta)));
+        files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    }
+    Ok(files)
+}
+
+/// The rules of a `.containerignore` / `.dockerignore`: globs relative to the context, a
+/// rule also covering everything under a directory it matches, `!` re-including, the last
+/// matching rule deciding.
+#[derive(Default)]
+pub struct IgnoreRules {
+    rules: Vec<(bool, GlobMatcher)>,
+}
+
+impl IgnoreRules {
+    pub fn load(context: &Path) -> Result<IgnoreRules, String> {
+        for name in [".containerignore", ".dockerignore"] {
+            let path = context.join(name);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => return IgnoreRules::parse(&text).map_err(|e| format!("{}: {e}", path.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            }
+        }
+        Ok(IgnoreRules::default())
+    }
+
+    pub fn parse(text: &str) -> Result<IgnoreRules, String> {
+        let mut rules = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (include, pattern) = match line.strip_prefix('!') {
+                Some(rest) => (true, rest.trim()),
+                None => (false, line),
+            };
+            let pattern = pattern.trim_start_matches('/').trim_start_matches("./").trim_end_matches('/');
+            if pattern.is_empty() {
+                continue;
+            }
+            let glob = globset::GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| format!("bad pattern `{line}`: {e}"))?;
+            rules.push((include, glob.compile_matcher()));
+        }
+        Ok(IgnoreRules { rules })
+    }
+
+    /// Whether a path (relative to the context) is left out of the build context.
+    pub fn excludes(&self, path: &str) -> bool {
+        let mut excluded = false;
+        for (include, rule) in &self.rules {
+            if matches_or_parent(rule, path) {
+                excluded = !include;
+            }
+        }
+        excluded
+    }
+}
+
+fn matches_or_parent(rule: &GlobMatcher, path: &str) -> bool {
+    if rule.is_match(path) {
+        return true;
+    }
+    path.match_indices('/').any(|(i, _)| rule.is_match(&path[..i]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ignore_rules_follow_the_docker_semantics() {
+        let rules = IgnoreRules::parse("# notes\n*.md\ntarget\n**/*.log\n!keep.md\n/tmp/*\n").unwrap();
+        assert!(rules.excludes("README.md"));
+        assert!(!rules.excludes("keep.md"), "a later `!` re-includes");
+        assert!(!rules.excludes("docs/README.md"), "`*` does not cross directories");
+        assert!(rules.excludes("target/debug/app"), "a directory rule covers what is under it");
+        assert!(rules.excludes("a/b/c.log"));
+        assert!(rules.excludes("tmp/x"));
+        assert!(!rules.excludes("src/main.c"));
+    }
+}
