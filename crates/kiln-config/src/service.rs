@@ -144,7 +144,15 @@ impl Service {
             Some(n) => r.string_list(n, &what(key)),
             None => Some(Vec::new()),
         };
-        let deps = list(r, "deps");
+        let mut deps = list(r, "deps");
+        // A container of an image target depends on it: built first, rolled when it changes.
+        if let (Some(ServiceKind::Image(image)), Some(deps)) = (&kind, deps.as_mut())
+            && names.is_image_target(image)
+            && !deps.iter().any(|d| d.text == *image)
+        {
+            let span = field("image").map(|n| n.span()).unwrap_or_default();
+            deps.push(crate::reader::Located { text: image.clone(), span });
+        }
         for dep in deps.iter().flatten() {
             names.check_target_ref(r, dep, "dependency");
         }

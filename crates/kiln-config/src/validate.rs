@@ -48,6 +48,10 @@ impl Names {
         );
     }
 
+    pub fn is_image_target(&self, name: &str) -> bool {
+        self.targets.get(name) == Some(&true)
+    }
+
     /// A service's `image` names either an image target or an external image reference; a
     /// `cmd` target there is a mistake.
     pub fn check_image_ref(&self, r: &mut Reader, image: &Located) {

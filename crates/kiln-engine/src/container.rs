@@ -142,6 +142,25 @@ impl Engine {
     }
 }
 
+/// Removes the containers labelled as this project's, running or not: what a kiln killed
+/// before it could stop them left behind. Containers of other projects carry another label
+/// and are never touched. Returns the names removed.
+pub fn remove_leftovers(engine: &Engine, root: &Path) -> Result<Vec<String>, String> {
+    let names = engine.project_containers(&project_id(root))?;
+    engine.remove(&names)?;
+    Ok(names)
+}
+
+/// What kiln says after removing leftovers.
+pub fn leftovers_message(names: &[String]) -> String {
+    let what = if names.len() == 1 { "container" } else { "containers" };
+    format!(
+        "removed {} {what} an earlier kiln of this project left running (it did not stop cleanly): {}",
+        names.len(),
+        names.join(", ")
+    )
+}
+
 /// The Containerfile of an image: `file`, or `Containerfile` / `Dockerfile` in the context.
 pub fn containerfile(spec: &ImageSpec, root: &Path) -> String {
     if let Some(file) = &spec.file {

@@ -179,6 +179,9 @@ pub enum Event {
         /// In `backoff`: milliseconds until the next try.
         #[serde(skip_serializing_if = "Option::is_none")]
         next_try_ms: Option<u64>,
+        /// For a container service: the image it runs.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        image: Option<String>,
     },
     #[serde(rename = "service.output")]
     ServiceOutput { service: String, replica: u32, stream: Stream, line: String },

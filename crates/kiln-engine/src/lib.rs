@@ -36,7 +36,7 @@ mod watch;
 
 pub use build::{BuildError, BuildOptions, PlanAction, PlanEntry, RunSummary, resolve_targets, run_build};
 pub use cache::{ActionRecord, Cache, CacheStats, OutputFile, PruneReport};
-pub use container::{Engine, EngineKind};
+pub use container::{Engine, EngineKind, leftovers_message, remove_leftovers};
 pub use digest::Digest;
 pub use event::{Envelope, Event, EventBus, NoticeLevel, Phase, Stream, TargetStatus};
 pub use explain::{ExplainError, Explanation, explain};

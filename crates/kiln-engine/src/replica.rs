@@ -21,8 +21,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::backoff::{Backoff, jitter_unit};
+use crate::container::{Engine, PROJECT_LABEL, SERVICE_LABEL, container_name, exec_words, shell_join};
 use crate::event::{Event, EventBus, Phase, Stream};
-use crate::exec::{shell_command, signal_group};
+use crate::exec::{configure_child, shell_command, signal_group};
 use crate::restart_policy::{ExitDecision, on_exit};
 
 /// How often a replica checks that its process still exists.
@@ -32,7 +33,7 @@ const SWEEP: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct ServiceSpec {
     pub name: String,
-    pub cmd: String,
+    pub runner: Runner,
     pub dir: PathBuf,
     pub env: BTreeMap<String, String>,
     pub restart: RestartPolicy,
@@ -40,6 +41,78 @@ pub struct ServiceSpec {
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub backoff: Backoff,
+}
+
+/// A process, or a container run in the foreground by the engine's CLI.
+#[derive(Debug, Clone)]
+pub enum Runner {
+    /// `sh -c CMD`.
+    Process(String),
+    Container(ContainerRun),
+}
+
+/// A container replica: `ENGINE run --rm --name kiln-<project>-<service>-<replica> …`. Its
+/// output is the client's, its exit the client's exit; it is stopped with `ENGINE stop`,
+/// since a signal to the client would only detach it.
+#[derive(Debug, Clone)]
+pub struct ContainerRun {
+    pub engine: Engine,
+    pub image: String,
+    /// The `kiln.project` label.
+    pub project: String,
+    pub root: PathBuf,
+    /// `HOST:CONTAINER` (or with an address); `${KILN_REPLICA}` is filled in.
+    pub ports: Vec<String>,
+    /// `./data:/data`: a host path relative to the root, or a named volume.
+    pub volumes: Vec<String>,
+    pub command: Option<String>,
+}
+
+impl ContainerRun {
+    fn name(&self, service: &str, replica: u32) -> String {
+        container_name(&self.root, service, replica)
+    }
+
+    /// The `ENGINE run` invocation of one replica.
+    fn run_args(&self, spec: &ServiceSpec, replica: u32) -> Vec<String> {
+        let n = replica.to_string();
+        let fill = |t: &str| t.replace("${KILN_REPLICA}", &n).replace("$KILN_REPLICA", &n);
+        let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "--name".into(), self.name(&spec.name, replica)];
+        args.extend(["--label".into(), format!("{PROJECT_LABEL}={}", self.project)]);
+        args.extend(["--label".into(), format!("{SERVICE_LABEL}={}", spec.name)]);
+        args.extend(["--restart=no".into(), "--stop-signal".into(), spec.stop_signal.as_str().to_string()]);
+        args.extend(["-e".into(), format!("KILN_REPLICA={replica}")]);
+        for (k, v) in &spec.env {
+            args.extend(["-e".into(), format!("{k}={v}")]);
+        }
+        for p in &self.ports {
+            args.extend(["-p".into(), fill(p)]);
+        }
+        for v in &self.volumes {
+            let v = fill(v);
+            let host_path = v.starts_with('.') || v.starts_with('/');
+            let v = match v.split_once(':') {
+                Some((host, rest)) if host_path => format!("{}:{rest}", self.root.join(host).display()),
+                _ => v,
+            };
+            args.extend(["-v".into(), v]);
+        }
+        args.push(self.image.clone());
+        if let Some(cmd) = &self.command {
+            args.extend(exec_words(&fill(cmd)));
+        }
+        args
+    }
+}
+
+impl ServiceSpec {
+    /// The image a container service runs.
+    pub fn image(&self) -> Option<&str> {
+        match &self.runner {
+            Runner::Container(c) => Some(&c.image),
+            Runner::Process(_) => None,
+        }
+    }
 }
 
 /// Orders from the supervisor.
@@ -52,6 +125,8 @@ pub enum Control {
 
 struct Ctx {
     spec: Arc<ServiceSpec>,
+    /// The latest spec: a container service gets a new image with each build.
+    latest: watch::Receiver<Arc<ServiceSpec>>,
     replica: u32,
     bus: Arc<EventBus>,
     phase: watch::Sender<Phase>,
@@ -68,6 +143,7 @@ impl Ctx {
             reason: reason.into(),
             restarts: self.restarts,
             next_try_ms: next_try.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            image: self.spec.image().map(str::to_string),
         });
     }
 }
@@ -80,15 +156,17 @@ enum Ended {
 
 /// Runs the replica until told to stop; returns when its process is gone.
 pub async fn run_replica(
-    spec: Arc<ServiceSpec>,
+    latest: watch::Receiver<Arc<ServiceSpec>>,
     replica: u32,
     mut control: mpsc::UnboundedReceiver<Control>,
     bus: Arc<EventBus>,
     phase: watch::Sender<Phase>,
 ) {
-    let mut ctx = Ctx { spec, replica, bus, phase, restarts: 0 };
+    let spec = latest.borrow().clone();
+    let mut ctx = Ctx { spec, latest, replica, bus, phase, restarts: 0 };
     let mut reason = "deps are built".to_string();
     loop {
+        ctx.spec = ctx.latest.borrow().clone();
         ctx.set(Phase::Starting, reason.clone(), None);
         let started = Instant::now();
         let ended = match run_once(&mut ctx, &mut control).await {
@@ -165,9 +243,30 @@ async fn wait_for_restart(control: &mut mpsc::UnboundedReceiver<Control>) -> boo
 /// Starts the process and supervises it until it exits or a control arrives.
 async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>) -> Result<Ended, String> {
     let spec = ctx.spec.clone();
-    let mut command = shell_command(&spec.cmd, &spec.dir, &spec.env);
-    command.env("KILN_REPLICA", ctx.replica.to_string());
-    let mut child = command.spawn().map_err(|e| format!("cannot start `{}`: {e}", spec.cmd))?;
+    let mut command = match &spec.runner {
+        Runner::Process(cmd) => {
+            let mut command = shell_command(cmd, &spec.dir, &spec.env);
+            command.env("KILN_REPLICA", ctx.replica.to_string());
+            command
+        }
+        Runner::Container(c) => {
+            let mut command = tokio::process::Command::new(&c.engine.program);
+            command
+                .args(c.run_args(&spec, ctx.replica))
+                .current_dir(&spec.dir)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true);
+            configure_child(&mut command);
+            command
+        }
+    };
+    let what = match &spec.runner {
+        Runner::Process(cmd) => format!("`{cmd}`"),
+        Runner::Container(c) => format!("{} run {}", c.engine.name(), c.image),
+    };
+    let mut child = command.spawn().map_err(|e| format!("cannot start {what}: {e}"))?;
     let pid = child.id().unwrap_or(0);
     let _group = crate::process_guard::GroupGuard::new(pid);
 
@@ -199,13 +298,25 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
     drop(log_ready_tx);
 
     // A probe may name the replica (`http://127.0.0.1:808${KILN_REPLICA}/health`).
+    // A container's `cmd` probe runs inside it.
     let probe = spec.probe.clone().map(|mut p| {
         let n = ctx.replica.to_string();
         let fill = |t: &str| t.replace("${KILN_REPLICA}", &n).replace("$KILN_REPLICA", &n);
         p.check = match p.check {
             ProbeCheck::Http(u) => ProbeCheck::Http(fill(&u)),
             ProbeCheck::Tcp(a) => ProbeCheck::Tcp(fill(&a)),
-            ProbeCheck::Cmd(c) => ProbeCheck::Cmd(fill(&c)),
+            ProbeCheck::Cmd(c) => ProbeCheck::Cmd(match &spec.runner {
+                Runner::Process(_) => fill(&c),
+                Runner::Container(run) => {
+                    let mut words = vec![
+                        run.engine.program.display().to_string(),
+                        "exec".into(),
+                        run.name(&spec.name, ctx.replica),
+                    ];
+                    words.extend(exec_words(&fill(&c)));
+                    shell_join(&words)
+                }
+            }),
             ProbeCheck::Log(l) => ProbeCheck::Log(l),
         };
         p
@@ -266,11 +377,31 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
     }
 }
 
-/// `stop_signal` to the process group, `stop_timeout`, then SIGKILL.
+/// `stop_signal` to the process group, `stop_timeout`, then SIGKILL. A container is stopped
+/// (and removed) through the engine, which does the same inside it.
 async fn stop(ctx: &mut Ctx, child: &mut tokio::process::Child, pid: u32) {
     ctx.set(Phase::Stopping, format!("sent {}", ctx.spec.stop_signal.as_str()), None);
-    signal_group(pid, ctx.spec.stop_signal);
-    if tokio::time::timeout(ctx.spec.stop_timeout, child.wait()).await.is_err() {
+    let timeout = ctx.spec.stop_timeout;
+    if let Runner::Container(run) = &ctx.spec.runner {
+        let name = run.name(&ctx.spec.name, ctx.replica);
+        let secs = timeout.as_secs_f64().ceil().to_string();
+        let engine = run.engine.clone();
+        let stopped = tokio::task::spawn_blocking(move || {
+            let stopped = engine.query(&["stop", "-t", &secs, &name]);
+            // `--rm` removes it once stopped; a container that never started is removed here.
+            let _ = engine.query(&["rm", "-f", &name]);
+            stopped
+        })
+        .await;
+        let grace = timeout + Duration::from_secs(5);
+        if matches!(stopped, Ok(Ok(_))) && tokio::time::timeout(grace, child.wait()).await.is_ok() {
+            signal_group(pid, Signal::SIGKILL);
+            return;
+        }
+    } else {
+        signal_group(pid, ctx.spec.stop_signal);
+    }
+    if tokio::time::timeout(timeout, child.wait()).await.is_err() {
         signal_group(pid, Signal::SIGKILL);
         let _ = child.wait().await;
     }
@@ -284,7 +415,7 @@ mod tests {
     fn spec(cmd: &str, restart: RestartPolicy) -> ServiceSpec {
         ServiceSpec {
             name: "svc".into(),
-            cmd: cmd.into(),
+            runner: Runner::Process(cmd.into()),
             dir: std::env::temp_dir(),
             env: BTreeMap::new(),
             restart,
@@ -305,7 +436,8 @@ mod tests {
         let mut rx = bus.subscribe();
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (phase_tx, _phase_rx) = watch::channel(Phase::Pending);
-        let task = tokio::spawn(run_replica(Arc::new(spec), 0, control_rx, bus, phase_tx));
+        let (_spec_tx, spec_rx) = watch::channel(Arc::new(spec));
+        let task = tokio::spawn(run_replica(spec_rx, 0, control_rx, bus, phase_tx));
         let mut seen = Vec::new();
         while seen.len() < count {
             let Some(e) = rx.recv().await else { break };

@@ -16,8 +16,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::backoff::Backoff;
-use crate::event::{Event, EventBus, NoticeLevel, Phase};
-use crate::replica::{Control, ServiceSpec, run_replica};
+use crate::container::{Engine, project_id};
+use crate::event::{Event, EventBus, Phase};
+use crate::replica::{ContainerRun, Control, Runner, ServiceSpec, run_replica};
 
 struct ReplicaHandle {
     control: mpsc::UnboundedSender<Control>,
@@ -27,6 +28,8 @@ struct ReplicaHandle {
 
 struct Handle {
     replicas: Vec<ReplicaHandle>,
+    /// What the replicas run next time they start; `None` for a service that cannot run.
+    spec: Option<watch::Sender<Arc<ServiceSpec>>>,
 }
 
 /// How long a rolling reload waits for a new replica to become ready before moving on.
@@ -46,24 +49,36 @@ impl Supervisor {
         self.services.contains_key(name)
     }
 
-    /// What a process service runs; `None` (after a notice) for what cannot run yet.
-    pub fn spec(config: &Config, service: &Service, bus: &EventBus) -> Option<ServiceSpec> {
-        let ServiceKind::Cmd(cmd) = &service.kind else {
-            bus.publish(Event::Notice {
-                level: NoticeLevel::Warning,
-                message: format!(
-                    "service `{}` runs a container image; container services are not supported yet",
-                    service.name
-                ),
-            });
-            return None;
-        };
+    /// What a service runs: a process, or a container of the image its image target last
+    /// built (`images`: image target → image) or of an image reference. The error says why
+    /// it cannot run (no container engine, say).
+    pub fn spec(config: &Config, service: &Service, images: &BTreeMap<String, String>) -> Result<ServiceSpec, String> {
         let mut env = config.env.clone();
         env.extend(service.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let runner = match &service.kind {
+            ServiceKind::Cmd(cmd) => Runner::Process(cmd.clone()),
+            ServiceKind::Image(image) => {
+                let engine = Engine::find(config.settings.engine)?;
+                let image = if config.targets.get(image).is_some_and(|t| t.is_image()) {
+                    images.get(image).cloned().ok_or_else(|| format!("image target `{image}` has not been built"))?
+                } else {
+                    image.clone()
+                };
+                Runner::Container(ContainerRun {
+                    engine,
+                    image,
+                    project: project_id(&config.root),
+                    root: config.root.clone(),
+                    ports: service.ports.clone(),
+                    volumes: service.volumes.clone(),
+                    command: service.command.clone(),
+                })
+            }
+        };
         let stop_signal = service.stop_signal.parse::<Signal>().unwrap_or(Signal::SIGTERM);
-        Some(ServiceSpec {
+        Ok(ServiceSpec {
             name: service.name.clone(),
-            cmd: cmd.clone(),
+            runner,
             dir: config.root.clone(),
             env,
             restart: service.restart,
@@ -74,9 +89,33 @@ impl Supervisor {
         })
     }
 
+    /// Records a service that cannot run, with why, as `failed`.
+    pub fn refuse(&mut self, name: &str, replicas: u32, reason: &str) {
+        for replica in 0..replicas {
+            self.bus.publish(Event::ServicePhase {
+                service: name.to_string(),
+                replica,
+                phase: Phase::Failed,
+                reason: reason.to_string(),
+                restarts: 0,
+                next_try_ms: None,
+                image: None,
+            });
+        }
+        self.services.insert(name.to_string(), Handle { replicas: Vec::new(), spec: None });
+    }
+
+    /// Gives a running service a new spec (a new image) for its next start.
+    pub fn update(&mut self, name: &str, spec: ServiceSpec) {
+        if let Some(tx) = self.services.get(name).and_then(|h| h.spec.as_ref()) {
+            tx.send_replace(Arc::new(spec));
+        }
+    }
+
     /// Starts `replicas` copies of a service once the `after` services are ready.
     pub fn start(&mut self, spec: ServiceSpec, replicas: u32, after: &[String]) {
-        let spec = Arc::new(spec);
+        let name = spec.name.clone();
+        let (spec_tx, spec_rx) = watch::channel(Arc::new(spec));
         let waits: Vec<watch::Receiver<Phase>> = after
             .iter()
             .filter_map(|a| self.services.get(a))
@@ -87,18 +126,20 @@ impl Supervisor {
             let (control_tx, control_rx) = mpsc::unbounded_channel();
             let (phase_tx, phase_rx) = watch::channel(Phase::Pending);
             let bus = self.bus.clone();
-            let spec = spec.clone();
+            let spec = spec_rx.clone();
+            let name = name.clone();
             let mut waits = waits.clone();
             let after = after.to_vec();
             let task = tokio::spawn(async move {
                 if !waits.is_empty() {
                     bus.publish(Event::ServicePhase {
-                        service: spec.name.clone(),
+                        service: name,
                         replica,
                         phase: Phase::Pending,
                         reason: format!("waiting for {} to be ready", after.join(", ")),
                         restarts: 0,
                         next_try_ms: None,
+                        image: spec.borrow().image().map(str::to_string),
                     });
                     for w in &mut waits {
                         if w.wait_for(|p| *p == Phase::Ready).await.is_err() {
@@ -110,7 +151,7 @@ impl Supervisor {
             });
             handles.push(ReplicaHandle { control: control_tx, phase: phase_rx, task });
         }
-        self.services.insert(spec.name.clone(), Handle { replicas: handles });
+        self.services.insert(name, Handle { replicas: handles, spec: Some(spec_tx) });
     }
 
     /// Restarts a service's replicas one at a time, each after the previous new one is

@@ -17,7 +17,7 @@
 //! published as `config.reloaded`, the watch set follows (new inputs watched, removed ones
 //! unwatched) and added or changed targets are built if their keys moved.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -193,6 +193,9 @@ pub async fn run_up(
     let mut supervisor = Supervisor::new(bus.clone());
     // Targets whose last build succeeded: a service starts once all its deps are here.
     let mut good: BTreeSet<String> = BTreeSet::new();
+    // Image targets and the image each last stood for: what their container services run.
+    let mut images: BTreeMap<String, String> = BTreeMap::new();
+    remove_leftovers(&sel.config, &bus).await;
     let mut building = false;
     let mut pending: BTreeSet<String> = BTreeSet::new();
     let mut pending_paths: BTreeSet<String> = BTreeSet::new();
@@ -271,7 +274,7 @@ pub async fn run_up(
                         }
                     }
                     sel = next;
-                    reconcile_services(&sel, &mut supervisor, &mut good, &RunSummary::default(), &bus);
+                    reconcile_services(&sel, &mut supervisor, &mut good, &mut images, &RunSummary::default());
                     debouncer.set_window(options.debounce.unwrap_or(sel.config.settings.debounce));
                     let next_scope = sel.scope();
                     if next_scope != scope {
@@ -304,7 +307,7 @@ pub async fn run_up(
                     return Ok(UpExit::Interrupted);
                 }
                 if let Some(summary) = summary {
-                    reconcile_services(&sel, &mut supervisor, &mut good, &summary, &bus);
+                    reconcile_services(&sel, &mut supervisor, &mut good, &mut images, &summary);
                 }
                 if !pending.is_empty() {
                     let round = Round::take(&mut pending, &mut pending_paths, &mut forced);
@@ -360,9 +363,10 @@ fn reconcile_services(
     sel: &Selection,
     supervisor: &mut Supervisor,
     good: &mut BTreeSet<String>,
+    images: &mut BTreeMap<String, String>,
     summary: &RunSummary,
-    bus: &EventBus,
 ) {
+    images.extend(summary.images.iter().map(|(t, i)| (t.clone(), i.clone())));
     for (target, status) in &summary.outcomes {
         if matches!(status, TargetStatus::Built | TargetStatus::Cached | TargetStatus::Fresh) {
             good.insert(target.clone());
@@ -383,11 +387,41 @@ fn reconcile_services(
                     .is_some_and(|s| !matches!(s, TargetStatus::Built | TargetStatus::Cached | TargetStatus::Fresh))
             });
             if !failed_now && service.deps.iter().any(|d| summary.changed.contains(d)) {
+                if let Ok(spec) = Supervisor::spec(&sel.config, service, images) {
+                    supervisor.update(name, spec);
+                }
                 supervisor.roll(name);
             }
-        } else if let Some(spec) = Supervisor::spec(&sel.config, service, bus) {
-            supervisor.start(spec, service.replicas, &service.after);
+        } else {
+            match Supervisor::spec(&sel.config, service, images) {
+                Ok(spec) => supervisor.start(spec, service.replicas, &service.after),
+                Err(why) => supervisor.refuse(name, service.replicas, &why),
+            }
         }
+    }
+}
+
+/// Removes containers of this project that an earlier kiln left running (it was killed
+/// before it could stop them), and says so.
+async fn remove_leftovers(config: &Config, bus: &EventBus) {
+    if !config.services.values().any(|s| matches!(s.kind, kiln_config::ServiceKind::Image(_))) {
+        return;
+    }
+    let Ok(engine) = crate::container::Engine::find(config.settings.engine) else { return };
+    let root = config.root.clone();
+    let removed = tokio::task::spawn_blocking(move || crate::container::remove_leftovers(&engine, &root))
+        .await
+        .expect("leftover removal does not panic");
+    match removed {
+        Ok(names) if names.is_empty() => {}
+        Ok(names) => bus.publish(Event::Notice {
+            level: NoticeLevel::Warning,
+            message: crate::container::leftovers_message(&names),
+        }),
+        Err(why) => bus.publish(Event::Notice {
+            level: NoticeLevel::Warning,
+            message: format!("cannot look for containers an earlier kiln left: {why}"),
+        }),
     }
 }
 

@@ -27,6 +27,30 @@ pub struct ServiceView {
     pub ready: usize,
     pub desired: usize,
     pub restarts: u32,
+    /// For a container service: the image its replicas run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+impl ServiceView {
+    /// One phase for the service: `ready` when every replica is, else the first replica's
+    /// phase that is not.
+    pub fn phase(&self) -> &'static str {
+        let mut phases = self.replicas.values().map(|r| r.phase);
+        match phases.clone().find(|p| *p != Phase::Ready) {
+            Some(p) => p.as_str(),
+            None => phases.next().map_or("pending", |p| p.as_str()),
+        }
+    }
+}
+
+/// An image as a status line shows it: `localhost/demo-api:kiln-3f2a9c…` → `demo-api:kiln-3f2a…`.
+pub fn short_image(image: &str) -> String {
+    let base = image.rsplit('/').next().unwrap_or(image);
+    match base.split_once(":kiln-") {
+        Some((name, hex)) if hex.len() > 4 => format!("{name}:kiln-{}…", &hex[..4]),
+        _ => base.to_string(),
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -49,8 +73,11 @@ impl StatusView {
                     },
                 );
             }
-            Event::ServicePhase { service, replica, phase, reason, restarts, .. } => {
+            Event::ServicePhase { service, replica, phase, reason, restarts, image, .. } => {
                 let s = self.services.entry(service.clone()).or_default();
+                if image.is_some() {
+                    s.image.clone_from(image);
+                }
                 s.replicas.insert(*replica, ReplicaView { phase: *phase, reason: reason.clone(), restarts: *restarts });
                 s.desired = s.replicas.len();
                 s.ready = s.replicas.values().filter(|r| r.phase == Phase::Ready).count();

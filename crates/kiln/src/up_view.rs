@@ -9,7 +9,7 @@ use kiln_engine::Event;
 
 use crate::human_lines::HumanLines;
 use crate::live_view::fit;
-use crate::status_view::StatusView;
+use crate::status_view::{StatusView, short_image};
 
 pub struct UpView<W: Write> {
     out: W,
@@ -46,10 +46,13 @@ impl<W: Write> UpView<W> {
             rows.push(format!("  target  {name:<14} {:<9} {}", t.status, t.reason));
         }
         for (name, s) in &self.status.services {
-            let phase = s.replicas.values().map(|r| r.phase.as_str()).next().unwrap_or("pending");
+            let image = s.image.as_deref().map(|i| format!(" · {}", short_image(i))).unwrap_or_default();
             rows.push(format!(
-                "  service {name:<14} {phase:<9} {}/{} ready · {} restarts",
-                s.ready, s.desired, s.restarts
+                "  service {name:<14} {:<9} {}/{} ready · {} restarts{image}",
+                s.phase(),
+                s.ready,
+                s.desired,
+                s.restarts
             ));
         }
         rows.push(format!("  {:─<1$}", "", self.width.saturating_sub(4).min(60)));
@@ -123,6 +126,7 @@ mod tests {
                     reason: "probe passed".into(),
                     restarts: 0,
                     next_try_ms: None,
+                    image: None,
                 },
                 "t",
             );

@@ -3,10 +3,11 @@
 use std::time::{Duration, Instant};
 
 use kiln_config::Config;
-use kiln_engine::Layout;
+use kiln_engine::{Engine, Layout};
 
 use crate::api_client::{ClientError, follow, info, request};
 use crate::exit;
+use crate::status_view::short_image;
 
 fn fail(e: &ClientError) -> u8 {
     eprintln!("error: {}", e.message());
@@ -35,13 +36,14 @@ pub fn status(config: &Config, json: bool) -> u8 {
     }
     if let Some(services) = v["services"].as_object() {
         for (name, s) in services {
-            let phase = s["replicas"]
+            let phases: Vec<&str> = s["replicas"]
                 .as_object()
-                .and_then(|r| r.values().next())
-                .and_then(|r| r["phase"].as_str())
-                .unwrap_or("pending");
+                .map(|r| r.values().filter_map(|r| r["phase"].as_str()).collect())
+                .unwrap_or_default();
+            let phase = phases.iter().find(|p| **p != "ready").or(phases.first()).copied().unwrap_or("pending");
+            let image = s["image"].as_str().map(|i| format!("  image {}", short_image(i))).unwrap_or_default();
             println!(
-                "{name:<16} {phase:<8} {}/{} replicas  {} restarts",
+                "{name:<16} {phase:<8} {}/{} replicas{image}  {} restarts",
                 s["ready"].as_u64().unwrap_or(0),
                 s["desired"].as_u64().unwrap_or(0),
                 s["restarts"].as_u64().unwrap_or(0)
@@ -74,8 +76,42 @@ pub fn trigger(config: &Config, name: &str) -> u8 {
     post(config, &format!("/api/trigger/{name}"), &format!("triggered {name}"))
 }
 
+/// Stops the running `kiln up`. With none running, removes the containers a killed one left
+/// behind (found by this project's label), saying so.
 pub fn down(config: &Config) -> u8 {
-    post(config, "/api/stop", "stopping `kiln up`")
+    match info(&Layout::new(&config.root).kiln) {
+        Err(ClientError::NotRunning) if has_containers(config) => remove_leftovers(config),
+        _ => post(config, "/api/stop", "stopping `kiln up`"),
+    }
+}
+
+fn has_containers(config: &Config) -> bool {
+    config.services.values().any(|s| matches!(s.kind, kiln_config::ServiceKind::Image(_)))
+}
+
+fn remove_leftovers(config: &Config) -> u8 {
+    let engine = match Engine::find(config.settings.engine) {
+        Ok(e) => e,
+        Err(why) => {
+            eprintln!("error: {}; cannot look for containers left running", ClientError::NotRunning.message());
+            eprintln!("  = {why}");
+            return exit::FAILED;
+        }
+    };
+    match kiln_engine::remove_leftovers(&engine, &config.root) {
+        Ok(names) if names.is_empty() => {
+            eprintln!("no `kiln up` is running in this project, and none left containers behind");
+            exit::SUCCESS
+        }
+        Ok(names) => {
+            println!("{}", kiln_engine::leftovers_message(&names));
+            exit::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("error: cannot remove containers left running: {why}");
+            exit::FAILED
+        }
+    }
 }
 
 /// Waits until every name is built (targets) or ready (services).
