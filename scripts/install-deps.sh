@@ -7,16 +7,46 @@ need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v ninja >/dev/null 2>&1 || need+=(ninja-build)
+# Containers: podman with runc (crun refuses the cgroup layout of many VMs), busybox-static
+# for images built FROM scratch (nothing is pulled from a registry), and a docker CLI for
+# the docker path, which the tests point at podman's Docker-compatible service.
+# Podman is installed with its recommended packages: they bring its network stack.
+with_recommends=()
+command -v podman >/dev/null 2>&1 || with_recommends+=(podman)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+command -v docker >/dev/null 2>&1 || need+=(docker.io)
 
-if ((${#need[@]})); then
-  echo "installing: ${need[*]}"
+if ((${#need[@]} + ${#with_recommends[@]})); then
+  echo "installing: ${need[*]} ${with_recommends[*]}"
   if [ "$(id -u)" -ne 0 ]; then
-    echo "error: these packages are missing and installing them needs root: ${need[*]}" >&2
+    echo "error: these packages are missing and installing them needs root: ${need[*]} ${with_recommends[*]}" >&2
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  if ((${#need[@]})); then
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+  if ((${#with_recommends[@]})); then
+    apt-get install -y -qq "${with_recommends[@]}" >/dev/null
+  fi
+fi
+
+# Podman on Debian 12 in a VM: the default ulimits cannot be raised there, and crun
+# refuses the hybrid cgroup layout; runc works.
+conf=/etc/containers/containers.conf
+if ! grep -q '^runtime = "runc"' "$conf" 2>/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: $conf needs runtime = \"runc\" and default_ulimits = [] (see DESIGN.md); writing it needs root" >&2
+    exit 1
+  fi
+  mkdir -p /etc/containers
+  if [ -s "$conf" ]; then
+    echo "error: $conf exists without runtime = \"runc\"; add it under [engine] and default_ulimits = [] under [containers]" >&2
+    exit 1
+  fi
+  printf '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n' >"$conf"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -27,10 +27,18 @@ pub fn info(kiln_dir: &Path) -> Result<ApiInfo, ClientError> {
     let text = std::fs::read_to_string(kiln_dir.join("api.json")).map_err(|_| ClientError::NotRunning)?;
     let info: ApiInfo = serde_json::from_str(&text).map_err(|_| ClientError::NotRunning)?;
     // A crashed `kiln up` leaves its api.json behind; its pid tells.
-    if !Path::new(&format!("/proc/{}", info.pid)).exists() {
+    if !is_alive(info.pid) {
         return Err(ClientError::NotRunning);
     }
     Ok(info)
+}
+
+/// Whether a process exists and is not a zombie (a killed kiln whose parent has not reaped it).
+fn is_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the command name, which is in parentheses and may contain spaces.
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, Some("Z" | "X"))
 }
 
 fn connect(info: &ApiInfo, method: &str, path: &str) -> Result<TcpStream, ClientError> {

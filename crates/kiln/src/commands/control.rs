@@ -53,8 +53,15 @@ pub fn status(config: &Config, json: bool) -> u8 {
     exit::SUCCESS
 }
 
+fn send(config: &Config, path: &str) -> Result<(u16, String), ClientError> {
+    info(&Layout::new(&config.root).kiln).and_then(|i| request(&i, "POST", path))
+}
+
 fn post(config: &Config, path: &str, done: &str) -> u8 {
-    let result = info(&Layout::new(&config.root).kiln).and_then(|i| request(&i, "POST", path));
+    report(send(config, path), done)
+}
+
+fn report(result: Result<(u16, String), ClientError>, done: &str) -> u8 {
     match result {
         Ok((202, _)) => {
             println!("{done}");
@@ -79,9 +86,9 @@ pub fn trigger(config: &Config, name: &str) -> u8 {
 /// Stops the running `kiln up`. With none running, removes the containers a killed one left
 /// behind (found by this project's label), saying so.
 pub fn down(config: &Config) -> u8 {
-    match info(&Layout::new(&config.root).kiln) {
+    match send(config, "/api/stop") {
         Err(ClientError::NotRunning) if has_containers(config) => remove_leftovers(config),
-        _ => post(config, "/api/stop", "stopping `kiln up`"),
+        result => report(result, "stopping `kiln up`"),
     }
 }
 
