@@ -169,10 +169,15 @@ impl Ctx {
         self.engine.get_or_init(|| Engine::find(self.config.settings.engine)).as_ref().map_err(Clone::clone)
     }
 
-    /// The ID of a tagged image in the engine, if it has it.
-    fn image_id(&self, engine: &Engine, tag: &str) -> Result<Option<String>, String> {
-        let images = self.images.get_or_init(|| engine.images()).as_ref().map_err(Clone::clone)?;
-        Ok(images.get(tag).cloned())
+    /// The ID of a tagged image in the engine, if it has it. One listing serves every image
+    /// target of the run; when listing fails (podman's does while another client removes
+    /// images), the tag is looked up on its own, and an image that cannot be found counts
+    /// as absent: building it again is always correct.
+    fn image_id(&self, engine: &Engine, tag: &str) -> Option<String> {
+        match self.images.get_or_init(|| engine.images()) {
+            Ok(images) => images.get(tag).cloned(),
+            Err(_) => engine.image_id(tag).ok(),
+        }
     }
 
     fn target(&self, id: TargetId) -> &Target {
@@ -793,10 +798,7 @@ fn evaluate_image(
         Err(why) => return failed(why, Some(key)),
     };
     let tag = image_tag(spec, &key);
-    let existing = match ctx.image_id(engine, &tag) {
-        Ok(id) => id,
-        Err(why) => return failed(format!("cannot list the images {} has: {why}", engine.name()), Some(key)),
-    };
+    let existing = ctx.image_id(engine, &tag);
     let same_key = prev.is_some_and(|p| p.key == key);
     let why = || -> String {
         match prev {
@@ -818,6 +820,10 @@ fn evaluate_image(
                 rfc3339(SystemTime::now()),
             ),
         };
+        if status == TargetStatus::Cached && !ctx.dry_run {
+            // Its manifest, for the reasons and `explain` of the next change.
+            let _ = ctx.cache.store_record(name, &manifest, image_digest(&id), None, 0);
+        }
         let record = TargetRecord {
             key,
             output_digest: image_digest(&id),

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::backoff::{Backoff, jitter_unit};
 use crate::container::{Engine, PROJECT_LABEL, SERVICE_LABEL, container_name, exec_words, shell_join};
 use crate::event::{Event, EventBus, Phase, Stream};
-use crate::exec::{configure_child, shell_command, signal_group};
+use crate::exec::{shell_command, signal_group};
 use crate::restart_policy::{ExitDecision, on_exit};
 
 /// How often a replica checks that its process still exists.
@@ -58,6 +58,8 @@ pub enum Runner {
 pub struct ContainerRun {
     pub engine: Engine,
     pub image: String,
+    /// Built by an image target: the engine has it, and must not try to pull it.
+    pub local: bool,
     /// The `kiln.project` label.
     pub project: String,
     pub root: PathBuf,
@@ -96,6 +98,9 @@ impl ContainerRun {
                 _ => v,
             };
             args.extend(["-v".into(), v]);
+        }
+        if self.local {
+            args.push("--pull=never".into());
         }
         args.push(self.image.clone());
         if let Some(cmd) = &self.command {
@@ -258,7 +263,12 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .kill_on_drop(true);
-            configure_child(&mut command);
+            // A group of its own, but it does not die with kiln: a client killed while
+            // creating its container leaves the engine with a half-made one (podman's
+            // conmon keeps the ports). After a SIGKILL of kiln the client lives on until
+            // its container is removed as a leftover, or its next output line finds the
+            // pipe closed.
+            command.process_group(0);
             command
         }
     };
@@ -268,7 +278,7 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
     };
     let mut child = command.spawn().map_err(|e| format!("cannot start {what}: {e}"))?;
     let pid = child.id().unwrap_or(0);
-    let _group = crate::process_guard::GroupGuard::new(pid);
+    let _group = matches!(spec.runner, Runner::Process(_)).then(|| crate::process_guard::GroupGuard::new(pid));
 
     // Output lines become events; a `log` probe watches them for its pattern.
     let (log_ready_tx, mut log_ready) = mpsc::unbounded_channel::<()>();

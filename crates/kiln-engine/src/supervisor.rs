@@ -59,7 +59,8 @@ impl Supervisor {
             ServiceKind::Cmd(cmd) => Runner::Process(cmd.clone()),
             ServiceKind::Image(image) => {
                 let engine = Engine::find(config.settings.engine)?;
-                let image = if config.targets.get(image).is_some_and(|t| t.is_image()) {
+                let local = config.targets.get(image).is_some_and(|t| t.is_image());
+                let image = if local {
                     images.get(image).cloned().ok_or_else(|| format!("image target `{image}` has not been built"))?
                 } else {
                     image.clone()
@@ -67,6 +68,7 @@ impl Supervisor {
                 Runner::Container(ContainerRun {
                     engine,
                     image,
+                    local,
                     project: project_id(&config.root),
                     root: config.root.clone(),
                     ports: service.ports.clone(),

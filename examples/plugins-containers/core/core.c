@@ -13,7 +13,7 @@
 
 static volatile sig_atomic_t stopping;
 
-const char *core_version(void) { return "core 1.1"; }
+const char *core_version(void) { return "core 1.0"; }
 
 static void on_term(int sig) {
     (void)sig;

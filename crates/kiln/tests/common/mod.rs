@@ -32,6 +32,11 @@ impl Run {
         }
     }
 
+    /// Runs a prepared kiln command to completion.
+    pub fn of(command: &mut Command) -> Run {
+        Run::from(command.output().expect("kiln runs"))
+    }
+
     /// The JSON events printed on stdout.
     pub fn events(&self) -> Vec<serde_json::Value> {
         self.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
@@ -152,9 +157,16 @@ pub struct Up {
 
 impl Up {
     pub fn start(p: &Project, args: &[&str]) -> Up {
+        Up::start_with(p, args, |_| {})
+    }
+
+    /// Like [`Up::start`], with the command adjusted first (environment, say).
+    pub fn start_with(p: &Project, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Up {
         let mut all = vec!["--json", "up"];
         all.extend_from_slice(args);
-        let mut child = p.command(&all).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kiln up starts");
+        let mut command = p.command(&all);
+        adjust(&mut command);
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kiln up starts");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -3,7 +3,7 @@
 
 #include "core.h"
 
-static int describe(char *out, int size) { return snprintf(out, size, "postgres plugin: 4 tables replicated"); }
+static int describe(char *out, int size) { return snprintf(out, size, "postgres plugin: 3 tables replicated"); }
 
 int main(int argc, char **argv) {
     static const struct plugin plugin = {"postgres", describe};
