@@ -3,11 +3,15 @@
 //! `kiln-bench generate DIR [--targets N] [--files F]` writes a workspace.
 //! `kiln-bench watch --kiln PATH [--watchexec PATH] [--trials N] [--tree-files N] [--idle S]`
 //! measures `kiln up` against watchexec (see `watch_bench`).
+//! `kiln-bench container --kiln PATH [--example DIR] [--trials N] [--check]` measures save →
+//! replaced container answering, kiln up against the same steps by hand (see
+//! `container_bench`).
 //! `kiln-bench build --kiln PATH [--targets N] [--files F] [--runs R]` generates one in a
 //! temporary directory and reports medians of R runs of: cold build, no-op build, one-file
 //! content edit, touch-only edit — for kiln and ninja, in the same run. With `--check` it
 //! fails unless kiln ran exactly the commands each scenario calls for.
 
+mod container_bench;
 mod watch_bench;
 mod workspace;
 
@@ -27,7 +31,9 @@ struct Args {
     /// Fail unless kiln ran exactly the expected commands in each scenario.
     check: bool,
     watchexec: PathBuf,
-    trials: usize,
+    /// Trials of the watch (default 30) or container (default 10) benchmark.
+    trials: Option<usize>,
+    example: PathBuf,
     idle_secs: u64,
     tree_files: usize,
 }
@@ -44,7 +50,8 @@ fn parse_args() -> Result<Args, String> {
         runs: 5,
         check: false,
         watchexec: PathBuf::from("watchexec"),
-        trials: 30,
+        trials: None,
+        example: PathBuf::from("examples/plugins-containers"),
         idle_secs: 60,
         tree_files: 100_000,
     };
@@ -57,7 +64,8 @@ fn parse_args() -> Result<Args, String> {
             "--kiln" => args.kiln = PathBuf::from(value()?),
             "--check" => args.check = true,
             "--watchexec" => args.watchexec = PathBuf::from(value()?),
-            "--trials" => args.trials = value()?.parse().map_err(|e| format!("--trials: {e}"))?,
+            "--trials" => args.trials = Some(value()?.parse().map_err(|e| format!("--trials: {e}"))?),
+            "--example" => args.example = PathBuf::from(value()?),
             "--tree-files" => args.tree_files = value()?.parse().map_err(|e| format!("--tree-files: {e}"))?,
             "--idle" => args.idle_secs = value()?.parse().map_err(|e| format!("--idle: {e}"))?,
             other if !other.starts_with('-') => args.dir = Some(PathBuf::from(other)),
@@ -86,9 +94,15 @@ fn main() {
         "watch" => watch_bench::run(&watch_bench::WatchArgs {
             kiln: std::fs::canonicalize(&args.kiln).unwrap_or_else(|e| fail(&format!("kiln binary: {e}"))),
             watchexec: args.watchexec.clone(),
-            trials: args.trials,
+            trials: args.trials.unwrap_or(30),
             files: args.tree_files,
             idle_secs: args.idle_secs,
+        }),
+        "container" => container_bench::run_bench(&container_bench::ContainerArgs {
+            kiln: std::fs::canonicalize(&args.kiln).unwrap_or_else(|e| fail(&format!("kiln binary: {e}"))),
+            example: std::fs::canonicalize(&args.example).unwrap_or_else(|e| fail(&format!("example: {e}"))),
+            trials: args.trials.unwrap_or(10),
+            check: args.check,
         }),
         other => fail(&format!("unknown command {other}")),
     }

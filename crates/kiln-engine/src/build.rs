@@ -160,8 +160,6 @@ struct Ctx {
     started: Instant,
     /// The container engine, looked for when an image target first needs it.
     engine: OnceLock<Result<Engine, String>>,
-    /// The engine's tagged images, listed once per run when an image target first asks.
-    images: OnceLock<Result<HashMap<String, String>, String>>,
 }
 
 impl Ctx {
@@ -169,15 +167,11 @@ impl Ctx {
         self.engine.get_or_init(|| Engine::find(self.config.settings.engine)).as_ref().map_err(Clone::clone)
     }
 
-    /// The ID of a tagged image in the engine, if it has it. One listing serves every image
-    /// target of the run; when listing fails (podman's does while another client removes
-    /// images), the tag is looked up on its own, and an image that cannot be found counts
-    /// as absent: building it again is always correct.
+    /// The ID of a tagged image in the engine, if it has it. Each tag is looked up on its
+    /// own (listing every image costs podman seconds once it has a few dozen), and an image
+    /// that cannot be found counts as absent: building it again is always correct.
     fn image_id(&self, engine: &Engine, tag: &str) -> Option<String> {
-        match self.images.get_or_init(|| engine.images()) {
-            Ok(images) => images.get(tag).cloned(),
-            Err(_) => engine.image_id(tag).ok(),
-        }
+        engine.image_id(tag).ok()
     }
 
     fn target(&self, id: TargetId) -> &Target {
@@ -324,7 +318,6 @@ pub async fn run_build(
         bus: bus.clone(),
         started,
         engine: OnceLock::new(),
-        images: OnceLock::new(),
     });
     let mode = if options.watch_mode { "up" } else { "build" };
     bus.publish(Event::RunStarted { mode: mode.into(), targets: selected.len() });
@@ -798,8 +791,10 @@ fn evaluate_image(
         Err(why) => return failed(why, Some(key)),
     };
     let tag = image_tag(spec, &key);
-    let existing = ctx.image_id(engine, &tag);
     let same_key = prev.is_some_and(|p| p.key == key);
+    // Only a key this project built before can have its tag in the engine (the cache keeps
+    // the record of every build): a new key goes straight to the build, without asking.
+    let existing = if same_key || ctx.cache.lookup(&key).is_some() { ctx.image_id(engine, &tag) } else { None };
     let why = || -> String {
         match prev {
             None => "no previous build".to_string(),
@@ -1028,7 +1023,10 @@ async fn execute(
         TargetKind::Image(spec) => match ctx.engine() {
             Ok(engine) => {
                 let tag = image_tag(spec, &key);
-                (engine.build_command(spec, &tag, &ctx.config.root), ctx.config.root.clone(), Some((engine, tag)))
+                let iidfile = ctx.layout.state().join(format!("{}.iid", target.name));
+                let _ = std::fs::remove_file(&iidfile);
+                let cmd = engine.build_command(spec, &tag, &ctx.config.root, &iidfile);
+                (cmd, ctx.config.root.clone(), Some((engine, tag)))
             }
             Err(reason) => {
                 return Done { record: None, status: TargetStatus::Failed, reason, key: Some(key), log: None };
@@ -1165,7 +1163,14 @@ fn store_image(
     duration_ms: u64,
     reason: &str,
 ) -> Result<TargetRecord, String> {
-    let image_id = engine.image_id(&tag).map_err(|e| format!("the build succeeded but the image is not there: {e}"))?;
+    // The build wrote the image ID; asking the engine costs another process.
+    let iidfile = ctx.layout.state().join(format!("{}.iid", ctx.graph.name(id)));
+    let written = std::fs::read_to_string(&iidfile).ok().map(|t| t.trim().trim_start_matches("sha256:").to_string());
+    let _ = std::fs::remove_file(&iidfile);
+    let image_id = match written.filter(|id| id.len() == 64) {
+        Some(id) => id,
+        None => engine.image_id(&tag).map_err(|e| format!("the build succeeded but the image is not there: {e}"))?,
+    };
     let output_digest = image_digest(&image_id);
     ctx.cache
         .store_record(ctx.graph.name(id), manifest, output_digest, Some(log), duration_ms)

@@ -6,7 +6,6 @@
 //! foreground (its output is the client's output, its exit the client's exit), stop and
 //! remove it, and list the containers a project left behind by their labels.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -94,9 +93,11 @@ impl Engine {
         Err(format!("`{} {}` failed: {}", self.name(), args.join(" "), said.trim()))
     }
 
-    /// The shell command that builds `spec` as `tag`, run in the project root.
-    pub fn build_command(&self, spec: &ImageSpec, tag: &str, root: &Path) -> String {
+    /// The shell command that builds `spec` as `tag`, run in the project root, writing the
+    /// image ID to `iidfile`.
+    pub fn build_command(&self, spec: &ImageSpec, tag: &str, root: &Path, iidfile: &Path) -> String {
         let mut args = vec![self.program.display().to_string(), "build".into()];
+        args.extend(["--iidfile".into(), iidfile.display().to_string()]);
         args.extend(["-f".into(), containerfile(spec, root)]);
         if let Some(stage) = &spec.stage {
             args.extend(["--target".into(), stage.clone()]);
@@ -106,16 +107,6 @@ impl Engine {
         }
         args.extend(["-t".into(), tag.to_string(), spec.context.clone()]);
         shell_join(&args)
-    }
-
-    /// Every tagged image the engine has, `repository:tag` → image ID (hex, no `sha256:`).
-    pub fn images(&self) -> Result<HashMap<String, String>, String> {
-        let out = self.query(&["images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"])?;
-        Ok(out
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .map(|(name, id)| (name.to_string(), id.trim().trim_start_matches("sha256:").to_string()))
-            .collect())
     }
 
     /// The ID of one image, if the engine has it.
@@ -249,8 +240,8 @@ mod tests {
         assert_eq!(image_tag(&spec, &key), format!("localhost/demo-api:kiln-{}", &key.hex()[..12]));
         let engine = Engine { kind: EngineKind::Podman, program: "/usr/bin/podman".into() };
         assert_eq!(
-            engine.build_command(&spec, "x:kiln-1", Path::new("/nonexistent")),
-            "/usr/bin/podman build -f api/Dockerfile --target debug --build-arg 'VERSION=1 2' -t x:kiln-1 api"
+            engine.build_command(&spec, "x:kiln-1", Path::new("/nonexistent"), Path::new("/p/.kiln/state/x.iid")),
+            "/usr/bin/podman build --iidfile /p/.kiln/state/x.iid -f api/Dockerfile --target debug --build-arg 'VERSION=1 2' -t x:kiln-1 api"
         );
         assert_eq!(container_name(Path::new("/w/My Project"), "api", 1), "kiln-my-project-api-1");
         assert_eq!(exec_words("pg_isready -h 127.0.0.1"), vec!["pg_isready", "-h", "127.0.0.1"]);

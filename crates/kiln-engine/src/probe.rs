@@ -10,19 +10,21 @@ use kiln_config::ProbeCheck;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Runs one check; `Err` says why it failed.
+/// Runs one check; `Err` says why it failed. A connect that takes longer than `connect`
+/// is given up (and tried again at the next period): a port the engine has published
+/// before the container's network is up swallows the SYN, and the kernel would wait a
+/// second or more before sending it again.
 pub async fn check(
     probe: &ProbeCheck,
     timeout: Duration,
+    connect: Duration,
     dir: &Path,
     env: &BTreeMap<String, String>,
 ) -> Result<(), String> {
     let run = async {
         match probe {
-            ProbeCheck::Http(url) => http(url).await,
-            ProbeCheck::Tcp(addr) => {
-                TcpStream::connect(addr.as_str()).await.map(|_| ()).map_err(|e| format!("connect {addr}: {e}"))
-            }
+            ProbeCheck::Http(url) => http(url, connect).await,
+            ProbeCheck::Tcp(addr) => connect_to(addr, connect).await.map(|_| ()),
             ProbeCheck::Cmd(cmd) => command(cmd, dir, env).await,
             ProbeCheck::Log(_) => Err("waiting for the log line".into()),
         }
@@ -34,14 +36,21 @@ pub async fn check(
 }
 
 /// A minimal HTTP/1.1 GET: enough to read a status code from a local server.
-async fn http(url: &str) -> Result<(), String> {
+async fn connect_to(addr: &str, within: Duration) -> Result<TcpStream, String> {
+    match tokio::time::timeout(within, TcpStream::connect(addr)).await {
+        Ok(result) => result.map_err(|e| format!("connect {addr}: {e}")),
+        Err(_) => Err(format!("connect {addr}: no answer within {}", kiln_config::format_duration(within))),
+    }
+}
+
+async fn http(url: &str, connect: Duration) -> Result<(), String> {
     let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url}: only http:// URLs can be probed"))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     let addr = if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") };
-    let mut stream = TcpStream::connect(&addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+    let mut stream = connect_to(&addr, connect).await?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: kiln\r\n\r\n");
     stream.write_all(request.as_bytes()).await.map_err(|e| format!("send to {addr}: {e}"))?;
     let mut head = [0u8; 64];
@@ -90,12 +99,19 @@ mod tests {
         let url = ProbeCheck::Http(format!("http://{addr}/health"));
         let dir = std::env::temp_dir();
         let env = BTreeMap::new();
-        assert_eq!(check(&url, Duration::from_secs(2), &dir, &env).await, Ok(()));
-        let err = check(&url, Duration::from_secs(2), &dir, &env).await.expect_err("503");
+        assert_eq!(check(&url, Duration::from_secs(2), Duration::from_secs(1), &dir, &env).await, Ok(()));
+        let err = check(&url, Duration::from_secs(2), Duration::from_secs(1), &dir, &env).await.expect_err("503");
         assert!(err.contains("answered 503"), "{err}");
         let closed = ProbeCheck::Tcp("127.0.0.1:1".into());
-        assert!(check(&closed, Duration::from_secs(2), &dir, &env).await.is_err());
-        assert_eq!(check(&ProbeCheck::Cmd("true".into()), Duration::from_secs(2), &dir, &env).await, Ok(()));
-        assert!(check(&ProbeCheck::Cmd("exit 3".into()), Duration::from_secs(2), &dir, &env).await.is_err());
+        assert!(check(&closed, Duration::from_secs(2), Duration::from_secs(1), &dir, &env).await.is_err());
+        assert_eq!(
+            check(&ProbeCheck::Cmd("true".into()), Duration::from_secs(2), Duration::from_secs(1), &dir, &env).await,
+            Ok(())
+        );
+        assert!(
+            check(&ProbeCheck::Cmd("exit 3".into()), Duration::from_secs(2), Duration::from_secs(1), &dir, &env)
+                .await
+                .is_err()
+        );
     }
 }

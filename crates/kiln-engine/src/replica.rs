@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::backoff::{Backoff, jitter_unit};
-use crate::container::{Engine, PROJECT_LABEL, SERVICE_LABEL, container_name, exec_words, shell_join};
+use crate::container::{Engine, EngineKind, PROJECT_LABEL, SERVICE_LABEL, container_name, exec_words, shell_join};
 use crate::event::{Event, EventBus, Phase, Stream};
 use crate::exec::{shell_command, signal_group};
 use crate::restart_policy::{ExitDecision, on_exit};
@@ -367,7 +367,8 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
             () = tokio::time::sleep_until(next_probe), if probing.is_some() => {
                 let p = probing.expect("guarded by the branch condition");
                 next_probe = Instant::now() + p.period;
-                match crate::probe::check(&p.check, p.timeout, &spec.dir, &spec.env).await {
+                let connect = p.period.max(Duration::from_millis(100)).min(p.timeout);
+                match crate::probe::check(&p.check, p.timeout, connect, &spec.dir, &spec.env).await {
                     Ok(()) => {
                         failures = 0;
                         if !ready || *ctx.phase.borrow() == Phase::Unhealthy {
@@ -396,17 +397,23 @@ async fn stop(ctx: &mut Ctx, child: &mut tokio::process::Child, pid: u32) {
         let name = run.name(&ctx.spec.name, ctx.replica);
         let secs = timeout.as_secs_f64().ceil().to_string();
         let engine = run.engine.clone();
-        let stopped = tokio::task::spawn_blocking(move || {
-            let stopped = engine.query(&["stop", "-t", &secs, &name]);
-            // `--rm` removes it once stopped; a container that never started is removed here.
-            let _ = engine.query(&["rm", "-f", &name]);
-            stopped
+        let stopped = tokio::task::spawn_blocking(move || match engine.kind {
+            // One call: stop (its stop signal, then SIGKILL after the timeout) and remove.
+            EngineKind::Podman => engine.query(&["rm", "-f", "-t", &secs, &name]),
+            // `docker rm -f` kills at once: stop first; `--rm` then removes it.
+            EngineKind::Docker => engine.query(&["stop", "-t", &secs, &name]),
         })
         .await;
-        let grace = timeout + Duration::from_secs(5);
-        if matches!(stopped, Ok(Ok(_))) && tokio::time::timeout(grace, child.wait()).await.is_ok() {
-            signal_group(pid, Signal::SIGKILL);
-            return;
+        if matches!(stopped, Ok(Ok(_))) {
+            // The container is gone (podman) or stopped (docker, whose `--rm` removes it):
+            // its client has nothing left to do but notice; the next one need not wait.
+            if run.engine.kind == EngineKind::Podman {
+                signal_group(pid, Signal::SIGKILL);
+            }
+            if tokio::time::timeout(timeout + Duration::from_secs(5), child.wait()).await.is_ok() {
+                signal_group(pid, Signal::SIGKILL);
+                return;
+            }
         }
     } else {
         signal_group(pid, ctx.spec.stop_signal);

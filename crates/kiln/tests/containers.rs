@@ -286,7 +286,13 @@ fn phase(e: &Value, service: &str, replica: u64, phase: &str) -> bool {
 
 /// The project part of container names: the root's directory name as kiln cleans it.
 fn base(p: &Project) -> String {
-    p.root().file_name().expect("a temporary directory has a name").to_string_lossy().to_lowercase().trim_start_matches('.').to_string()
+    p.root()
+        .file_name()
+        .expect("a temporary directory has a name")
+        .to_string_lossy()
+        .to_lowercase()
+        .trim_start_matches('.')
+        .to_string()
 }
 
 fn project_label(up_containers: &[String]) -> String {
