@@ -91,7 +91,7 @@ impl Manifest {
     pub fn changes_since(&self, old: &Manifest) -> Vec<Change> {
         let mut out = Vec::new();
         if self.action != old.action {
-            out.push(Change::Action);
+            out.push(if self.action.starts_with("image ") { Change::Image } else { Change::Action });
         }
         if self.dir != old.dir {
             out.push(Change::Dir { old: old.dir.clone(), new: self.dir.clone() });
@@ -149,10 +149,23 @@ fn diff_maps(old: &[(String, Digest)], new: &[(String, Digest)]) -> Vec<(String,
 #[serde(tag = "what", rename_all = "lowercase")]
 pub enum Change {
     Action,
-    Dir { old: String, new: String },
-    Dep { name: String, changed: EntryChange },
-    File { path: String, change: EntryChange },
-    Env { name: String },
+    /// The image spec (name, context, Containerfile, stage or build args) of an image target.
+    Image,
+    Dir {
+        old: String,
+        new: String,
+    },
+    Dep {
+        name: String,
+        changed: EntryChange,
+    },
+    File {
+        path: String,
+        change: EntryChange,
+    },
+    Env {
+        name: String,
+    },
     Outputs,
 }
 
@@ -160,6 +173,7 @@ impl Change {
     pub fn describe(&self) -> String {
         match self {
             Change::Action => "command changed".into(),
+            Change::Image => "image definition changed".into(),
             Change::Dir { old, new } => format!("dir changed from {old} to {new}"),
             Change::Dep { name, changed: EntryChange::Added { .. } } => format!("new dependency {name}"),
             Change::Dep { name, changed: EntryChange::Removed { .. } } => format!("dependency {name} removed"),

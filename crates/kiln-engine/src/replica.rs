@@ -83,6 +83,8 @@ impl ContainerRun {
         args.extend(["--label".into(), format!("{PROJECT_LABEL}={}", self.project)]);
         args.extend(["--label".into(), format!("{SERVICE_LABEL}={}", spec.name)]);
         args.extend(["--restart=no".into(), "--stop-signal".into(), spec.stop_signal.as_str().to_string()]);
+        let secs = spec.stop_timeout.as_secs_f64().ceil().to_string();
+        args.extend(["--stop-timeout".into(), secs]);
         args.extend(["-e".into(), format!("KILN_REPLICA={replica}")]);
         for (k, v) in &spec.env {
             args.extend(["-e".into(), format!("{k}={v}")]);
@@ -136,6 +138,9 @@ struct Ctx {
     bus: Arc<EventBus>,
     phase: watch::Sender<Phase>,
     restarts: u32,
+    /// A podman container being replaced: its client, reaped once the new container (run
+    /// with `--replace`, which stops and removes it) has started.
+    handover: Option<(tokio::process::Child, u32)>,
 }
 
 impl Ctx {
@@ -168,7 +173,7 @@ pub async fn run_replica(
     phase: watch::Sender<Phase>,
 ) {
     let spec = latest.borrow().clone();
-    let mut ctx = Ctx { spec, latest, replica, bus, phase, restarts: 0 };
+    let mut ctx = Ctx { spec, latest, replica, bus, phase, restarts: 0, handover: None };
     let mut reason = "deps are built".to_string();
     loop {
         ctx.spec = ctx.latest.borrow().clone();
@@ -256,8 +261,12 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
         }
         Runner::Container(c) => {
             let mut command = tokio::process::Command::new(&c.engine.program);
+            let mut args = c.run_args(&spec, ctx.replica);
+            if ctx.handover.is_some() {
+                args.insert(1, "--replace".into());
+            }
             command
-                .args(c.run_args(&spec, ctx.replica))
+                .args(args)
                 .current_dir(&spec.dir)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::piped())
@@ -276,7 +285,25 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
         Runner::Process(cmd) => format!("`{cmd}`"),
         Runner::Container(c) => format!("{} run {}", c.engine.name(), c.image),
     };
-    let mut child = command.spawn().map_err(|e| format!("cannot start {what}: {e}"))?;
+    let spawned = command.spawn();
+    let mut replaced = ctx.handover.take();
+    if spawned.is_err()
+        && let Some((mut old, old_pid)) = replaced.take()
+    {
+        stop(ctx, &mut old, old_pid).await;
+    }
+    let mut child = spawned.map_err(|e| format!("cannot start {what}: {e}"))?;
+    // The replaced container answers on the same ports until the new one's start removes
+    // it, and its client then exits: no probe counts before that.
+    let mut old_gone = replaced.is_none();
+    let grace = spec.stop_timeout + Duration::from_secs(5);
+    let old_exit = async move {
+        if let Some((mut old, old_pid)) = replaced {
+            let _ = tokio::time::timeout(grace, old.wait()).await;
+            signal_group(old_pid, Signal::SIGKILL);
+        }
+    };
+    tokio::pin!(old_exit);
     let pid = child.id().unwrap_or(0);
     let _group = matches!(spec.runner, Runner::Process(_)).then(|| crate::process_guard::GroupGuard::new(pid));
 
@@ -351,7 +378,14 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
             }
             c = control.recv() => {
                 let c = c.unwrap_or(Control::Stop);
-                stop(ctx, &mut child, pid).await;
+                if c == Control::Restart && matches!(&spec.runner, Runner::Container(r) if r.engine.kind == EngineKind::Podman) {
+                    // One engine call instead of two: the next `podman run --replace` stops
+                    // (stop signal, stop timeout) and removes this container.
+                    ctx.set(Phase::Stopping, "replacing the container", None);
+                    ctx.handover = Some((child, pid));
+                } else {
+                    stop(ctx, &mut child, pid).await;
+                }
                 return Ok(Ended::Control(c));
             }
             _ = sweep.tick() => {
@@ -364,7 +398,11 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
                 ready = true;
                 ctx.set(Phase::Ready, "its output matched the log probe", None);
             }
-            () = tokio::time::sleep_until(next_probe), if probing.is_some() => {
+            () = &mut old_exit, if !old_gone => {
+                old_gone = true;
+                next_probe = Instant::now();
+            }
+            () = tokio::time::sleep_until(next_probe), if probing.is_some() && old_gone => {
                 let p = probing.expect("guarded by the branch condition");
                 next_probe = Instant::now() + p.period;
                 let connect = p.period.max(Duration::from_millis(100)).min(p.timeout);

@@ -170,7 +170,14 @@ fn image_target_is_tagged_by_key_fresh_while_the_tag_exists_and_keyed_on_its_con
     p.write("app/Containerfile", &format!("{containerfile}# a comment\n"));
     assert_eq!(finished(&p.build(&[]), "img"), ("built".to_string(), "app/Containerfile changed".to_string()));
     p.write("kiln.toml", &image_target(&images.0).replace("\"hi\"", "\"hello\""));
-    assert_eq!(finished(&p.build(&[]), "img"), ("built".to_string(), "command changed".to_string()));
+    let explain = p.kiln(&["explain", "img"]);
+    assert!(explain.stdout.contains("would run: image definition changed"), "{}", explain.stdout);
+    assert!(
+        explain.stdout.contains("\"hi\"") && explain.stdout.contains("\"hello\""),
+        "was and now: {}",
+        explain.stdout
+    );
+    assert_eq!(finished(&p.build(&[]), "img"), ("built".to_string(), "image definition changed".to_string()));
     p.write("kiln.toml", &image_target(&images.0).replace("\"hi\"", "\"hello\"").replace("production", "debug"));
     let debug = p.build(&[]);
     assert_eq!(finished(&debug, "img").0, "built");
@@ -354,7 +361,7 @@ fn container_service_runs_replicas_with_ports_env_volumes_labels_and_rolls_on_a_
     let ready0 = up.seen.iter().enumerate().skip(stop0).find(|(_, e)| phase(e, "web", 0, "ready")).expect("ready0").0;
     let stop1 = at(&|e| phase(e, "web", 1, "stopping"));
     assert!(built < stop0 && stop0 < ready0 && ready0 < stop1, "rolling:\n{}", up.dump());
-    assert_eq!(http_get(18520, "/index.html").as_deref(), Some("v2\n"));
+    assert_eq!(http_get(18520, "/index.html").as_deref(), Some("v2\n"), "{}", up.dump());
     assert_eq!(http_get(18521, "/index.html").as_deref(), Some("v2\n"));
     let new_ids: Vec<String> = names.iter().map(|n| container_id(n)).collect();
     assert!(old_ids.iter().all(|o| !new_ids.contains(o)), "containers replaced: {old_ids:?} {new_ids:?}");

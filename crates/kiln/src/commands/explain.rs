@@ -67,9 +67,10 @@ pub fn render(e: &Explanation) -> String {
     }
     for c in &e.changes {
         match c {
-            Change::Action => {
-                line("  command:".into());
-                let strip = |a: &str| a.strip_prefix("cmd ").unwrap_or(a).to_string();
+            Change::Action | Change::Image => {
+                line(if *c == Change::Image { "  image:" } else { "  command:" }.into());
+                let strip =
+                    |a: &str| a.strip_prefix("cmd ").or_else(|| a.strip_prefix("image ")).unwrap_or(a).to_string();
                 if let Some(p) = &e.previous {
                     line(format!("    was  {}", strip(&p.action)));
                 }
