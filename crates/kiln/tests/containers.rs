@@ -440,9 +440,17 @@ command = "sh -c 'echo crashing; exit 3'"
     assert!((2000..=2200).contains(&next), "doubled, with at most 10 % jitter: {second}");
     assert!(up.count(|e| e["type"] == "service.output" && e["service"] == "crash" && e["line"] == "crashing") >= 2);
     let label = project_label(&[format!("kiln-{}-http-0", base(&p))]);
-    let (code, _) = up.stop();
-    assert_eq!(code, 130);
-    assert!(containers_with(&label).is_empty());
+    let running = containers_with(&label);
+    for s in ["http", "inside", "logs", "tcp"] {
+        assert!(running.contains(&format!("kiln-{}-{s}-0", base(&p))), "{running:?}");
+    }
+
+    // `kiln down` from another terminal: `kiln up` stops its containers and exits cleanly.
+    let down = p.kiln(&["down"]);
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    let status = up.child.wait().expect("kiln up exits");
+    assert_eq!(status.code(), Some(0));
+    assert!(containers_with(&label).is_empty(), "{:?}", containers_with(&label));
 }
 
 #[test]
