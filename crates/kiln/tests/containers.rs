@@ -411,20 +411,35 @@ ready = {{ log = "accepting connections" }}
 [service.crash]
 image = "img"
 command = "sh -c 'echo crashing; exit 3'"
+
+[service.external]
+image = "{}:external"
+command = "sh -c 'echo external image up; exec sleep 1000'"
+stop_signal = "SIGKILL"
+ready = {{ log = "external image up" }}
 "#,
+        images.0,
         images.0,
         marker = marker
     ));
     write_context(&p, &images);
+    // An image reference kiln does not build.
+    let app = p.path("app");
+    podman_ok(&[
+        "build",
+        "-q",
+        "--target",
+        "production",
+        "-t",
+        &format!("{}:external", images.0),
+        &app.to_string_lossy(),
+    ]);
     let _containers = Containers::of(&p);
     let mut up = Up::start(&p, &[]);
-    for service in ["http", "tcp", "inside", "logs"] {
+    for service in ["http", "tcp", "inside", "logs", "external"] {
         let ready = up.wait_seen(service, |e| phase(e, service, 0, "ready"));
-        assert!(ready["reason"].as_str().unwrap_or("").contains(if service == "logs" {
-            "log probe"
-        } else {
-            "probe passed"
-        }));
+        let by_log = matches!(service, "logs" | "external");
+        assert!(ready["reason"].as_str().unwrap_or("").contains(if by_log { "log probe" } else { "probe passed" }));
     }
     // The `cmd` probe ran in the container: the file it tests exists there, not on the host.
     assert!(!std::path::Path::new("/tmp").join(&marker).exists());
@@ -441,7 +456,7 @@ command = "sh -c 'echo crashing; exit 3'"
     assert!(up.count(|e| e["type"] == "service.output" && e["service"] == "crash" && e["line"] == "crashing") >= 2);
     let label = project_label(&[format!("kiln-{}-http-0", base(&p))]);
     let running = containers_with(&label);
-    for s in ["http", "inside", "logs", "tcp"] {
+    for s in ["external", "http", "inside", "logs", "tcp"] {
         assert!(running.contains(&format!("kiln-{}-{s}-0", base(&p))), "{running:?}");
     }
 
