@@ -38,6 +38,9 @@ pub struct Explanation {
     pub stale_deps: Vec<String>,
     /// With an unchanged key: outputs missing or modified on disk (restored from the cache).
     pub damaged_outputs: Vec<String>,
+    /// With an unchanged key, for an image target: why the engine no longer has its image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_image: Option<String>,
 }
 
 impl Explanation {
@@ -45,6 +48,7 @@ impl Explanation {
         self.last.as_ref().is_some_and(|l| l.key == self.current.key())
             && self.stale_deps.is_empty()
             && self.damaged_outputs.is_empty()
+            && self.missing_image.is_none()
     }
 
     /// The one-line reason, as a build would print it.
@@ -65,6 +69,9 @@ impl Explanation {
         }
         if let Some(first) = self.damaged_outputs.first() {
             parts.push(format!("output {first} is missing or modified"));
+        }
+        if let Some(why) = &self.missing_image {
+            parts.push(why.clone());
         }
         parts.join("; ")
     }
@@ -144,5 +151,27 @@ pub fn explain(config: &Config, name: &str) -> Result<Explanation, ExplainError>
             .collect(),
         _ => Vec::new(),
     };
-    Ok(Explanation { target: name.to_string(), last, previous, current, changes, stale_deps, damaged_outputs })
+    // An image target is up to date only while the engine has its image (as a build sees it).
+    let missing_image = match (&config.targets[name].kind, &last) {
+        (TargetKind::Image(spec), Some(l)) if l.key == current.key() => {
+            let tag = crate::container::image_tag(spec, &l.key);
+            match crate::container::Engine::find(config.settings.engine) {
+                Ok(engine) => {
+                    engine.image_id(&tag).err().map(|_| format!("image {tag} is no longer in {}", engine.name()))
+                }
+                Err(why) => Some(why),
+            }
+        }
+        _ => None,
+    };
+    Ok(Explanation {
+        target: name.to_string(),
+        last,
+        previous,
+        current,
+        changes,
+        stale_deps,
+        damaged_outputs,
+        missing_image,
+    })
 }

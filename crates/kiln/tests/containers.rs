@@ -184,11 +184,18 @@ fn image_target_is_tagged_by_key_fresh_while_the_tag_exists_and_keyed_on_its_con
     let debug_tag = format!("{}:kiln-{}", images.0, &key_of(&debug, "img")[..12]);
     assert!(podman_ok(&["image", "inspect", "--format", "{{.Config.Env}}", &debug_tag]).contains("MODE=debug"));
 
-    // A removed tag is rebuilt; going back to content the engine still has is not.
+    // A removed tag is rebuilt (and `explain` says why, as the build does); going back to
+    // content the engine still has is not.
     assert!(podman(&["rmi", &debug_tag]).status.success());
+    let explain = p.kiln(&["explain", "img"]);
+    assert!(
+        explain.stdout.contains(&format!("would run: image {debug_tag} is no longer in podman")),
+        "{}",
+        explain.stdout
+    );
     let (status, reason) = finished(&p.build(&[]), "img");
     assert_eq!(status, "built");
-    assert!(reason.contains("is no longer in podman"), "{reason}");
+    assert_eq!(reason, format!("image {debug_tag} is no longer in podman"));
     p.write("kiln.toml", &image_target(&images.0).replace("\"hi\"", "\"hello\""));
     let (status, reason) = finished(&p.build(&[]), "img");
     assert_eq!(status, "cached", "{reason}");
