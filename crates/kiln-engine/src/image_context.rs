@@ -116,4 +116,14 @@ mod tests {
         assert!(rules.excludes("tmp/x"));
         assert!(!rules.excludes("src/main.c"));
     }
+
+    #[test]
+    fn containerignore_wins_over_dockerignore() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".dockerignore"), "*.log\n").unwrap();
+        assert!(IgnoreRules::load(dir.path()).unwrap().excludes("a.log"));
+        std::fs::write(dir.path().join(".containerignore"), "*.tmp\n").unwrap();
+        let rules = IgnoreRules::load(dir.path()).unwrap();
+        assert!(rules.excludes("a.tmp") && !rules.excludes("a.log"));
+    }
 }

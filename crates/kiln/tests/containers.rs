@@ -578,6 +578,30 @@ fn the_docker_cli_path_builds_runs_and_cleans_up_through_docker_host() {
     with_docker(&mut again);
     assert_eq!(finished(&Run::of(&mut again), "img").0, "fresh");
 
+    // `auto` prefers podman, and takes docker when podman is not on PATH.
+    let docker_said = |run: &Run| {
+        run.events()
+            .iter()
+            .any(|e| e["type"] == "target.output" && e["line"].as_str().is_some_and(|l| l.contains("legacy builder")))
+    };
+    p.write("app/www/index.html", "auto, both on PATH\n");
+    let both = Run::of(&mut p.command(&["--json", "build"]));
+    assert_eq!(finished(&both, "img").0, "built");
+    assert!(!docker_said(&both), "auto took podman:\n{}", both.stdout);
+    let bin = tempfile::tempdir().expect("tempdir");
+    for tool in ["sh", "docker"] {
+        let real = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().expect("sh");
+        let real = String::from_utf8_lossy(&real.stdout).trim().to_string();
+        std::os::unix::fs::symlink(&real, bin.path().join(tool)).expect("symlink");
+    }
+    p.write("app/www/index.html", "auto, docker only\n");
+    let mut only_docker = p.command(&["--json", "build"]);
+    with_docker(&mut only_docker);
+    let only_docker = Run::of(only_docker.env("PATH", bin.path()));
+    assert_eq!(finished(&only_docker, "img").0, "built", "{}", only_docker.stderr);
+    assert!(docker_said(&only_docker), "auto took docker:\n{}", only_docker.stdout);
+    p.write("app/www/index.html", "v1\n");
+
     let mut up = Up::start_with(&p, &["--engine", "docker"], with_docker);
     up.wait_seen("web[0] ready", |e| phase(e, "web", 0, "ready"));
     up.wait_seen("web[1] ready", |e| phase(e, "web", 1, "ready"));
