@@ -1151,7 +1151,7 @@ fn engine_hint(output: &[u8]) -> &'static str {
 
 /// Records a built image: its ID is the target's output digest, and the action record
 /// (the manifest and the build's output) goes to the cache for `explain` and `logs`.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "the image build's results, handed over whole from the run")]
 fn store_image(
     ctx: &Ctx,
     id: TargetId,

@@ -1,4 +1,4 @@
-//! One replica of a process service, kept in its desired state.
+//! One replica of a service (a process or a container), kept in its desired state.
 //!
 //! A small controller per replica: start the process (`sh -c CMD` in its own process group,
 //! dying with kiln, `KILN_REPLICA` set), probe it until ready, watch it; when it exits, the
@@ -8,6 +8,13 @@
 //! when it passes. Commands from the supervisor: restart (a rolling reload) and stop
 //! (`stop_signal` to the group, `stop_timeout`, then SIGKILL). Every phase change is a
 //! `service.phase` event, and every output line a `service.output` event.
+//!
+//! A container replica is the same controller around the engine's client: `ENGINE run
+//! --rm --name … IMAGE` in the foreground, so its output is the container's and its exit
+//! the container's exit. It is stopped through the engine (`rm -f -t` / `stop -t`), since a
+//! signal to the client would only detach it; a `cmd` probe runs in it with `ENGINE exec`;
+//! and with podman a restart is one `run --replace`, its probes held until the replaced
+//! container's client has exited (until then the old container answers on the ports).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
