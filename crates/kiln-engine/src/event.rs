@@ -163,7 +163,19 @@ pub enum Event {
     #[serde(rename = "watch.unchanged")]
     WatchUnchanged { paths: Vec<String> },
     #[serde(rename = "config.reloaded")]
-    ConfigReloaded { added: Vec<String>, removed: Vec<String>, changed: Vec<String> },
+    ConfigReloaded {
+        /// Targets.
+        added: Vec<String>,
+        removed: Vec<String>,
+        changed: Vec<String>,
+        /// Services (restarted when changed).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        services_added: Vec<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        services_removed: Vec<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        services_changed: Vec<String>,
+    },
     /// The edited configuration has errors; the previous one keeps running.
     #[serde(rename = "config.invalid")]
     ConfigInvalid { message: String },

@@ -569,7 +569,19 @@ fn reload(sel: &Selection, options: &UpOptions, bus: &EventBus) -> Option<(Selec
             return None;
         }
     };
-    bus.publish(Event::ConfigReloaded { added: added.clone(), removed, changed: changed.clone() });
+    let (old_services, services) = (&sel.config.services, &next.config.services);
+    bus.publish(Event::ConfigReloaded {
+        added: added.clone(),
+        removed,
+        changed: changed.clone(),
+        services_added: services.keys().filter(|k| !old_services.contains_key(*k)).cloned().collect(),
+        services_removed: old_services.keys().filter(|k| !services.contains_key(*k)).cloned().collect(),
+        services_changed: services
+            .iter()
+            .filter(|(k, s)| old_services.get(*k).is_some_and(|o| o != *s))
+            .map(|(k, _)| k.clone())
+            .collect(),
+    });
     let to_build: BTreeSet<String> = if env_changed {
         next.names(next.targets.iter().copied()).into_iter().collect()
     } else {

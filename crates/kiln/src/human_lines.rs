@@ -78,14 +78,21 @@ impl HumanLines {
             Event::WatchUnchanged { paths } => {
                 vec![format!("unchanged: {} (same content, nothing to do)", list(paths))]
             }
-            Event::ConfigReloaded { added, removed, changed } => {
+            Event::ConfigReloaded { added, removed, changed, services_added, services_removed, services_changed } => {
                 let mut parts = Vec::new();
-                for (what, names) in [("added", added), ("removed", removed), ("changed", changed)] {
+                for (what, names) in [
+                    ("added", added),
+                    ("removed", removed),
+                    ("changed", changed),
+                    ("added service", services_added),
+                    ("removed service", services_removed),
+                    ("changed service", services_changed),
+                ] {
                     if !names.is_empty() {
                         parts.push(format!("{what} {}", names.join(", ")));
                     }
                 }
-                let what = if parts.is_empty() { "no target changed".to_string() } else { parts.join("; ") };
+                let what = if parts.is_empty() { "nothing changed".to_string() } else { parts.join("; ") };
                 vec![format!("kiln.toml reloaded: {what}")]
             }
             Event::ConfigInvalid { message } => {

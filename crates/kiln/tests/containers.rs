@@ -715,3 +715,26 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn editing_a_container_service_in_kiln_toml_restarts_it_with_the_new_settings() {
+    let images = repo("reload");
+    let p = service_project(&images, 1858);
+    let _containers = Containers::of(&p);
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("web[0] ready", |e| phase(e, "web", 0, "ready"));
+    up.wait_seen("web[1] ready", |e| phase(e, "web", 1, "ready"));
+    assert_eq!(http_get(18580, "/index.html").as_deref(), Some("v1\n"));
+
+    let config = p.read("kiln.toml").replace("1858${KILN_REPLICA}", "1859${KILN_REPLICA}");
+    p.write("kiln.toml", &config);
+    let reloaded = up.wait_for("config.reloaded", |e| e["type"] == "config.reloaded");
+    assert_eq!(reloaded["services_changed"], serde_json::json!(["web"]), "{reloaded}");
+    up.wait_for("web[0] ready again", |e| phase(e, "web", 0, "ready"));
+    up.wait_seen("web[1] ready again", |e| phase(e, "web", 1, "ready") && e["seq"].as_u64() > reloaded["seq"].as_u64());
+    assert_eq!(http_get(18590, "/index.html").as_deref(), Some("v1\n"));
+    assert_eq!(http_get(18591, "/index.html").as_deref(), Some("v1\n"));
+    assert_eq!(http_get(18580, "/index.html"), None, "the old port is closed");
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}
