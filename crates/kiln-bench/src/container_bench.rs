@@ -109,6 +109,20 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// The tags of the postgres plugin's image that kiln built.
+fn kiln_tags() -> Vec<String> {
+    let out = Command::new("podman")
+        .args([
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            "--filter",
+            "reference=localhost/kiln-demo-postgres:kiln-*",
+        ])
+        .output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect()).unwrap_or_default()
+}
+
 /// The plugin's source with a unique description.
 fn version(original: &str, marker: &str) -> String {
     original.replace("3 tables replicated", marker)
@@ -169,6 +183,7 @@ pub fn run_bench(args: &ContainerArgs) {
     };
     by_hand(&format!("warm-up by hand {}", std::process::id()), 0);
 
+    let tags_before = kiln_tags();
     // kiln: `kiln up` with a short debounce, as a save-triggered script would have none.
     let log = std::fs::File::create(tmp.join("kiln-up.log")).unwrap_or_else(|e| fail(&e.to_string()));
     let child = Command::new(&args.kiln)
@@ -179,7 +194,7 @@ pub fn run_bench(args: &ContainerArgs) {
         .stderr(log)
         .spawn()
         .unwrap_or_else(|e| fail(&format!("cannot start kiln: {e}")));
-    let _up = KilnUp(child);
+    let up = KilnUp(child);
     if wait_for(KILN_PORT, "tables replicated", Instant::now(), Duration::from_secs(120)).is_none() {
         fail(&format!("kiln up did not bring the postgres plugin up; see {}", tmp.join("kiln-up.log").display()));
     }
@@ -215,8 +230,15 @@ pub fn run_bench(args: &ContainerArgs) {
         }
         eprintln!("warning: {message}");
     }
+    // The images of this run go: the ones built by hand, and those kiln built for the
+    // unique versions (its earlier tags stay, as kiln leaves them).
+    drop(up);
     for n in 0..=args.trials {
         let _ = Command::new("podman").args(["rmi", &format!("{HAND_IMAGE}:{n}")]).output();
+    }
+    let new_tags: Vec<String> = kiln_tags().into_iter().filter(|t| !tags_before.contains(t)).collect();
+    if !new_tags.is_empty() {
+        let _ = Command::new("podman").arg("rmi").args(&new_tags).output();
     }
     if std::env::var_os("KILN_BENCH_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&tmp);
