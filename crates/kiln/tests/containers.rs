@@ -59,6 +59,15 @@ fn remove_old_test_images() {
             args.extend(tags.iter().map(String::as_str));
             let _ = podman(&args);
         }
+        // The build cache's intermediate images of those runs: every test image starts with
+        // a `kiln.test` label, so nobody else's images match.
+        let out = podman(&["images", "-q", "--filter", "dangling=true", "--filter", "label=kiln.test"]);
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rmi"];
+            args.extend(ids.iter().map(String::as_str));
+            let _ = podman(&args);
+        }
     });
 }
 
