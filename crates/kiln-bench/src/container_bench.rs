@@ -163,17 +163,7 @@ pub fn run_bench(args: &ContainerArgs) {
         run(
             &hand_dir,
             "podman",
-            &[
-                "build",
-                "-q",
-                "-f",
-                "plugins/postgres/Containerfile",
-                "--target",
-                "production",
-                "-t",
-                &tag,
-                "plugins/postgres",
-            ],
+            &["build", "-q", "-f", "plugins/Containerfile", "--target", "production", "-t", &tag, "plugins/postgres"],
         );
         run(&hand_dir, "podman", &["rm", "-f", "--ignore", HAND_NAME]);
         let port = format!("{HAND_PORT}:8080");

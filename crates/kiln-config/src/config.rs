@@ -22,6 +22,13 @@ pub struct Config {
     pub profiles: Vec<String>,
 }
 
+impl Config {
+    /// Whether some service runs a container (so a container engine is involved).
+    pub fn runs_containers(&self) -> bool {
+        self.services.values().any(|s| matches!(s.kind, crate::ServiceKind::Image(_)))
+    }
+}
+
 /// `[settings]`: knobs for the whole project.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {

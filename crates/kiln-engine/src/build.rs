@@ -167,13 +167,6 @@ impl Ctx {
         self.engine.get_or_init(|| Engine::find(self.config.settings.engine)).as_ref().map_err(Clone::clone)
     }
 
-    /// The ID of a tagged image in the engine, if it has it. Each tag is looked up on its
-    /// own (listing every image costs podman seconds once it has a few dozen), and an image
-    /// that cannot be found counts as absent: building it again is always correct.
-    fn image_id(&self, engine: &Engine, tag: &str) -> Option<String> {
-        engine.image_id(tag).ok()
-    }
-
     fn target(&self, id: TargetId) -> &Target {
         &self.config.targets[self.graph.name(id)]
     }
@@ -280,7 +273,7 @@ pub async fn run_build(
     // The stat cache loads while the tree is walked: neither needs the other.
     let stat_path = layout.state().join("stat.bin");
     let stat = tokio::task::spawn_blocking(move || StatCache::load(&stat_path));
-    let Patterns { inputs, outputs } = Patterns::compile(&config, &graph);
+    let Patterns { inputs, outputs, .. } = Patterns::compile(&config, &graph);
     let prefixes: Vec<String> = selected.iter().flat_map(|&id| inputs[id].iter().map(|p| p.prefix.clone())).collect();
     let root = config.root.clone();
     // A few prefixes are walked faster right here than by a hand-off to walker threads.
@@ -794,7 +787,10 @@ fn evaluate_image(
     let same_key = prev.is_some_and(|p| p.key == key);
     // Only a key this project built before can have its tag in the engine (the cache keeps
     // the record of every build): a new key goes straight to the build, without asking.
-    let existing = if same_key || ctx.cache.lookup(&key).is_some() { ctx.image_id(engine, &tag) } else { None };
+    // The tag is looked up on its own (listing every image costs podman seconds once it has
+    // a few dozen); one that cannot be found counts as absent, and building it is correct.
+    let known = same_key || ctx.cache.lookup(&key).is_some();
+    let existing = if known { engine.image_id(&tag).ok().map(|id| image_digest(&id)) } else { None };
     let why = || -> String {
         match prev {
             None => "no previous build".to_string(),
@@ -806,7 +802,7 @@ fn evaluate_image(
             },
         }
     };
-    if let Some(id) = existing.filter(|_| !forced) {
+    if let Some(output_digest) = existing.filter(|_| !forced) {
         let (status, reason, at) = match prev.filter(|_| same_key) {
             Some(p) => (TargetStatus::Fresh, "up to date".to_string(), p.finished_at.clone()),
             None => (
@@ -817,11 +813,11 @@ fn evaluate_image(
         };
         if status == TargetStatus::Cached && !ctx.dry_run {
             // Its manifest, for the reasons and `explain` of the next change.
-            let _ = ctx.cache.store_record(name, &manifest, image_digest(&id), None, 0);
+            let _ = ctx.cache.store_record(name, &manifest, output_digest, None, 0);
         }
         let record = TargetRecord {
             key,
-            output_digest: image_digest(&id),
+            output_digest,
             outputs: Vec::new(),
             duration_ms: prev.map_or(0, |p| p.duration_ms),
             finished_at: at,
@@ -1095,11 +1091,10 @@ async fn execute(
     let image = image.map(|(engine, tag)| (engine.clone(), tag));
     let stored = tokio::task::spawn_blocking(move || {
         let storing = Instant::now();
+        let ran = Ran { manifest: &manifest, inputs_meta, log: &captured, duration_ms, reason: &reason2 };
         let stored = match image {
-            Some((engine, tag)) => {
-                store_image(&ctx2, id, &engine, tag, &manifest, inputs_meta, &captured, duration_ms, &reason2)
-            }
-            None => collect_and_store(&ctx2, id, &manifest, inputs_meta, &captured, duration_ms, &reason2),
+            Some((engine, tag)) => store_image(&ctx2, id, &engine, tag, &ran),
+            None => collect_and_store(&ctx2, id, &ran),
         };
         ctx2.span(ctx2.graph.name(id), "store", Track::Worker, storing);
         stored
@@ -1149,20 +1144,19 @@ fn engine_hint(output: &[u8]) -> &'static str {
     }
 }
 
+/// A command that succeeded, as its results are recorded.
+struct Ran<'a> {
+    manifest: &'a Manifest,
+    inputs_meta: Option<Digest>,
+    log: &'a [u8],
+    duration_ms: u64,
+    reason: &'a str,
+}
+
 /// Records a built image: its ID is the target's output digest, and the action record
 /// (the manifest and the build's output) goes to the cache for `explain` and `logs`.
-#[expect(clippy::too_many_arguments, reason = "the image build's results, handed over whole from the run")]
-fn store_image(
-    ctx: &Ctx,
-    id: TargetId,
-    engine: &Engine,
-    tag: String,
-    manifest: &Manifest,
-    inputs_meta: Option<Digest>,
-    log: &[u8],
-    duration_ms: u64,
-    reason: &str,
-) -> Result<TargetRecord, String> {
+fn store_image(ctx: &Ctx, id: TargetId, engine: &Engine, tag: String, ran: &Ran) -> Result<TargetRecord, String> {
+    let Ran { manifest, inputs_meta, log, duration_ms, reason } = *ran;
     // The build wrote the image ID; asking the engine costs another process.
     let iidfile = ctx.layout.state().join(format!("{}.iid", ctx.graph.name(id)));
     let written = std::fs::read_to_string(&iidfile).ok().map(|t| t.trim().trim_start_matches("sha256:").to_string());
@@ -1182,15 +1176,8 @@ fn store_image(
 }
 
 /// Lists the declared outputs, checks each was written, stores them in the cache.
-fn collect_and_store(
-    ctx: &Ctx,
-    id: TargetId,
-    manifest: &Manifest,
-    inputs_meta: Option<Digest>,
-    log: &[u8],
-    duration_ms: u64,
-    reason: &str,
-) -> Result<TargetRecord, String> {
+fn collect_and_store(ctx: &Ctx, id: TargetId, ran: &Ran) -> Result<TargetRecord, String> {
+    let Ran { manifest, inputs_meta, log, duration_ms, reason } = *ran;
     let target = ctx.target(id);
     let root = &ctx.config.root;
     let patterns = &ctx.outputs[id];

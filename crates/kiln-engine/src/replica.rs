@@ -84,8 +84,7 @@ impl ContainerRun {
 
     /// The `ENGINE run` invocation of one replica.
     fn run_args(&self, spec: &ServiceSpec, replica: u32) -> Vec<String> {
-        let n = replica.to_string();
-        let fill = |t: &str| t.replace("${KILN_REPLICA}", &n).replace("$KILN_REPLICA", &n);
+        let fill = |t: &str| fill_replica(t, replica);
         let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "--name".into(), self.name(&spec.name, replica)];
         args.extend(["--label".into(), format!("{PROJECT_LABEL}={}", self.project)]);
         args.extend(["--label".into(), format!("{SERVICE_LABEL}={}", spec.name)]);
@@ -127,6 +126,13 @@ impl ServiceSpec {
             Runner::Process(_) => None,
         }
     }
+}
+
+/// `text` with `${KILN_REPLICA}` (or `$KILN_REPLICA`) replaced by the replica's number: how
+/// probes, ports, volumes and container commands name their replica.
+fn fill_replica(text: &str, replica: u32) -> String {
+    let n = replica.to_string();
+    text.replace("${KILN_REPLICA}", &n).replace("$KILN_REPLICA", &n)
 }
 
 /// Orders from the supervisor.
@@ -344,8 +350,7 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
     // A probe may name the replica (`http://127.0.0.1:808${KILN_REPLICA}/health`).
     // A container's `cmd` probe runs inside it.
     let probe = spec.probe.clone().map(|mut p| {
-        let n = ctx.replica.to_string();
-        let fill = |t: &str| t.replace("${KILN_REPLICA}", &n).replace("$KILN_REPLICA", &n);
+        let fill = |t: &str| fill_replica(t, ctx.replica);
         p.check = match p.check {
             ProbeCheck::Http(u) => ProbeCheck::Http(fill(&u)),
             ProbeCheck::Tcp(a) => ProbeCheck::Tcp(fill(&a)),

@@ -14,10 +14,13 @@ use crate::manifest::Manifest;
 use crate::path_pattern::{PathPattern, PatternCompiler, is_under};
 use crate::stat_cache::StatCache;
 
-/// Every target's compiled `inputs` and `outputs`, indexed like the graph.
+/// Every target's compiled `inputs` and `outputs`, indexed like the graph, and for image
+/// targets their build context and Containerfile (listed by `image_context` on its own
+/// terms, but watched like inputs).
 pub struct Patterns {
     pub inputs: Vec<Vec<PathPattern>>,
     pub outputs: Vec<Vec<PathPattern>>,
+    pub contexts: Vec<Vec<PathPattern>>,
 }
 
 impl Patterns {
@@ -28,19 +31,24 @@ impl Patterns {
                 .map(|id| list(&config.targets[graph.name(id)]).iter().map(|p| compiler.compile(p)).collect())
                 .collect()
         };
-        let mut inputs = compile_all(|t| &t.inputs);
+        let inputs = compile_all(|t| &t.inputs);
         let outputs = compile_all(|t| &t.outputs);
-        // An image target reads its build context and Containerfile: watch them, and let a
-        // change there reach it. (Its key comes from the context after the ignore file; see
-        // `image_context`.)
-        for (id, patterns) in inputs.iter_mut().enumerate() {
-            if let TargetKind::Image(spec) = &config.targets[graph.name(id)].kind {
-                let context = if spec.context == "." { "**".to_string() } else { format!("{}/**", spec.context) };
-                patterns.push(compiler.compile(&context));
-                patterns.push(compiler.compile(&containerfile(spec, &config.root)));
-            }
-        }
-        Patterns { inputs, outputs }
+        let contexts = (0..graph.len())
+            .map(|id| match &config.targets[graph.name(id)].kind {
+                TargetKind::Image(spec) => {
+                    let context = if spec.context == "." { "**".to_string() } else { format!("{}/**", spec.context) };
+                    vec![compiler.compile(&context), compiler.compile(&containerfile(spec, &config.root))]
+                }
+                TargetKind::Cmd(_) => Vec::new(),
+            })
+            .collect();
+        Patterns { inputs, outputs, contexts }
+    }
+
+    /// What a change to which reaches target `id` in watch mode: its inputs, and an image
+    /// target's build context and Containerfile.
+    pub fn watched(&self, id: usize) -> impl Iterator<Item = &PathPattern> {
+        self.inputs[id].iter().chain(&self.contexts[id])
     }
 }
 

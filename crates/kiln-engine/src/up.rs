@@ -118,7 +118,7 @@ impl Selection {
     }
 
     fn scope(&self) -> WatchScope {
-        let inputs: Vec<&PathPattern> = self.targets.iter().flat_map(|&t| &self.patterns.inputs[t]).collect();
+        let inputs: Vec<&PathPattern> = self.targets.iter().flat_map(|&t| self.patterns.watched(t)).collect();
         let outputs: Vec<&PathPattern> = (0..self.graph.len()).flat_map(|t| &self.patterns.outputs[t]).collect();
         WatchScope::new(&inputs, &outputs)
     }
@@ -139,7 +139,7 @@ impl Selection {
         let mut relevant = BTreeSet::new();
         for p in paths {
             for &t in &self.targets {
-                let reads = self.patterns.inputs[t].iter().any(|pat| {
+                let reads = self.patterns.watched(t).any(|pat| {
                     let overlaps = is_under(p, &pat.prefix) || is_under(&pat.prefix, p);
                     // A directory, or one that was deleted, may have held inputs: let the
                     // content gate decide. A file counts only if the pattern matches it.
@@ -404,7 +404,7 @@ fn reconcile_services(
 /// Removes containers of this project that an earlier kiln left running (it was killed
 /// before it could stop them), and says so.
 async fn remove_leftovers(config: &Config, bus: &EventBus) {
-    if !config.services.values().any(|s| matches!(s.kind, kiln_config::ServiceKind::Image(_))) {
+    if !config.runs_containers() {
         return;
     }
     let Ok(engine) = crate::container::Engine::find(config.settings.engine) else { return };

@@ -23,6 +23,9 @@ pub struct ReplicaView {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ServiceView {
+    /// One phase for the service: `ready` when every replica is, else the first replica's
+    /// phase that is not.
+    pub phase: &'static str,
     pub replicas: BTreeMap<u32, ReplicaView>,
     pub ready: usize,
     pub desired: usize,
@@ -33,14 +36,15 @@ pub struct ServiceView {
 }
 
 impl ServiceView {
-    /// One phase for the service: `ready` when every replica is, else the first replica's
-    /// phase that is not.
-    pub fn phase(&self) -> &'static str {
+    fn summarize(&mut self) {
+        self.desired = self.replicas.len();
+        self.ready = self.replicas.values().filter(|r| r.phase == Phase::Ready).count();
+        self.restarts = self.replicas.values().map(|r| r.restarts).sum();
         let mut phases = self.replicas.values().map(|r| r.phase);
-        match phases.clone().find(|p| *p != Phase::Ready) {
+        self.phase = match phases.clone().find(|p| *p != Phase::Ready) {
             Some(p) => p.as_str(),
-            None => phases.next().map_or("pending", |p| p.as_str()),
-        }
+            None => phases.next().map_or("pending", Phase::as_str),
+        };
     }
 }
 
@@ -79,9 +83,7 @@ impl StatusView {
                     s.image.clone_from(image);
                 }
                 s.replicas.insert(*replica, ReplicaView { phase: *phase, reason: reason.clone(), restarts: *restarts });
-                s.desired = s.replicas.len();
-                s.ready = s.replicas.values().filter(|r| r.phase == Phase::Ready).count();
-                s.restarts = s.replicas.values().map(|r| r.restarts).sum();
+                s.summarize();
             }
             _ => {}
         }

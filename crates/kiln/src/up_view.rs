@@ -49,10 +49,7 @@ impl<W: Write> UpView<W> {
             let image = s.image.as_deref().map(|i| format!(" · {}", short_image(i))).unwrap_or_default();
             rows.push(format!(
                 "  service {name:<14} {:<9} {}/{} ready · {} restarts{image}",
-                s.phase(),
-                s.ready,
-                s.desired,
-                s.restarts
+                s.phase, s.ready, s.desired, s.restarts
             ));
         }
         rows.push(format!("  {:─<1$}", "", self.width.saturating_sub(4).min(60)));

@@ -36,11 +36,7 @@ pub fn status(config: &Config, json: bool) -> u8 {
     }
     if let Some(services) = v["services"].as_object() {
         for (name, s) in services {
-            let phases: Vec<&str> = s["replicas"]
-                .as_object()
-                .map(|r| r.values().filter_map(|r| r["phase"].as_str()).collect())
-                .unwrap_or_default();
-            let phase = phases.iter().find(|p| **p != "ready").or(phases.first()).copied().unwrap_or("pending");
+            let phase = s["phase"].as_str().unwrap_or("pending");
             let image = s["image"].as_str().map(|i| format!("  image {}", short_image(i))).unwrap_or_default();
             println!(
                 "{name:<16} {phase:<8} {}/{} replicas{image}  {} restarts",
@@ -87,13 +83,9 @@ pub fn trigger(config: &Config, name: &str) -> u8 {
 /// behind (found by this project's label), saying so.
 pub fn down(config: &Config) -> u8 {
     match send(config, "/api/stop") {
-        Err(ClientError::NotRunning) if has_containers(config) => remove_leftovers(config),
+        Err(ClientError::NotRunning) if config.runs_containers() => remove_leftovers(config),
         result => report(result, "stopping `kiln up`"),
     }
-}
-
-fn has_containers(config: &Config) -> bool {
-    config.services.values().any(|s| matches!(s.kind, kiln_config::ServiceKind::Image(_)))
 }
 
 fn remove_leftovers(config: &Config) -> u8 {
