@@ -27,11 +27,13 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::backoff::{Backoff, jitter_unit};
-use crate::container::{Engine, EngineKind, PROJECT_LABEL, SERVICE_LABEL, container_name, exec_words, shell_join};
+use crate::container::engine::{
+    Engine, EngineKind, PROJECT_LABEL, SERVICE_LABEL, container_name, exec_words, shell_join,
+};
 use crate::event::{Event, EventBus, Phase, Stream};
-use crate::exec::{shell_command, signal_group};
-use crate::restart_policy::{ExitDecision, on_exit};
+use crate::exec::command::{shell_command, signal_group};
+use crate::supervise::backoff::{Backoff, jitter_unit};
+use crate::supervise::restart_policy::{ExitDecision, on_exit};
 
 /// How often a replica checks that its process still exists.
 const SWEEP: Duration = Duration::from_secs(5);
@@ -318,7 +320,7 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
     };
     tokio::pin!(old_exit);
     let pid = child.id().unwrap_or(0);
-    let _group = matches!(spec.runner, Runner::Process(_)).then(|| crate::process_guard::GroupGuard::new(pid));
+    let _group = matches!(spec.runner, Runner::Process(_)).then(|| crate::exec::watchdog::GroupGuard::new(pid));
 
     // Output lines become events; a `log` probe watches them for its pattern.
     let (log_ready_tx, mut log_ready) = mpsc::unbounded_channel::<()>();
@@ -418,7 +420,7 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
                 let p = probing.expect("guarded by the branch condition");
                 next_probe = Instant::now() + p.period;
                 let connect = p.period.max(Duration::from_millis(100)).min(p.timeout);
-                match crate::probe::check(&p.check, p.timeout, connect, &spec.dir, &spec.env).await {
+                match crate::supervise::probe::check(&p.check, p.timeout, connect, &spec.dir, &spec.env).await {
                     Ok(()) => {
                         failures = 0;
                         if !ready || *ctx.phase.borrow() == Phase::Unhealthy {

@@ -75,7 +75,7 @@ async fn command(cmd: &str, dir: &Path, env: &BTreeMap<String, String>) -> Resul
     let mut c = tokio::process::Command::new("sh");
     c.arg("-c").arg(cmd).current_dir(dir).envs(env).stdin(std::process::Stdio::null());
     c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).kill_on_drop(true);
-    crate::exec::configure_child(&mut c);
+    crate::exec::command::configure_child(&mut c);
     let status = c.status().await.map_err(|e| format!("cannot run `{cmd}`: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("`{cmd}` exited with {}", status.code().unwrap_or(-1))) }
 }

@@ -15,10 +15,10 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::backoff::Backoff;
-use crate::container::{Engine, project_id};
+use crate::container::engine::{Engine, project_id};
 use crate::event::{Event, EventBus, Phase};
-use crate::replica::{ContainerRun, Control, Runner, ServiceSpec, run_replica};
+use crate::supervise::backoff::Backoff;
+use crate::supervise::replica::{ContainerRun, Control, Runner, ServiceSpec, run_replica};
 
 struct ReplicaHandle {
     control: mpsc::UnboundedSender<Control>,

@@ -21,23 +21,26 @@ use std::time::{Duration, Instant, SystemTime};
 use kiln_config::{Config, ImageSpec, Target, TargetKind};
 use tokio::sync::{mpsc, watch};
 
-use crate::cache::{Cache, CacheError, OutputFile, current_digest, output_digest};
-use crate::container::{Engine, image_tag};
-use crate::digest::Digest;
+use crate::build::scheduler::{Halt, Scheduler};
+use crate::build::target_inputs::{Patterns, hash_inputs, image_inputs};
+use crate::cache::digest::Digest;
+use crate::cache::fingerprint::fingerprint;
+use crate::cache::manifest::{Manifest, summarize};
+use crate::cache::stat_cache::StatCache;
+use crate::cache::state::{State, TargetRecord};
+use crate::cache::store::{Cache, CacheError, OutputFile, current_digest, output_digest};
+use crate::container::engine::{Engine, image_tag};
+use crate::event::event_gate::EventGate;
+use crate::event::timestamp::rfc3339;
 use crate::event::{Event, EventBus, NoticeLevel, Stream, TargetStatus};
-use crate::event_gate::EventGate;
-use crate::exec::{CommandSpec, ExecOutcome};
-use crate::file_index::{FileIndex, FileMeta, fingerprint};
-use crate::graph::{Graph, TargetId};
-use crate::layout::Layout;
-use crate::manifest::{Manifest, summarize};
-use crate::path_pattern::{PathPattern, is_under};
-use crate::project_lock::ProjectLock;
-use crate::scheduler::{Halt, Scheduler};
-use crate::stat_cache::StatCache;
-use crate::state::{State, TargetRecord};
-use crate::target_inputs::{Patterns, hash_inputs, image_inputs};
-use crate::timestamp::rfc3339;
+use crate::exec::command::{CommandSpec, ExecOutcome};
+use crate::fs::cpus::cpus;
+use crate::fs::file_index::FileIndex;
+use crate::fs::file_meta::FileMeta;
+use crate::fs::layout::Layout;
+use crate::fs::path_pattern::{PathPattern, is_under};
+use crate::fs::project_lock::ProjectLock;
+use crate::graph::target_graph::{Graph, TargetId};
 
 /// What to build and how.
 #[derive(Debug, Clone, Default)]
@@ -56,7 +59,7 @@ pub struct BuildOptions {
     /// Part of `kiln up` (the `mode` of `run.started`).
     pub watch_mode: bool,
     /// Publish nothing unless some target turns out not to be fresh; then publish this
-    /// event first (see [`crate::event_gate`]).
+    /// event first (see [`crate::event::event_gate`]).
     pub gate: Option<Event>,
     /// Targets to run even if they are up to date (a trigger from the control API).
     pub force: BTreeSet<String>,
@@ -978,7 +981,7 @@ fn restore_log(ctx: &Ctx, name: &str, key: &Digest) {
     let text = ctx.cache.lookup(key).and_then(|r| r.log).and_then(|d| ctx.cache.get_bytes(&d));
     match &text {
         Some(bytes) => {
-            let _ = crate::atomic_write::write(&path, bytes);
+            let _ = crate::fs::atomic_write::write(&path, bytes);
         }
         None => {
             let _ = std::fs::remove_file(&path);
@@ -1045,7 +1048,7 @@ async fn execute(
                 bus.publish(Event::TargetOutput { target: name.clone(), stream, line, replayed: false });
             }
         });
-        let (outcome, captured) = crate::exec::run(&spec, lines_tx, cancel.clone()).await;
+        let (outcome, captured) = crate::exec::command::run(&spec, lines_tx, cancel.clone()).await;
         let _ = forward.await;
         ctx.span(&target.name, "run", Track::Job(slot), attempt_started);
         let retry = !outcome.success()
@@ -1201,12 +1204,6 @@ fn collect_and_store(ctx: &Ctx, id: TargetId, ran: &Ran) -> Result<TargetRecord,
         (output_digest(&manifest.key(), &outputs), outputs)
     };
     Ok(record_for(root, manifest, Produced::now(output_digest, outputs, duration_ms, reason), inputs_meta))
-}
-
-/// The number of CPUs, asked once: the standard library reads cgroup files every time.
-pub(crate) fn cpus() -> usize {
-    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 fn millis(d: Duration) -> u64 {

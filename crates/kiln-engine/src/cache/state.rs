@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::OutputFile;
-use crate::digest::Digest;
+use crate::cache::digest::Digest;
+use crate::cache::store::OutputFile;
 
 /// The last successful build of one target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +51,6 @@ impl State {
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let json = serde_json::to_vec(self).expect("state always serializes");
-        crate::atomic_write::write(path, &json)
+        crate::fs::atomic_write::write(path, &json)
     }
 }

@@ -26,15 +26,15 @@ use kiln_config::{Config, LoadError};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::build::{BuildError, BuildOptions, RunSummary, resolve_targets, run_build};
-use crate::debouncer::{Batch, Debouncer};
+use crate::build::run_build::{BuildError, BuildOptions, RunSummary, resolve_targets, run_build};
+use crate::build::target_inputs::Patterns;
 use crate::event::TargetStatus;
 use crate::event::{Event, EventBus, NoticeLevel};
-use crate::graph::{Graph, TargetId};
-use crate::path_pattern::{PathPattern, is_under};
-use crate::supervisor::Supervisor;
-use crate::target_inputs::Patterns;
-use crate::watch::{RawEvent, WatchScope, WatchSet};
+use crate::fs::path_pattern::{PathPattern, is_under};
+use crate::graph::target_graph::{Graph, TargetId};
+use crate::supervise::supervisor::Supervisor;
+use crate::watch::debouncer::{Batch, Debouncer};
+use crate::watch::watch_set::{RawEvent, WatchScope, WatchSet};
 
 /// The longest a burst of changes is held back before a build starts anyway.
 const MAX_WAIT: Duration = Duration::from_secs(1);
@@ -407,16 +407,16 @@ async fn remove_leftovers(config: &Config, bus: &EventBus) {
     if !config.runs_containers() {
         return;
     }
-    let Ok(engine) = crate::container::Engine::find(config.settings.engine) else { return };
+    let Ok(engine) = crate::container::engine::Engine::find(config.settings.engine) else { return };
     let root = config.root.clone();
-    let removed = tokio::task::spawn_blocking(move || crate::container::remove_leftovers(&engine, &root))
+    let removed = tokio::task::spawn_blocking(move || crate::container::engine::remove_leftovers(&engine, &root))
         .await
         .expect("leftover removal does not panic");
     match removed {
         Ok(names) if names.is_empty() => {}
         Ok(names) => bus.publish(Event::Notice {
             level: NoticeLevel::Warning,
-            message: crate::container::leftovers_message(&names),
+            message: crate::container::engine::leftovers_message(&names),
         }),
         Err(why) => bus.publish(Event::Notice {
             level: NoticeLevel::Warning,
@@ -464,7 +464,7 @@ fn follow_directory(
         }
         watches.rewatch(&dirs);
         let prefixes: Vec<String> = dirs.iter().cloned().collect();
-        return (crate::file_index::FileIndex::scan_small(root, prefixes, true).paths(), false);
+        return (crate::fs::file_index::FileIndex::scan_small(root, prefixes, true).paths(), false);
     }
     if !abs.exists() && watches.is_watched(rel) {
         watches.forget(rel);

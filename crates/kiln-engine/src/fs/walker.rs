@@ -20,7 +20,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
-use crate::file_index::FileMeta;
+use crate::fs::file_meta::FileMeta;
 
 /// Directories the walker never enters.
 pub const SKIPPED_DIRS: [&str; 2] = [".git", ".kiln"];

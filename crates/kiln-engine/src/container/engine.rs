@@ -11,7 +11,7 @@ use std::process::Stdio;
 
 use kiln_config::{EngineChoice, ImageSpec};
 
-use crate::digest::{Digest, DigestBuilder};
+use crate::cache::digest::{Digest, DigestBuilder};
 
 /// Which CLI drives the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,10 +16,10 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{Digest, DigestBuilder};
-use crate::file_index::FileMeta;
-use crate::manifest::Manifest;
-use crate::stat_cache::StatCache;
+use crate::cache::digest::{Digest, DigestBuilder};
+use crate::cache::manifest::Manifest;
+use crate::cache::stat_cache::StatCache;
+use crate::fs::file_meta::FileMeta;
 
 /// One output file of a target, as recorded in the cache and in the state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,7 +165,7 @@ impl Cache {
         let digest = Digest::of_bytes(bytes);
         let dest = self.blob_path(&digest);
         if !dest.exists() {
-            crate::atomic_write::write(&dest, bytes).map_err(io("cannot store cache blob"))?;
+            crate::fs::atomic_write::write(&dest, bytes).map_err(io("cannot store cache blob"))?;
         }
         Ok(digest)
     }
@@ -202,7 +202,7 @@ impl Cache {
             duration_ms,
         };
         let json = serde_json::to_vec_pretty(&record).expect("action records always serialize");
-        crate::atomic_write::write(&self.action_path(&key), &json).map_err(io("cannot write cache entry"))?;
+        crate::fs::atomic_write::write(&self.action_path(&key), &json).map_err(io("cannot write cache entry"))?;
         Ok(record)
     }
 
@@ -228,7 +228,7 @@ impl Cache {
             duration_ms,
         };
         let json = serde_json::to_vec_pretty(&record).expect("action records always serialize");
-        crate::atomic_write::write(&self.action_path(&key), &json).map_err(io("cannot write cache entry"))?;
+        crate::fs::atomic_write::write(&self.action_path(&key), &json).map_err(io("cannot write cache entry"))?;
         Ok(record)
     }
 

@@ -107,7 +107,7 @@ pub async fn run(
         }
     };
     let pid = child.id().unwrap_or(0);
-    let _group = crate::process_guard::GroupGuard::new(pid);
+    let _group = crate::exec::watchdog::GroupGuard::new(pid);
     let (line_tx, mut line_rx) = mpsc::unbounded_channel::<(Stream, String)>();
     if let Some(out) = child.stdout.take() {
         tokio::spawn(forward_lines(out, Stream::Stdout, line_tx.clone()));

@@ -14,7 +14,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
 use crate::event::TargetStatus;
-use crate::graph::{Graph, TargetId};
+use crate::graph::target_graph::{Graph, TargetId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Slot {

@@ -21,8 +21,8 @@ use std::time::Duration;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::path_pattern::{PathPattern, is_under};
-use crate::walker::{SKIPPED_DIRS, Scope, walk_dirs};
+use crate::fs::path_pattern::{PathPattern, is_under};
+use crate::fs::walker::{SKIPPED_DIRS, Scope, walk_dirs};
 
 /// What the watcher thread hands over.
 #[derive(Debug)]

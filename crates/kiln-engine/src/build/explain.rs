@@ -12,15 +12,15 @@ use std::collections::{BTreeSet, HashMap};
 use kiln_config::{Config, TargetKind};
 use serde::Serialize;
 
-use crate::cache::{Cache, current_digest};
-use crate::digest::Digest;
-use crate::file_index::FileIndex;
-use crate::graph::{Graph, TargetId};
-use crate::layout::Layout;
-use crate::manifest::{Change, Manifest, summarize};
-use crate::stat_cache::StatCache;
-use crate::state::{State, TargetRecord};
-use crate::target_inputs::{Patterns, hash_inputs, image_inputs};
+use crate::build::target_inputs::{Patterns, hash_inputs, image_inputs};
+use crate::cache::digest::Digest;
+use crate::cache::manifest::{Change, Manifest, summarize};
+use crate::cache::stat_cache::StatCache;
+use crate::cache::state::{State, TargetRecord};
+use crate::cache::store::{Cache, current_digest};
+use crate::fs::file_index::FileIndex;
+use crate::fs::layout::Layout;
+use crate::graph::target_graph::{Graph, TargetId};
 
 /// Everything `explain` found about one target.
 #[derive(Debug, Clone, Serialize)]
@@ -89,8 +89,8 @@ pub enum ExplainError {
 /// Explains `name` in the project of `config`.
 pub fn explain(config: &Config, name: &str) -> Result<Explanation, ExplainError> {
     let graph = Graph::from_config(config);
-    let id = crate::build::resolve_targets(&graph, &[name.to_string()]).map_err(|e| match e {
-        crate::build::BuildError::UnknownTarget { name, hint } => ExplainError::UnknownTarget { name, hint },
+    let id = crate::build::run_build::resolve_targets(&graph, &[name.to_string()]).map_err(|e| match e {
+        crate::build::run_build::BuildError::UnknownTarget { name, hint } => ExplainError::UnknownTarget { name, hint },
         other => ExplainError::Read(other.to_string()),
     })?[0];
     let layout = Layout::new(&config.root);
@@ -154,8 +154,8 @@ pub fn explain(config: &Config, name: &str) -> Result<Explanation, ExplainError>
     // An image target is up to date only while the engine has its image (as a build sees it).
     let missing_image = match (&config.targets[name].kind, &last) {
         (TargetKind::Image(spec), Some(l)) if l.key == current.key() => {
-            let tag = crate::container::image_tag(spec, &l.key);
-            match crate::container::Engine::find(config.settings.engine) {
+            let tag = crate::container::engine::image_tag(spec, &l.key);
+            match crate::container::engine::Engine::find(config.settings.engine) {
                 Ok(engine) => {
                     engine.image_id(&tag).err().map(|_| format!("image {tag} is no longer in {}", engine.name()))
                 }

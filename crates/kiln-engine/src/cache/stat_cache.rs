@@ -10,14 +10,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
-use crate::file_index::FileMeta;
+use crate::cache::digest::Digest;
+use crate::fs::file_meta::{FileMeta, is_racy};
 
-const RACY_WINDOW: Duration = Duration::from_millis(50);
 const FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -30,14 +28,6 @@ struct Entry {
 struct OnDisk {
     format: u32,
     entries: Vec<(String, Entry)>,
-}
-
-/// Whether a file with this metadata was modified too recently for its metadata to vouch for
-/// its content: another write within the same mtime tick would leave the metadata equal.
-pub fn is_racy(meta: &FileMeta) -> bool {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let now_ns = i64::try_from(now.as_nanos()).unwrap_or(i64::MAX);
-    meta.mtime_ns >= now_ns - i64::try_from(RACY_WINDOW.as_nanos()).unwrap_or(0)
 }
 
 /// Shared by every worker of a run; lookups take a short lock, hashing happens outside it.
@@ -80,7 +70,7 @@ impl StatCache {
         };
         let bytes = postcard::to_stdvec(&OnDisk { format: FORMAT, entries })
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        crate::atomic_write::write(path, &bytes)
+        crate::fs::atomic_write::write(path, &bytes)
     }
 
     /// The digest of `rel` under `root`, hashing it only if its metadata changed.
@@ -127,7 +117,7 @@ mod tests {
         cache.remember("old", meta(1_000_000_000), d);
         assert_eq!(cache.lookup("old", &meta(1_000_000_000)), Some(d));
         assert_eq!(cache.lookup("old", &meta(2_000_000_000)), None, "a new mtime misses");
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("after epoch").as_nanos();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after epoch").as_nanos();
         let fresh = meta(i64::try_from(now).expect("fits"));
         cache.remember("new", fresh, d);
         assert_eq!(cache.lookup("new", &fresh), None, "racy entries are not trusted");

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use kiln_config::{Target, TargetKind};
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{Digest, DigestBuilder};
+use crate::cache::digest::{Digest, DigestBuilder};
 
 /// Everything that decides a target's outputs. Same manifest ⇒ same key ⇒ same outputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,48 +7,9 @@
 
 use std::path::Path;
 
-use crate::digest::{Digest, DigestBuilder};
-use crate::path_pattern::PathPattern;
-use crate::stat_cache::is_racy;
-use crate::walker::{Scope, walk};
-
-/// What the stat cache compares to decide whether a file must be hashed again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FileMeta {
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub ino: u64,
-    pub executable: bool,
-}
-
-impl FileMeta {
-    pub fn of(meta: &std::fs::Metadata) -> FileMeta {
-        use std::os::unix::fs::MetadataExt;
-        FileMeta {
-            size: meta.size(),
-            mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
-            ino: meta.ino(),
-            executable: meta.mode() & 0o111 != 0,
-        }
-    }
-}
-
-/// A digest of files' paths and metadata; `None` when any of them is racy (modified too
-/// recently for metadata to vouch for content). Equal fingerprints mean unchanged files.
-pub fn fingerprint<'a>(files: impl IntoIterator<Item = (&'a str, &'a FileMeta)>) -> Option<Digest> {
-    let mut b = DigestBuilder::new("kiln file metadata v1");
-    for (path, meta) in files {
-        if is_racy(meta) {
-            return None;
-        }
-        b.str(path);
-        b.bytes(&meta.size.to_le_bytes());
-        b.bytes(&meta.mtime_ns.to_le_bytes());
-        b.bytes(&meta.ino.to_le_bytes());
-        b.bytes(&[u8::from(meta.executable)]);
-    }
-    Some(b.finish())
-}
+use crate::fs::file_meta::FileMeta;
+use crate::fs::path_pattern::PathPattern;
+use crate::fs::walker::{Scope, walk};
 
 /// Files (root-relative, `/`-separated, sorted) and their metadata.
 #[derive(Debug, Default, Clone)]
@@ -59,9 +20,9 @@ pub struct FileIndex {
 impl FileIndex {
     /// Lists the files under the given root-relative directories (or files), honouring
     /// ignore files when `honour_ignores` (for inputs; outputs are often ignored files and
-    /// are listed regardless). See [`crate::walker`].
+    /// are listed regardless). See [`crate::fs::walker`].
     pub fn scan(root: &Path, prefixes: impl IntoIterator<Item = String>, honour_ignores: bool) -> FileIndex {
-        let threads = crate::build::cpus();
+        let threads = crate::fs::cpus::cpus();
         FileIndex::scan_with(root, prefixes, honour_ignores, threads)
     }
 

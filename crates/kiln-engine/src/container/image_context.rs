@@ -7,8 +7,9 @@ use std::path::Path;
 use globset::GlobMatcher;
 use kiln_config::ImageSpec;
 
-use crate::container::containerfile;
-use crate::file_index::{FileIndex, FileMeta};
+use crate::container::engine::containerfile;
+use crate::fs::file_index::FileIndex;
+use crate::fs::file_meta::FileMeta;
 
 /// The context's files (root-relative, sorted) after the ignore file, plus the
 /// Containerfile. Git's ignore files do not apply: the engine does not read them either.

@@ -5,14 +5,14 @@ use std::path::Path;
 
 use kiln_config::{Config, ImageSpec, TargetKind};
 
-use crate::container::containerfile;
+use crate::container::engine::containerfile;
 
-use crate::digest::Digest;
-use crate::file_index::FileMeta;
-use crate::graph::Graph;
-use crate::manifest::Manifest;
-use crate::path_pattern::{PathPattern, PatternCompiler, is_under};
-use crate::stat_cache::StatCache;
+use crate::cache::digest::Digest;
+use crate::cache::manifest::Manifest;
+use crate::cache::stat_cache::StatCache;
+use crate::fs::file_meta::FileMeta;
+use crate::fs::path_pattern::{PathPattern, PatternCompiler, is_under};
+use crate::graph::target_graph::Graph;
 
 /// Every target's compiled `inputs` and `outputs`, indexed like the graph, and for image
 /// targets their build context and Containerfile (listed by `image_context` on its own
@@ -88,7 +88,8 @@ pub fn image_inputs(
     let context = if spec.context == "." { "" } else { spec.context.as_str() };
     let mut files: Vec<(String, FileMeta)> =
         declared.iter().filter(|e| context.is_empty() || !is_under(&e.0, context)).map(|e| (*e).clone()).collect();
-    let found = crate::image_context::context_files(root, spec).map_err(|why| format!("image {}: {why}", spec.name))?;
+    let found = crate::container::image_context::context_files(root, spec)
+        .map_err(|why| format!("image {}: {why}", spec.name))?;
     files.extend(found);
     files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     files.dedup_by(|a, b| a.0 == b.0);

@@ -1,0 +1,10 @@
+//! Keys and the content-addressed cache: digests, metadata fingerprints, the stat cache,
+//! manifests (what went into a key), the store of blobs and action records, and the state of
+//! each target's last build.
+
+pub mod digest;
+pub mod fingerprint;
+pub mod manifest;
+pub mod stat_cache;
+pub mod state;
+pub mod store;

@@ -1,0 +1,10 @@
+//! Events: the contract of what kiln publishes, the bus that carries them, and the gate that
+//! holds a round's events back until something is not fresh.
+
+pub mod event_bus;
+pub mod event_gate;
+pub mod schema;
+pub mod timestamp;
+
+pub use event_bus::EventBus;
+pub use schema::{Envelope, Event, NoticeLevel, Phase, Stream, TargetStatus};
