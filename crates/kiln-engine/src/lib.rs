@@ -17,8 +17,9 @@ mod supervise;
 mod up;
 mod watch;
 
+pub use build::build_options::{BuildError, BuildOptions, PlanAction, PlanEntry, RunSummary, resolve_targets};
 pub use build::explain::{ExplainError, Explanation, explain};
-pub use build::run_build::{BuildError, BuildOptions, PlanAction, PlanEntry, RunSummary, resolve_targets, run_build};
+pub use build::run_build::run_build;
 pub use cache::digest::Digest;
 pub use cache::manifest::{Change, EntryChange, Manifest};
 pub use cache::state::{State, TargetRecord};
@@ -30,4 +31,5 @@ pub use exec::watchdog::{WATCHDOG_ARG, start_watchdog, watchdog_main};
 pub use fs::layout::Layout;
 pub use fs::project_lock::ProjectLock;
 pub use graph::{Graph, TargetId};
-pub use up::run_up::{UpControl, UpError, UpExit, UpOptions, run_up};
+pub use up::dispatcher::run_up;
+pub use up::up_options::{UpControl, UpError, UpExit, UpOptions};

@@ -37,7 +37,6 @@ pub struct ServiceView {
 
 impl ServiceView {
     fn summarize(&mut self) {
-        self.desired = self.replicas.len();
         self.ready = self.replicas.values().filter(|r| r.phase == Phase::Ready).count();
         self.restarts = self.replicas.values().map(|r| r.restarts).sum();
         let mut phases = self.replicas.values().map(|r| r.phase);
@@ -77,12 +76,15 @@ impl StatusView {
                     },
                 );
             }
-            Event::ServicePhase { service, replica, phase, reason, restarts, image, .. } => {
+            Event::ServicePhase { service, replica, phase, reason, restarts, image, replicas, .. } => {
                 let s = self.services.entry(service.clone()).or_default();
                 if image.is_some() {
                     s.image.clone_from(image);
                 }
+                s.desired = *replicas as usize;
                 s.replicas.insert(*replica, ReplicaView { phase: *phase, reason: reason.clone(), restarts: *restarts });
+                // A replica beyond the desired count is shown until it has stopped.
+                s.replicas.retain(|r, v| (*r as usize) < s.desired || v.phase != Phase::Stopped);
                 s.summarize();
             }
             _ => {}

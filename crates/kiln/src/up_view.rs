@@ -124,6 +124,7 @@ mod tests {
                     restarts: 0,
                     next_try_ms: None,
                     image: None,
+                    replicas: 2,
                 },
                 "t",
             );

@@ -89,8 +89,10 @@ pub enum ExplainError {
 /// Explains `name` in the project of `config`.
 pub fn explain(config: &Config, name: &str) -> Result<Explanation, ExplainError> {
     let graph = Graph::from_config(config);
-    let id = crate::build::run_build::resolve_targets(&graph, &[name.to_string()]).map_err(|e| match e {
-        crate::build::run_build::BuildError::UnknownTarget { name, hint } => ExplainError::UnknownTarget { name, hint },
+    let id = crate::build::build_options::resolve_targets(&graph, &[name.to_string()]).map_err(|e| match e {
+        crate::build::build_options::BuildError::UnknownTarget { name, hint } => {
+            ExplainError::UnknownTarget { name, hint }
+        }
         other => ExplainError::Read(other.to_string()),
     })?[0];
     let layout = Layout::new(&config.root);

@@ -184,6 +184,8 @@ pub enum Event {
         /// For a container service: the image it runs.
         #[serde(skip_serializing_if = "Option::is_none")]
         image: Option<String>,
+        /// How many replicas the service should have now (its configured `replicas`).
+        replicas: u32,
     },
     #[serde(rename = "service.output")]
     ServiceOutput { service: String, replica: u32, stream: Stream, line: String },

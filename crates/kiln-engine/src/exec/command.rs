@@ -118,7 +118,9 @@ pub async fn run(
     drop(line_tx);
 
     let started = Instant::now();
-    let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
+    // A timeout past what the clock can represent (`timeout = "5000000000000000h"`) is no
+    // deadline at all, not a panic.
+    let deadline = spec.timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
     let sleep_until = async {
         match deadline {
             Some(d) => tokio::time::sleep_until(d).await,

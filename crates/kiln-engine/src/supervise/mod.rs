@@ -4,5 +4,6 @@
 pub mod backoff;
 pub mod probe;
 pub mod replica;
+pub mod replica_state;
 pub mod restart_policy;
 pub mod supervisor;

@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use kiln_config::{Probe, ProbeCheck, RestartPolicy};
@@ -33,7 +34,7 @@ use crate::container::engine::{
 use crate::event::{Event, EventBus, Phase, Stream};
 use crate::exec::command::{shell_command, signal_group};
 use crate::supervise::backoff::{Backoff, jitter_unit};
-use crate::supervise::restart_policy::{ExitDecision, on_exit};
+use crate::supervise::replica_state::{Action, Input, ReplicaState, Step};
 
 /// How often a replica checks that its process still exists.
 const SWEEP: Duration = Duration::from_secs(5);
@@ -150,123 +151,90 @@ struct Ctx {
     /// The latest spec: a container service gets a new image with each build.
     latest: watch::Receiver<Arc<ServiceSpec>>,
     replica: u32,
+    /// The service's desired replica count, shown with every phase.
+    desired: Arc<AtomicU32>,
     bus: Arc<EventBus>,
     phase: watch::Sender<Phase>,
-    restarts: u32,
+    /// What the replica does next: the pure decisions.
+    state: ReplicaState,
     /// A podman container being replaced: its client, reaped once the new container (run
     /// with `--replace`, which stops and removes it) has started.
     handover: Option<(tokio::process::Child, u32)>,
 }
 
 impl Ctx {
-    fn set(&mut self, phase: Phase, reason: impl Into<String>, next_try: Option<Duration>) {
-        self.phase.send_replace(phase);
-        self.bus.publish(Event::ServicePhase {
-            service: self.spec.name.clone(),
-            replica: self.replica,
-            phase,
-            reason: reason.into(),
-            restarts: self.restarts,
-            next_try_ms: next_try.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            image: self.spec.image().map(str::to_string),
-        });
+    /// Feeds an input to the state machine, publishes the phase change it makes, and
+    /// returns the action.
+    fn step(&mut self, input: Input) -> Action {
+        let step = self.state.step(input, Instant::now(), jitter_unit());
+        self.publish(step)
+    }
+
+    fn publish(&mut self, step: Step) -> Action {
+        if let Some(change) = step.change {
+            self.phase.send_replace(change.phase);
+            self.bus.publish(Event::ServicePhase {
+                service: self.spec.name.clone(),
+                replica: self.replica,
+                phase: change.phase,
+                reason: change.reason,
+                restarts: self.state.restarts,
+                next_try_ms: change.next_try.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                image: self.spec.image().map(str::to_string),
+                replicas: self.desired.load(Ordering::Relaxed),
+            });
+        }
+        step.action
     }
 }
 
-/// How a running process ended, from the replica's point of view.
-enum Ended {
-    Exited(Option<i32>),
-    Control(Control),
+/// The input a control from the supervisor is.
+fn input_of(control: Option<Control>) -> Input {
+    match control {
+        Some(Control::Restart) => Input::NewBuild,
+        Some(Control::Stop) | None => Input::Stop,
+    }
 }
 
-/// Runs the replica until told to stop; returns when its process is gone.
+/// Runs the replica until told to stop; returns when its process is gone. The decisions are
+/// [`ReplicaState::step`]'s; this is the runner that carries them out.
 pub async fn run_replica(
     latest: watch::Receiver<Arc<ServiceSpec>>,
     replica: u32,
+    desired: Arc<AtomicU32>,
     mut control: mpsc::UnboundedReceiver<Control>,
     bus: Arc<EventBus>,
     phase: watch::Sender<Phase>,
 ) {
     let spec = latest.borrow().clone();
-    let mut ctx = Ctx { spec, latest, replica, bus, phase, restarts: 0, handover: None };
-    let mut reason = "deps are built".to_string();
+    let failures = spec.probe.as_ref().map_or(3, |p| p.failures);
+    let state = ReplicaState::new(spec.restart, spec.backoff, failures);
+    let mut ctx = Ctx { spec, latest, replica, desired, bus, phase, state, handover: None };
+    let first = ctx.state.begin("deps are built");
+    let mut action = ctx.publish(first);
     loop {
-        ctx.spec = ctx.latest.borrow().clone();
-        ctx.set(Phase::Starting, reason.clone(), None);
-        let started = Instant::now();
-        let ended = match run_once(&mut ctx, &mut control).await {
-            Ok(ended) => ended,
-            Err(why) => {
-                ctx.bus.publish(Event::ServiceOutput {
-                    service: ctx.spec.name.clone(),
-                    replica: ctx.replica,
-                    stream: Stream::Stderr,
-                    line: format!("kiln: {why}"),
-                });
-                Ended::Exited(Some(127))
+        action = match action {
+            Action::Start => {
+                ctx.spec = ctx.latest.borrow().clone();
+                run_once(&mut ctx, &mut control).await
             }
+            Action::Wait(delay) => tokio::select! {
+                () = tokio::time::sleep(delay) => ctx.step(Input::BackoffOver),
+                c = control.recv() => ctx.step(input_of(c)),
+            },
+            Action::Idle => {
+                let c = control.recv().await;
+                ctx.step(input_of(c))
+            }
+            Action::End => return,
+            // Only a running process is killed or continued: `run_once` handles both.
+            Action::Kill | Action::Continue => return,
         };
-        let ready_for = started.elapsed();
-        match ended {
-            Ended::Control(Control::Stop) => {
-                ctx.set(Phase::Stopped, "stopped", None);
-                return;
-            }
-            Ended::Control(Control::Restart) => {
-                reason = "restarted for a new build".into();
-            }
-            Ended::Exited(code) => {
-                let how = code.map_or_else(|| "killed by a signal".to_string(), |c| format!("exited with code {c}"));
-                match on_exit(ctx.spec.restart, code) {
-                    ExitDecision::Completed => {
-                        ctx.set(Phase::Completed, how, None);
-                        if wait_for_restart(&mut control).await {
-                            reason = "restarted for a new build".into();
-                            continue;
-                        }
-                        return;
-                    }
-                    ExitDecision::Failed => {
-                        ctx.set(Phase::Failed, format!("{how}; restart = \"never\""), None);
-                        if wait_for_restart(&mut control).await {
-                            reason = "restarted for a new build".into();
-                            continue;
-                        }
-                        return;
-                    }
-                    ExitDecision::Restart => {
-                        ctx.restarts = ctx.spec.backoff.after_ready(ctx.restarts, ready_for);
-                        let delay = ctx.spec.backoff.delay(ctx.restarts, jitter_unit());
-                        ctx.restarts += 1;
-                        ctx.set(
-                            Phase::Backoff,
-                            format!("{how}; restart {} in {}", ctx.restarts, kiln_config::format_duration(delay)),
-                            Some(delay),
-                        );
-                        tokio::select! {
-                            () = tokio::time::sleep(delay) => reason = format!("restart {} after it {how}", ctx.restarts),
-                            c = control.recv() => match c {
-                                Some(Control::Restart) => reason = "restarted for a new build".into(),
-                                Some(Control::Stop) | None => {
-                                    ctx.set(Phase::Stopped, "stopped", None);
-                                    return;
-                                }
-                            },
-                        }
-                    }
-                }
-            }
-        }
     }
 }
 
-/// After `completed` or `failed`: only a new build brings the replica back.
-async fn wait_for_restart(control: &mut mpsc::UnboundedReceiver<Control>) -> bool {
-    matches!(control.recv().await, Some(Control::Restart))
-}
-
 /// Starts the process and supervises it until it exits or a control arrives.
-async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>) -> Result<Ended, String> {
+async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>) -> Action {
     let spec = ctx.spec.clone();
     let mut command = match &spec.runner {
         Runner::Process(cmd) => {
@@ -307,7 +275,19 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
     {
         stop(ctx, &mut old, old_pid).await;
     }
-    let mut child = spawned.map_err(|e| format!("cannot start {what}: {e}"))?;
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            let why = format!("cannot start {what}: {e}");
+            ctx.bus.publish(Event::ServiceOutput {
+                service: spec.name.clone(),
+                replica: ctx.replica,
+                stream: Stream::Stderr,
+                line: format!("kiln: {why}"),
+            });
+            return ctx.step(Input::StartFailed(why));
+        }
+    };
     // The replaced container answers on the same ports until the new one's start removes
     // it, and its client then exits: no probe counts before that.
     let mut old_gone = replaced.is_none();
@@ -373,10 +353,7 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
         p
     });
     let mut ready = probe.is_none();
-    if ready {
-        ctx.set(Phase::Ready, "running (no readiness probe)", None);
-    }
-    let mut failures = 0u32;
+    ctx.step(Input::Started { probed: !ready });
     let mut next_probe = Instant::now();
     // The periodic sweep: a process that vanished without its exit reaching us (it cannot
     // be waited for any more) is treated as exited.
@@ -388,29 +365,31 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
             status = child.wait() => {
                 signal_group(pid, Signal::SIGKILL);
                 let code = status.ok().and_then(|s| s.code());
-                return Ok(Ended::Exited(code));
+                return ctx.step(Input::Exited(code));
             }
             c = control.recv() => {
-                let c = c.unwrap_or(Control::Stop);
-                if c == Control::Restart && matches!(&spec.runner, Runner::Container(r) if r.engine.kind == EngineKind::Podman) {
+                let restart = c == Some(Control::Restart);
+                if ctx.step(input_of(c)) != Action::Kill {
+                    continue;
+                }
+                if restart && matches!(&spec.runner, Runner::Container(r) if r.engine.kind == EngineKind::Podman) {
                     // One engine call instead of two: the next `podman run --replace` stops
                     // (stop signal, stop timeout) and removes this container.
-                    ctx.set(Phase::Stopping, "replacing the container", None);
                     ctx.handover = Some((child, pid));
-                } else {
-                    stop(ctx, &mut child, pid).await;
+                    return ctx.step(Input::Exited(None));
                 }
-                return Ok(Ended::Control(c));
+                stop(ctx, &mut child, pid).await;
+                return ctx.step(Input::Exited(None));
             }
             _ = sweep.tick() => {
                 if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
                     signal_group(pid, Signal::SIGKILL);
-                    return Ok(Ended::Exited(None));
+                    return ctx.step(Input::Exited(None));
                 }
             }
             Some(()) = log_ready.recv(), if !ready => {
                 ready = true;
-                ctx.set(Phase::Ready, "its output matched the log probe", None);
+                ctx.step(Input::LogMatched);
             }
             () = &mut old_exit, if !old_gone => {
                 old_gone = true;
@@ -418,21 +397,16 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
             }
             () = tokio::time::sleep_until(next_probe), if probing.is_some() && old_gone => {
                 let p = probing.expect("guarded by the branch condition");
-                next_probe = Instant::now() + p.period;
+                // A period past what the clock can represent probes once.
+                next_probe = Instant::now().checked_add(p.period).unwrap_or_else(far_future);
                 let connect = p.period.max(Duration::from_millis(100)).min(p.timeout);
                 match crate::supervise::probe::check(&p.check, p.timeout, connect, &spec.dir, &spec.env).await {
                     Ok(()) => {
-                        failures = 0;
-                        if !ready || *ctx.phase.borrow() == Phase::Unhealthy {
-                            ready = true;
-                            ctx.set(Phase::Ready, "readiness probe passed", None);
-                        }
+                        ready = true;
+                        ctx.step(Input::ProbePassed);
                     }
                     Err(why) => {
-                        failures += 1;
-                        if ready && failures >= p.failures && *ctx.phase.borrow() == Phase::Ready {
-                            ctx.set(Phase::Unhealthy, format!("readiness probe failed {failures} times: {why}"), None);
-                        }
+                        ctx.step(Input::ProbeFailed(why));
                     }
                 }
             }
@@ -440,10 +414,14 @@ async fn run_once(ctx: &mut Ctx, control: &mut mpsc::UnboundedReceiver<Control>)
     }
 }
 
+/// A time no timer reaches.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+}
+
 /// `stop_signal` to the process group, `stop_timeout`, then SIGKILL. A container is stopped
 /// (and removed) through the engine, which does the same inside it.
-async fn stop(ctx: &mut Ctx, child: &mut tokio::process::Child, pid: u32) {
-    ctx.set(Phase::Stopping, format!("sent {}", ctx.spec.stop_signal.as_str()), None);
+async fn stop(ctx: &Ctx, child: &mut tokio::process::Child, pid: u32) {
     let timeout = ctx.spec.stop_timeout;
     if let Runner::Container(run) = &ctx.spec.runner {
         let name = run.name(&ctx.spec.name, ctx.replica);
@@ -506,7 +484,8 @@ mod tests {
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (phase_tx, _phase_rx) = watch::channel(Phase::Pending);
         let (_spec_tx, spec_rx) = watch::channel(Arc::new(spec));
-        let task = tokio::spawn(run_replica(spec_rx, 0, control_rx, bus, phase_tx));
+        let desired = Arc::new(AtomicU32::new(1));
+        let task = tokio::spawn(run_replica(spec_rx, 0, desired, control_rx, bus, phase_tx));
         let mut seen = Vec::new();
         while seen.len() < count {
             let Some(e) = rx.recv().await else { break };

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use kiln_config::{Config, Service, ServiceKind};
@@ -30,6 +31,8 @@ struct Handle {
     replicas: Vec<ReplicaHandle>,
     /// What the replicas run next time they start; `None` for a service that cannot run.
     spec: Option<watch::Sender<Arc<ServiceSpec>>>,
+    /// The desired replica count, shown with every phase.
+    desired: Arc<AtomicU32>,
 }
 
 /// How long a rolling reload waits for a new replica to become ready before moving on.
@@ -102,9 +105,11 @@ impl Supervisor {
                 restarts: 0,
                 next_try_ms: None,
                 image: None,
+                replicas,
             });
         }
-        self.services.insert(name.to_string(), Handle { replicas: Vec::new(), spec: None });
+        let desired = Arc::new(AtomicU32::new(replicas));
+        self.services.insert(name.to_string(), Handle { replicas: Vec::new(), spec: None, desired });
     }
 
     /// Gives a running service a new spec (a new image) for its next start.
@@ -117,43 +122,38 @@ impl Supervisor {
     /// Starts `replicas` copies of a service once the `after` services are ready.
     pub fn start(&mut self, spec: ServiceSpec, replicas: u32, after: &[String]) {
         let name = spec.name.clone();
-        let (spec_tx, spec_rx) = watch::channel(Arc::new(spec));
+        let (spec_tx, _) = watch::channel(Arc::new(spec));
         let waits: Vec<watch::Receiver<Phase>> = after
             .iter()
             .filter_map(|a| self.services.get(a))
             .flat_map(|h| h.replicas.iter().map(|r| r.phase.clone()))
             .collect();
-        let mut handles = Vec::new();
+        let desired = Arc::new(AtomicU32::new(replicas));
+        let mut handle = Handle { replicas: Vec::new(), spec: Some(spec_tx), desired };
         for replica in 0..replicas {
-            let (control_tx, control_rx) = mpsc::unbounded_channel();
-            let (phase_tx, phase_rx) = watch::channel(Phase::Pending);
-            let bus = self.bus.clone();
-            let spec = spec_rx.clone();
-            let name = name.clone();
-            let mut waits = waits.clone();
-            let after = after.to_vec();
-            let task = tokio::spawn(async move {
-                if !waits.is_empty() {
-                    bus.publish(Event::ServicePhase {
-                        service: name,
-                        replica,
-                        phase: Phase::Pending,
-                        reason: format!("waiting for {} to be ready", after.join(", ")),
-                        restarts: 0,
-                        next_try_ms: None,
-                        image: spec.borrow().image().map(str::to_string),
-                    });
-                    for w in &mut waits {
-                        if w.wait_for(|p| *p == Phase::Ready).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                run_replica(spec, replica, control_rx, bus, phase_tx).await;
-            });
-            handles.push(ReplicaHandle { control: control_tx, phase: phase_rx, task });
+            let r = spawn_replica(&self.bus, &handle, replica, waits.clone(), after.to_vec());
+            handle.replicas.push(r);
         }
-        self.services.insert(name, Handle { replicas: handles, spec: Some(spec_tx) });
+        self.services.insert(name, handle);
+    }
+
+    /// Changes a running service's replica count: the replicas beyond the new count stop
+    /// (the highest first) while the others keep serving, or new ones start beside them.
+    pub async fn scale(&mut self, name: &str, to: u32) {
+        let Some(handle) = self.services.get_mut(name) else { return };
+        handle.desired.store(to, Ordering::Relaxed);
+        let to = to as usize;
+        let gone: Vec<ReplicaHandle> =
+            if handle.replicas.len() > to { handle.replicas.split_off(to) } else { Vec::new() };
+        if handle.spec.is_some() {
+            while handle.replicas.len() < to {
+                let replica = u32::try_from(handle.replicas.len()).expect("replica counts fit u32");
+                let r = spawn_replica(&self.bus, handle, replica, Vec::new(), Vec::new());
+                handle.replicas.push(r);
+            }
+        }
+        let gone = Handle { replicas: gone, spec: None, desired: handle.desired.clone() };
+        stop_handle(gone).await;
     }
 
     /// Restarts a service's replicas one at a time, each after the previous new one is
@@ -213,4 +213,45 @@ async fn stop_handle(handle: Handle) {
     for r in handle.replicas {
         let _ = r.task.await;
     }
+}
+
+/// One replica's task: it waits for the `after` services' replicas to be ready (`pending`
+/// until then), then runs.
+fn spawn_replica(
+    bus: &Arc<EventBus>,
+    handle: &Handle,
+    replica: u32,
+    mut waits: Vec<watch::Receiver<Phase>>,
+    after: Vec<String>,
+) -> ReplicaHandle {
+    let spec = handle.spec.as_ref().expect("only a service that can run gets replicas").subscribe();
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let (phase_tx, phase_rx) = watch::channel(Phase::Pending);
+    let bus = bus.clone();
+    let desired = handle.desired.clone();
+    let task = tokio::spawn(async move {
+        if !waits.is_empty() {
+            let (service, image) = {
+                let s = spec.borrow();
+                (s.name.clone(), s.image().map(str::to_string))
+            };
+            bus.publish(Event::ServicePhase {
+                service,
+                replica,
+                phase: Phase::Pending,
+                reason: format!("waiting for {} to be ready", after.join(", ")),
+                restarts: 0,
+                next_try_ms: None,
+                image,
+                replicas: desired.load(Ordering::Relaxed),
+            });
+            for w in &mut waits {
+                if w.wait_for(|p| *p == Phase::Ready).await.is_err() {
+                    return;
+                }
+            }
+        }
+        run_replica(spec, replica, desired, control_rx, bus, phase_tx).await;
+    });
+    ReplicaHandle { control: control_tx, phase: phase_rx, task }
 }

@@ -1,3 +1,8 @@
 //! `kiln up`: the dispatcher that owns targets, rounds and services while files change.
 
-pub mod run_up;
+pub mod dispatcher;
+pub mod reload;
+pub mod round_plan;
+pub mod round_worker;
+pub mod selection;
+pub mod up_options;

@@ -120,8 +120,7 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
         replay_logs: args.verbose,
         spans: args.trace.is_some(),
         watch_mode: false,
-        gate: None,
-        force: Default::default(),
+        ..BuildOptions::default()
     };
     let cancel = crate::signals::cancel_on_signals();
     let result = run_build(Arc::new(config), options, bus.clone(), cancel).await;

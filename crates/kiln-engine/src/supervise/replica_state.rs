@@ -1,0 +1,310 @@
+//! What one replica does next, as a pure state machine: `State` + [`ReplicaState::step`].
+//!
+//! In: what its runner observed (the process started, a probe passed or failed, the output
+//! matched the log probe, the process exited) and what it was told (a new build to serve,
+//! stop), with the time. Out: the phase to publish (with its reason) and the action for the
+//! runner: start the process, stop it, wait out a backoff, or wait for a new build. No I/O
+//! and no clock of its own, so every rule is tested with made-up times:
+//!
+//! - started → `starting`, or `ready` at once without a readiness probe;
+//! - a passing probe (or a matching line) → `ready`; `failures` failing probes in a row turn
+//!   a ready replica `unhealthy`, and a pass makes it `ready` again;
+//! - an exit is decided by the restart policy: `backoff` (1 s doubling to 5 min, the count
+//!   reset after 10 min ready), or `completed` / `failed`, which only a new build ends;
+//! - a new build restarts it (from any phase); stop ends it `stopped`.
+
+use std::time::Duration;
+
+use kiln_config::RestartPolicy;
+use tokio::time::Instant;
+
+use crate::event::Phase;
+use crate::supervise::backoff::Backoff;
+use crate::supervise::restart_policy::{ExitDecision, on_exit};
+
+/// What the runner observed, or what the replica was told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Its process started; `probed` says whether a readiness check (probe or log) applies.
+    Started {
+        probed: bool,
+    },
+    /// It could not be started.
+    StartFailed(String),
+    ProbePassed,
+    ProbeFailed(String),
+    /// An output line matched the `log` probe.
+    LogMatched,
+    /// Its process exited (`None`: killed by a signal).
+    Exited(Option<i32>),
+    /// The backoff delay is over.
+    BackoffOver,
+    /// A new build to serve: restart.
+    NewBuild,
+    Stop,
+}
+
+/// What the runner does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start the process (with the newest spec).
+    Start,
+    /// Stop the running process; its exit comes back as `Exited`.
+    Kill,
+    /// Wait this long, then send `BackoffOver` (a new build or stop may come first).
+    Wait(Duration),
+    /// Nothing until a new build or stop.
+    Idle,
+    /// The replica is over.
+    End,
+    /// Keep doing what it does.
+    Continue,
+}
+
+/// A phase change to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseChange {
+    pub phase: Phase,
+    pub reason: String,
+    /// In `backoff`: the delay before the next try.
+    pub next_try: Option<Duration>,
+}
+
+/// One step's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub change: Option<PhaseChange>,
+    pub action: Action,
+}
+
+/// Why the running process is being stopped: what follows its exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    Restart,
+    End,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplicaState {
+    pub phase: Phase,
+    /// Restarts after crashes so far (shown in `service.phase`).
+    pub restarts: u32,
+    policy: RestartPolicy,
+    backoff: Backoff,
+    /// Failing probes in a row before a ready replica is `unhealthy`.
+    failures_allowed: u32,
+    failures: u32,
+    started_at: Option<Instant>,
+    /// Set while the process is being stopped.
+    stopping: Option<Then>,
+}
+
+impl ReplicaState {
+    pub fn new(policy: RestartPolicy, backoff: Backoff, failures_allowed: u32) -> ReplicaState {
+        ReplicaState {
+            phase: Phase::Pending,
+            restarts: 0,
+            policy,
+            backoff,
+            failures_allowed: failures_allowed.max(1),
+            failures: 0,
+            started_at: None,
+            stopping: None,
+        }
+    }
+
+    fn to(&mut self, phase: Phase, reason: impl Into<String>, next_try: Option<Duration>, action: Action) -> Step {
+        self.phase = phase;
+        Step { change: Some(PhaseChange { phase, reason: reason.into(), next_try }), action }
+    }
+
+    fn stay(action: Action) -> Step {
+        Step { change: None, action }
+    }
+
+    fn running(&self) -> bool {
+        matches!(self.phase, Phase::Starting | Phase::Ready | Phase::Unhealthy)
+    }
+
+    /// The first start, once deps and `after` services allow it.
+    pub fn begin(&mut self, reason: &str) -> Step {
+        self.to(Phase::Starting, reason, None, Action::Start)
+    }
+
+    /// Decides what `input`, arriving at `now`, changes. `jitter` in 0..1 spreads backoffs.
+    pub fn step(&mut self, input: Input, now: Instant, jitter: f64) -> Step {
+        match input {
+            Input::Started { probed } => {
+                self.started_at = Some(now);
+                self.failures = 0;
+                if probed {
+                    Self::stay(Action::Continue)
+                } else {
+                    self.to(Phase::Ready, "running (no readiness probe)", None, Action::Continue)
+                }
+            }
+            Input::StartFailed(why) => self.exited(Some(127), &why, now, jitter),
+            Input::ProbePassed | Input::LogMatched if self.running() && self.stopping.is_none() => {
+                self.failures = 0;
+                if self.phase == Phase::Ready {
+                    return Self::stay(Action::Continue);
+                }
+                let why = if input == Input::LogMatched {
+                    "its output matched the log probe"
+                } else {
+                    "readiness probe passed"
+                };
+                self.to(Phase::Ready, why, None, Action::Continue)
+            }
+            Input::ProbeFailed(why) if self.running() && self.stopping.is_none() => {
+                self.failures += 1;
+                if self.phase == Phase::Ready && self.failures >= self.failures_allowed {
+                    let reason = format!("readiness probe failed {} times: {why}", self.failures);
+                    return self.to(Phase::Unhealthy, reason, None, Action::Continue);
+                }
+                Self::stay(Action::Continue)
+            }
+            Input::ProbePassed | Input::LogMatched | Input::ProbeFailed(_) => Self::stay(Action::Continue),
+            Input::Exited(code) => match self.stopping.take() {
+                Some(Then::Restart) => self.to(Phase::Starting, "restarted for a new build", None, Action::Start),
+                Some(Then::End) => self.to(Phase::Stopped, "stopped", None, Action::End),
+                None => {
+                    let how =
+                        code.map_or_else(|| "killed by a signal".to_string(), |c| format!("exited with code {c}"));
+                    self.exited(code, &how, now, jitter)
+                }
+            },
+            Input::BackoffOver if self.phase == Phase::Backoff => {
+                let reason = format!("restart {} after a crash", self.restarts);
+                self.to(Phase::Starting, reason, None, Action::Start)
+            }
+            Input::BackoffOver => Self::stay(Action::Continue),
+            Input::NewBuild => {
+                if self.running() || self.stopping.is_some() {
+                    self.stopping = Some(Then::Restart);
+                    self.to(Phase::Stopping, "restarting for a new build", None, Action::Kill)
+                } else if self.phase == Phase::Stopped {
+                    Self::stay(Action::End)
+                } else {
+                    self.to(Phase::Starting, "restarted for a new build", None, Action::Start)
+                }
+            }
+            Input::Stop => {
+                if self.running() || self.stopping.is_some() {
+                    self.stopping = Some(Then::End);
+                    self.to(Phase::Stopping, "stopping", None, Action::Kill)
+                } else {
+                    self.to(Phase::Stopped, "stopped", None, Action::End)
+                }
+            }
+        }
+    }
+
+    /// The process ended on its own: the restart policy decides.
+    fn exited(&mut self, code: Option<i32>, how: &str, now: Instant, jitter: f64) -> Step {
+        let ready_for = self.started_at.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        match on_exit(self.policy, code) {
+            ExitDecision::Completed => self.to(Phase::Completed, how, None, Action::Idle),
+            ExitDecision::Failed => self.to(Phase::Failed, format!("{how}; restart = \"never\""), None, Action::Idle),
+            ExitDecision::Restart => {
+                self.restarts = self.backoff.after_ready(self.restarts, ready_for);
+                let delay = self.backoff.delay(self.restarts, jitter);
+                self.restarts += 1;
+                let reason = format!("{how}; restart {} in {}", self.restarts, kiln_config::format_duration(delay));
+                self.to(Phase::Backoff, reason, Some(delay), Action::Wait(delay))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(policy: RestartPolicy) -> ReplicaState {
+        ReplicaState::new(policy, Backoff { jitter: 0.0, ..Backoff::default() }, 3)
+    }
+
+    fn phase(step: &Step) -> Option<Phase> {
+        step.change.as_ref().map(|c| c.phase)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crash_loop_backs_off_and_resets_after_ten_minutes_ready() {
+        let mut r = state(RestartPolicy::OnFailure);
+        let mut now = Instant::now();
+        assert_eq!(r.begin("deps are built").action, Action::Start);
+        let mut delays = Vec::new();
+        for _ in 0..4 {
+            r.step(Input::Started { probed: false }, now, 0.0);
+            let s = r.step(Input::Exited(Some(1)), now, 0.0);
+            assert_eq!(phase(&s), Some(Phase::Backoff));
+            let Action::Wait(d) = s.action else { panic!("waits: {s:?}") };
+            delays.push(d.as_secs());
+            now += d;
+            assert_eq!(r.step(Input::BackoffOver, now, 0.0).action, Action::Start);
+        }
+        assert_eq!(delays, vec![1, 2, 4, 8]);
+        assert_eq!(r.restarts, 4);
+        r.step(Input::Started { probed: false }, now, 0.0);
+        now += Duration::from_secs(600);
+        let s = r.step(Input::Exited(Some(1)), now, 0.0);
+        assert_eq!(s.action, Action::Wait(Duration::from_secs(1)), "ten minutes up: from 1 s again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn restart_never_ends_completed_or_failed_until_a_new_build() {
+        let now = Instant::now();
+        let mut ok = state(RestartPolicy::Never);
+        ok.begin("go");
+        ok.step(Input::Started { probed: false }, now, 0.0);
+        let s = ok.step(Input::Exited(Some(0)), now, 0.0);
+        assert_eq!((phase(&s), s.action), (Some(Phase::Completed), Action::Idle));
+        let mut bad = state(RestartPolicy::Never);
+        bad.begin("go");
+        let s = bad.step(Input::Exited(Some(2)), now, 0.0);
+        assert_eq!((phase(&s), s.action), (Some(Phase::Failed), Action::Idle));
+        let s = bad.step(Input::NewBuild, now, 0.0);
+        assert_eq!((phase(&s), s.action), (Some(Phase::Starting), Action::Start));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn probes_gate_ready_and_failures_in_a_row_make_it_unhealthy() {
+        let now = Instant::now();
+        let mut r = state(RestartPolicy::Always);
+        r.begin("go");
+        assert_eq!(r.step(Input::Started { probed: true }, now, 0.0).change, None, "starting until a probe passes");
+        assert_eq!(phase(&r.step(Input::ProbeFailed("refused".into()), now, 0.0)), None);
+        assert_eq!(phase(&r.step(Input::ProbePassed, now, 0.0)), Some(Phase::Ready));
+        assert_eq!(phase(&r.step(Input::ProbeFailed("a".into()), now, 0.0)), None);
+        assert_eq!(phase(&r.step(Input::ProbeFailed("b".into()), now, 0.0)), None);
+        let s = r.step(Input::ProbeFailed("connection refused".into()), now, 0.0);
+        assert_eq!(phase(&s), Some(Phase::Unhealthy));
+        assert!(s.change.expect("changed").reason.contains("failed 3 times: connection refused"));
+        assert_eq!(phase(&r.step(Input::ProbePassed, now, 0.0)), Some(Phase::Ready));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_build_restarts_and_stop_ends_without_a_restart() {
+        let now = Instant::now();
+        let mut r = state(RestartPolicy::Always);
+        r.begin("go");
+        r.step(Input::Started { probed: false }, now, 0.0);
+        let s = r.step(Input::NewBuild, now, 0.0);
+        assert_eq!((phase(&s), s.action), (Some(Phase::Stopping), Action::Kill));
+        let s = r.step(Input::Exited(None), now, 0.0);
+        assert_eq!((phase(&s), s.action), (Some(Phase::Starting), Action::Start), "a stop it asked for is no crash");
+        assert_eq!(r.restarts, 0);
+        r.step(Input::Started { probed: false }, now, 0.0);
+        let s = r.step(Input::Stop, now, 0.0);
+        assert_eq!(s.action, Action::Kill);
+        let s = r.step(Input::Exited(Some(143)), now, 0.0);
+        assert_eq!((phase(&s), s.action), (Some(Phase::Stopped), Action::End));
+        // Stop while backing off: no process to kill.
+        let mut b = state(RestartPolicy::Always);
+        b.begin("go");
+        b.step(Input::Exited(Some(1)), now, 0.0);
+        let s = b.step(Input::Stop, now, 0.0);
+        assert_eq!((phase(&s), s.action), (Some(Phase::Stopped), Action::End));
+    }
+}

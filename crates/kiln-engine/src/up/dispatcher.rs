@@ -1,0 +1,516 @@
+//! `kiln up`'s dispatcher: the one loop that owns every piece of its state.
+//!
+//! It holds the configuration, the watch set and the debouncer, each target's status and
+//! last build record, the rounds in flight and the services. Workers (a round's build, a
+//! replica) report with messages; the dispatcher decides through pure functions
+//! ([`RoundPlan`] for what to build next, [`ReloadPlan`] for what a new configuration
+//! changes) and acts. One `select!` over file events, the debounce deadline, round reports,
+//! controls and the cancel signal.
+//!
+//! A round is gated on content: a dry evaluation of the affected targets, and if no key
+//! changed, `watch.unchanged` and nothing runs. Rounds are per target: at most one build per
+//! target in flight, changes that arrive meanwhile cause exactly one follow-up from the
+//! newest content, and an unrelated target builds at once beside a long build. Each target's
+//! status is what its last round decided, so a failed target whose inputs go back to the
+//! content of its last success is reported `fresh` again.
+//!
+//! Batches wait while git holds `.git/index.lock` (a checkout, merge or rebase rewriting the
+//! tree, up to 30 s), so that a checkout of thousands of files is one build. Paths no
+//! watched pattern can match are dropped before the debouncer (see [`Selection::concerns`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiln_config::Config;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::build::build_options::{BuildOptions, RunSummary};
+use crate::build::build_session::BuildSession;
+use crate::cache::state::State;
+use crate::event::{Event, EventBus, NoticeLevel, TargetStatus};
+use crate::fs::file_index::FileIndex;
+use crate::graph::target_graph::TargetId;
+use crate::supervise::supervisor::Supervisor;
+use crate::up::reload::{ReloadPlan, read_config, reloaded_event};
+use crate::up::round_plan::{RoundPlan, RoundStart};
+use crate::up::round_worker::{RoundJob, RoundReport, spawn_round};
+use crate::up::selection::Selection;
+use crate::up::up_options::{UpControl, UpError, UpExit, UpOptions};
+use crate::watch::debouncer::{Batch, Debouncer};
+use crate::watch::watch_set::{RawEvent, WatchScope, WatchSet};
+
+/// The longest a burst of changes is held back before a build starts anyway.
+const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// The longest a batch waits for a git operation to finish.
+const MAX_GIT_HOLD: Duration = Duration::from_secs(30);
+
+/// Runs `kiln up` until `cancel` turns true or a `Stop` control arrives.
+pub async fn run_up(
+    config: Config,
+    options: UpOptions,
+    bus: Arc<EventBus>,
+    cancel: watch::Receiver<bool>,
+    controls: mpsc::UnboundedReceiver<UpControl>,
+) -> Result<UpExit, UpError> {
+    let sel = Selection::new(config, &options.names)?;
+    let root = sel.config.root.clone();
+    let session = Arc::new(BuildSession::open(&root, &bus, true).await?);
+    let state_path = session.layout.state().join("targets.json");
+    let state = Arc::new(State::load(&state_path));
+    let (raw_tx, raw_rx) = mpsc::unbounded_channel();
+    let watches = WatchSet::new(&root, raw_tx).map_err(|e| UpError::Watch(e.to_string()))?;
+    let config_rel = options
+        .config_file
+        .strip_prefix(&root)
+        .ok()
+        .and_then(|p| p.to_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| kiln_config::CONFIG_FILE.to_string());
+    let window = options.debounce.unwrap_or(sel.config.settings.debounce);
+    let (round_tx, round_rx) = mpsc::unbounded_channel();
+    let mut d = Dispatcher {
+        scope: sel.scope(),
+        supervisor: Supervisor::new(bus.clone()),
+        sel,
+        options,
+        bus,
+        session,
+        state,
+        state_path,
+        statuses: BTreeMap::new(),
+        images: BTreeMap::new(),
+        plan: RoundPlan::default(),
+        watches,
+        debouncer: Debouncer::new(window, MAX_WAIT),
+        config_rel,
+        gone_dirs: BTreeSet::new(),
+        held_since: None,
+        round_tx,
+        cancel: cancel.clone(),
+    };
+    sync_watches(&mut d.watches, &d.scope, &d.bus);
+    d.bus.publish(Event::WatchStarted { dirs: d.watches.watched_dirs(), targets: d.sel.targets.len() });
+    remove_leftovers(&d.sel.config, &d.bus).await;
+    if !d.options.no_build {
+        d.plan.add(d.sel.targets.clone(), None, false);
+        d.start_rounds();
+        if !d.plan.is_running() {
+            // Nothing to build: services start now rather than after a round.
+            d.reconcile_services(&RunSummary::default());
+        }
+    }
+    d.run(raw_rx, round_rx, controls, cancel).await
+}
+
+struct Dispatcher {
+    sel: Selection,
+    options: UpOptions,
+    bus: Arc<EventBus>,
+    session: Arc<BuildSession>,
+    /// The last build of each target, as the rounds reported them.
+    state: Arc<State>,
+    state_path: std::path::PathBuf,
+    /// How each target's last round ended: what `kiln status` shows.
+    statuses: BTreeMap<String, TargetStatus>,
+    /// Image targets and the image each last stood for: what their container services run.
+    images: BTreeMap<String, String>,
+    plan: RoundPlan,
+    watches: WatchSet,
+    scope: WatchScope,
+    debouncer: Debouncer,
+    config_rel: String,
+    /// Watched directories that vanished since the last batch: they may have held inputs.
+    gone_dirs: BTreeSet<String>,
+    held_since: Option<Instant>,
+    supervisor: Supervisor,
+    round_tx: mpsc::UnboundedSender<RoundReport>,
+    cancel: watch::Receiver<bool>,
+}
+
+fn succeeded(status: TargetStatus) -> bool {
+    matches!(status, TargetStatus::Built | TargetStatus::Cached | TargetStatus::Fresh)
+}
+
+impl Dispatcher {
+    async fn run(
+        mut self,
+        mut raw_rx: mpsc::UnboundedReceiver<RawEvent>,
+        mut round_rx: mpsc::UnboundedReceiver<RoundReport>,
+        mut controls: mpsc::UnboundedReceiver<UpControl>,
+        mut cancel: watch::Receiver<bool>,
+    ) -> Result<UpExit, UpError> {
+        loop {
+            let deadline = self.debouncer.deadline();
+            tokio::select! {
+                raw = raw_rx.recv() => {
+                    let Some(raw) = raw else { break };
+                    let mut raws = vec![raw];
+                    while let Ok(more) = raw_rx.try_recv() {
+                        raws.push(more);
+                    }
+                    self.on_file_events(raws);
+                }
+                () = sleep_until(deadline) => self.on_deadline().await,
+                Some(report) = round_rx.recv() => {
+                    self.on_round_done(report);
+                    if !*self.cancel.borrow() {
+                        self.start_rounds();
+                    }
+                }
+                Some(control) = controls.recv() => match control {
+                    UpControl::Stop => {
+                        self.drain_rounds(&mut round_rx).await;
+                        self.supervisor.stop_all().await;
+                        return Ok(UpExit::Stopped);
+                    }
+                    UpControl::Trigger(name) => self.on_trigger(&name),
+                },
+                changed = cancel.changed() => {
+                    if changed.is_err() || *cancel.borrow() {
+                        // Running rounds see the same signal, kill their commands and report.
+                        self.drain_rounds(&mut round_rx).await;
+                        self.supervisor.stop_all().await;
+                        return Ok(UpExit::Interrupted);
+                    }
+                }
+            }
+        }
+        self.supervisor.stop_all().await;
+        Ok(UpExit::Interrupted)
+    }
+
+    /// Waits for every running round to report.
+    async fn drain_rounds(&mut self, round_rx: &mut mpsc::UnboundedReceiver<RoundReport>) {
+        while self.plan.is_running() {
+            match round_rx.recv().await {
+                Some(report) => self.on_round_done(report),
+                None => break,
+            }
+        }
+    }
+
+    /// Raw file events: relevant paths go to the debouncer, the rest are dropped.
+    fn on_file_events(&mut self, raws: Vec<RawEvent>) {
+        let root = self.sel.config.root.clone();
+        let mut paths = Vec::new();
+        let mut rescan = false;
+        for raw in raws {
+            match raw {
+                RawEvent::Rescan => rescan = true,
+                RawEvent::Error(e) => self
+                    .bus
+                    .publish(Event::Notice { level: NoticeLevel::Warning, message: format!("file watcher: {e}") }),
+                RawEvent::Paths(ps) => {
+                    for p in ps {
+                        let Some(rel) = self.watches.relevant(&p) else { continue };
+                        if rel == self.config_rel {
+                            paths.push(rel);
+                            continue;
+                        }
+                        let (found, was_dir, is_dir) = self.follow_directory(&rel, &root);
+                        paths.extend(
+                            found.into_iter().filter(|f| self.sel.concerns(f, false) && !self.sel.is_output(f)),
+                        );
+                        if was_dir {
+                            self.gone_dirs.insert(rel.clone());
+                        }
+                        if !self.sel.is_output(&rel) && self.sel.concerns(&rel, was_dir || is_dir) {
+                            paths.push(rel);
+                        }
+                    }
+                }
+            }
+        }
+        self.debouncer.add(Instant::now(), paths, rescan);
+    }
+
+    /// A directory that appeared (or was moved in) is watched at once, with everything below
+    /// it; the files already in it count as changed. One that vanished is forgotten. Returns
+    /// the files found, whether it was a watched directory that vanished, and whether it is
+    /// a directory now.
+    fn follow_directory(&mut self, rel: &str, root: &Path) -> (Vec<String>, bool, bool) {
+        let abs = root.join(rel);
+        if abs.is_dir() {
+            let dirs = self.watches.dirs_for(&self.scope, Some(rel));
+            if dirs.is_empty() {
+                return (Vec::new(), false, true);
+            }
+            self.watches.rewatch(&dirs);
+            let prefixes: Vec<String> = dirs.iter().cloned().collect();
+            return (FileIndex::scan_small(root, prefixes, true).paths(), false, true);
+        }
+        if !abs.exists() && self.watches.is_watched(rel) {
+            self.watches.forget(rel);
+            return (Vec::new(), true, false);
+        }
+        (Vec::new(), false, false)
+    }
+
+    /// The debounce window closed: evaluate the batch.
+    async fn on_deadline(&mut self) {
+        let root = self.sel.config.root.clone();
+        if git_busy(&root) && self.held_since.get_or_insert_with(Instant::now).elapsed() < MAX_GIT_HOLD {
+            self.debouncer.hold(Instant::now());
+            return;
+        }
+        self.held_since = None;
+        let Some(batch) = self.debouncer.take_due(Instant::now()) else { return };
+        let mut reload_build = BTreeSet::new();
+        if batch.paths.contains(&self.config_rel)
+            && let Some(next) = read_config(&self.sel, &self.options, &self.bus)
+        {
+            reload_build = self.apply_reload(next).await;
+        }
+        if batch.rescan {
+            sync_watches(&mut self.watches, &self.scope, &self.bus);
+        }
+        let (affected, relevant) = self.affected_by(&batch);
+        if self.options.no_build {
+            return;
+        }
+        if !reload_build.is_empty() {
+            self.plan.add(reload_build, Some(&relevant), false);
+        }
+        if !affected.is_empty() {
+            self.plan.add(affected, Some(&relevant), false);
+        }
+        self.start_rounds();
+    }
+
+    /// Switches to a new configuration; returns the targets it asks to build.
+    async fn apply_reload(&mut self, next: Selection) -> BTreeSet<TargetId> {
+        self.bus.publish(reloaded_event(&self.sel.config, &next.config));
+        let plan = ReloadPlan::between(&self.sel, &next);
+        for name in plan.stop.iter().chain(&plan.restart) {
+            if self.supervisor.is_started(name) {
+                self.supervisor.stop(name).await;
+            }
+        }
+        for (name, (_, to)) in &plan.scale {
+            self.supervisor.scale(name, *to).await;
+        }
+        let mut build = plan.build;
+        // Services that are not running yet start after a round of their deps.
+        for name in &next.services {
+            if !self.supervisor.is_started(name) {
+                build.extend(next.config.services[name].deps.iter().filter_map(|d| next.graph.id(d)));
+            }
+        }
+        self.sel = next;
+        self.plan.retain(&self.sel.targets);
+        self.reconcile_services(&RunSummary::default());
+        self.debouncer.set_window(self.options.debounce.unwrap_or(self.sel.config.settings.debounce));
+        let scope = self.sel.scope();
+        if scope != self.scope {
+            self.scope = scope;
+            sync_watches(&mut self.watches, &self.scope, &self.bus);
+        }
+        build
+    }
+
+    /// The targets a batch affects (with their dependents) and the paths that concern them;
+    /// with `--no-build` this is reported right away, otherwise the round reports it after
+    /// the content gate.
+    fn affected_by(&mut self, batch: &Batch) -> (BTreeSet<TargetId>, BTreeSet<String>) {
+        let paths: BTreeSet<String> = batch.paths.iter().filter(|p| **p != self.config_rel).cloned().collect();
+        let gone = std::mem::take(&mut self.gone_dirs);
+        let (affected, relevant) = self.sel.affected(&paths, &gone, batch.rescan);
+        if affected.is_empty() {
+            return (BTreeSet::new(), BTreeSet::new());
+        }
+        let with_dependents = self.sel.with_dependents(affected);
+        if self.options.no_build {
+            self.bus.publish(Event::WatchChanged {
+                paths: relevant.iter().cloned().collect(),
+                targets: self.sel.names(with_dependents.iter().copied()),
+            });
+        }
+        (with_dependents, relevant)
+    }
+
+    fn on_trigger(&mut self, name: &str) {
+        if self.supervisor.is_started(name) {
+            self.supervisor.roll(name);
+        } else if let Some(id) = self.sel.graph.id(name).filter(|id| self.sel.targets.contains(id)) {
+            self.plan.add(self.sel.with_dependents([id]), None, false);
+            self.plan.add([id], None, true);
+            self.start_rounds();
+        } else {
+            self.bus.publish(Event::Notice {
+                level: NoticeLevel::Warning,
+                message: format!("trigger: no target or running service named `{name}`"),
+            });
+        }
+    }
+
+    /// Starts every round the plan allows now.
+    fn start_rounds(&mut self) {
+        while let Some(round) = self.plan.next(&self.sel.graph) {
+            self.start_round(round);
+        }
+    }
+
+    fn start_round(&mut self, round: RoundStart) {
+        let RoundStart { id, targets, paths, force } = round;
+        let closure = self.sel.graph.with_deps(targets.iter().copied());
+        // Targets whose last status was not a success: that they are fresh now is news.
+        let stale = self
+            .sel
+            .names(closure)
+            .into_iter()
+            .filter(|n| self.statuses.get(n).is_some_and(|s| !succeeded(*s)))
+            .collect();
+        let build = BuildOptions {
+            targets: self.sel.names(targets.iter().copied()),
+            jobs: self.options.jobs,
+            keep_going: self.options.keep_going,
+            replay_logs: self.options.replay_logs,
+            watch_mode: true,
+            force: self.sel.names(force).into_iter().collect(),
+            stale,
+            ..BuildOptions::default()
+        };
+        let job = RoundJob {
+            id,
+            session: self.session.clone(),
+            prev: self.state.clone(),
+            config: self.sel.config.clone(),
+            build,
+            paths,
+        };
+        spawn_round(job, self.bus.clone(), self.cancel.clone(), self.round_tx.clone());
+    }
+
+    /// A round ended: keep what it decided, then start or restart the services it concerns.
+    fn on_round_done(&mut self, report: RoundReport) {
+        self.plan.finished(report.id);
+        let summary = match report.result {
+            Ok(summary) => summary,
+            Err(why) => {
+                for target in report.targets {
+                    self.statuses.insert(target.clone(), TargetStatus::Failed);
+                    self.bus.publish(Event::TargetFinished {
+                        target,
+                        status: TargetStatus::Failed,
+                        duration_ms: 0,
+                        key: None,
+                        reason: why.clone(),
+                        log: None,
+                        saved_ms: None,
+                    });
+                }
+                return;
+            }
+        };
+        self.statuses.extend(summary.outcomes.iter().map(|(t, s)| (t.clone(), *s)));
+        if !summary.records.is_empty() {
+            let mut state = (*self.state).clone();
+            state.targets.extend(summary.records.iter().map(|(k, v)| (k.clone(), v.clone())));
+            if state != *self.state {
+                if let Err(e) = state.save(&self.state_path) {
+                    self.bus.publish(Event::Notice {
+                        level: NoticeLevel::Warning,
+                        message: format!("cannot save {}: {e}", self.state_path.display()),
+                    });
+                }
+                self.state = Arc::new(state);
+            }
+        }
+        self.session.save_stat();
+        if *self.cancel.borrow() {
+            return;
+        }
+        self.reconcile_services(&summary);
+    }
+
+    /// After a round: starts the services whose deps are now all built, and rolls those whose
+    /// deps produced new outputs. A failed build starts or restarts nothing: what runs keeps
+    /// serving.
+    fn reconcile_services(&mut self, summary: &RunSummary) {
+        self.images.extend(summary.images.iter().map(|(t, i)| (t.clone(), i.clone())));
+        for name in &self.sel.services {
+            let service = &self.sel.config.services[name];
+            let good = |d: &String| self.statuses.get(d).is_some_and(|s| succeeded(*s));
+            if !service.deps.iter().all(good) {
+                continue;
+            }
+            if self.supervisor.is_started(name) {
+                let failed_now = service.deps.iter().any(|d| summary.outcomes.get(d).is_some_and(|s| !succeeded(*s)));
+                if !failed_now && service.deps.iter().any(|d| summary.changed.contains(d)) {
+                    if let Ok(spec) = Supervisor::spec(&self.sel.config, service, &self.images) {
+                        self.supervisor.update(name, spec);
+                    }
+                    self.supervisor.roll(name);
+                }
+            } else {
+                match Supervisor::spec(&self.sel.config, service, &self.images) {
+                    Ok(spec) => self.supervisor.start(spec, service.replicas, &service.after),
+                    Err(why) => self.supervisor.refuse(name, service.replicas, &why),
+                }
+            }
+        }
+    }
+}
+
+/// Removes containers of this project that an earlier kiln left running (it was killed
+/// before it could stop them), and says so.
+async fn remove_leftovers(config: &Config, bus: &EventBus) {
+    if !config.runs_containers() {
+        return;
+    }
+    let Ok(engine) = crate::container::engine::Engine::find(config.settings.engine) else { return };
+    let root = config.root.clone();
+    let removed = tokio::task::spawn_blocking(move || crate::container::engine::remove_leftovers(&engine, &root))
+        .await
+        .expect("leftover removal does not panic");
+    match removed {
+        Ok(names) if names.is_empty() => {}
+        Ok(names) => bus.publish(Event::Notice {
+            level: NoticeLevel::Warning,
+            message: crate::container::engine::leftovers_message(&names),
+        }),
+        Err(why) => bus.publish(Event::Notice {
+            level: NoticeLevel::Warning,
+            message: format!("cannot look for containers an earlier kiln left: {why}"),
+        }),
+    }
+}
+
+/// Whether git is in the middle of rewriting the work tree (checkout, merge, rebase): it
+/// holds `.git/index.lock` until done, and a build in between would see half of it.
+fn git_busy(root: &std::path::Path) -> bool {
+    root.ancestors().map(|d| d.join(".git")).find(|g| g.exists()).is_some_and(|g| g.join("index.lock").exists())
+}
+
+/// Sleeps until `deadline` to within a few microseconds: the runtime's timer works in whole
+/// milliseconds and rounds up, which a debounce of 50 ms would feel on every build. The last
+/// millisecond is slept on the thread itself.
+async fn sleep_until(deadline: Option<Instant>) {
+    let Some(deadline) = deadline else { return std::future::pending().await };
+    let coarse = deadline.checked_sub(Duration::from_millis(2)).unwrap_or(deadline);
+    tokio::time::sleep_until(coarse).await;
+    let left = deadline.saturating_duration_since(Instant::now());
+    if !left.is_zero() {
+        std::thread::sleep(left);
+    }
+}
+
+fn sync_watches(watches: &mut WatchSet, scope: &WatchScope, bus: &EventBus) {
+    let mut dirs = watches.dirs_for(scope, None);
+    dirs.insert(String::new());
+    watches.sync(&dirs, false);
+    if !watches.refused.is_empty() {
+        bus.publish(Event::Notice {
+            level: NoticeLevel::Warning,
+            message: format!(
+                "the inotify watch limit is reached (fs.inotify.max_user_watches): {} directories are polled every second instead ({}…); raise it with `sysctl fs.inotify.max_user_watches=524288`",
+                watches.refused.len(),
+                watches.refused[0]
+            ),
+        });
+    }
+}

@@ -1,0 +1,135 @@
+//! What one configuration of `kiln up` keeps up to date: the selected targets (with their
+//! deps), the selected services, the compiled patterns, and which changed paths concern
+//! them.
+//!
+//! The watch scope filter lives here: a path that no watched pattern of a selected target
+//! can match (a log file appended in the project root, say) is dropped before the debouncer,
+//! so it neither opens nor extends a quiet window.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use kiln_config::Config;
+
+use crate::build::build_options::{BuildError, resolve_targets};
+use crate::build::target_inputs::Patterns;
+use crate::fs::path_pattern::{PathPattern, is_under};
+use crate::graph::target_graph::{Graph, TargetId};
+use crate::watch::watch_set::WatchScope;
+
+pub struct Selection {
+    pub config: Arc<Config>,
+    pub graph: Graph,
+    pub patterns: Patterns,
+    /// The selected targets and their deps (including the deps of selected services).
+    pub targets: BTreeSet<TargetId>,
+    /// The selected services.
+    pub services: BTreeSet<String>,
+}
+
+impl Selection {
+    pub fn new(config: Config, names: &[String]) -> Result<Selection, BuildError> {
+        let graph = Graph::from_config(&config);
+        // A name is a service or a target; with no names, everything.
+        let services: BTreeSet<String> = if names.is_empty() {
+            config.services.keys().cloned().collect()
+        } else {
+            names.iter().filter(|n| config.services.contains_key(*n)).cloned().collect()
+        };
+        let target_names: Vec<String> = names.iter().filter(|n| !config.services.contains_key(*n)).cloned().collect();
+        let mut roots: Vec<TargetId> =
+            if names.is_empty() { (0..graph.len()).collect() } else { resolve_targets(&graph, &target_names)? };
+        for s in &services {
+            roots.extend(config.services[s].deps.iter().filter_map(|d| graph.id(d)));
+        }
+        let targets = graph.with_deps(roots);
+        let patterns = Patterns::compile(&config, &graph);
+        Ok(Selection { config: Arc::new(config), graph, patterns, targets, services })
+    }
+
+    pub fn scope(&self) -> WatchScope {
+        let inputs: Vec<&PathPattern> = self.targets.iter().flat_map(|&t| self.patterns.watched(t)).collect();
+        let outputs: Vec<&PathPattern> = (0..self.graph.len()).flat_map(|t| &self.patterns.outputs[t]).collect();
+        WatchScope::new(&inputs, &outputs)
+    }
+
+    /// Whether a changed path can concern a selected target: a watched pattern matches it,
+    /// or it is a directory (existing, or one that vanished) on the way to or under one.
+    pub fn concerns(&self, path: &str, is_dir: bool) -> bool {
+        self.targets
+            .iter()
+            .flat_map(|&t| self.patterns.watched(t))
+            .any(|pat| pat.matches(path) || (is_dir && (is_under(path, &pat.prefix) || is_under(&pat.prefix, path))))
+    }
+
+    /// Selected targets an input of which a changed path may be, or may have held, and the
+    /// paths that concern at least one of them.
+    pub fn affected(
+        &self,
+        paths: &BTreeSet<String>,
+        gone_dirs: &BTreeSet<String>,
+        rescan: bool,
+    ) -> (BTreeSet<TargetId>, BTreeSet<String>) {
+        if rescan {
+            return (self.targets.clone(), paths.clone());
+        }
+        let root: &Path = &self.config.root;
+        let mut targets = BTreeSet::new();
+        let mut relevant = BTreeSet::new();
+        for p in paths {
+            for &t in &self.targets {
+                let reads = self.patterns.watched(t).any(|pat| {
+                    let overlaps = is_under(p, &pat.prefix) || is_under(&pat.prefix, p);
+                    // A directory, or one that was deleted, may have held inputs: let the
+                    // content gate decide. A file counts only if the pattern matches it.
+                    overlaps && (pat.matches(p) || gone_dirs.contains(p) || root.join(p).is_dir())
+                });
+                if reads && !self.patterns.outputs[t].iter().any(|o| o.matches(p)) {
+                    targets.insert(t);
+                    relevant.insert(p.clone());
+                }
+            }
+        }
+        (targets, relevant)
+    }
+
+    /// Whether a path is a declared output of some target: a build's own writes.
+    pub fn is_output(&self, path: &str) -> bool {
+        self.patterns.outputs.iter().flatten().any(|o| o.matches(path))
+    }
+
+    pub fn names(&self, ids: impl IntoIterator<Item = TargetId>) -> Vec<String> {
+        ids.into_iter().map(|t| self.graph.name(t).to_string()).collect()
+    }
+
+    /// `ids` with their dependents, within the selection.
+    pub fn with_dependents(&self, ids: impl IntoIterator<Item = TargetId>) -> BTreeSet<TargetId> {
+        self.graph.with_dependents(ids).intersection(&self.targets).copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn selection(toml: &str) -> Selection {
+        let root = std::env::temp_dir();
+        let config = kiln_config::parse_str(toml, Path::new("kiln.toml"), &root, None).expect("valid");
+        Selection::new(config, &[]).expect("selects")
+    }
+
+    #[test]
+    fn a_path_no_pattern_can_match_concerns_nobody() {
+        let sel = selection(
+            "[target.a]\ncmd = \"true\"\ninputs = [\"src/**/*.c\"]\n[target.b]\ncmd = \"true\"\ninputs = [\"docs/*.md\"]\n",
+        );
+        assert!(sel.concerns("src/x/y.c", false));
+        assert!(sel.concerns("docs/a.md", false));
+        assert!(!sel.concerns("app.log", false), "a file in the root matches no pattern");
+        assert!(!sel.concerns("src/x/y.o", false), "under a prefix, but not matching");
+        assert!(sel.concerns("src/x", true), "a directory under a prefix may hold inputs");
+        assert!(sel.concerns("src", true));
+        assert!(!sel.concerns("logs", true), "a directory away from every prefix");
+    }
+}
