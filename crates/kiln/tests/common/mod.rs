@@ -206,6 +206,25 @@ impl Up {
         self.wait_for(what, pred)
     }
 
+    /// Waits until everything that happened before now has been evaluated: touches `input`
+    /// (an existing input file of some target; its content stays the same) and waits for the
+    /// batch holding that touch to be decided — `watch.unchanged` naming it, or
+    /// `watch.changed` naming it and the `run.finished` of that round. File events are
+    /// delivered in order, so every earlier change was in that batch or an earlier one: a
+    /// positive signal that nothing else is pending, instead of a quiet period.
+    pub fn settled(&mut self, p: &Project, input: &str) {
+        let file = std::fs::File::options().append(true).open(p.path(input)).expect("open the input to touch");
+        file.set_modified(std::time::SystemTime::now()).expect("touch");
+        drop(file);
+        let names = |e: &Value| e["paths"].as_array().is_some_and(|ps| ps.iter().any(|x| x == input));
+        let e = self.wait_for("the touch to be evaluated", |e| {
+            (e["type"] == "watch.unchanged" || e["type"] == "watch.changed") && names(e)
+        });
+        if e["type"] == "watch.changed" {
+            self.wait_for("the round of that batch", |e| e["type"] == "run.finished");
+        }
+    }
+
     /// Collects events until none arrive for `quiet`.
     pub fn settle(&mut self, quiet: Duration) {
         while let Ok(e) = self.rx.recv_timeout(quiet) {

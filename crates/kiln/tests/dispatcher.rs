@@ -1,0 +1,208 @@
+//! `kiln up`'s dispatcher against real files and processes: per-target rounds, status that
+//! follows the content, live scale, the watch scope filter, and workers that must not hang
+//! the loop.
+
+mod common;
+use common::{Project, Up, alive};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+fn finished(e: &Value, target: &str, status: &str) -> bool {
+    e["type"] == "target.finished" && e["target"] == target && e["status"] == status
+}
+
+fn phase(e: &Value, service: &str, replica: u64, phase: &str) -> bool {
+    e["type"] == "service.phase" && e["service"] == service && e["replica"] == replica && e["phase"] == phase
+}
+
+fn status(p: &Project) -> Value {
+    let run = p.kiln(&["--json", "status"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    serde_json::from_str(&run.stdout).expect("status is JSON")
+}
+
+/// Regression: a timeout past what the clock can hold panicked inside the worker running the
+/// command, and the run waited for its report forever.
+#[test]
+fn a_timeout_that_overflows_the_clock_neither_panics_nor_hangs() {
+    let p = Project::new(
+        "[settings]\ndebounce = \"50ms\"\n[target.t]\ncmd = \"echo ran > out.txt\"\ninputs = [\"src/*\"]\noutputs = [\"out.txt\"]\ntimeout = \"5000000000000000h\"\n",
+    );
+    p.write("src/a", "a\n");
+    let run = p.build(&[]);
+    assert_eq!((run.code, run.status_of("t")), (0, "built".to_string()), "{}", run.stderr);
+    let mut up = Up::start(&p, &[]);
+    up.wait_for("the first round", |e| e["type"] == "run.finished");
+    p.write("src/a", "b\n");
+    up.wait_for("the rebuild", |e| finished(e, "t", "built"));
+    assert_eq!(p.read("out.txt"), "ran\n");
+}
+
+#[test]
+fn an_edit_does_not_wait_behind_an_unrelated_long_build() {
+    let p = Project::new(
+        r#"
+[settings]
+debounce = "50ms"
+[target.slow]
+cmd = "touch slow.started; sleep 5; cat b/x > slow.out"
+inputs = ["b/*"]
+outputs = ["slow.out"]
+[target.quick]
+cmd = "cat a/x > quick.out"
+inputs = ["a/*"]
+outputs = ["quick.out"]
+"#,
+    );
+    p.write("a/x", "a0\n");
+    p.write("b/x", "b0\n");
+    let mut up = Up::start(&p, &[]);
+    up.wait_for("slow built", |e| finished(e, "slow", "built"));
+    up.wait_seen("quick built", |e| finished(e, "quick", "built"));
+    std::fs::remove_file(p.path("slow.started")).expect("rm marker");
+    p.write("b/x", "b1\n");
+    up.wait_for("slow started again", |e| e["type"] == "target.started" && e["target"] == "slow");
+    p.write("a/x", "a1\n");
+    let quick = up.wait_for("quick rebuilt, or slow done first", |e| {
+        finished(e, "quick", "built") || (e["type"] == "target.finished" && e["target"] == "slow")
+    });
+    assert_eq!(quick["target"], "quick", "quick ran while slow was still building:\n{}", up.dump());
+    assert_eq!(p.read("quick.out"), "a1\n");
+    up.wait_for("slow finished", |e| finished(e, "slow", "built"));
+    assert_eq!(p.read("slow.out"), "b1\n");
+}
+
+#[test]
+fn a_failed_target_whose_content_returns_is_fresh_again_in_status_and_wait() {
+    let p = Project::new(
+        r#"
+[settings]
+debounce = "50ms"
+[target.check]
+cmd = "grep -q good src/a.txt && cp src/a.txt out.txt"
+inputs = ["src/*.txt"]
+outputs = ["out.txt"]
+[target.after]
+cmd = "cat out.txt > after.txt"
+deps = ["check"]
+outputs = ["after.txt"]
+"#,
+    );
+    p.write("src/a.txt", "good\n");
+    let mut up = Up::start(&p, &[]);
+    up.wait_for("built", |e| finished(e, "after", "built"));
+    p.write("src/a.txt", "bad\n");
+    up.wait_for("failed", |e| finished(e, "check", "failed"));
+    up.wait_seen("its dependent skipped", |e| finished(e, "after", "skipped"));
+    assert_eq!(status(&p)["targets"]["check"]["status"], "failed");
+    assert_eq!(p.kiln(&["wait", "check", "--timeout", "200ms"]).code, 1, "a failed target is not done");
+
+    // Back to the content of the last success: nothing needs to run, and status says so.
+    p.write("src/a.txt", "good\n");
+    let back = up.wait_for("check fresh again", |e| finished(e, "check", "fresh"));
+    assert_eq!(back["reason"], "up to date");
+    up.wait_for("after fresh again", |e| finished(e, "after", "fresh"));
+    let v = status(&p);
+    assert_eq!(
+        (&v["targets"]["check"]["status"], &v["targets"]["after"]["status"]),
+        (&"fresh".into(), &"fresh".into())
+    );
+    assert_eq!(p.kiln(&["wait", "check", "after", "--timeout", "5s"]).code, 0);
+    // And `kiln build --dry-run`, which needs no lock and so answers beside `kiln up`, agrees.
+    let plan = p.kiln(&["build", "--dry-run"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(plan.stdout.contains("0 of 2 targets would run or restore"), "{}", plan.stdout);
+}
+
+const SCALED: &str = r#"
+[settings]
+debounce = "50ms"
+[service.web]
+cmd = "echo $$ > pid.$KILN_REPLICA; echo listening; exec sleep 1000"
+replicas = 3
+ready = { log = "listening" }
+stop_timeout = "2s"
+"#;
+
+#[test]
+fn scaling_down_stops_only_the_highest_replica_and_scaling_up_starts_one() {
+    let p = Project::new(SCALED);
+    let mut up = Up::start(&p, &[]);
+    for r in 0..3 {
+        up.wait_seen("every replica ready", |e| phase(e, "web", r, "ready"));
+    }
+    let pid = |r: u32| p.read(&format!("pid.{r}")).trim().parse::<i32>().expect("pid");
+    let (p0, p1, p2) = (pid(0), pid(1), pid(2));
+    let before = up.seen.len();
+
+    p.write("kiln.toml", &SCALED.replace("replicas = 3", "replicas = 2"));
+    let reloaded = up.wait_for("the reload", |e| e["type"] == "config.reloaded");
+    assert_eq!(reloaded["services_changed"], serde_json::json!(["web"]));
+    let stopped = up.wait_for("replica 2 stopped", |e| phase(e, "web", 2, "stopped"));
+    assert_eq!(stopped["replicas"], 2);
+    assert!(!alive(p2), "replica 2's process is gone");
+    assert!(alive(p0) && alive(p1), "the other two keep serving");
+    let touched: Vec<&Value> =
+        up.seen[before..].iter().filter(|e| e["type"] == "service.phase" && e["replica"] != 2).collect();
+    assert!(touched.is_empty(), "replicas 0 and 1 were not restarted: {touched:?}");
+    let v = status(&p);
+    assert_eq!((v["services"]["web"]["ready"].as_u64(), v["services"]["web"]["desired"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(p.kiln(&["wait", "web", "--timeout", "5s"]).code, 0);
+    let human = p.kiln(&["status"]);
+    assert!(human.stdout.contains("ready    2/2 replicas"), "{}", human.stdout);
+
+    p.write("kiln.toml", SCALED);
+    let ready = up.wait_for("a new replica 2", |e| phase(e, "web", 2, "ready"));
+    assert_eq!(ready["replicas"], 3);
+    assert_ne!(pid(2), p2, "a new process");
+    assert!(alive(p0) && alive(p1));
+    let v = status(&p);
+    assert_eq!((v["services"]["web"]["ready"].as_u64(), v["services"]["web"]["desired"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(p.kiln(&["wait", "web", "--timeout", "5s"]).code, 0);
+}
+
+#[test]
+fn a_file_no_pattern_matches_neither_opens_nor_holds_the_debounce_window() {
+    let p = Project::new(
+        r#"
+[settings]
+debounce = "50ms"
+[target.t]
+cmd = "cat src/a.txt > out.txt"
+inputs = ["src/*.txt"]
+outputs = ["out.txt"]
+"#,
+    );
+    p.write("src/a.txt", "v0\n");
+    p.write("app.log", "");
+    let mut up = Up::start(&p, &[]);
+    up.wait_for("the first build", |e| e["type"] == "run.finished");
+    // A log in the project root appended every 20 ms, as a chatty tool would.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, log) = (stop.clone(), p.path("app.log"));
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::File::options().append(true).open(log).expect("open log");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = writeln!(f, "a line");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let mut latencies = Vec::new();
+    for i in 1..=3 {
+        let saved = Instant::now();
+        p.write("src/a.txt", &format!("v{i}\n"));
+        let changed = up.wait_for("the edit's batch", |e| e["type"] == "watch.changed");
+        latencies.push(saved.elapsed());
+        assert_eq!(changed["paths"], serde_json::json!(["src/a.txt"]), "the log is no change of anyone's");
+        up.wait_for("its round", |e| e["type"] == "run.finished");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("writer");
+    // Held open by the log, each batch would wait for the 1 s cap instead of the 50 ms window.
+    let slowest = latencies.iter().max().expect("three");
+    assert!(*slowest < Duration::from_millis(700), "batches waited for the log: {latencies:?}");
+    assert_eq!(p.read("out.txt"), "v3\n");
+}
