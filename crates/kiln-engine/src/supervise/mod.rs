@@ -1,9 +1,12 @@
-//! Services: one controller per replica (process or container), probes, restart policy and
-//! backoff.
+//! Services: every replica's state in one [`service_set::ServiceSet`], the pure decisions it
+//! takes (replica state machine, rolling restarts, restart policy, backoff), the runner of one
+//! attempt (a process or a container, with its probes), and the spec it runs from.
 
 pub mod backoff;
 pub mod probe;
-pub mod replica;
+pub mod replica_runner;
 pub mod replica_state;
 pub mod restart_policy;
-pub mod supervisor;
+pub mod rollout;
+pub mod service_set;
+pub mod service_spec;

@@ -33,7 +33,9 @@ use crate::cache::state::State;
 use crate::event::{Event, EventBus, NoticeLevel, TargetStatus};
 use crate::fs::file_index::FileIndex;
 use crate::graph::target_graph::TargetId;
-use crate::supervise::supervisor::Supervisor;
+use crate::supervise::replica_runner::Report;
+use crate::supervise::service_set::ServiceSet;
+use crate::supervise::service_spec::ServiceSpec;
 use crate::up::reload::{ReloadPlan, read_config, reloaded_event};
 use crate::up::round_plan::{RoundPlan, RoundStart};
 use crate::up::round_worker::{RoundJob, RoundReport, spawn_round};
@@ -72,9 +74,10 @@ pub async fn run_up(
         .unwrap_or_else(|| kiln_config::CONFIG_FILE.to_string());
     let window = options.debounce.unwrap_or(sel.config.settings.debounce);
     let (round_tx, round_rx) = mpsc::unbounded_channel();
+    let (services, replica_rx) = ServiceSet::new(bus.clone());
     let mut d = Dispatcher {
         scope: sel.scope(),
-        supervisor: Supervisor::new(bus.clone()),
+        services,
         sel,
         options,
         bus,
@@ -103,7 +106,7 @@ pub async fn run_up(
             d.reconcile_services(&RunSummary::default());
         }
     }
-    d.run(raw_rx, round_rx, controls, cancel).await
+    d.run(raw_rx, round_rx, replica_rx, controls, cancel).await
 }
 
 struct Dispatcher {
@@ -126,7 +129,8 @@ struct Dispatcher {
     /// Watched directories that vanished since the last batch: they may have held inputs.
     gone_dirs: BTreeSet<String>,
     held_since: Option<Instant>,
-    supervisor: Supervisor,
+    /// Every service and replica.
+    services: ServiceSet,
     round_tx: mpsc::UnboundedSender<RoundReport>,
     cancel: watch::Receiver<bool>,
 }
@@ -140,11 +144,13 @@ impl Dispatcher {
         mut self,
         mut raw_rx: mpsc::UnboundedReceiver<RawEvent>,
         mut round_rx: mpsc::UnboundedReceiver<RoundReport>,
+        mut replica_rx: mpsc::UnboundedReceiver<Report>,
         mut controls: mpsc::UnboundedReceiver<UpControl>,
         mut cancel: watch::Receiver<bool>,
     ) -> Result<UpExit, UpError> {
         loop {
             let deadline = self.debouncer.deadline();
+            let service_deadline = self.services.next_deadline();
             tokio::select! {
                 raw = raw_rx.recv() => {
                     let Some(raw) = raw else { break };
@@ -154,7 +160,15 @@ impl Dispatcher {
                     }
                     self.on_file_events(raws);
                 }
-                () = sleep_until(deadline) => self.on_deadline().await,
+                () = sleep_until(deadline) => self.on_deadline(),
+                Some(report) = replica_rx.recv() => {
+                    self.services.on_report(report);
+                    // A service stopped for a restart starts again once its replicas are gone.
+                    self.reconcile_services(&RunSummary::default());
+                }
+                () = tokio::time::sleep_until(service_deadline.unwrap_or_else(Instant::now)), if service_deadline.is_some() => {
+                    self.services.on_deadline(Instant::now());
+                }
                 Some(report) = round_rx.recv() => {
                     self.on_round_done(report);
                     if !*self.cancel.borrow() {
@@ -164,7 +178,7 @@ impl Dispatcher {
                 Some(control) = controls.recv() => match control {
                     UpControl::Stop => {
                         self.drain_rounds(&mut round_rx).await;
-                        self.supervisor.stop_all().await;
+                        self.stop_services(&mut replica_rx).await;
                         return Ok(UpExit::Stopped);
                     }
                     UpControl::Trigger(name) => self.on_trigger(&name),
@@ -173,14 +187,25 @@ impl Dispatcher {
                     if changed.is_err() || *cancel.borrow() {
                         // Running rounds see the same signal, kill their commands and report.
                         self.drain_rounds(&mut round_rx).await;
-                        self.supervisor.stop_all().await;
+                        self.stop_services(&mut replica_rx).await;
                         return Ok(UpExit::Interrupted);
                     }
                 }
             }
         }
-        self.supervisor.stop_all().await;
+        self.stop_services(&mut replica_rx).await;
         Ok(UpExit::Interrupted)
+    }
+
+    /// Stops every service gracefully and waits until their processes are gone.
+    async fn stop_services(&mut self, replica_rx: &mut mpsc::UnboundedReceiver<Report>) {
+        self.services.stop_all();
+        while self.services.any_live() {
+            match replica_rx.recv().await {
+                Some(report) => self.services.on_report(report),
+                None => break,
+            }
+        }
     }
 
     /// Waits for every running round to report.
@@ -251,7 +276,7 @@ impl Dispatcher {
     }
 
     /// The debounce window closed: evaluate the batch.
-    async fn on_deadline(&mut self) {
+    fn on_deadline(&mut self) {
         let root = self.sel.config.root.clone();
         if git_busy(&root) && self.held_since.get_or_insert_with(Instant::now).elapsed() < MAX_GIT_HOLD {
             self.debouncer.hold(Instant::now());
@@ -263,7 +288,7 @@ impl Dispatcher {
         if batch.paths.contains(&self.config_rel)
             && let Some(next) = read_config(&self.sel, &self.options, &self.bus)
         {
-            reload_build = self.apply_reload(next).await;
+            reload_build = self.apply_reload(next);
         }
         if batch.rescan {
             sync_watches(&mut self.watches, &self.scope, &self.bus);
@@ -282,21 +307,21 @@ impl Dispatcher {
     }
 
     /// Switches to a new configuration; returns the targets it asks to build.
-    async fn apply_reload(&mut self, next: Selection) -> BTreeSet<TargetId> {
+    fn apply_reload(&mut self, next: Selection) -> BTreeSet<TargetId> {
         self.bus.publish(reloaded_event(&self.sel.config, &next.config));
         let plan = ReloadPlan::between(&self.sel, &next);
+        // Stopped services that are still selected start again once their replicas are
+        // gone (see `reconcile_services`).
         for name in plan.stop.iter().chain(&plan.restart) {
-            if self.supervisor.is_started(name) {
-                self.supervisor.stop(name).await;
-            }
+            self.services.stop(name);
         }
         for (name, (_, to)) in &plan.scale {
-            self.supervisor.scale(name, *to).await;
+            self.services.scale(name, *to);
         }
         let mut build = plan.build;
         // Services that are not running yet start after a round of their deps.
         for name in &next.services {
-            if !self.supervisor.is_started(name) {
+            if !self.services.is_started(name) {
                 build.extend(next.config.services[name].deps.iter().filter_map(|d| next.graph.id(d)));
             }
         }
@@ -333,8 +358,8 @@ impl Dispatcher {
     }
 
     fn on_trigger(&mut self, name: &str) {
-        if self.supervisor.is_started(name) {
-            self.supervisor.roll(name);
+        if self.services.is_started(name) {
+            self.services.roll(name);
         } else if let Some(id) = self.sel.graph.id(name).filter(|id| self.sel.targets.contains(id)) {
             self.plan.add(self.sel.with_dependents([id]), None, false);
             self.plan.add([id], None, true);
@@ -438,18 +463,22 @@ impl Dispatcher {
             if !service.deps.iter().all(good) {
                 continue;
             }
-            if self.supervisor.is_started(name) {
+            if self.services.is_live(name) && !self.services.is_started(name) {
+                // Still stopping for a restart: it starts once its replicas are gone.
+                continue;
+            }
+            if self.services.is_started(name) {
                 let failed_now = service.deps.iter().any(|d| summary.outcomes.get(d).is_some_and(|s| !succeeded(*s)));
                 if !failed_now && service.deps.iter().any(|d| summary.changed.contains(d)) {
-                    if let Ok(spec) = Supervisor::spec(&self.sel.config, service, &self.images) {
-                        self.supervisor.update(name, spec);
+                    if let Ok(spec) = ServiceSpec::of(&self.sel.config, service, &self.images) {
+                        self.services.update(name, spec);
                     }
-                    self.supervisor.roll(name);
+                    self.services.roll(name);
                 }
             } else {
-                match Supervisor::spec(&self.sel.config, service, &self.images) {
-                    Ok(spec) => self.supervisor.start(spec, service.replicas, &service.after),
-                    Err(why) => self.supervisor.refuse(name, service.replicas, &why),
+                match ServiceSpec::of(&self.sel.config, service, &self.images) {
+                    Ok(spec) => self.services.start(spec, service.replicas, &service.after),
+                    Err(why) => self.services.refuse(name, service.replicas, &why),
                 }
             }
         }

@@ -1,0 +1,319 @@
+//! One attempt of one replica: the doing half of a replica (the deciding half is
+//! [`crate::supervise::replica_state`], run by the service set).
+//!
+//! An attempt starts the process (`sh -c CMD` in its own process group, dying with kiln,
+//! `KILN_REPLICA` set) or the container (`ENGINE run --rm --name … IMAGE` in the
+//! foreground, so its output is the container's and its exit the container's exit), turns
+//! its output into `service.output` events, runs the readiness probe every `period`, and
+//! reports what it sees — started, probe passed or failed, a line matching the `log` probe,
+//! exited — as messages. It is told to stop (`stop_signal` to the group, `stop_timeout`,
+//! then SIGKILL; a container through the engine, since a signal to its client would only
+//! detach it) or, for podman, to hand its container over to the next attempt, which starts
+//! with `run --replace` (its probes held until the replaced container's client has exited:
+//! until then the old container answers on the ports).
+
+use std::time::Duration;
+
+use kiln_config::ProbeCheck;
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::container::engine::{EngineKind, exec_words, shell_join};
+use crate::event::{Event, EventBus, Stream};
+use crate::exec::command::{shell_command, signal_group};
+use crate::supervise::service_spec::{Runner, ServiceSpec, fill_replica};
+
+use std::sync::Arc;
+
+/// How often an attempt checks that its process still exists.
+const SWEEP: Duration = Duration::from_secs(5);
+
+/// A podman container's client, handed from one attempt to the next (`run --replace`).
+pub type Handover = (tokio::process::Child, u32);
+
+/// What an attempt saw.
+#[derive(Debug)]
+pub enum Observed {
+    /// The process started; `probed` says whether a readiness check applies.
+    Started {
+        probed: bool,
+    },
+    StartFailed(String),
+    ProbePassed,
+    ProbeFailed(String),
+    LogMatched,
+    /// The process is gone (`None`: by a signal, or stopped by kiln). A podman attempt told
+    /// to hand over ends with its container's client here.
+    Exited {
+        code: Option<i32>,
+        handover: Option<Handover>,
+    },
+}
+
+/// A report from an attempt.
+#[derive(Debug)]
+pub struct Report {
+    pub service: String,
+    pub replica: u32,
+    /// Which attempt of the replica: reports of an earlier one are stale.
+    pub attempt: u64,
+    pub observed: Observed,
+}
+
+/// Orders for a running attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Stop the process gracefully.
+    Stop,
+    /// Stop for a restart: podman hands its container to the next attempt instead.
+    Restart,
+}
+
+/// Starts an attempt on its own task; orders go to the returned sender.
+pub fn start_attempt(
+    spec: Arc<ServiceSpec>,
+    replica: u32,
+    attempt: u64,
+    handover: Option<Handover>,
+    bus: Arc<EventBus>,
+    reports: mpsc::UnboundedSender<Report>,
+) -> mpsc::UnboundedSender<Order> {
+    let (order_tx, order_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let report = |observed| Report { service: spec.name.clone(), replica, attempt, observed };
+        let tx = reports.clone();
+        let send = move |r: Report| {
+            let _ = tx.send(r);
+        };
+        run_attempt(&spec, replica, handover, &bus, order_rx, |o| send(report(o))).await;
+    });
+    order_tx
+}
+
+/// Runs the process until it exits or is stopped, reporting through `report`; the last
+/// report is always `Exited` (or `StartFailed`).
+async fn run_attempt(
+    spec: &ServiceSpec,
+    replica: u32,
+    handover: Option<Handover>,
+    bus: &Arc<EventBus>,
+    mut orders: mpsc::UnboundedReceiver<Order>,
+    report: impl Fn(Observed),
+) {
+    let mut command = match &spec.runner {
+        Runner::Process(cmd) => {
+            let mut command = shell_command(cmd, &spec.dir, &spec.env);
+            command.env("KILN_REPLICA", replica.to_string());
+            command
+        }
+        Runner::Container(c) => {
+            let mut command = tokio::process::Command::new(&c.engine.program);
+            let mut args = c.run_args(spec, replica);
+            if handover.is_some() {
+                args.insert(1, "--replace".into());
+            }
+            command
+                .args(args)
+                .current_dir(&spec.dir)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true);
+            // A group of its own, but it does not die with kiln: a client killed while
+            // creating its container leaves the engine with a half-made one (podman's
+            // conmon keeps the ports). After a SIGKILL of kiln the client lives on until
+            // its container is removed as a leftover, or its next output line finds the
+            // pipe closed.
+            command.process_group(0);
+            command
+        }
+    };
+    let what = match &spec.runner {
+        Runner::Process(cmd) => format!("`{cmd}`"),
+        Runner::Container(c) => format!("{} run {}", c.engine.name(), c.image),
+    };
+    let spawned = command.spawn();
+    let mut replaced = handover;
+    if spawned.is_err()
+        && let Some((mut old, old_pid)) = replaced.take()
+    {
+        stop(spec, replica, &mut old, old_pid).await;
+    }
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            let why = format!("cannot start {what}: {e}");
+            bus.publish(Event::ServiceOutput {
+                service: spec.name.clone(),
+                replica,
+                stream: Stream::Stderr,
+                line: format!("kiln: {why}"),
+            });
+            report(Observed::StartFailed(why));
+            return;
+        }
+    };
+    // The replaced container answers on the same ports until the new one's start removes
+    // it, and its client then exits: no probe counts before that.
+    let mut old_gone = replaced.is_none();
+    let grace = spec.stop_timeout + Duration::from_secs(5);
+    let old_exit = async move {
+        if let Some((mut old, old_pid)) = replaced {
+            let _ = tokio::time::timeout(grace, old.wait()).await;
+            signal_group(old_pid, Signal::SIGKILL);
+        }
+    };
+    tokio::pin!(old_exit);
+    let pid = child.id().unwrap_or(0);
+    let _group = matches!(spec.runner, Runner::Process(_)).then(|| crate::exec::watchdog::GroupGuard::new(pid));
+
+    // Output lines become events; a `log` probe watches them for its pattern.
+    let (log_ready_tx, mut log_ready) = mpsc::unbounded_channel::<()>();
+    let pattern = match spec.probe.as_ref().map(|p| &p.check) {
+        Some(ProbeCheck::Log(re)) => regex::Regex::new(re).ok().or_else(|| regex::Regex::new(&regex::escape(re)).ok()),
+        _ => None,
+    };
+    for (reader, stream) in [
+        (child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), Stream::Stdout),
+        (child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), Stream::Stderr),
+    ] {
+        let Some(reader) = reader else { continue };
+        let bus = bus.clone();
+        let service = spec.name.clone();
+        let pattern = pattern.clone();
+        let tx = log_ready_tx.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(reader).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if pattern.as_ref().is_some_and(|p| p.is_match(&line)) {
+                    let _ = tx.send(());
+                }
+                bus.publish(Event::ServiceOutput { service: service.clone(), replica, stream, line });
+            }
+        });
+    }
+    drop(log_ready_tx);
+
+    // A probe may name the replica (`http://127.0.0.1:808${KILN_REPLICA}/health`).
+    // A container's `cmd` probe runs inside it.
+    let probe = spec.probe.clone().map(|mut p| {
+        let fill = |t: &str| fill_replica(t, replica);
+        p.check = match p.check {
+            ProbeCheck::Http(u) => ProbeCheck::Http(fill(&u)),
+            ProbeCheck::Tcp(a) => ProbeCheck::Tcp(fill(&a)),
+            ProbeCheck::Cmd(c) => ProbeCheck::Cmd(match &spec.runner {
+                Runner::Process(_) => fill(&c),
+                Runner::Container(run) => {
+                    let mut words =
+                        vec![run.engine.program.display().to_string(), "exec".into(), run.name(&spec.name, replica)];
+                    words.extend(exec_words(&fill(&c)));
+                    shell_join(&words)
+                }
+            }),
+            ProbeCheck::Log(l) => ProbeCheck::Log(l),
+        };
+        p
+    });
+    let mut ready = probe.is_none();
+    report(Observed::Started { probed: !ready });
+    let mut next_probe = Instant::now();
+    // The periodic sweep: a process that vanished without its exit reaching us (it cannot
+    // be waited for any more) is treated as exited.
+    let mut sweep = tokio::time::interval(SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let probing = probe.as_ref().filter(|p| !matches!(p.check, ProbeCheck::Log(_)));
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                signal_group(pid, Signal::SIGKILL);
+                let code = status.ok().and_then(|s| s.code());
+                report(Observed::Exited { code, handover: None });
+                return;
+            }
+            order = orders.recv() => {
+                let Some(order) = order else {
+                    // The service set is gone: nobody listens. Stop.
+                    stop(spec, replica, &mut child, pid).await;
+                    return;
+                };
+                if order == Order::Restart && matches!(&spec.runner, Runner::Container(r) if r.engine.kind == EngineKind::Podman) {
+                    // One engine call instead of two: the next `podman run --replace` stops
+                    // (stop signal, stop timeout) and removes this container.
+                    report(Observed::Exited { code: None, handover: Some((child, pid)) });
+                    return;
+                }
+                stop(spec, replica, &mut child, pid).await;
+                report(Observed::Exited { code: None, handover: None });
+                return;
+            }
+            _ = sweep.tick() => {
+                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    signal_group(pid, Signal::SIGKILL);
+                    report(Observed::Exited { code: None, handover: None });
+                    return;
+                }
+            }
+            Some(()) = log_ready.recv(), if !ready => {
+                ready = true;
+                report(Observed::LogMatched);
+            }
+            () = &mut old_exit, if !old_gone => {
+                old_gone = true;
+                next_probe = Instant::now();
+            }
+            () = tokio::time::sleep_until(next_probe), if probing.is_some() && old_gone => {
+                let p = probing.expect("guarded by the branch condition");
+                // A period past what the clock can represent probes once.
+                next_probe = Instant::now().checked_add(p.period).unwrap_or_else(far_future);
+                let connect = p.period.max(Duration::from_millis(100)).min(p.timeout);
+                match crate::supervise::probe::check(&p.check, p.timeout, connect, &spec.dir, &spec.env).await {
+                    Ok(()) => report(Observed::ProbePassed),
+                    Err(why) => report(Observed::ProbeFailed(why)),
+                }
+            }
+        }
+    }
+}
+
+/// A time no timer reaches.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+}
+
+/// `stop_signal` to the process group, `stop_timeout`, then SIGKILL. A container is stopped
+/// (and removed) through the engine, which does the same inside it.
+async fn stop(spec: &ServiceSpec, replica: u32, child: &mut tokio::process::Child, pid: u32) {
+    let timeout = spec.stop_timeout;
+    if let Runner::Container(run) = &spec.runner {
+        let name = run.name(&spec.name, replica);
+        let secs = timeout.as_secs_f64().ceil().to_string();
+        let engine = run.engine.clone();
+        let stopped = tokio::task::spawn_blocking(move || match engine.kind {
+            // One call: stop (its stop signal, then SIGKILL after the timeout) and remove.
+            EngineKind::Podman => engine.query(&["rm", "-f", "-t", &secs, &name]),
+            // `docker rm -f` kills at once: stop first; `--rm` then removes it.
+            EngineKind::Docker => engine.query(&["stop", "-t", &secs, &name]),
+        })
+        .await;
+        if matches!(stopped, Ok(Ok(_))) {
+            // The container is gone (podman) or stopped (docker, whose `--rm` removes it):
+            // its client has nothing left to do but notice; the next one need not wait.
+            if run.engine.kind == EngineKind::Podman {
+                signal_group(pid, Signal::SIGKILL);
+            }
+            if tokio::time::timeout(timeout + Duration::from_secs(5), child.wait()).await.is_ok() {
+                signal_group(pid, Signal::SIGKILL);
+                return;
+            }
+        }
+    } else {
+        signal_group(pid, spec.stop_signal);
+    }
+    if tokio::time::timeout(timeout, child.wait()).await.is_err() {
+        signal_group(pid, Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+    signal_group(pid, Signal::SIGKILL);
+}

@@ -1,0 +1,375 @@
+//! Every service of `kiln up` and every replica's state, in one place, owned by the
+//! dispatcher.
+//!
+//! The decisions are pure and live beside it: [`ReplicaState::step`] (what a replica does
+//! on a start, a probe result, an exit, a new build, a stop), [`Rollout`] (rolling
+//! restarts, one replica at a time) and the `after` gate (a service's replicas stay
+//! `pending` until every replica of the services in its `after` is ready). The service set
+//! feeds them what the attempts report ([`Report`]), publishes each phase change as
+//! `service.phase`, and carries out the actions: start an attempt, tell it to stop, note a
+//! backoff deadline (the dispatcher calls [`ServiceSet::on_deadline`] when it passes).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::event::{Event, EventBus, Phase};
+use crate::supervise::backoff::jitter_unit;
+use crate::supervise::replica_runner::{Handover, Observed, Order, Report, start_attempt};
+use crate::supervise::replica_state::{Action, Input, ReplicaState, Step};
+use crate::supervise::rollout::Rollout;
+use crate::supervise::service_spec::ServiceSpec;
+
+/// One replica: its state, and the attempt running for it.
+struct Slot {
+    state: ReplicaState,
+    /// The number of the current attempt; reports of others are stale.
+    attempt: u64,
+    /// Orders for the running attempt, while one runs.
+    orders: Option<mpsc::UnboundedSender<Order>>,
+    /// A podman container handed over for the next attempt's `run --replace`.
+    handover: Option<Handover>,
+    /// In `backoff`: when to try again.
+    retry_at: Option<Instant>,
+    /// Not started yet: waiting for the `after` services.
+    waiting: bool,
+    /// Ended (`stopped`): nothing runs and nothing will.
+    ended: bool,
+}
+
+struct Entry {
+    /// What the replicas run; `None` for a service that cannot run.
+    spec: Option<Arc<ServiceSpec>>,
+    desired: u32,
+    after: Vec<String>,
+    replicas: BTreeMap<u32, Slot>,
+    rollout: Option<Rollout>,
+    /// Being stopped for good (removed from the configuration, or shutdown).
+    removing: bool,
+}
+
+pub struct ServiceSet {
+    bus: Arc<EventBus>,
+    reports: mpsc::UnboundedSender<Report>,
+    services: BTreeMap<String, Entry>,
+}
+
+impl ServiceSet {
+    /// The set, and the channel its attempts report on (for the dispatcher to feed back).
+    pub fn new(bus: Arc<EventBus>) -> (ServiceSet, mpsc::UnboundedReceiver<Report>) {
+        let (reports, rx) = mpsc::unbounded_channel();
+        (ServiceSet { bus, reports, services: BTreeMap::new() }, rx)
+    }
+
+    pub fn is_started(&self, name: &str) -> bool {
+        self.services.get(name).is_some_and(|e| !e.removing)
+    }
+
+    /// Whether a service still has replicas that have not ended.
+    pub fn is_live(&self, name: &str) -> bool {
+        self.services.contains_key(name)
+    }
+
+    /// Whether any service has replicas that have not ended.
+    pub fn any_live(&self) -> bool {
+        !self.services.is_empty()
+    }
+
+    /// Records a service that cannot run, with why, as `failed`.
+    pub fn refuse(&mut self, name: &str, replicas: u32, reason: &str) {
+        for replica in 0..replicas {
+            self.bus.publish(Event::ServicePhase {
+                service: name.to_string(),
+                replica,
+                phase: Phase::Failed,
+                reason: reason.to_string(),
+                restarts: 0,
+                next_try_ms: None,
+                image: None,
+                replicas,
+            });
+        }
+        let entry = Entry {
+            spec: None,
+            desired: replicas,
+            after: Vec::new(),
+            replicas: BTreeMap::new(),
+            rollout: None,
+            removing: false,
+        };
+        self.services.insert(name.to_string(), entry);
+    }
+
+    /// Starts `replicas` copies of a service once the `after` services are ready.
+    pub fn start(&mut self, spec: ServiceSpec, replicas: u32, after: &[String]) {
+        let name = spec.name.clone();
+        let policy = (spec.restart, spec.backoff, spec.probe.as_ref().map_or(3, |p| p.failures));
+        let slots = (0..replicas).map(|r| (r, new_slot(policy))).collect();
+        let entry = Entry {
+            spec: Some(Arc::new(spec)),
+            desired: replicas,
+            after: after.to_vec(),
+            replicas: slots,
+            rollout: None,
+            removing: false,
+        };
+        self.services.insert(name.clone(), entry);
+        if !self.after_ready(&name) {
+            let entry = &self.services[&name];
+            let reason = format!("waiting for {} to be ready", entry.after.join(", "));
+            for replica in 0..replicas {
+                self.publish(&name, replica, Phase::Pending, reason.clone(), None);
+            }
+        }
+        self.start_waiting();
+    }
+
+    /// Gives a running service a new spec (a new image) for its next start.
+    pub fn update(&mut self, name: &str, spec: ServiceSpec) {
+        if let Some(e) = self.services.get_mut(name).filter(|e| e.spec.is_some()) {
+            e.spec = Some(Arc::new(spec));
+        }
+    }
+
+    /// Restarts a service's replicas one at a time, each after the previous new one is
+    /// ready (or has given up), so that it keeps serving throughout.
+    pub fn roll(&mut self, name: &str) {
+        let Some(e) = self.services.get_mut(name).filter(|e| !e.removing) else { return };
+        let live: Vec<u32> = e.replicas.iter().filter(|(_, s)| !s.waiting && !s.ended).map(|(r, _)| *r).collect();
+        e.rollout = Some(Rollout::new(live));
+        self.advance_rollout(name);
+    }
+
+    /// Changes a running service's replica count: the replicas beyond the new count stop
+    /// (the highest first) while the others keep serving, or new ones start beside them.
+    pub fn scale(&mut self, name: &str, to: u32) {
+        let Some(e) = self.services.get_mut(name).filter(|e| !e.removing) else { return };
+        e.desired = to;
+        let extra: Vec<u32> = e.replicas.keys().copied().filter(|r| *r >= to).rev().collect();
+        if let Some(rollout) = e.rollout.as_mut() {
+            extra.iter().for_each(|r| rollout.forget(*r));
+        }
+        if let Some(spec) = &e.spec {
+            let policy = (spec.restart, spec.backoff, spec.probe.as_ref().map_or(3, |p| p.failures));
+            for r in 0..to {
+                e.replicas.entry(r).or_insert_with(|| new_slot(policy));
+            }
+        }
+        for r in extra {
+            self.feed(name, r, Input::Stop);
+        }
+        self.start_waiting();
+    }
+
+    /// Stops every replica of a service; it is gone once [`ServiceSet::is_live`] says so.
+    pub fn stop(&mut self, name: &str) {
+        let Some(e) = self.services.get_mut(name) else { return };
+        e.removing = true;
+        e.rollout = None;
+        let replicas: Vec<u32> = e.replicas.keys().copied().collect();
+        for r in replicas {
+            self.feed(name, r, Input::Stop);
+        }
+        self.drop_ended(name);
+    }
+
+    /// Stops every service.
+    pub fn stop_all(&mut self) {
+        let names: Vec<String> = self.services.keys().cloned().collect();
+        for name in names {
+            self.stop(&name);
+        }
+    }
+
+    /// What an attempt saw.
+    pub fn on_report(&mut self, report: Report) {
+        let Report { service, replica, attempt, observed } = report;
+        let Some(slot) = self.services.get_mut(&service).and_then(|e| e.replicas.get_mut(&replica)) else { return };
+        if slot.attempt != attempt {
+            return;
+        }
+        let input = match observed {
+            Observed::Started { probed } => Input::Started { probed },
+            Observed::StartFailed(why) => {
+                slot.orders = None;
+                Input::StartFailed(why)
+            }
+            Observed::ProbePassed => Input::ProbePassed,
+            Observed::ProbeFailed(why) => Input::ProbeFailed(why),
+            Observed::LogMatched => Input::LogMatched,
+            Observed::Exited { code, handover } => {
+                slot.orders = None;
+                slot.handover = handover;
+                Input::Exited(code)
+            }
+        };
+        self.feed(&service, replica, input);
+        self.drop_ended(&service);
+        self.start_waiting();
+    }
+
+    /// The earliest time something is due: a backoff ending, a rollout giving up.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.services
+            .values()
+            .flat_map(|e| {
+                e.replicas.values().filter_map(|s| s.retry_at).chain(e.rollout.as_ref().and_then(Rollout::deadline))
+            })
+            .min()
+    }
+
+    /// Acts on what is due at `now`.
+    pub fn on_deadline(&mut self, now: Instant) {
+        let names: Vec<String> = self.services.keys().cloned().collect();
+        for name in names {
+            let due: Vec<u32> = self.services[&name]
+                .replicas
+                .iter()
+                .filter(|(_, s)| s.retry_at.is_some_and(|t| t <= now))
+                .map(|(r, _)| *r)
+                .collect();
+            for r in due {
+                if let Some(slot) = self.services.get_mut(&name).and_then(|e| e.replicas.get_mut(&r)) {
+                    slot.retry_at = None;
+                }
+                self.feed(&name, r, Input::BackoffOver);
+            }
+            if let Some(rollout) = self.services.get_mut(&name).and_then(|e| e.rollout.as_mut()) {
+                rollout.on_deadline(now);
+            }
+            self.advance_rollout(&name);
+        }
+    }
+
+    /// Whether every replica of every service in `name`'s `after` is ready.
+    fn after_ready(&self, name: &str) -> bool {
+        self.services[name].after.iter().all(|a| {
+            self.services
+                .get(a)
+                .is_none_or(|e| !e.replicas.is_empty() && e.replicas.values().all(|s| s.state.phase == Phase::Ready))
+        })
+    }
+
+    /// Starts the replicas whose `after` services have become ready.
+    fn start_waiting(&mut self) {
+        let names: Vec<String> = self.services.keys().cloned().collect();
+        for name in names {
+            let e = &self.services[&name];
+            if e.removing || e.spec.is_none() || !e.replicas.values().any(|s| s.waiting) || !self.after_ready(&name) {
+                continue;
+            }
+            let waiting: Vec<u32> = e.replicas.iter().filter(|(_, s)| s.waiting).map(|(r, _)| *r).collect();
+            for r in waiting {
+                let slot = self.services.get_mut(&name).and_then(|e| e.replicas.get_mut(&r)).expect("listed above");
+                slot.waiting = false;
+                let step = slot.state.begin("deps are built");
+                self.apply(&name, r, step, Order::Stop);
+            }
+        }
+    }
+
+    /// Starts the next replica of a rolling restart whose turn it is.
+    fn advance_rollout(&mut self, name: &str) {
+        let Some(e) = self.services.get_mut(name) else { return };
+        let Some(rollout) = e.rollout.as_mut() else { return };
+        if let Some(r) = rollout.next(Instant::now()) {
+            self.feed(name, r, Input::NewBuild);
+        } else if rollout.is_done() {
+            e.rollout = None;
+        }
+    }
+
+    /// Feeds one input to one replica's state machine and carries out the result.
+    fn feed(&mut self, name: &str, replica: u32, input: Input) {
+        let order = if input == Input::NewBuild { Order::Restart } else { Order::Stop };
+        let Some(slot) = self.services.get_mut(name).and_then(|e| e.replicas.get_mut(&replica)) else { return };
+        if slot.waiting {
+            // Never started: nothing to restart; a stop ends it at once.
+            if input == Input::Stop {
+                slot.waiting = false;
+                slot.ended = true;
+                self.publish(name, replica, Phase::Stopped, "stopped".into(), None);
+            }
+            return;
+        }
+        let step = slot.state.step(input, Instant::now(), jitter_unit());
+        self.apply(name, replica, step, order);
+    }
+
+    fn apply(&mut self, name: &str, replica: u32, step: Step, order: Order) {
+        let Step { change, action } = step;
+        if let Some(c) = change {
+            self.publish(name, replica, c.phase, c.reason, c.next_try);
+            if let Some(rollout) = self.services.get_mut(name).and_then(|e| e.rollout.as_mut()) {
+                rollout.observe(replica, c.phase);
+            }
+        }
+        let Some(e) = self.services.get_mut(name) else { return };
+        let spec = e.spec.clone();
+        let Some(slot) = e.replicas.get_mut(&replica) else { return };
+        match action {
+            Action::Start => {
+                let Some(spec) = spec else { return };
+                slot.attempt += 1;
+                slot.retry_at = None;
+                let handover = slot.handover.take();
+                slot.orders =
+                    Some(start_attempt(spec, replica, slot.attempt, handover, self.bus.clone(), self.reports.clone()));
+            }
+            // Without orders the attempt already ended and its report is on the way.
+            Action::Kill => {
+                if let Some(orders) = &slot.orders {
+                    let _ = orders.send(order);
+                }
+            }
+            Action::Wait(delay) => slot.retry_at = Some(Instant::now() + delay),
+            Action::End => {
+                slot.retry_at = None;
+                slot.ended = true;
+            }
+            Action::Idle | Action::Continue => {}
+        }
+        self.advance_rollout(name);
+    }
+
+    /// Forgets replicas that ended beyond the desired count, and services being removed
+    /// whose replicas all ended.
+    fn drop_ended(&mut self, name: &str) {
+        let Some(e) = self.services.get_mut(name) else { return };
+        let desired = e.desired;
+        e.replicas.retain(|r, s| !(s.ended && (*r >= desired || e.removing)));
+        if e.removing && e.replicas.is_empty() {
+            self.services.remove(name);
+        }
+    }
+
+    fn publish(&self, name: &str, replica: u32, phase: Phase, reason: String, next_try: Option<std::time::Duration>) {
+        let Some(e) = self.services.get(name) else { return };
+        self.bus.publish(Event::ServicePhase {
+            service: name.to_string(),
+            replica,
+            phase,
+            reason,
+            restarts: e.replicas.get(&replica).map_or(0, |s| s.state.restarts),
+            next_try_ms: next_try.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            image: e.spec.as_ref().and_then(|s| s.image().map(str::to_string)),
+            replicas: e.desired,
+        });
+    }
+}
+
+fn new_slot(
+    (policy, backoff, failures): (kiln_config::RestartPolicy, crate::supervise::backoff::Backoff, u32),
+) -> Slot {
+    Slot {
+        state: ReplicaState::new(policy, backoff, failures),
+        attempt: 0,
+        orders: None,
+        handover: None,
+        retry_at: None,
+        waiting: true,
+        ended: false,
+    }
+}

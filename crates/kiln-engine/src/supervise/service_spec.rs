@@ -1,0 +1,156 @@
+//! What a service's replicas run (a process, or a container of an image) and how they are
+//! kept: the spec a runner starts from, built from the configuration and the images the
+//! latest build produced.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kiln_config::{Config, Probe, RestartPolicy, Service, ServiceKind};
+use nix::sys::signal::Signal;
+
+use crate::container::engine::{Engine, PROJECT_LABEL, SERVICE_LABEL, container_name, exec_words, project_id};
+use crate::supervise::backoff::Backoff;
+
+/// What a replica runs and how it is kept.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub runner: Runner,
+    pub dir: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub restart: RestartPolicy,
+    pub probe: Option<Probe>,
+    pub stop_signal: Signal,
+    pub stop_timeout: Duration,
+    pub backoff: Backoff,
+}
+
+/// A process, or a container run in the foreground by the engine's CLI.
+#[derive(Debug, Clone)]
+pub enum Runner {
+    /// `sh -c CMD`.
+    Process(String),
+    Container(ContainerRun),
+}
+
+/// A container replica: `ENGINE run --rm --name kiln-<project>-<service>-<replica> …`. Its
+/// output is the client's, its exit the client's exit; it is stopped with `ENGINE stop`,
+/// since a signal to the client would only detach it.
+#[derive(Debug, Clone)]
+pub struct ContainerRun {
+    pub engine: Engine,
+    pub image: String,
+    /// Built by an image target: the engine has it, and must not try to pull it.
+    pub local: bool,
+    /// The `kiln.project` label.
+    pub project: String,
+    pub root: PathBuf,
+    /// `HOST:CONTAINER` (or with an address); `${KILN_REPLICA}` is filled in.
+    pub ports: Vec<String>,
+    /// `./data:/data`: a host path relative to the root, or a named volume.
+    pub volumes: Vec<String>,
+    pub command: Option<String>,
+}
+
+impl ContainerRun {
+    pub fn name(&self, service: &str, replica: u32) -> String {
+        container_name(&self.root, service, replica)
+    }
+
+    /// The `ENGINE run` invocation of one replica.
+    pub fn run_args(&self, spec: &ServiceSpec, replica: u32) -> Vec<String> {
+        let fill = |t: &str| fill_replica(t, replica);
+        let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "--name".into(), self.name(&spec.name, replica)];
+        args.extend(["--label".into(), format!("{PROJECT_LABEL}={}", self.project)]);
+        args.extend(["--label".into(), format!("{SERVICE_LABEL}={}", spec.name)]);
+        args.extend(["--restart=no".into(), "--stop-signal".into(), spec.stop_signal.as_str().to_string()]);
+        let secs = spec.stop_timeout.as_secs_f64().ceil().to_string();
+        args.extend(["--stop-timeout".into(), secs]);
+        args.extend(["-e".into(), format!("KILN_REPLICA={replica}")]);
+        for (k, v) in &spec.env {
+            args.extend(["-e".into(), format!("{k}={v}")]);
+        }
+        for p in &self.ports {
+            args.extend(["-p".into(), fill(p)]);
+        }
+        for v in &self.volumes {
+            let v = fill(v);
+            let host_path = v.starts_with('.') || v.starts_with('/');
+            let v = match v.split_once(':') {
+                Some((host, rest)) if host_path => format!("{}:{rest}", self.root.join(host).display()),
+                _ => v,
+            };
+            args.extend(["-v".into(), v]);
+        }
+        if self.local {
+            args.push("--pull=never".into());
+        }
+        args.push(self.image.clone());
+        if let Some(cmd) = &self.command {
+            args.extend(exec_words(&fill(cmd)));
+        }
+        args
+    }
+}
+
+impl ServiceSpec {
+    /// The image a container service runs.
+    pub fn image(&self) -> Option<&str> {
+        match &self.runner {
+            Runner::Container(c) => Some(&c.image),
+            Runner::Process(_) => None,
+        }
+    }
+}
+
+/// `text` with `${KILN_REPLICA}` (or `$KILN_REPLICA`) replaced by the replica's number: how
+/// probes, ports, volumes and container commands name their replica.
+pub fn fill_replica(text: &str, replica: u32) -> String {
+    let n = replica.to_string();
+    text.replace("${KILN_REPLICA}", &n).replace("$KILN_REPLICA", &n)
+}
+
+impl ServiceSpec {
+    /// What a service runs: a process, or a container of the image its image target last
+    /// built (`images`: image target → image) or of an image reference. The error says why
+    /// it cannot run (no container engine, say).
+    pub fn of(config: &Config, service: &Service, images: &BTreeMap<String, String>) -> Result<ServiceSpec, String> {
+        let mut env = config.env.clone();
+        env.extend(service.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let runner = match &service.kind {
+            ServiceKind::Cmd(cmd) => Runner::Process(cmd.clone()),
+            ServiceKind::Image(image) => {
+                let engine = Engine::find(config.settings.engine)?;
+                let local = config.targets.get(image).is_some_and(|t| t.is_image());
+                let image = if local {
+                    images.get(image).cloned().ok_or_else(|| format!("image target `{image}` has not been built"))?
+                } else {
+                    image.clone()
+                };
+                Runner::Container(ContainerRun {
+                    engine,
+                    image,
+                    local,
+                    project: project_id(&config.root),
+                    root: config.root.clone(),
+                    ports: service.ports.clone(),
+                    volumes: service.volumes.clone(),
+                    command: service.command.clone(),
+                })
+            }
+        };
+        let stop_signal = service.stop_signal.parse::<Signal>().unwrap_or(Signal::SIGTERM);
+        Ok(ServiceSpec {
+            name: service.name.clone(),
+            runner,
+            dir: config.root.clone(),
+            env,
+            restart: service.restart,
+            probe: service.ready.clone(),
+            stop_signal,
+            stop_timeout: service.stop_timeout,
+            backoff: Backoff::default(),
+        })
+    }
+}
