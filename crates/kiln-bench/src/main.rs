@@ -3,6 +3,7 @@
 //! `kiln-bench generate DIR [--targets N] [--files F]` writes a workspace.
 //! `kiln-bench watch --kiln PATH [--watchexec PATH] [--trials N] [--tree-files N] [--idle S]`
 //! measures `kiln up` against watchexec (see `watch_bench`).
+//! `--baseline PATH` (build and watch) measures an earlier kiln binary in the same run.
 //! `kiln-bench container --kiln PATH [--example DIR] [--trials N] [--check]` measures save →
 //! replaced container answering, kiln up against the same steps by hand (see
 //! `container_bench`).
@@ -36,6 +37,8 @@ struct Args {
     example: PathBuf,
     idle_secs: u64,
     tree_files: usize,
+    /// An earlier kiln binary measured in the same run (before/after a change).
+    baseline: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -54,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
         example: PathBuf::from("examples/plugins-containers"),
         idle_secs: 60,
         tree_files: 100_000,
+        baseline: None,
     };
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value"));
@@ -67,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
             "--trials" => args.trials = Some(value()?.parse().map_err(|e| format!("--trials: {e}"))?),
             "--example" => args.example = PathBuf::from(value()?),
             "--tree-files" => args.tree_files = value()?.parse().map_err(|e| format!("--tree-files: {e}"))?,
+            "--baseline" => args.baseline = Some(PathBuf::from(value()?)),
             "--idle" => args.idle_secs = value()?.parse().map_err(|e| format!("--idle: {e}"))?,
             other if !other.starts_with('-') => args.dir = Some(PathBuf::from(other)),
             other => return Err(format!("unknown option {other}")),
@@ -97,6 +102,7 @@ fn main() {
             trials: args.trials.unwrap_or(30),
             files: args.tree_files,
             idle_secs: args.idle_secs,
+            baseline: args.baseline.as_ref().map(|b| canonical(b)),
         }),
         "container" => container_bench::run_bench(&container_bench::ContainerArgs {
             kiln: std::fs::canonicalize(&args.kiln).unwrap_or_else(|e| fail(&format!("kiln binary: {e}"))),
@@ -106,6 +112,10 @@ fn main() {
         }),
         other => fail(&format!("unknown command {other}")),
     }
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())))
 }
 
 fn fail(message: &str) -> ! {
@@ -150,6 +160,8 @@ struct Row {
     scenario: &'static str,
     kiln: Duration,
     kiln_ran: usize,
+    /// The baseline binary's median, when one was given.
+    baseline: Option<Duration>,
     ninja: Duration,
     ninja_ran: usize,
 }
@@ -161,25 +173,32 @@ fn build_bench(args: &Args, spec: &Spec) {
     let base = std::env::temp_dir().join(format!("kiln-bench-{}", std::process::id()));
     let kdir = base.join("kiln");
     let ndir = base.join("ninja");
-    for d in [&kdir, &ndir] {
+    let bdir = base.join("baseline");
+    let baseline = args.baseline.as_ref().map(|b| canonical(b));
+    for d in [&kdir, &ndir, &bdir] {
         generate(d, spec).unwrap_or_else(|e| fail(&format!("cannot generate: {e}")));
     }
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get()).to_string();
     // Each scenario prepares both trees the same way, then times kiln and ninja back to back,
     // so that both see the same machine load.
     let scenario = |name: &'static str, prepare: &mut dyn FnMut(usize, &Path)| {
-        let (mut kt, mut nt, mut kr, mut nr) = (Vec::new(), Vec::new(), 0, 0);
+        let (mut kt, mut nt, mut bt, mut kr, mut nr) = (Vec::new(), Vec::new(), Vec::new(), 0, 0);
         for run in 0..args.runs {
             prepare(run, &kdir);
             prepare(run, &ndir);
             let (t, out) = timed(&kdir, &kiln, &["build", "-j", &jobs]);
             kt.push(t);
             kr = kiln_ran(&out);
+            if let Some(b) = &baseline {
+                prepare(run, &bdir);
+                bt.push(timed(&bdir, b, &["build", "-j", &jobs]).0);
+            }
             let (t, out) = timed(&ndir, &ninja, &["-j", &jobs]);
             nt.push(t);
             nr = ninja_ran(&out);
         }
-        Row { scenario: name, kiln: median(kt), kiln_ran: kr, ninja: median(nt), ninja_ran: nr }
+        let baseline = (!bt.is_empty()).then(|| median(bt));
+        Row { scenario: name, kiln: median(kt), kiln_ran: kr, baseline, ninja: median(nt), ninja_ran: nr }
     };
     let n = spec.targets;
     let edited = (0..n).find(|&i| layer_of(i, n) == workspace::LAYERS / 2).unwrap_or(0);
@@ -221,18 +240,38 @@ fn build_bench(args: &Args, spec: &Spec) {
         target_name(edited),
         affected
     );
-    println!("| scenario | kiln | commands run | ninja | commands run | kiln / ninja |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    if baseline.is_some() {
+        println!("| scenario | kiln | commands run | baseline kiln | ninja | commands run | kiln / ninja | baseline / ninja |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    } else {
+        println!("| scenario | kiln | commands run | ninja | commands run | kiln / ninja |");
+        println!("|---|---:|---:|---:|---:|---:|");
+    }
     for r in &rows {
-        println!(
-            "| {} | {:.1} ms | {} | {:.1} ms | {} | {:.2}× |",
-            r.scenario,
-            r.kiln.as_secs_f64() * 1000.0,
-            r.kiln_ran,
-            r.ninja.as_secs_f64() * 1000.0,
-            r.ninja_ran,
-            r.kiln.as_secs_f64() / r.ninja.as_secs_f64()
-        );
+        let ratio = |d: Duration| d.as_secs_f64() / r.ninja.as_secs_f64();
+        match r.baseline {
+            Some(b) => println!(
+                "| {} | {:.1} ms | {} | {:.1} ms | {:.1} ms | {} | {:.2}× | {:.2}× |",
+                r.scenario,
+                ms(r.kiln),
+                r.kiln_ran,
+                ms(b),
+                ms(r.ninja),
+                r.ninja_ran,
+                ratio(r.kiln),
+                ratio(b)
+            ),
+            None => println!(
+                "| {} | {:.1} ms | {} | {:.1} ms | {} | {:.2}× |",
+                r.scenario,
+                ms(r.kiln),
+                r.kiln_ran,
+                ms(r.ninja),
+                r.ninja_ran,
+                ratio(r.kiln)
+            ),
+        }
     }
     let _ = std::fs::remove_dir_all(&base);
     if args.check {

@@ -5,7 +5,10 @@
 //! - detection: on a tree of 100,000 files, from starting the watcher until a change
 //!   made in a loop from that moment is first detected;
 //! - idle CPU: both watching that tree for 60 s with nothing changing;
-//! - peak RSS of each.
+//! - peak RSS of each;
+//! - kiln only (and the `--baseline` binary, in the same run): the latency with a log file
+//!   in the project root appended every 20 ms (a path no input matches), and the latency of
+//!   an edit to one target while an unrelated target builds for 5 s.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -20,6 +23,7 @@ pub struct WatchArgs {
     pub trials: usize,
     pub files: usize,
     pub idle_secs: u64,
+    pub baseline: Option<PathBuf>,
 }
 
 fn now_ns() -> u128 {
@@ -97,6 +101,107 @@ fn peak_rss_kb(pid: u32) -> u64 {
         .find(|l| l.starts_with("VmHWM:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
+}
+
+/// A directory name for one binary's copy of a scenario.
+fn tag(kiln: &Path) -> String {
+    format!("{:016x}", kiln.to_string_lossy().bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))))
+}
+
+/// Starts `kiln up` in `dir`, quietly.
+fn kiln_up(kiln: &Path, dir: &Path) -> Guard {
+    Guard(
+        Command::new(kiln)
+            .arg("up")
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kiln up"),
+    )
+}
+
+/// Write → command start with `app.log` in the project root appended every 20 ms.
+fn noisy_root_latency(kiln: &Path, base: &Path, trials: usize) -> Vec<f64> {
+    let base = &base.join(format!("noisy-{}", tag(kiln)));
+    let dir = base.join("project");
+    std::fs::create_dir_all(dir.join("src")).expect("mkdir");
+    std::fs::write(dir.join("src/input.txt"), "start\n").expect("write");
+    std::fs::write(
+        dir.join("kiln.toml"),
+        format!(
+            "[settings]\ndebounce = \"{DEBOUNCE_MS}ms\"\n[target.stamp]\ncmd = \"date +%s%N > ../stamp.noisy\"\ninputs = [\"src/input.txt\"]\n"
+        ),
+    )
+    .expect("write");
+    let _ = std::fs::remove_file(base.join("stamp.noisy"));
+    let _k = kiln_up(kiln, &dir);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, log) = (stop.clone(), dir.join("app.log"));
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::File::create(log).expect("log");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = writeln!(f, "a log line");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let out = latency(&dir.join("src/input.txt"), &base.join("stamp.noisy"), trials);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = writer.join();
+    out
+}
+
+/// Write → command start of one target while an unrelated one builds for 5 s.
+fn beside_a_long_build_latency(kiln: &Path, base: &Path, trials: usize) -> Vec<f64> {
+    let base = &base.join(format!("beside-{}", tag(kiln)));
+    let dir = base.join("project");
+    std::fs::create_dir_all(dir.join("a")).expect("mkdir");
+    std::fs::create_dir_all(dir.join("b")).expect("mkdir");
+    std::fs::write(dir.join("a/input.txt"), "start\n").expect("write");
+    std::fs::write(dir.join("b/input.txt"), "start\n").expect("write");
+    std::fs::write(
+        dir.join("kiln.toml"),
+        format!(
+            "[settings]\ndebounce = \"{DEBOUNCE_MS}ms\"\n[target.stamp]\ncmd = \"date +%s%N > ../stamp.beside\"\ninputs = [\"a/input.txt\"]\n[target.slow]\ncmd = \"date +%s%N > ../slow.started; sleep 5\"\ninputs = [\"b/input.txt\"]\n"
+        ),
+    )
+    .expect("write");
+    for f in ["stamp.beside", "slow.started"] {
+        let _ = std::fs::remove_file(base.join(f));
+    }
+    let _k = kiln_up(kiln, &dir);
+    let stamp = base.join("stamp.beside");
+    let slow = base.join("slow.started");
+    let mut last = wait_stamp(&stamp, None, Duration::from_secs(30));
+    let mut slow_last = wait_stamp(&slow, None, Duration::from_secs(30));
+    // The first round builds both; wait until slow's first build is over.
+    std::thread::sleep(Duration::from_millis(5200));
+    let mut out = Vec::new();
+    for i in 0..trials {
+        std::fs::write(dir.join("b/input.txt"), format!("slow {i}\n")).expect("write");
+        let Some(s) = wait_stamp(&slow, slow_last, Duration::from_secs(20)) else {
+            eprintln!("beside trial {i}: the slow build did not start");
+            continue;
+        };
+        slow_last = Some(s);
+        std::thread::sleep(Duration::from_millis(200));
+        let t0 = now_ns();
+        std::fs::write(dir.join("a/input.txt"), format!("trial {i} {t0}\n")).expect("write");
+        match wait_stamp(&stamp, last, Duration::from_secs(20)) {
+            Some(t1) => {
+                last = Some(t1);
+                out.push(t1.saturating_sub(t0) as f64 / 1e6 - DEBOUNCE_MS as f64);
+            }
+            None => eprintln!("beside trial {i}: no reaction within 20 s"),
+        }
+        // Let the slow build end before the next trial starts another.
+        let started = Duration::from_nanos(u64::try_from(now_ns().saturating_sub(s)).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(5300).saturating_sub(started));
+    }
+    out
 }
 
 pub fn run(args: &WatchArgs) {
@@ -235,6 +340,19 @@ pub fn run(args: &WatchArgs) {
     drop(kiln_guard);
     drop(wx_guard);
 
+    let kiln_only = |kiln: &Path| {
+        (noisy_root_latency(kiln, &base, args.trials), beside_a_long_build_latency(kiln, &base, args.trials.min(5)))
+    };
+    let (kiln_noisy, kiln_beside) = kiln_only(&args.kiln);
+    let baseline = args.baseline.as_ref().map(|b| {
+        let lat = {
+            let _k = kiln_up(b, &small);
+            latency(&small.join("src/input.txt"), &base.join("stamp.kiln"), args.trials)
+        };
+        let (noisy, beside) = kiln_only(b);
+        (lat, noisy, beside)
+    });
+
     println!(
         "latency over {} trials beyond the {DEBOUNCE_MS} ms debounce; detection and idle on {} files in {dirs} directories\n",
         args.trials, args.files
@@ -248,11 +366,28 @@ pub fn run(args: &WatchArgs) {
     );
     println!(
         "| write → command start, p95 | {:.1} ms | {:.1} ms |",
-        percentile(kiln_lat, 0.95),
+        percentile(kiln_lat.clone(), 0.95),
         percentile(wx_lat, 0.95)
     );
     println!("| start → first change detected | {kiln_detect:.0} ms | {wx_detect:.0} ms |");
     println!("| CPU while idle for {} s | {:.3} % | {:.3} % |", args.idle_secs, pct(k1 - k0), pct(w1 - w0));
     println!("| peak RSS | {:.1} MB | {:.1} MB |", krss as f64 / 1024.0, wrss as f64 / 1024.0);
+    let med = |v: &[f64]| if v.is_empty() { f64::NAN } else { percentile(v.to_vec(), 0.5) };
+    println!("\nkiln alone, write → command start beyond the debounce, median:\n");
+    match &baseline {
+        Some((lat, noisy, beside)) => {
+            println!("| measure | kiln up | baseline kiln up |");
+            println!("|---|---:|---:|");
+            println!("| plain (as above) | {:.1} ms | {:.1} ms |", med(&kiln_lat), med(lat));
+            println!("| a root log appended every 20 ms | {:.1} ms | {:.1} ms |", med(&kiln_noisy), med(noisy));
+            println!("| beside an unrelated 5 s build | {:.1} ms | {:.1} ms |", med(&kiln_beside), med(beside));
+        }
+        None => {
+            println!("| measure | kiln up |");
+            println!("|---|---:|");
+            println!("| a root log appended every 20 ms | {:.1} ms |", med(&kiln_noisy));
+            println!("| beside an unrelated 5 s build | {:.1} ms |", med(&kiln_beside));
+        }
+    }
     let _ = std::fs::remove_dir_all(&base);
 }
