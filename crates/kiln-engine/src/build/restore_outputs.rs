@@ -4,8 +4,9 @@ use std::time::Instant;
 
 use crate::build::build_ctx::{Ctx, Done, Evaluation, RunRequest, Track, failed};
 use crate::build::target_record::{Produced, record_for};
+use crate::cache::action_record::OutputFile;
+use crate::cache::cache_error::CacheError;
 use crate::cache::digest::Digest;
-use crate::cache::store::{CacheError, OutputFile};
 use crate::event::{Event, NoticeLevel, Stream, TargetStatus};
 
 /// Restores a cache entry's outputs; a corrupt entry is reported and the target runs

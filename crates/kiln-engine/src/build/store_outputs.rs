@@ -3,10 +3,10 @@
 
 use crate::build::build_ctx::{Ctx, image_digest};
 use crate::build::target_record::{Produced, record_for};
+use crate::cache::action_record::{OutputFile, output_digest};
 use crate::cache::digest::Digest;
 use crate::cache::manifest::Manifest;
 use crate::cache::state::TargetRecord;
-use crate::cache::store::{OutputFile, output_digest};
 use crate::container::engine::Engine;
 use crate::fs::file_index::FileIndex;
 use crate::fs::file_meta::FileMeta;

@@ -3,11 +3,11 @@
 
 use std::time::SystemTime;
 
+use crate::cache::action_record::OutputFile;
 use crate::cache::digest::Digest;
 use crate::cache::fingerprint::fingerprint;
 use crate::cache::manifest::Manifest;
 use crate::cache::state::TargetRecord;
-use crate::cache::store::OutputFile;
 use crate::event::timestamp::rfc3339;
 use crate::fs::file_meta::FileMeta;
 

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache::action_record::OutputFile;
 use crate::cache::digest::Digest;
-use crate::cache::store::OutputFile;
 
 /// The last successful build of one target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,42 @@
+//! What the cache records for a key: the outputs (path, digest, size, mode), the manifest
+//! that produced them and the log, and the output digest dependents see.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cache::digest::{Digest, DigestBuilder};
+use crate::cache::manifest::Manifest;
+
+/// One output file of a target, as recorded in the cache and in the state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFile {
+    pub path: String,
+    pub digest: Digest,
+    pub size: u64,
+    pub executable: bool,
+}
+
+/// What a successful run with a given key produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub target: String,
+    pub key: Digest,
+    pub manifest: Manifest,
+    pub outputs: Vec<OutputFile>,
+    /// The digest dependents fold into their keys.
+    pub output_digest: Digest,
+    /// Blob holding the output of the run that produced this entry.
+    pub log: Option<Digest>,
+    pub duration_ms: u64,
+}
+
+/// The digest that stands for a set of outputs (or, without outputs, for the key itself).
+pub fn output_digest(key: &Digest, outputs: &[OutputFile]) -> Digest {
+    if outputs.is_empty() {
+        return *key;
+    }
+    let mut b = DigestBuilder::new("kiln outputs v1");
+    for o in outputs {
+        b.str(&o.path).digest(&o.digest).bytes(&[u8::from(o.executable)]);
+    }
+    b.finish()
+}
