@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use crate::container::engine::{EngineKind, exec_words, shell_join};
 use crate::event::{Event, EventBus, Stream};
 use crate::exec::command::{shell_command, signal_group};
+use crate::supervise::replica_state::Input;
 use crate::supervise::service_spec::{Runner, ServiceSpec, fill_replica};
 
 use std::sync::Arc;
@@ -33,25 +34,6 @@ const SWEEP: Duration = Duration::from_secs(5);
 /// A podman container's client, handed from one attempt to the next (`run --replace`).
 pub type Handover = (tokio::process::Child, u32);
 
-/// What an attempt saw.
-#[derive(Debug)]
-pub enum Observed {
-    /// The process started; `probed` says whether a readiness check applies.
-    Started {
-        probed: bool,
-    },
-    StartFailed(String),
-    ProbePassed,
-    ProbeFailed(String),
-    LogMatched,
-    /// The process is gone (`None`: by a signal, or stopped by kiln). A podman attempt told
-    /// to hand over ends with its container's client here.
-    Exited {
-        code: Option<i32>,
-        handover: Option<Handover>,
-    },
-}
-
 /// A report from an attempt.
 #[derive(Debug)]
 pub struct Report {
@@ -59,7 +41,13 @@ pub struct Report {
     pub replica: u32,
     /// Which attempt of the replica: reports of an earlier one are stale.
     pub attempt: u64,
-    pub observed: Observed,
+    /// What it saw, as the replica's state machine takes it: `Started`, `StartFailed`,
+    /// `ProbePassed`, `ProbeFailed`, `LogMatched`, and last `Exited` (`None`: by a signal, or
+    /// stopped by kiln).
+    pub observed: Input,
+    /// With the last report of a podman attempt told to restart: its container's client,
+    /// for the next attempt's `run --replace`.
+    pub handover: Option<Handover>,
 }
 
 /// Orders for a running attempt.
@@ -82,12 +70,10 @@ pub fn start_attempt(
 ) -> mpsc::UnboundedSender<Order> {
     let (order_tx, order_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let report = |observed| Report { service: spec.name.clone(), replica, attempt, observed };
-        let tx = reports.clone();
-        let send = move |r: Report| {
-            let _ = tx.send(r);
+        let send = |observed, handover| {
+            let _ = reports.send(Report { service: spec.name.clone(), replica, attempt, observed, handover });
         };
-        run_attempt(&spec, replica, handover, &bus, order_rx, |o| send(report(o))).await;
+        run_attempt(&spec, replica, handover, &bus, order_rx, send).await;
     });
     order_tx
 }
@@ -100,7 +86,7 @@ async fn run_attempt(
     handover: Option<Handover>,
     bus: &Arc<EventBus>,
     mut orders: mpsc::UnboundedReceiver<Order>,
-    report: impl Fn(Observed),
+    report: impl Fn(Input, Option<Handover>),
 ) {
     let mut command = match &spec.runner {
         Runner::Process(cmd) => {
@@ -151,7 +137,7 @@ async fn run_attempt(
                 stream: Stream::Stderr,
                 line: format!("kiln: {why}"),
             });
-            report(Observed::StartFailed(why));
+            report(Input::StartFailed(why), None);
             return;
         }
     };
@@ -217,7 +203,7 @@ async fn run_attempt(
         p
     });
     let mut ready = probe.is_none();
-    report(Observed::Started { probed: !ready });
+    report(Input::Started { probed: !ready }, None);
     let mut next_probe = Instant::now();
     // The periodic sweep: a process that vanished without its exit reaching us (it cannot
     // be waited for any more) is treated as exited.
@@ -229,7 +215,7 @@ async fn run_attempt(
             status = child.wait() => {
                 signal_group(pid, Signal::SIGKILL);
                 let code = status.ok().and_then(|s| s.code());
-                report(Observed::Exited { code, handover: None });
+                report(Input::Exited(code), None);
                 return;
             }
             order = orders.recv() => {
@@ -241,23 +227,23 @@ async fn run_attempt(
                 if order == Order::Restart && matches!(&spec.runner, Runner::Container(r) if r.engine.kind == EngineKind::Podman) {
                     // One engine call instead of two: the next `podman run --replace` stops
                     // (stop signal, stop timeout) and removes this container.
-                    report(Observed::Exited { code: None, handover: Some((child, pid)) });
+                    report(Input::Exited(None), Some((child, pid)));
                     return;
                 }
                 stop(spec, replica, &mut child, pid).await;
-                report(Observed::Exited { code: None, handover: None });
+                report(Input::Exited(None), None);
                 return;
             }
             _ = sweep.tick() => {
                 if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
                     signal_group(pid, Signal::SIGKILL);
-                    report(Observed::Exited { code: None, handover: None });
+                    report(Input::Exited(None), None);
                     return;
                 }
             }
             Some(()) = log_ready.recv(), if !ready => {
                 ready = true;
-                report(Observed::LogMatched);
+                report(Input::LogMatched, None);
             }
             () = &mut old_exit, if !old_gone => {
                 old_gone = true;
@@ -269,8 +255,8 @@ async fn run_attempt(
                 next_probe = Instant::now().checked_add(p.period).unwrap_or_else(far_future);
                 let connect = p.period.max(Duration::from_millis(100)).min(p.timeout);
                 match crate::supervise::probe::check(&p.check, p.timeout, connect, &spec.dir, &spec.env).await {
-                    Ok(()) => report(Observed::ProbePassed),
-                    Err(why) => report(Observed::ProbeFailed(why)),
+                    Ok(()) => report(Input::ProbePassed, None),
+                    Err(why) => report(Input::ProbeFailed(why), None),
                 }
             }
         }

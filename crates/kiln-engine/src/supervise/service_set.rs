@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::event::{Event, EventBus, Phase};
 use crate::supervise::backoff::jitter_unit;
-use crate::supervise::replica_runner::{Handover, Observed, Order, Report, start_attempt};
+use crate::supervise::replica_runner::{Handover, Order, Report, start_attempt};
 use crate::supervise::replica_state::{Action, Input, ReplicaState, Step};
 use crate::supervise::rollout::Rollout;
 use crate::supervise::service_spec::ServiceSpec;
@@ -185,26 +185,16 @@ impl ServiceSet {
 
     /// What an attempt saw.
     pub fn on_report(&mut self, report: Report) {
-        let Report { service, replica, attempt, observed } = report;
+        let Report { service, replica, attempt, observed, handover } = report;
         let Some(slot) = self.services.get_mut(&service).and_then(|e| e.replicas.get_mut(&replica)) else { return };
         if slot.attempt != attempt {
             return;
         }
-        let input = match observed {
-            Observed::Started { probed } => Input::Started { probed },
-            Observed::StartFailed(why) => {
-                slot.orders = None;
-                Input::StartFailed(why)
-            }
-            Observed::ProbePassed => Input::ProbePassed,
-            Observed::ProbeFailed(why) => Input::ProbeFailed(why),
-            Observed::LogMatched => Input::LogMatched,
-            Observed::Exited { code, handover } => {
-                slot.orders = None;
-                slot.handover = handover;
-                Input::Exited(code)
-            }
-        };
+        if matches!(observed, Input::Exited(_) | Input::StartFailed(_)) {
+            slot.orders = None;
+            slot.handover = handover;
+        }
+        let input = observed;
         self.feed(&service, replica, input);
         self.drop_ended(&service);
         self.start_waiting();
