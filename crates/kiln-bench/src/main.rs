@@ -242,7 +242,9 @@ fn build_bench(args: &Args, spec: &Spec) {
     );
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     if baseline.is_some() {
-        println!("| scenario | kiln | commands run | baseline kiln | ninja | commands run | kiln / ninja | baseline / ninja |");
+        println!(
+            "| scenario | kiln | commands run | baseline kiln | ninja | commands run | kiln / ninja | baseline / ninja |"
+        );
         println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     } else {
         println!("| scenario | kiln | commands run | ninja | commands run | kiln / ninja |");
