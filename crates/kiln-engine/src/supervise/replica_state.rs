@@ -97,10 +97,12 @@ pub struct ReplicaState {
     started_at: Option<Instant>,
     /// Set while the process is being stopped.
     stopping: Option<Then>,
+    /// The signal a stop sends (`SIGTERM`), for the reasons.
+    stop_signal: &'static str,
 }
 
 impl ReplicaState {
-    pub fn new(policy: RestartPolicy, backoff: Backoff, failures_allowed: u32) -> ReplicaState {
+    pub fn new(policy: RestartPolicy, backoff: Backoff, failures_allowed: u32, stop_signal: &'static str) -> ReplicaState {
         ReplicaState {
             phase: Phase::Pending,
             restarts: 0,
@@ -110,6 +112,7 @@ impl ReplicaState {
             failures: 0,
             started_at: None,
             stopping: None,
+            stop_signal,
         }
     }
 
@@ -182,7 +185,8 @@ impl ReplicaState {
             Input::NewBuild => {
                 if self.running() || self.stopping.is_some() {
                     self.stopping = Some(Then::Restart);
-                    self.to(Phase::Stopping, "restarting for a new build", None, Action::Kill)
+                    let reason = format!("sent {} to restart for a new build", self.stop_signal);
+                    self.to(Phase::Stopping, reason, None, Action::Kill)
                 } else if self.phase == Phase::Stopped {
                     Self::stay(Action::End)
                 } else {
@@ -192,7 +196,8 @@ impl ReplicaState {
             Input::Stop => {
                 if self.running() || self.stopping.is_some() {
                     self.stopping = Some(Then::End);
-                    self.to(Phase::Stopping, "stopping", None, Action::Kill)
+                    let reason = format!("sent {}", self.stop_signal);
+                    self.to(Phase::Stopping, reason, None, Action::Kill)
                 } else {
                     self.to(Phase::Stopped, "stopped", None, Action::End)
                 }
@@ -222,7 +227,7 @@ mod tests {
     use super::*;
 
     fn state(policy: RestartPolicy) -> ReplicaState {
-        ReplicaState::new(policy, Backoff { jitter: 0.0, ..Backoff::default() }, 3)
+        ReplicaState::new(policy, Backoff { jitter: 0.0, ..Backoff::default() }, 3, "SIGTERM")
     }
 
     fn phase(step: &Step) -> Option<Phase> {

@@ -105,7 +105,7 @@ impl ServiceSet {
     /// Starts `replicas` copies of a service once the `after` services are ready.
     pub fn start(&mut self, spec: ServiceSpec, replicas: u32, after: &[String]) {
         let name = spec.name.clone();
-        let policy = (spec.restart, spec.backoff, spec.probe.as_ref().map_or(3, |p| p.failures));
+        let policy = Policy::of(&spec);
         let slots = (0..replicas).map(|r| (r, new_slot(policy))).collect();
         let entry = Entry {
             spec: Some(Arc::new(spec)),
@@ -152,7 +152,7 @@ impl ServiceSet {
             extra.iter().for_each(|r| rollout.forget(*r));
         }
         if let Some(spec) = &e.spec {
-            let policy = (spec.restart, spec.backoff, spec.probe.as_ref().map_or(3, |p| p.failures));
+            let policy = Policy::of(spec);
             for r in 0..to {
                 e.replicas.entry(r).or_insert_with(|| new_slot(policy));
             }
@@ -350,11 +350,29 @@ impl ServiceSet {
     }
 }
 
-fn new_slot(
-    (policy, backoff, failures): (kiln_config::RestartPolicy, crate::supervise::backoff::Backoff, u32),
-) -> Slot {
+/// What a new replica's state machine is made from.
+#[derive(Clone, Copy)]
+struct Policy {
+    restart: kiln_config::RestartPolicy,
+    backoff: crate::supervise::backoff::Backoff,
+    failures: u32,
+    stop_signal: &'static str,
+}
+
+impl Policy {
+    fn of(spec: &ServiceSpec) -> Policy {
+        Policy {
+            restart: spec.restart,
+            backoff: spec.backoff,
+            failures: spec.probe.as_ref().map_or(3, |p| p.failures),
+            stop_signal: spec.stop_signal.as_str(),
+        }
+    }
+}
+
+fn new_slot(p: Policy) -> Slot {
     Slot {
-        state: ReplicaState::new(policy, backoff, failures),
+        state: ReplicaState::new(p.restart, p.backoff, p.failures, p.stop_signal),
         attempt: 0,
         orders: None,
         handover: None,
