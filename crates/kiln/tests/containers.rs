@@ -660,12 +660,12 @@ fn plugins_containers_example_rebuilds_only_what_an_edit_reaches() {
         v.sort();
         v
     };
-    up.settle(Duration::from_millis(300));
+    up.settled(&p, "core/core.h");
     let seen = up.seen.len();
     let src = p.read("plugins/redis/plugin.c").replace("cache warm", "cache hot");
     p.write("plugins/redis/plugin.c", &src);
     up.wait_for("redis ready", |e| phase(e, "redis", 0, "ready"));
-    up.settle(Duration::from_millis(500));
+    up.settled(&p, "core/core.h");
     assert_eq!(made(&up, seen), vec!["redis", "redis-image"]);
     let after = ids();
     assert_eq!((before[0] == after[0], before[1] == after[1], before[2] == after[2]), (true, true, false));

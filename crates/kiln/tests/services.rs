@@ -90,7 +90,7 @@ fn a_failed_build_restarts_nothing() {
     up.wait_seen("web[0] ready", |e| phase(e, "web", 0, "ready"));
     p.write("src/server.sh", &format!("{}# BROKEN\n", server("v2")));
     up.wait_for("the failed build", |e| e["type"] == "run.finished" && e["failed"] == 1);
-    up.settle(Duration::from_millis(500));
+    up.settled(&p, "src/server.sh");
     assert_eq!(up.count(|e| e["type"] == "service.phase" && e["phase"] == "stopping"), 0, "{}", up.dump());
     assert!(pids(&p).iter().all(|pid| alive(*pid)), "the old version keeps serving");
 }

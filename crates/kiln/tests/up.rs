@@ -70,7 +70,7 @@ fn a_vim_style_save_is_one_build() {
     std::fs::remove_file(p.path("src/a.txt~")).expect("rm backup");
     std::fs::remove_file(p.path("src/.a.txt.swp")).expect("rm swap");
     up.wait_for("the rebuild", finished_run);
-    up.settle(Duration::from_millis(600));
+    up.settled(&p, "src/a.txt");
     assert_eq!(up.runs(), 2, "{}", up.dump());
     assert_eq!(p.read("out/core"), "saved by vim\n");
 }
@@ -90,7 +90,7 @@ fn a_hundred_atomic_saves_end_with_the_last_content() {
         "the last save was built:\n{}",
         up.dump()
     );
-    up.settle(Duration::from_millis(600));
+    up.settled(&p, "src/a.txt");
     assert!(up.runs() <= 4, "saves were coalesced, not built one by one: {} runs", up.runs());
 }
 
@@ -107,7 +107,7 @@ fn new_nested_directories_and_recreated_trees_are_seen() {
     std::fs::remove_dir_all(p.path("src")).expect("rm -rf src");
     p.write("src/a.txt", "again\n");
     up.wait_for("a build after the tree came back", |_| p.read("out/core") == "again\n");
-    up.settle(Duration::from_millis(300));
+    up.settled(&p, "src/a.txt");
     p.write("src/a.txt", "later edit\n");
     assert!(wait_until(Duration::from_secs(10), || p.read("out/core") == "later edit\n"), "{}", up.dump());
 }
@@ -126,7 +126,7 @@ fn touching_500_inputs_builds_nothing() {
         f.set_modified(now).expect("touch");
     }
     up.wait_for("watch.unchanged", |e| e["type"] == "watch.unchanged");
-    up.settle(Duration::from_millis(600));
+    up.settled(&p, "src/a.txt");
     assert_eq!(up.runs(), 1, "{}", up.dump());
 }
 
@@ -147,12 +147,12 @@ fn a_directory_of_1000_files_moved_in_and_out_is_one_build_each_way() {
     std::fs::rename(&staging, p.path("src/batch")).expect("move in");
     up.wait_for("the build after moving in", |e| e["type"] == "run.finished" && e["built"] == 2);
     assert_eq!(p.read("out/core").lines().count(), 1001);
-    up.settle(Duration::from_millis(600));
+    up.settled(&p, "src/a.txt");
     assert_eq!(up.runs(), 2, "{}", up.dump());
     std::fs::rename(p.path("src/batch"), &staging).expect("move out");
     // Back to the first content: restored from the cache rather than built.
     up.wait_for("the build after moving out", |e| e["type"] == "run.finished" && e["cached"] == 2);
-    up.settle(Duration::from_millis(600));
+    up.settled(&p, "src/a.txt");
     assert_eq!(up.runs(), 3, "{}", up.dump());
     assert_eq!(p.read("out/core"), "a\n");
 }
@@ -181,7 +181,7 @@ outputs = ["out.txt"]
     }
     up.wait_for("the build running during the saves", |e| e["type"] == "run.finished" && e["built"] == 1);
     up.wait_for("the follow-up", |e| e["type"] == "run.finished" && e["built"] == 1);
-    up.settle(Duration::from_millis(800));
+    up.settled(&p, "src/a.txt");
     assert_eq!(up.runs(), 3, "first, the one the saves interrupted, exactly one follow-up:\n{}", up.dump());
     assert_eq!(p.read("out.txt"), "during 19\n", "the follow-up built the newest content");
 }
@@ -204,7 +204,7 @@ outputs = ["src/gen.out"]
     up.wait_for("the first build", finished_run);
     p.write("src/in.txt", "y\n");
     up.wait_for("the rebuild", |e| e["type"] == "run.finished" && e["built"] == 1);
-    up.settle(Duration::from_millis(1500));
+    up.settled(&p, "src/in.txt");
     assert_eq!(up.runs(), 2, "its own writes and an identical rewrite did not trigger builds:\n{}", up.dump());
 }
 
@@ -274,7 +274,12 @@ fn no_build_only_reports_what_a_change_affects() {
     p.write("src/b.txt", "b\n");
     let changed = up.wait_for("watch.changed", |e| e["type"] == "watch.changed");
     assert_eq!(changed["targets"], serde_json::json!(["api", "core"]));
-    up.settle(Duration::from_millis(300));
+    // Without builds a touch is reported as a change too; once it is, so was everything before.
+    let file = std::fs::File::options().append(true).open(p.path("src/a.txt")).expect("open");
+    file.set_modified(std::time::SystemTime::now()).expect("touch");
+    up.wait_for("the touch reported", |e| {
+        e["type"] == "watch.changed" && e["paths"].as_array().is_some_and(|ps| ps.iter().any(|x| x == "src/a.txt"))
+    });
     assert_eq!(up.runs(), 0);
     assert!(!p.exists("out"));
 }
@@ -357,7 +362,10 @@ outputs = ["other.out"]
     up.wait_for("the first build", finished_run);
     git(&["checkout", "-q", "big"]);
     up.wait_for("the build after the checkout", |e| e["type"] == "run.finished" && e["built"] == 2);
-    up.settle(Duration::from_millis(1000));
+    // Rounds are per target: each one's own input shows that its rounds are all done.
+    for input in ["src/one/keep.txt", "src/two/keep.txt", "other.txt"] {
+        up.settled(&p, input);
+    }
     let other = up.count(|e| e["type"] == "target.finished" && e["target"] == "other");
     assert_eq!(other, 1, "`other` is not affected by the checkout");
     assert_eq!(up.runs(), 2, "one build for the checkout:\n{}", up.dump());

@@ -102,7 +102,12 @@ pub struct ReplicaState {
 }
 
 impl ReplicaState {
-    pub fn new(policy: RestartPolicy, backoff: Backoff, failures_allowed: u32, stop_signal: &'static str) -> ReplicaState {
+    pub fn new(
+        policy: RestartPolicy,
+        backoff: Backoff,
+        failures_allowed: u32,
+        stop_signal: &'static str,
+    ) -> ReplicaState {
         ReplicaState {
             phase: Phase::Pending,
             restarts: 0,

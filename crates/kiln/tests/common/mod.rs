@@ -225,13 +225,6 @@ impl Up {
         }
     }
 
-    /// Collects events until none arrive for `quiet`.
-    pub fn settle(&mut self, quiet: Duration) {
-        while let Ok(e) = self.rx.recv_timeout(quiet) {
-            self.seen.push(e);
-        }
-    }
-
     pub fn count(&self, pred: impl Fn(&Value) -> bool) -> usize {
         self.seen.iter().filter(|e| pred(e)).count()
     }
