@@ -346,8 +346,15 @@ pub fn run(args: &WatchArgs) {
     let (kiln_noisy, kiln_beside) = kiln_only(&args.kiln);
     let baseline = args.baseline.as_ref().map(|b| {
         let lat = {
-            let _k = kiln_up(b, &small);
-            latency(&small.join("src/input.txt"), &base.join("stamp.kiln"), args.trials)
+            // A copy of its own: in `small` the initial round would find everything fresh
+            // and the first stamp would be the other binary's.
+            let copy = base.join("small-baseline");
+            std::fs::create_dir_all(copy.join("src")).expect("mkdir");
+            std::fs::write(copy.join("src/input.txt"), "start\n").expect("write");
+            let config = std::fs::read_to_string(small.join("kiln.toml")).expect("read");
+            std::fs::write(copy.join("kiln.toml"), config.replace("stamp.kiln", "stamp.baseline")).expect("write");
+            let _k = kiln_up(b, &copy);
+            latency(&copy.join("src/input.txt"), &base.join("stamp.baseline"), args.trials)
         };
         let (noisy, beside) = kiln_only(b);
         (lat, noisy, beside)

@@ -1,6 +1,8 @@
-//! Deciding what a target needs: fresh (key and outputs as recorded), cached (the cache has
-//! outputs for the key) or a run, with the reason. Hashing goes through the stat cache, so an
-//! unchanged input costs a `stat`, not a read.
+//! Evaluating a target: the facts its verdict needs — the fingerprint of its inputs'
+//! metadata, their hashes (through the stat cache, so an unchanged input costs a `stat`, not
+//! a read), its key, the cache's records, its outputs on disk — then the verdict of
+//! [`crate::build::decide`] (fresh, cached, or a run, with the reason) carried out. Image
+//! targets ask the container engine whether it has the image of the key.
 
 use std::time::{Instant, SystemTime};
 
@@ -8,6 +10,7 @@ use kiln_config::{ImageSpec, Target, TargetKind};
 
 use crate::build::build_ctx::{Ctx, Done, Evaluation, RunRequest, Track, failed, image_digest};
 use crate::build::build_options::PlanAction;
+use crate::build::decide::{self, Verdict};
 use crate::build::restore_outputs::restore;
 use crate::build::target_inputs::{hash_inputs, image_inputs};
 use crate::build::target_record::{Produced, outputs_fingerprint, record_for};
@@ -103,71 +106,55 @@ pub(crate) fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)
     if let Some(prev) = prev.filter(|p| p.key == key) {
         let damaged: Vec<&OutputFile> =
             prev.outputs.iter().filter(|o| current_digest(root, &o.path, &ctx.stat) != Some(o.digest)).collect();
-        if damaged.is_empty() {
-            let record = record_for(
-                root,
-                &manifest,
-                Produced {
+        let damage = (!damaged.is_empty()).then(|| describe_damage(&damaged, root));
+        let request = RunRequest { manifest, reason: String::new(), inputs_meta };
+        return match decide::same_key(damage, target.cache, previous.is_some()) {
+            Verdict::Fresh => {
+                let produced = Produced {
                     output_digest: prev.output_digest,
                     outputs: prev.outputs.clone(),
                     duration_ms: prev.duration_ms,
                     at: prev.finished_at.clone(),
                     reason: prev.reason.clone(),
-                },
-                inputs_meta,
-            );
-            let done = Done {
-                record: Some(record),
-                status: TargetStatus::Fresh,
-                reason: "up to date".into(),
-                key: Some(key),
-                log: None,
-            };
-            return plan_or(ctx, done, PlanAction::Fresh);
-        }
-        let what = describe_damage(&damaged, root);
-        let request = RunRequest { manifest, reason: String::new(), inputs_meta };
-        if !target.cache {
-            return run_or_plan(
-                ctx,
-                RunRequest { reason: format!("{what} (cache disabled for this target)"), ..request },
-            );
-        }
-        if previous.is_none() {
-            // Pruned or cleaned away: nothing to restore from, and nothing wrong with that.
-            return run_or_plan(ctx, RunRequest { reason: format!("{what}; the cache no longer has it"), ..request });
-        }
-        if ctx.dry_run {
-            return Evaluation::Plan {
+                };
+                let record = record_for(root, &request.manifest, produced, inputs_meta);
+                let reason = "up to date".into();
+                let done =
+                    Done { record: Some(record), status: TargetStatus::Fresh, reason, key: Some(key), log: None };
+                plan_or(ctx, done, PlanAction::Fresh)
+            }
+            Verdict::Run(reason) => run_or_plan(ctx, RunRequest { reason, ..request }),
+            Verdict::Restore(what) if ctx.dry_run => Evaluation::Plan {
                 action: PlanAction::Restore,
                 reason: format!("{what}; would restore from cache"),
                 digest: Some(prev.output_digest),
-            };
-        }
-        return restore(ctx, name, request, prev.output_digest, prev.outputs.clone(), prev.duration_ms, what);
+            },
+            Verdict::Restore(what) => {
+                restore(ctx, name, request, prev.output_digest, prev.outputs.clone(), prev.duration_ms, what)
+            }
+        };
     }
 
-    let reason = match (prev, &previous) {
-        (None, _) => "no previous build".to_string(),
-        (Some(_), Some(old)) => summarize(&manifest.changes_since(&old.manifest)),
-        (Some(_), None) => "inputs or definition changed".to_string(),
-    };
-    let request = RunRequest { manifest, reason, inputs_meta };
+    let summary = previous.as_ref().map(|old| summarize(&manifest.changes_since(&old.manifest)));
+    let reason = decide::change_reason(prev.is_some(), summary);
     let looking = Instant::now();
     let hit = if target.cache { ctx.cache.lookup(&key) } else { None };
     ctx.span(name, "lookup", Track::Worker, looking);
-    if let Some(rec) = hit {
-        if ctx.dry_run {
-            return Evaluation::Plan {
-                action: PlanAction::Restore,
-                reason: format!("{}; would restore from cache", request.reason),
-                digest: Some(rec.output_digest),
-            };
+    let request = RunRequest { manifest, reason: String::new(), inputs_meta };
+    // A new key: restored when the cache has outputs for it (an earlier build of the same
+    // content), run otherwise, with what changed as the reason either way.
+    match hit {
+        Some(rec) if ctx.dry_run => Evaluation::Plan {
+            action: PlanAction::Restore,
+            reason: format!("{reason}; would restore from cache"),
+            digest: Some(rec.output_digest),
+        },
+        Some(rec) => {
+            let request = RunRequest { reason: reason.clone(), ..request };
+            restore(ctx, name, request, rec.output_digest, rec.outputs, rec.duration_ms, reason)
         }
-        let why = request.reason.clone();
-        return restore(ctx, name, request, rec.output_digest, rec.outputs, rec.duration_ms, why);
+        None => run_or_plan(ctx, RunRequest { reason, ..request }),
     }
-    run_or_plan(ctx, request)
 }
 
 /// Decides what an image target needs. Its inputs are its build context (after the ignore

@@ -4,6 +4,7 @@
 pub mod build_ctx;
 pub mod build_options;
 pub mod build_session;
+pub mod decide;
 pub mod evaluate;
 pub mod execute;
 pub mod explain;

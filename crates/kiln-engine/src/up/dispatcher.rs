@@ -42,7 +42,8 @@ use crate::up::round_worker::{RoundJob, RoundReport, spawn_round};
 use crate::up::selection::Selection;
 use crate::up::up_options::{UpControl, UpError, UpExit, UpOptions};
 use crate::watch::debouncer::{Batch, Debouncer};
-use crate::watch::watch_set::{RawEvent, WatchScope, WatchSet};
+use crate::watch::watch_scope::WatchScope;
+use crate::watch::watch_set::{RawEvent, WatchSet};
 
 /// The longest a burst of changes is held back before a build starts anyway.
 const MAX_WAIT: Duration = Duration::from_secs(1);

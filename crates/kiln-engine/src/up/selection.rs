@@ -16,7 +16,7 @@ use crate::build::build_options::{BuildError, resolve_targets};
 use crate::build::target_inputs::Patterns;
 use crate::fs::path_pattern::{PathPattern, is_under};
 use crate::graph::target_graph::{Graph, TargetId};
-use crate::watch::watch_set::WatchScope;
+use crate::watch::watch_scope::WatchScope;
 
 pub struct Selection {
     pub config: Arc<Config>,

@@ -21,8 +21,10 @@ use std::time::Duration;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::fs::path_pattern::{PathPattern, is_under};
+use crate::fs::path_pattern::is_under;
 use crate::fs::walker::{SKIPPED_DIRS, Scope, walk_dirs};
+use crate::watch::editor_temp::is_editor_temp;
+use crate::watch::watch_scope::WatchScope;
 
 /// What the watcher thread hands over.
 #[derive(Debug)]
@@ -31,45 +33,6 @@ pub enum RawEvent {
     /// Events were lost: look at everything again.
     Rescan,
     Error(String),
-}
-
-/// Whether a file name is an editor's temporary or backup file.
-pub fn is_editor_temp(name: &str) -> bool {
-    name == "4913"
-        || name.ends_with(".swp")
-        || name.ends_with(".swx")
-        || name.ends_with(".swo")
-        || name.ends_with('~')
-        || (name.starts_with('#') && name.ends_with('#'))
-        || name.starts_with(".#")
-        || name.ends_with("___jb_tmp___")
-        || name.ends_with("___jb_old___")
-}
-
-/// What to watch: input prefixes to cover and output prefixes to leave alone.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct WatchScope {
-    pub inputs: BTreeSet<String>,
-    pub outputs: BTreeSet<String>,
-}
-
-impl WatchScope {
-    pub fn new(inputs: &[&PathPattern], outputs: &[&PathPattern]) -> WatchScope {
-        WatchScope {
-            inputs: inputs.iter().map(|p| p.prefix.clone()).collect(),
-            outputs: outputs.iter().map(|p| p.prefix.clone()).collect(),
-        }
-    }
-
-    /// A directory that only holds declared outputs: under an output prefix, with no input
-    /// pointing into it.
-    fn output_only(&self, dir: &str) -> bool {
-        self.outputs.iter().any(|o| is_under(dir, o) && !o.is_empty())
-            && !self
-                .inputs
-                .iter()
-                .any(|i| is_under(i, dir) || (is_under(dir, i) && self.outputs.iter().any(|o| is_under(i, o))))
-    }
 }
 
 /// The set of watched directories and the watchers behind it.
