@@ -350,15 +350,20 @@ impl RunLoop<'_> {
             self.touched.insert(id);
         }
         self.summary.outcomes.insert(name.clone(), done.status);
-        if let Some(record) = &done.record {
-            if self.ctx.prev.targets.get(&name).is_none_or(|p| p.output_digest != record.output_digest) {
+        let saved_ms = (done.status == TargetStatus::Cached).then(|| done.record.as_ref().map_or(0, |r| r.duration_ms));
+        if let Some(record) = done.record {
+            let prev = self.ctx.prev.targets.get(&name);
+            if prev.is_none_or(|p| p.output_digest != record.output_digest) {
                 self.summary.changed.insert(name.clone());
             }
             self.digests.insert(id, Some(record.output_digest));
             if let Some(image) = &record.image {
                 self.summary.images.insert(name.clone(), image.clone());
             }
-            self.records.insert(name.clone(), record.clone());
+            // A record as it was needs no keeping: the caller has it.
+            if prev != Some(&record) {
+                self.records.insert(name.clone(), record);
+            }
         }
         self.ctx.bus.publish(Event::TargetFinished {
             target: name,
@@ -367,7 +372,7 @@ impl RunLoop<'_> {
             key: done.key.map(|k| k.hex()),
             reason: done.reason,
             log: done.log,
-            saved_ms: (done.status == TargetStatus::Cached).then(|| done.record.as_ref().map_or(0, |r| r.duration_ms)),
+            saved_ms,
         });
         for (skipped, cause) in self.sched.finish(id, done.status) {
             let reason = format!("dependency {} did not succeed", self.ctx.graph.name(cause));
