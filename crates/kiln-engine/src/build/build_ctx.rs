@@ -39,6 +39,8 @@ pub(crate) struct Ctx {
     pub(crate) force: BTreeSet<String>,
     /// Targets whose being fresh opens the event gate (see [`BuildOptions::stale`]).
     pub(crate) stale: BTreeSet<String>,
+    /// The session's bound on commands at once, across concurrent rounds.
+    pub(crate) commands: Option<Arc<tokio::sync::Semaphore>>,
     pub(crate) bus: Arc<EventBus>,
     /// When the run started: spans are timed from here.
     pub(crate) started: Instant,

@@ -1,12 +1,24 @@
-//! What the runs of one kiln process share: the `.kiln` layout, the project lock (held for
-//! the whole session, so that one `kiln up` can run several rounds at once while a second
-//! kiln waits), the cache and the stat cache.
+//! What the runs of one kiln process share: the `.kiln` layout, the cache, the stat cache,
+//! the project lock and the state file.
+//!
+//! The project lock is held while at least one run of the session is in progress, and let
+//! go between runs, so that `kiln build`, `kiln clean` or `kiln cache prune` in the same
+//! project get their turn while `kiln up` waits for changes. Several rounds of one `kiln up`
+//! may run at once (on disjoint targets): they share one hold of the lock. Temporary files a
+//! killed run left in the cache are swept the first time the lock is taken.
+//!
+//! Each run reads the state file when it starts (another kiln may have built since) and
+//! merges its records into it before it reports `run.finished`, one run at a time, so that
+//! concurrent rounds never overwrite each other's records.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
 
 use crate::build::build_options::BuildError;
 use crate::cache::stat_cache::StatCache;
+use crate::cache::state::{State, TargetRecord};
 use crate::cache::store::Cache;
 use crate::event::{Event, EventBus, NoticeLevel};
 use crate::fs::layout::Layout;
@@ -16,50 +28,117 @@ pub struct BuildSession {
     pub layout: Layout,
     pub cache: Cache,
     pub stat: Arc<StatCache>,
-    _lock: Option<ProjectLock>,
+    /// `None` for a dry run, which writes nothing and needs no lock.
+    lock: Option<SharedLock>,
+    /// Bounds the commands running at once across every run of the session (`kiln up`'s
+    /// concurrent rounds together keep to `jobs`).
+    pub commands: Option<Arc<Semaphore>>,
+    /// Serialises read-merge-write of the state file.
+    state_write: Mutex<()>,
+}
+
+struct SharedLock {
+    path: PathBuf,
+    /// How many runs hold it, and the lock while any does.
+    held: Mutex<(usize, Option<ProjectLock>)>,
+    /// One acquisition at a time (the second run waits for the first's).
+    acquiring: tokio::sync::Mutex<bool>,
+}
+
+/// A run's share of the project lock; the last one to go releases it.
+pub struct LockHold {
+    session: Option<Arc<BuildSession>>,
+}
+
+impl Drop for LockHold {
+    fn drop(&mut self) {
+        let Some(lock) = self.session.as_ref().and_then(|s| s.lock.as_ref()) else { return };
+        let mut held = lock.held.lock().expect("lock state is never poisoned");
+        held.0 -= 1;
+        if held.0 == 0 {
+            held.1 = None;
+        }
+    }
 }
 
 impl BuildSession {
-    /// Prepares `.kiln`, takes the project lock (saying so while another kiln holds it) and
-    /// removes temporary files a killed run left in the cache. Without `lock` (a dry run,
-    /// which writes nothing), neither the lock nor the sweep.
-    pub async fn open(root: &Path, bus: &Arc<EventBus>, lock: bool) -> Result<BuildSession, BuildError> {
+    /// Prepares `.kiln` and starts loading the stat cache. Without `lock` (a dry run, which
+    /// writes nothing), runs take no lock and sweep nothing.
+    pub async fn open(root: &Path, lock: bool) -> Result<BuildSession, BuildError> {
         let layout = Layout::new(root);
-        let setup = |path: PathBuf| move |source| BuildError::Setup { path, source };
-        layout.ensure().map_err(setup(layout.kiln.clone()))?;
-        let lock_path = layout.lock();
-        let lock_bus = bus.clone();
-        // The stat cache loads while the lock is taken: neither needs the other.
+        layout.ensure().map_err(|source| BuildError::Setup { path: layout.kiln.clone(), source })?;
         let stat_path = layout.state().join("stat.bin");
         let stat = tokio::task::spawn_blocking(move || StatCache::load(&stat_path));
         let cache = Cache::new(root.to_path_buf(), layout.cache());
-        if !lock {
-            let stat = Arc::new(stat.await.expect("stat cache load does not panic"));
-            return Ok(BuildSession { layout, cache, stat, _lock: None });
-        }
-        // Free in the common case; only a busy lock is waited for on a blocking thread.
-        let lock = match ProjectLock::try_acquire(&lock_path).map_err(setup(layout.lock()))? {
-            Some(lock) => lock,
-            None => tokio::task::spawn_blocking(move || {
-                ProjectLock::acquire(&lock_path, |pid| {
-                    let who = pid.map_or_else(|| "another kiln".to_string(), |p| format!("another kiln (pid {p})"));
-                    lock_bus.publish(Event::Notice {
-                        level: NoticeLevel::Info,
-                        message: format!("waiting for {who} to finish in this project…"),
-                    });
-                })
-            })
-            .await
-            .expect("lock task does not panic")
-            .map_err(setup(layout.lock()))?,
-        };
-        cache.sweep_tmp();
+        let lock = lock.then(|| SharedLock {
+            path: layout.lock(),
+            held: Mutex::new((0, None)),
+            acquiring: tokio::sync::Mutex::new(false),
+        });
         let stat = Arc::new(stat.await.expect("stat cache load does not panic"));
-        Ok(BuildSession { layout, cache, stat, _lock: Some(lock) })
+        Ok(BuildSession { layout, cache, stat, lock, commands: None, state_write: Mutex::new(()) })
     }
 
-    /// Writes the stat cache if it changed.
-    pub fn save_stat(&self) {
+    /// Takes (or joins) the project lock for one run, saying so while another kiln holds it.
+    pub async fn hold(self: &Arc<Self>, bus: &Arc<EventBus>) -> Result<LockHold, BuildError> {
+        let Some(shared) = &self.lock else { return Ok(LockHold { session: None }) };
+        let mut swept = shared.acquiring.lock().await;
+        {
+            let mut held = shared.held.lock().expect("lock state is never poisoned");
+            if held.1.is_some() {
+                held.0 += 1;
+                return Ok(LockHold { session: Some(self.clone()) });
+            }
+        }
+        let setup = |source| BuildError::Setup { path: shared.path.clone(), source };
+        // Free in the common case; only a busy lock is waited for on a blocking thread.
+        let lock = match ProjectLock::try_acquire(&shared.path).map_err(setup)? {
+            Some(lock) => lock,
+            None => {
+                let (path, bus) = (shared.path.clone(), bus.clone());
+                tokio::task::spawn_blocking(move || {
+                    ProjectLock::acquire(&path, |pid| {
+                        let who = pid.map_or_else(|| "another kiln".to_string(), |p| format!("another kiln (pid {p})"));
+                        bus.publish(Event::Notice {
+                            level: NoticeLevel::Info,
+                            message: format!("waiting for {who} to finish in this project…"),
+                        });
+                    })
+                })
+                .await
+                .expect("lock task does not panic")
+                .map_err(setup)?
+            }
+        };
+        if !*swept {
+            self.cache.sweep_tmp();
+            *swept = true;
+        }
+        let mut held = shared.held.lock().expect("lock state is never poisoned");
+        *held = (1, Some(lock));
+        Ok(LockHold { session: Some(self.clone()) })
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.layout.state().join("targets.json")
+    }
+
+    /// The last build of each target, as the state file has it now.
+    pub fn load_state(&self) -> State {
+        State::load(&self.state_path())
+    }
+
+    /// Merges a run's records into the state file, and writes the stat cache.
+    pub fn persist(&self, records: &std::collections::BTreeMap<String, TargetRecord>) -> std::io::Result<()> {
+        let result = if records.is_empty() {
+            Ok(())
+        } else {
+            let _one_at_a_time = self.state_write.lock().expect("state lock is never poisoned");
+            let mut state = self.load_state();
+            state.targets.extend(records.iter().map(|(k, v)| (k.clone(), v.clone())));
+            state.save(&self.state_path())
+        };
         let _ = self.stat.save(&self.layout.state().join("stat.bin"));
+        result
     }
 }

@@ -29,9 +29,9 @@ use crate::build::scheduler::{Halt, Scheduler};
 use crate::build::target_inputs::Patterns;
 use crate::build::worker_panic::{catch, catch_task};
 use crate::cache::digest::Digest;
-use crate::cache::state::{State, TargetRecord};
+use crate::cache::state::TargetRecord;
 use crate::event::event_gate::EventGate;
-use crate::event::{Event, EventBus, TargetStatus};
+use crate::event::{Event, EventBus, NoticeLevel, TargetStatus};
 use crate::fs::cpus::cpus;
 use crate::fs::file_index::FileIndex;
 use crate::fs::path_pattern::{PathPattern, is_under};
@@ -45,34 +45,23 @@ pub async fn run_build(
     cancel: watch::Receiver<bool>,
 ) -> Result<RunSummary, BuildError> {
     // A dry run writes nothing: it needs no lock, and answers while `kiln up` runs.
-    let session = Arc::new(BuildSession::open(&config.root, &bus, !options.dry_run).await?);
-    let state_path = session.layout.state().join("targets.json");
-    let prev = Arc::new(State::load(&state_path));
-    let dry_run = options.dry_run;
-    let summary = run_round(&session, prev.clone(), config, options, bus, cancel).await?;
-    if !dry_run {
-        let mut state = (*prev).clone();
-        state.targets.extend(summary.records.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if state != *prev {
-            let _ = state.save(&state_path);
-        }
-        session.save_stat();
-    }
-    Ok(summary)
+    let session = Arc::new(BuildSession::open(&config.root, !options.dry_run).await?);
+    run_round(&session, config, options, bus, cancel).await
 }
 
-/// One run over a session: `kiln build` has one, each round of `kiln up` is one. `prev` is
-/// the last build of each target as the caller knows it; the records this run made come back
-/// in [`RunSummary::records`] for the caller to keep (several rounds may run at once in
-/// `kiln up`, on disjoint targets, so only the caller can merge them).
+/// One run over a session: `kiln build` has one, each round of `kiln up` is one. It holds
+/// the project lock while it runs, reads the state file when it starts and merges the
+/// records it made into it before `run.finished`; they also come back in
+/// [`RunSummary::records`].
 pub async fn run_round(
     session: &Arc<BuildSession>,
-    prev: Arc<State>,
     config: Arc<Config>,
     options: BuildOptions,
     bus: Arc<EventBus>,
     mut cancel: watch::Receiver<bool>,
 ) -> Result<RunSummary, BuildError> {
+    let _hold = session.hold(&bus).await?;
+    let prev = Arc::new(session.load_state());
     let started = Instant::now();
     let layout = session.layout.clone();
     let graph = Graph::from_config(&config);
@@ -119,6 +108,7 @@ pub async fn run_round(
         spans: options.spans,
         force: options.force.clone(),
         stale: options.stale.clone(),
+        commands: session.commands.clone(),
         bus: bus.clone(),
         started,
         engine: OnceLock::new(),
@@ -193,6 +183,14 @@ pub async fn run_round(
         }
     }
 
+    if !ctx.dry_run
+        && let Err(e) = session.persist(&run.records)
+    {
+        bus.publish(Event::Notice {
+            level: NoticeLevel::Warning,
+            message: format!("cannot save {}: {e}", session.layout.state().display()),
+        });
+    }
     run.summary.records = std::mem::take(&mut run.records);
     let gate = run.gate.take();
     let mut summary = run.summary;
@@ -329,9 +327,22 @@ impl RunLoop<'_> {
         tokio::spawn(async move {
             let key = Some(request.manifest.key());
             let worker_tx = tx.clone();
-            let done = catch_task(async move { execute(&ctx, id, slot, request, cancel, &worker_tx).await })
-                .await
-                .unwrap_or_else(|reason| Done { record: None, status: TargetStatus::Failed, reason, key, log: None });
+            let done = catch_task(async move {
+                // Every round of the session together keeps to `jobs` commands at once.
+                let _permit = match &ctx.commands {
+                    Some(commands) => Some(commands.clone().acquire_owned().await),
+                    None => None,
+                };
+                execute(&ctx, id, slot, request, cancel, &worker_tx).await
+            })
+            .await
+            .unwrap_or_else(|reason| Done {
+                record: None,
+                status: TargetStatus::Failed,
+                reason,
+                key,
+                log: None,
+            });
             let _ = tx.send(Msg::Ran(id, done));
         });
     }

@@ -77,7 +77,10 @@ pub fn shell_command(cmd: &str, dir: &std::path::Path, env: &BTreeMap<String, St
 
 /// Sends `signal` to the whole process group led by `pid`.
 pub fn signal_group(pid: u32, signal: Signal) {
-    if let Ok(pid) = i32::try_from(pid) {
+    // 0 (no process known) would mean kiln's own group to killpg, 1 init's.
+    if let Ok(pid) = i32::try_from(pid)
+        && pid > 1
+    {
         let _ = killpg(Pid::from_raw(pid), signal);
     }
 }

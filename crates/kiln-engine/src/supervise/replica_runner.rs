@@ -20,6 +20,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::build::worker_panic::catch_task;
 use crate::container::engine::{EngineKind, exec_words, shell_join};
 use crate::event::{Event, EventBus, Stream};
 use crate::exec::command::{shell_command, signal_group};
@@ -27,6 +28,7 @@ use crate::supervise::replica_state::Input;
 use crate::supervise::service_spec::{Runner, ServiceSpec, fill_replica};
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// How often an attempt checks that its process still exists.
 const SWEEP: Duration = Duration::from_secs(5);
@@ -59,7 +61,9 @@ pub enum Order {
     Restart,
 }
 
-/// Starts an attempt on its own task; orders go to the returned sender.
+/// Starts an attempt on its own task; orders go to the returned sender. An attempt whose
+/// task panics reports `Exited` all the same (after killing its process group), with the
+/// panic's message as an output line, so nothing waits for it forever.
 pub fn start_attempt(
     spec: Arc<ServiceSpec>,
     replica: u32,
@@ -69,13 +73,49 @@ pub fn start_attempt(
     reports: mpsc::UnboundedSender<Report>,
 ) -> mpsc::UnboundedSender<Order> {
     let (order_tx, order_rx) = mpsc::unbounded_channel();
+    let pid = Arc::new(AtomicU32::new(0));
+    let (task_spec, task_bus, task_reports, task_pid) = (spec.clone(), bus.clone(), reports.clone(), pid.clone());
     tokio::spawn(async move {
-        let send = |observed, handover| {
-            let _ = reports.send(Report { service: spec.name.clone(), replica, attempt, observed, handover });
+        let work = async move {
+            let spec = task_spec;
+            let send = |observed, handover| {
+                let report = Report { service: spec.name.clone(), replica, attempt, observed, handover };
+                let _ = task_reports.send(report);
+            };
+            run_attempt(&spec, replica, handover, &task_bus, order_rx, &task_pid, send).await;
         };
-        run_attempt(&spec, replica, handover, &bus, order_rx, send).await;
+        if let Err(why) = catch_task(work).await {
+            signal_group(pid.load(Ordering::Relaxed), Signal::SIGKILL);
+            bus.publish(Event::ServiceOutput {
+                service: spec.name.clone(),
+                replica,
+                stream: Stream::Stderr,
+                line: format!("kiln: {why}"),
+            });
+            let report =
+                Report { service: spec.name.clone(), replica, attempt, observed: Input::Exited(None), handover: None };
+            let _ = reports.send(report);
+        }
     });
     order_tx
+}
+
+/// Stops and removes a podman container that was handed over for a `run --replace` that will
+/// not come (a stop overtook the restart); reports `Exited` as `attempt` when it is gone.
+pub fn stop_handover(
+    spec: Arc<ServiceSpec>,
+    replica: u32,
+    attempt: u64,
+    handover: Handover,
+    reports: mpsc::UnboundedSender<Report>,
+) {
+    tokio::spawn(async move {
+        let (mut child, pid) = handover;
+        stop(&spec, replica, &mut child, pid).await;
+        let report =
+            Report { service: spec.name.clone(), replica, attempt, observed: Input::Exited(None), handover: None };
+        let _ = reports.send(report);
+    });
 }
 
 /// Runs the process until it exits or is stopped, reporting through `report`; the last
@@ -86,6 +126,7 @@ async fn run_attempt(
     handover: Option<Handover>,
     bus: &Arc<EventBus>,
     mut orders: mpsc::UnboundedReceiver<Order>,
+    pid_cell: &AtomicU32,
     report: impl Fn(Input, Option<Handover>),
 ) {
     let mut command = match &spec.runner {
@@ -153,6 +194,7 @@ async fn run_attempt(
     };
     tokio::pin!(old_exit);
     let pid = child.id().unwrap_or(0);
+    pid_cell.store(pid, Ordering::Relaxed);
     let _group = matches!(spec.runner, Runner::Process(_)).then(|| crate::exec::watchdog::GroupGuard::new(pid));
 
     // Output lines become events; a `log` probe watches them for its pattern.

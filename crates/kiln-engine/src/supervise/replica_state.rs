@@ -11,7 +11,9 @@
 //!   a ready replica `unhealthy`, and a pass makes it `ready` again;
 //! - an exit is decided by the restart policy: `backoff` (1 s doubling to 5 min, the count
 //!   reset after 10 min ready), or `completed` / `failed`, which only a new build ends;
-//! - a new build restarts it (from any phase); stop ends it `stopped`.
+//! - a new build restarts it (running, backing off, completed or failed; a replica not yet
+//!   started starts when it is begun, and one being stopped for good stays stopped); stop
+//!   ends it `stopped`.
 
 use std::time::Duration;
 
@@ -99,6 +101,8 @@ pub struct ReplicaState {
     stopping: Option<Then>,
     /// The signal a stop sends (`SIGTERM`), for the reasons.
     stop_signal: &'static str,
+    /// How the last crash went (`exited with code 1`), for the reason of the restart.
+    last_exit: String,
 }
 
 impl ReplicaState {
@@ -118,6 +122,7 @@ impl ReplicaState {
             started_at: None,
             stopping: None,
             stop_signal,
+            last_exit: String::new(),
         }
     }
 
@@ -142,6 +147,8 @@ impl ReplicaState {
     /// Decides what `input`, arriving at `now`, changes. `jitter` in 0..1 spreads backoffs.
     pub fn step(&mut self, input: Input, now: Instant, jitter: f64) -> Step {
         match input {
+            // A start that arrives while it is being stopped changes nothing: it is not ready.
+            Input::Started { .. } if self.stopping.is_some() => Self::stay(Action::Continue),
             Input::Started { probed } => {
                 self.started_at = Some(now);
                 self.failures = 0;
@@ -151,7 +158,14 @@ impl ReplicaState {
                     self.to(Phase::Ready, "running (no readiness probe)", None, Action::Continue)
                 }
             }
-            Input::StartFailed(why) => self.exited(Some(127), &why, now, jitter),
+            Input::StartFailed(why) => match self.stopping.take() {
+                Some(Then::End) => self.to(Phase::Stopped, "stopped", None, Action::End),
+                // Nothing ran, so nothing was ready: no reset of the backoff.
+                Some(Then::Restart) | None => {
+                    self.started_at = None;
+                    self.exited(Some(127), &why, now, jitter)
+                }
+            },
             Input::ProbePassed | Input::LogMatched if self.running() && self.stopping.is_none() => {
                 self.failures = 0;
                 if self.phase == Phase::Ready {
@@ -183,17 +197,19 @@ impl ReplicaState {
                 }
             },
             Input::BackoffOver if self.phase == Phase::Backoff => {
-                let reason = format!("restart {} after a crash", self.restarts);
+                let reason = format!("restart {} after it {}", self.restarts, self.last_exit);
                 self.to(Phase::Starting, reason, None, Action::Start)
             }
             Input::BackoffOver => Self::stay(Action::Continue),
             Input::NewBuild => {
-                if self.running() || self.stopping.is_some() {
+                if self.stopping == Some(Then::End) || matches!(self.phase, Phase::Pending | Phase::Stopped) {
+                    // Being stopped for good, not started yet, or over: a build changes none.
+                    Self::stay(Action::Continue)
+                } else if self.stopping == Some(Then::Restart) {
+                    Self::stay(Action::Continue)
+                } else if self.running() {
                     self.stopping = Some(Then::Restart);
-                    let reason = format!("sent {} to restart for a new build", self.stop_signal);
-                    self.to(Phase::Stopping, reason, None, Action::Kill)
-                } else if self.phase == Phase::Stopped {
-                    Self::stay(Action::End)
+                    self.to(Phase::Stopping, "restarting for a new build", None, Action::Kill)
                 } else {
                     self.to(Phase::Starting, "restarted for a new build", None, Action::Start)
                 }
@@ -212,6 +228,7 @@ impl ReplicaState {
 
     /// The process ended on its own: the restart policy decides.
     fn exited(&mut self, code: Option<i32>, how: &str, now: Instant, jitter: f64) -> Step {
+        self.last_exit = how.to_string();
         let ready_for = self.started_at.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         match on_exit(self.policy, code) {
             ExitDecision::Completed => self.to(Phase::Completed, how, None, Action::Idle),
@@ -316,5 +333,59 @@ mod tests {
         b.step(Input::Exited(Some(1)), now, 0.0);
         let s = b.step(Input::Stop, now, 0.0);
         assert_eq!((phase(&s), s.action), (Some(Phase::Stopped), Action::End));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replica_stopped_for_good_is_not_brought_back_by_a_new_build() {
+        let now = Instant::now();
+        let mut r = state(RestartPolicy::Always);
+        r.begin("go");
+        r.step(Input::Started { probed: false }, now, 0.0);
+        assert_eq!(r.step(Input::Stop, now, 0.0).action, Action::Kill, "a scale-down stops it");
+        let s = r.step(Input::NewBuild, now, 0.0);
+        assert_eq!((s.change, s.action), (None, Action::Continue), "a roll meanwhile changes nothing");
+        let s = r.step(Input::Exited(None), now, 0.0);
+        assert_eq!((phase(&s), s.action), (Some(Phase::Stopped), Action::End));
+        assert_eq!(r.step(Input::NewBuild, now, 0.0).change, None, "stopped stays stopped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_start_reported_after_a_stop_does_not_make_it_ready() {
+        let now = Instant::now();
+        let mut r = state(RestartPolicy::Always);
+        r.begin("go");
+        assert_eq!(r.step(Input::Stop, now, 0.0).action, Action::Kill);
+        let s = r.step(Input::Started { probed: false }, now, 0.0);
+        assert_eq!(s.change, None, "not ready: it is being stopped");
+        let s = r.step(Input::Exited(None), now, 0.0);
+        assert_eq!(phase(&s), Some(Phase::Stopped));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_start_honours_a_pending_stop_and_does_not_reset_the_backoff() {
+        let mut now = Instant::now();
+        let mut r = state(RestartPolicy::Always);
+        r.begin("go");
+        r.step(Input::Started { probed: false }, now, 0.0);
+        now += Duration::from_secs(3600);
+        assert_eq!(r.step(Input::Exited(Some(1)), now, 0.0).action, Action::Wait(Duration::from_secs(1)));
+        r.step(Input::BackoffOver, now, 0.0);
+        // The next start fails at once, an hour after the last good start: still backing off.
+        let s = r.step(Input::StartFailed("cannot start".into()), now, 0.0);
+        assert_eq!(s.action, Action::Wait(Duration::from_secs(2)), "the count is not reset by a start that never ran");
+        let s = r.step(Input::BackoffOver, now, 0.0);
+        assert_eq!(s.change.expect("starting").reason, "restart 2 after it cannot start");
+        assert_eq!(r.step(Input::Stop, now, 0.0).action, Action::Kill);
+        let s = r.step(Input::StartFailed("cannot start".into()), now, 0.0);
+        assert_eq!((phase(&s), s.action), (Some(Phase::Stopped), Action::End), "the stop wins");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replica_not_yet_begun_waits_for_its_start_whatever_happens() {
+        let now = Instant::now();
+        let mut r = state(RestartPolicy::Always);
+        assert_eq!(r.step(Input::NewBuild, now, 0.0).change, None);
+        assert_eq!(r.step(Input::BackoffOver, now, 0.0).change, None);
+        assert_eq!(phase(&r.begin("deps are built")), Some(Phase::Starting));
     }
 }

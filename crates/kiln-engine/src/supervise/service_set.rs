@@ -2,9 +2,10 @@
 //! dispatcher.
 //!
 //! The decisions are pure and live beside it: [`ReplicaState::step`] (what a replica does
-//! on a start, a probe result, an exit, a new build, a stop), [`Rollout`] (rolling
-//! restarts, one replica at a time) and the `after` gate (a service's replicas stay
-//! `pending` until every replica of the services in its `after` is ready). The service set
+//! on a start, a probe result, an exit, a new build, a stop) and [`Rollout`] (rolling
+//! restarts, one replica at a time). The service set also keeps the `after` gate: a
+//! service's replicas stay `pending` until every replica of each service in its `after`
+//! (those the dispatcher passes: the selected ones) has started and is ready. It
 //! feeds them what the attempts report ([`Report`]), publishes each phase change as
 //! `service.phase`, and carries out the actions: start an attempt, tell it to stop, note a
 //! backoff deadline (the dispatcher calls [`ServiceSet::on_deadline`] when it passes).
@@ -17,12 +18,13 @@ use tokio::time::Instant;
 
 use crate::event::{Event, EventBus, Phase};
 use crate::supervise::backoff::jitter_unit;
-use crate::supervise::replica_runner::{Handover, Order, Report, start_attempt};
+use crate::supervise::replica_runner::{Handover, Order, Report, start_attempt, stop_handover};
 use crate::supervise::replica_state::{Action, Input, ReplicaState, Step};
 use crate::supervise::rollout::Rollout;
 use crate::supervise::service_spec::ServiceSpec;
 
-/// One replica: its state, and the attempt running for it.
+/// One replica: its state, and the attempt running for it. Its phase says the rest:
+/// `pending` until begun, `stopped` once over.
 struct Slot {
     state: ReplicaState,
     /// The number of the current attempt; reports of others are stale.
@@ -33,10 +35,23 @@ struct Slot {
     handover: Option<Handover>,
     /// In `backoff`: when to try again.
     retry_at: Option<Instant>,
-    /// Not started yet: waiting for the `after` services.
-    waiting: bool,
-    /// Ended (`stopped`): nothing runs and nothing will.
-    ended: bool,
+    /// Stopping for good, but wanted again (scaled down, then up before it ended): it starts
+    /// afresh once its process is gone.
+    revive: bool,
+    /// Set while a podman container handed over for a restart is being stopped instead (a
+    /// stop overtook the restart): this attempt number reports when it is gone.
+    cleanup: Option<u64>,
+}
+
+impl Slot {
+    fn waiting(&self) -> bool {
+        self.state.phase == Phase::Pending
+    }
+
+    /// Over: nothing runs and nothing will.
+    fn ended(&self) -> bool {
+        self.state.phase == Phase::Stopped && self.cleanup.is_none() && self.orders.is_none()
+    }
 }
 
 struct Entry {
@@ -67,14 +82,19 @@ impl ServiceSet {
         self.services.get(name).is_some_and(|e| !e.removing)
     }
 
-    /// Whether a service still has replicas that have not ended.
+    /// Whether a service is still known: running, or being stopped and not yet gone.
     pub fn is_live(&self, name: &str) -> bool {
         self.services.contains_key(name)
     }
 
-    /// Whether any service has replicas that have not ended.
+    /// Whether any service is still known (see [`ServiceSet::is_live`]).
     pub fn any_live(&self) -> bool {
         !self.services.is_empty()
+    }
+
+    /// The longest `stop_timeout` of any service: how long a stop may take.
+    pub fn longest_stop(&self) -> std::time::Duration {
+        self.services.values().filter_map(|e| e.spec.as_ref()).map(|s| s.stop_timeout).max().unwrap_or_default()
     }
 
     /// Records a service that cannot run, with why, as `failed`.
@@ -137,7 +157,9 @@ impl ServiceSet {
     /// ready (or has given up), so that it keeps serving throughout.
     pub fn roll(&mut self, name: &str) {
         let Some(e) = self.services.get_mut(name).filter(|e| !e.removing) else { return };
-        let live: Vec<u32> = e.replicas.iter().filter(|(_, s)| !s.waiting && !s.ended).map(|(r, _)| *r).collect();
+        let desired = e.desired;
+        let live: Vec<u32> =
+            e.replicas.iter().filter(|(r, s)| **r < desired && !s.waiting() && !s.ended()).map(|(r, _)| *r).collect();
         e.rollout = Some(Rollout::new(live));
         self.advance_rollout(name);
     }
@@ -154,12 +176,25 @@ impl ServiceSet {
         if let Some(spec) = &e.spec {
             let policy = Policy::of(spec);
             for r in 0..to {
-                e.replicas.entry(r).or_insert_with(|| new_slot(policy));
+                match e.replicas.get_mut(&r) {
+                    None => {
+                        e.replicas.insert(r, new_slot(policy));
+                    }
+                    // Over already: a new one in its place.
+                    Some(slot) if slot.ended() => *slot = new_slot(policy),
+                    // Still stopping after a scale-down: back once it is gone.
+                    Some(slot) if slot.state.phase == Phase::Stopping => slot.revive = true,
+                    Some(_) => {}
+                }
             }
         }
         for r in extra {
+            if let Some(slot) = self.services.get_mut(name).and_then(|e| e.replicas.get_mut(&r)) {
+                slot.revive = false;
+            }
             self.feed(name, r, Input::Stop);
         }
+        self.drop_ended(name);
         self.start_waiting();
     }
 
@@ -187,6 +222,12 @@ impl ServiceSet {
     pub fn on_report(&mut self, report: Report) {
         let Report { service, replica, attempt, observed, handover } = report;
         let Some(slot) = self.services.get_mut(&service).and_then(|e| e.replicas.get_mut(&replica)) else { return };
+        if slot.cleanup == Some(attempt) {
+            // The handed-over container is gone.
+            slot.cleanup = None;
+            self.drop_ended(&service);
+            return;
+        }
         if slot.attempt != attempt {
             return;
         }
@@ -238,7 +279,7 @@ impl ServiceSet {
         self.services[name].after.iter().all(|a| {
             self.services
                 .get(a)
-                .is_none_or(|e| !e.replicas.is_empty() && e.replicas.values().all(|s| s.state.phase == Phase::Ready))
+                .is_some_and(|e| !e.replicas.is_empty() && e.replicas.values().all(|s| s.state.phase == Phase::Ready))
         })
     }
 
@@ -247,13 +288,12 @@ impl ServiceSet {
         let names: Vec<String> = self.services.keys().cloned().collect();
         for name in names {
             let e = &self.services[&name];
-            if e.removing || e.spec.is_none() || !e.replicas.values().any(|s| s.waiting) || !self.after_ready(&name) {
+            if e.removing || e.spec.is_none() || !e.replicas.values().any(Slot::waiting) || !self.after_ready(&name) {
                 continue;
             }
-            let waiting: Vec<u32> = e.replicas.iter().filter(|(_, s)| s.waiting).map(|(r, _)| *r).collect();
+            let waiting: Vec<u32> = e.replicas.iter().filter(|(_, s)| s.waiting()).map(|(r, _)| *r).collect();
             for r in waiting {
                 let slot = self.services.get_mut(&name).and_then(|e| e.replicas.get_mut(&r)).expect("listed above");
-                slot.waiting = false;
                 let step = slot.state.begin("deps are built");
                 self.apply(&name, r, step, Order::Stop);
             }
@@ -275,15 +315,6 @@ impl ServiceSet {
     fn feed(&mut self, name: &str, replica: u32, input: Input) {
         let order = if input == Input::NewBuild { Order::Restart } else { Order::Stop };
         let Some(slot) = self.services.get_mut(name).and_then(|e| e.replicas.get_mut(&replica)) else { return };
-        if slot.waiting {
-            // Never started: nothing to restart; a stop ends it at once.
-            if input == Input::Stop {
-                slot.waiting = false;
-                slot.ended = true;
-                self.publish(name, replica, Phase::Stopped, "stopped".into(), None);
-            }
-            return;
-        }
         let step = slot.state.step(input, Instant::now(), jitter_unit());
         self.apply(name, replica, step, order);
     }
@@ -317,7 +348,18 @@ impl ServiceSet {
             Action::Wait(delay) => slot.retry_at = Some(Instant::now() + delay),
             Action::End => {
                 slot.retry_at = None;
-                slot.ended = true;
+                if let (Some(handover), Some(spec)) = (slot.handover.take(), spec.clone()) {
+                    // A stop overtook a podman restart: the container handed over for
+                    // `run --replace` is stopped and removed instead.
+                    slot.attempt += 1;
+                    slot.cleanup = Some(slot.attempt);
+                    stop_handover(spec, replica, slot.attempt, handover, self.reports.clone());
+                } else if slot.revive
+                    && let Some(spec) = &spec
+                {
+                    // Wanted again: a new replica in its place, begun with the others.
+                    *slot = new_slot(Policy::of(spec));
+                }
             }
             Action::Idle | Action::Continue => {}
         }
@@ -329,7 +371,7 @@ impl ServiceSet {
     fn drop_ended(&mut self, name: &str) {
         let Some(e) = self.services.get_mut(name) else { return };
         let desired = e.desired;
-        e.replicas.retain(|r, s| !(s.ended && (*r >= desired || e.removing)));
+        e.replicas.retain(|r, s| !(s.ended() && (*r >= desired || e.removing)));
         if e.removing && e.replicas.is_empty() {
             self.services.remove(name);
         }
@@ -377,7 +419,7 @@ fn new_slot(p: Policy) -> Slot {
         orders: None,
         handover: None,
         retry_at: None,
-        waiting: true,
-        ended: false,
+        revive: false,
+        cleanup: None,
     }
 }

@@ -5,7 +5,7 @@
 //! replica) report with messages; the dispatcher decides through pure functions
 //! ([`RoundPlan`] for what to build next, [`ReloadPlan`] for what a new configuration
 //! changes) and acts. One `select!` over file events, the debounce deadline, round reports,
-//! controls and the cancel signal.
+//! replica reports, the next backoff or rollout deadline, controls and the cancel signal.
 //!
 //! A round is gated on content: a dry evaluation of the affected targets, and if no key
 //! changed, `watch.unchanged` and nothing runs. Rounds are per target: at most one build per
@@ -29,10 +29,9 @@ use tokio::time::Instant;
 
 use crate::build::build_options::{BuildOptions, RunSummary};
 use crate::build::build_session::BuildSession;
-use crate::cache::state::State;
 use crate::event::{Event, EventBus, NoticeLevel, TargetStatus};
+use crate::fs::cpus::cpus;
 use crate::fs::file_index::FileIndex;
-use crate::graph::target_graph::TargetId;
 use crate::supervise::replica_runner::Report;
 use crate::supervise::service_set::ServiceSet;
 use crate::supervise::service_spec::ServiceSpec;
@@ -61,9 +60,11 @@ pub async fn run_up(
 ) -> Result<UpExit, UpError> {
     let sel = Selection::new(config, &options.names)?;
     let root = sel.config.root.clone();
-    let session = Arc::new(BuildSession::open(&root, &bus, true).await?);
-    let state_path = session.layout.state().join("targets.json");
-    let state = Arc::new(State::load(&state_path));
+    let mut session = BuildSession::open(&root, true).await?;
+    // Concurrent rounds together keep to `jobs` commands at once.
+    let jobs = if options.jobs == 0 { sel.config.settings.jobs.unwrap_or_else(cpus) } else { options.jobs };
+    session.commands = Some(Arc::new(tokio::sync::Semaphore::new(jobs.max(1))));
+    let session = Arc::new(session);
     let (raw_tx, raw_rx) = mpsc::unbounded_channel();
     let watches = WatchSet::new(&root, raw_tx).map_err(|e| UpError::Watch(e.to_string()))?;
     let config_rel = options
@@ -83,8 +84,6 @@ pub async fn run_up(
         options,
         bus,
         session,
-        state,
-        state_path,
         statuses: BTreeMap::new(),
         images: BTreeMap::new(),
         plan: RoundPlan::default(),
@@ -95,12 +94,14 @@ pub async fn run_up(
         held_since: None,
         round_tx,
         cancel: cancel.clone(),
+        stopping: false,
     };
     sync_watches(&mut d.watches, &d.scope, &d.bus);
     d.bus.publish(Event::WatchStarted { dirs: d.watches.watched_dirs(), targets: d.sel.targets.len() });
     remove_leftovers(&d.sel.config, &d.bus).await;
     if !d.options.no_build {
-        d.plan.add(d.sel.targets.clone(), None, false);
+        let all = d.sel.names(d.sel.targets.iter().copied());
+        d.plan.add(all.iter().map(String::as_str), None, false);
         d.start_rounds();
         if !d.plan.is_running() {
             // Nothing to build: services start now rather than after a round.
@@ -115,9 +116,6 @@ struct Dispatcher {
     options: UpOptions,
     bus: Arc<EventBus>,
     session: Arc<BuildSession>,
-    /// The last build of each target, as the rounds reported them.
-    state: Arc<State>,
-    state_path: std::path::PathBuf,
     /// How each target's last round ended: what `kiln status` shows.
     statuses: BTreeMap<String, TargetStatus>,
     /// Image targets and the image each last stood for: what their container services run.
@@ -134,6 +132,8 @@ struct Dispatcher {
     services: ServiceSet,
     round_tx: mpsc::UnboundedSender<RoundReport>,
     cancel: watch::Receiver<bool>,
+    /// `kiln up` is ending: nothing more starts.
+    stopping: bool,
 }
 
 fn succeeded(status: TargetStatus) -> bool {
@@ -165,7 +165,9 @@ impl Dispatcher {
                 Some(report) = replica_rx.recv() => {
                     self.services.on_report(report);
                     // A service stopped for a restart starts again once its replicas are gone.
-                    self.reconcile_services(&RunSummary::default());
+                    if !self.stopping {
+                        self.reconcile_services(&RunSummary::default());
+                    }
                 }
                 () = tokio::time::sleep_until(service_deadline.unwrap_or_else(Instant::now)), if service_deadline.is_some() => {
                     self.services.on_deadline(Instant::now());
@@ -178,6 +180,8 @@ impl Dispatcher {
                 }
                 Some(control) = controls.recv() => match control {
                     UpControl::Stop => {
+                        // Rounds still running finish, but start nothing.
+                        self.stopping = true;
                         self.drain_rounds(&mut round_rx).await;
                         self.stop_services(&mut replica_rx).await;
                         return Ok(UpExit::Stopped);
@@ -198,14 +202,27 @@ impl Dispatcher {
         Ok(UpExit::Interrupted)
     }
 
-    /// Stops every service gracefully and waits until their processes are gone.
+    /// Stops every service gracefully and waits until their processes are gone: each stop
+    /// ends within its `stop_timeout` (then SIGKILL), so this waits that long and some slack,
+    /// never forever.
     async fn stop_services(&mut self, replica_rx: &mut mpsc::UnboundedReceiver<Report>) {
+        self.stopping = true;
         self.services.stop_all();
-        while self.services.any_live() {
-            match replica_rx.recv().await {
-                Some(report) => self.services.on_report(report),
-                None => break,
+        let limit = self.services.longest_stop() + Duration::from_secs(15);
+        let waited = tokio::time::timeout(limit, async {
+            while self.services.any_live() {
+                match replica_rx.recv().await {
+                    Some(report) => self.services.on_report(report),
+                    None => break,
+                }
             }
+        })
+        .await;
+        if waited.is_err() {
+            self.bus.publish(Event::Notice {
+                level: NoticeLevel::Warning,
+                message: format!("services did not stop within {}; leaving them", kiln_config::format_duration(limit)),
+            });
         }
     }
 
@@ -294,21 +311,21 @@ impl Dispatcher {
         if batch.rescan {
             sync_watches(&mut self.watches, &self.scope, &self.bus);
         }
-        let (affected, relevant) = self.affected_by(&batch);
+        let affected = self.affected_by(&batch);
         if self.options.no_build {
             return;
         }
-        if !reload_build.is_empty() {
-            self.plan.add(reload_build, Some(&relevant), false);
-        }
-        if !affected.is_empty() {
-            self.plan.add(affected, Some(&relevant), false);
+        // What a reload asks to build, it builds because of kiln.toml.
+        let config = BTreeSet::from([self.config_rel.clone()]);
+        self.plan.add(reload_build.iter().map(String::as_str), Some(&config), false);
+        for (target, paths) in &affected {
+            self.plan.add([target.as_str()], Some(paths), false);
         }
         self.start_rounds();
     }
 
     /// Switches to a new configuration; returns the targets it asks to build.
-    fn apply_reload(&mut self, next: Selection) -> BTreeSet<TargetId> {
+    fn apply_reload(&mut self, next: Selection) -> BTreeSet<String> {
         self.bus.publish(reloaded_event(&self.sel.config, &next.config));
         let plan = ReloadPlan::between(&self.sel, &next);
         // Stopped services that are still selected start again once their replicas are
@@ -319,15 +336,16 @@ impl Dispatcher {
         for (name, (_, to)) in &plan.scale {
             self.services.scale(name, *to);
         }
-        let mut build = plan.build;
+        let mut build: BTreeSet<String> = next.names(plan.build).into_iter().collect();
         // Services that are not running yet start after a round of their deps.
         for name in &next.services {
             if !self.services.is_started(name) {
-                build.extend(next.config.services[name].deps.iter().filter_map(|d| next.graph.id(d)));
+                build.extend(next.config.services[name].deps.iter().filter(|d| next.graph.id(d).is_some()).cloned());
             }
         }
         self.sel = next;
-        self.plan.retain(&self.sel.targets);
+        let sel = &self.sel;
+        self.plan.retain(|t| sel.graph.id(t).is_some_and(|id| sel.targets.contains(&id)));
         self.reconcile_services(&RunSummary::default());
         self.debouncer.set_window(self.options.debounce.unwrap_or(self.sel.config.settings.debounce));
         let scope = self.sel.scope();
@@ -338,32 +356,30 @@ impl Dispatcher {
         build
     }
 
-    /// The targets a batch affects (with their dependents) and the paths that concern them;
-    /// with `--no-build` this is reported right away, otherwise the round reports it after
+    /// The targets a batch affects (with their dependents) and the paths that concern each;
+    /// with `--no-build` this is reported right away, otherwise each round reports it after
     /// the content gate.
-    fn affected_by(&mut self, batch: &Batch) -> (BTreeSet<TargetId>, BTreeSet<String>) {
+    fn affected_by(&mut self, batch: &Batch) -> BTreeMap<String, BTreeSet<String>> {
         let paths: BTreeSet<String> = batch.paths.iter().filter(|p| **p != self.config_rel).cloned().collect();
         let gone = std::mem::take(&mut self.gone_dirs);
-        let (affected, relevant) = self.sel.affected(&paths, &gone, batch.rescan);
-        if affected.is_empty() {
-            return (BTreeSet::new(), BTreeSet::new());
-        }
-        let with_dependents = self.sel.with_dependents(affected);
-        if self.options.no_build {
+        let affected = self.sel.affected(&paths, &gone, batch.rescan);
+        if self.options.no_build && !affected.is_empty() {
+            let relevant: BTreeSet<&String> = affected.values().flatten().collect();
             self.bus.publish(Event::WatchChanged {
-                paths: relevant.iter().cloned().collect(),
-                targets: self.sel.names(with_dependents.iter().copied()),
+                paths: relevant.into_iter().cloned().collect(),
+                targets: affected.keys().cloned().collect(),
             });
         }
-        (with_dependents, relevant)
+        affected
     }
 
     fn on_trigger(&mut self, name: &str) {
         if self.services.is_started(name) {
             self.services.roll(name);
         } else if let Some(id) = self.sel.graph.id(name).filter(|id| self.sel.targets.contains(id)) {
-            self.plan.add(self.sel.with_dependents([id]), None, false);
-            self.plan.add([id], None, true);
+            let dependents = self.sel.names(self.sel.with_dependents([id]));
+            self.plan.add(dependents.iter().map(String::as_str), None, false);
+            self.plan.add([name], None, true);
             self.start_rounds();
         } else {
             self.bus.publish(Event::Notice {
@@ -382,32 +398,27 @@ impl Dispatcher {
 
     fn start_round(&mut self, round: RoundStart) {
         let RoundStart { id, targets, paths, force } = round;
-        let closure = self.sel.graph.with_deps(targets.iter().copied());
-        // Targets whose last status was not a success: that they are fresh now is news.
+        let ids = targets.iter().filter_map(|t| self.sel.graph.id(t));
+        let closure = self.sel.graph.with_deps(ids);
+        // Targets whose last status was not a success, or that have none yet: that they are
+        // fresh now is news.
         let stale = self
             .sel
             .names(closure)
             .into_iter()
-            .filter(|n| self.statuses.get(n).is_some_and(|s| !succeeded(*s)))
+            .filter(|n| self.statuses.get(n).is_none_or(|s| !succeeded(*s)))
             .collect();
         let build = BuildOptions {
-            targets: self.sel.names(targets.iter().copied()),
+            targets: targets.into_iter().collect(),
             jobs: self.options.jobs,
             keep_going: self.options.keep_going,
             replay_logs: self.options.replay_logs,
             watch_mode: true,
-            force: self.sel.names(force).into_iter().collect(),
+            force,
             stale,
             ..BuildOptions::default()
         };
-        let job = RoundJob {
-            id,
-            session: self.session.clone(),
-            prev: self.state.clone(),
-            config: self.sel.config.clone(),
-            build,
-            paths,
-        };
+        let job = RoundJob { id, session: self.session.clone(), config: self.sel.config.clone(), build, paths };
         spawn_round(job, self.bus.clone(), self.cancel.clone(), self.round_tx.clone());
     }
 
@@ -433,21 +444,7 @@ impl Dispatcher {
             }
         };
         self.statuses.extend(summary.outcomes.iter().map(|(t, s)| (t.clone(), *s)));
-        if !summary.records.is_empty() {
-            let mut state = (*self.state).clone();
-            state.targets.extend(summary.records.iter().map(|(k, v)| (k.clone(), v.clone())));
-            if state != *self.state {
-                if let Err(e) = state.save(&self.state_path) {
-                    self.bus.publish(Event::Notice {
-                        level: NoticeLevel::Warning,
-                        message: format!("cannot save {}: {e}", self.state_path.display()),
-                    });
-                }
-                self.state = Arc::new(state);
-            }
-        }
-        self.session.save_stat();
-        if *self.cancel.borrow() {
+        if *self.cancel.borrow() || self.stopping {
             return;
         }
         self.reconcile_services(&summary);
@@ -477,8 +474,11 @@ impl Dispatcher {
                     self.services.roll(name);
                 }
             } else {
+                // `after` waits for the services of this session, not for ones not selected.
+                let after: Vec<String> =
+                    service.after.iter().filter(|a| self.sel.services.contains(*a)).cloned().collect();
                 match ServiceSpec::of(&self.sel.config, service, &self.images) {
-                    Ok(spec) => self.services.start(spec, service.replicas, &service.after),
+                    Ok(spec) => self.services.start(spec, service.replicas, &after),
                     Err(why) => self.services.refuse(name, service.replicas, &why),
                 }
             }

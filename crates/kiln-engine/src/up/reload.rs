@@ -4,8 +4,8 @@
 //! configuration keeps running); [`ReloadPlan::between`] is the pure decision of what the new
 //! configuration changes: which targets to build (added, redefined, or all after an `[env]`
 //! change, with their dependents), which services to stop (removed), restart (redefined),
-//! scale (only `replicas` changed: the replicas beyond the new count stop, the others keep
-//! serving) or start (added).
+//! or scale (only `replicas` changed: the replicas beyond the new count stop, the others keep
+//! serving). Added services are simply started, as after any round.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,8 +27,6 @@ pub struct ReloadPlan {
     pub restart: BTreeSet<String>,
     /// Services whose only change is `replicas`: (old, new).
     pub scale: BTreeMap<String, (u32, u32)>,
-    /// Services newly selected.
-    pub start: BTreeSet<String>,
 }
 
 /// Two definitions of a service that differ at most in `replicas`.
@@ -65,7 +63,6 @@ impl ReloadPlan {
                 }
             }
         }
-        plan.start = new.services.difference(&old.services).cloned().collect();
         if env_changed {
             // `[env]` reaches every service's environment.
             plan.restart.extend(new.services.intersection(&old.services).cloned());
@@ -173,7 +170,7 @@ cmd = "sleep 100"
         let (old, new) = (sel(BASE), sel(&BASE.replace("replicas = 3", "replicas = 2")));
         let plan = ReloadPlan::between(&old, &new);
         assert_eq!(plan.scale.get("web"), Some(&(3, 2)));
-        assert!(plan.restart.is_empty() && plan.stop.is_empty() && plan.start.is_empty() && plan.build.is_empty());
+        assert!(plan.restart.is_empty() && plan.stop.is_empty() && plan.build.is_empty());
     }
 
     #[test]
@@ -185,7 +182,7 @@ cmd = "sleep 100"
         let plan = ReloadPlan::between(&old, &new);
         assert_eq!(plan.restart, BTreeSet::from(["web".to_string()]));
         assert_eq!(plan.stop, BTreeSet::from(["worker".to_string()]));
-        assert_eq!(plan.start, BTreeSet::from(["cron".to_string()]));
+        assert!(!plan.restart.contains("cron") && !plan.stop.contains("cron"), "a new service just starts");
     }
 
     #[test]

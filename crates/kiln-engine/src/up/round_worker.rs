@@ -12,7 +12,6 @@ use crate::build::build_options::{BuildOptions, RunSummary};
 use crate::build::build_session::BuildSession;
 use crate::build::run_build::run_round;
 use crate::build::worker_panic::catch_task;
-use crate::cache::state::State;
 use crate::event::{Event, EventBus, NoticeLevel};
 
 /// What the dispatcher hears when a round ends.
@@ -28,7 +27,6 @@ pub struct RoundReport {
 pub struct RoundJob {
     pub id: u64,
     pub session: Arc<BuildSession>,
-    pub prev: Arc<State>,
     pub config: Arc<Config>,
     pub build: BuildOptions,
     /// The changed paths that caused it, when it is gated on content.
@@ -42,7 +40,7 @@ pub fn spawn_round(
     cancel: watch::Receiver<bool>,
     done: mpsc::UnboundedSender<RoundReport>,
 ) {
-    let RoundJob { id, session, prev, config, build, paths } = job;
+    let RoundJob { id, session, config, build, paths } = job;
     let targets = build.targets.clone();
     let build = match &paths {
         // Gated on content: if every target is still fresh, the run publishes nothing.
@@ -54,7 +52,7 @@ pub fn spawn_round(
     };
     tokio::spawn(async move {
         let worker_bus = bus.clone();
-        let result = catch_task(async move { run_round(&session, prev, config, build, worker_bus, cancel).await })
+        let result = catch_task(async move { run_round(&session, config, build, worker_bus, cancel).await })
             .await
             .and_then(|r| r.map_err(|e| e.to_string()));
         match &result {

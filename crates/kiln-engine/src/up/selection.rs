@@ -6,7 +6,7 @@
 //! can match (a log file appended in the project root, say) is dropped before the debouncer,
 //! so it neither opens nor extends a quiet window.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -63,20 +63,21 @@ impl Selection {
             .any(|pat| pat.matches(path) || (is_dir && (is_under(path, &pat.prefix) || is_under(&pat.prefix, path))))
     }
 
-    /// Selected targets an input of which a changed path may be, or may have held, and the
-    /// paths that concern at least one of them.
+    /// The selected targets a batch of changed paths concerns, with the paths that concern
+    /// each: a target an input of which a path may be, or may have held, and every target
+    /// that depends on it (with the paths of what it depends on). A rescan concerns every
+    /// target, with every path.
     pub fn affected(
         &self,
         paths: &BTreeSet<String>,
         gone_dirs: &BTreeSet<String>,
         rescan: bool,
-    ) -> (BTreeSet<TargetId>, BTreeSet<String>) {
+    ) -> BTreeMap<String, BTreeSet<String>> {
         if rescan {
-            return (self.targets.clone(), paths.clone());
+            return self.targets.iter().map(|&t| (self.graph.name(t).to_string(), paths.clone())).collect();
         }
         let root: &Path = &self.config.root;
-        let mut targets = BTreeSet::new();
-        let mut relevant = BTreeSet::new();
+        let mut direct: BTreeMap<TargetId, BTreeSet<String>> = BTreeMap::new();
         for p in paths {
             for &t in &self.targets {
                 let reads = self.patterns.watched(t).any(|pat| {
@@ -86,12 +87,17 @@ impl Selection {
                     overlaps && (pat.matches(p) || gone_dirs.contains(p) || root.join(p).is_dir())
                 });
                 if reads && !self.patterns.outputs[t].iter().any(|o| o.matches(p)) {
-                    targets.insert(t);
-                    relevant.insert(p.clone());
+                    direct.entry(t).or_default().insert(p.clone());
                 }
             }
         }
-        (targets, relevant)
+        let mut affected: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (t, ps) in direct {
+            for d in self.with_dependents([t]) {
+                affected.entry(self.graph.name(d).to_string()).or_default().extend(ps.iter().cloned());
+            }
+        }
+        affected
     }
 
     /// Whether a path is a declared output of some target: a build's own writes.

@@ -209,9 +209,11 @@ impl Up {
     /// Waits until everything that happened before now has been evaluated: touches `input`
     /// (an existing input file of some target; its content stays the same) and waits for the
     /// batch holding that touch to be decided — `watch.unchanged` naming it, or
-    /// `watch.changed` naming it and the `run.finished` of that round. File events are
-    /// delivered in order, so every earlier change was in that batch or an earlier one: a
-    /// positive signal that nothing else is pending, instead of a quiet period.
+    /// `watch.changed` naming it and the next `run.finished`. File events are delivered in
+    /// order, so every earlier change was in that batch or an earlier one: a positive signal,
+    /// instead of a quiet period. Rounds are per target, so the touch says this of the
+    /// targets that read `input` (and of what they depend on): choose an input that the
+    /// targets in question read.
     pub fn settled(&mut self, p: &Project, input: &str) {
         let file = std::fs::File::options().append(true).open(p.path(input)).expect("open the input to touch");
         file.set_modified(std::time::SystemTime::now()).expect("touch");
