@@ -34,7 +34,17 @@ fn main() -> ExitCode {
             return exit::code(if e.use_stderr() { exit::USAGE } else { exit::SUCCESS });
         }
     };
-    let config = match project::load(&cli.global) {
+    let control = matches!(
+        cli.command,
+        Command::Status
+            | Command::Wait { .. }
+            | Command::Trigger { .. }
+            | Command::Down
+            | Command::Logs { follow: true, .. }
+    );
+    let loaded =
+        if control { project::load_for_control(&cli.global) } else { project::load(&cli.global).map(|c| (c, false)) };
+    let (config, stand_in) = match loaded {
         Ok(c) => c,
         Err(project::ProjectError(text)) => {
             eprintln!("{text}");
@@ -55,7 +65,7 @@ fn main() -> ExitCode {
         Command::Logs { target, follow: false } => commands::logs::run(&config, &target),
         Command::Status => commands::control::status(&config, cli.global.json),
         Command::Wait { names, timeout } => commands::control::wait(&config, &names, timeout),
-        Command::Trigger { name } => commands::control::trigger(&config, &name),
+        Command::Trigger { name } => commands::control::trigger(&config, &name, !stand_in),
         Command::Down => commands::control::down(&config),
         Command::Graph(args) => {
             print!("{}", commands::graph::render(&config, args.format));

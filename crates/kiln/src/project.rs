@@ -10,6 +10,39 @@ use crate::cli::GlobalArgs;
 /// A failure to get a configuration, already rendered for the terminal.
 pub struct ProjectError(pub String);
 
+/// For the commands that talk to a running `kiln up` (status, wait, trigger, down, logs -f):
+/// the configuration, or, when kiln.toml has errors, an empty one at the same root — the
+/// running `kiln up` keeps its previous configuration and can still be asked and stopped.
+/// The second value says it is the empty stand-in.
+pub fn load_for_control(global: &GlobalArgs) -> Result<(Config, bool), ProjectError> {
+    match load(global) {
+        Ok(config) => Ok((config, false)),
+        Err(e) => {
+            let Some((file, root)) = locate(global).ok().filter(|(f, _)| f.exists()) else { return Err(e) };
+            let Ok(config) = kiln_config::parse_str("", &file, &root, None) else { return Err(e) };
+            eprintln!("{}", e.0.trim_end());
+            eprintln!(
+                "warning: {} has errors; asking the running `kiln up` anyway (it keeps its previous configuration)",
+                file.display()
+            );
+            Ok((Config { file, ..config }, true))
+        }
+    }
+}
+
+/// Where kiln.toml is and the project root, without reading it.
+fn locate(global: &GlobalArgs) -> Result<(PathBuf, PathBuf), ProjectError> {
+    let cwd =
+        std::env::current_dir().map_err(|e| ProjectError(format!("error: cannot read the current directory: {e}")))?;
+    let start = global.dir.as_ref().map_or_else(|| cwd.clone(), |d| cwd.join(d));
+    let file = match &global.file {
+        Some(f) => start.join(f),
+        None => kiln_config::find_config(&start).ok_or_else(|| ProjectError(String::new()))?,
+    };
+    let root = file.parent().map_or_else(|| cwd.clone(), |p| p.to_path_buf());
+    Ok((file, root))
+}
+
 /// Whether to colour what goes to stderr.
 pub fn stderr_color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()

@@ -318,3 +318,32 @@ fn a_target_added_by_a_reload_and_up_to_date_is_reported_fresh() {
     assert_eq!(status(&p)["targets"]["b"]["status"], "fresh");
     assert_eq!(p.kiln(&["wait", "b", "--timeout", "5s"]).code, 0);
 }
+
+/// `kiln down` stops a build in progress (its commands killed, as on Ctrl-C) instead of
+/// waiting for it, and the control commands still reach `kiln up` while kiln.toml has errors.
+#[test]
+fn kiln_down_stops_a_running_build_even_with_a_broken_kiln_toml() {
+    let config = "[settings]\ndebounce = \"50ms\"\n[target.slow]\ncmd = \"sleep 300 & echo $! > child.pid; wait\"\ninputs = [\"src/*\"]\n";
+    let p = Project::new(config);
+    p.write("src/a", "a\n");
+    let mut up = Up::start(&p, &[]);
+    up.wait_for("the build running", |e| e["type"] == "target.started" && e["target"] == "slow");
+    assert!(common::wait_until(Duration::from_secs(10), || p.exists("child.pid")), "the command started");
+    let child: i32 = p.read("child.pid").trim().parse().expect("pid");
+    p.write("kiln.toml", "[target.slow\n");
+    up.wait_for("the broken kiln.toml reported", |e| e["type"] == "config.invalid");
+
+    let status = p.kiln(&["--json", "status"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(status.stderr.contains("asking the running `kiln up` anyway"), "{}", status.stderr);
+    let down = p.kiln(&["down"]);
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    let skipped = up.wait_for("the build cut short", |e| e["type"] == "target.finished" && e["target"] == "slow");
+    assert_eq!(
+        (skipped["status"].as_str(), skipped["reason"].as_str()),
+        (Some("skipped"), Some("interrupted while running"))
+    );
+    let exit = up.child.wait().expect("kiln up exits");
+    assert_eq!(exit.code(), Some(0), "stopped on request");
+    assert!(!alive(child), "the command's process group is gone");
+}

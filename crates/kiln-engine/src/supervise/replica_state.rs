@@ -103,6 +103,8 @@ pub struct ReplicaState {
     stop_signal: &'static str,
     /// How the last crash went (`exited with code 1`), for the reason of the restart.
     last_exit: String,
+    /// Why the next restart or stop happens (`a new build`, `triggered`, `scaled down`).
+    why: &'static str,
 }
 
 impl ReplicaState {
@@ -123,6 +125,7 @@ impl ReplicaState {
             stopping: None,
             stop_signal,
             last_exit: String::new(),
+            why: "",
         }
     }
 
@@ -137,6 +140,12 @@ impl ReplicaState {
 
     fn running(&self) -> bool {
         matches!(self.phase, Phase::Starting | Phase::Ready | Phase::Unhealthy)
+    }
+
+    /// Says why the next `NewBuild` or `Stop` comes (`a new build`, `triggered`, `scaled
+    /// down`), for its phase reasons.
+    pub fn because(&mut self, why: &'static str) {
+        self.why = why;
     }
 
     /// The first start, once deps and `after` services allow it.
@@ -188,8 +197,14 @@ impl ReplicaState {
             }
             Input::ProbePassed | Input::LogMatched | Input::ProbeFailed(_) => Self::stay(Action::Continue),
             Input::Exited(code) => match self.stopping.take() {
-                Some(Then::Restart) => self.to(Phase::Starting, "restarted for a new build", None, Action::Start),
-                Some(Then::End) => self.to(Phase::Stopped, "stopped", None, Action::End),
+                Some(Then::Restart) => {
+                    let reason = format!("restarted for {}", self.restart_cause());
+                    self.to(Phase::Starting, reason, None, Action::Start)
+                }
+                Some(Then::End) => {
+                    let reason = if self.why.is_empty() { "stopped".to_string() } else { self.why.to_string() };
+                    self.to(Phase::Stopped, reason, None, Action::End)
+                }
                 None => {
                     let how =
                         code.map_or_else(|| "killed by a signal".to_string(), |c| format!("exited with code {c}"));
@@ -209,21 +224,30 @@ impl ReplicaState {
                     Self::stay(Action::Continue)
                 } else if self.running() {
                     self.stopping = Some(Then::Restart);
-                    self.to(Phase::Stopping, "restarting for a new build", None, Action::Kill)
+                    let reason = format!("restarting for {}", self.restart_cause());
+                    self.to(Phase::Stopping, reason, None, Action::Kill)
                 } else {
-                    self.to(Phase::Starting, "restarted for a new build", None, Action::Start)
+                    let reason = format!("restarted for {}", self.restart_cause());
+                    self.to(Phase::Starting, reason, None, Action::Start)
                 }
             }
             Input::Stop => {
                 if self.running() || self.stopping.is_some() {
                     self.stopping = Some(Then::End);
-                    let reason = format!("sent {}", self.stop_signal);
+                    let reason = match self.why {
+                        "" => format!("sent {}", self.stop_signal),
+                        why => format!("{why}: sent {}", self.stop_signal),
+                    };
                     self.to(Phase::Stopping, reason, None, Action::Kill)
                 } else {
                     self.to(Phase::Stopped, "stopped", None, Action::End)
                 }
             }
         }
+    }
+
+    fn restart_cause(&self) -> &'static str {
+        if self.why.is_empty() { "a new build" } else { self.why }
     }
 
     /// The process ended on its own: the restart policy decides.
@@ -387,5 +411,22 @@ mod tests {
         assert_eq!(r.step(Input::NewBuild, now, 0.0).change, None);
         assert_eq!(r.step(Input::BackoffOver, now, 0.0).change, None);
         assert_eq!(phase(&r.begin("deps are built")), Some(Phase::Starting));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reasons_name_why_it_restarts_or_stops() {
+        let now = Instant::now();
+        let mut r = state(RestartPolicy::Always);
+        r.begin("go");
+        r.step(Input::Started { probed: false }, now, 0.0);
+        r.because("`kiln trigger`");
+        let s = r.step(Input::NewBuild, now, 0.0);
+        assert_eq!(s.change.expect("stopping").reason, "restarting for `kiln trigger`");
+        let s = r.step(Input::Exited(None), now, 0.0);
+        assert_eq!(s.change.expect("starting").reason, "restarted for `kiln trigger`");
+        r.step(Input::Started { probed: false }, now, 0.0);
+        r.because("scaled down");
+        assert_eq!(r.step(Input::Stop, now, 0.0).change.expect("stopping").reason, "scaled down: sent SIGTERM");
+        assert_eq!(r.step(Input::Exited(None), now, 0.0).change.expect("stopped").reason, "scaled down");
     }
 }

@@ -41,6 +41,8 @@ struct Slot {
     /// Set while a podman container handed over for a restart is being stopped instead (a
     /// stop overtook the restart): this attempt number reports when it is gone.
     cleanup: Option<u64>,
+    /// Why it starts when begun: `deps are built`, or `scaled up`.
+    begin_reason: &'static str,
 }
 
 impl Slot {
@@ -61,6 +63,8 @@ struct Entry {
     after: Vec<String>,
     replicas: BTreeMap<u32, Slot>,
     rollout: Option<Rollout>,
+    /// Why the rollout restarts replicas, for their phase reasons.
+    roll_why: &'static str,
     /// Being stopped for good (removed from the configuration, or shutdown).
     removing: bool,
 }
@@ -117,6 +121,7 @@ impl ServiceSet {
             after: Vec::new(),
             replicas: BTreeMap::new(),
             rollout: None,
+            roll_why: "",
             removing: false,
         };
         self.services.insert(name.to_string(), entry);
@@ -133,6 +138,7 @@ impl ServiceSet {
             after: after.to_vec(),
             replicas: slots,
             rollout: None,
+            roll_why: "",
             removing: false,
         };
         self.services.insert(name.clone(), entry);
@@ -155,11 +161,13 @@ impl ServiceSet {
 
     /// Restarts a service's replicas one at a time, each after the previous new one is
     /// ready (or has given up), so that it keeps serving throughout.
-    pub fn roll(&mut self, name: &str) {
+    /// `why` names the cause in the phase reasons (`a new build`, `triggered`).
+    pub fn roll(&mut self, name: &str, why: &'static str) {
         let Some(e) = self.services.get_mut(name).filter(|e| !e.removing) else { return };
         let desired = e.desired;
         let live: Vec<u32> =
             e.replicas.iter().filter(|(r, s)| **r < desired && !s.waiting() && !s.ended()).map(|(r, _)| *r).collect();
+        e.roll_why = why;
         e.rollout = Some(Rollout::new(live));
         self.advance_rollout(name);
     }
@@ -176,12 +184,13 @@ impl ServiceSet {
         if let Some(spec) = &e.spec {
             let policy = Policy::of(spec);
             for r in 0..to {
+                let scaled_up = || Slot { begin_reason: "scaled up", ..new_slot(policy) };
                 match e.replicas.get_mut(&r) {
                     None => {
-                        e.replicas.insert(r, new_slot(policy));
+                        e.replicas.insert(r, scaled_up());
                     }
                     // Over already: a new one in its place.
-                    Some(slot) if slot.ended() => *slot = new_slot(policy),
+                    Some(slot) if slot.ended() => *slot = scaled_up(),
                     // Still stopping after a scale-down: back once it is gone.
                     Some(slot) if slot.state.phase == Phase::Stopping => slot.revive = true,
                     Some(_) => {}
@@ -191,6 +200,7 @@ impl ServiceSet {
         for r in extra {
             if let Some(slot) = self.services.get_mut(name).and_then(|e| e.replicas.get_mut(&r)) {
                 slot.revive = false;
+                slot.state.because("scaled down");
             }
             self.feed(name, r, Input::Stop);
         }
@@ -203,6 +213,9 @@ impl ServiceSet {
         let Some(e) = self.services.get_mut(name) else { return };
         e.removing = true;
         e.rollout = None;
+        for slot in e.replicas.values_mut() {
+            slot.state.because("");
+        }
         let replicas: Vec<u32> = e.replicas.keys().copied().collect();
         for r in replicas {
             self.feed(name, r, Input::Stop);
@@ -294,7 +307,7 @@ impl ServiceSet {
             let waiting: Vec<u32> = e.replicas.iter().filter(|(_, s)| s.waiting()).map(|(r, _)| *r).collect();
             for r in waiting {
                 let slot = self.services.get_mut(&name).and_then(|e| e.replicas.get_mut(&r)).expect("listed above");
-                let step = slot.state.begin("deps are built");
+                let step = slot.state.begin(slot.begin_reason);
                 self.apply(&name, r, step, Order::Stop);
             }
         }
@@ -305,6 +318,10 @@ impl ServiceSet {
         let Some(e) = self.services.get_mut(name) else { return };
         let Some(rollout) = e.rollout.as_mut() else { return };
         if let Some(r) = rollout.next(Instant::now()) {
+            let why = e.roll_why;
+            if let Some(slot) = e.replicas.get_mut(&r) {
+                slot.state.because(why);
+            }
             self.feed(name, r, Input::NewBuild);
         } else if rollout.is_done() {
             e.rollout = None;
@@ -358,7 +375,7 @@ impl ServiceSet {
                     && let Some(spec) = &spec
                 {
                     // Wanted again: a new replica in its place, begun with the others.
-                    *slot = new_slot(Policy::of(spec));
+                    *slot = Slot { begin_reason: "scaled up", ..new_slot(Policy::of(spec)) };
                 }
             }
             Action::Idle | Action::Continue => {}
@@ -421,5 +438,6 @@ fn new_slot(p: Policy) -> Slot {
         retry_at: None,
         revive: false,
         cleanup: None,
+        begin_reason: "deps are built",
     }
 }

@@ -77,6 +77,8 @@ pub async fn run_up(
     let window = options.debounce.unwrap_or(sel.config.settings.debounce);
     let (round_tx, round_rx) = mpsc::unbounded_channel();
     let (services, replica_rx) = ServiceSet::new(bus.clone());
+    // What rounds watch to stop early: Ctrl-C or SIGTERM, and `kiln down`.
+    let (round_cancel, round_cancel_rx) = watch::channel(false);
     let mut d = Dispatcher {
         scope: sel.scope(),
         services,
@@ -93,7 +95,8 @@ pub async fn run_up(
         gone_dirs: BTreeSet::new(),
         held_since: None,
         round_tx,
-        cancel: cancel.clone(),
+        cancel: round_cancel_rx,
+        round_cancel,
         stopping: false,
     };
     sync_watches(&mut d.watches, &d.scope, &d.bus);
@@ -131,7 +134,9 @@ struct Dispatcher {
     /// Every service and replica.
     services: ServiceSet,
     round_tx: mpsc::UnboundedSender<RoundReport>,
+    /// Turns true when the rounds in flight are to stop (a signal or `kiln down`).
     cancel: watch::Receiver<bool>,
+    round_cancel: watch::Sender<bool>,
     /// `kiln up` is ending: nothing more starts.
     stopping: bool,
 }
@@ -180,8 +185,9 @@ impl Dispatcher {
                 }
                 Some(control) = controls.recv() => match control {
                     UpControl::Stop => {
-                        // Rounds still running finish, but start nothing.
+                        // Running rounds kill their commands (as on Ctrl-C) and start nothing.
                         self.stopping = true;
+                        self.round_cancel.send_replace(true);
                         self.drain_rounds(&mut round_rx).await;
                         self.stop_services(&mut replica_rx).await;
                         return Ok(UpExit::Stopped);
@@ -190,6 +196,7 @@ impl Dispatcher {
                 },
                 changed = cancel.changed() => {
                     if changed.is_err() || *cancel.borrow() {
+                        self.round_cancel.send_replace(true);
                         // Running rounds see the same signal, kill their commands and report.
                         self.drain_rounds(&mut round_rx).await;
                         self.stop_services(&mut replica_rx).await;
@@ -375,7 +382,7 @@ impl Dispatcher {
 
     fn on_trigger(&mut self, name: &str) {
         if self.services.is_started(name) {
-            self.services.roll(name);
+            self.services.roll(name, "`kiln trigger`");
         } else if let Some(id) = self.sel.graph.id(name).filter(|id| self.sel.targets.contains(id)) {
             let dependents = self.sel.names(self.sel.with_dependents([id]));
             self.plan.add(dependents.iter().map(String::as_str), None, false);
@@ -471,7 +478,7 @@ impl Dispatcher {
                     if let Ok(spec) = ServiceSpec::of(&self.sel.config, service, &self.images) {
                         self.services.update(name, spec);
                     }
-                    self.services.roll(name);
+                    self.services.roll(name, "a new build");
                 }
             } else {
                 // `after` waits for the services of this session, not for ones not selected.

@@ -71,8 +71,10 @@ fn report(result: Result<(u16, String), ClientError>, done: &str) -> u8 {
     }
 }
 
-pub fn trigger(config: &Config, name: &str) -> u8 {
-    if !config.targets.contains_key(name) && !config.services.contains_key(name) {
+/// `check`: whether the name can be checked against the configuration (not when kiln.toml
+/// has errors: then the running `kiln up` decides).
+pub fn trigger(config: &Config, name: &str, check: bool) -> u8 {
+    if check && !config.targets.contains_key(name) && !config.services.contains_key(name) {
         eprintln!("error: no target or service named `{name}`");
         return exit::USAGE;
     }
