@@ -9,7 +9,9 @@
 //!
 //! Each run reads the state file when it starts (another kiln may have built since) and
 //! merges its records into it before it reports `run.finished`, one run at a time, so that
-//! concurrent rounds never overwrite each other's records.
+//! concurrent rounds never overwrite each other's records. While the lock stays held, only
+//! this process writes the file, so what it last read or wrote is kept and used instead of
+//! parsing the file again; taking the lock anew forgets it.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -33,8 +35,9 @@ pub struct BuildSession {
     /// Bounds the commands running at once across every run of the session (`kiln up`'s
     /// concurrent rounds together keep to `jobs`).
     pub commands: Option<Arc<Semaphore>>,
-    /// Serialises read-merge-write of the state file.
-    state_write: Mutex<()>,
+    /// The state file as this process last read or wrote it, while the lock has been held
+    /// since; the mutex also serialises read-merge-write.
+    state: Mutex<Option<Arc<State>>>,
 }
 
 struct SharedLock {
@@ -76,7 +79,7 @@ impl BuildSession {
             acquiring: tokio::sync::Mutex::new(false),
         });
         let stat = Arc::new(stat.await.expect("stat cache load does not panic"));
-        Ok(BuildSession { layout, cache, stat, lock, commands: None, state_write: Mutex::new(()) })
+        Ok(BuildSession { layout, cache, stat, lock, commands: None, state: Mutex::new(None) })
     }
 
     /// Takes (or joins) the project lock for one run, saying so while another kiln holds it.
@@ -114,6 +117,8 @@ impl BuildSession {
             self.cache.sweep_tmp();
             *swept = true;
         }
+        // Another kiln may have written the state file while the lock was free.
+        *self.state.lock().expect("state lock is never poisoned") = None;
         let mut held = shared.held.lock().expect("lock state is never poisoned");
         *held = (1, Some(lock));
         Ok(LockHold { session: Some(self.clone()) })
@@ -124,8 +129,13 @@ impl BuildSession {
     }
 
     /// The last build of each target, as the state file has it now.
-    pub fn load_state(&self) -> State {
-        State::load(&self.state_path())
+    pub fn load_state(&self) -> Arc<State> {
+        let mut kept = self.state.lock().expect("state lock is never poisoned");
+        if self.lock.is_none() {
+            // A dry run holds no lock: another kiln may write at any time.
+            return Arc::new(State::load(&self.state_path()));
+        }
+        kept.get_or_insert_with(|| Arc::new(State::load(&self.state_path()))).clone()
     }
 
     /// Merges a run's records into the state file, and writes the stat cache.
@@ -133,10 +143,12 @@ impl BuildSession {
         let result = if records.is_empty() {
             Ok(())
         } else {
-            let _one_at_a_time = self.state_write.lock().expect("state lock is never poisoned");
-            let mut state = self.load_state();
-            state.targets.extend(records.iter().map(|(k, v)| (k.clone(), v.clone())));
-            state.save(&self.state_path())
+            let mut kept = self.state.lock().expect("state lock is never poisoned");
+            let mut state = kept.take().unwrap_or_else(|| Arc::new(State::load(&self.state_path())));
+            Arc::make_mut(&mut state).targets.extend(records.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let saved = state.save(&self.state_path());
+            *kept = saved.is_ok().then_some(state);
+            saved
         };
         let _ = self.stat.save(&self.layout.state().join("stat.bin"));
         result

@@ -61,7 +61,7 @@ pub async fn run_round(
     mut cancel: watch::Receiver<bool>,
 ) -> Result<RunSummary, BuildError> {
     let _hold = session.hold(&bus).await?;
-    let prev = Arc::new(session.load_state());
+    let prev = session.load_state();
     let started = Instant::now();
     let layout = session.layout.clone();
     let graph = Graph::from_config(&config);
