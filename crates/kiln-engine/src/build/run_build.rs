@@ -27,7 +27,7 @@ use crate::build::evaluate::evaluate;
 use crate::build::execute::execute;
 use crate::build::scheduler::{Halt, Scheduler};
 use crate::build::target_inputs::Patterns;
-use crate::build::worker_panic::{catch, catch_task};
+use crate::build::worker_panic::{catch, catch_async};
 use crate::cache::digest::Digest;
 use crate::cache::state::TargetRecord;
 use crate::event::event_gate::EventGate;
@@ -325,9 +325,8 @@ impl RunLoop<'_> {
         self.started_at.insert(id, Instant::now());
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
-            let key = Some(request.manifest.key());
             let worker_tx = tx.clone();
-            let done = catch_task(async move {
+            let done = catch_async(async move {
                 // Every round of the session together keeps to `jobs` commands at once.
                 let _permit = match &ctx.commands {
                     Some(commands) => Some(commands.clone().acquire_owned().await),
@@ -340,7 +339,7 @@ impl RunLoop<'_> {
                 record: None,
                 status: TargetStatus::Failed,
                 reason,
-                key,
+                key: None,
                 log: None,
             });
             let _ = tx.send(Msg::Ran(id, done));

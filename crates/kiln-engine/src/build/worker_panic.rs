@@ -4,6 +4,8 @@
 
 use std::any::Any;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// The text of a panic's payload (`panic!("…")` carries a `&str` or a `String`).
 pub fn panic_message(payload: &(dyn Any + Send)) -> String {
@@ -24,12 +26,25 @@ pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| panic_reason(&panic_message(p.as_ref())))
 }
 
-/// Runs `work` as its own task, turning a panic (or a cancelled task) into `Err(reason)`.
-pub async fn catch_task<T: Send + 'static>(work: impl Future<Output = T> + Send + 'static) -> Result<T, String> {
-    match tokio::spawn(work).await {
-        Ok(value) => Ok(value),
-        Err(e) if e.is_panic() => Err(panic_reason(&panic_message(e.into_panic().as_ref()))),
-        Err(e) => Err(panic_reason(&e.to_string())),
+/// Runs `work`, turning a panic while it is polled into `Err(reason)`. No task of its own:
+/// each poll of `work` runs inside `catch_unwind`.
+pub fn catch_async<F: Future>(work: F) -> CatchUnwind<F> {
+    CatchUnwind(Box::pin(work))
+}
+
+/// The future of [`catch_async`].
+pub struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(panic_reason(&panic_message(payload.as_ref())))),
+        }
     }
 }
 
@@ -46,14 +61,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_panicking_task_becomes_its_message() {
+    async fn a_panicking_future_becomes_its_message() {
         let n = 3;
-        let got = catch_task(async move {
+        let got = catch_async(async move {
+            tokio::task::yield_now().await;
             assert!(n > 5, "formatted {n}");
             n
         })
         .await;
         assert!(got.expect_err("it panicked").contains("formatted 3"));
-        assert_eq!(catch_task(async { 5 }).await, Ok(5));
+        assert_eq!(catch_async(async { 5 }).await, Ok(5));
     }
 }

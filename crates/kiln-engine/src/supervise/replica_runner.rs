@@ -20,7 +20,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::build::worker_panic::catch_task;
+use crate::build::worker_panic::catch_async;
 use crate::container::engine::{EngineKind, exec_words, shell_join};
 use crate::event::{Event, EventBus, Stream};
 use crate::exec::command::{shell_command, signal_group};
@@ -84,7 +84,7 @@ pub fn start_attempt(
             };
             run_attempt(&spec, replica, handover, &task_bus, order_rx, &task_pid, send).await;
         };
-        if let Err(why) = catch_task(work).await {
+        if let Err(why) = catch_async(work).await {
             signal_group(pid.load(Ordering::Relaxed), Signal::SIGKILL);
             bus.publish(Event::ServiceOutput {
                 service: spec.name.clone(),

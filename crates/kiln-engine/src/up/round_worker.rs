@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use crate::build::build_options::{BuildOptions, RunSummary};
 use crate::build::build_session::BuildSession;
 use crate::build::run_build::run_round;
-use crate::build::worker_panic::catch_task;
+use crate::build::worker_panic::catch_async;
 use crate::event::{Event, EventBus, NoticeLevel};
 
 /// What the dispatcher hears when a round ends.
@@ -52,7 +52,7 @@ pub fn spawn_round(
     };
     tokio::spawn(async move {
         let worker_bus = bus.clone();
-        let result = catch_task(async move { run_round(&session, config, build, worker_bus, cancel).await })
+        let result = catch_async(async move { run_round(&session, config, build, worker_bus, cancel).await })
             .await
             .and_then(|r| r.map_err(|e| e.to_string()));
         match &result {
