@@ -27,7 +27,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "" => return Err("missing unit (use ms, s, m or h)".into()),
             other => return Err(format!("unknown unit `{other}` (use ms, s, m or h)")),
         };
-        total += Duration::from_secs_f64(seconds);
+        // Past what a duration can hold (about 584 billion years) is a mistake, not a panic.
+        let part = Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is too long"))?;
+        total = total.checked_add(part).ok_or_else(|| format!("`{text}` is too long"))?;
         rest = rest[unit_len..].trim_start();
     }
     Ok(total)
@@ -49,6 +51,14 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a huge duration panicked while converting float seconds.
+    #[test]
+    fn a_duration_too_long_to_hold_is_an_error() {
+        assert_eq!(parse_duration("99999999999999999999h"), Err("`99999999999999999999h` is too long".to_string()));
+        assert_eq!(parse_duration("18446744073709551615s1s"), Err("`18446744073709551615s1s` is too long".to_string()));
+        assert!(parse_duration("5000000000000000h").is_ok(), "long, but a duration can hold it");
+    }
 
     #[test]
     fn parses_units_and_sums() {

@@ -155,3 +155,12 @@ fn missing_config_says_where_it_looked() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no kiln.toml in") && err.contains("--file PATH or -C DIR"), "{err}");
 }
+
+/// Regression: a duration too long for the clock panicked kiln while reading kiln.toml.
+#[test]
+fn a_duration_too_long_is_a_config_error_not_a_panic() {
+    assert_eq!(
+        error_of("[target.a]\ncmd = \"true\"\ntimeout = \"99999999999999999999h\"\n"),
+        "error: bad duration for `timeout` of target `a`: `99999999999999999999h` is too long\n --> kiln.toml:3:11\n  |\n3 | timeout = \"99999999999999999999h\"\n  |           ^^^^^^^^^^^^^^^^^^^^^^^ not a duration\n  |\n  = help: write durations like \"500ms\", \"10s\", \"5m\" or \"1h\"\n"
+    );
+}
