@@ -21,7 +21,7 @@ use crate::{Service, Target, did_you_mean};
 pub const CONFIG_FILE: &str = "kiln.toml";
 
 const TOP_KEYS: &[&str] = &["settings", "env", "target", "service", "profile"];
-const SETTINGS_KEYS: &[&str] = &["jobs", "debounce", "engine"];
+const SETTINGS_KEYS: &[&str] = &["jobs", "debounce", "engine", "log_limit"];
 
 /// Why a configuration could not be loaded.
 #[derive(Debug)]
@@ -223,7 +223,22 @@ fn read_settings(r: &mut Reader, node: &Node<'_>) -> Option<Settings> {
         }
         engine
     });
-    Some(Settings { jobs: jobs?, debounce: debounce?, engine: engine? })
+    let log_limit = table.get("log_limit").map_or(Some(Settings::default().log_limit), |n| {
+        let text = r.located(n, "`log_limit` in [settings]")?;
+        match crate::size::parse_size(&text.text) {
+            Ok(0) => {
+                r.error(text.span, "`log_limit` must be more than 0 bytes", "zero", None::<String>);
+                None
+            }
+            Ok(bytes) => Some(bytes),
+            Err(why) => {
+                let hint = Some("write sizes like \"16MiB\", \"512KiB\" or \"1GiB\"".into());
+                r.error(text.span, format!("bad size for `log_limit` in [settings]: {why}"), "not a size", hint);
+                None
+            }
+        }
+    });
+    Some(Settings { jobs: jobs?, debounce: debounce?, engine: engine?, log_limit: log_limit? })
 }
 
 impl From<Diagnostic> for Diagnostics {

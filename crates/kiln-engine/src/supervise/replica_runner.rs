@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use kiln_config::ProbeCheck;
 use nix::sys::signal::Signal;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -24,6 +23,8 @@ use crate::build::worker_panic::catch_async;
 use crate::container::engine::{EngineKind, exec_words, shell_join};
 use crate::event::{Event, EventBus, Stream};
 use crate::exec::command::{shell_command, signal_group};
+use crate::exec::output_lines::PieceReader;
+use crate::exec::tail_log::TailLog;
 use crate::supervise::replica_state::Input;
 use crate::supervise::service_spec::{Runner, ServiceSpec, fill_replica};
 
@@ -203,6 +204,16 @@ async fn run_attempt(
         Some(ProbeCheck::Log(re)) => regex::Regex::new(re).ok().or_else(|| regex::Regex::new(&regex::escape(re)).ok()),
         _ => None,
     };
+    // Output is bytes: a line of invalid UTF-8, NUL or many megabytes is a line like any
+    // other (its text lossily converted for events and the probe), and reading never stops
+    // before the end, so the process never dies of a closed pipe. The log on disk keeps the
+    // bytes, across restarts, up to `log_limit`.
+    let mut log = TailLog::continue_at(spec.layout.service_log(&spec.name, replica), spec.log_limit);
+    log.write(
+        format!("[kiln: {what} started at {}]\n", crate::event::timestamp::rfc3339(std::time::SystemTime::now()))
+            .as_bytes(),
+    );
+    let log = Arc::new(std::sync::Mutex::new(log));
     for (reader, stream) in [
         (child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), Stream::Stdout),
         (child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), Stream::Stderr),
@@ -212,13 +223,38 @@ async fn run_attempt(
         let service = spec.name.clone();
         let pattern = pattern.clone();
         let tx = log_ready_tx.clone();
+        let log = log.clone();
         tokio::spawn(async move {
-            let mut lines = BufReader::new(reader).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
+            let mut pieces = PieceReader::new(reader, stream);
+            while let Some(piece) = pieces.next().await {
+                {
+                    let mut log = log.lock().expect("log lock is never poisoned");
+                    for bytes in piece.raw() {
+                        log.write(bytes);
+                    }
+                }
+                if !piece.starts_line {
+                    continue;
+                }
+                let line = piece.text();
                 if pattern.as_ref().is_some_and(|p| p.is_match(&line)) {
                     let _ = tx.send(());
                 }
                 bus.publish(Event::ServiceOutput { service: service.clone(), replica, stream, line });
+            }
+            // The last reader to end closes the log.
+            if let Some(log) = Arc::into_inner(log) {
+                let log = log.into_inner().expect("log lock is never poisoned");
+                if let Some(why) = log.failure() {
+                    let line = format!("kiln: {why}; output is still shown but not kept");
+                    bus.publish(Event::ServiceOutput {
+                        service: service.clone(),
+                        replica,
+                        stream: Stream::Stderr,
+                        line,
+                    });
+                }
+                let _ = log.finish();
             }
         });
     }

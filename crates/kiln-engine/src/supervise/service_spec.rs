@@ -10,6 +10,7 @@ use kiln_config::{Config, Probe, RestartPolicy, Service, ServiceKind};
 use nix::sys::signal::Signal;
 
 use crate::container::engine::{Engine, PROJECT_LABEL, SERVICE_LABEL, container_name, exec_words, project_id};
+use crate::fs::layout::Layout;
 use crate::supervise::backoff::Backoff;
 
 /// What a replica runs and how it is kept.
@@ -24,6 +25,10 @@ pub struct ServiceSpec {
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub backoff: Backoff,
+    /// Where each replica's output is kept (`.kiln/logs/services/NAME.REPLICA.log`), and how
+    /// many bytes of it.
+    pub layout: Layout,
+    pub log_limit: u64,
 }
 
 /// A process, or a container run in the foreground by the engine's CLI.
@@ -151,6 +156,8 @@ impl ServiceSpec {
             stop_signal,
             stop_timeout: service.stop_timeout,
             backoff: Backoff::default(),
+            layout: Layout::new(&config.root),
+            log_limit: config.settings.log_limit,
         })
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kiln_config::Config;
-use kiln_engine::{BuildError, BuildOptions, EventBus, PlanAction, run_build};
+use kiln_engine::{BuildError, BuildOptions, EventBus, PlanAction, Received, run_build};
 
 use crate::cli::{BuildArgs, ProgressMode};
 use crate::exit;
@@ -83,15 +83,14 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
         Human::Plain(PlainView::new(out, args.verbose))
     };
     let trace_path = args.trace.clone();
-    let view = tokio::spawn(async move {
+    // On a thread of its own: a terminal or pipe that blocks never holds up the runtime.
+    let view = std::thread::spawn(move || {
         let mut json_view = json.then(|| JsonView::new(BufWriter::new(std::io::stdout())));
         let mut trace = trace_path.is_some().then(TraceView::default);
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let tick = if live { Duration::from_millis(100) } else { Duration::from_secs(3600) };
         loop {
-            tokio::select! {
-                envelope = events.recv() => {
-                    let Some(envelope) = envelope else { break };
+            match events.recv_timeout(tick) {
+                Received::Event(envelope) => {
                     if let Some(j) = json_view.as_mut() {
                         j.on_event(&envelope);
                     }
@@ -106,7 +105,8 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
                         human.settle();
                     }
                 }
-                _ = tick.tick(), if live => human.settle(),
+                Received::TimedOut => human.settle(),
+                Received::Closed => break,
             }
         }
         (human, trace)
@@ -125,7 +125,8 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
     let cancel = crate::signals::cancel_on_signals();
     let result = run_build(Arc::new(config), options, bus.clone(), cancel).await;
     bus.close();
-    let (mut human, trace) = view.await.expect("the view task does not panic");
+    let joined = tokio::task::spawn_blocking(move || view.join()).await;
+    let (mut human, trace) = joined.expect("the view thread is joined").expect("the view thread does not panic");
     if let (Some(trace), Some(path)) = (trace, &args.trace)
         && let Err(e) = trace.write(path)
     {
