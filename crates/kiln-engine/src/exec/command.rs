@@ -181,6 +181,11 @@ pub async fn run(
                     if piece.starts_line {
                         let _ = lines.send((piece.stream, piece.text())).await;
                     }
+                    if piece_rx.is_empty()
+                        && let Some(l) = log.as_mut()
+                    {
+                        l.flush();
+                    }
                 }
                 None => streams_open = false,
             },

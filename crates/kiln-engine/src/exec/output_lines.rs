@@ -49,6 +49,11 @@ impl<R: AsyncRead + Unpin> PieceReader<R> {
         PieceReader { reader: BufReader::with_capacity(PIECE, reader), stream, starts_line: true }
     }
 
+    /// Whether no read bytes wait to be split (the next piece needs a read).
+    pub fn drained(&self) -> bool {
+        self.reader.buffer().is_empty()
+    }
+
     /// The next piece, or `None` at the end. A read error ends the stream like its end does.
     pub async fn next(&mut self) -> Option<Piece> {
         let mut piece = next_piece(&mut self.reader, self.stream, self.starts_line).await?;

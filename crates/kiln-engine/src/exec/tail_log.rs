@@ -8,7 +8,7 @@
 //! is still being written. Files are never opened through a symlink planted at their path.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -18,7 +18,9 @@ use nix::fcntl::OFlag;
 pub struct TailLog {
     path: PathBuf,
     limit: u64,
-    file: Option<File>,
+    /// Buffered: a flood of short lines costs a write per 64 KiB, not per line. The callers
+    /// [`TailLog::flush`] whenever their input is drained.
+    file: Option<BufWriter<File>>,
     /// Bytes in the current file.
     written: u64,
     /// Bytes cut so far: no longer in either file.
@@ -62,7 +64,7 @@ impl TailLog {
         self.failed.as_deref()
     }
 
-    fn open(&mut self) -> std::io::Result<&mut File> {
+    fn open(&mut self) -> std::io::Result<&mut BufWriter<File>> {
         if self.file.is_none() {
             if let Some(dir) = self.path.parent() {
                 std::fs::create_dir_all(dir)?;
@@ -84,7 +86,7 @@ impl TailLog {
                     open_new(&self.path)?
                 }
             };
-            self.file = Some(file);
+            self.file = Some(BufWriter::with_capacity(64 * 1024, file));
         }
         Ok(self.file.as_mut().expect("opened above"))
     }
@@ -114,13 +116,25 @@ impl TailLog {
         Ok(())
     }
 
+    /// Puts what is buffered into the file (a write error gives the log up).
+    pub fn flush(&mut self) {
+        if let Some(f) = self.file.as_mut()
+            && let Err(e) = f.flush()
+        {
+            self.failed = Some(format!("cannot write the log {}: {e}", self.path.display()));
+            self.file = None;
+        }
+    }
+
     /// The current file becomes the previous part; the one before it is cut.
     fn rotate(&mut self) -> std::io::Result<()> {
-        self.file = None;
+        if let Some(mut f) = self.file.take() {
+            f.flush()?;
+        }
         let previous = previous_part(&self.path);
         self.cut += std::fs::symlink_metadata(&previous).map(|m| m.len()).unwrap_or(0);
         std::fs::rename(&self.path, &previous)?;
-        self.file = Some(open_new(&self.path)?);
+        self.file = Some(BufWriter::with_capacity(64 * 1024, open_new(&self.path)?));
         self.written = 0;
         Ok(())
     }
@@ -128,6 +142,7 @@ impl TailLog {
     /// Ends the log: one file of at most `limit` bytes (plus a first line saying how much
     /// was cut, if anything was). Returns whether a log exists.
     pub fn finish(mut self) -> bool {
+        self.flush();
         self.file = None;
         if self.failed.is_none()
             && let Err(e) = join_parts(&self.path, self.limit, self.cut)

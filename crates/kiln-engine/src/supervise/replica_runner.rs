@@ -232,6 +232,9 @@ async fn run_attempt(
                     for bytes in piece.raw() {
                         log.write(bytes);
                     }
+                    if pieces.drained() {
+                        log.flush();
+                    }
                 }
                 if !piece.starts_line {
                     continue;
