@@ -216,3 +216,29 @@ fn dir_size(dir: &std::path::Path) -> u64 {
             .sum()
     })
 }
+
+#[test]
+fn a_terminal_that_falls_behind_is_told_how_much_it_missed() {
+    use std::io::BufRead;
+    let p = Project::new(FLOOD);
+    let mut child = p.command(&["up"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("kiln up starts");
+    let pid = api(&p)["pid"].as_u64().expect("pid") as u32;
+    // Nothing is read until kiln has read far more of the flood than its queue holds …
+    peak_after_flood(pid);
+    // … then its output says so, and the state changes are all there.
+    let out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut phases = 0;
+    let mut skipped = None;
+    for line in out.split(b'\n').map_while(Result::ok) {
+        let line = String::from_utf8_lossy(&line).into_owned();
+        phases += usize::from(line.starts_with("flood[0] starting"));
+        if line.contains("events not shown here") {
+            skipped = Some(line);
+            break;
+        }
+    }
+    let skipped = skipped.expect("the view said it skipped lines");
+    assert!(skipped.starts_with("kiln: … "), "{skipped}");
+    assert_eq!(phases, 1, "the starting phase was shown");
+    interrupt(&mut child);
+}

@@ -105,14 +105,19 @@ impl Shared {
             q.last_dropped_seq = envelope.seq;
             return;
         }
+        let was_empty = q.items.is_empty();
         if let Some(lagged) = q.take_lagged(&envelope.ts) {
             q.items.push_back(lagged);
         }
         q.output_bytes += cost;
         q.items.push_back(envelope.clone());
         drop(q);
-        self.notify.notify_one();
-        self.ready.notify_one();
+        // A receiver drains its queue before it waits again: only the first event after it
+        // found the queue empty needs to wake it (a flood costs no wake-up per line).
+        if was_empty {
+            self.notify.notify_one();
+            self.ready.notify_one();
+        }
     }
 
     fn close(&self) {

@@ -226,6 +226,7 @@ async fn run_attempt(
         let log = log.clone();
         tokio::spawn(async move {
             let mut pieces = PieceReader::new(reader, stream);
+            let mut matched = false;
             while let Some(piece) = pieces.next().await {
                 {
                     let mut log = log.lock().expect("log lock is never poisoned");
@@ -240,7 +241,9 @@ async fn run_attempt(
                     continue;
                 }
                 let line = piece.text();
-                if pattern.as_ref().is_some_and(|p| p.is_match(&line)) {
+                // Told once: the attempt needs no more than the first match.
+                if !matched && pattern.as_ref().is_some_and(|p| p.is_match(&line)) {
+                    matched = true;
                     let _ = tx.send(());
                 }
                 bus.publish(Event::ServiceOutput { service: service.clone(), replica, stream, line });

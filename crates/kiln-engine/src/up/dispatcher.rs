@@ -42,7 +42,7 @@ use crate::up::selection::Selection;
 use crate::up::up_options::{UpControl, UpError, UpExit, UpOptions};
 use crate::watch::debouncer::{Batch, Debouncer};
 use crate::watch::watch_scope::WatchScope;
-use crate::watch::watch_set::{RawEvent, WatchSet};
+use crate::watch::watch_set::{RawEvent, RawSender, WatchSet};
 
 /// The longest a burst of changes is held back before a build starts anyway.
 const MAX_WAIT: Duration = Duration::from_secs(1);
@@ -65,7 +65,7 @@ pub async fn run_up(
     let jobs = if options.jobs == 0 { sel.config.settings.jobs.unwrap_or_else(cpus) } else { options.jobs };
     session.commands = Some(Arc::new(tokio::sync::Semaphore::new(jobs.max(1))));
     let session = Arc::new(session);
-    let (raw_tx, raw_rx) = mpsc::unbounded_channel();
+    let (raw_tx, raw_rx) = RawSender::channel();
     let watches = WatchSet::new(&root, raw_tx).map_err(|e| UpError::Watch(e.to_string()))?;
     let config_rel = options
         .config_file
@@ -148,7 +148,7 @@ fn succeeded(status: TargetStatus) -> bool {
 impl Dispatcher {
     async fn run(
         mut self,
-        mut raw_rx: mpsc::UnboundedReceiver<RawEvent>,
+        mut raw_rx: mpsc::Receiver<RawEvent>,
         mut round_rx: mpsc::UnboundedReceiver<RoundReport>,
         mut replica_rx: mpsc::UnboundedReceiver<Report>,
         mut controls: mpsc::UnboundedReceiver<UpControl>,
