@@ -25,7 +25,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// Formats a size for humans in the largest binary unit that divides it: `16MiB`, `1500B`.
 pub fn format_size(bytes: u64) -> String {
     for (unit, name) in [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
-        if bytes >= unit && bytes % unit == 0 {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{}{name}", bytes / unit);
         }
     }
