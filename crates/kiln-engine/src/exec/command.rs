@@ -105,9 +105,12 @@ pub fn signal_group(pid: u32, signal: Signal) {
     }
 }
 
+/// A line's text and the stream it came from.
+pub type Line = (Stream, String);
+
 /// The channel a command's lines are sent to: bounded, so a command that prints faster
 /// than its lines are taken waits for them (as it would for a terminal).
-pub fn line_channel() -> (mpsc::Sender<(Stream, String)>, mpsc::Receiver<(Stream, String)>) {
+pub fn line_channel() -> (mpsc::Sender<Line>, mpsc::Receiver<Line>) {
     mpsc::channel(LINES_QUEUED)
 }
 
