@@ -38,7 +38,28 @@ pub const LINE_LIMIT: usize = 16 * 1024;
 #[derive(Default)]
 pub struct EventBus {
     seq: AtomicU64,
-    subscribers: Mutex<Vec<Arc<Shared>>>,
+    subscribers: Mutex<Subscribers>,
+}
+
+#[derive(Default)]
+struct Subscribers {
+    list: Vec<Arc<Shared>>,
+    /// The last timestamp written and its millisecond: a burst of events within one
+    /// millisecond formats it once.
+    last_ms: u128,
+    last_ts: String,
+}
+
+impl Subscribers {
+    fn timestamp(&mut self) -> String {
+        let now = SystemTime::now();
+        let ms = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        if ms != self.last_ms || self.last_ts.is_empty() {
+            self.last_ms = ms;
+            self.last_ts = rfc3339(now);
+        }
+        self.last_ts.clone()
+    }
 }
 
 #[derive(Default)]
@@ -200,7 +221,7 @@ impl EventBus {
     /// A new receiver of every event published from now on.
     pub fn subscribe(&self) -> Subscription {
         let shared = Arc::new(Shared::default());
-        self.subscribers.lock().expect("event bus lock is never poisoned").push(shared.clone());
+        self.subscribers.lock().expect("event bus lock is never poisoned").list.push(shared.clone());
         Subscription { shared }
     }
 
@@ -209,17 +230,17 @@ impl EventBus {
         let mut subs = self.subscribers.lock().expect("event bus lock is never poisoned");
         // Numbered under the lock so that every subscriber sees increasing `seq`.
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let envelope = Arc::new(Envelope { event, ts: rfc3339(SystemTime::now()), seq });
+        let envelope = Arc::new(Envelope { event, ts: subs.timestamp(), seq });
         // A subscription that was dropped is the only other holder gone.
-        subs.retain(|s| Arc::strong_count(s) > 1);
-        for s in subs.iter() {
+        subs.list.retain(|s| Arc::strong_count(s) > 1);
+        for s in subs.list.iter() {
             s.offer(&envelope);
         }
     }
 
     /// Ends every subscription once drained.
     pub fn close(&self) {
-        for s in self.subscribers.lock().expect("event bus lock is never poisoned").drain(..) {
+        for s in self.subscribers.lock().expect("event bus lock is never poisoned").list.drain(..) {
             s.close();
         }
     }
@@ -349,7 +370,7 @@ mod tests {
         let bus = EventBus::new();
         drop(bus.subscribe());
         bus.publish(queued(0));
-        assert!(bus.subscribers.lock().expect("lock").is_empty());
+        assert!(bus.subscribers.lock().expect("lock").list.is_empty());
     }
 
     #[test]

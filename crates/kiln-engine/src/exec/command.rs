@@ -181,13 +181,13 @@ pub async fn run(
                         }
                         keep_tail(&mut tail, bytes);
                     }
-                    if piece.starts_line {
-                        let _ = lines.send((piece.stream, piece.text())).await;
-                    }
                     if piece_rx.is_empty()
                         && let Some(l) = log.as_mut()
                     {
                         l.flush();
+                    }
+                    if piece.starts_line {
+                        let _ = lines.send((piece.stream, piece.into_text())).await;
                     }
                 }
                 None => streams_open = false,

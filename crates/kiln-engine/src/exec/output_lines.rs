@@ -26,9 +26,10 @@ pub struct Piece {
 }
 
 impl Piece {
-    /// The text an event carries: the bytes as UTF-8, invalid sequences replaced.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes).into_owned()
+    /// The text an event carries: the bytes as UTF-8, invalid sequences replaced (without a
+    /// copy when they are valid, the usual case).
+    pub fn into_text(self) -> String {
+        String::from_utf8(self.bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
     /// The bytes as they were written, line end included (for the log).
@@ -108,7 +109,7 @@ mod tests {
     #[tokio::test]
     async fn invalid_utf8_nul_and_a_missing_final_newline_are_lines_like_any_other() {
         let got = pieces(b"ok\r\nbad \xff\xfe byte\nnul \0 here\nno end").await;
-        let texts: Vec<String> = got.iter().map(Piece::text).collect();
+        let texts: Vec<String> = got.iter().cloned().map(Piece::into_text).collect();
         assert_eq!(texts, ["ok", "bad \u{fffd}\u{fffd} byte", "nul \0 here", "no end"]);
         assert_eq!(got[1].bytes, b"bad \xff\xfe byte");
         assert!(got[..3].iter().all(|p| p.newline && p.starts_line));
@@ -126,7 +127,7 @@ mod tests {
         let joined: Vec<u8> = got.iter().flat_map(|p| p.raw().flatten().copied().collect::<Vec<_>>()).collect();
         assert_eq!(joined, input);
         let last = got.last().expect("a last piece");
-        assert_eq!((last.text().as_str(), last.starts_line), ("next", true));
+        assert_eq!((last.clone().into_text().as_str(), last.starts_line), ("next", true));
     }
 
     #[tokio::test]

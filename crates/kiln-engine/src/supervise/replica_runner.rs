@@ -240,7 +240,7 @@ async fn run_attempt(
                 if !piece.starts_line {
                     continue;
                 }
-                let line = piece.text();
+                let line = piece.into_text();
                 // Told once: the attempt needs no more than the first match.
                 if !matched && pattern.as_ref().is_some_and(|p| p.is_match(&line)) {
                     matched = true;
