@@ -32,6 +32,8 @@ pub use event::{Envelope, Event, EventBus, NoticeLevel, Phase, Stream, TargetSta
 pub use exec::watchdog::{WATCHDOG_ARG, start_watchdog, watchdog_main};
 pub use fs::layout::Layout;
 pub use fs::project_lock::ProjectLock;
+/// Root-relative paths as kiln holds them (any bytes, escaped into a `String`).
+pub use fs::rel_path;
 pub use graph::{Graph, TargetId};
 pub use up::dispatcher::run_up;
 pub use up::up_options::{UpControl, UpError, UpExit, UpOptions};

@@ -20,6 +20,12 @@ pub fn context_files(root: &Path, spec: &ImageSpec) -> Result<Vec<(String, FileM
     }
     let rules = IgnoreRules::load(&root.join(&context))?;
     let index = FileIndex::scan_small(root, [context.clone()], false);
+    let inside = |path: &str| if context.is_empty() { path.to_string() } else { path[context.len() + 1..].to_string() };
+    // What the engine would fail to send, unless the ignore file leaves it out anyway.
+    if let Some(unreadable) = index.unreadable().iter().find(|u| u.path == context || !rules.excludes(&inside(&u.path)))
+    {
+        return Err(unreadable.message("build context"));
+    }
     let mut files: Vec<(String, FileMeta)> = index
         .into_entries()
         .into_iter()
@@ -95,11 +101,14 @@ impl IgnoreRules {
     }
 }
 
+/// Whether `rule` matches `path` (escaped, see [`crate::fs::rel_path`]: globs see its raw
+/// bytes) or one of its parent directories.
 fn matches_or_parent(rule: &GlobMatcher, path: &str) -> bool {
-    if rule.is_match(path) {
+    let is_match = |p: &str| rule.is_match(crate::fs::rel_path::to_path(p));
+    if is_match(path) {
         return true;
     }
-    path.match_indices('/').any(|(i, _)| rule.is_match(&path[..i]))
+    path.match_indices('/').any(|(i, _)| is_match(&path[..i]))
 }
 
 #[cfg(test)]
