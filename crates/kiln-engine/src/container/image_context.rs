@@ -128,6 +128,23 @@ mod tests {
     }
 
     #[test]
+    fn names_that_are_not_utf8_are_in_the_context_and_ignore_rules_see_their_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let app = dir.path().join("app");
+        std::fs::create_dir(&app).unwrap();
+        std::fs::write(app.join("Containerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(app.join(".containerignore"), "skip?.log\n").unwrap();
+        std::fs::write(app.join(std::ffi::OsStr::from_bytes(b"bad\xff.txt")), "x").unwrap();
+        std::fs::write(app.join(std::ffi::OsStr::from_bytes(b"skip\xff.log")), "x").unwrap();
+        let spec =
+            ImageSpec { name: "x".into(), context: "app".into(), file: None, stage: None, args: Default::default() };
+        let files: Vec<String> = context_files(dir.path(), &spec).unwrap().into_iter().map(|(p, _)| p).collect();
+        let bad = crate::fs::rel_path::escape(b"app/bad\xff.txt").into_owned();
+        assert_eq!(files, vec!["app/.containerignore".to_string(), "app/Containerfile".to_string(), bad]);
+    }
+
+    #[test]
     fn containerignore_wins_over_dockerignore() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(".dockerignore"), "*.log\n").unwrap();
