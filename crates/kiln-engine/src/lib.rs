@@ -26,7 +26,7 @@ pub use cache::manifest::{Change, EntryChange, Manifest};
 pub use cache::prune::{CacheStats, PruneReport};
 pub use cache::state::{State, TargetRecord};
 pub use cache::store::Cache;
-pub use container::engine::{Engine, EngineKind, leftovers_message, remove_leftovers};
+pub use container::engine::{Engine, EngineKind, container_name, leftovers_message, remove_leftovers};
 pub use event::timestamp::rfc3339;
 pub use event::{Envelope, Event, EventBus, NoticeLevel, Phase, Stream, TargetStatus};
 pub use exec::watchdog::{WATCHDOG_ARG, start_watchdog, watchdog_main};
