@@ -235,7 +235,8 @@ fn walk_with(root: &Path, scope: &Scope, honour_ignores: bool, threads: usize, l
                 Ok(m) if m.is_file() => found.push((prefix, FileMeta::of(&m))),
                 Ok(_) => {}
                 Err(e) if vanished(&e) => {}
-                Err(e) => unreadable.push(Unreadable::new(&prefix, false, &e)),
+                // A walk's start that cannot be looked at stands for everything under it.
+                Err(e) => unreadable.push(Unreadable::new(&prefix, true, &e)),
             }
         }
         jobs
