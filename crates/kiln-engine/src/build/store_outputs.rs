@@ -56,6 +56,12 @@ pub(crate) fn collect_and_store(ctx: &Ctx, id: TargetId, ran: &Ran) -> Result<Ta
     let root = &ctx.config.root;
     let patterns = &ctx.outputs[id];
     let index = FileIndex::scan_small(root, patterns.iter().map(|p| p.prefix.clone()), false);
+    if let Some(unreadable) = index.unreadable_in(patterns, &[]) {
+        return Err(format!(
+            "the command succeeded but its outputs cannot be listed: {}",
+            unreadable.message("output")
+        ));
+    }
     let files: Vec<(String, FileMeta)> = index.select(patterns, &[]).into_iter().cloned().collect();
     if let Some(missing) = patterns.iter().find(|p| !files.iter().any(|(f, _)| p.matches(f))) {
         return Err(format!("the command succeeded but did not write declared output `{}`", missing.text));
@@ -69,7 +75,10 @@ pub(crate) fn collect_and_store(ctx: &Ctx, id: TargetId, ran: &Ran) -> Result<Ta
     } else {
         let mut outputs = Vec::new();
         for (path, meta) in &files {
-            let digest = ctx.stat.digest(root, path, meta).map_err(|e| format!("cannot read output {path}: {e}"))?;
+            let digest = ctx
+                .stat
+                .digest(root, path, meta)
+                .map_err(|e| format!("cannot read output {}: {e}", crate::fs::rel_path::display(path)))?;
             outputs.push(OutputFile { path: path.clone(), digest, size: meta.size, executable: meta.executable });
         }
         (output_digest(&manifest.key(), &outputs), outputs)

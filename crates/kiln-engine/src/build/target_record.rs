@@ -16,7 +16,7 @@ pub(crate) fn outputs_fingerprint(root: &std::path::Path, outputs: &[OutputFile]
     let metas: Option<Vec<FileMeta>> = outputs
         .iter()
         .map(|o| {
-            std::fs::symlink_metadata(root.join(&o.path))
+            std::fs::symlink_metadata(crate::fs::rel_path::under(root, &o.path))
                 .ok()
                 .filter(std::fs::Metadata::is_file)
                 .map(|m| FileMeta::of(&m))

@@ -20,7 +20,7 @@ impl Cache {
         let mut written = 0;
         for out in outputs {
             if current_digest(&self.root, &out.path, stat) == Some(out.digest)
-                && is_executable(&self.root.join(&out.path)) == out.executable
+                && is_executable(&crate::fs::rel_path::under(&self.root, &out.path)) == out.executable
             {
                 continue;
             }
@@ -91,7 +91,9 @@ impl Cache {
 /// absolute paths, `..`, and existing symlinked directories on the way.
 pub(crate) fn safe_destination(root: &Path, rel: &str) -> Result<PathBuf, CacheError> {
     let escapes = || CacheError::Escapes { path: rel.to_string() };
-    let rel_path = Path::new(rel);
+    // Escaped names stand for their raw bytes (an escape is never `/` or `.`).
+    let on_disk = crate::fs::rel_path::to_path(rel);
+    let rel_path: &Path = &on_disk;
     if rel_path.components().any(|c| !matches!(c, Component::Normal(_))) {
         return Err(escapes());
     }

@@ -6,6 +6,11 @@
 //!
 //! The file is read on first use only: a no-op build whose targets all pass the metadata
 //! fingerprint check (see `TargetRecord::inputs_meta`) never needs it.
+//!
+//! Entries are keyed by the path's raw bytes (callers pass the escaped form of
+//! [`crate::fs::rel_path`]), so a name that is not UTF-8 has its own entry. On disk a key is
+//! a length and the bytes, exactly as format 2 wrote its UTF-8 `String` keys: files written
+//! before stay readable.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::digest::Digest;
 use crate::fs::file_meta::{FileMeta, is_racy};
+use crate::fs::rel_path;
 
 const FORMAT: u32 = 2;
 
@@ -27,14 +33,14 @@ struct Entry {
 #[derive(Serialize, Deserialize)]
 struct OnDisk {
     format: u32,
-    entries: Vec<(String, Entry)>,
+    entries: Vec<(Vec<u8>, Entry)>,
 }
 
 /// Shared by every worker of a run; lookups take a short lock, hashing happens outside it.
 #[derive(Default)]
 pub struct StatCache {
     path: Option<PathBuf>,
-    entries: OnceLock<Mutex<HashMap<String, Entry>>>,
+    entries: OnceLock<Mutex<HashMap<Vec<u8>, Entry>>>,
     dirty: std::sync::atomic::AtomicBool,
 }
 
@@ -45,7 +51,7 @@ impl StatCache {
         StatCache { path: Some(path.to_path_buf()), ..StatCache::default() }
     }
 
-    fn map(&self) -> &Mutex<HashMap<String, Entry>> {
+    fn map(&self) -> &Mutex<HashMap<Vec<u8>, Entry>> {
         self.entries.get_or_init(|| {
             let entries = self
                 .path
@@ -64,7 +70,7 @@ impl StatCache {
         if !self.dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
             return Ok(());
         }
-        let entries: Vec<(String, Entry)> = {
+        let entries: Vec<(Vec<u8>, Entry)> = {
             let map = self.map().lock().expect("stat cache lock is never poisoned");
             map.iter().map(|(k, v)| (k.clone(), *v)).collect()
         };
@@ -78,7 +84,7 @@ impl StatCache {
         if let Some(d) = self.lookup(rel, meta) {
             return Ok(d);
         }
-        let digest = Digest::of_file(&root.join(rel))?;
+        let digest = Digest::of_file(&rel_path::under(root, rel))?;
         self.remember(rel, *meta, digest);
         Ok(digest)
     }
@@ -86,17 +92,18 @@ impl StatCache {
     /// The digest recorded for `rel` if its metadata still matches.
     pub fn lookup(&self, rel: &str, meta: &FileMeta) -> Option<Digest> {
         let map = self.map().lock().expect("stat cache lock is never poisoned");
-        map.get(rel).filter(|e| e.meta == *meta).map(|e| e.digest)
+        map.get(rel_path::raw(rel).as_ref()).filter(|e| e.meta == *meta).map(|e| e.digest)
     }
 
     /// Records a digest just computed (or just written) for a file with this metadata.
     pub fn remember(&self, rel: &str, meta: FileMeta, digest: Digest) {
         let racy = is_racy(&meta);
         let mut map = self.map().lock().expect("stat cache lock is never poisoned");
+        let key = rel_path::raw(rel);
         if racy {
-            map.remove(rel);
+            map.remove(key.as_ref());
         } else {
-            map.insert(rel.to_string(), Entry { meta, digest });
+            map.insert(key.into_owned(), Entry { meta, digest });
         }
         self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
     }
@@ -121,6 +128,38 @@ mod tests {
         let fresh = meta(i64::try_from(now).expect("fits"));
         cache.remember("new", fresh, d);
         assert_eq!(cache.lookup("new", &fresh), None, "racy entries are not trusted");
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_have_entries_of_their_own_on_disk_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stat.bin");
+        let ff = rel_path::escape(b"bad\xff.c").into_owned();
+        let fe = rel_path::escape(b"bad\xfe.c").into_owned();
+        let cache = StatCache::default();
+        cache.remember(&ff, meta(5), Digest::of_bytes(b"ff"));
+        cache.remember(&fe, meta(5), Digest::of_bytes(b"fe"));
+        cache.save(&path).expect("saved");
+        let loaded = StatCache::load(&path);
+        assert_eq!(loaded.lookup(&ff, &meta(5)), Some(Digest::of_bytes(b"ff")));
+        assert_eq!(loaded.lookup(&fe, &meta(5)), Some(Digest::of_bytes(b"fe")));
+        let keys: Vec<Vec<u8>> = loaded.map().lock().expect("lock").keys().cloned().collect();
+        assert!(keys.contains(&b"bad\xff.c".to_vec()), "keyed by the raw bytes: {keys:?}");
+    }
+
+    #[test]
+    fn a_file_written_with_string_keys_still_loads() {
+        #[derive(Serialize)]
+        struct Before {
+            format: u32,
+            entries: Vec<(String, Entry)>,
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stat.bin");
+        let entry = Entry { meta: meta(5), digest: Digest::of_bytes(b"a") };
+        let bytes = postcard::to_stdvec(&Before { format: FORMAT, entries: vec![("src/a.c".into(), entry)] });
+        std::fs::write(&path, bytes.expect("encodes")).expect("write");
+        assert_eq!(StatCache::load(&path).lookup("src/a.c", &meta(5)), Some(Digest::of_bytes(b"a")));
     }
 
     #[test]

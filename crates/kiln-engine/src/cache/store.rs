@@ -111,7 +111,7 @@ impl Cache {
         let key = manifest.key();
         let mut outputs = Vec::with_capacity(files.len());
         for (rel, meta) in files {
-            let digest = self.put_file(&self.root.join(rel))?;
+            let digest = self.put_file(&crate::fs::rel_path::under(&self.root, rel))?;
             stat.remember(rel, *meta, digest);
             outputs.push(OutputFile { path: rel.clone(), digest, size: meta.size, executable: meta.executable });
         }
@@ -166,7 +166,7 @@ impl Cache {
 
 /// The digest of a file on disk now, if it exists (through the stat cache).
 pub fn current_digest(root: &Path, rel: &str, stat: &StatCache) -> Option<Digest> {
-    let meta = std::fs::symlink_metadata(root.join(rel)).ok().filter(|m| m.is_file())?;
+    let meta = std::fs::symlink_metadata(crate::fs::rel_path::under(root, rel)).ok().filter(|m| m.is_file())?;
     stat.digest(root, rel, &FileMeta::of(&meta)).ok()
 }
 

@@ -120,7 +120,7 @@ pub fn stop_handover(
 }
 
 /// Runs the process until it exits or is stopped, reporting through `report`; the last
-/// report is always `Exited` (or `StartFailed`).
+/// report is always `Exited` (or `StartFailed`, or `Refused`).
 async fn run_attempt(
     spec: &ServiceSpec,
     replica: u32,
@@ -162,6 +162,12 @@ async fn run_attempt(
         Runner::Process(cmd) => format!("`{cmd}`"),
         Runner::Container(c) => format!("{} run {}", c.engine.name(), c.image),
     };
+    // Whether a container kiln did not start for this project holds the name (a handed-over
+    // one is ours): asked while the client starts, answered before anything counts.
+    let name_holder = match (&spec.runner, &handover) {
+        (Runner::Container(run), None) => Some(run.ask_name_holder(&spec.name, replica)),
+        _ => None,
+    };
     let spawned = command.spawn();
     let mut replaced = handover;
     if spawned.is_err()
@@ -197,6 +203,23 @@ async fn run_attempt(
     let pid = child.id().unwrap_or(0);
     pid_cell.store(pid, Ordering::Relaxed);
     let _group = matches!(spec.runner, Runner::Process(_)).then(|| crate::exec::watchdog::GroupGuard::new(pid));
+    if let (Runner::Container(run), Some(asked)) = (&spec.runner, name_holder)
+        && let Some(why) = run.foreign_holder(asked, &spec.name, replica).await
+    {
+        // The client fails on the taken name by itself; it is never stopped through the
+        // engine, which would remove the other container. Still running after that long, it
+        // got the name (the other container went away meanwhile): it is ours to supervise.
+        if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_ok() {
+            bus.publish(Event::ServiceOutput {
+                service: spec.name.clone(),
+                replica,
+                stream: Stream::Stderr,
+                line: format!("kiln: {why}"),
+            });
+            report(Input::Refused(why), None);
+            return;
+        }
+    }
 
     // Output lines become events; a `log` probe watches them for its pattern.
     let (log_ready_tx, mut log_ready) = mpsc::unbounded_channel::<()>();

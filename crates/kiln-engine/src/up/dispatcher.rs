@@ -32,6 +32,7 @@ use crate::build::build_session::BuildSession;
 use crate::event::{Event, EventBus, NoticeLevel, TargetStatus};
 use crate::fs::cpus::cpus;
 use crate::fs::file_index::FileIndex;
+use crate::fs::rel_path;
 use crate::supervise::replica_runner::Report;
 use crate::supervise::service_set::ServiceSet;
 use crate::supervise::service_spec::ServiceSpec;
@@ -283,7 +284,7 @@ impl Dispatcher {
     /// the files found, whether it was a watched directory that vanished, and whether it is
     /// a directory now.
     fn follow_directory(&mut self, rel: &str, root: &Path) -> (Vec<String>, bool, bool) {
-        let abs = root.join(rel);
+        let abs = rel_path::under(root, rel);
         if abs.is_dir() {
             let dirs = self.watches.dirs_for(&self.scope, Some(rel));
             if dirs.is_empty() {
@@ -373,7 +374,7 @@ impl Dispatcher {
         if self.options.no_build && !affected.is_empty() {
             let relevant: BTreeSet<&String> = affected.values().flatten().collect();
             self.bus.publish(Event::WatchChanged {
-                paths: relevant.into_iter().cloned().collect(),
+                paths: rel_path::display_all(relevant),
                 targets: affected.keys().cloned().collect(),
             });
         }

@@ -24,6 +24,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::fs::path_pattern::is_under;
+use crate::fs::rel_path;
 use crate::fs::walker::{SKIPPED_DIRS, Scope, walk_dirs};
 use crate::watch::editor_temp::is_editor_temp;
 use crate::watch::watch_scope::WatchScope;
@@ -211,23 +212,17 @@ impl WatchSet {
     }
 
     fn abs(&self, rel: &str) -> PathBuf {
-        if rel.is_empty() { self.root.clone() } else { self.root.join(rel) }
+        rel_path::under(&self.root, rel)
     }
 
-    /// The root-relative form of a reported path, unless it is to be ignored.
+    /// The root-relative form of a reported path (escaped: a name that is not UTF-8 counts
+    /// like any other, see [`crate::fs::rel_path`]), unless it is to be ignored.
     pub fn relevant(&self, path: &Path) -> Option<String> {
         let rel = path.strip_prefix(&self.root).ok()?;
-        let mut out = String::new();
-        for c in rel.components() {
-            let name = c.as_os_str().to_str()?;
-            if SKIPPED_DIRS.contains(&name) {
-                return None;
-            }
-            if !out.is_empty() {
-                out.push('/');
-            }
-            out.push_str(name);
+        if rel.components().any(|c| SKIPPED_DIRS.iter().any(|d| c.as_os_str() == *d)) {
+            return None;
         }
+        let out = rel_path::from_relative(rel);
         let name = out.rsplit('/').next().unwrap_or(&out);
         if out.is_empty() || is_editor_temp(name) {
             return None;

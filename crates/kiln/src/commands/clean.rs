@@ -47,9 +47,11 @@ pub fn run(config: &Config, all: bool) -> u8 {
     exit::SUCCESS
 }
 
-/// Removes a recorded output if it is a plain file inside the root.
+/// Removes a recorded output (an escaped path, see `kiln_engine::rel_path`) if it is a plain
+/// file inside the root.
 fn remove_inside(root: &Path, rel: &str) -> bool {
-    let rel_path = Path::new(rel);
+    let on_disk = kiln_engine::rel_path::to_path(rel);
+    let rel_path: &Path = &on_disk;
     if rel_path.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
         return false;
     }
