@@ -12,7 +12,8 @@
 //! with container services, the project's containers (found by their `kiln.project` label)
 //! are force-removed, for at most [`ABORT_BOUND`]; an engine that does not answer in time is
 //! left to it, and the next `kiln up` or `kiln down` removes what is left by the same label
-//! (the leftover sweep, which also covers a kiln killed with SIGKILL).
+//! (the leftover sweep, which also covers a kiln killed with SIGKILL). A third signal
+//! exits without waiting for the engine either.
 //!
 //! SIGPIPE stays ignored (Rust's runtime ignores it before `main`): a closed stdout is a
 //! write error that the views handle (`view_out.rs`), never a death. The messages here are
@@ -113,6 +114,36 @@ impl Stop {
     }
 }
 
+/// Where kiln is in ending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Running,
+    /// Stopping gracefully since this signal.
+    Stopping(Stop),
+    /// Removing containers before exiting.
+    Aborting,
+}
+
+/// What a signal makes kiln do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// Stop gracefully.
+    Stop,
+    /// Clean up what would be left (bounded), then exit.
+    Abort { first: Stop },
+    /// Exit now, without waiting for the clean-up either.
+    ExitNow,
+}
+
+/// The next state and what to do, for a signal `got` in `state`.
+fn step(state: Ending, got: Stop) -> (Ending, Action) {
+    match state {
+        Ending::Running => (Ending::Stopping(got), Action::Stop),
+        Ending::Stopping(first) => (Ending::Aborting, Action::Abort { first }),
+        Ending::Aborting => (Ending::Aborting, Action::ExitNow),
+    }
+}
+
 /// Writes a line to stderr, ignoring failure: the terminal may be gone.
 fn say(line: &str) {
     let mut err = std::io::stderr().lock();
@@ -134,27 +165,31 @@ pub fn cancel_on_signals(on_abort: OnAbort) -> watch::Receiver<bool> {
     };
     tokio::spawn(async move {
         let mut on_abort = Some(on_abort);
-        let mut first = None;
+        let mut state = Ending::Running;
         loop {
             let got = tokio::select! {
                 _ = int.recv() => Stop::Int,
                 _ = term.recv() => Stop::Term,
                 _ = hup.recv() => Stop::Hup,
             };
-            match first {
-                None => {
-                    first = Some(got);
+            let action;
+            (state, action) = step(state, got);
+            match action {
+                Action::Stop => {
                     // The request first, the message after: nothing may keep it from the engine.
                     let _ = tx.send(true);
                     say(&got.first_message());
                 }
-                Some(first) => {
+                Action::Abort { first } => {
                     let abort = on_abort.take().unwrap_or_default();
                     say(&got.again_message(first, abort.containers.is_some()));
-                    // Blocking this worker is fine: nothing else is to happen in this process.
-                    abort.run(ABORT_BOUND);
-                    std::process::exit(i32::from(crate::exit::INTERRUPTED));
+                    // On a thread, so that this loop still hears a third signal.
+                    std::thread::spawn(move || {
+                        abort.run(ABORT_BOUND);
+                        std::process::exit(i32::from(crate::exit::INTERRUPTED));
+                    });
                 }
+                Action::ExitNow => std::process::exit(i32::from(crate::exit::INTERRUPTED)),
             }
         }
     });
@@ -207,6 +242,15 @@ mod tests {
         let elapsed = started.elapsed();
         std::fs::write(dir.path().join("release"), "").unwrap();
         assert!(elapsed < Duration::from_secs(30), "returned at the bound, not when the engine answered");
+    }
+
+    #[test]
+    fn the_first_signal_stops_the_second_aborts_the_third_exits_now() {
+        let (state, action) = step(Ending::Running, Stop::Hup);
+        assert_eq!((state, action), (Ending::Stopping(Stop::Hup), Action::Stop));
+        let (state, action) = step(state, Stop::Term);
+        assert_eq!((state, action), (Ending::Aborting, Action::Abort { first: Stop::Hup }));
+        assert_eq!(step(state, Stop::Int), (Ending::Aborting, Action::ExitNow));
     }
 
     #[test]

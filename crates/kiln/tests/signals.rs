@@ -318,6 +318,67 @@ fn a_second_sigterm_while_stopping_exits_130_at_once_and_leaves_no_process_conta
 }
 
 #[test]
+fn a_third_signal_does_not_wait_for_an_engine_that_hangs_and_kiln_down_removes_what_is_left() {
+    let image = busybox_image();
+    let real = String::from_utf8_lossy(&Command::new("sh").args(["-c", "command -v podman"]).output().unwrap().stdout)
+        .trim()
+        .to_string();
+    assert!(!real.is_empty(), "podman is needed for these tests: {INSTALL}");
+    let p = Project::new(&format!(
+        "[service.box]\nimage = \"{image}\"\ncommand = \"echo box up; exec sleep 1000\"\n\
+         ready = {{ log = \"box up\" }}\nstop_timeout = \"60s\"\n"
+    ));
+    // A podman that, once `hang` exists, answers `ps` only when `release` exists.
+    let root = p.root().display().to_string();
+    script(
+        &p,
+        "bin/podman",
+        &format!(
+            "#!/bin/sh\nif [ \"$1\" = ps ] && [ -e {root}/hang ]; then\n  touch {root}/hanging\n  \
+             while [ ! -e {root}/release ]; do sleep 0.05; done\nfi\nexec {real} \"$@\"\n"
+        ),
+    );
+    let mut cleanup = Cleanup { tmux: None, kiln: None, containers: Some(format!("kiln-{}-", base(&p))) };
+    let path = format!("{}:{}", p.path("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let mut up = Up::start_with(&p, &[], |c| {
+        c.env("PATH", &path);
+    });
+    let kiln = i32::try_from(up.child.id()).expect("a pid fits in i32");
+    cleanup.kiln = Some(kiln);
+    up.wait_seen("box ready", |e| phase(e, "box", "ready"));
+    let container = format!("kiln-{}-box-0", base(&p));
+    let label = project_label(&container);
+
+    kill(Pid::from_raw(kiln), Signal::SIGTERM).expect("first SIGTERM");
+    up.wait_for("box stopping", |e| phase(e, "box", "stopping"));
+    p.write("hang", "");
+    kill(Pid::from_raw(kiln), Signal::SIGTERM).expect("second SIGTERM");
+    assert!(wait_until(Duration::from_secs(30), || p.exists("hanging")), "the abort asks the engine for containers");
+    kill(Pid::from_raw(kiln), Signal::SIGINT).expect("third signal");
+    let mut status = None;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            status = up.child.try_wait().expect("wait for kiln");
+            status.is_some()
+        }),
+        "kiln exits at once on a third signal"
+    );
+    assert_eq!(status.and_then(|s| s.code()), Some(130));
+    p.write("release", "");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut up.child.stderr.take().expect("stderr"), &mut stderr).expect("read stderr");
+    assert!(stderr.contains("SIGTERM again while stopping: exiting now"), "{stderr}");
+    // Neither the engine's answer nor the end of the 5 s bound was waited for.
+    assert!(!stderr.contains("removed 1 container") && !stderr.contains("did not remove"), "{stderr}");
+    assert_eq!(containers_with(&label), vec![container.clone()], "so the container is left");
+
+    let down = p.kiln(&["down"]);
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    assert!(down.stdout.contains(&format!("left running (it did not stop cleanly): {container}")), "{}", down.stdout);
+    assert_eq!(containers_with(&label), Vec::<String>::new());
+}
+
+#[test]
 fn after_sigkill_the_leftover_sweep_kills_a_container_that_ignores_sigterm_at_once() {
     // What a kill -9 of kiln (or an engine too slow for a second signal) leaves: the next
     // `kiln down` or `kiln up` removes it by label, without waiting out its stop timeout.
