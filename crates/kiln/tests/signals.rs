@@ -95,7 +95,7 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Some(socket) = &self.tmux {
-            let _ = Command::new("tmux").args(["-L", socket, "kill-server"]).stderr(Stdio::null()).status();
+            let _ = Command::new("tmux").args(["-S", socket, "kill-server"]).stderr(Stdio::null()).status();
         }
         if let Some(pid) = self.kiln.filter(|pid| alive(*pid)) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -112,20 +112,23 @@ impl Drop for Cleanup {
     }
 }
 
-/// A tmux server of the test's own (its own socket, no configuration file), so that the
-/// pane gets this process's environment and killing it touches nobody else's sessions.
+/// A tmux server of the test's own (its own socket, in a temporary directory that goes with
+/// it, and no configuration file), so that the pane gets this process's environment and
+/// killing it touches nobody else's sessions.
 struct Tmux {
     socket: String,
+    _dir: tempfile::TempDir,
 }
 
 impl Tmux {
-    fn new(test: &str) -> Tmux {
-        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-        Tmux { socket: format!("kiln-test-{test}-{}-{n:x}", std::process::id()) }
+    fn new() -> Tmux {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let socket = dir.path().join("tmux.sock").to_str().expect("a UTF-8 temporary path").to_string();
+        Tmux { socket, _dir: dir }
     }
 
     fn run(&self, args: &[&str]) {
-        let mut all = vec!["-L", self.socket.as_str(), "-f", "/dev/null"];
+        let mut all = vec!["-S", self.socket.as_str(), "-f", "/dev/null"];
         all.extend_from_slice(args);
         let out = Command::new("tmux")
             .args(&all)
@@ -211,7 +214,7 @@ fn closing_the_terminal_stops_services_gracefully_and_removes_containers_and_api
          ready = {{ log = \"box up\" }}\nstop_timeout = \"2s\"\n"
     ));
     script(&p, "worker.sh", WORKER);
-    let tmux = Tmux::new("hangup");
+    let tmux = Tmux::new();
     let mut cleanup =
         Cleanup { tmux: Some(tmux.socket.clone()), kiln: None, containers: Some(format!("kiln-{}-", base(&p))) };
     tmux.kiln_up(&p);
@@ -243,7 +246,7 @@ fn after_the_terminal_closed_a_second_signal_still_exits_at_once() {
         "[service.stubborn]\ncmd = \"exec ./stubborn.sh\"\nready = { log = \"listening\" }\nstop_timeout = \"120s\"\n",
     );
     script(&p, "stubborn.sh", STUBBORN);
-    let tmux = Tmux::new("hangup-then-term");
+    let tmux = Tmux::new();
     let mut cleanup = Cleanup { tmux: Some(tmux.socket.clone()), kiln: None, containers: None };
     tmux.kiln_up(&p);
     wait_ready(&p, &["stubborn"]);
