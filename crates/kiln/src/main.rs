@@ -16,6 +16,7 @@ mod signals;
 mod status_view;
 mod trace_view;
 mod up_view;
+mod view_out;
 
 use std::process::ExitCode;
 

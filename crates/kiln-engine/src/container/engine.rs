@@ -77,14 +77,23 @@ impl Engine {
         self.kind.name()
     }
 
-    /// The engine's CLI with `args`, output captured.
+    /// The engine's CLI with `args`, output captured. It dies with the thread that waits
+    /// for it, so with kiln: a stop still waiting out its timeout when a second signal ends
+    /// kiln does not outlive it (the project's containers are removed by label instead).
     pub fn command<I, S>(&self, args: I) -> std::process::Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        use std::os::unix::process::CommandExt;
         let mut c = std::process::Command::new(&self.program);
         c.args(args).stdin(Stdio::null());
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            c.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
         c
     }
 
@@ -127,12 +136,16 @@ impl Engine {
         Ok(out.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
     }
 
-    /// Force-removes containers by name.
+    /// Force-removes containers by name, killing them at once: podman would otherwise
+    /// first wait each one's stop timeout (`docker rm -f` kills at once already).
     pub fn remove(&self, names: &[String]) -> Result<(), String> {
         if names.is_empty() {
             return Ok(());
         }
         let mut args = vec!["rm", "-f"];
+        if self.kind == EngineKind::Podman {
+            args.extend(["-t", "0"]);
+        }
         args.extend(names.iter().map(String::as_str));
         self.query(&args).map(|_| ())
     }

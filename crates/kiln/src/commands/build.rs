@@ -122,7 +122,7 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
         watch_mode: false,
         ..BuildOptions::default()
     };
-    let cancel = crate::signals::cancel_on_signals();
+    let cancel = crate::signals::cancel_on_signals(crate::signals::OnAbort::default());
     let result = run_build(Arc::new(config), options, bus.clone(), cancel).await;
     bus.close();
     let joined = tokio::task::spawn_blocking(move || view.join()).await;

@@ -28,6 +28,7 @@ use crate::cli::UpArgs;
 use crate::exit;
 use crate::json_view::JsonView;
 use crate::plain_view::PlainView;
+use crate::signals::OnAbort;
 
 pub async fn run(
     config: Config,
@@ -36,12 +37,15 @@ pub async fn run(
     profile: Option<String>,
     engine: Option<kiln_config::EngineChoice>,
 ) -> u8 {
+    let kiln_dir = Layout::new(&config.root).kiln;
+    // First: from here on a signal (the terminal closing included) stops kiln gracefully
+    // instead of killing it, even before the API server writes api.json.
+    let cancel = crate::signals::cancel_on_signals(OnAbort::up(&config, kiln_dir.clone()));
     let bus = Arc::new(EventBus::new());
     let mut events = bus.subscribe();
     let verbose = args.verbose;
     let status = Arc::new(Mutex::new(StatusView::default()));
     let (controls_tx, controls) = mpsc::unbounded_channel();
-    let kiln_dir = Layout::new(&config.root).kiln;
     if let Err(e) = ApiServer::start(args.port, &kiln_dir, bus.clone(), status.clone(), controls_tx).await {
         eprintln!("error: cannot serve the control API on 127.0.0.1:{}: {e}", args.port);
         return exit::FAILED;
@@ -126,7 +130,6 @@ pub async fn run(
         replay_logs: args.verbose,
         engine,
     };
-    let cancel = crate::signals::cancel_on_signals();
     let result = run_up(config, options, bus.clone(), cancel, controls).await;
     remove_info(&kiln_dir);
     bus.close();
