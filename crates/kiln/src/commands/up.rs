@@ -39,7 +39,7 @@ pub async fn run(
     let (controls_tx, controls) = mpsc::unbounded_channel();
     let kiln_dir = Layout::new(&config.root).kiln;
     if let Err(e) = ApiServer::start(args.port, &kiln_dir, bus.clone(), status.clone(), controls_tx).await {
-        eprintln!("error: cannot serve the control API on 127.0.0.1:{}: {e}", args.port);
+        eprintln!("error: {e}");
         return exit::FAILED;
     }
     let view_status = status.clone();
