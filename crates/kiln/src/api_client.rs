@@ -88,9 +88,11 @@ fn read_head(reader: &mut impl BufRead) -> Result<Head, ClientError> {
         }
         let text = line.trim_end();
         if head.code == 0 {
-            head.code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| {
-                io(format!("not an HTTP answer: {text:?}"))
-            })?;
+            head.code = text
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| io(format!("not an HTTP answer: {text:?}")))?;
             continue;
         }
         if text.is_empty() {
@@ -215,7 +217,9 @@ mod tests {
     fn reads_answers_framed_every_way() {
         assert_eq!(read("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello and more"), (200, "hello".into()));
         assert_eq!(
-            read("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nid: 1\r\n3;x=y\r\nabc\r\n0\r\nx-trailer: 1\r\n\r\n"),
+            read(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nid: 1\r\n3;x=y\r\nabc\r\n0\r\nx-trailer: 1\r\n\r\n"
+            ),
             (200, "id: 1abc".into())
         );
         assert_eq!(read("HTTP/1.1 404 Not Found\r\n\r\n{}"), (404, "{}".into()));

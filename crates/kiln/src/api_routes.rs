@@ -58,7 +58,10 @@ fn error(code: StatusCode, message: &str) -> Response {
 
 async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     let headers = request.headers();
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| request.uri().authority().map(|a| a.as_str()));
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
     if !host.is_some_and(is_loopback_host) {
         return error(
             StatusCode::FORBIDDEN,
@@ -117,8 +120,8 @@ fn is_loopback_origin(origin: &str) -> bool {
 }
 
 async fn status(State(state): State<ApiState>) -> Response {
-    let body = serde_json::to_value(&*state.status.lock().expect("status lock is never poisoned"))
-        .expect("status serializes");
+    let body =
+        serde_json::to_value(&*state.status.lock().expect("status lock is never poisoned")).expect("status serializes");
     json(StatusCode::OK, &body)
 }
 
@@ -190,7 +193,9 @@ mod tests {
         for origin in ["http://127.0.0.1:4000", "http://localhost", "https://[::1]:3"] {
             assert!(is_loopback_origin(origin), "{origin}");
         }
-        for origin in ["null", "https://attacker.example", "http://localhost.attacker.example", "file://", "http://localhost/x"] {
+        for origin in
+            ["null", "https://attacker.example", "http://localhost.attacker.example", "file://", "http://localhost/x"]
+        {
             assert!(!is_loopback_origin(origin), "{origin}");
         }
     }

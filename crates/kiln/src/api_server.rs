@@ -44,6 +44,8 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 const MAX_BUF_BYTES: usize = 32 * 1024;
 /// Time to send a request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an evicted connection may take to flush what it has written.
+const EVICTED_FLUSH: Duration = Duration::from_millis(50);
 /// After an answer that ends the connection: how much more of what the client sent is read
 /// and dropped, and for how long, before closing.
 const LINGER_BYTES: usize = 64 * 1024;
@@ -123,7 +125,17 @@ async fn serve(stream: TcpStream, slot: Slot, app: Router) {
     let mut conn = builder().serve_connection(TokioIo::new(stream), service);
     let ended = tokio::select! {
         result = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => result,
-        () = slot.evicted() => return,
+        () = slot.evicted() => {
+            // Its slot is wanted now: no lingering. But the end of its last answer may still
+            // be in hyper's buffer: that may flush, for a moment at most.
+            if !slot.has_served() {
+                return;
+            }
+            std::pin::Pin::new(&mut conn).graceful_shutdown();
+            let flushed = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx));
+            let _ = tokio::time::timeout(EVICTED_FLUSH, flushed).await;
+            return;
+        }
     };
     let mut stream = conn.into_parts().io.into_inner();
     if ended.is_err() {

@@ -38,6 +38,8 @@ struct Registry {
 
 struct Conn {
     in_flight: usize,
+    /// Whether a request has arrived on it (so an answer may still be on its way out).
+    served: bool,
     /// Its key in `idle` while it is idle.
     ticket: Option<u64>,
     evicted: bool,
@@ -90,7 +92,10 @@ impl ConnectionLimit {
         r.next_id += 1;
         r.next_ticket += 1;
         r.idle.insert(ticket, id);
-        r.conns.insert(id, Conn { in_flight: 0, ticket: Some(ticket), evicted: false, evict: evict.clone() });
+        r.conns.insert(
+            id,
+            Conn { in_flight: 0, served: false, ticket: Some(ticket), evicted: false, evict: evict.clone() },
+        );
         Slot { handle: SlotHandle { limit: self.clone(), id }, evict, _permit: permit }
     }
 
@@ -118,6 +123,11 @@ impl Slot {
         self.handle.clone()
     }
 
+    /// Whether a request has arrived on this connection.
+    pub fn has_served(&self) -> bool {
+        self.handle.limit.registry().conns.get(&self.handle.id).is_some_and(|c| c.served)
+    }
+
     /// Completes when a newer connection took this one's slot: the connection must close.
     pub async fn evicted(&self) {
         self.evict.notified().await;
@@ -141,6 +151,7 @@ impl SlotHandle {
         let mut r = self.limit.registry();
         if let Some(conn) = r.conns.get_mut(&self.id) {
             conn.in_flight += 1;
+            conn.served = true;
             if let Some(ticket) = conn.ticket.take() {
                 r.idle.remove(&ticket);
             }

@@ -17,8 +17,9 @@ fn fail(e: &ClientError) -> u8 {
 fn status_json(config: &Config) -> Result<serde_json::Value, ClientError> {
     let info = info(&Layout::new(&config.root).kiln)?;
     match request(&info, "GET", "/api/status")? {
-        (200, body) => serde_json::from_str(&body)
-            .map_err(|e| ClientError::Io(format!("its status is not JSON ({e}): {body}"))),
+        (200, body) => {
+            serde_json::from_str(&body).map_err(|e| ClientError::Io(format!("its status is not JSON ({e}): {body}")))
+        }
         (code, body) => Err(ClientError::Io(format!("`kiln up` answered {code}: {}", body.trim()))),
     }
 }
@@ -47,7 +48,8 @@ fn known(config: &Config, name: &str, check: bool) -> Result<(), u8> {
     if !check || config.targets.contains_key(name) || config.services.contains_key(name) {
         return Ok(());
     }
-    let hint = unknown_hint(name, config.targets.keys().map(String::as_str), config.services.keys().map(String::as_str));
+    let hint =
+        unknown_hint(name, config.targets.keys().map(String::as_str), config.services.keys().map(String::as_str));
     eprintln!("error: unknown target or service `{name}`{hint}");
     Err(exit::USAGE)
 }
