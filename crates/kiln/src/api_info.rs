@@ -26,14 +26,20 @@ const TOKEN_BYTES: usize = 32;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiSetupError {
     #[error(
-        "cannot make a token for the control API: the OS random source failed ({0}); \
-         kiln does not fall back to a guessable token (check that /dev/urandom or the getrandom system call is available)"
+        "cannot make a token for the control API: the OS random source failed ({}); \
+         kiln does not fall back to a guessable token (check that /dev/urandom or the getrandom system call is available)",
+        random_cause(.0)
     )]
     Random(getrandom::Error),
     #[error("cannot write {}: {source} (check the permissions of {})", path.display(), dir.display())]
     Write { path: PathBuf, dir: PathBuf, source: std::io::Error },
     #[error("cannot listen on 127.0.0.1:{port}: {source} (choose another with --port, or 0 for a free one)")]
     Bind { port: u16, source: std::io::Error },
+}
+
+/// An OS error as the system says it (`Input/output error (os error 5)`), else getrandom's words.
+fn random_cause(e: &getrandom::Error) -> String {
+    e.raw_os_error().map_or_else(|| e.to_string(), |code| std::io::Error::from_raw_os_error(code).to_string())
 }
 
 /// A new token from the OS random source.
