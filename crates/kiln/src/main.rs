@@ -2,9 +2,12 @@
 //! its events. The only crate that talks to the user.
 
 mod api_client;
+mod api_info;
+mod api_routes;
 mod api_server;
 mod cli;
 mod commands;
+mod connection_limit;
 mod exit;
 mod human_lines;
 mod json_view;
@@ -62,10 +65,10 @@ fn main() -> ExitCode {
             cli.global.engine.map(cli::EngineArg::choice),
         )),
         Command::Explain { target } => commands::explain::run(&config, &target, cli.global.json),
-        Command::Logs { target, follow: true } => commands::control::follow_logs(&config, &target),
+        Command::Logs { target, follow: true } => commands::control::follow_logs(&config, &target, !stand_in),
         Command::Logs { target, follow: false } => commands::logs::run(&config, &target),
         Command::Status => commands::control::status(&config, cli.global.json),
-        Command::Wait { names, timeout } => commands::control::wait(&config, &names, timeout),
+        Command::Wait { names, timeout } => commands::control::wait(&config, &names, timeout, !stand_in),
         Command::Trigger { name } => commands::control::trigger(&config, &name, !stand_in),
         Command::Down => commands::control::down(&config),
         Command::Graph(args) => {

@@ -40,7 +40,7 @@ use crate::up::reload::{ReloadPlan, read_config, reloaded_event};
 use crate::up::round_plan::{RoundPlan, RoundStart};
 use crate::up::round_worker::{RoundJob, RoundReport, spawn_round};
 use crate::up::selection::Selection;
-use crate::up::up_options::{UpControl, UpError, UpExit, UpOptions};
+use crate::up::up_options::{Triggered, UpControl, UpError, UpExit, UpOptions};
 use crate::watch::debouncer::{Batch, Debouncer};
 use crate::watch::watch_scope::WatchScope;
 use crate::watch::watch_set::{RawEvent, RawSender, WatchSet};
@@ -193,7 +193,10 @@ impl Dispatcher {
                         self.stop_services(&mut replica_rx).await;
                         return Ok(UpExit::Stopped);
                     }
-                    UpControl::Trigger(name) => self.on_trigger(&name),
+                    UpControl::Trigger { name, reply } => {
+                        // The asker may have given up waiting; the trigger stands.
+                        let _ = reply.send(self.on_trigger(&name));
+                    }
                 },
                 changed = cancel.changed() => {
                     if changed.is_err() || *cancel.borrow() {
@@ -381,19 +384,25 @@ impl Dispatcher {
         affected
     }
 
-    fn on_trigger(&mut self, name: &str) {
+    fn on_trigger(&mut self, name: &str) -> Triggered {
         if self.services.is_started(name) {
             self.services.roll(name, "`kiln trigger`");
+            Triggered::Service
         } else if let Some(id) = self.sel.graph.id(name).filter(|id| self.sel.targets.contains(id)) {
             let dependents = self.sel.names(self.sel.with_dependents([id]));
             self.plan.add(dependents.iter().map(String::as_str), None, false);
             self.plan.add([name], None, true);
             self.start_rounds();
+            Triggered::Target
         } else {
             self.bus.publish(Event::Notice {
                 level: NoticeLevel::Warning,
                 message: format!("trigger: no target or running service named `{name}`"),
             });
+            let mut targets = self.sel.names(self.sel.targets.iter().copied());
+            targets.sort();
+            let services = self.sel.services.iter().filter(|s| self.services.is_started(s)).cloned().collect();
+            Triggered::Unknown { targets, services }
         }
     }
 

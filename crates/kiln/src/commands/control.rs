@@ -16,8 +16,42 @@ fn fail(e: &ClientError) -> u8 {
 
 fn status_json(config: &Config) -> Result<serde_json::Value, ClientError> {
     let info = info(&Layout::new(&config.root).kiln)?;
-    let (_, body) = request(&info, "GET", "/api/status")?;
-    serde_json::from_str(&body).map_err(|e| ClientError::Io(e.to_string()))
+    match request(&info, "GET", "/api/status")? {
+        (200, body) => {
+            serde_json::from_str(&body).map_err(|e| ClientError::Io(format!("its status is not JSON ({e}): {body}")))
+        }
+        (code, body) => Err(ClientError::Io(format!("`kiln up` answered {code}: {}", body.trim()))),
+    }
+}
+
+/// The hint for a name that is neither a target nor a service: `; did you mean `x`?` and
+/// a line with the names there are.
+fn unknown_hint<'a>(
+    name: &str,
+    targets: impl Iterator<Item = &'a str> + Clone,
+    services: impl Iterator<Item = &'a str> + Clone,
+) -> String {
+    let mean = kiln_config::did_you_mean(name, targets.clone().chain(services.clone()))
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default();
+    let list = |names: &mut dyn Iterator<Item = &'a str>| {
+        let all: Vec<&str> = names.collect();
+        if all.is_empty() { "none".to_string() } else { all.join(", ") }
+    };
+    format!("{mean}\n  = targets: {}; services: {}", list(&mut targets.clone()), list(&mut services.clone()))
+}
+
+/// Whether `name` is a target or service of kiln.toml; if not, says so (with the names
+/// there are) and gives the exit code. Not checked when kiln.toml has errors (`check`
+/// false): then only the running `kiln up` knows.
+fn known(config: &Config, name: &str, check: bool) -> Result<(), u8> {
+    if !check || config.targets.contains_key(name) || config.services.contains_key(name) {
+        return Ok(());
+    }
+    let hint =
+        unknown_hint(name, config.targets.keys().map(String::as_str), config.services.keys().map(String::as_str));
+    eprintln!("error: unknown target or service `{name}`{hint}");
+    Err(exit::USAGE)
 }
 
 pub fn status(config: &Config, json: bool) -> u8 {
@@ -53,10 +87,6 @@ fn send(config: &Config, path: &str) -> Result<(u16, String), ClientError> {
     info(&Layout::new(&config.root).kiln).and_then(|i| request(&i, "POST", path))
 }
 
-fn post(config: &Config, path: &str, done: &str) -> u8 {
-    report(send(config, path), done)
-}
-
 fn report(result: Result<(u16, String), ClientError>, done: &str) -> u8 {
     match result {
         Ok((202, _)) => {
@@ -74,11 +104,34 @@ fn report(result: Result<(u16, String), ClientError>, done: &str) -> u8 {
 /// `check`: whether the name can be checked against the configuration (not when kiln.toml
 /// has errors: then the running `kiln up` decides).
 pub fn trigger(config: &Config, name: &str, check: bool) -> u8 {
-    if check && !config.targets.contains_key(name) && !config.services.contains_key(name) {
-        eprintln!("error: no target or service named `{name}`");
+    if let Err(code) = known(config, name, check) {
+        return code;
+    }
+    let result = send(config, &format!("/api/trigger/{}", percent_encode(name)));
+    // In kiln.toml, but not something the session can trigger (not selected, or not started).
+    if let Ok((404, body)) = &result
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(body)
+        && v["targets"].is_array()
+    {
+        let names = |key: &str| {
+            v[key].as_array().into_iter().flatten().filter_map(|n| n.as_str()).map(str::to_string).collect::<Vec<_>>()
+        };
+        let (targets, services) = (names("targets"), names("services"));
+        let hint = unknown_hint(name, targets.iter().map(String::as_str), services.iter().map(String::as_str));
+        eprintln!("error: the running `kiln up` has no target or running service named `{name}`{hint}");
         return exit::USAGE;
     }
-    post(config, &format!("/api/trigger/{name}"), &format!("triggered {name}"))
+    report(result, &format!("triggered {name}"))
+}
+
+/// A name as one segment of a path: anything but unreserved characters percent-encoded.
+fn percent_encode(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Stops the running `kiln up`. With none running, removes the containers a killed one left
@@ -116,7 +169,10 @@ fn remove_leftovers(config: &Config) -> u8 {
 }
 
 /// Waits until every name is built (targets) or ready (services).
-pub fn wait(config: &Config, names: &[String], timeout: Option<Duration>) -> u8 {
+pub fn wait(config: &Config, names: &[String], timeout: Option<Duration>, check: bool) -> u8 {
+    if let Some(code) = names.iter().find_map(|n| known(config, n, check).err()) {
+        return code;
+    }
     let end = timeout.map(|t| Instant::now() + t);
     loop {
         match status_json(config) {
@@ -142,7 +198,10 @@ pub fn wait(config: &Config, names: &[String], timeout: Option<Duration>) -> u8 
 }
 
 /// `kiln logs NAME -f`: live output lines of a target or service.
-pub fn follow_logs(config: &Config, name: &str) -> u8 {
+pub fn follow_logs(config: &Config, name: &str, check: bool) -> u8 {
+    if let Err(code) = known(config, name, check) {
+        return code;
+    }
     let result = info(&Layout::new(&config.root).kiln).and_then(|i| {
         follow(&i, |e| {
             let kind = e["type"].as_str().unwrap_or("");

@@ -47,7 +47,7 @@ pub async fn run(
     let status = Arc::new(Mutex::new(StatusView::default()));
     let (controls_tx, controls) = mpsc::unbounded_channel();
     if let Err(e) = ApiServer::start(args.port, &kiln_dir, bus.clone(), status.clone(), controls_tx).await {
-        eprintln!("error: cannot serve the control API on 127.0.0.1:{}: {e}", args.port);
+        eprintln!("error: {e}");
         return exit::FAILED;
     }
     // The status the API serves follows the stream on a task of its own, so a terminal that
