@@ -1,50 +1,58 @@
 //! Checks that span more than one value: references between targets and services, cycles,
 //! paths that must stay inside the project root, globs that must compile.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path};
+use std::sync::Arc;
 
-use crate::did_you_mean;
-use crate::reader::{Located, Reader};
+use crate::reader::{Located, Reader, Suggestion};
 
 /// The names declared in the file, so that references can be checked while reading.
 pub(crate) struct Names {
     /// Target name → whether it builds an image.
-    pub targets: BTreeMap<String, bool>,
-    pub services: Vec<String>,
+    targets: BTreeMap<String, bool>,
+    services: BTreeSet<String>,
+    /// The same names as lists to search for "did you mean", shared by every hint.
+    target_list: Arc<[String]>,
+    service_list: Arc<[String]>,
 }
 
 impl Names {
+    pub fn new(targets: BTreeMap<String, bool>, services: BTreeSet<String>) -> Self {
+        let target_list = targets.keys().cloned().collect();
+        let service_list = services.iter().cloned().collect();
+        Names { targets, services, target_list, service_list }
+    }
+
     pub fn check_target_ref(&self, r: &mut Reader, name: &Located, role: &str) {
         if self.targets.contains_key(&name.text) {
             return;
         }
-        let hint = did_you_mean(&name.text, self.targets.keys().map(String::as_str))
-            .map(|s| format!("did you mean `{s}`?"))
-            .or_else(|| {
-                self.services
-                    .contains(&name.text)
-                    .then(|| format!("`{}` is a service; list services in `after`", name.text))
-            });
-        r.error(name.span.clone(), format!("unknown {role} `{}`", name.text), "no target has this name", hint);
+        let otherwise = self
+            .services
+            .contains(&name.text)
+            .then(|| format!("`{}` is a service; list services in `after`", name.text));
+        r.error_suggesting(
+            name.span.clone(),
+            format!("unknown {role} `{}`", name.text),
+            "no target has this name",
+            Suggestion { word: name.text.clone(), candidates: self.target_list.clone(), otherwise },
+        );
     }
 
     pub fn check_service_ref(&self, r: &mut Reader, name: &Located) {
         if self.services.contains(&name.text) {
             return;
         }
-        let hint = did_you_mean(&name.text, self.services.iter().map(String::as_str))
-            .map(|s| format!("did you mean `{s}`?"))
-            .or_else(|| {
-                self.targets
-                    .contains_key(&name.text)
-                    .then(|| format!("`{}` is a target; list targets in `deps`", name.text))
-            });
-        r.error(
+        let otherwise = self
+            .targets
+            .contains_key(&name.text)
+            .then(|| format!("`{}` is a target; list targets in `deps`", name.text));
+        r.error_suggesting(
             name.span.clone(),
             format!("unknown service `{}` in `after`", name.text),
             "no service has this name",
-            hint,
+            Suggestion { word: name.text.clone(), candidates: self.service_list.clone(), otherwise },
         );
     }
 

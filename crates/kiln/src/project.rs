@@ -70,13 +70,14 @@ pub fn load(global: &GlobalArgs) -> Result<Config, ProjectError> {
         })?,
     };
     let shown = file.strip_prefix(&cwd).map_or_else(|_| file.clone(), PathBuf::from);
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| ProjectError(format!("error: cannot read {}: {e}", shown.display())))?;
+    let bytes =
+        std::fs::read(&file).map_err(|e| ProjectError(format!("error: cannot read {}: {e}", shown.display())))?;
     let root = file.parent().map_or_else(|| cwd.clone(), |p| p.to_path_buf());
-    let mut config = kiln_config::parse_str(&text, &shown, &root, global.profile.as_deref()).map_err(|e| match e {
-        LoadError::Invalid(diags) => ProjectError(diags.render(stderr_color())),
-        other => ProjectError(format!("error: {other}")),
-    })?;
+    let mut config =
+        kiln_config::parse_bytes(&bytes, &shown, &root, global.profile.as_deref()).map_err(|e| match e {
+            LoadError::Invalid(diags) => ProjectError(diags.render(stderr_color())),
+            other => ProjectError(format!("error: {other}")),
+        })?;
     if let Some(engine) = global.engine {
         config.settings.engine = engine.choice();
     }

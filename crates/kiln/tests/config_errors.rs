@@ -164,3 +164,59 @@ fn a_duration_too_long_is_a_config_error_not_a_panic() {
         "error: bad duration for `timeout` of target `a`: `99999999999999999999h` is too long\n --> kiln.toml:3:11\n  |\n3 | timeout = \"99999999999999999999h\"\n  |           ^^^^^^^^^^^^^^^^^^^^^^^ not a duration\n  |\n  = help: write durations like \"500ms\", \"10s\", \"5m\" or \"1h\"\n"
     );
 }
+
+/// Regression: a kiln.toml that is not UTF-8 said only "stream did not contain valid UTF-8",
+/// with no line or column.
+#[test]
+fn invalid_utf8_points_at_the_first_bad_byte() {
+    let p = Project::new("");
+    std::fs::write(p.path("kiln.toml"), b"[target.a]\ncmd = \"caf\xe9 au lait\"\n").expect("write");
+    let run = p.kiln(&["build"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "error: kiln.toml is not valid UTF-8: invalid byte 0xE9\n --> kiln.toml:2:11\n  |\n2 | cmd = \"caf\u{fffd} au lait\"\n  |           ^ not UTF-8\n  |\n  = help: save the file as UTF-8 (for example `iconv -f LATIN1 -t UTF-8`)\n"
+    );
+}
+
+/// Regression: every one of thousands of errors was printed (and rendering them was
+/// quadratic in the size of the file).
+#[test]
+fn at_most_fifty_errors_are_printed_then_how_many_more() {
+    let mut config = String::new();
+    for i in 0..400 {
+        config.push_str(&format!("[target.t{i}]\ncmd = \"true\"\ndeps = [\"missing{i}\"]\n"));
+    }
+    let err = error_of(&config);
+    assert_eq!(err.matches("\nerror: unknown dependency").count() + 1, 50, "{err}");
+    assert!(err.starts_with("error: unknown dependency `missing0`\n --> kiln.toml:3:9\n"), "{err}");
+    assert!(err.contains("error: unknown dependency `missing49`\n"), "the 50th in source order: {err}");
+    assert!(!err.contains("missing50`"), "{err}");
+    assert!(
+        err.ends_with(
+            "\n\nand 350 more errors (fix the ones above and run again to see them)\n\nerror: kiln.toml has 400 errors\n"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn one_error_past_fifty_is_one_more_error() {
+    let config: String = (0..51).map(|i| format!("[target.t{i}]\ncmd = 1\n")).collect();
+    let err = error_of(&config);
+    assert!(
+        err.ends_with(
+            "\n\nand 1 more error (fix the ones above and run again to see them)\n\nerror: kiln.toml has 51 errors\n"
+        ),
+        "{err}"
+    );
+}
+
+/// The hint of an unknown name among thousands is still found for the errors shown.
+#[test]
+fn did_you_mean_among_many_names() {
+    let mut config: String = (0..3000).map(|i| format!("[target.name{i}]\ncmd = \"true\"\n")).collect();
+    config.push_str("[target.last]\ncmd = \"true\"\ndeps = [\"nmae2999\"]\n");
+    let err = error_of(&config);
+    assert!(err.contains("unknown dependency `nmae2999`") && err.contains("did you mean `name2999`?"), "{err}");
+}
