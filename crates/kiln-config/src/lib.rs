@@ -3,6 +3,7 @@
 //! Everything here is pure except reading the file. Every user mistake becomes a
 //! [`Diagnostic`] that knows its file, byte span and hint, and renders like a compiler error.
 
+mod address;
 mod config;
 mod diagnostic;
 mod duration;

@@ -122,6 +122,26 @@ impl Reader {
         });
     }
 
+    /// The span of bytes `inner` of a string value, when the value is written as it reads
+    /// (no escapes); else the whole value's span.
+    pub fn inner_span(&self, value: &Located, inner: Range<usize>) -> Range<usize> {
+        let raw = self.source.text().get(value.span.clone()).unwrap_or_default();
+        let quoted = raw.len() == value.text.len() + 2
+            && (raw.starts_with('"') || raw.starts_with('\''))
+            && raw.get(1..raw.len() - 1) == Some(value.text.as_str());
+        if quoted && inner.end <= value.text.len() {
+            value.span.start + 1 + inner.start..value.span.start + 1 + inner.end
+        } else {
+            value.span.clone()
+        }
+    }
+
+    /// Records a problem found inside a string value, pointing at its part when it can.
+    pub fn problem(&mut self, value: &Located, problem: crate::address::Problem) {
+        let span = problem.at.map_or_else(|| value.span.clone(), |at| self.inner_span(value, at));
+        self.error(span, problem.message, problem.label, problem.help);
+    }
+
     fn wrong_type(&mut self, node: &Node<'_>, what: &str, expected: &str) {
         let found = type_name(node.get_ref());
         self.error(
@@ -218,6 +238,21 @@ impl Reader {
                 None
             }
         }
+    }
+
+    /// A duration longer than zero: a zero timeout, period or grace time is a mistake.
+    pub fn positive_duration(&mut self, node: &Node<'_>, what: &str) -> Option<Duration> {
+        let duration = self.duration(node, what)?;
+        if duration.is_zero() {
+            self.error(
+                node.span(),
+                format!("{what} must be longer than zero"),
+                "zero",
+                Some("write a positive duration like \"500ms\" or \"10s\"".into()),
+            );
+            return None;
+        }
+        Some(duration)
     }
 
     /// An array of strings, each with its span.

@@ -154,3 +154,40 @@ pub(crate) fn check_cycles(r: &mut Reader, edges: &BTreeMap<String, Vec<Located>
         }
     }
 }
+
+/// A `log` probe's pattern must compile, as the supervisor compiles it; the error says what
+/// is wrong and points at it, with the pattern that matches the text literally as a hint.
+pub(crate) fn check_regex(r: &mut Reader, pattern: &Located, what: &str) -> bool {
+    let (why, at) = match regex_syntax::Parser::new().parse(&pattern.text) {
+        Err(regex_syntax::Error::Parse(e)) => (e.kind().to_string(), Some(e.span().clone())),
+        Err(regex_syntax::Error::Translate(e)) => (e.kind().to_string(), Some(e.span().clone())),
+        Err(e) => (e.to_string(), None),
+        Ok(_) => match regex::Regex::new(&pattern.text) {
+            Ok(_) => return true,
+            Err(e) => (e.to_string(), None),
+        },
+    };
+    let span = match at {
+        Some(at) => {
+            // An empty span (at the end, say) still gets a caret: widen it by a character.
+            let end = if at.end.offset > at.start.offset {
+                at.end.offset
+            } else {
+                pattern.text[at.start.offset..]
+                    .chars()
+                    .next()
+                    .map_or(at.start.offset, |c| at.start.offset + c.len_utf8())
+            };
+            r.inner_span(pattern, at.start.offset..end)
+        }
+        None => pattern.span.clone(),
+    };
+    let literal = regex::escape(&pattern.text);
+    let hint = if literal.contains(['\'', '\n']) {
+        format!("to match the text as written, escape it: `{literal}`")
+    } else {
+        format!("to match the text as written, escape it: `log = '{literal}'`")
+    };
+    r.error(span, format!("bad regex in {what}: {why}"), "invalid regex", Some(hint));
+    false
+}

@@ -220,3 +220,85 @@ fn did_you_mean_among_many_names() {
     let err = error_of(&config);
     assert!(err.contains("unknown dependency `nmae2999`") && err.contains("did you mean `name2999`?"), "{err}");
 }
+
+/// Regression: an `https://` probe URL was accepted and then failed at every period with
+/// "only http:// URLs can be probed", so the service never became ready.
+#[test]
+fn an_https_probe_url_is_named_as_unsupported() {
+    assert_eq!(
+        error_of("[service.web]\ncmd = \"./web\"\nready = { http = \"https://127.0.0.1:8443/health\" }\n"),
+        "error: https:// URLs are not supported in `ready.http` of service `web`\n --> kiln.toml:3:18\n  |\n3 | ready = { http = \"https://127.0.0.1:8443/health\" }\n  |                  ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ https is not supported\n  |\n  = help: the probe speaks plain HTTP: probe a plain-HTTP port (`http://…`), or check that the TLS port accepts connections with `tcp = \"HOST:PORT\"`\n"
+    );
+    let err = error_of("[service.web]\ncmd = \"./web\"\nready = { http = \"127.0.0.1:8080/health\" }\n");
+    assert!(
+        err.contains("`ready.http` of service `web` must be an http:// URL") && err.contains("kiln.toml:3:18"),
+        "{err}"
+    );
+    let err = error_of("[service.web]\ncmd = \"./web\"\nready = { http = \"http://localhost:99999/\" }\n");
+    assert!(err.contains("port 99999 in `ready.http` of service `web` is out of range"), "{err}");
+    assert!(err.contains("kiln.toml:3:36"), "the caret is under the port: {err}");
+}
+
+/// Regression: `tcp = "127.0.0.1"` was accepted, and every probe failed with "invalid socket
+/// address".
+#[test]
+fn a_tcp_probe_needs_host_and_port() {
+    assert_eq!(
+        error_of("[service.db]\ncmd = \"./db\"\nready = { tcp = \"127.0.0.1\" }\n"),
+        "error: `ready.tcp` of service `db` needs `HOST:PORT`, found `127.0.0.1`\n --> kiln.toml:3:17\n  |\n3 | ready = { tcp = \"127.0.0.1\" }\n  |                 ^^^^^^^^^^^ no port\n  |\n  = help: write `HOST:PORT`, like `127.0.0.1:5432` or `localhost:6379`\n"
+    );
+    let err = error_of("[service.db]\ncmd = \"./db\"\nready = { tcp = \"localhost:0\" }\n");
+    assert!(err.contains("port 0 in `ready.tcp` of service `db` is out of range"), "{err}");
+}
+
+/// Regression: a `log` pattern that is not a regex was silently matched as plain text.
+#[test]
+fn a_log_probe_regex_must_compile() {
+    assert_eq!(
+        error_of("[service.api]\ncmd = \"./api\"\nready = { log = 'listening on (port' }\n"),
+        "error: bad regex in `ready.log` of service `api`: unclosed group\n --> kiln.toml:3:31\n  |\n3 | ready = { log = 'listening on (port' }\n  |                               ^ invalid regex\n  |\n  = help: to match the text as written, escape it: `log = 'listening on \\(port'`\n"
+    );
+    let err = error_of("[service.api]\ncmd = \"./api\"\nready = { log = \"ready \\\\p{Nope}\" }\n");
+    assert!(err.contains("bad regex in `ready.log` of service `api`: Unicode property not found"), "{err}");
+    let p = Project::new("[service.api]\ncmd = \"true\"\nready = { log = 'listening on port \\d+' }\n");
+    let run = p.kiln(&["build"]);
+    assert_eq!(run.code, 0, "a valid regex is fine: {}", run.stderr);
+}
+
+/// Regression: ports out of range reached the container engine, which refused to start the
+/// container at run time.
+#[test]
+fn ports_are_1_to_65535() {
+    assert_eq!(
+        error_of("[service.web]\nimage = \"nginx\"\nports = [\"8080:70000\"]\n"),
+        "error: port 70000 in `ports` of service `web` is out of range\n --> kiln.toml:3:16\n  |\n3 | ports = [\"8080:70000\"]\n  |                ^^^^^ ports are 1 to 65535\n"
+    );
+    let err = error_of("[service.web]\nimage = \"nginx\"\nports = [\"web:80\", \"0:80\"]\n");
+    assert!(err.contains("`web` in `ports` of service `web` is not a port number"), "{err}");
+    assert!(err.contains("port 0 in `ports` of service `web` is out of range"), "{err}");
+    // Filled in for each replica, as the supervisor does: replicas 0 to 5 are fine.
+    let err = error_of("[service.web]\nimage = \"nginx\"\nreplicas = 7\nports = [\"6553${KILN_REPLICA}:80\"]\n");
+    assert!(
+        err.starts_with("error: port 65536 (for replica 6) in `ports` of service `web` is out of range\n"),
+        "{err}"
+    );
+    let p = Project::new("[service.web]\nimage = \"nginx\"\nreplicas = 6\nports = [\"6553${KILN_REPLICA}:80\"]\n");
+    assert_eq!(p.kiln(&["build"]).code, 0);
+}
+
+/// Regression: a zero timeout killed every command at once, a zero `stop_timeout` sent
+/// SIGKILL with no grace, a zero probe period probed in a busy loop.
+#[test]
+fn timeouts_and_periods_must_be_longer_than_zero() {
+    assert_eq!(
+        error_of("[target.a]\ncmd = \"true\"\ntimeout = \"0s\"\n"),
+        "error: `timeout` of target `a` must be longer than zero\n --> kiln.toml:3:11\n  |\n3 | timeout = \"0s\"\n  |           ^^^^ zero\n  |\n  = help: write a positive duration like \"500ms\" or \"10s\"\n"
+    );
+    let err = error_of(
+        "[service.a]\ncmd = \"./a\"\nstop_timeout = \"0ms\"\nready = { cmd = \"true\", period = \"0s\", timeout = \"0h\" }\n",
+    );
+    assert!(err.contains("`stop_timeout` of service `a` must be longer than zero"), "{err}");
+    assert!(err.contains("`ready.period` of service `a` must be longer than zero"), "{err}");
+    assert!(err.contains("`ready.timeout` of service `a` must be longer than zero"), "{err}");
+    assert!(err.ends_with("error: kiln.toml has 3 errors\n"), "{err}");
+}
