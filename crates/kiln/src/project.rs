@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use kiln_config::{Config, LoadError};
 
 use crate::cli::GlobalArgs;
+use crate::out::errln;
 
 /// A failure to get a configuration, already rendered for the terminal.
 pub struct ProjectError(pub String);
@@ -20,8 +21,8 @@ pub fn load_for_control(global: &GlobalArgs) -> Result<(Config, bool), ProjectEr
         Err(e) => {
             let Some((file, root)) = locate(global).ok().filter(|(f, _)| f.exists()) else { return Err(e) };
             let Ok(config) = kiln_config::parse_str("", &file, &root, None) else { return Err(e) };
-            eprintln!("{}", e.0.trim_end());
-            eprintln!(
+            errln!("{}", e.0.trim_end());
+            errln!(
                 "warning: {} has errors; asking the running `kiln up` anyway (it keeps its previous configuration)",
                 file.display()
             );

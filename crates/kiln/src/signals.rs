@@ -4,6 +4,8 @@
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
+use crate::out::errln;
+
 /// Returns a receiver that turns true on the first SIGINT or SIGTERM.
 pub fn cancel_on_signals() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
@@ -19,7 +21,7 @@ pub fn cancel_on_signals() -> watch::Receiver<bool> {
             }
             count += 1;
             if count == 1 {
-                eprintln!("kiln: interrupted, stopping running commands… (press Ctrl-C again to exit now)");
+                errln!("kiln: interrupted, stopping running commands… (press Ctrl-C again to exit now)");
                 let _ = tx.send(true);
             } else {
                 std::process::exit(i32::from(crate::exit::INTERRUPTED));

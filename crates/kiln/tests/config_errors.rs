@@ -2,7 +2,7 @@
 //! the span, a hint where one helps, and exit code 2.
 
 mod common;
-use common::Project;
+use common::{Project, Up};
 
 fn error_of(config: &str) -> String {
     let p = Project::new(config);
@@ -301,4 +301,21 @@ fn timeouts_and_periods_must_be_longer_than_zero() {
     assert!(err.contains("`ready.period` of service `a` must be longer than zero"), "{err}");
     assert!(err.contains("`ready.timeout` of service `a` must be longer than zero"), "{err}");
     assert!(err.ends_with("error: kiln.toml has 3 errors\n"), "{err}");
+}
+
+/// The same, for an edit that `kiln up` reads again: reported as `config.invalid` with the
+/// line and column, and the old configuration keeps running.
+#[test]
+fn a_reloaded_kiln_toml_that_is_not_utf8_points_at_the_byte() {
+    let config = "[settings]\ndebounce = \"50ms\"\n[target.a]\ncmd = \"true\"\n";
+    let p = Project::new(config);
+    let mut up = Up::start(&p, &[]);
+    up.wait_for("the first build", |e| e["type"] == "run.finished");
+    let mut bytes = config.as_bytes().to_vec();
+    bytes.extend_from_slice(b"# \xff\n");
+    std::fs::write(p.path("kiln.toml"), bytes).expect("write");
+    let invalid = up.wait_for("config.invalid", |e| e["type"] == "config.invalid");
+    let message = invalid["message"].as_str().unwrap_or_default();
+    assert!(message.contains("kiln.toml is not valid UTF-8: invalid byte 0xFF"), "{message}");
+    assert!(message.contains("--> kiln.toml:5:3"), "{message}");
 }

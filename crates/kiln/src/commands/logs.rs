@@ -1,6 +1,7 @@
 //! `kiln logs TARGET`: the output of the target's last run (for a target restored from the
 //! cache, the output stored with the cache entry).
 
+use crate::out::errln;
 use kiln_config::Config;
 use kiln_engine::Layout;
 
@@ -11,24 +12,21 @@ pub fn run(config: &Config, target: &str) -> u8 {
         let hint = kiln_config::did_you_mean(target, config.targets.keys().map(String::as_str))
             .map(|s| format!(" (did you mean `{s}`?)"))
             .unwrap_or_default();
-        eprintln!("error: unknown target `{target}`{hint}");
+        errln!("error: unknown target `{target}`{hint}");
         return exit::USAGE;
     }
     let path = Layout::new(&config.root).log(target);
     match std::fs::read(&path) {
         Ok(bytes) => {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&bytes);
-            let _ = out.flush();
+            crate::out::stdout_bytes(&bytes);
             exit::SUCCESS
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("kiln: no output recorded for `{target}`: it has not run yet, or its last run printed nothing");
+            errln!("kiln: no output recorded for `{target}`: it has not run yet, or its last run printed nothing");
             exit::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: cannot read {}: {e}", path.display());
+            errln!("error: cannot read {}: {e}", path.display());
             exit::FAILED
         }
     }

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::api_server::{ApiServer, remove_info};
 use crate::live_view::terminal_size;
+use crate::out::errln;
 use crate::status_view::StatusView;
 use crate::up_view::UpView;
 
@@ -39,7 +40,7 @@ pub async fn run(
     let (controls_tx, controls) = mpsc::unbounded_channel();
     let kiln_dir = Layout::new(&config.root).kiln;
     if let Err(e) = ApiServer::start(args.port, &kiln_dir, bus.clone(), status.clone(), controls_tx).await {
-        eprintln!("error: cannot serve the control API on 127.0.0.1:{}: {e}", args.port);
+        errln!("error: cannot serve the control API on 127.0.0.1:{}: {e}", args.port);
         return exit::FAILED;
     }
     let view_status = status.clone();
@@ -116,11 +117,11 @@ pub async fn run(
         Ok(UpExit::Interrupted) => exit::INTERRUPTED,
         Ok(UpExit::Stopped) => exit::SUCCESS,
         Err(UpError::Build(e @ BuildError::UnknownTarget { .. })) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::USAGE
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::FAILED
         }
     }
