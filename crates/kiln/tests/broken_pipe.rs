@@ -185,3 +185,14 @@ fn a_panic_is_one_line_asking_for_a_report() {
     assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
     assert_eq!(out.status.code(), Some(101));
 }
+
+/// Another write failure (a full disk behind `>`) is said on stderr, with exit code 1.
+#[test]
+fn a_full_disk_on_stdout_is_reported() {
+    let p = Project::new("[target.a]\ncmd = \"true\"\n");
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full (Linux) opens");
+    let out = p.command(&["graph"]).stdout(full).output().expect("kiln runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr, "kiln: cannot write to stdout: No space left on device (os error 28)\n");
+    assert_eq!(out.status.code(), Some(1));
+}
