@@ -139,8 +139,11 @@ pub(crate) fn check_port_mapping(text: &str, replicas: u32, what: &str) -> Resul
     check_port(container, container_at, replicas, true, what)
 }
 
+/// A port as written and its byte offset in the text it was split from.
+type PortAt<'a> = Option<(&'a str, usize)>;
+
 /// Splits `host:port` (or `[v6]:port`); the port's byte offset comes with it.
-fn split_host_port(authority: &str) -> Result<(&str, Option<(&str, usize)>), &'static str> {
+fn split_host_port(authority: &str) -> Result<(&str, PortAt<'_>), &'static str> {
     if let Some(rest) = authority.strip_prefix('[') {
         let Some(close) = rest.find(']') else { return Err("an IPv6 address without its `]`") };
         let after = &rest[close + 1..];

@@ -251,12 +251,13 @@ fn read_probe(
                 }
             };
             let text = value.text;
-            ok.then(|| match *kind {
+            let check = match *kind {
                 "http" => ProbeCheck::Http(text),
                 "tcp" => ProbeCheck::Tcp(text),
                 "cmd" => ProbeCheck::Cmd(text),
                 _ => ProbeCheck::Log(text),
-            })
+            };
+            ok.then_some(check)
         }
         _ => {
             r.error(

@@ -159,8 +159,8 @@ pub(crate) fn check_cycles(r: &mut Reader, edges: &BTreeMap<String, Vec<Located>
 /// is wrong and points at it, with the pattern that matches the text literally as a hint.
 pub(crate) fn check_regex(r: &mut Reader, pattern: &Located, what: &str) -> bool {
     let (why, at) = match regex_syntax::Parser::new().parse(&pattern.text) {
-        Err(regex_syntax::Error::Parse(e)) => (e.kind().to_string(), Some(e.span().clone())),
-        Err(regex_syntax::Error::Translate(e)) => (e.kind().to_string(), Some(e.span().clone())),
+        Err(regex_syntax::Error::Parse(e)) => (e.kind().to_string(), Some(*e.span())),
+        Err(regex_syntax::Error::Translate(e)) => (e.kind().to_string(), Some(*e.span())),
         Err(e) => (e.to_string(), None),
         Ok(_) => match regex::Regex::new(&pattern.text) {
             Ok(_) => return true,
