@@ -12,6 +12,7 @@ mod exit;
 mod human_lines;
 mod json_view;
 mod live_view;
+mod out;
 mod plain_view;
 mod project;
 mod run_report;
@@ -26,10 +27,17 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
+use crate::out::{errln, out};
 
 fn main() -> ExitCode {
+    install_panic_hook();
     if std::env::args_os().nth(1).is_some_and(|a| a == kiln_engine::WATCHDOG_ARG) {
         kiln_engine::watchdog_main();
+    }
+    // Lets the tests see what a user sees when kiln has a bug; not in release builds.
+    #[cfg(debug_assertions)]
+    if let Some(message) = std::env::var_os("KILN_TEST_PANIC") {
+        panic!("{}", message.to_string_lossy());
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -51,7 +59,7 @@ fn main() -> ExitCode {
     let (config, stand_in) = match loaded {
         Ok(c) => c,
         Err(project::ProjectError(text)) => {
-            eprintln!("{text}");
+            errln!("{text}");
             return exit::code(exit::USAGE);
         }
     };
@@ -72,13 +80,35 @@ fn main() -> ExitCode {
         Command::Trigger { name } => commands::control::trigger(&config, &name, !stand_in),
         Command::Down => commands::control::down(&config),
         Command::Graph(args) => {
-            print!("{}", commands::graph::render(&config, args.format));
+            out!("{}", commands::graph::render(&config, args.format));
             exit::SUCCESS
         }
         Command::Cache(command) => commands::cache::run(&config, &command, cli.global.json),
         Command::Clean(args) => commands::clean::run(&config, args.all),
     };
     exit::code(code)
+}
+
+/// A panic is a bug in kiln: the user gets one line saying so instead of Rust's panic text
+/// and backtrace. `KILN_BACKTRACE=1` shows Rust's own report too, for whoever debugs it.
+/// (A worker's panic is also caught where it happened and fails its target with the
+/// message; this line is printed all the same.)
+fn install_panic_hook() {
+    let rust_report = std::panic::take_hook();
+    let debugging = std::env::var_os("KILN_BACKTRACE").is_some_and(|v| v != "0");
+    std::panic::set_hook(Box::new(move |info| {
+        if debugging {
+            rust_report(info);
+        }
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("a panic without a message");
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        errln!("kiln: internal error: {message}{at} (please report)");
+    }));
 }
 
 /// Runs an async command on a runtime whose idle threads are not waited for at exit. The

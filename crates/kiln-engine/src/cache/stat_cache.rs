@@ -174,4 +174,54 @@ mod tests {
         std::fs::write(&path, b"garbage").expect("write");
         assert_eq!(StatCache::load(&path).lookup("a", &meta(5)), None);
     }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn entry() -> impl Strategy<Value = (String, Entry)> {
+            ("\\PC{0,8}", any::<u64>(), any::<i64>(), any::<u64>(), any::<bool>(), any::<[u8; 32]>()).prop_map(
+                |(path, size, mtime_ns, ino, executable, digest)| {
+                    (path, Entry { meta: FileMeta { size, mtime_ns, ino, executable }, digest: Digest(digest) })
+                },
+            )
+        }
+
+        /// Reads `bytes` as the stat cache file and uses it: a lookup, a new entry, a save.
+        fn use_file(bytes: &[u8]) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("stat.bin");
+            std::fs::write(&path, bytes).expect("write");
+            let cache = StatCache::load(&path);
+            let _ = cache.lookup("a", &FileMeta { size: 1, mtime_ns: 1, ino: 1, executable: false });
+            cache.remember("b", FileMeta { size: 2, mtime_ns: 2, ino: 2, executable: true }, Digest::of_bytes(b"b"));
+            cache.save(&path).expect("saves");
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn random_bytes_are_an_empty_cache(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+                use_file(&bytes);
+            }
+
+            /// A valid file with bytes replaced or the end cut off (a full disk, say).
+            #[test]
+            fn damaged_files_never_panic(
+                entries in prop::collection::vec(entry(), 0..6),
+                edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+                cut in any::<prop::sample::Index>(),
+            ) {
+                let mut bytes = postcard::to_stdvec(&OnDisk { format: FORMAT, entries }).expect("serializes");
+                for (at, byte) in edits {
+                    let at = at.index(bytes.len());
+                    bytes[at] = byte;
+                }
+                bytes.truncate(cut.index(bytes.len() + 1));
+                use_file(&bytes);
+            }
+        }
+    }
 }

@@ -153,4 +153,20 @@ mod tests {
         let rules = IgnoreRules::load(dir.path()).unwrap();
         assert!(rules.excludes("a.tmp") && !rules.excludes("a.log"));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// A `.containerignore` may hold anything: a bad pattern is an error, never a panic.
+        #[test]
+        fn any_ignore_file_parses_or_fails(text in "(\\PC{0,12}|[!/*.{}\\[\\]a-c]{0,8})(\n(\\PC{0,12}|[!/*.{}\\[\\]a-c]{0,8})){0,6}", path in "[a-c/.]{0,10}") {
+            if let Ok(rules) = IgnoreRules::parse(&text) {
+                let _ = rules.excludes(&path);
+            }
+        }
+    }
 }

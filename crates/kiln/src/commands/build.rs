@@ -12,6 +12,7 @@ use crate::cli::{BuildArgs, ProgressMode};
 use crate::exit;
 use crate::json_view::JsonView;
 use crate::live_view::{LiveView, terminal_width};
+use crate::out::errln;
 use crate::plain_view::PlainView;
 use crate::trace_view::TraceView;
 
@@ -130,15 +131,15 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
     if let (Some(trace), Some(path)) = (trace, &args.trace)
         && let Err(e) = trace.write(path)
     {
-        eprintln!("error: cannot write the trace to {}: {e}", path.display());
+        errln!("error: cannot write the trace to {}: {e}", path.display());
     }
     match result {
         Err(e @ BuildError::UnknownTarget { .. }) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::USAGE
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::FAILED
         }
         Ok(summary) if dry_run => {

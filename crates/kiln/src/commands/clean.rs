@@ -7,17 +7,18 @@ use kiln_config::Config;
 use kiln_engine::{Layout, ProjectLock, State};
 
 use crate::exit;
+use crate::out::{errln, outln};
 
 pub fn run(config: &Config, all: bool) -> u8 {
     let layout = Layout::new(&config.root);
     if !layout.kiln.exists() {
-        println!("nothing to clean");
+        outln!("nothing to clean");
         return exit::SUCCESS;
     }
     let _lock = match ProjectLock::acquire(&layout.lock(), crate::commands::cache::wait_notice) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: cannot lock {}: {e}", layout.lock().display());
+            errln!("error: cannot lock {}: {e}", layout.lock().display());
             return exit::FAILED;
         }
     };
@@ -38,12 +39,12 @@ pub fn run(config: &Config, all: bool) -> u8 {
         if let Err(e) = std::fs::remove_dir_all(d)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            eprintln!("error: cannot remove {}: {e}", d.display());
+            errln!("error: cannot remove {}: {e}", d.display());
             return exit::FAILED;
         }
     }
     let what = if all { "state, logs and cache" } else { "state and logs (the cache is kept; --all empties it)" };
-    println!("removed {removed} output files, {what}");
+    outln!("removed {removed} output files, {what}");
     exit::SUCCESS
 }
 

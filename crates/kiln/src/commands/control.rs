@@ -7,10 +7,11 @@ use kiln_engine::{Engine, Layout};
 
 use crate::api_client::{ClientError, follow, info, request};
 use crate::exit;
+use crate::out::{errln, outln};
 use crate::status_view::short_image;
 
 fn fail(e: &ClientError) -> u8 {
-    eprintln!("error: {}", e.message());
+    errln!("error: {}", e.message());
     exit::FAILED
 }
 
@@ -50,7 +51,7 @@ fn known(config: &Config, name: &str, check: bool) -> Result<(), u8> {
     }
     let hint =
         unknown_hint(name, config.targets.keys().map(String::as_str), config.services.keys().map(String::as_str));
-    eprintln!("error: unknown target or service `{name}`{hint}");
+    errln!("error: unknown target or service `{name}`{hint}");
     Err(exit::USAGE)
 }
 
@@ -60,19 +61,19 @@ pub fn status(config: &Config, json: bool) -> u8 {
         Err(e) => return fail(&e),
     };
     if json {
-        println!("{v}");
+        outln!("{v}");
         return exit::SUCCESS;
     }
     if let Some(targets) = v["targets"].as_object() {
         for (name, t) in targets {
-            println!("{name:<16} {:<8} {}", t["status"].as_str().unwrap_or(""), t["reason"].as_str().unwrap_or(""));
+            outln!("{name:<16} {:<8} {}", t["status"].as_str().unwrap_or(""), t["reason"].as_str().unwrap_or(""));
         }
     }
     if let Some(services) = v["services"].as_object() {
         for (name, s) in services {
             let phase = s["phase"].as_str().unwrap_or("pending");
             let image = s["image"].as_str().map(|i| format!("  image {}", short_image(i))).unwrap_or_default();
-            println!(
+            outln!(
                 "{name:<16} {phase:<8} {}/{} replicas{image}  {} restarts",
                 s["ready"].as_u64().unwrap_or(0),
                 s["desired"].as_u64().unwrap_or(0),
@@ -90,11 +91,11 @@ fn send(config: &Config, path: &str) -> Result<(u16, String), ClientError> {
 fn report(result: Result<(u16, String), ClientError>, done: &str) -> u8 {
     match result {
         Ok((202, _)) => {
-            println!("{done}");
+            outln!("{done}");
             exit::SUCCESS
         }
         Ok((code, body)) => {
-            eprintln!("error: `kiln up` answered {code}: {body}");
+            errln!("error: `kiln up` answered {code}: {body}");
             exit::FAILED
         }
         Err(e) => fail(&e),
@@ -118,7 +119,7 @@ pub fn trigger(config: &Config, name: &str, check: bool) -> u8 {
         };
         let (targets, services) = (names("targets"), names("services"));
         let hint = unknown_hint(name, targets.iter().map(String::as_str), services.iter().map(String::as_str));
-        eprintln!("error: the running `kiln up` has no target or running service named `{name}`{hint}");
+        errln!("error: the running `kiln up` has no target or running service named `{name}`{hint}");
         return exit::USAGE;
     }
     report(result, &format!("triggered {name}"))
@@ -147,22 +148,22 @@ fn remove_leftovers(config: &Config) -> u8 {
     let engine = match Engine::find(config.settings.engine) {
         Ok(e) => e,
         Err(why) => {
-            eprintln!("error: {}; cannot look for containers left running", ClientError::NotRunning.message());
-            eprintln!("  = {why}");
+            errln!("error: {}; cannot look for containers left running", ClientError::NotRunning.message());
+            errln!("  = {why}");
             return exit::FAILED;
         }
     };
     match kiln_engine::remove_leftovers(&engine, &config.root) {
         Ok(names) if names.is_empty() => {
-            eprintln!("no `kiln up` is running in this project, and none left containers behind");
+            errln!("no `kiln up` is running in this project, and none left containers behind");
             exit::SUCCESS
         }
         Ok(names) => {
-            println!("{}", kiln_engine::leftovers_message(&names));
+            outln!("{}", kiln_engine::leftovers_message(&names));
             exit::SUCCESS
         }
         Err(why) => {
-            eprintln!("error: cannot remove containers left running: {why}");
+            errln!("error: cannot remove containers left running: {why}");
             exit::FAILED
         }
     }
@@ -190,7 +191,7 @@ pub fn wait(config: &Config, names: &[String], timeout: Option<Duration>, check:
             Err(e) => return fail(&e),
         }
         if end.is_some_and(|e| Instant::now() >= e) {
-            eprintln!("error: timed out waiting for {}", names.join(", "));
+            errln!("error: timed out waiting for {}", names.join(", "));
             return exit::FAILED;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -209,7 +210,11 @@ pub fn follow_logs(config: &Config, name: &str, check: bool) -> u8 {
                 (kind == "target.output" && e["target"] == name) || (kind == "service.output" && e["service"] == name);
             if matches {
                 let prefix = e["replica"].as_u64().map_or_else(String::new, |r| format!("[{r}] "));
-                println!("{prefix}{}", e["line"].as_str().unwrap_or(""));
+                outln!("{prefix}{}", e["line"].as_str().unwrap_or(""));
+            } else if kind == "stream.lagged" {
+                // This client fell behind the session: say so rather than leave a silent gap.
+                let dropped = e["dropped"].as_u64().unwrap_or(0);
+                errln!("kiln: … {dropped} events skipped (this reader fell behind); `kiln logs {name}` has them all");
             }
             true
         })

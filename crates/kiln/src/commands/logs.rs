@@ -2,6 +2,7 @@
 //! cache, the output stored with the cache entry), or what a service's replicas printed
 //! (their last `settings.log_limit` bytes each, across restarts).
 
+use crate::out::errln;
 use kiln_config::Config;
 use kiln_engine::Layout;
 
@@ -16,24 +17,21 @@ pub fn run(config: &Config, target: &str) -> u8 {
         let hint = kiln_config::did_you_mean(target, names.map(String::as_str))
             .map(|s| format!(" (did you mean `{s}`?)"))
             .unwrap_or_default();
-        eprintln!("error: unknown target or service `{target}`{hint}");
+        errln!("error: unknown target or service `{target}`{hint}");
         return exit::USAGE;
     }
     let path = Layout::new(&config.root).log(target);
     match std::fs::read(&path) {
         Ok(bytes) => {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&bytes);
-            let _ = out.flush();
+            crate::out::stdout_bytes(&bytes);
             exit::SUCCESS
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("kiln: no output recorded for `{target}`: it has not run yet, or its last run printed nothing");
+            errln!("kiln: no output recorded for `{target}`: it has not run yet, or its last run printed nothing");
             exit::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: cannot read {}: {e}", path.display());
+            errln!("error: cannot read {}: {e}", path.display());
             exit::FAILED
         }
     }
@@ -41,9 +39,7 @@ pub fn run(config: &Config, target: &str) -> u8 {
 
 /// Every replica's kept output, one after another.
 fn service_logs(config: &Config, service: &str) -> u8 {
-    use std::io::Write;
     let layout = Layout::new(&config.root);
-    let mut out = std::io::stdout().lock();
     let mut any = false;
     // Replicas past today's count may have run before a scale-down: show what is kept.
     for replica in 0.. {
@@ -55,11 +51,10 @@ fn service_logs(config: &Config, service: &str) -> u8 {
             continue;
         };
         any = true;
-        let _ = out.write_all(&bytes);
+        crate::out::stdout_bytes(&bytes);
     }
-    let _ = out.flush();
     if !any {
-        eprintln!("kiln: no output recorded for service `{service}`: it has not run yet, or printed nothing");
+        errln!("kiln: no output recorded for service `{service}`: it has not run yet, or printed nothing");
     }
     exit::SUCCESS
 }

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::api_server::{ApiServer, remove_info};
 use crate::live_view::terminal_size;
+use crate::out::errln;
 use crate::status_view::StatusView;
 use crate::up_view::UpView;
 
@@ -47,7 +48,7 @@ pub async fn run(
     let status = Arc::new(Mutex::new(StatusView::default()));
     let (controls_tx, controls) = mpsc::unbounded_channel();
     if let Err(e) = ApiServer::start(args.port, &kiln_dir, bus.clone(), status.clone(), controls_tx).await {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         return exit::FAILED;
     }
     // The status the API serves follows the stream on a task of its own, so a terminal that
@@ -111,7 +112,7 @@ pub async fn run(
         let _ = view_done_tx.send(());
     });
     if let Err(e) = view {
-        eprintln!("error: cannot start the output thread: {e}");
+        errln!("error: cannot start the output thread: {e}");
         return exit::FAILED;
     }
 
@@ -140,11 +141,11 @@ pub async fn run(
         Ok(UpExit::Interrupted) => exit::INTERRUPTED,
         Ok(UpExit::Stopped) => exit::SUCCESS,
         Err(UpError::Build(e @ BuildError::UnknownTarget { .. })) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::USAGE
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::FAILED
         }
     }
