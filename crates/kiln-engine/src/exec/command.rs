@@ -114,6 +114,11 @@ pub fn line_channel() -> (mpsc::Sender<Line>, mpsc::Receiver<Line>) {
     mpsc::channel(LINES_QUEUED)
 }
 
+/// Whether any process of the group led by `pid` is left.
+pub fn group_alive(pid: u32) -> bool {
+    i32::try_from(pid).is_ok_and(|pid| pid > 1 && killpg(Pid::from_raw(pid), None).is_ok())
+}
+
 /// Runs the command to completion, sending the text of each output line to `lines` (a line
 /// longer than a piece is sent once, with its first piece; the log has all of it). `cancel`
 /// turning true kills the group.

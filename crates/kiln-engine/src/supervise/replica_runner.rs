@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::build::worker_panic::catch_async;
 use crate::container::engine::{EngineKind, exec_words, shell_join};
 use crate::event::{Event, EventBus, Stream};
-use crate::exec::command::{shell_command, signal_group};
+use crate::exec::command::{group_alive, shell_command, signal_group};
 use crate::exec::output_lines::PieceReader;
 use crate::exec::tail_log::TailLog;
 use crate::supervise::replica_state::Input;
@@ -404,9 +404,15 @@ async fn stop(spec: &ServiceSpec, replica: u32, child: &mut tokio::process::Chil
     } else {
         signal_group(pid, spec.stop_signal);
     }
+    let deadline = Instant::now() + timeout;
     if tokio::time::timeout(timeout, child.wait()).await.is_err() {
         signal_group(pid, Signal::SIGKILL);
         let _ = child.wait().await;
+    }
+    // `sh -c ./worker.sh` may be gone while the worker it started still handles the stop
+    // signal: the rest of the group gets what is left of `stop_timeout` before SIGKILL.
+    while group_alive(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     signal_group(pid, Signal::SIGKILL);
 }
