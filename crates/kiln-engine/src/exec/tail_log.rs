@@ -274,6 +274,7 @@ mod tests {
         std::fs::write(&path, "before\n").expect("old");
         let mut log = TailLog::continue_at(path.clone(), 10);
         log.write(b"0123456789abcdef\n");
+        log.flush();
         // Still running: two parts on disk, read as one tail.
         let tail = read_tail(&path, 10).expect("tail");
         assert!(tail.ends_with(b"789abcdef\n"), "{}", String::from_utf8_lossy(&tail));
