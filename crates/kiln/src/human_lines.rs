@@ -148,3 +148,58 @@ fn list(paths: &[String]) -> String {
         n => format!("{} and {} more", paths[..3].join(", "), n - 3),
     }
 }
+
+/// Lines waiting to be drawn on a live view, at most [`Scroll::KEPT`]: when events come
+/// faster than the terminal draws, the oldest go (they would scroll past unread anyway; the
+/// logs keep them) and one line says how many.
+#[derive(Default)]
+pub struct Scroll {
+    lines: VecDeque<String>,
+    skipped: usize,
+}
+
+impl Scroll {
+    pub const KEPT: usize = 1000;
+
+    pub fn extend(&mut self, lines: impl IntoIterator<Item = String>) {
+        for line in lines {
+            if self.lines.len() == Self::KEPT {
+                self.lines.pop_front();
+                self.skipped += 1;
+            }
+            self.lines.push_back(line);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.lines.clear();
+        self.skipped = 0;
+    }
+
+    /// What to draw now, the note of skipped lines first.
+    pub fn take(&mut self) -> Vec<String> {
+        let mut out = Vec::with_capacity(self.lines.len() + 1);
+        if self.skipped > 0 {
+            out.push(format!("kiln: … {} lines scrolled past unshown (every line is in .kiln/logs/)", self.skipped));
+            self.skipped = 0;
+        }
+        out.extend(self.lines.drain(..));
+        out
+    }
+}
+
+#[cfg(test)]
+mod scroll_tests {
+    use super::*;
+
+    #[test]
+    fn a_scroll_keeps_the_newest_lines_and_counts_the_rest() {
+        let mut s = Scroll::default();
+        s.extend((0..Scroll::KEPT + 5).map(|i| i.to_string()));
+        let lines = s.take();
+        assert_eq!(lines.len(), Scroll::KEPT + 1);
+        assert!(lines[0].starts_with("kiln: … 5 lines scrolled past"), "{}", lines[0]);
+        assert_eq!(lines[1], "5");
+        assert!(s.take().is_empty());
+    }
+}

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use kiln_config::format_duration;
 use kiln_engine::Event;
 
-use crate::human_lines::HumanLines;
+use crate::human_lines::{HumanLines, Scroll};
 use crate::view_out::ViewOut;
 
 const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
@@ -43,7 +43,7 @@ pub struct LiveView<W: Write> {
     estimates: HashMap<String, u64>,
     /// Job slots seen, to turn remaining work into remaining time.
     slots: usize,
-    scroll: Vec<String>,
+    scroll: Scroll,
 }
 
 impl<W: Write> LiveView<W> {
@@ -60,7 +60,7 @@ impl<W: Write> LiveView<W> {
             running: Vec::new(),
             estimates: HashMap::new(),
             slots: 1,
-            scroll: Vec::new(),
+            scroll: Scroll::default(),
         }
     }
 
@@ -104,7 +104,7 @@ impl<W: Write> LiveView<W> {
         if self.drawn > 0 {
             buf.push_str(&format!("\r\x1b[{}A", self.drawn));
         }
-        for line in self.scroll.drain(..) {
+        for line in self.scroll.take() {
             buf.push_str("\x1b[2K");
             buf.push_str(&fit(&line, self.width));
             buf.push('\n');
@@ -174,7 +174,7 @@ impl<W: Write> LiveView<W> {
         if self.drawn > 0 {
             buf.push_str(&format!("\r\x1b[{}A\x1b[J", self.drawn));
         }
-        for line in self.scroll.drain(..) {
+        for line in self.scroll.take() {
             buf.push_str(&line);
             buf.push('\n');
         }

@@ -50,12 +50,12 @@ impl OnAbort {
         OnAbort { containers: engine.map(|e| (e, config.root.clone())), kiln_dir: Some(kiln_dir) }
     }
 
-    /// Runs the clean-up, never for much longer than `bound`.
-    fn run(self, bound: Duration) {
+    /// Runs the clean-up, never for much longer than `bound`; returns what it said.
+    fn run(self, bound: Duration) -> Option<std::sync::mpsc::Receiver<()>> {
         if let Some(dir) = &self.kiln_dir {
             crate::api_server::remove_info(dir);
         }
-        let Some((engine, root)) = self.containers else { return };
+        let Some((engine, root)) = self.containers else { return None };
         let (tx, rx) = std::sync::mpsc::channel();
         let name = engine.name();
         // On a thread of its own: if the engine hangs, kiln exits anyway and the engine's
@@ -64,16 +64,18 @@ impl OnAbort {
             let _ = tx.send(kiln_engine::remove_leftovers(&engine, &root));
         });
         match rx.recv_timeout(bound) {
-            Ok(Ok(names)) if names.is_empty() => {}
-            Ok(Ok(names)) => say(&format!("kiln: removed {} container(s): {}", names.len(), names.join(", "))),
-            Ok(Err(why)) => say(&format!(
+            Ok(Ok(names)) if names.is_empty() => None,
+            Ok(Ok(names)) => {
+                Some(say_aside(format!("kiln: removed {} container(s): {}", names.len(), names.join(", "))))
+            }
+            Ok(Err(why)) => Some(say_aside(format!(
                 "kiln: cannot remove this project's containers: {why}\n  = `kiln down` (or the next `kiln up`) removes them"
-            )),
-            Err(_) => say(&format!(
+            ))),
+            Err(_) => Some(say_aside(format!(
                 "kiln: {name} did not remove this project's containers within {}; exiting without waiting\n  \
                  = `kiln down` (or the next `kiln up`) removes them",
                 format_duration(bound)
-            )),
+            ))),
         }
     }
 }
@@ -150,6 +152,26 @@ fn say(line: &str) {
     let _ = err.write_all(line.as_bytes()).and_then(|()| err.write_all(b"\n"));
 }
 
+/// [`say`] on a thread of its own: stderr may be a pipe nobody reads (or locked by a view
+/// blocked on it), and nothing that handles a signal may wait for it.
+/// The returned receiver hears when the line is written.
+fn say_aside(line: String) -> std::sync::mpsc::Receiver<()> {
+    let (done, written) = std::sync::mpsc::channel();
+    let _ = std::thread::Builder::new().name("kiln-say".into()).spawn(move || {
+        say(&line);
+        let _ = done.send(());
+    });
+    written
+}
+
+/// Gives lines said aside a moment to reach stderr before kiln exits, never longer.
+fn flush_said(lines: &[std::sync::mpsc::Receiver<()>]) {
+    let end = std::time::Instant::now() + Duration::from_millis(500);
+    for line in lines {
+        let _ = line.recv_timeout(end.saturating_duration_since(std::time::Instant::now()));
+    }
+}
+
 /// Returns a receiver that turns true on the first SIGINT, SIGTERM or SIGHUP. A second one
 /// runs `on_abort` (bounded by [`ABORT_BOUND`]) and exits with the interrupted code.
 pub fn cancel_on_signals(on_abort: OnAbort) -> watch::Receiver<bool> {
@@ -178,14 +200,15 @@ pub fn cancel_on_signals(on_abort: OnAbort) -> watch::Receiver<bool> {
                 Action::Stop => {
                     // The request first, the message after: nothing may keep it from the engine.
                     let _ = tx.send(true);
-                    say(&got.first_message());
+                    say_aside(got.first_message());
                 }
                 Action::Abort { first } => {
                     let abort = on_abort.take().unwrap_or_default();
-                    say(&got.again_message(first, abort.containers.is_some()));
+                    let said = say_aside(got.again_message(first, abort.containers.is_some()));
                     // On a thread, so that this loop still hears a third signal.
                     std::thread::spawn(move || {
-                        abort.run(ABORT_BOUND);
+                        let more = abort.run(ABORT_BOUND);
+                        flush_said(&[Some(said), more].into_iter().flatten().collect::<Vec<_>>());
                         std::process::exit(i32::from(crate::exit::INTERRUPTED));
                     });
                 }

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use kiln_engine::Event;
 
-use crate::human_lines::HumanLines;
+use crate::human_lines::{HumanLines, Scroll};
 use crate::live_view::fit;
 use crate::status_view::{StatusView, short_image};
 use crate::view_out::ViewOut;
@@ -21,7 +21,7 @@ pub struct UpView<W: Write> {
     height: usize,
     /// Rows the table takes now (the scrolling region starts below them).
     table_rows: usize,
-    scroll: Vec<String>,
+    scroll: Scroll,
 }
 
 impl<W: Write> UpView<W> {
@@ -33,7 +33,7 @@ impl<W: Write> UpView<W> {
             width: width.max(20),
             height: height.max(8),
             table_rows: 0,
-            scroll: Vec::new(),
+            scroll: Scroll::default(),
         }
     }
 
@@ -78,7 +78,7 @@ impl<W: Write> UpView<W> {
                 self.table_rows + 1
             ));
         }
-        for line in self.scroll.drain(..) {
+        for line in self.scroll.take() {
             buf.push_str(&fit(&line, self.width));
             buf.push_str("\r\n");
         }

@@ -44,6 +44,8 @@ pub struct EventBus {
 #[derive(Default)]
 struct Subscribers {
     list: Vec<Arc<Shared>>,
+    /// Closed: a subscription made now ends at once (an HTTP client arriving at shutdown).
+    closed: bool,
     /// The last timestamp written and its millisecond: a burst of events within one
     /// millisecond formats it once.
     last_ms: u128,
@@ -79,6 +81,8 @@ struct Queue {
     dropped: u64,
     last_dropped_seq: u64,
     closed: bool,
+    /// Receivers blocked in [`Subscription::recv_timeout`] now.
+    waiting: usize,
 }
 
 impl Queue {
@@ -202,7 +206,9 @@ impl Subscription {
             if left.is_zero() {
                 return Received::TimedOut;
             }
+            q.waiting += 1;
             q = self.shared.ready.wait_timeout(q, left).expect("event queue lock is never poisoned").0;
+            q.waiting -= 1;
         }
     }
 
@@ -221,7 +227,12 @@ impl EventBus {
     /// A new receiver of every event published from now on.
     pub fn subscribe(&self) -> Subscription {
         let shared = Arc::new(Shared::default());
-        self.subscribers.lock().expect("event bus lock is never poisoned").list.push(shared.clone());
+        let mut subs = self.subscribers.lock().expect("event bus lock is never poisoned");
+        if subs.closed {
+            shared.lock().closed = true;
+        } else {
+            subs.list.push(shared.clone());
+        }
         Subscription { shared }
     }
 
@@ -240,7 +251,9 @@ impl EventBus {
 
     /// Ends every subscription once drained.
     pub fn close(&self) {
-        for s in self.subscribers.lock().expect("event bus lock is never poisoned").list.drain(..) {
+        let mut subs = self.subscribers.lock().expect("event bus lock is never poisoned");
+        subs.closed = true;
+        for s in subs.list.drain(..) {
             s.close();
         }
     }
@@ -377,12 +390,51 @@ mod tests {
     fn a_blocking_receiver_wakes_for_an_event_from_another_thread() {
         let bus = Arc::new(EventBus::new());
         let mut rx = bus.subscribe();
+        let shared = rx.shared.clone();
         let publisher = bus.clone();
-        let t = std::thread::spawn(move || publisher.publish(queued(1)));
-        let got = rx.recv_timeout(Duration::from_secs(30));
+        let t = std::thread::spawn(move || {
+            // Published once the receiver is asleep: only a wake-up can bring it back early.
+            while shared.lock().waiting == 0 {
+                std::thread::yield_now();
+            }
+            publisher.publish(queued(1));
+        });
+        let asked = std::time::Instant::now();
+        let got = rx.recv_timeout(Duration::from_secs(120));
+        assert!(asked.elapsed() < Duration::from_secs(60), "woken by the time limit, not by the event");
         t.join().expect("publisher thread");
         assert!(matches!(got, Received::Event(e) if matches!(e.event, Event::TargetQueued { .. })));
         bus.close();
         assert!(matches!(rx.recv_timeout(Duration::from_secs(30)), Received::Closed));
+    }
+
+    #[tokio::test]
+    async fn an_async_receiver_wakes_for_an_event_and_for_the_close() {
+        let bus = Arc::new(EventBus::new());
+        let mut rx = bus.subscribe();
+        let publisher = bus.clone();
+        let receiver = tokio::spawn(async move {
+            let first = rx.recv().await;
+            let end = rx.recv().await;
+            (first, end)
+        });
+        // The receiver runs up to its wait before this task goes on (one thread).
+        tokio::task::yield_now().await;
+        publisher.publish(queued(2));
+        bus.close();
+        let (first, end) = tokio::time::timeout(Duration::from_secs(60), receiver)
+            .await
+            .expect("woken, not left waiting")
+            .expect("receiver task");
+        assert!(matches!(first.map(|e| e.seq), Some(1)));
+        assert!(end.is_none());
+    }
+
+    #[test]
+    fn a_subscription_made_after_the_close_ends_at_once() {
+        let bus = EventBus::new();
+        bus.close();
+        let mut late = bus.subscribe();
+        assert!(matches!(late.recv_timeout(Duration::from_secs(60)), Received::Closed));
     }
 }

@@ -135,21 +135,13 @@ pub async fn run(
     }
     let mut log = spec.log.clone().map(|p| TailLog::replace(p, spec.log_limit));
     let mut tail = Vec::new();
-    let done = |outcome, tail, log: Option<TailLog>| {
-        let log_failure = log.and_then(|l| {
-            let failure = l.failure().map(str::to_string);
-            let _ = l.finish();
-            failure
-        });
-        CommandRun { outcome, tail, log_failure }
-    };
     if !spec.dir.is_dir() {
         let message = format!("working directory {} does not exist", spec.dir.display());
-        return done(ExecOutcome::SpawnFailed(message), tail, log);
+        return done(ExecOutcome::SpawnFailed(message), tail, log).await;
     }
     let mut child = match shell_command(&spec.cmd, &spec.dir, &spec.env).spawn() {
         Ok(c) => c,
-        Err(e) => return done(ExecOutcome::SpawnFailed(format!("cannot start sh: {e}")), tail, log),
+        Err(e) => return done(ExecOutcome::SpawnFailed(format!("cannot start sh: {e}")), tail, log).await,
     };
     let pid = child.id().unwrap_or(0);
     let _group = crate::exec::watchdog::GroupGuard::new(pid);
@@ -216,7 +208,7 @@ pub async fn run(
         }
     }
     if let Some(outcome) = outcome {
-        return done(outcome, tail, log);
+        return done(outcome, tail, log).await;
     }
     let outcome = match status {
         Some(Ok(s)) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
@@ -227,7 +219,23 @@ pub async fn run(
         Some(Err(e)) => ExecOutcome::SpawnFailed(format!("cannot wait for sh: {e}")),
         None => ExecOutcome::Exited(-1),
     };
-    done(outcome, tail, log)
+    done(outcome, tail, log).await
+}
+
+/// Ends the run: its log joined into one file of at most `log_limit` bytes (a copy of up to
+/// twice that, on a blocking thread).
+async fn done(outcome: ExecOutcome, tail: Vec<u8>, log: Option<TailLog>) -> CommandRun {
+    let log_failure = match log {
+        Some(log) => tokio::task::spawn_blocking(move || {
+            let failure = log.failure().map(str::to_string);
+            let _ = log.finish();
+            failure
+        })
+        .await
+        .unwrap_or_else(|e| Some(format!("cannot finish the log: {e}"))),
+        None => None,
+    };
+    CommandRun { outcome, tail, log_failure }
 }
 
 /// Keeps the last [`TAIL_KEPT`] bytes (trimmed in batches, so each byte is moved rarely).

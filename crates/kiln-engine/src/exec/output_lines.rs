@@ -16,7 +16,7 @@ pub const PIECE: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Piece {
     pub stream: Stream,
-    /// Without the line's end (`\n`, or `\r\n`).
+    /// Without the line's `\n` (a `\r` before it stays: the log keeps the bytes).
     pub bytes: Vec<u8>,
     /// Whether this piece starts a line (false: it continues a long one).
     pub starts_line: bool,
@@ -28,7 +28,10 @@ pub struct Piece {
 impl Piece {
     /// The text an event carries: the bytes as UTF-8, invalid sequences replaced (without a
     /// copy when they are valid, the usual case).
-    pub fn into_text(self) -> String {
+    pub fn into_text(mut self) -> String {
+        if self.newline && self.bytes.last() == Some(&b'\r') {
+            self.bytes.pop();
+        }
         String::from_utf8(self.bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
@@ -57,11 +60,12 @@ impl<R: AsyncRead + Unpin> PieceReader<R> {
 
     /// The next piece, or `None` at the end. A read error ends the stream like its end does.
     pub async fn next(&mut self) -> Option<Piece> {
-        let mut piece = next_piece(&mut self.reader, self.stream, self.starts_line).await?;
+        // A buffer of 64 KiB holds hundreds of short lines, read without one await that
+        // yields: the piece counts against the task's budget, so a flood of output cannot
+        // starve the dispatcher and the signal handler of the worker thread.
+        tokio::task::consume_budget().await;
+        let piece = next_piece(&mut self.reader, self.stream, self.starts_line).await?;
         self.starts_line = piece.newline;
-        if piece.newline && piece.bytes.last() == Some(&b'\r') {
-            piece.bytes.pop();
-        }
         Some(piece)
     }
 }
@@ -113,6 +117,7 @@ mod tests {
         assert_eq!(texts, ["ok", "bad \u{fffd}\u{fffd} byte", "nul \0 here", "no end"]);
         assert_eq!(got[1].bytes, b"bad \xff\xfe byte");
         assert!(got[..3].iter().all(|p| p.newline && p.starts_line));
+        assert_eq!(got[0].bytes, b"ok\r", "the log keeps the carriage return");
         assert!(!got[3].newline);
     }
 

@@ -231,12 +231,11 @@ async fn run_attempt(
     // other (its text lossily converted for events and the probe), and reading never stops
     // before the end, so the process never dies of a closed pipe. The log on disk keeps the
     // bytes, across restarts, up to `log_limit`.
-    let mut log = TailLog::continue_at(spec.layout.service_log(&spec.name, replica), spec.log_limit);
-    log.write(
+    let log = replica_log(spec.layout.service_log(&spec.name, replica), spec.log_limit);
+    log.lock().expect("log lock is never poisoned").write(
         format!("[kiln: {what} started at {}]\n", crate::event::timestamp::rfc3339(std::time::SystemTime::now()))
             .as_bytes(),
     );
-    let log = Arc::new(std::sync::Mutex::new(log));
     for (reader, stream) in [
         (child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), Stream::Stdout),
         (child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), Stream::Stderr),
@@ -271,9 +270,11 @@ async fn run_attempt(
                 }
                 bus.publish(Event::ServiceOutput { service: service.clone(), replica, stream, line });
             }
-            // The last reader to end closes the log.
+            // The last reader to end reports a log that could not be written. The log stays
+            // in its two parts (read as one by `kiln logs`): a next attempt continues it.
             if let Some(log) = Arc::into_inner(log) {
-                let log = log.into_inner().expect("log lock is never poisoned");
+                let mut log = log.into_inner().expect("log lock is never poisoned");
+                log.flush();
                 if let Some(why) = log.failure() {
                     let line = format!("kiln: {why}; output is still shown but not kept");
                     bus.publish(Event::ServiceOutput {
@@ -283,7 +284,6 @@ async fn run_attempt(
                         line,
                     });
                 }
-                let _ = log.finish();
             }
         });
     }
@@ -368,6 +368,22 @@ async fn run_attempt(
             }
         }
     }
+}
+
+/// The log of a replica, one for all the attempts writing to it at once (during a podman
+/// handover the replaced container's client still prints while the new one starts): each
+/// counts what the file holds, and rotates it, through the same [`TailLog`].
+fn replica_log(path: std::path::PathBuf, limit: u64) -> Arc<std::sync::Mutex<TailLog>> {
+    type Open = std::collections::BTreeMap<std::path::PathBuf, std::sync::Weak<std::sync::Mutex<TailLog>>>;
+    static OPEN: std::sync::Mutex<Open> = std::sync::Mutex::new(Open::new());
+    let mut open = OPEN.lock().expect("log registry lock is never poisoned");
+    open.retain(|_, log| log.strong_count() > 0);
+    if let Some(log) = open.get(&path).and_then(std::sync::Weak::upgrade) {
+        return log;
+    }
+    let log = Arc::new(std::sync::Mutex::new(TailLog::continue_at(path.clone(), limit)));
+    open.insert(path, Arc::downgrade(&log));
+    log
 }
 
 /// A time no timer reaches.

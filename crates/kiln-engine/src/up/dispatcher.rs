@@ -43,7 +43,7 @@ use crate::up::selection::Selection;
 use crate::up::up_options::{Triggered, UpControl, UpError, UpExit, UpOptions};
 use crate::watch::debouncer::{Batch, Debouncer};
 use crate::watch::watch_scope::WatchScope;
-use crate::watch::watch_set::{RawEvent, RawSender, WatchSet};
+use crate::watch::watch_set::{RawEvent, RawReceiver, RawSender, WatchSet};
 
 /// The longest a burst of changes is held back before a build starts anyway.
 const MAX_WAIT: Duration = Duration::from_secs(1);
@@ -149,7 +149,7 @@ fn succeeded(status: TargetStatus) -> bool {
 impl Dispatcher {
     async fn run(
         mut self,
-        mut raw_rx: mpsc::Receiver<RawEvent>,
+        mut raw_rx: RawReceiver,
         mut round_rx: mpsc::UnboundedReceiver<RoundReport>,
         mut replica_rx: mpsc::UnboundedReceiver<Report>,
         mut controls: mpsc::UnboundedReceiver<UpControl>,
@@ -159,11 +159,14 @@ impl Dispatcher {
             let deadline = self.debouncer.deadline();
             let service_deadline = self.services.next_deadline();
             tokio::select! {
-                raw = raw_rx.recv() => {
+                raw = raw_rx.rx.recv() => {
                     let Some(raw) = raw else { break };
                     let mut raws = vec![raw];
-                    while let Ok(more) = raw_rx.try_recv() {
+                    while let Ok(more) = raw_rx.rx.try_recv() {
                         raws.push(more);
+                    }
+                    if raw_rx.take_lost() {
+                        raws.push(RawEvent::Rescan);
                     }
                     self.on_file_events(raws);
                 }

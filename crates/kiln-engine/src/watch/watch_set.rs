@@ -50,10 +50,27 @@ pub struct RawSender {
     lost: Arc<AtomicBool>,
 }
 
+/// The dispatcher's end: events, and whether some were dropped since it last asked (a burst
+/// that overflows and then stops sends no later event to carry the rescan).
+pub struct RawReceiver {
+    pub rx: mpsc::Receiver<RawEvent>,
+    lost: Arc<AtomicBool>,
+}
+
+impl RawReceiver {
+    /// Whether events were dropped since the last call (then everything must be looked at
+    /// again). Asked after each drain: the queue was full when the flag was set, so a drain
+    /// always follows it.
+    pub fn take_lost(&self) -> bool {
+        self.lost.swap(false, Ordering::Relaxed)
+    }
+}
+
 impl RawSender {
-    pub fn channel() -> (RawSender, mpsc::Receiver<RawEvent>) {
+    pub fn channel() -> (RawSender, RawReceiver) {
         let (tx, rx) = mpsc::channel(RAW_QUEUED);
-        (RawSender { tx, lost: Arc::new(AtomicBool::new(false)) }, rx)
+        let lost = Arc::new(AtomicBool::new(false));
+        (RawSender { tx, lost: lost.clone() }, RawReceiver { rx, lost })
     }
 
     pub fn send(&self, msg: RawEvent) {
@@ -237,19 +254,27 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_events_and_asks_for_a_rescan_ahead_of_the_next() {
-        let (tx, mut rx) = RawSender::channel();
+        let (tx, mut raw) = RawSender::channel();
         for i in 0..RAW_QUEUED + 100 {
             tx.send(RawEvent::Paths(vec![PathBuf::from(format!("f{i}"))]));
         }
         let mut seen = 0;
-        while let Ok(e) = rx.try_recv() {
+        while let Ok(e) = raw.rx.try_recv() {
             assert!(matches!(e, RawEvent::Paths(_)));
             seen += 1;
         }
         assert_eq!(seen, RAW_QUEUED, "the queue holds its bound, no more");
+        // A burst that ends on the overflow: the receiver learns of it all the same.
+        assert!(raw.take_lost(), "the loss is known after the drain");
+        assert!(!raw.take_lost(), "once");
+        // And when more comes before the receiver asks, the rescan goes ahead of it.
+        for i in 0..RAW_QUEUED + 1 {
+            tx.send(RawEvent::Paths(vec![PathBuf::from(format!("g{i}"))]));
+        }
+        while raw.rx.try_recv().is_ok() {}
         tx.send(RawEvent::Paths(vec![PathBuf::from("later")]));
-        assert!(matches!(rx.try_recv(), Ok(RawEvent::Rescan)), "the loss is reported first");
-        assert!(matches!(rx.try_recv(), Ok(RawEvent::Paths(p)) if p == [PathBuf::from("later")]));
+        assert!(matches!(raw.rx.try_recv(), Ok(RawEvent::Rescan)), "the loss is reported first");
+        assert!(matches!(raw.rx.try_recv(), Ok(RawEvent::Paths(p)) if p == [PathBuf::from("later")]));
     }
 
     #[test]

@@ -16,6 +16,18 @@ use crate::out::errln;
 use crate::plain_view::PlainView;
 use crate::trace_view::TraceView;
 
+/// How long an interrupted `kiln build` waits for its output to be taken.
+const VIEW_DRAIN: Duration = Duration::from_millis(500);
+
+/// Tells the waiting side that the view thread ended, however it ended.
+struct DoneOnDrop(std::sync::mpsc::Sender<()>);
+
+impl Drop for DoneOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
 /// Where the human-readable side of a run goes.
 enum Human {
     Plain(PlainView<Box<dyn Write + Send>>),
@@ -85,10 +97,14 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
     };
     let trace_path = args.trace.clone();
     // On a thread of its own: a terminal or pipe that blocks never holds up the runtime.
+    let (view_done_tx, view_done) = std::sync::mpsc::channel::<()>();
     let view = std::thread::spawn(move || {
+        let _done = DoneOnDrop(view_done_tx);
         let mut json_view = json.then(|| JsonView::new(BufWriter::new(std::io::stdout())));
         let mut trace = trace_path.is_some().then(TraceView::default);
         let tick = if live { Duration::from_millis(100) } else { Duration::from_secs(3600) };
+        // Drawn when the queue is drained, and at least every 100 ms while it never is.
+        let mut drawn = std::time::Instant::now();
         loop {
             match events.recv_timeout(tick) {
                 Received::Event(envelope) => {
@@ -99,7 +115,8 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
                         t.on_event(&envelope.event);
                     }
                     human.on_event(&envelope.event);
-                    if events.is_empty() {
+                    if events.is_empty() || drawn.elapsed() >= Duration::from_millis(100) {
+                        drawn = std::time::Instant::now();
                         if let Some(j) = json_view.as_mut() {
                             j.flush();
                         }
@@ -124,10 +141,26 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
         ..BuildOptions::default()
     };
     let cancel = crate::signals::cancel_on_signals(crate::signals::OnAbort::default());
+    let interrupted = cancel.clone();
     let result = run_build(Arc::new(config), options, bus.clone(), cancel).await;
     bus.close();
-    let joined = tokio::task::spawn_blocking(move || view.join()).await;
-    let (mut human, trace) = joined.expect("the view thread is joined").expect("the view thread does not panic");
+    // The output is shown to its end however slowly it is read, unless kiln was interrupted:
+    // then a reader that takes nothing does not keep kiln from ending.
+    let finished = tokio::task::spawn_blocking(move || {
+        loop {
+            match view_done.recv_timeout(Duration::from_millis(100)) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !*interrupted.borrow() => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break view_done.recv_timeout(VIEW_DRAIN).is_ok(),
+                _ => break true,
+            }
+        }
+    })
+    .await
+    .unwrap_or(true);
+    if !finished {
+        return exit::INTERRUPTED;
+    }
+    let (mut human, trace) = view.join().expect("the view thread does not panic");
     if let (Some(trace), Some(path)) = (trace, &args.trace)
         && let Err(e) = trace.write(path)
     {

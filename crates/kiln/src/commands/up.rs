@@ -77,6 +77,9 @@ pub async fn run(
             Human::Plain(PlainView::new(out, verbose))
         };
         let tick = if live { Duration::from_millis(250) } else { Duration::from_secs(3600) };
+        // Drawn when the queue is drained, and at least every tick while it never is (a
+        // flood): what waits to be drawn stays small.
+        let mut drawn = std::time::Instant::now();
         loop {
             match events.recv_timeout(tick) {
                 Received::Event(envelope) => {
@@ -87,7 +90,8 @@ pub async fn run(
                         Human::Plain(v) => v.on_event(&envelope.event),
                         Human::Live(v) => v.on_event(&envelope.event, &envelope.ts),
                     }
-                    if events.is_empty() {
+                    if events.is_empty() || drawn.elapsed() >= tick.min(Duration::from_millis(250)) {
+                        drawn = std::time::Instant::now();
                         if let Some(j) = json_view.as_mut() {
                             j.flush();
                         }
