@@ -46,6 +46,10 @@ pub struct CommandRun {
 /// Bytes of output kept in memory (the end), to describe a failure.
 pub const TAIL_KEPT: usize = 8 * 1024;
 
+/// How long output is still read after the command has exited (from processes that left
+/// its group and still hold the pipes).
+const STREAMS_AFTER_EXIT: Duration = Duration::from_secs(5);
+
 /// Lines sent on to the caller before the command's reading waits for it.
 const LINES_QUEUED: usize = 256;
 
@@ -168,7 +172,16 @@ pub async fn run(
     let mut streams_open = true;
     let mut status = None;
     let mut outcome = None;
+    // Once the shell has exited (its group killed), the pipes may still be held by a process
+    // that left the group (`setsid`): its output is read for a while longer, not forever.
+    let mut streams_end: Option<tokio::time::Instant> = None;
     while status.is_none() || streams_open {
+        let streams_left = async {
+            match streams_end {
+                Some(end) => tokio::time::sleep_until(end).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             piece = piece_rx.recv(), if streams_open => match piece {
                 Some(piece) => {
@@ -194,6 +207,17 @@ pub async fn run(
                 // The shell is gone; whatever it left in its group goes too, so that pipes
                 // held by background grandchildren cannot keep the run waiting.
                 signal_group(pid, Signal::SIGKILL);
+                streams_end = Some(tokio::time::Instant::now() + STREAMS_AFTER_EXIT);
+            }
+            () = streams_left, if streams_open => {
+                streams_open = false;
+                let note = format!(
+                    "kiln: stopped reading output {}s after the command ended: a process it started in a \
+                     session of its own (setsid) still holds its output",
+                    STREAMS_AFTER_EXIT.as_secs()
+                );
+                keep_tail(&mut tail, note.as_bytes());
+                let _ = lines.send((Stream::Stderr, note)).await;
             }
             () = &mut sleep_until, if outcome.is_none() => {
                 signal_group(pid, Signal::SIGKILL);
@@ -312,5 +336,20 @@ mod tests {
         assert!(log.len() < 100_200, "{}", log.len());
         assert!(log.starts_with(b"[kiln: "), "{}", String::from_utf8_lossy(&log[..80]));
         assert!(log.ends_with(b"last \xff"));
+    }
+
+    #[tokio::test]
+    async fn a_daemon_in_a_session_of_its_own_holding_the_output_does_not_hang_the_run() {
+        let (tx, mut rx) = line_channel();
+        let (_cancel_tx, cancel) = watch::channel(false);
+        let ran = run(&spec("setsid sleep 600 & echo started"), tx, cancel).await;
+        assert_eq!(ran.outcome, ExecOutcome::Exited(0));
+        let mut lines = Vec::new();
+        while let Ok((_, l)) = rx.try_recv() {
+            lines.push(l);
+        }
+        assert_eq!(lines[0], "started");
+        assert!(lines[1].contains("(setsid) still holds its output"), "{lines:?}");
+        let _ = std::process::Command::new("pkill").args(["-f", "^sleep 600$"]).status();
     }
 }

@@ -21,18 +21,15 @@ pub fn run(config: &Config, target: &str) -> u8 {
         return exit::USAGE;
     }
     let path = Layout::new(&config.root).log(target);
-    match std::fs::read(&path) {
-        Ok(bytes) => {
+    // While the target runs its log may be in two parts: read as one, its last `log_limit`.
+    match kiln_engine::read_log_tail(&path, config.settings.log_limit) {
+        Some(bytes) => {
             crate::out::stdout_bytes(&bytes);
             exit::SUCCESS
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        None => {
             errln!("kiln: no output recorded for `{target}`: it has not run yet, or its last run printed nothing");
             exit::SUCCESS
-        }
-        Err(e) => {
-            errln!("error: cannot read {}: {e}", path.display());
-            exit::FAILED
         }
     }
 }
