@@ -130,7 +130,7 @@ pub(crate) fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)
                 digest: Some(prev.output_digest),
             },
             Verdict::Restore(what) => {
-                restore(ctx, name, request, prev.output_digest, prev.outputs.clone(), prev.duration_ms, what)
+                restore(ctx, id, request, prev.output_digest, prev.outputs.clone(), prev.duration_ms, what)
             }
         };
     }
@@ -151,7 +151,7 @@ pub(crate) fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)
         },
         Some(rec) => {
             let request = RunRequest { reason: reason.clone(), ..request };
-            restore(ctx, name, request, rec.output_digest, rec.outputs, rec.duration_ms, reason)
+            restore(ctx, id, request, rec.output_digest, rec.outputs, rec.duration_ms, reason)
         }
         None => run_or_plan(ctx, RunRequest { reason, ..request }),
     }
@@ -284,7 +284,7 @@ pub(crate) fn plan_or(ctx: &Ctx, done: Done, action: PlanAction) -> Evaluation {
 
 pub(crate) fn describe_damage(damaged: &[&OutputFile], root: &std::path::Path) -> String {
     let first = damaged[0];
-    let how = if root.join(&first.path).exists() { "was modified" } else { "is missing" };
+    let how = if std::fs::symlink_metadata(root.join(&first.path)).is_ok() { "was modified" } else { "is missing" };
     match damaged.len() {
         1 => format!("output {} {how}", first.path),
         n => format!("output {} {how} (and {} more)", first.path, n - 1),

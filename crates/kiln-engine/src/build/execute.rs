@@ -44,7 +44,7 @@ pub(crate) async fn execute(
         },
     };
     let spec =
-        CommandSpec { cmd, dir, env: manifest.env.clone(), timeout: target.timeout, log: Some(log_path.clone()) };
+        CommandSpec { cmd, dir, env: manifest.env.clone(), timeout: target.timeout, log: ctx.logs_kept.then(|| log_path.clone()) };
     let mut attempt = 0;
     let started = Instant::now();
     let (outcome, captured) = loop {
