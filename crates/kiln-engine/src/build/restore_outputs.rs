@@ -11,6 +11,7 @@ use crate::build::build_ctx::{Ctx, Done, Evaluation, RunRequest, Track};
 use crate::build::target_record::{Produced, record_for};
 use crate::cache::action_record::OutputFile;
 use crate::cache::digest::Digest;
+use crate::cache::restore::is_plain;
 use crate::event::{Event, NoticeLevel, Stream, TargetStatus};
 use crate::graph::target_graph::TargetId;
 
@@ -29,7 +30,9 @@ pub(crate) fn restore(
     let key = request.manifest.key();
     let warn = |message: String| ctx.bus.publish(Event::Notice { level: NoticeLevel::Warning, message });
     let declared = &ctx.outputs[id];
-    if let Some(out) = outputs.iter().find(|o| !declared.iter().any(|p| p.matches(&o.path))) {
+    // (A path that is not even plain, absolute or with `..`, is refused as such by the
+    // cache's own check of the record.)
+    if let Some(out) = outputs.iter().find(|o| is_plain(&o.path) && !declared.iter().any(|p| p.matches(&o.path))) {
         ctx.cache.discard_entry(&key);
         let list: Vec<String> = declared.iter().map(|p| format!("`{}`", p.text)).collect();
         let list = if list.is_empty() { "none".to_string() } else { list.join(", ") };
