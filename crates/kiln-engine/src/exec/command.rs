@@ -143,9 +143,10 @@ pub async fn run(
                     if log.is_none()
                         && let Some(p) = &spec.log
                     {
-                        // Its directory was checked when the run started; the file is
-                        // created anew, never written through a link planted there.
-                        log = crate::fs::no_follow::create_fresh(p).ok();
+                        log = p
+                            .parent()
+                            .and_then(|dir| std::fs::create_dir_all(dir).ok())
+                            .and_then(|()| std::fs::File::create(p).ok());
                     }
                     if let Some(f) = log.as_mut() {
                         let _ = writeln!(f, "{text}");

@@ -8,8 +8,7 @@
 //!   the message says to remove it); a missing one is created.
 //! - Files are created with `O_CREAT | O_EXCL | O_NOFOLLOW`: a temporary name in the same
 //!   directory, then a rename, which replaces whatever entry held the final name (a file, a
-//!   symbolic link, a hard link to someone else's file) without writing through it; a log,
-//!   which grows while `kiln logs -f` follows it, is unlinked and created anew instead.
+//!   symbolic link, a hard link to someone else's file) without writing through it.
 //! - Files are read with `O_NOFOLLOW | O_NONBLOCK`, and only when they are regular files, so
 //!   a symbolic link, a directory or a FIFO in their place is an error, never a hang.
 //!
@@ -162,17 +161,6 @@ pub fn temp_file_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
     })
 }
 
-/// Creates `path` anew for writing: whatever entry had the name (a file, a symbolic link, a
-/// hard link) is unlinked first and never written through.
-pub fn create_fresh(path: &Path) -> io::Result<File> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    OpenOptions::new().write(true).create_new(true).mode(0o644).custom_flags(libc::O_NOFOLLOW).open(path)
-}
-
 /// The directory a file of kiln's is written in.
 pub fn parent(path: &Path) -> PathBuf {
     path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
@@ -214,20 +202,5 @@ mod tests {
         let fifo = dir.path().join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
         assert!(read_regular(&fifo).expect_err("a FIFO").to_string().contains("a FIFO"));
-    }
-
-    #[test]
-    fn fresh_files_replace_links_instead_of_writing_through_them() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let victim = dir.path().join("victim");
-        std::fs::write(&victim, "precious").expect("write");
-        let log = dir.path().join("t.log");
-        std::os::unix::fs::symlink(&victim, &log).expect("symlink");
-        io::Write::write_all(&mut create_fresh(&log).expect("created"), b"log").expect("write");
-        let hard = dir.path().join("h.log");
-        std::fs::hard_link(&victim, &hard).expect("hard link");
-        io::Write::write_all(&mut create_fresh(&hard).expect("created"), b"log").expect("write");
-        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
-        assert_eq!(std::fs::read_to_string(&log).expect("read"), "log");
     }
 }
