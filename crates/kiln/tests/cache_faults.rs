@@ -508,3 +508,51 @@ fn a_full_cache_lets_the_build_succeed_uncached() {
     assert_eq!(std::fs::metadata(p.path("big.out")).expect("output").len(), 300_000);
     assert_eq!(p.build(&[]).status_of("big"), "fresh");
 }
+
+// ---------------------------------------------------------------------------------------
+// Deleting: `kiln cache prune` and `kiln clean` never delete through a link.
+
+#[test]
+fn prune_removes_a_link_planted_in_the_cache_not_what_it_points_to() {
+    let p = project(CORE);
+    assert_eq!(p.build(&[]).code, 0);
+    p.write("elsewhere/precious", "keep me\n");
+    symlink("../../../elsewhere", p.path(".kiln/cache/blobs/zz")).expect("symlink");
+    let pruned = p.kiln(&["cache", "prune", "--max-size", "0"]);
+    assert_eq!(pruned.code, 0, "{}", pruned.stderr);
+    assert_eq!(p.read("elsewhere/precious"), "keep me\n", "prune deleted through a link");
+    assert!(std::fs::symlink_metadata(p.path(".kiln/cache/blobs/zz")).is_err(), "the planted link is gone");
+
+    std::fs::remove_dir_all(p.path(".kiln/cache")).expect("rm");
+    symlink("../elsewhere", p.path(".kiln/cache")).expect("symlink");
+    let refused = p.kiln(&["cache", "prune", "--max-size", "0"]);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("error: cannot prune the cache: `.kiln/cache` is a symbolic link"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(p.read("elsewhere/precious"), "keep me\n");
+}
+
+#[test]
+fn clean_removes_recorded_links_and_never_deletes_through_one() {
+    let p = Project::new(
+        "[target.t]\ncmd = \"mkdir -p out && echo x > out/x && ln -sf x out/link\"\noutputs = [\"out/x\", \"out/link\"]\n",
+    );
+    assert_eq!(p.build(&[]).code, 0);
+    let clean = p.kiln(&["clean"]);
+    assert_eq!(clean.code, 0, "{}", clean.stderr);
+    assert!(clean.stdout.starts_with("removed 2 output files"), "{}", clean.stdout);
+    assert!(std::fs::symlink_metadata(p.path("out/link")).is_err(), "the link output is removed");
+
+    assert_eq!(p.build(&[]).code, 0);
+    // `out` is now a link to a directory outside the recorded outputs.
+    std::fs::remove_dir_all(p.path("out")).expect("rm");
+    p.write("elsewhere/x", "precious\n");
+    symlink("elsewhere", p.path("out")).expect("symlink");
+    let clean = p.kiln(&["clean"]);
+    assert_eq!(clean.code, 0);
+    assert!(clean.stdout.starts_with("removed 0 output files"), "{}", clean.stdout);
+    assert_eq!(p.read("elsewhere/x"), "precious\n", "clean deleted through a link");
+}
