@@ -58,12 +58,8 @@ fn is_regular(path: &Path) -> bool {
 /// `kiln --json build`, failing the test (instead of hanging it) if kiln does not finish:
 /// a FIFO opened for reading blocks until a writer comes.
 fn build_within(p: &Project, limit: Duration) -> Run {
-    let child = p
-        .command(&["--json", "build"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kiln starts");
+    let child =
+        p.command(&["--json", "build"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kiln starts");
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -172,7 +168,10 @@ fn directories_under_kiln_that_are_links_are_never_written_through() {
         warnings(&run)
     );
     assert!(has_warning(&run, "targets' output is not kept in .kiln/logs this run: `.kiln/logs` is a symbolic link"));
-    assert!(has_warning(&run, "cannot save the build state in .kiln/state/targets.json: `.kiln/state` is a symbolic link"));
+    assert!(has_warning(
+        &run,
+        "cannot save the build state in .kiln/state/targets.json: `.kiln/state` is a symbolic link"
+    ));
     for dir in ["cache", "state", "logs"] {
         let inside: Vec<_> = std::fs::read_dir(p.path(&format!("elsewhere-{dir}"))).expect("dir").collect();
         assert!(inside.is_empty(), "something was written through .kiln/{dir}: {inside:?}");
@@ -310,7 +309,8 @@ fn a_record_naming_paths_outside_the_declared_outputs_is_discarded() {
         // The rebuild wrote the entry of this key anew, naming only its output.
         let record: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&record_path).expect("record")).expect("json");
-        let paths: Vec<&str> = record["outputs"].as_array().expect("outputs").iter().filter_map(|o| o["path"].as_str()).collect();
+        let paths: Vec<&str> =
+            record["outputs"].as_array().expect("outputs").iter().filter_map(|o| o["path"].as_str()).collect();
         assert_eq!(paths, vec!["out/core"], "{bad}");
     }
 }
@@ -360,7 +360,9 @@ fn an_unreadable_blob_is_discarded_with_its_path_and_the_target_rebuilt() {
         std::fs::remove_file(p.path(&blob)).expect("rm");
         match fault {
             "directory" => p.write(&format!("{blob}/inside"), "x"),
-            "fifo" => nix::unistd::mkfifo(&p.path(&blob), nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("fifo"),
+            "fifo" => {
+                nix::unistd::mkfifo(&p.path(&blob), nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("fifo")
+            }
             _ => p.write(&blob, "alp"),
         }
         std::fs::remove_file(p.path("out/core")).expect("rm");
@@ -368,8 +370,12 @@ fn an_unreadable_blob_is_discarded_with_its_path_and_the_target_rebuilt() {
         assert_eq!(run.code, 0, "{fault}: {}", run.stderr);
         assert_eq!(run.status_of("core"), "built", "{fault}");
         let want = match fault {
-            "truncated" => format!("core: cache entry for `out/core` is corrupt (blob {blob} does not match its content)"),
-            "directory" => format!("core: cache blob {blob} for `out/core` cannot be read (it is a directory, not a regular file)"),
+            "truncated" => {
+                format!("core: cache entry for `out/core` is corrupt (blob {blob} does not match its content)")
+            }
+            "directory" => {
+                format!("core: cache blob {blob} for `out/core` cannot be read (it is a directory, not a regular file)")
+            }
             _ => format!("core: cache blob {blob} for `out/core` cannot be read (it is a FIFO, not a regular file)"),
         };
         assert!(has_warning(&run, &want), "{fault}: {:?}", warnings(&run));
@@ -390,7 +396,10 @@ fn a_cache_that_is_a_file_turns_the_cache_off_with_a_warning() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.status_of("core"), "built");
     assert!(
-        has_warning(&run, "the cache is off for this run (outputs are neither restored nor stored): `.kiln/cache` is a file, not a directory: remove it and kiln recreates the directory"),
+        has_warning(
+            &run,
+            "the cache is off for this run (outputs are neither restored nor stored): `.kiln/cache` is a file, not a directory: remove it and kiln recreates the directory"
+        ),
         "{:?}",
         warnings(&run)
     );
@@ -415,12 +424,18 @@ fn a_state_that_cannot_be_saved_is_a_warning_not_silence() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.status_of("core"), "built");
     assert!(
-        has_warning(&run, "cannot save the build state in .kiln/state/targets.json: `.kiln/state` is a file, not a directory"),
+        has_warning(
+            &run,
+            "cannot save the build state in .kiln/state/targets.json: `.kiln/state` is a file, not a directory"
+        ),
         "{:?}",
         warnings(&run)
     );
     assert!(
-        has_warning(&run, "cannot save the stat cache in .kiln/state/stat.bin: `.kiln/state` is a file, not a directory"),
+        has_warning(
+            &run,
+            "cannot save the stat cache in .kiln/state/stat.bin: `.kiln/state` is a file, not a directory"
+        ),
         "{:?}",
         warnings(&run)
     );

@@ -98,14 +98,26 @@ fn uncached(ctx: &Ctx, entry: &OutputEntry) -> Result<OutputFile, String> {
             use std::os::unix::ffi::OsStrExt;
             let text = target.to_str().map(str::to_string);
             let bytes = target.as_os_str().as_bytes();
-            OutputFile { path: path.clone(), digest: link_digest(bytes), size: bytes.len() as u64, executable: false, link: text }
+            OutputFile {
+                path: path.clone(),
+                digest: link_digest(bytes),
+                size: bytes.len() as u64,
+                executable: false,
+                link: text,
+            }
         }
         None => {
             let digest = ctx
                 .stat
                 .digest(&ctx.config.root, path, &entry.meta)
                 .map_err(|e| format!("cannot read output {path}: {e}"))?;
-            OutputFile { path: path.clone(), digest, size: entry.meta.size, executable: entry.meta.executable, link: None }
+            OutputFile {
+                path: path.clone(),
+                digest,
+                size: entry.meta.size,
+                executable: entry.meta.executable,
+                link: None,
+            }
         }
     })
 }

@@ -16,7 +16,7 @@ use std::path::{Component, Path, PathBuf};
 use crate::cache::digest::Digest;
 use crate::cache::stat_cache::StatCache;
 use crate::fs::file_meta::FileMeta;
-use crate::fs::no_follow::{ensure_dir, open_regular, temp_file_in};
+use crate::fs::no_follow::{check_dir, ensure_dir, open_regular, parent, temp_file_in};
 use crate::fs::walker::SKIPPED_DIRS;
 
 use crate::cache::action_record::{OutputFile, link_digest};
@@ -85,14 +85,15 @@ impl Cache {
         }
         let blob = self.blob_path(&out.digest);
         let unreadable = |why: String| CacheError::Unreadable { path: out.path.clone(), blob: self.shown(&blob), why };
-        if !self.dir_of_is_safe(&blob) {
-            return Err(unreadable("its directory is not kiln's own".into()));
+        let missing = || CacheError::Missing { path: out.path.clone(), blob: self.shown(&blob) };
+        match check_dir(&self.base, &parent(&blob)) {
+            Ok(true) => {}
+            Ok(false) => return Err(missing()),
+            Err(e) => return Err(unreadable(e.to_string())),
         }
         let mut src = match open_regular(&blob) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(CacheError::Missing { path: out.path.clone(), blob: self.shown(&blob) });
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
             Err(e) => return Err(unreadable(e.to_string())),
         };
         let mut tmp = match same_fs.then(|| temp_file_in(&tmp_dir)) {
@@ -107,7 +108,7 @@ impl Cache {
                 break;
             }
             hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n]).map_err(io(format!("cannot write restored file {}", out.path)))?;
+            tmp.as_file_mut().write_all(&buf[..n]).map_err(io(format!("cannot write restored file {}", out.path)))?;
         }
         if Digest(*hasher.finalize().as_bytes()) != out.digest {
             return Err(CacheError::Corrupt { path: out.path.clone(), blob: self.shown(&blob) });
@@ -189,7 +190,10 @@ pub(crate) fn check_record(outputs: &[OutputFile]) -> Result<(), CacheError> {
 /// by the directory.
 pub(crate) fn safe_destination(root: &Path, rel: &str) -> Result<PathBuf, CacheError> {
     if !is_plain(rel) {
-        return Err(CacheError::BadRecord { path: rel.to_string(), why: "names a path outside the project root".into() });
+        return Err(CacheError::BadRecord {
+            path: rel.to_string(),
+            why: "names a path outside the project root".into(),
+        });
     }
     let rel_path = Path::new(rel);
     let mut dir = root.to_path_buf();
@@ -227,7 +231,8 @@ pub fn remove_output(root: &Path, rel: &str) -> bool {
         }
     }
     let path = root.join(rel);
-    path.symlink_metadata().is_ok_and(|m| m.is_file() || m.file_type().is_symlink()) && std::fs::remove_file(path).is_ok()
+    path.symlink_metadata().is_ok_and(|m| m.is_file() || m.file_type().is_symlink())
+        && std::fs::remove_file(path).is_ok()
 }
 
 #[cfg(test)]
@@ -250,7 +255,8 @@ mod tests {
         for ok in ["out/a", "a", "dist/.hidden", "dist/..x"] {
             assert!(is_plain(ok), "{ok}");
         }
-        for bad in ["", "/etc/x", "../x", "a/../b", "a//b", "./a", "a/.", ".kiln/state/targets.json", "x/.git/hooks/a"] {
+        for bad in ["", "/etc/x", "../x", "a/../b", "a//b", "./a", "a/.", ".kiln/state/targets.json", "x/.git/hooks/a"]
+        {
             assert!(!is_plain(bad), "{bad}");
         }
     }

@@ -52,7 +52,8 @@ impl Cache {
 
     /// Makes sure the cache directory can be used: a real directory (created if missing).
     pub fn prepare(&self) -> Result<(), CacheError> {
-        ensure_dir(&self.base, &self.dir).map_err(io("the cache is off for this run (outputs are neither restored nor stored)"))
+        ensure_dir(&self.base, &self.dir)
+            .map_err(io("the cache is off for this run (outputs are neither restored nor stored)"))
     }
 
     /// This cache, off: lookups find nothing and nothing is stored.
@@ -128,7 +129,8 @@ impl Cache {
     pub(crate) fn put_file(&self, src: &Path, rel: &str) -> Result<Digest, CacheError> {
         let tmp_dir = self.tmp_dir();
         ensure_dir(&self.base, &tmp_dir).map_err(io("cannot create a cache file"))?;
-        let mut tmp = temp_file_in(&tmp_dir).map_err(io(format!("cannot create a file in {}", self.shown(&tmp_dir))))?;
+        let mut tmp =
+            temp_file_in(&tmp_dir).map_err(io(format!("cannot create a file in {}", self.shown(&tmp_dir))))?;
         let mut file = open_regular(src).map_err(io(format!("cannot read output {rel}")))?;
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;
@@ -140,7 +142,7 @@ impl Cache {
             }
             hasher.update(&buf[..n]);
             size += n as u64;
-            tmp.write_all(&buf[..n]).map_err(io(format!("cannot write {}", self.shown(tmp.path()))))?;
+            tmp.as_file_mut().write_all(&buf[..n]).map_err(io(format!("cannot write {}", self.shown(tmp.path()))))?;
         }
         let digest = Digest(*hasher.finalize().as_bytes());
         let dest = self.blob_path(&digest);
@@ -385,6 +387,32 @@ mod tests {
         assert!(matches!(err, CacheError::Corrupt { .. }), "{err}");
         assert!(cache.lookup(&rec.key).is_none(), "entry discarded");
         assert!(!root.join("out/a").exists(), "nothing half-written");
+    }
+
+    #[test]
+    fn links_round_trip_as_links_and_an_escaping_one_discards_the_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let cache = Cache::new(root.to_path_buf(), root.join(".kiln/cache"));
+        let stat = StatCache::default();
+        std::fs::create_dir_all(root.join("out")).expect("mkdir");
+        std::os::unix::fs::symlink("a", root.join("out/a")).expect("symlink");
+        let meta = FileMeta::of(&std::fs::symlink_metadata(root.join("out/a")).expect("meta"));
+        let entry = OutputEntry { path: "out/a".into(), meta, link: Some("a".into()) };
+        let rec = cache.store("t", &manifest(), std::slice::from_ref(&entry), None, 5, &stat).expect("stored");
+        assert_eq!(rec.outputs[0].link.as_deref(), Some("a"));
+        assert_eq!(current_digest(root, "out/a", &stat), Some(rec.outputs[0].digest));
+        std::fs::remove_file(root.join("out/a")).expect("rm");
+        std::fs::write(root.join("out/a"), "a file where the link goes").expect("write");
+        assert_eq!(cache.restore(&rec.key, &rec.outputs, &stat).expect("restored"), 1);
+        assert_eq!(std::fs::read_link(root.join("out/a")).expect("a link").to_str(), Some("a"));
+
+        let mut escaping = rec.outputs.clone();
+        escaping[0].link = Some("../../etc".into());
+        escaping[0].digest = crate::cache::action_record::link_digest(b"../../etc");
+        let err = cache.restore(&rec.key, &escaping, &stat).expect_err("refused");
+        assert!(matches!(err, CacheError::BadRecord { .. }), "{err}");
+        assert!(cache.lookup(&rec.key).is_none(), "entry discarded");
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub fn write(base: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = parent(path);
     ensure_dir(base, &dir)?;
     let mut tmp = temp_file_in(&dir)?;
-    tmp.write_all(bytes)?;
+    tmp.as_file_mut().write_all(bytes)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

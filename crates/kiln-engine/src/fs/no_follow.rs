@@ -100,7 +100,8 @@ fn walk_dirs(base: &Path, dir: &Path, create: bool) -> io::Result<bool> {
 }
 
 fn one_dir(base: &Path, path: &Path, create: bool) -> io::Result<bool> {
-    let unsafe_dir = |found| io::Error::new(io::ErrorKind::NotADirectory, UnsafeDir { shown: shown(base, path), found });
+    let unsafe_dir =
+        |found| io::Error::new(io::ErrorKind::NotADirectory, UnsafeDir { shown: shown(base, path), found });
     let context = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", shown(base, path)));
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => Ok(true),
@@ -151,13 +152,7 @@ pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
 /// renamed over its final name.
 pub fn temp_file_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
     tempfile::Builder::new().make_in(dir, |path| {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
+        OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(path)
     })
 }
 
@@ -187,7 +182,10 @@ mod tests {
         );
         std::fs::write(base.join("logs"), "x").expect("write");
         let err = check_dir(&base, &base.join("logs/deeper")).expect_err("a file is refused");
-        assert_eq!(err.to_string(), "`.kiln/logs` is a file, not a directory: remove it and kiln recreates the directory");
+        assert_eq!(
+            err.to_string(),
+            "`.kiln/logs` is a file, not a directory: remove it and kiln recreates the directory"
+        );
     }
 
     #[test]

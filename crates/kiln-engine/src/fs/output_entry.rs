@@ -30,11 +30,8 @@ impl OutputEntry {
         prefixes.sort_unstable();
         prefixes.dedup();
         // A prefix inside another one is walked with it.
-        let tops: Vec<&str> = prefixes
-            .iter()
-            .copied()
-            .filter(|p| !prefixes.iter().any(|q| q != p && is_under(p, q)))
-            .collect();
+        let tops: Vec<&str> =
+            prefixes.iter().copied().filter(|p| !prefixes.iter().any(|q| q != p && is_under(p, q))).collect();
         let mut found = Vec::new();
         for top in tops {
             visit(root, top, &mut found);

@@ -32,7 +32,9 @@ fn open(path: &Path) -> std::io::Result<File> {
     let refuse = |what: String| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("{what}; kiln writes its pid there and never into anything but its own file: remove it and run again"),
+            format!(
+                "{what}; kiln writes its pid there and never into anything but its own file: remove it and run again"
+            ),
         )
     };
     let file = File::options()
