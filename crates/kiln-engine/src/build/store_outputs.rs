@@ -37,7 +37,10 @@ pub(crate) fn store_image(
     let Ran { manifest, inputs_meta, log, duration_ms, reason } = *ran;
     // The build wrote the image ID; asking the engine costs another process.
     let iidfile = ctx.layout.state().join(format!("{}.iid", ctx.graph.name(id)));
-    let written = std::fs::read_to_string(&iidfile).ok().map(|t| t.trim().trim_start_matches("sha256:").to_string());
+    // Read without following a link planted under its name (the ID is checked below).
+    let written = crate::fs::no_follow::read_regular(&iidfile)
+        .ok()
+        .map(|t| String::from_utf8_lossy(&t).trim().trim_start_matches("sha256:").to_string());
     let _ = std::fs::remove_file(&iidfile);
     let image_id = match written.filter(|id| id.len() == 64) {
         Some(id) => id,
