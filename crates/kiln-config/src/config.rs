@@ -37,11 +37,13 @@ pub struct Settings {
     /// Quiet window after the last file event in watch mode.
     pub debounce: Duration,
     pub engine: EngineChoice,
+    /// Bytes of output kept on disk per target and per service replica (the last ones).
+    pub log_limit: u64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { jobs: None, debounce: Duration::from_millis(100), engine: EngineChoice::Auto }
+        Settings { jobs: None, debounce: Duration::from_millis(100), engine: EngineChoice::Auto, log_limit: 16 << 20 }
     }
 }
 

@@ -7,11 +7,18 @@ use std::sync::Arc;
 
 use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 
+use crate::SourceText;
+
+/// How many errors are rendered; the rest are counted. Nobody reads the 51st, and a
+/// generated file with thousands of mistakes must not flood the terminal.
+pub const MAX_SHOWN: usize = 50;
+
 /// One error in a configuration file: message, span, label under the caret, optional hint.
 #[derive(Debug, Clone)]
 pub struct Diagnostic {
     pub path: PathBuf,
-    pub source: Arc<str>,
+    /// The whole file, shared by every diagnostic of it.
+    pub source: Arc<SourceText>,
     pub span: Range<usize>,
     pub message: String,
     pub label: String,
@@ -21,21 +28,23 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// Line and column (both 1-based, column in characters) where the span starts.
     pub fn line_col(&self) -> (usize, usize) {
-        let start = self.span.start.min(self.source.len());
-        let before = &self.source[..start];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        (line, before[line_start..].chars().count() + 1)
+        self.source.line_col(self.span.start)
     }
 
     /// Renders the error: message, `--> file:line:col`, the source line, a caret, the hint.
+    /// Only the lines the span touches are handed to the renderer, so the cost does not grow
+    /// with the size of the file.
     pub fn render(&self, color: bool) -> String {
         let path = self.path.display().to_string();
-        let span = clamp_span(&self.source, self.span.clone());
+        let text = self.source.text();
+        let span = clamp_span(text, self.span.clone());
+        let (window, first_line) = self.source.lines_of(&span);
+        let local = span.start - window.start..span.end.min(window.end) - window.start;
         let mut group: Group<'_> = Level::ERROR.primary_title(self.message.as_str()).element(
-            Snippet::source(&*self.source)
+            Snippet::source(&text[window])
+                .line_start(first_line)
                 .path(path.as_str())
-                .annotation(AnnotationKind::Primary.span(span).label(self.label.as_str())),
+                .annotation(AnnotationKind::Primary.span(local).label(self.label.as_str())),
         );
         if let Some(help) = &self.help {
             group = group.element(Level::HELP.message(help.as_str()));
@@ -74,22 +83,36 @@ impl fmt::Display for Diagnostic {
 pub struct Diagnostics(pub Vec<Diagnostic>);
 
 impl Diagnostics {
-    /// Renders every error, separated by blank lines, followed by a count when several.
+    /// Renders the first [`MAX_SHOWN`] errors, separated by blank lines, then how many more
+    /// there are, then a count when several.
     pub fn render(&self, color: bool) -> String {
-        let mut out: Vec<String> = self.0.iter().map(|d| d.render(color)).collect();
+        let mut out: Vec<String> = self.0.iter().take(MAX_SHOWN).map(|d| d.render(color)).collect();
+        if let Some(more) = self.more() {
+            out.push(more);
+        }
         if self.0.len() > 1 {
             out.push(format!("error: kiln.toml has {} errors", self.0.len()));
         }
         out.join("\n\n")
     }
+
+    /// "and N more errors …" when not all are shown.
+    fn more(&self) -> Option<String> {
+        let hidden = self.0.len().checked_sub(MAX_SHOWN).filter(|&n| n > 0)?;
+        let noun = if hidden == 1 { "error" } else { "errors" };
+        Some(format!("and {hidden} more {noun} (fix the ones above and run again to see them)"))
+    }
 }
 
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for d in &self.0 {
+        for d in self.0.iter().take(MAX_SHOWN) {
             writeln!(f, "{d}")?;
         }
-        Ok(())
+        match self.more() {
+            Some(more) => writeln!(f, "{more}"),
+            None => Ok(()),
+        }
     }
 }
 

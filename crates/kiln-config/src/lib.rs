@@ -3,6 +3,7 @@
 //! Everything here is pure except reading the file. Every user mistake becomes a
 //! [`Diagnostic`] that knows its file, byte span and hint, and renders like a compiler error.
 
+mod address;
 mod config;
 mod diagnostic;
 mod duration;
@@ -10,14 +11,18 @@ mod loader;
 mod profile;
 mod reader;
 mod service;
+mod size;
+mod source_text;
 mod suggest;
 mod target;
 mod validate;
 
 pub use config::{Config, EngineChoice, Settings};
-pub use diagnostic::{Diagnostic, Diagnostics};
+pub use diagnostic::{Diagnostic, Diagnostics, MAX_SHOWN};
 pub use duration::{format_duration, parse_duration};
-pub use loader::{CONFIG_FILE, LoadError, find_config, load, parse_str};
+pub use loader::{CONFIG_FILE, LoadError, find_config, load, parse_bytes, parse_str};
 pub use service::{Probe, ProbeCheck, RestartPolicy, Service, ServiceKind};
+pub use size::{format_size, parse_size};
+pub use source_text::SourceText;
 pub use suggest::did_you_mean;
 pub use target::{ImageSpec, Target, TargetKind};

@@ -15,13 +15,13 @@ use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::profile::deep_merge;
 use crate::reader::{Located, Node, Reader};
 use crate::validate::{Names, check_cycles};
-use crate::{Service, Target, did_you_mean};
+use crate::{Service, SourceText, Target, did_you_mean};
 
 /// The name of the configuration file.
 pub const CONFIG_FILE: &str = "kiln.toml";
 
 const TOP_KEYS: &[&str] = &["settings", "env", "target", "service", "profile"];
-const SETTINGS_KEYS: &[&str] = &["jobs", "debounce", "engine"];
+const SETTINGS_KEYS: &[&str] = &["jobs", "debounce", "engine", "log_limit"];
 
 /// Why a configuration could not be loaded.
 #[derive(Debug)]
@@ -62,22 +62,52 @@ pub fn find_config(start: &Path) -> Option<PathBuf> {
 
 /// Reads and checks the configuration file at `file`, merging `profile` if given.
 pub fn load(file: &Path, profile: Option<&str>) -> Result<Config, LoadError> {
-    let text = std::fs::read_to_string(file).map_err(|error| LoadError::Io { path: file.to_path_buf(), error })?;
+    let bytes = std::fs::read(file).map_err(|error| LoadError::Io { path: file.to_path_buf(), error })?;
     let root = file.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    parse_str(&text, file, &root, profile)
+    parse_bytes(&bytes, file, &root, profile)
+}
+
+/// Checks the bytes of a configuration file as read from disk: text that is not UTF-8 is an
+/// error at the line and column of its first bad byte. `display_path` is the file name
+/// shown in diagnostics.
+pub fn parse_bytes(bytes: &[u8], display_path: &Path, root: &Path, profile: Option<&str>) -> Result<Config, LoadError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_str(text, display_path, root, profile),
+        Err(e) => Err(LoadError::Invalid(not_utf8(bytes, &e, display_path).into())),
+    }
+}
+
+/// The error for a file that is not UTF-8, shown on its text with the bad bytes replaced
+/// (the valid text before them is the same, so the offset stays right).
+fn not_utf8(bytes: &[u8], error: &std::str::Utf8Error, display_path: &Path) -> Diagnostic {
+    let at = error.valid_up_to();
+    let bad = &bytes[at..at + error.error_len().unwrap_or(bytes.len() - at)];
+    let shown: Vec<String> = bad.iter().map(|b| format!("0x{b:02X}")).collect();
+    Diagnostic {
+        path: display_path.to_path_buf(),
+        source: Arc::new(SourceText::new(String::from_utf8_lossy(bytes))),
+        span: at..at + char::REPLACEMENT_CHARACTER.len_utf8(),
+        message: format!("{} is not valid UTF-8: invalid byte {}", file_name(display_path), shown.join(" ")),
+        label: "not UTF-8".into(),
+        help: Some("save the file as UTF-8 (for example `iconv -f LATIN1 -t UTF-8`)".into()),
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| CONFIG_FILE.to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// Checks configuration text; `display_path` is the file name shown in diagnostics.
 pub fn parse_str(text: &str, display_path: &Path, root: &Path, profile: Option<&str>) -> Result<Config, LoadError> {
-    let source: Arc<str> = Arc::from(text);
-    let mut reader = Reader { path: display_path.to_path_buf(), source: source.clone(), diags: Vec::new() };
+    let source = Arc::new(SourceText::new(text));
+    let mut reader = Reader::new(display_path.to_path_buf(), source);
     let mut doc = match DeTable::parse(text) {
         Ok(doc) => doc.into_inner(),
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
             let message = e.message().lines().next().unwrap_or("invalid TOML").trim_end_matches('.').to_string();
             reader.error(span, format!("invalid TOML: {message}"), "here", None);
-            return Err(LoadError::Invalid(Diagnostics(reader.diags)));
+            return Err(LoadError::Invalid(Diagnostics(reader.finish())));
         }
     };
     reader.check_keys(&doc, TOP_KEYS, "kiln.toml");
@@ -106,11 +136,8 @@ pub fn parse_str(text: &str, display_path: &Path, root: &Path, profile: Option<&
         }
     }
     match config {
-        Some(config) if reader.diags.is_empty() => Ok(config),
-        _ => {
-            reader.diags.sort_by_key(|d| d.span.start);
-            Err(LoadError::Invalid(Diagnostics(reader.diags)))
-        }
+        Some(config) if reader.is_clean() => Ok(config),
+        _ => Err(LoadError::Invalid(Diagnostics(reader.finish()))),
     }
 }
 
@@ -136,16 +163,16 @@ fn read_config(r: &mut Reader, doc: &DeTable<'_>, root: &Path, file: &Path, prof
     let env = doc.get("env").map_or(Some(BTreeMap::new()), |n| r.string_map(n, "[env]"));
     let target_nodes = named_tables(r, doc.get("target"), "target");
     let service_nodes = named_tables(r, doc.get("service"), "service");
-    let names = Names {
-        targets: target_nodes
+    let names = Names::new(
+        target_nodes
             .iter()
             .map(|(name, node)| {
                 let is_image = matches!(node.get_ref(), DeValue::Table(t) if t.contains_key("image"));
                 (name.text.clone(), is_image)
             })
             .collect(),
-        services: service_nodes.iter().map(|(name, _)| name.text.clone()).collect(),
-    };
+        service_nodes.iter().map(|(name, _)| name.text.clone()).collect(),
+    );
 
     let mut targets = BTreeMap::new();
     let mut target_edges = BTreeMap::new();
@@ -223,7 +250,22 @@ fn read_settings(r: &mut Reader, node: &Node<'_>) -> Option<Settings> {
         }
         engine
     });
-    Some(Settings { jobs: jobs?, debounce: debounce?, engine: engine? })
+    let log_limit = table.get("log_limit").map_or(Some(Settings::default().log_limit), |n| {
+        let text = r.located(n, "`log_limit` in [settings]")?;
+        match crate::size::parse_size(&text.text) {
+            Ok(0) => {
+                r.error(text.span, "`log_limit` must be more than 0 bytes", "zero", None::<String>);
+                None
+            }
+            Ok(bytes) => Some(bytes),
+            Err(why) => {
+                let hint = Some("write sizes like \"16MiB\", \"512KiB\" or \"1GiB\"".into());
+                r.error(text.span, format!("bad size for `log_limit` in [settings]: {why}"), "not a size", hint);
+                None
+            }
+        }
+    });
+    Some(Settings { jobs: jobs?, debounce: debounce?, engine: engine?, log_limit: log_limit? })
 }
 
 impl From<Diagnostic> for Diagnostics {

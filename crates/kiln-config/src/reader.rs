@@ -3,7 +3,7 @@
 //! A read that fails records an error and returns `None`, so one pass finds every mistake in
 //! the file instead of stopping at the first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::{Diagnostic, did_you_mean, parse_duration};
+use crate::{Diagnostic, MAX_SHOWN, SourceText, did_you_mean, parse_duration};
 
 pub(crate) type Node<'i> = Spanned<DeValue<'i>>;
 
@@ -25,8 +25,30 @@ pub(crate) struct Located {
 
 pub(crate) struct Reader {
     pub path: PathBuf,
-    pub source: Arc<str>,
+    pub source: Arc<SourceText>,
     pub diags: Vec<Diagnostic>,
+    /// (span, message) of every error recorded: a profile re-reads the file and finds the
+    /// same mistakes again; each is reported once, without a scan of all before it.
+    seen: HashSet<(Range<usize>, String)>,
+    /// Hints that need a search over every declared name, by (span, message): searched for
+    /// only when the error is among those shown, so a file with thousands of unknown names
+    /// costs thousands of searches at most [`MAX_SHOWN`] times, not thousands squared.
+    suggestions: HashMap<(Range<usize>, String), Suggestion>,
+}
+
+/// A hint found later: "did you mean" the closest of `candidates`, else `otherwise`.
+pub(crate) struct Suggestion {
+    pub word: String,
+    pub candidates: Arc<[String]>,
+    pub otherwise: Option<String>,
+}
+
+impl Suggestion {
+    fn resolve(self) -> Option<String> {
+        did_you_mean(&self.word, self.candidates.iter().map(String::as_str))
+            .map(|s| format!("did you mean `{s}`?"))
+            .or(self.otherwise)
+    }
 }
 
 /// "a string", "an integer": a value's type the way an error message says it.
@@ -43,6 +65,42 @@ pub(crate) fn type_name(value: &DeValue<'_>) -> &'static str {
 }
 
 impl Reader {
+    pub fn new(path: PathBuf, source: Arc<SourceText>) -> Self {
+        Reader { path, source, diags: Vec::new(), seen: HashSet::new(), suggestions: HashMap::new() }
+    }
+
+    /// Whether no mistake has been recorded.
+    pub fn is_clean(&self) -> bool {
+        self.diags.is_empty()
+    }
+
+    /// The errors in source order, the hints of those shown filled in.
+    pub fn finish(mut self) -> Vec<Diagnostic> {
+        self.diags.sort_by_key(|d| d.span.start);
+        for d in self.diags.iter_mut().take(MAX_SHOWN) {
+            if let Some(suggestion) = self.suggestions.remove(&(d.span.clone(), d.message.clone())) {
+                d.help = suggestion.resolve();
+            }
+        }
+        self.diags
+    }
+
+    /// An error whose hint is searched for only if it is shown (see [`Reader::finish`]).
+    pub fn error_suggesting(
+        &mut self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        label: impl Into<String>,
+        suggestion: Suggestion,
+    ) {
+        let message = message.into();
+        let key = (span.clone(), message.clone());
+        if !self.seen.contains(&key) {
+            self.error(span, message, label, None);
+            self.suggestions.insert(key, suggestion);
+        }
+    }
+
     pub fn error(
         &mut self,
         span: Range<usize>,
@@ -50,17 +108,38 @@ impl Reader {
         label: impl Into<String>,
         help: Option<String>,
     ) {
-        let diag = Diagnostic {
+        let message = message.into();
+        if !self.seen.insert((span.clone(), message.clone())) {
+            return;
+        }
+        self.diags.push(Diagnostic {
             path: self.path.clone(),
             source: self.source.clone(),
             span,
-            message: message.into(),
+            message,
             label: label.into(),
             help,
-        };
-        if !self.diags.iter().any(|d| d.span == diag.span && d.message == diag.message) {
-            self.diags.push(diag);
+        });
+    }
+
+    /// The span of bytes `inner` of a string value, when the value is written as it reads
+    /// (no escapes); else the whole value's span.
+    pub fn inner_span(&self, value: &Located, inner: Range<usize>) -> Range<usize> {
+        let raw = self.source.text().get(value.span.clone()).unwrap_or_default();
+        let quoted = raw.len() == value.text.len() + 2
+            && (raw.starts_with('"') || raw.starts_with('\''))
+            && raw.get(1..raw.len() - 1) == Some(value.text.as_str());
+        if quoted && inner.end <= value.text.len() {
+            value.span.start + 1 + inner.start..value.span.start + 1 + inner.end
+        } else {
+            value.span.clone()
         }
+    }
+
+    /// Records a problem found inside a string value, pointing at its part when it can.
+    pub fn problem(&mut self, value: &Located, problem: crate::address::Problem) {
+        let span = problem.at.map_or_else(|| value.span.clone(), |at| self.inner_span(value, at));
+        self.error(span, problem.message, problem.label, problem.help);
     }
 
     fn wrong_type(&mut self, node: &Node<'_>, what: &str, expected: &str) {
@@ -159,6 +238,21 @@ impl Reader {
                 None
             }
         }
+    }
+
+    /// A duration longer than zero: a zero timeout, period or grace time is a mistake.
+    pub fn positive_duration(&mut self, node: &Node<'_>, what: &str) -> Option<Duration> {
+        let duration = self.duration(node, what)?;
+        if duration.is_zero() {
+            self.error(
+                node.span(),
+                format!("{what} must be longer than zero"),
+                "zero",
+                Some("write a positive duration like \"500ms\" or \"10s\"".into()),
+            );
+            return None;
+        }
+        Some(duration)
     }
 
     /// An array of strings, each with its span.

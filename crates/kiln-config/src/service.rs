@@ -160,11 +160,22 @@ impl Service {
         for svc in after.iter().flatten() {
             names.check_service_ref(r, svc);
         }
-        let ports = list(r, "ports");
+        let replicas = field("replicas").map_or(Some(1), |n| r.integer(n, &what("replicas"), 1, 64));
+        // Placeholders are checked for every replica; with a bad count, for the first.
+        let copies = replicas.and_then(|n| u32::try_from(n).ok()).unwrap_or(1);
+        let ports = list(r, "ports").and_then(|ports| {
+            let mut ok = true;
+            for port in &ports {
+                if let Err(problem) = crate::address::check_port_mapping(&port.text, copies, &what("ports")) {
+                    r.problem(port, problem);
+                    ok = false;
+                }
+            }
+            ok.then_some(ports)
+        });
         let volumes = list(r, "volumes");
         let command = field("command").map_or(Some(None), |n| r.string(n, &what("command")).map(Some));
         let env = field("env").map_or(Some(BTreeMap::new()), |n| r.string_map(n, &what("env")));
-        let replicas = field("replicas").map_or(Some(1), |n| r.integer(n, &what("replicas"), 1, 64));
         let restart = field("restart").map_or(Some(RestartPolicy::OnFailure), |n| {
             let text = r.located(n, &what("restart"))?;
             let policy = RestartPolicy::parse(&text.text);
@@ -175,7 +186,7 @@ impl Service {
             }
             policy
         });
-        let ready = field("ready").map_or(Some(None), |n| read_probe(r, n, &name.text).map(Some));
+        let ready = field("ready").map_or(Some(None), |n| read_probe(r, n, &name.text, copies).map(Some));
         let stop_signal = field("stop_signal").map_or(Some("SIGTERM".to_string()), |n| {
             let text = r.located(n, &what("stop_signal"))?;
             if SIGNALS.contains(&text.text.as_str()) {
@@ -186,8 +197,8 @@ impl Service {
             r.error(text.span, format!("unknown signal `{}`", text.text), "unknown signal", Some(hint));
             None
         });
-        let stop_timeout =
-            field("stop_timeout").map_or(Some(Duration::from_secs(10)), |n| r.duration(n, &what("stop_timeout")));
+        let stop_timeout = field("stop_timeout")
+            .map_or(Some(Duration::from_secs(10)), |n| r.positive_duration(n, &what("stop_timeout")));
 
         let after = after?;
         Some(ReadService {
@@ -211,7 +222,14 @@ impl Service {
     }
 }
 
-fn read_probe(r: &mut crate::reader::Reader, node: &crate::reader::Node<'_>, service: &str) -> Option<Probe> {
+/// `replicas`: how many copies the service runs, each filling in its number for
+/// `${KILN_REPLICA}`.
+fn read_probe(
+    r: &mut crate::reader::Reader,
+    node: &crate::reader::Node<'_>,
+    service: &str,
+    replicas: u32,
+) -> Option<Probe> {
     let section = format!("`ready` of service `{service}`");
     let table = r.table(node, &section)?;
     r.check_keys(table, PROBE_KEYS, &section);
@@ -219,13 +237,27 @@ fn read_probe(r: &mut crate::reader::Reader, node: &crate::reader::Node<'_>, ser
     let kinds: Vec<&str> = ["http", "tcp", "cmd", "log"].into_iter().filter(|k| table.contains_key(*k)).collect();
     let check = match kinds.as_slice() {
         [kind] => {
-            let text = r.string(&table[*kind], &what(kind))?;
-            Some(match *kind {
+            let value = r.located(&table[*kind], &what(kind))?;
+            let checked = match *kind {
+                "http" => crate::address::check_http_url(&value.text, replicas, &what(kind)),
+                "tcp" => crate::address::check_host_port(&value.text, replicas, &what(kind)),
+                _ => Ok(()),
+            };
+            let ok = match checked {
+                Ok(()) => *kind != "log" || crate::validate::check_regex(r, &value, &what(kind)),
+                Err(problem) => {
+                    r.problem(&value, problem);
+                    false
+                }
+            };
+            let text = value.text;
+            let check = match *kind {
                 "http" => ProbeCheck::Http(text),
                 "tcp" => ProbeCheck::Tcp(text),
                 "cmd" => ProbeCheck::Cmd(text),
                 _ => ProbeCheck::Log(text),
-            })
+            };
+            ok.then_some(check)
         }
         _ => {
             r.error(
@@ -237,8 +269,9 @@ fn read_probe(r: &mut crate::reader::Reader, node: &crate::reader::Node<'_>, ser
             None
         }
     };
-    let period = table.get("period").map_or(Some(Duration::from_secs(1)), |n| r.duration(n, &what("period")));
-    let timeout = table.get("timeout").map_or(Some(Duration::from_secs(2)), |n| r.duration(n, &what("timeout")));
+    let period = table.get("period").map_or(Some(Duration::from_secs(1)), |n| r.positive_duration(n, &what("period")));
+    let timeout =
+        table.get("timeout").map_or(Some(Duration::from_secs(2)), |n| r.positive_duration(n, &what("timeout")));
     let failures = table.get("failures").map_or(Some(3), |n| r.integer(n, &what("failures"), 1, 1000));
     Some(Probe { check: check?, period: period?, timeout: timeout?, failures: u32::try_from(failures?).ok()? })
 }

@@ -114,7 +114,7 @@ impl Target {
             crate::validate::check_relative(r, &dir, &what("dir")).then_some(dir.text)
         });
         let timeout = match field("timeout") {
-            Some(n) => Some(Some(r.duration(n, &what("timeout"))?)),
+            Some(n) => Some(Some(r.positive_duration(n, &what("timeout"))?)),
             None => Some(None),
         };
         let retries = field("retries").map_or(Some(0), |n| r.integer(n, &what("retries"), 0, 100));

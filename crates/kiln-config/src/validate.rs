@@ -1,50 +1,58 @@
 //! Checks that span more than one value: references between targets and services, cycles,
 //! paths that must stay inside the project root, globs that must compile.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path};
+use std::sync::Arc;
 
-use crate::did_you_mean;
-use crate::reader::{Located, Reader};
+use crate::reader::{Located, Reader, Suggestion};
 
 /// The names declared in the file, so that references can be checked while reading.
 pub(crate) struct Names {
     /// Target name → whether it builds an image.
-    pub targets: BTreeMap<String, bool>,
-    pub services: Vec<String>,
+    targets: BTreeMap<String, bool>,
+    services: BTreeSet<String>,
+    /// The same names as lists to search for "did you mean", shared by every hint.
+    target_list: Arc<[String]>,
+    service_list: Arc<[String]>,
 }
 
 impl Names {
+    pub fn new(targets: BTreeMap<String, bool>, services: BTreeSet<String>) -> Self {
+        let target_list = targets.keys().cloned().collect();
+        let service_list = services.iter().cloned().collect();
+        Names { targets, services, target_list, service_list }
+    }
+
     pub fn check_target_ref(&self, r: &mut Reader, name: &Located, role: &str) {
         if self.targets.contains_key(&name.text) {
             return;
         }
-        let hint = did_you_mean(&name.text, self.targets.keys().map(String::as_str))
-            .map(|s| format!("did you mean `{s}`?"))
-            .or_else(|| {
-                self.services
-                    .contains(&name.text)
-                    .then(|| format!("`{}` is a service; list services in `after`", name.text))
-            });
-        r.error(name.span.clone(), format!("unknown {role} `{}`", name.text), "no target has this name", hint);
+        let otherwise = self
+            .services
+            .contains(&name.text)
+            .then(|| format!("`{}` is a service; list services in `after`", name.text));
+        r.error_suggesting(
+            name.span.clone(),
+            format!("unknown {role} `{}`", name.text),
+            "no target has this name",
+            Suggestion { word: name.text.clone(), candidates: self.target_list.clone(), otherwise },
+        );
     }
 
     pub fn check_service_ref(&self, r: &mut Reader, name: &Located) {
         if self.services.contains(&name.text) {
             return;
         }
-        let hint = did_you_mean(&name.text, self.services.iter().map(String::as_str))
-            .map(|s| format!("did you mean `{s}`?"))
-            .or_else(|| {
-                self.targets
-                    .contains_key(&name.text)
-                    .then(|| format!("`{}` is a target; list targets in `deps`", name.text))
-            });
-        r.error(
+        let otherwise = self
+            .targets
+            .contains_key(&name.text)
+            .then(|| format!("`{}` is a target; list targets in `deps`", name.text));
+        r.error_suggesting(
             name.span.clone(),
             format!("unknown service `{}` in `after`", name.text),
             "no service has this name",
-            hint,
+            Suggestion { word: name.text.clone(), candidates: self.service_list.clone(), otherwise },
         );
     }
 
@@ -145,4 +153,41 @@ pub(crate) fn check_cycles(r: &mut Reader, edges: &BTreeMap<String, Vec<Located>
             }
         }
     }
+}
+
+/// A `log` probe's pattern must compile, as the supervisor compiles it; the error says what
+/// is wrong and points at it, with the pattern that matches the text literally as a hint.
+pub(crate) fn check_regex(r: &mut Reader, pattern: &Located, what: &str) -> bool {
+    let (why, at) = match regex_syntax::Parser::new().parse(&pattern.text) {
+        Err(regex_syntax::Error::Parse(e)) => (e.kind().to_string(), Some(*e.span())),
+        Err(regex_syntax::Error::Translate(e)) => (e.kind().to_string(), Some(*e.span())),
+        Err(e) => (e.to_string(), None),
+        Ok(_) => match regex::Regex::new(&pattern.text) {
+            Ok(_) => return true,
+            Err(e) => (e.to_string(), None),
+        },
+    };
+    let span = match at {
+        Some(at) => {
+            // An empty span (at the end, say) still gets a caret: widen it by a character.
+            let end = if at.end.offset > at.start.offset {
+                at.end.offset
+            } else {
+                pattern.text[at.start.offset..]
+                    .chars()
+                    .next()
+                    .map_or(at.start.offset, |c| at.start.offset + c.len_utf8())
+            };
+            r.inner_span(pattern, at.start.offset..end)
+        }
+        None => pattern.span.clone(),
+    };
+    let literal = regex::escape(&pattern.text);
+    let hint = if literal.contains(['\'', '\n']) {
+        format!("to match the text as written, escape it: `{literal}`")
+    } else {
+        format!("to match the text as written, escape it: `log = '{literal}'`")
+    };
+    r.error(span, format!("bad regex in {what}: {why}"), "invalid regex", Some(hint));
+    false
 }

@@ -27,12 +27,15 @@ pub use cache::prune::{CacheStats, PruneReport};
 pub use cache::restore::remove_output;
 pub use cache::state::{State, TargetRecord};
 pub use cache::store::Cache;
-pub use container::engine::{Engine, EngineKind, leftovers_message, remove_leftovers};
+pub use container::engine::{Engine, EngineKind, container_name, leftovers_message, remove_leftovers};
 pub use event::timestamp::rfc3339;
-pub use event::{Envelope, Event, EventBus, NoticeLevel, Phase, Stream, TargetStatus};
+pub use event::{Envelope, Event, EventBus, NoticeLevel, Phase, Received, Stream, Subscription, TargetStatus};
+pub use exec::tail_log::read_tail as read_log_tail;
 pub use exec::watchdog::{WATCHDOG_ARG, start_watchdog, watchdog_main};
 pub use fs::layout::Layout;
 pub use fs::project_lock::ProjectLock;
+/// Root-relative paths as kiln holds them (any bytes, escaped into a `String`).
+pub use fs::rel_path;
 pub use graph::{Graph, TargetId};
 pub use up::dispatcher::run_up;
-pub use up::up_options::{UpControl, UpError, UpExit, UpOptions};
+pub use up::up_options::{Triggered, UpControl, UpError, UpExit, UpOptions};

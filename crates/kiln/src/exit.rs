@@ -8,7 +8,7 @@ pub const SUCCESS: u8 = 0;
 pub const FAILED: u8 = 1;
 /// Usage or configuration error.
 pub const USAGE: u8 = 2;
-/// Interrupted by SIGINT or SIGTERM.
+/// Interrupted by SIGINT, SIGTERM or SIGHUP (see signals.rs).
 pub const INTERRUPTED: u8 = 130;
 
 pub fn code(c: u8) -> ExitCode {

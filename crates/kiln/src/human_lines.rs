@@ -131,6 +131,10 @@ impl HumanLines {
                 };
                 vec![format!("{prefix}: {message}")]
             }
+            Event::StreamLagged { dropped } => vec![format!(
+                "kiln: … {dropped} events not shown here: output came faster than it could be shown \
+                 (every line is in .kiln/logs/)"
+            )],
             _ => Vec::new(),
         }
     }

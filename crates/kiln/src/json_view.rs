@@ -4,30 +4,48 @@ use std::io::Write;
 
 use kiln_engine::Envelope;
 
+use crate::view_out::ViewOut;
+
 pub struct JsonView<W: Write> {
-    out: W,
-    /// Set when stdout is closed (a broken pipe): stop writing, quietly.
-    closed: bool,
+    /// Closed when stdout goes away (a broken pipe, a terminal that hung up): from then on
+    /// nothing is serialized or written.
+    out: ViewOut<W>,
 }
 
 impl<W: Write> JsonView<W> {
     pub fn new(out: W) -> Self {
-        JsonView { out, closed: false }
+        JsonView { out: ViewOut::new(out) }
     }
 
     pub fn on_event(&mut self, envelope: &Envelope) {
-        if self.closed {
+        if self.out.is_closed() {
             return;
         }
-        let line = serde_json::to_string(envelope).expect("events always serialize");
-        if writeln!(self.out, "{line}").is_err() {
-            self.closed = true;
-        }
+        self.out.line(&serde_json::to_string(envelope).expect("events always serialize"));
     }
 
     pub fn flush(&mut self) {
-        if !self.closed && self.out.flush().is_err() {
-            self.closed = true;
+        self.out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view_out::testing::Failing;
+
+    #[test]
+    fn a_closed_stdout_is_written_to_once_and_never_panics() {
+        let mut view =
+            JsonView::new(Failing { attempts: 0, error: || std::io::Error::from_raw_os_error(nix::libc::EPIPE) });
+        for seq in 0..3 {
+            view.on_event(&Envelope {
+                seq,
+                ts: "2026-12-01T00:00:00.000Z".into(),
+                event: kiln_engine::Event::WatchStarted { dirs: 1, targets: 1 },
+            });
+            view.flush();
         }
+        assert_eq!(view.out.get_ref().attempts, 1);
     }
 }

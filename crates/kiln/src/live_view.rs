@@ -16,6 +16,7 @@ use kiln_config::format_duration;
 use kiln_engine::Event;
 
 use crate::human_lines::HumanLines;
+use crate::view_out::ViewOut;
 
 const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 const BAR_WIDTH: usize = 24;
@@ -26,7 +27,8 @@ struct Running {
 }
 
 pub struct LiveView<W: Write> {
-    out: W,
+    /// Closed when the terminal goes away: nothing is drawn from then on.
+    out: ViewOut<W>,
     lines: HumanLines,
     width: usize,
     started: Instant,
@@ -47,7 +49,7 @@ pub struct LiveView<W: Write> {
 impl<W: Write> LiveView<W> {
     pub fn new(out: W, width: usize, verbose: bool) -> Self {
         LiveView {
-            out,
+            out: ViewOut::new(out),
             lines: HumanLines::new(verbose),
             width: width.max(20),
             started: Instant::now(),
@@ -92,6 +94,10 @@ impl<W: Write> LiveView<W> {
 
     /// Redraws: scrolled lines, then the region. Call after a burst of events or a tick.
     pub fn redraw(&mut self) {
+        if self.out.is_closed() {
+            self.scroll.clear();
+            return;
+        }
         self.frame = self.frame.wrapping_add(1);
         let region = self.region();
         let mut buf = String::new();
@@ -110,8 +116,8 @@ impl<W: Write> LiveView<W> {
         }
         buf.push_str("\x1b[J");
         self.drawn = region.len();
-        let _ = self.out.write_all(buf.as_bytes());
-        let _ = self.out.flush();
+        self.out.write(buf.as_bytes());
+        self.out.flush();
     }
 
     fn region(&self) -> Vec<String> {
@@ -173,8 +179,8 @@ impl<W: Write> LiveView<W> {
             buf.push('\n');
         }
         self.drawn = 0;
-        let _ = self.out.write_all(buf.as_bytes());
-        let _ = self.out.flush();
+        self.out.write(buf.as_bytes());
+        self.out.flush();
     }
 }
 
@@ -223,7 +229,7 @@ mod tests {
             view.on_event(&e);
         }
         view.redraw();
-        let text = String::from_utf8(view.out.clone()).expect("utf-8");
+        let text = String::from_utf8(view.out.get_ref().clone()).expect("utf-8");
         assert!(text.contains(" a 0ms │ compiling x\n"), "{text:?}");
         assert!(text.contains(" 0/2 · 0ms · ETA 1.99s") || text.contains(" 0/2 · 0ms · ETA 2.00s"), "{text:?}");
         view.on_event(&Event::TargetFinished {
@@ -235,11 +241,23 @@ mod tests {
             log: None,
             saved_ms: None,
         });
-        view.out.clear();
+        view.out.get_mut().clear();
         view.redraw();
-        let text = String::from_utf8(view.out.clone()).expect("utf-8");
+        let text = String::from_utf8(view.out.get_ref().clone()).expect("utf-8");
         assert!(text.starts_with("\r\x1b[2A\x1b[2K  built a 1.20s — no previous build\n"), "{text:?}");
         assert!(text.contains("1/2"), "{text:?}");
+    }
+
+    #[test]
+    fn a_terminal_that_hung_up_is_written_to_once_and_never_panics() {
+        let mut view = LiveView::new(crate::view_out::testing::Failing::hung_up(), 60, false);
+        view.on_event(&Event::TargetQueued { target: "a".into(), deps: vec![], estimate_ms: None });
+        view.on_event(&Event::TargetStarted { target: "a".into(), attempt: 1, slot: 0 });
+        for _ in 0..3 {
+            view.redraw();
+        }
+        view.finish();
+        assert_eq!(view.out.get_ref().attempts, 1);
     }
 
     #[test]

@@ -2,13 +2,17 @@
 //! its events. The only crate that talks to the user.
 
 mod api_client;
+mod api_info;
+mod api_routes;
 mod api_server;
 mod cli;
 mod commands;
+mod connection_limit;
 mod exit;
 mod human_lines;
 mod json_view;
 mod live_view;
+mod out;
 mod plain_view;
 mod project;
 mod run_report;
@@ -16,16 +20,24 @@ mod signals;
 mod status_view;
 mod trace_view;
 mod up_view;
+mod view_out;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
+use crate::out::{errln, out};
 
 fn main() -> ExitCode {
+    install_panic_hook();
     if std::env::args_os().nth(1).is_some_and(|a| a == kiln_engine::WATCHDOG_ARG) {
         kiln_engine::watchdog_main();
+    }
+    // Lets the tests see what a user sees when kiln has a bug; not in release builds.
+    #[cfg(debug_assertions)]
+    if let Some(message) = std::env::var_os("KILN_TEST_PANIC") {
+        panic!("{}", message.to_string_lossy());
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -47,7 +59,7 @@ fn main() -> ExitCode {
     let (config, stand_in) = match loaded {
         Ok(c) => c,
         Err(project::ProjectError(text)) => {
-            eprintln!("{text}");
+            errln!("{text}");
             return exit::code(exit::USAGE);
         }
     };
@@ -61,20 +73,42 @@ fn main() -> ExitCode {
             cli.global.engine.map(cli::EngineArg::choice),
         )),
         Command::Explain { target } => commands::explain::run(&config, &target, cli.global.json),
-        Command::Logs { target, follow: true } => commands::control::follow_logs(&config, &target),
+        Command::Logs { target, follow: true } => commands::control::follow_logs(&config, &target, !stand_in),
         Command::Logs { target, follow: false } => commands::logs::run(&config, &target),
         Command::Status => commands::control::status(&config, cli.global.json),
-        Command::Wait { names, timeout } => commands::control::wait(&config, &names, timeout),
+        Command::Wait { names, timeout } => commands::control::wait(&config, &names, timeout, !stand_in),
         Command::Trigger { name } => commands::control::trigger(&config, &name, !stand_in),
         Command::Down => commands::control::down(&config),
         Command::Graph(args) => {
-            print!("{}", commands::graph::render(&config, args.format));
+            out!("{}", commands::graph::render(&config, args.format));
             exit::SUCCESS
         }
         Command::Cache(command) => commands::cache::run(&config, &command, cli.global.json),
         Command::Clean(args) => commands::clean::run(&config, args.all),
     };
     exit::code(code)
+}
+
+/// A panic is a bug in kiln: the user gets one line saying so instead of Rust's panic text
+/// and backtrace. `KILN_BACKTRACE=1` shows Rust's own report too, for whoever debugs it.
+/// (A worker's panic is also caught where it happened and fails its target with the
+/// message; this line is printed all the same.)
+fn install_panic_hook() {
+    let rust_report = std::panic::take_hook();
+    let debugging = std::env::var_os("KILN_BACKTRACE").is_some_and(|v| v != "0");
+    std::panic::set_hook(Box::new(move |info| {
+        if debugging {
+            rust_report(info);
+        }
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("a panic without a message");
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        errln!("kiln: internal error: {message}{at} (please report)");
+    }));
 }
 
 /// Runs an async command on a runtime whose idle threads are not waited for at exit. The

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use kiln_config::{Config, LoadError};
 
 use crate::cli::GlobalArgs;
+use crate::out::errln;
 
 /// A failure to get a configuration, already rendered for the terminal.
 pub struct ProjectError(pub String);
@@ -20,8 +21,8 @@ pub fn load_for_control(global: &GlobalArgs) -> Result<(Config, bool), ProjectEr
         Err(e) => {
             let Some((file, root)) = locate(global).ok().filter(|(f, _)| f.exists()) else { return Err(e) };
             let Ok(config) = kiln_config::parse_str("", &file, &root, None) else { return Err(e) };
-            eprintln!("{}", e.0.trim_end());
-            eprintln!(
+            errln!("{}", e.0.trim_end());
+            errln!(
                 "warning: {} has errors; asking the running `kiln up` anyway (it keeps its previous configuration)",
                 file.display()
             );
@@ -70,13 +71,14 @@ pub fn load(global: &GlobalArgs) -> Result<Config, ProjectError> {
         })?,
     };
     let shown = file.strip_prefix(&cwd).map_or_else(|_| file.clone(), PathBuf::from);
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| ProjectError(format!("error: cannot read {}: {e}", shown.display())))?;
+    let bytes =
+        std::fs::read(&file).map_err(|e| ProjectError(format!("error: cannot read {}: {e}", shown.display())))?;
     let root = file.parent().map_or_else(|| cwd.clone(), |p| p.to_path_buf());
-    let mut config = kiln_config::parse_str(&text, &shown, &root, global.profile.as_deref()).map_err(|e| match e {
-        LoadError::Invalid(diags) => ProjectError(diags.render(stderr_color())),
-        other => ProjectError(format!("error: {other}")),
-    })?;
+    let mut config =
+        kiln_config::parse_bytes(&bytes, &shown, &root, global.profile.as_deref()).map_err(|e| match e {
+            LoadError::Invalid(diags) => ProjectError(diags.render(stderr_color())),
+            other => ProjectError(format!("error: {other}")),
+        })?;
     if let Some(engine) = global.engine {
         config.settings.engine = engine.choice();
     }

@@ -60,7 +60,8 @@ impl RunReport {
                 .filter_map(|d| best.get(d.as_str()).map(|(t, _)| (*t, Some(d.as_str()))))
                 .max_by_key(|(t, _)| *t)
                 .unwrap_or((0, None));
-            best.insert(name, (before + entry.duration_ms, via));
+            // Durations of cached targets come from records on disk: saturate, never overflow.
+            best.insert(name, (before.saturating_add(entry.duration_ms), via));
         }
         let Some((&end, &(total, _))) = best.iter().max_by_key(|(name, (t, _))| (*t, std::cmp::Reverse(**name))) else {
             return (Vec::new(), 0);
@@ -110,7 +111,7 @@ impl RunReport {
         let considered = built + cached + fresh;
         let hits = cached + fresh;
         if let Some(rate) = (hits * 100).checked_div(considered) {
-            let saved: u64 = self.entries.values().map(|e| e.saved_ms).sum();
+            let saved = self.entries.values().fold(0u64, |sum, e| sum.saturating_add(e.saved_ms));
             lines.push(format!(
                 "cache: {hits} of {considered} targets needed no command ({rate}%): {cached} restored, {fresh} fresh; restoring saved {}",
                 ms(saved)
@@ -179,6 +180,27 @@ mod tests {
                 "slowest: b 300ms, core 100ms, app 50ms".to_string(),
                 "cache: 2 of 5 targets needed no command (40%): 1 restored, 1 fresh; restoring saved 900ms".to_string(),
             ]
+        );
+    }
+
+    /// Regression: the time saved comes from cache records on disk; two damaged ones whose
+    /// durations add up past u64::MAX panicked the summary ("attempt to add with overflow").
+    #[test]
+    fn durations_from_damaged_records_do_not_overflow() {
+        let mut r = RunReport::default();
+        for e in [
+            queued("a", &[]),
+            queued("b", &["a"]),
+            queued("c", &["b"]),
+            finished("a", TargetStatus::Cached, u64::MAX, Some(u64::MAX)),
+            finished("b", TargetStatus::Cached, u64::MAX, Some(u64::MAX)),
+            finished("c", TargetStatus::Built, u64::MAX, None),
+        ] {
+            r.on_event(&e);
+        }
+        assert_eq!(r.critical_path().1, u64::MAX);
+        assert!(
+            r.render()[2].ends_with(&format!("restoring saved {}", format_duration(Duration::from_millis(u64::MAX))))
         );
     }
 }

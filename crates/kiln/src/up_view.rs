@@ -10,9 +10,11 @@ use kiln_engine::Event;
 use crate::human_lines::HumanLines;
 use crate::live_view::fit;
 use crate::status_view::{StatusView, short_image};
+use crate::view_out::ViewOut;
 
 pub struct UpView<W: Write> {
-    out: W,
+    /// Closed when the terminal goes away (it hung up): nothing is drawn from then on.
+    out: ViewOut<W>,
     lines: HumanLines,
     status: StatusView,
     width: usize,
@@ -25,7 +27,7 @@ pub struct UpView<W: Write> {
 impl<W: Write> UpView<W> {
     pub fn new(out: W, (width, height): (usize, usize), verbose: bool) -> Self {
         UpView {
-            out,
+            out: ViewOut::new(out),
             lines: HumanLines::new(verbose).colored(std::env::var_os("NO_COLOR").is_none()),
             status: StatusView::default(),
             width: width.max(20),
@@ -58,6 +60,10 @@ impl<W: Write> UpView<W> {
 
     /// Prints what scrolled into the region under the table, then redraws the table.
     pub fn redraw(&mut self) {
+        if self.out.is_closed() {
+            self.scroll.clear();
+            return;
+        }
         let mut table = self.table();
         // Leave at least a few lines for the logs.
         table.truncate(self.height.saturating_sub(4));
@@ -82,15 +88,15 @@ impl<W: Write> UpView<W> {
             buf.push_str(&format!("\x1b[{};1H\x1b[2K{}", i + 1, fit(row, self.width)));
         }
         buf.push_str("\x1b8");
-        let _ = self.out.write_all(buf.as_bytes());
-        let _ = self.out.flush();
+        self.out.write(buf.as_bytes());
+        self.out.flush();
     }
 
     /// Prints what is left and gives the whole screen back to the terminal.
     pub fn finish(&mut self) {
         self.redraw();
-        let _ = write!(self.out, "\x1b[r\x1b[{};1H", self.height);
-        let _ = self.out.flush();
+        self.out.write(format!("\x1b[r\x1b[{};1H", self.height).as_bytes());
+        self.out.flush();
     }
 }
 
@@ -130,13 +136,24 @@ mod tests {
             );
         }
         v.redraw();
-        let text = String::from_utf8(v.out.clone()).expect("utf-8");
+        let text = String::from_utf8(v.out.get_ref().clone()).expect("utf-8");
         assert!(text.starts_with("\x1b[4;24r"), "the logs scroll below the table: {text:?}");
         assert!(text.contains("\x1b[1;1H\x1b[2K  target  api            built     api/server.c changed"), "{text:?}");
         assert!(text.contains("\x1b[2;1H\x1b[2K  service api            ready     2/2 ready · 0 restarts"), "{text:?}");
-        v.out.clear();
+        v.out.get_mut().clear();
         v.redraw();
-        let text = String::from_utf8(v.out.clone()).expect("utf-8");
+        let text = String::from_utf8(v.out.get_ref().clone()).expect("utf-8");
         assert!(text.starts_with("\x1b7\x1b[1;1H"), "redrawn in place, region unchanged: {text:?}");
+    }
+
+    #[test]
+    fn a_terminal_that_hung_up_is_written_to_once_and_never_panics() {
+        let mut v = UpView::new(crate::view_out::testing::Failing::hung_up(), (80, 24), false);
+        v.on_event(&Event::Notice { level: kiln_engine::NoticeLevel::Info, message: "x".into() }, "t");
+        for _ in 0..3 {
+            v.redraw();
+        }
+        v.finish();
+        assert_eq!(v.out.get_ref().attempts, 1);
     }
 }

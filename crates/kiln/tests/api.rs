@@ -19,12 +19,33 @@ cmd = "echo listening; exec sleep 1000"
 ready = { log = "listening" }
 "#;
 
+/// Sends `request` (a head ending in an empty line) with `Connection: close` added, and
+/// reads the whole answer.
 fn raw(addr: &str, request: &str) -> String {
+    let head = request.strip_suffix("\r\n\r\n").expect("a request head ends with an empty line");
+    send_raw(addr, format!("{head}\r\nConnection: close\r\n\r\n").as_bytes())
+}
+
+/// Sends `bytes` as they are and reads until the session closes the connection. A reset
+/// instead of a close fails: it can destroy the answer before the client reads it.
+fn send_raw(addr: &str, bytes: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.write_all(request.as_bytes()).expect("send");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out
+    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    s.write_all(bytes).expect("send");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap_or_else(|e| panic!("read the answer: {e}; got {:?}", String::from_utf8_lossy(&out)));
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The address and token of the session from `.kiln/api.json`.
+fn api(p: &Project) -> (String, String) {
+    let info: serde_json::Value = serde_json::from_str(&p.read(".kiln/api.json")).expect("json");
+    (info["address"].as_str().expect("address").into(), info["token"].as_str().expect("token").into())
+}
+
+/// The body of an answer (after the head), de-chunked when it is one chunk.
+fn body(answer: &str) -> &str {
+    answer.split_once("\r\n\r\n").map_or("", |(_, b)| b)
 }
 
 /// A relay from a port of its own to the session's API, for one connection. It hands over
@@ -101,6 +122,7 @@ fn status_trigger_token_host_and_down() {
     assert!(human.stdout.contains("web") && human.stdout.contains("ready    1/1 replicas"), "{}", human.stdout);
     assert_eq!(p.kiln(&["wait", "core", "web", "--timeout", "5s"]).code, 0);
 
+    let token = info["token"].as_str().expect("token").to_string();
     let no_token = raw(&addr, &format!("POST /api/stop HTTP/1.1\r\nHost: {addr}\r\n\r\n"));
     assert!(no_token.starts_with("HTTP/1.1 401"), "{no_token}");
     let wrong_token =
@@ -108,14 +130,18 @@ fn status_trigger_token_host_and_down() {
     assert!(wrong_token.starts_with("HTTP/1.1 401"), "{wrong_token}");
     let foreign = raw(&addr, "GET /api/status HTTP/1.1\r\nHost: attacker.example\r\n\r\n");
     assert!(foreign.starts_with("HTTP/1.1 403"), "{foreign}");
-    let events = raw(&addr, "GET /api/nothing HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    assert!(events.starts_with("HTTP/1.1 404"), "{events}");
+    let nothing =
+        raw(&addr, &format!("GET /api/nothing HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n"));
+    assert!(nothing.starts_with("HTTP/1.1 404"), "{nothing}");
 
     // The event stream as Server-Sent Events, and `kiln logs -f` on top of it. The follower
     // runs in a copy of the project whose api.json names a relay to this session, so that
     // the test sees when the session has subscribed it, before anything it should show.
     let mut sse = TcpStream::connect(&addr).expect("connect");
-    sse.write_all(format!("GET /api/events HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).expect("send");
+    sse.write_all(
+        format!("GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n").as_bytes(),
+    )
+    .expect("send");
     let (relay_addr, answered) = relay(&addr);
     let copy = Project::new(CONFIG);
     let mut relayed = info;
@@ -146,8 +172,12 @@ fn status_trigger_token_host_and_down() {
         let n = sse.read(&mut buf).expect("SSE data");
         got.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    assert!(got.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream"), "{got}");
-    assert!(got.contains("\ndata: {\"type\":"), "{got}");
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(got.to_ascii_lowercase().contains("\r\ncontent-type: text/event-stream\r\n"), "{got}");
+    // Each event carries its seq as the SSE id, so that a client can say where it was.
+    let data = got.lines().find(|l| l.starts_with("data: {\"type\":\"service.phase\"")).expect("an event");
+    let event: serde_json::Value = serde_json::from_str(&data["data: ".len()..]).expect("JSON");
+    assert!(got.contains(&format!("\nid: {}\n{data}\n", event["seq"])), "{got}");
 
     let down = p.kiln(&["down"]);
     let out = follower.wait_with_output().expect("logs -f ends with the session");
@@ -156,4 +186,266 @@ fn status_trigger_token_host_and_down() {
     let status = up.child.wait().expect("kiln up exits");
     assert_eq!(status.code(), Some(0), "a requested stop is a clean exit");
     assert!(wait_until(Duration::from_secs(2), || !p.exists(".kiln/api.json")), "api.json removed");
+}
+
+/// Runs a prepared kiln command, failing the test if it has not ended within `limit`.
+fn run_within(command: &mut std::process::Command, limit: Duration) -> common::Run {
+    let mut child =
+        command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("kiln starts");
+    let ended = wait_until(limit, || child.try_wait().expect("wait").is_some());
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("output");
+    assert!(ended, "still running after {limit:?}: {}", String::from_utf8_lossy(&out.stderr));
+    common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn request_heads_over_16_kib_are_answered_431() {
+    let p = Project::new(CONFIG);
+    p.write("src/a.txt", "a\n");
+    let up = Up::start(&p, &[]);
+    let (addr, token) = api(&p);
+    let padding = "a".repeat(20 * 1024);
+    let whole = format!("GET /api/status HTTP/1.1\r\nHost: localhost\r\nX-Padding: {padding}\r\n\r\n");
+    let answer = send_raw(&addr, whole.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"), "{answer}");
+    // A head that never ends is cut off at the limit, and the answer still reaches the
+    // client: what it sent beyond is read and dropped instead of resetting the connection.
+    let endless = format!("GET /api/status HTTP/1.1\r\nHost: localhost\r\nX-Padding: {}", "a".repeat(100 * 1024));
+    let answer = send_raw(&addr, endless.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"), "{answer}");
+    let many: String = (0..200).map(|i| format!("X-Header-{i}: {i}\r\n")).collect();
+    let answer = send_raw(&addr, format!("GET /api/status HTTP/1.1\r\nHost: localhost\r\n{many}\r\n").as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    // Just under the limit is fine.
+    let under = format!(
+        "GET /api/status HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nX-Padding: {}\r\n\r\n",
+        "a".repeat(15 * 1024)
+    );
+    let answer = raw(&addr, &under);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    drop(up);
+}
+
+#[test]
+fn every_endpoint_needs_the_token() {
+    let p = Project::new(CONFIG);
+    p.write("src/a.txt", "a\n");
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["phase"] == "ready");
+    let (addr, token) = api(&p);
+    for (method, path) in
+        [("GET", "/api/status"), ("GET", "/api/events"), ("POST", "/api/trigger/core"), ("POST", "/api/stop")]
+    {
+        for auth in ["", "Authorization: Bearer nope\r\n", "Authorization: Basic eDp5\r\n"] {
+            let answer = raw(&addr, &format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\n"));
+            assert!(answer.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{method} {path} {auth:?}: {answer}");
+            assert!(body(&answer).contains(".kiln/api.json"), "says where the token is: {answer}");
+        }
+        // A token that is right but for its last character.
+        let mut near = token.clone();
+        near.pop();
+        near.push(if token.ends_with('0') { '1' } else { '0' });
+        let answer =
+            raw(&addr, &format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {near}\r\n\r\n"));
+        assert!(answer.starts_with("HTTP/1.1 401 "), "{method} {path}: {answer}");
+    }
+    let answer =
+        raw(&addr, &format!("GET /api/status HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"));
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    // None of the refused requests did anything: the session is still up, web still ready.
+    let status = p.kiln(&["--json", "status"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).expect("json");
+    assert_eq!(v["services"]["web"]["phase"], "ready");
+    assert_eq!(up.count(|e| e["type"] == "target.started"), 1, "no triggered build:\n{}", up.dump());
+}
+
+#[test]
+fn a_foreign_host_and_a_cross_site_origin_are_refused() {
+    let p = Project::new(CONFIG);
+    p.write("src/a.txt", "a\n");
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["phase"] == "ready");
+    let (addr, token) = api(&p);
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    for host in ["attacker.example", "attacker.example:80", "127.0.0.1.attacker.example", "localhost.attacker.example"]
+    {
+        let answer = raw(&addr, &format!("GET /api/status HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n"));
+        assert!(answer.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{host}: {answer}");
+        assert!(body(&answer).contains("Host"), "{answer}");
+    }
+    for origin in ["https://attacker.example", "http://localhost.attacker.example", "null"] {
+        let answer = raw(&addr, &format!("POST /api/stop HTTP/1.1\r\nHost: {addr}\r\n{auth}Origin: {origin}\r\n\r\n"));
+        assert!(answer.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{origin}: {answer}");
+        assert!(body(&answer).contains("Origin"), "{answer}");
+    }
+    // A loopback origin (a page kiln itself may serve) is fine; so is no origin (curl, kiln).
+    let answer =
+        raw(&addr, &format!("POST /api/trigger/core HTTP/1.1\r\nHost: {addr}\r\n{auth}Origin: http://{addr}\r\n\r\n"));
+    assert!(answer.starts_with("HTTP/1.1 202 Accepted\r\n"), "{answer}");
+    up.wait_for("the triggered build", |e| e["type"] == "target.finished" && e["reason"] == "triggered");
+    // The refused stops did not stop the session.
+    assert_eq!(p.kiln(&["status"]).code, 0);
+}
+
+#[test]
+fn an_unknown_trigger_is_404_with_the_names_and_a_suggestion() {
+    let config = format!("{CONFIG}[target.extra]\ncmd = \"echo extra\"\n");
+    let p = Project::new(&config);
+    p.write("src/a.txt", "a\n");
+    // `extra` is in kiln.toml but not kept up to date by this session.
+    let mut up = Up::start(&p, &["core", "web"]);
+    up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["phase"] == "ready");
+    let (addr, token) = api(&p);
+    let answer =
+        raw(&addr, &format!("POST /api/trigger/cor HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"));
+    assert!(answer.starts_with("HTTP/1.1 404 Not Found\r\n"), "{answer}");
+    let v: serde_json::Value = serde_json::from_str(body(&answer)).expect("a JSON body");
+    assert_eq!(v["targets"], serde_json::json!(["core"]), "{v}");
+    assert_eq!(v["services"], serde_json::json!(["web"]), "{v}");
+    assert_eq!(v["did_you_mean"], "core", "{v}");
+    assert_eq!(v["error"], "no target or running service named `cor`", "{v}");
+
+    let typo = p.kiln(&["trigger", "cor"]);
+    assert_eq!(typo.code, 2, "{typo:?}");
+    assert_eq!(
+        typo.stderr,
+        "error: unknown target or service `cor`; did you mean `core`?\n  = targets: core, extra; services: web\n"
+    );
+    let unselected = p.kiln(&["trigger", "extra"]);
+    assert_eq!(unselected.code, 2, "{unselected:?}");
+    assert_eq!(
+        unselected.stderr,
+        "error: the running `kiln up` has no target or running service named `extra`\n  = targets: core; services: web\n"
+    );
+    assert_eq!(up.count(|e| e["type"] == "target.started"), 1, "nothing was built:\n{}", up.dump());
+}
+
+#[test]
+fn wait_and_logs_follow_for_an_unknown_name_exit_2_at_once() {
+    let p = Project::new(CONFIG);
+    p.write("src/a.txt", "a\n");
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["phase"] == "ready");
+    let names = "\n  = targets: core; services: web\n";
+    // Without the check, both would wait for a name that never comes: give them far less
+    // time than `--timeout`, so that waiting shows as a failure here.
+    let wait = run_within(
+        p.command(&["wait", "core", "wbe", "--timeout", "60s"]).env("NO_COLOR", "1"),
+        Duration::from_secs(20),
+    );
+    assert_eq!(wait.code, 2, "{wait:?}");
+    assert_eq!(wait.stderr, format!("error: unknown target or service `wbe`; did you mean `web`?{names}"));
+    let logs = run_within(&mut p.command(&["logs", "-f", "cor"]), Duration::from_secs(20));
+    assert_eq!(logs.code, 2, "{logs:?}");
+    assert_eq!(logs.stderr, format!("error: unknown target or service `cor`; did you mean `core`?{names}"));
+    let far = run_within(&mut p.command(&["logs", "-f", "zzzzzz"]), Duration::from_secs(20));
+    assert_eq!((far.code, far.stderr), (2, format!("error: unknown target or service `zzzzzz`{names}")));
+}
+
+/// Open file descriptors of a process.
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).expect("fds").count()
+}
+
+#[test]
+fn three_hundred_half_open_connections_do_not_lock_out_a_client() {
+    let p = Project::new(CONFIG);
+    p.write("src/a.txt", "a\n");
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["phase"] == "ready");
+    let (addr, _) = api(&p);
+    let pid = up.child.id();
+    let before = fds(pid);
+    // Opened, and nothing sent or half a head (a slow client, or one that means harm).
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|i| {
+            let mut s = TcpStream::connect(&addr).expect("connect");
+            if i % 2 == 1 {
+                s.write_all(b"GET /api/status HTTP/1.1\r\nHost: localhost\r\n").expect("half a head");
+            }
+            s
+        })
+        .collect();
+    for s in &idle {
+        s.set_nonblocking(true).expect("nonblocking");
+    }
+    // kiln holds at most 64 connections: it closes the longest idle ones to take new ones.
+    let mut closed = vec![false; idle.len()];
+    let all_but_64 = wait_until(Duration::from_secs(8), || {
+        for (s, c) in idle.iter().zip(closed.iter_mut()).filter(|(_, c)| !**c) {
+            let mut byte = [0u8; 1];
+            *c = match (&*s).read(&mut byte) {
+                Ok(n) => n == 0,
+                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            };
+        }
+        closed.iter().filter(|c| **c).count() >= 300 - 64
+    });
+    let n_closed = closed.iter().filter(|c| **c).count();
+    assert!(all_but_64, "kiln closed only {n_closed} of 300 idle connections");
+    assert!(closed[..300 - 64].iter().all(|c| *c), "the oldest ones go first");
+    let held = fds(pid);
+    assert!(held <= before + 64 + 4, "kiln holds {held} fds with 300 idle connections (had {before})");
+    // A client that sends its request is served now, not after the idle ones time out.
+    let start = std::time::Instant::now();
+    let status = run_within(&mut p.command(&["--json", "status"]), Duration::from_secs(20));
+    let took = start.elapsed();
+    assert_eq!(status.code, 0, "{status:?}");
+    assert!(took < Duration::from_secs(5), "status took {took:?} with 300 idle connections open");
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).expect("json");
+    assert_eq!(v["services"]["web"]["phase"], "ready");
+    assert!(fds(pid) <= before + 64 + 4, "fds stay bounded");
+    drop(idle);
+}
+
+#[test]
+fn a_connection_that_sends_no_whole_head_is_closed_after_10_seconds() {
+    let p = Project::new(CONFIG);
+    p.write("src/a.txt", "a\n");
+    let up = Up::start(&p, &[]);
+    let (addr, _) = api(&p);
+    let mut slow = TcpStream::connect(&addr).expect("connect");
+    let start = std::time::Instant::now();
+    // Half a head, then silence.
+    slow.write_all(b"GET /api/status HTTP/1.1\r\nHost: localhost\r\n").expect("send");
+    slow.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let mut rest = Vec::new();
+    let read = slow.read_to_end(&mut rest);
+    let took = start.elapsed();
+    assert!(read.is_ok(), "closed, not reset and not still open: {read:?} after {took:?}");
+    assert!(took >= Duration::from_secs(9) && took < Duration::from_secs(20), "closed after {took:?}");
+    drop(up);
+}
+
+#[test]
+fn api_json_is_not_written_through_a_symlink_planted_in_kiln_dir() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Project::new(CONFIG);
+    p.write("src/a.txt", "a\n");
+    let outside = tempfile::tempdir().expect("tempdir");
+    let (victim_tmp, victim) = (outside.path().join("tmp-target"), outside.path().join("target"));
+    std::fs::write(&victim_tmp, "untouched\n").expect("write");
+    std::fs::write(&victim, "untouched too\n").expect("write");
+    std::fs::set_permissions(&victim_tmp, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::create_dir_all(p.path(".kiln")).expect("mkdir");
+    std::os::unix::fs::symlink(&victim_tmp, p.path(".kiln/api.json.tmp")).expect("symlink");
+    std::os::unix::fs::symlink(&victim, p.path(".kiln/api.json")).expect("symlink");
+    let up = Up::start(&p, &[]);
+    assert_eq!(std::fs::read_to_string(&victim_tmp).expect("read"), "untouched\n");
+    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "untouched too\n");
+    assert_eq!(std::fs::metadata(&victim_tmp).expect("meta").permissions().mode() & 0o777, 0o644);
+    let meta = std::fs::symlink_metadata(p.path(".kiln/api.json")).expect("api.json");
+    assert!(meta.file_type().is_file(), "api.json is a file of its own now");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(!p.path(".kiln/api.json.tmp").exists());
+    assert_eq!(p.kiln(&["status"]).code, 0, "and it works");
+    drop(up);
 }

@@ -2,7 +2,7 @@
 //! the span, a hint where one helps, and exit code 2.
 
 mod common;
-use common::Project;
+use common::{Project, Up};
 
 fn error_of(config: &str) -> String {
     let p = Project::new(config);
@@ -163,4 +163,159 @@ fn a_duration_too_long_is_a_config_error_not_a_panic() {
         error_of("[target.a]\ncmd = \"true\"\ntimeout = \"99999999999999999999h\"\n"),
         "error: bad duration for `timeout` of target `a`: `99999999999999999999h` is too long\n --> kiln.toml:3:11\n  |\n3 | timeout = \"99999999999999999999h\"\n  |           ^^^^^^^^^^^^^^^^^^^^^^^ not a duration\n  |\n  = help: write durations like \"500ms\", \"10s\", \"5m\" or \"1h\"\n"
     );
+}
+
+/// Regression: a kiln.toml that is not UTF-8 said only "stream did not contain valid UTF-8",
+/// with no line or column.
+#[test]
+fn invalid_utf8_points_at_the_first_bad_byte() {
+    let p = Project::new("");
+    std::fs::write(p.path("kiln.toml"), b"[target.a]\ncmd = \"caf\xe9 au lait\"\n").expect("write");
+    let run = p.kiln(&["build"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "error: kiln.toml is not valid UTF-8: invalid byte 0xE9\n --> kiln.toml:2:11\n  |\n2 | cmd = \"caf\u{fffd} au lait\"\n  |           ^ not UTF-8\n  |\n  = help: save the file as UTF-8 (for example `iconv -f LATIN1 -t UTF-8`)\n"
+    );
+}
+
+/// Regression: every one of thousands of errors was printed (and rendering them was
+/// quadratic in the size of the file).
+#[test]
+fn at_most_fifty_errors_are_printed_then_how_many_more() {
+    let mut config = String::new();
+    for i in 0..400 {
+        config.push_str(&format!("[target.t{i}]\ncmd = \"true\"\ndeps = [\"missing{i}\"]\n"));
+    }
+    let err = error_of(&config);
+    assert_eq!(err.matches("\nerror: unknown dependency").count() + 1, 50, "{err}");
+    assert!(err.starts_with("error: unknown dependency `missing0`\n --> kiln.toml:3:9\n"), "{err}");
+    assert!(err.contains("error: unknown dependency `missing49`\n"), "the 50th in source order: {err}");
+    assert!(!err.contains("missing50`"), "{err}");
+    assert!(
+        err.ends_with(
+            "\n\nand 350 more errors (fix the ones above and run again to see them)\n\nerror: kiln.toml has 400 errors\n"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn one_error_past_fifty_is_one_more_error() {
+    let config: String = (0..51).map(|i| format!("[target.t{i}]\ncmd = 1\n")).collect();
+    let err = error_of(&config);
+    assert!(
+        err.ends_with(
+            "\n\nand 1 more error (fix the ones above and run again to see them)\n\nerror: kiln.toml has 51 errors\n"
+        ),
+        "{err}"
+    );
+}
+
+/// The hint of an unknown name among thousands is still found for the errors shown.
+#[test]
+fn did_you_mean_among_many_names() {
+    let mut config: String = (0..3000).map(|i| format!("[target.name{i}]\ncmd = \"true\"\n")).collect();
+    config.push_str("[target.last]\ncmd = \"true\"\ndeps = [\"nmae2999\"]\n");
+    let err = error_of(&config);
+    assert!(err.contains("unknown dependency `nmae2999`") && err.contains("did you mean `name2999`?"), "{err}");
+}
+
+/// Regression: an `https://` probe URL was accepted and then failed at every period with
+/// "only http:// URLs can be probed", so the service never became ready.
+#[test]
+fn an_https_probe_url_is_named_as_unsupported() {
+    assert_eq!(
+        error_of("[service.web]\ncmd = \"./web\"\nready = { http = \"https://127.0.0.1:8443/health\" }\n"),
+        "error: https:// URLs are not supported in `ready.http` of service `web`\n --> kiln.toml:3:18\n  |\n3 | ready = { http = \"https://127.0.0.1:8443/health\" }\n  |                  ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ https is not supported\n  |\n  = help: the probe speaks plain HTTP: probe a plain-HTTP port (`http://…`), or check that the TLS port accepts connections with `tcp = \"HOST:PORT\"`\n"
+    );
+    let err = error_of("[service.web]\ncmd = \"./web\"\nready = { http = \"127.0.0.1:8080/health\" }\n");
+    assert!(
+        err.contains("`ready.http` of service `web` must be an http:// URL") && err.contains("kiln.toml:3:18"),
+        "{err}"
+    );
+    let err = error_of("[service.web]\ncmd = \"./web\"\nready = { http = \"http://localhost:99999/\" }\n");
+    assert!(err.contains("port 99999 in `ready.http` of service `web` is out of range"), "{err}");
+    assert!(err.contains("kiln.toml:3:36"), "the caret is under the port: {err}");
+}
+
+/// Regression: `tcp = "127.0.0.1"` was accepted, and every probe failed with "invalid socket
+/// address".
+#[test]
+fn a_tcp_probe_needs_host_and_port() {
+    assert_eq!(
+        error_of("[service.db]\ncmd = \"./db\"\nready = { tcp = \"127.0.0.1\" }\n"),
+        "error: `ready.tcp` of service `db` needs `HOST:PORT`, found `127.0.0.1`\n --> kiln.toml:3:17\n  |\n3 | ready = { tcp = \"127.0.0.1\" }\n  |                 ^^^^^^^^^^^ no port\n  |\n  = help: write `HOST:PORT`, like `127.0.0.1:5432` or `localhost:6379`\n"
+    );
+    let err = error_of("[service.db]\ncmd = \"./db\"\nready = { tcp = \"localhost:0\" }\n");
+    assert!(err.contains("port 0 in `ready.tcp` of service `db` is out of range"), "{err}");
+}
+
+/// Regression: a `log` pattern that is not a regex was silently matched as plain text.
+#[test]
+fn a_log_probe_regex_must_compile() {
+    assert_eq!(
+        error_of("[service.api]\ncmd = \"./api\"\nready = { log = 'listening on (port' }\n"),
+        "error: bad regex in `ready.log` of service `api`: unclosed group\n --> kiln.toml:3:31\n  |\n3 | ready = { log = 'listening on (port' }\n  |                               ^ invalid regex\n  |\n  = help: to match the text as written, escape it: `log = 'listening on \\(port'`\n"
+    );
+    let err = error_of("[service.api]\ncmd = \"./api\"\nready = { log = \"ready \\\\p{Nope}\" }\n");
+    assert!(err.contains("bad regex in `ready.log` of service `api`: Unicode property not found"), "{err}");
+    let p = Project::new("[service.api]\ncmd = \"true\"\nready = { log = 'listening on port \\d+' }\n");
+    let run = p.kiln(&["build"]);
+    assert_eq!(run.code, 0, "a valid regex is fine: {}", run.stderr);
+}
+
+/// Regression: ports out of range reached the container engine, which refused to start the
+/// container at run time.
+#[test]
+fn ports_are_1_to_65535() {
+    assert_eq!(
+        error_of("[service.web]\nimage = \"nginx\"\nports = [\"8080:70000\"]\n"),
+        "error: port 70000 in `ports` of service `web` is out of range\n --> kiln.toml:3:16\n  |\n3 | ports = [\"8080:70000\"]\n  |                ^^^^^ ports are 1 to 65535\n"
+    );
+    let err = error_of("[service.web]\nimage = \"nginx\"\nports = [\"web:80\", \"0:80\"]\n");
+    assert!(err.contains("`web` in `ports` of service `web` is not a port number"), "{err}");
+    assert!(err.contains("port 0 in `ports` of service `web` is out of range"), "{err}");
+    // Filled in for each replica, as the supervisor does: replicas 0 to 5 are fine.
+    let err = error_of("[service.web]\nimage = \"nginx\"\nreplicas = 7\nports = [\"6553${KILN_REPLICA}:80\"]\n");
+    assert!(
+        err.starts_with("error: port 65536 (for replica 6) in `ports` of service `web` is out of range\n"),
+        "{err}"
+    );
+    let p = Project::new("[service.web]\nimage = \"nginx\"\nreplicas = 6\nports = [\"6553${KILN_REPLICA}:80\"]\n");
+    assert_eq!(p.kiln(&["build"]).code, 0);
+}
+
+/// Regression: a zero timeout killed every command at once, a zero `stop_timeout` sent
+/// SIGKILL with no grace, a zero probe period probed in a busy loop.
+#[test]
+fn timeouts_and_periods_must_be_longer_than_zero() {
+    assert_eq!(
+        error_of("[target.a]\ncmd = \"true\"\ntimeout = \"0s\"\n"),
+        "error: `timeout` of target `a` must be longer than zero\n --> kiln.toml:3:11\n  |\n3 | timeout = \"0s\"\n  |           ^^^^ zero\n  |\n  = help: write a positive duration like \"500ms\" or \"10s\"\n"
+    );
+    let err = error_of(
+        "[service.a]\ncmd = \"./a\"\nstop_timeout = \"0ms\"\nready = { cmd = \"true\", period = \"0s\", timeout = \"0h\" }\n",
+    );
+    assert!(err.contains("`stop_timeout` of service `a` must be longer than zero"), "{err}");
+    assert!(err.contains("`ready.period` of service `a` must be longer than zero"), "{err}");
+    assert!(err.contains("`ready.timeout` of service `a` must be longer than zero"), "{err}");
+    assert!(err.ends_with("error: kiln.toml has 3 errors\n"), "{err}");
+}
+
+/// The same, for an edit that `kiln up` reads again: reported as `config.invalid` with the
+/// line and column, and the old configuration keeps running.
+#[test]
+fn a_reloaded_kiln_toml_that_is_not_utf8_points_at_the_byte() {
+    let config = "[settings]\ndebounce = \"50ms\"\n[target.a]\ncmd = \"true\"\n";
+    let p = Project::new(config);
+    let mut up = Up::start(&p, &[]);
+    up.wait_for("the first build", |e| e["type"] == "run.finished");
+    let mut bytes = config.as_bytes().to_vec();
+    bytes.extend_from_slice(b"# \xff\n");
+    std::fs::write(p.path("kiln.toml"), bytes).expect("write");
+    let invalid = up.wait_for("config.invalid", |e| e["type"] == "config.invalid");
+    let message = invalid["message"].as_str().unwrap_or_default();
+    assert!(message.contains("kiln.toml is not valid UTF-8: invalid byte 0xFF"), "{message}");
+    assert!(message.contains("--> kiln.toml:5:3"), "{message}");
 }

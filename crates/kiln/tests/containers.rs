@@ -104,11 +104,16 @@ fn repo(test: &str) -> Images {
 /// same with `MODE=debug`. The label makes every layer this test's own: tests run side by
 /// side, and one removing its images must not take layers another is building on.
 fn write_context(p: &Project, images: &Images) {
-    std::fs::create_dir_all(p.path("app")).expect("mkdir");
-    std::fs::copy("/bin/busybox", p.path("app/busybox"))
+    write_context_at(p, "app", images);
+}
+
+/// [`write_context`] at `dir` (root-relative).
+fn write_context_at(p: &Project, dir: &str, images: &Images) {
+    std::fs::create_dir_all(p.path(dir)).expect("mkdir");
+    std::fs::copy("/bin/busybox", p.path(&format!("{dir}/busybox")))
         .expect("/bin/busybox (Debian's busybox-static) is needed: apt-get install busybox-static");
     p.write(
-        "app/Containerfile",
+        &format!("{dir}/Containerfile"),
         &format!("FROM scratch AS base\nLABEL kiln.test={}\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
          COPY www /www\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n\
          FROM base AS production\nENV MODE=production\n\
@@ -116,8 +121,8 @@ fn write_context(p: &Project, images: &Images) {
             images.0
         ),
     );
-    p.write("app/www/index.html", "v1\n");
-    p.write("app/.containerignore", "*.md\n");
+    p.write(&format!("{dir}/www/index.html"), "v1\n");
+    p.write(&format!("{dir}/.containerignore"), "*.md\n");
 }
 
 fn image_target(name: &str) -> String {
@@ -307,15 +312,14 @@ fn phase(e: &Value, service: &str, replica: u64, phase: &str) -> bool {
     e["type"] == "service.phase" && e["service"] == service && e["replica"] == replica && e["phase"] == phase
 }
 
-/// The project part of container names: the root's directory name as kiln cleans it.
+/// The project part of container names: the root's directory name as kiln cleans it and
+/// the digest of the root, `<dir>-<digest>` in `kiln-<dir>-<digest>-<service>-<replica>`.
 fn base(p: &Project) -> String {
-    p.root()
-        .file_name()
-        .expect("a temporary directory has a name")
-        .to_string_lossy()
-        .to_lowercase()
-        .trim_start_matches('.')
-        .to_string()
+    let name = kiln_engine::container_name(p.root(), "s", 0);
+    let base = name.strip_prefix("kiln-").and_then(|n| n.strip_suffix("-s-0")).expect("kiln-…-s-0").to_string();
+    let dir = p.root().file_name().expect("a temporary directory has a name").to_string_lossy().to_lowercase();
+    assert!(base.starts_with(dir.trim_start_matches('.')), "{base}");
+    base
 }
 
 fn project_label(up_containers: &[String]) -> String {
@@ -744,6 +748,116 @@ fn editing_a_container_service_in_kiln_toml_restarts_it_with_the_new_settings() 
     assert_eq!(http_get(18590, "/index.html").as_deref(), Some("v1\n"));
     assert_eq!(http_get(18591, "/index.html").as_deref(), Some("v1\n"));
     assert_eq!(http_get(18580, "/index.html"), None, "the old port is closed");
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}
+
+const TWIN: &str = r#"
+[settings]
+debounce = "50ms"
+
+[target.img]
+image = { name = "NAME", context = "app", stage = "production" }
+
+[service.web]
+image = "img"
+command = "sh -c 'echo serving; exec httpd -f -p 8080 -h /www'"
+stop_signal = "SIGKILL"
+ready = { log = "serving" }
+"#;
+
+#[test]
+fn two_checkouts_with_the_same_directory_name_run_their_containers_side_by_side() {
+    let images = repo("twins");
+    let p = Project::new("");
+    // `/…/a/twin-N` and `/…/b/twin-N`: the same directory name, two projects.
+    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let dir = format!("twin{n:x}");
+    let roots = [format!("a/{dir}"), format!("b/{dir}")];
+    let mut guards = Vec::new();
+    for root in &roots {
+        p.write(&format!("{root}/kiln.toml"), &TWIN.replace("NAME", &images.0));
+        write_context_at(&p, &format!("{root}/app"), &images);
+        guards.push(Containers(format!("kiln-{dir}-")));
+    }
+    let start = |root: &str| {
+        Up::start_with(&p, &[], |c| {
+            c.current_dir(p.path(root));
+        })
+    };
+    let mut a = start(&roots[0]);
+    a.wait_for("a's web ready", |e| phase(e, "web", 0, "ready"));
+    let mut b = start(&roots[1]);
+    b.wait_for("b's web ready", |e| phase(e, "web", 0, "ready"));
+    let names: Vec<String> = roots.iter().map(|r| kiln_engine::container_name(&p.path(r), "web", 0)).collect();
+    assert_ne!(names[0], names[1]);
+    let running = podman_ok(&["ps", "--filter", &format!("name=^kiln-{dir}-"), "--format", "{{.Names}}"]);
+    let mut running: Vec<&str> = running.lines().collect();
+    running.sort();
+    let mut want: Vec<&str> = names.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(running, want, "both run");
+    assert!(names.iter().all(|n| n.starts_with(&format!("kiln-{dir}-")) && n.ends_with("-web-0")), "{names:?}");
+    let labels: Vec<String> = names.iter().map(|n| project_label(std::slice::from_ref(n))).collect();
+    assert_ne!(labels[0], labels[1]);
+    assert!(
+        b.seen.iter().all(|e| !(e["type"] == "service.phase" && e["service"] == "web" && e["phase"] == "backoff")),
+        "b never backed off:\n{}",
+        b.dump()
+    );
+    for up in [a, b] {
+        let (code, _) = up.stop();
+        assert_eq!(code, 130);
+    }
+    for label in &labels {
+        assert!(containers_with(label).is_empty(), "each stopped its own");
+    }
+}
+
+#[test]
+fn a_container_name_taken_by_a_foreign_container_fails_the_service_and_leaves_that_container_alone() {
+    let images = repo("taken");
+    let p = Project::new(&format!(
+        "[target.img]\nimage = {{ name = \"{}\", context = \"app\", stage = \"production\" }}\n\n\
+         [service.web]\nimage = \"img\"\nrestart = \"always\"\nstop_signal = \"SIGKILL\"\n\
+         command = \"sh -c 'echo serving; exec sleep 1000'\"\n",
+        images.0
+    ));
+    write_context(&p, &images);
+    let _containers = Containers::of(&p);
+    let build = p.build(&["img"]);
+    assert_eq!(build.code, 0, "{}\n{}", build.stdout, build.stderr);
+    let tag = format!("{}:kiln-{}", images.0, &key_of(&build, "img")[..12]);
+    // A container someone else started under the name kiln gives web[0]: no kiln.project label.
+    let name = kiln_engine::container_name(p.root(), "web", 0);
+    podman_ok(&["run", "-d", "--name", &name, &tag, "sleep", "1000"]);
+    let foreign = container_id(&name);
+
+    let mut up = Up::start(&p, &[]);
+    let failed = up
+        .wait_for("web failed", |e| e["type"] == "service.phase" && e["service"] == "web" && e["phase"] != "starting");
+    assert_eq!(failed["phase"], "failed", "the first phase after starting is failed:\n{}", up.dump());
+    assert_eq!(
+        failed["reason"].as_str().unwrap_or_default(),
+        format!(
+            "container name {name} is taken by a container not started by this project; remove it with \
+             `podman rm -f {name}` or rename the service `web`"
+        )
+    );
+    let said = up.wait_seen("the reason in its output", |e| e["type"] == "service.output" && e["service"] == "web");
+    assert!(said["line"].as_str().unwrap_or_default().contains("is taken by a container not started"), "{said}");
+    assert_eq!(container_id(&name), foreign, "the other container is untouched");
+    let state = podman_ok(&["inspect", "--format", "{{.State.Running}}", &name]);
+    assert_eq!(state.trim(), "true", "and still running");
+    let web = |phase: &str| up.count(|e| e["type"] == "service.phase" && e["service"] == "web" && e["phase"] == phase);
+    assert_eq!((web("ready"), web("backoff")), (0, 0), "never ready, no backoff loop:\n{}", up.dump());
+
+    // Doing what the message says, and `kiln trigger web`, starts it.
+    podman_ok(&["rm", "-f", "-t", "0", &name]);
+    let trigger = p.kiln(&["trigger", "web"]);
+    assert_eq!(trigger.code, 0, "{}", trigger.stderr);
+    up.wait_for("web ready", |e| phase(e, "web", 0, "ready"));
+    assert_ne!(container_id(&name), foreign);
     let (code, _) = up.stop();
     assert_eq!(code, 130);
 }

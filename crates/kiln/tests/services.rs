@@ -189,3 +189,27 @@ ready = { cmd = "test -f healthy", period = "100ms", failures = 2 }
     p.write("healthy", "");
     up.wait_for("ready again", |e| phase(e, "svc", 0, "ready"));
 }
+
+/// Regression: behind a wrapper shell (`sh ./worker.sh`, which forks), the wrapper died of the
+/// stop signal and the rest of the group was killed at once, before the worker's own handler
+/// could run.
+#[test]
+fn a_worker_behind_a_wrapper_shell_gets_its_stop_timeout_to_handle_the_stop_signal() {
+    let p = Project::new(
+        r#"
+[service.worker]
+cmd = "sh ./worker.sh"
+stop_timeout = "20s"
+ready = { log = "worker up" }
+"#,
+    );
+    p.write(
+        "worker.sh",
+        "trap 'sleep 0.3; echo handled > stopped.txt; exit 0' TERM\necho worker up\nwhile :; do sleep 0.05; done\n",
+    );
+    let mut up = Up::start(&p, &[]);
+    up.wait_for("worker ready", |e| phase(e, "worker", 0, "ready"));
+    let (code, err) = up.stop();
+    assert_eq!(code, 130, "{err}");
+    assert_eq!(p.read("stopped.txt").trim(), "handled", "the worker's TERM handler did not run to its end");
+}

@@ -25,6 +25,7 @@ use crate::event::TargetStatus;
 use crate::event::timestamp::rfc3339;
 use crate::fs::file_index::FileIndex;
 use crate::fs::file_meta::FileMeta;
+use crate::fs::rel_path;
 use crate::graph::target_graph::TargetId;
 
 /// Decides what a target needs: fresh, a restore from the cache, or a run.
@@ -42,12 +43,18 @@ pub(crate) fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)
     let mut manifest = Manifest::for_target(target, &ctx.config.env);
     manifest.deps = deps.iter().map(|(n, d)| (n.clone(), d.expect("checked above"))).collect();
     let rescanned;
-    let files = if refresh {
+    let index = if refresh {
         rescanned = FileIndex::scan_small(root, ctx.inputs[id].iter().map(|p| p.prefix.clone()), true);
-        rescanned.select(&ctx.inputs[id], &ctx.outputs[id])
+        &rescanned
     } else {
-        ctx.index.select(&ctx.inputs[id], &ctx.outputs[id])
+        &ctx.index
     };
+    // A directory the inputs may be in that cannot be read: building without what it holds
+    // would be building something else.
+    if let Some(unreadable) = index.unreadable_in(&ctx.inputs[id], &ctx.outputs[id]) {
+        return failed(unreadable.message("input"), None);
+    }
+    let files = index.select(&ctx.inputs[id], &ctx.outputs[id]);
     if let TargetKind::Image(spec) = &target.kind {
         return evaluate_image(ctx, target, spec, manifest, &files, hashing);
     }
@@ -284,9 +291,14 @@ pub(crate) fn plan_or(ctx: &Ctx, done: Done, action: PlanAction) -> Evaluation {
 
 pub(crate) fn describe_damage(damaged: &[&OutputFile], root: &std::path::Path) -> String {
     let first = damaged[0];
-    let how = if std::fs::symlink_metadata(root.join(&first.path)).is_ok() { "was modified" } else { "is missing" };
+    let how = if std::fs::symlink_metadata(rel_path::under(root, &first.path)).is_ok() {
+        "was modified"
+    } else {
+        "is missing"
+    };
+    let shown = rel_path::display(&first.path);
     match damaged.len() {
-        1 => format!("output {} {how}", first.path),
-        n => format!("output {} {how} (and {} more)", first.path, n - 1),
+        1 => format!("output {shown} {how}"),
+        n => format!("output {shown} {how} (and {} more)", n - 1),
     }
 }

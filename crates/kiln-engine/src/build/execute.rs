@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use crate::build::build_ctx::{Ctx, Done, Msg, RunRequest, Track, millis};
 use crate::build::store_outputs::{Ran, collect_and_store, store_image};
 use crate::container::engine::image_tag;
-use crate::event::{Event, TargetStatus};
+use crate::event::{Event, NoticeLevel, TargetStatus};
 use crate::exec::command::{CommandSpec, ExecOutcome};
 use crate::graph::target_graph::TargetId;
 
@@ -43,8 +43,15 @@ pub(crate) async fn execute(
             }
         },
     };
-    let spec =
-        CommandSpec { cmd, dir, env: manifest.env.clone(), timeout: target.timeout, log: Some(log_path.clone()) };
+    let spec = CommandSpec {
+        cmd,
+        dir,
+        env: manifest.env.clone(),
+        timeout: target.timeout,
+        log: Some(log_path.clone()),
+        log_limit: ctx.config.settings.log_limit,
+        log_base: Some(ctx.layout.kiln.clone()),
+    };
     let mut attempt = 0;
     let started = Instant::now();
     // The previous log goes before the run: a symbolic link (or a hard link to someone
@@ -60,7 +67,7 @@ pub(crate) async fn execute(
         attempt += 1;
         ctx.bus.publish(Event::TargetStarted { target: target.name.clone(), attempt, slot });
         let attempt_started = Instant::now();
-        let (lines_tx, mut lines_rx) = mpsc::unbounded_channel();
+        let (lines_tx, mut lines_rx) = crate::exec::command::line_channel();
         let bus = ctx.bus.clone();
         let name = target.name.clone();
         let forward = tokio::spawn(async move {
@@ -68,8 +75,15 @@ pub(crate) async fn execute(
                 bus.publish(Event::TargetOutput { target: name.clone(), stream, line, replayed: false });
             }
         });
-        let (outcome, captured) = crate::exec::command::run(&spec, lines_tx, cancel.clone()).await;
+        let ran = crate::exec::command::run(&spec, lines_tx, cancel.clone()).await;
         let _ = forward.await;
+        if let Some(why) = &ran.log_failure {
+            ctx.bus.publish(Event::Notice {
+                level: NoticeLevel::Warning,
+                message: format!("{}: {why}; the run goes on without it", target.name),
+            });
+        }
+        let (outcome, captured) = (ran.outcome, ran.tail);
         ctx.span(&target.name, "run", Track::Job(slot), attempt_started);
         let retry = !outcome.success()
             && !matches!(outcome, ExecOutcome::Cancelled | ExecOutcome::SpawnFailed(_))
@@ -114,7 +128,9 @@ pub(crate) async fn execute(
     let image = image.map(|(engine, tag)| (engine.clone(), tag));
     let stored = tokio::task::spawn_blocking(move || {
         let storing = Instant::now();
-        let ran = Ran { manifest: &manifest, inputs_meta, log: &captured, duration_ms, reason: &reason2 };
+        // The log as kept on disk (its last `log_limit` bytes) is what the cache keeps.
+        let log = std::fs::read(&log_path).unwrap_or_default();
+        let ran = Ran { manifest: &manifest, inputs_meta, log: &log, duration_ms, reason: &reason2 };
         let stored = match image {
             Some((engine, tag)) => store_image(&ctx2, id, &engine, tag, &ran),
             None => collect_and_store(&ctx2, id, &ran),

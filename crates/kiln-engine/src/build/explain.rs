@@ -111,6 +111,9 @@ pub fn explain(config: &Config, name: &str) -> Result<Explanation, ExplainError>
     for t in graph.topo_order(&closure) {
         let target = &config.targets[graph.name(t)];
         let mut manifest = Manifest::for_target(target, &config.env);
+        if let Some(unreadable) = index.unreadable_in(&patterns.inputs[t], &patterns.outputs[t]) {
+            return Err(ExplainError::Read(format!("target `{}`: {}", graph.name(t), unreadable.message("input"))));
+        }
         let selected = index.select(&patterns.inputs[t], &patterns.outputs[t]);
         let context;
         let files = match &target.kind {
@@ -149,7 +152,7 @@ pub fn explain(config: &Config, name: &str) -> Result<Explanation, ExplainError>
             .outputs
             .iter()
             .filter(|o| current_digest(&config.root, &o.path, &stat) != Some(o.digest))
-            .map(|o| o.path.clone())
+            .map(|o| crate::fs::rel_path::display(&o.path).into_owned())
             .collect(),
         _ => Vec::new(),
     };

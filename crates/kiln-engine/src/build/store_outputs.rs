@@ -13,6 +13,7 @@ use crate::cache::manifest::Manifest;
 use crate::cache::state::TargetRecord;
 use crate::container::engine::Engine;
 use crate::event::{Event, NoticeLevel};
+use crate::fs::file_index::FileIndex;
 use crate::fs::output_entry::OutputEntry;
 use crate::graph::target_graph::TargetId;
 
@@ -64,6 +65,15 @@ pub(crate) fn collect_and_store(ctx: &Ctx, id: TargetId, ran: &Ran) -> Result<Ta
     let target = ctx.target(id);
     let root = &ctx.config.root;
     let patterns = &ctx.outputs[id];
+    // A directory the outputs are in that cannot be read fails the target (naming it)
+    // instead of leaving its files out of the record.
+    let index = FileIndex::scan_small(root, patterns.iter().map(|p| p.prefix.clone()), false);
+    if let Some(unreadable) = index.unreadable_in(patterns, &[]) {
+        return Err(format!(
+            "the command succeeded but its outputs cannot be listed: {}",
+            unreadable.message("output")
+        ));
+    }
     let files = OutputEntry::list(root, patterns);
     if let Some(missing) = patterns.iter().find(|p| !files.iter().any(|f| p.matches(&f.path))) {
         return Err(format!("the command succeeded but did not write declared output `{}`", missing.text));
@@ -113,7 +123,7 @@ fn uncached(ctx: &Ctx, entry: &OutputEntry) -> Result<OutputFile, String> {
             let digest = ctx
                 .stat
                 .digest(&ctx.config.root, path, &entry.meta)
-                .map_err(|e| format!("cannot read output {path}: {e}"))?;
+                .map_err(|e| format!("cannot read output {}: {e}", crate::fs::rel_path::display(path)))?;
             OutputFile {
                 path: path.clone(),
                 digest,

@@ -12,6 +12,7 @@ use crate::cache::manifest::Manifest;
 use crate::cache::stat_cache::StatCache;
 use crate::fs::file_meta::FileMeta;
 use crate::fs::path_pattern::{PathPattern, PatternCompiler, is_under};
+use crate::fs::rel_path;
 use crate::graph::target_graph::Graph;
 
 /// Every target's compiled `inputs` and `outputs`, indexed like the graph, and for image
@@ -57,8 +58,8 @@ impl Patterns {
 const DIRECT_HASH_MAX_FILES: usize = 64;
 const DIRECT_HASH_MAX_BYTES: u64 = 256 * 1024;
 
-/// Fills in the content digests of `files`; a file that vanished since the listing is left
-/// out, as a later listing would.
+/// Fills in the content digests of `files` (escaped paths, see [`crate::fs::rel_path`]); a
+/// file that vanished since the listing is left out, as a later listing would.
 pub fn hash_inputs(
     root: &Path,
     stat: &StatCache,
@@ -68,11 +69,11 @@ pub fn hash_inputs(
     let direct = files.len() <= DIRECT_HASH_MAX_FILES && files.iter().all(|e| e.1.size <= DIRECT_HASH_MAX_BYTES);
     for (path, meta) in files.iter().map(|e| (&e.0, &e.1)) {
         let digest: std::io::Result<Digest> =
-            if direct { Digest::of_file(&root.join(path)) } else { stat.digest(root, path, meta) };
+            if direct { Digest::of_file(&rel_path::under(root, path)) } else { stat.digest(root, path, meta) };
         match digest {
             Ok(d) => manifest.inputs.push((path.clone(), d)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot read input {path}: {e}")),
+            Err(e) => return Err(format!("cannot read input {}: {e}", rel_path::display(path))),
         }
     }
     Ok(())

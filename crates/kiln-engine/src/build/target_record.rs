@@ -17,7 +17,7 @@ pub(crate) fn outputs_fingerprint(root: &std::path::Path, outputs: &[OutputFile]
     let metas: Option<Vec<FileMeta>> = outputs
         .iter()
         .map(|o| {
-            std::fs::symlink_metadata(root.join(&o.path))
+            std::fs::symlink_metadata(crate::fs::rel_path::under(root, &o.path))
                 .ok()
                 .filter(|m| if o.link.is_some() { m.file_type().is_symlink() } else { m.is_file() })
                 .map(|m| FileMeta::of(&m))

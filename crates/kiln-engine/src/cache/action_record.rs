@@ -10,6 +10,7 @@ use crate::cache::manifest::Manifest;
 /// One output file of a target, as recorded in the cache and in the state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputFile {
+    /// Root-relative, escaped (see [`crate::fs::rel_path`]).
     pub path: String,
     /// The content's digest; for a symbolic link, [`link_digest`] of its target text.
     pub digest: Digest,
@@ -47,7 +48,7 @@ pub fn output_digest(key: &Digest, outputs: &[OutputFile]) -> Digest {
     }
     let mut b = DigestBuilder::new("kiln outputs v1");
     for o in outputs {
-        b.str(&o.path).digest(&o.digest).bytes(&[u8::from(o.executable)]);
+        b.bytes(&crate::fs::rel_path::raw(&o.path)).digest(&o.digest).bytes(&[u8::from(o.executable)]);
     }
     b.finish()
 }

@@ -8,6 +8,7 @@ use kiln_config::{Target, TargetKind};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::digest::{Digest, DigestBuilder};
+use crate::fs::rel_path;
 
 /// Everything that decides a target's outputs. Same manifest ⇒ same key ⇒ same outputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,7 +19,9 @@ pub struct Manifest {
     /// `[env]` merged with the target's `env`.
     pub env: BTreeMap<String, String>,
     pub outputs: Vec<String>,
-    /// Input files (root-relative) and their content digests, sorted by path.
+    /// Input files (root-relative) and their content digests, sorted by path. Paths are
+    /// escaped (see [`crate::fs::rel_path`]), so a name that is not UTF-8 round-trips
+    /// through the JSON of a record; the key hashes the raw bytes.
     pub inputs: Vec<(String, Digest)>,
     /// Dependencies and the digests of their outputs, sorted by name.
     pub deps: Vec<(String, Digest)>,
@@ -57,7 +60,7 @@ impl Manifest {
     pub fn inputs_digest(&self) -> Digest {
         let mut b = DigestBuilder::new("kiln inputs v1");
         for (p, d) in &self.inputs {
-            b.str(p).digest(d);
+            b.bytes(&rel_path::raw(p)).digest(d);
         }
         b.finish()
     }
@@ -100,7 +103,7 @@ impl Manifest {
             out.push(Change::Dep { name, changed: new });
         }
         for (path, change) in diff_maps(&old.inputs, &self.inputs) {
-            out.push(Change::File { path, change });
+            out.push(Change::File { path: rel_path::display(&path).into_owned(), change });
         }
         let keys: std::collections::BTreeSet<&String> = old.env.keys().chain(self.env.keys()).collect();
         for k in keys {
@@ -160,6 +163,7 @@ pub enum Change {
         changed: EntryChange,
     },
     File {
+        /// For people: a name that is not UTF-8 is shown lossily (`bad\u{FFFD}.c`).
         path: String,
         change: EntryChange,
     },
@@ -225,6 +229,30 @@ mod tests {
         let mut env = manifest();
         env.env.insert("X".into(), "1".into());
         assert_ne!(env.key(), m.key());
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_count_by_their_bytes_and_show_lossily() {
+        let escaped = |b: &[u8]| rel_path::escape(b).into_owned();
+        let with = |name: &[u8]| {
+            let mut m = manifest();
+            m.inputs.push((escaped(name), Digest::of_bytes(b"x")));
+            m
+        };
+        assert_ne!(with(b"bad\xff.c").key(), manifest().key(), "the file is part of the key");
+        assert_ne!(with(b"bad\xff.c").key(), with(b"bad\xfe.c").key(), "by its bytes");
+        assert_eq!(with(b"bad\xff.c").key(), with(b"bad\xff.c").key());
+        // UTF-8 names hash as before: existing keys stay valid.
+        let mut b = DigestBuilder::new("kiln inputs v1");
+        b.str("a.c").digest(&Digest::of_bytes(b"1")).str("b.h").digest(&Digest::of_bytes(b"2"));
+        assert_eq!(manifest().inputs_digest(), b.finish());
+        // The escaped form survives the JSON of a record.
+        let m = with(b"bad\xff.c");
+        let back: Manifest = serde_json::from_slice(&serde_json::to_vec(&m).expect("json")).expect("parses");
+        assert_eq!(back, m);
+        let mut edited = with(b"bad\xff.c");
+        edited.inputs[2].1 = Digest::of_bytes(b"y");
+        assert_eq!(summarize(&edited.changes_since(&m)), "bad\u{FFFD}.c changed");
     }
 
     #[test]

@@ -72,9 +72,11 @@ impl Cache {
             if let Some(log) = rec.log {
                 blobs.push((log, std::fs::symlink_metadata(self.blob_path(&log)).map(|m| m.len()).unwrap_or(0)));
             }
-            let extra: u64 = blobs.iter().filter(|(d, _)| !keep.contains(d)).map(|(_, s)| *s).sum();
-            if kept_bytes + extra <= max_bytes {
-                kept_bytes += extra;
+            // Sizes come from a file on disk: a damaged one must not overflow the sum.
+            let extra =
+                blobs.iter().filter(|(d, _)| !keep.contains(d)).fold(0u64, |sum, (_, s)| sum.saturating_add(*s));
+            if kept_bytes.saturating_add(extra) <= max_bytes {
+                kept_bytes = kept_bytes.saturating_add(extra);
                 keep.extend(blobs.iter().map(|(d, _)| *d));
             } else {
                 let _ = std::fs::remove_file(path);

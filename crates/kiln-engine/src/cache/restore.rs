@@ -17,6 +17,7 @@ use crate::cache::digest::Digest;
 use crate::cache::stat_cache::StatCache;
 use crate::fs::file_meta::FileMeta;
 use crate::fs::no_follow::{check_dir, ensure_dir, open_regular, parent, temp_file_in};
+use crate::fs::rel_path;
 use crate::fs::walker::SKIPPED_DIRS;
 
 use crate::cache::action_record::{OutputFile, link_digest};
@@ -38,7 +39,7 @@ impl Cache {
         let mut written = 0;
         for out in outputs {
             if current_digest(&self.root, &out.path, stat) == Some(out.digest)
-                && (out.link.is_some() || is_executable(&self.root.join(&out.path)) == out.executable)
+                && (out.link.is_some() || is_executable(&rel_path::under(&self.root, &out.path)) == out.executable)
             {
                 continue;
             }
@@ -79,8 +80,10 @@ impl Cache {
                 _ => make(dir).map_err(in_project)?,
             };
             clear_dir_at(&dest);
-            tmp.persist(&dest)
-                .map_err(|e| CacheError::Io { context: format!("cannot restore {}", out.path), source: e.error })?;
+            tmp.persist(&dest).map_err(|e| CacheError::Io {
+                context: format!("cannot restore {}", rel_path::display(&out.path)),
+                source: e.error,
+            })?;
             return Ok(());
         }
         let blob = self.blob_path(&out.digest);
@@ -108,7 +111,9 @@ impl Cache {
                 break;
             }
             hasher.update(&buf[..n]);
-            tmp.as_file_mut().write_all(&buf[..n]).map_err(io(format!("cannot write restored file {}", out.path)))?;
+            tmp.as_file_mut()
+                .write_all(&buf[..n])
+                .map_err(io(format!("cannot write restored file {}", rel_path::display(&out.path))))?;
         }
         if Digest(*hasher.finalize().as_bytes()) != out.digest {
             return Err(CacheError::Corrupt { path: out.path.clone(), blob: self.shown(&blob) });
@@ -117,8 +122,10 @@ impl Cache {
         use std::os::unix::fs::PermissionsExt;
         tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io("cannot set file mode"))?;
         clear_dir_at(&dest);
-        tmp.persist(&dest)
-            .map_err(|e| CacheError::Io { context: format!("cannot restore {}", out.path), source: e.error })?;
+        tmp.persist(&dest).map_err(|e| CacheError::Io {
+            context: format!("cannot restore {}", rel_path::display(&out.path)),
+            source: e.error,
+        })?;
         if let Ok(meta) = std::fs::symlink_metadata(&dest) {
             stat.remember(&out.path, FileMeta::of(&meta), out.digest);
         }
@@ -195,15 +202,19 @@ pub(crate) fn safe_destination(root: &Path, rel: &str) -> Result<PathBuf, CacheE
             why: "names a path outside the project root".into(),
         });
     }
-    let rel_path = Path::new(rel);
+    // Escaped names stand for their raw bytes (an escape is never `/` or `.`).
+    let on_disk = rel_path::to_path(rel);
     let mut dir = root.to_path_buf();
-    let parents: Vec<Component> = rel_path.components().collect();
+    let parents: Vec<Component> = on_disk.components().collect();
     for (i, c) in parents[..parents.len().saturating_sub(1)].iter().enumerate() {
         dir.push(c);
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if m.file_type().is_symlink() => {
-                let link = parents[..=i].iter().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
-                return Err(CacheError::ThroughSymlink { path: rel.to_string(), link });
+                let link = rel.split('/').take(i + 1).collect::<Vec<_>>().join("/");
+                return Err(CacheError::ThroughSymlink {
+                    path: rel_path::display(rel).into_owned(),
+                    link: rel_path::display(&link).into_owned(),
+                });
             }
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
@@ -213,7 +224,7 @@ pub(crate) fn safe_destination(root: &Path, rel: &str) -> Result<PathBuf, CacheE
             Err(_) => std::fs::create_dir(&dir).map_err(io(format!("cannot create {}", dir.display())))?,
         }
     }
-    Ok(root.join(rel_path))
+    Ok(root.join(on_disk))
 }
 
 /// Removes a recorded output (a file or a symbolic link, never what a link points to) if it
@@ -222,15 +233,16 @@ pub fn remove_output(root: &Path, rel: &str) -> bool {
     if !is_plain(rel) {
         return false;
     }
+    let on_disk = rel_path::to_path(rel);
+    let components: Vec<Component> = on_disk.components().collect();
     let mut dir = root.to_path_buf();
-    let components: Vec<&str> = rel.split('/').collect();
     for c in &components[..components.len() - 1] {
         dir.push(c);
         if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
             return false;
         }
     }
-    let path = root.join(rel);
+    let path = rel_path::under(root, rel);
     path.symlink_metadata().is_ok_and(|m| m.is_file() || m.file_type().is_symlink())
         && std::fs::remove_file(path).is_ok()
 }

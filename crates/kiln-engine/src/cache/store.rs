@@ -27,6 +27,7 @@ use crate::cache::stat_cache::StatCache;
 use crate::fs::file_meta::FileMeta;
 use crate::fs::no_follow::{check_dir, ensure_dir, open_regular, parent, read_regular, temp_file_in};
 use crate::fs::output_entry::OutputEntry;
+use crate::fs::rel_path;
 
 use crate::cache::action_record::{ActionRecord, OutputFile, link_digest, output_digest};
 use crate::cache::cache_error::{CacheError, io};
@@ -131,12 +132,12 @@ impl Cache {
         ensure_dir(&self.base, &tmp_dir).map_err(io("cannot create a cache file"))?;
         let mut tmp =
             temp_file_in(&tmp_dir).map_err(io(format!("cannot create a file in {}", self.shown(&tmp_dir))))?;
-        let mut file = open_regular(src).map_err(io(format!("cannot read output {rel}")))?;
+        let mut file = open_regular(src).map_err(io(format!("cannot read output {}", rel_path::display(rel))))?;
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;
         let mut buf = [0u8; 64 * 1024];
         loop {
-            let n = file.read(&mut buf).map_err(io(format!("cannot read output {rel}")))?;
+            let n = file.read(&mut buf).map_err(io(format!("cannot read output {}", rel_path::display(rel))))?;
             if n == 0 {
                 break;
             }
@@ -201,7 +202,7 @@ impl Cache {
             let out = match &entry.link {
                 Some(target) => {
                     let text = target.to_str().ok_or_else(|| CacheError::Io {
-                        context: format!("cannot store output {}", entry.path),
+                        context: format!("cannot store output {}", rel_path::display(&entry.path)),
                         source: std::io::Error::new(
                             std::io::ErrorKind::InvalidData,
                             "it is a symbolic link whose target is not UTF-8 text",
@@ -216,7 +217,7 @@ impl Cache {
                     }
                 }
                 None => {
-                    let digest = self.put_file(&self.root.join(&entry.path), &entry.path)?;
+                    let digest = self.put_file(&rel_path::under(&self.root, &entry.path), &entry.path)?;
                     stat.remember(&entry.path, entry.meta, digest);
                     OutputFile {
                         path: entry.path.clone(),
@@ -315,7 +316,7 @@ pub(crate) fn clear(path: &Path) {
 /// The digest of an output on disk now, if it is there (through the stat cache for a file;
 /// a symbolic link's from its target text, never followed).
 pub fn current_digest(root: &Path, rel: &str, stat: &StatCache) -> Option<Digest> {
-    let path = root.join(rel);
+    let path = rel_path::under(root, rel);
     let meta = std::fs::symlink_metadata(&path).ok()?;
     if meta.file_type().is_symlink() {
         use std::os::unix::ffi::OsStrExt;

@@ -20,6 +20,12 @@ pub fn context_files(root: &Path, spec: &ImageSpec) -> Result<Vec<(String, FileM
     }
     let rules = IgnoreRules::load(&root.join(&context))?;
     let index = FileIndex::scan_small(root, [context.clone()], false);
+    let inside = |path: &str| if context.is_empty() { path.to_string() } else { path[context.len() + 1..].to_string() };
+    // What the engine would fail to send, unless the ignore file leaves it out anyway.
+    if let Some(unreadable) = index.unreadable().iter().find(|u| u.path == context || !rules.excludes(&inside(&u.path)))
+    {
+        return Err(unreadable.message("build context"));
+    }
     let mut files: Vec<(String, FileMeta)> = index
         .into_entries()
         .into_iter()
@@ -95,11 +101,14 @@ impl IgnoreRules {
     }
 }
 
+/// Whether `rule` matches `path` (escaped, see [`crate::fs::rel_path`]: globs see its raw
+/// bytes) or one of its parent directories.
 fn matches_or_parent(rule: &GlobMatcher, path: &str) -> bool {
-    if rule.is_match(path) {
+    let is_match = |p: &str| rule.is_match(crate::fs::rel_path::to_path(p));
+    if is_match(path) {
         return true;
     }
-    path.match_indices('/').any(|(i, _)| rule.is_match(&path[..i]))
+    path.match_indices('/').any(|(i, _)| is_match(&path[..i]))
 }
 
 #[cfg(test)]
@@ -119,6 +128,23 @@ mod tests {
     }
 
     #[test]
+    fn names_that_are_not_utf8_are_in_the_context_and_ignore_rules_see_their_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let app = dir.path().join("app");
+        std::fs::create_dir(&app).unwrap();
+        std::fs::write(app.join("Containerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(app.join(".containerignore"), "skip?.log\n").unwrap();
+        std::fs::write(app.join(std::ffi::OsStr::from_bytes(b"bad\xff.txt")), "x").unwrap();
+        std::fs::write(app.join(std::ffi::OsStr::from_bytes(b"skip\xff.log")), "x").unwrap();
+        let spec =
+            ImageSpec { name: "x".into(), context: "app".into(), file: None, stage: None, args: Default::default() };
+        let files: Vec<String> = context_files(dir.path(), &spec).unwrap().into_iter().map(|(p, _)| p).collect();
+        let bad = crate::fs::rel_path::escape(b"app/bad\xff.txt").into_owned();
+        assert_eq!(files, vec!["app/.containerignore".to_string(), "app/Containerfile".to_string(), bad]);
+    }
+
+    #[test]
     fn containerignore_wins_over_dockerignore() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(".dockerignore"), "*.log\n").unwrap();
@@ -126,5 +152,21 @@ mod tests {
         std::fs::write(dir.path().join(".containerignore"), "*.tmp\n").unwrap();
         let rules = IgnoreRules::load(dir.path()).unwrap();
         assert!(rules.excludes("a.tmp") && !rules.excludes("a.log"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// A `.containerignore` may hold anything: a bad pattern is an error, never a panic.
+        #[test]
+        fn any_ignore_file_parses_or_fails(text in "(\\PC{0,12}|[!/*.{}\\[\\]a-c]{0,8})(\n(\\PC{0,12}|[!/*.{}\\[\\]a-c]{0,8})){0,6}", path in "[a-c/.]{0,10}") {
+            if let Ok(rules) = IgnoreRules::parse(&text) {
+                let _ = rules.excludes(&path);
+            }
+        }
     }
 }

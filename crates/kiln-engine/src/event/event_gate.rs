@@ -9,14 +9,14 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::event::{Envelope, Event, EventBus};
+use crate::event::event_bus::Subscription;
+use crate::event::{Event, EventBus};
 
 pub struct EventGate {
     held: Arc<EventBus>,
-    rx: Option<mpsc::UnboundedReceiver<Arc<Envelope>>>,
+    rx: Option<Subscription>,
     target: Arc<EventBus>,
     prelude: Option<Event>,
     forwarder: Option<JoinHandle<()>>,

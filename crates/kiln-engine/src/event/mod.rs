@@ -6,5 +6,5 @@ pub mod event_gate;
 pub mod schema;
 pub mod timestamp;
 
-pub use event_bus::EventBus;
+pub use event_bus::{EventBus, Received, Subscription};
 pub use schema::{Envelope, Event, NoticeLevel, Phase, Stream, TargetStatus};

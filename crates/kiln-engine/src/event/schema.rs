@@ -193,6 +193,10 @@ pub enum Event {
     /// corrupt cache entry).
     #[serde(rename = "run.notice")]
     Notice { level: NoticeLevel, message: String },
+    /// This subscriber fell behind and missed `dropped` events here (output lines first);
+    /// it should re-read status. Only ever sent to the subscriber concerned.
+    #[serde(rename = "stream.lagged")]
+    StreamLagged { dropped: u64 },
 }
 
 /// How loud a notice is.

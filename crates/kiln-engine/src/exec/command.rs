@@ -1,22 +1,24 @@
-//! Running one command: `sh -c CMD` in its own process group, output read line by line from
-//! both streams at once, a timeout and cancellation that kill the whole group.
+//! Running one command: `sh -c CMD` in its own process group, output read as bytes from both
+//! streams at once (lines of any bytes and any length, in bounded pieces), written to a log
+//! that keeps the last `log_limit` bytes, a timeout and cancellation that kill the whole
+//! group. Memory stays bounded however much the command prints.
 //!
 //! Children get `PR_SET_PDEATHSIG`, so they die with kiln even when kiln is killed with
 //! SIGKILL. Killing the group also takes grandchildren (a `sleep` started by the command),
 //! unless they start a session of their own.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{mpsc, watch};
 
 use crate::event::Stream;
+use crate::exec::output_lines::{Piece, PieceReader};
+use crate::exec::tail_log::{TailLog, previous_part};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -27,7 +29,28 @@ pub struct CommandSpec {
     pub timeout: Option<Duration>,
     /// The log file the combined output is written to (created with the first line).
     pub log: Option<PathBuf>,
+    /// Bytes the log keeps (its last ones).
+    pub log_limit: u64,
+    /// Kiln's directory (`.kiln`) the log is inside, if it is: its directories are then
+    /// checked from there without following symbolic links (see [`TailLog::inside`]).
+    pub log_base: Option<PathBuf>,
 }
+
+/// How a command ran.
+#[derive(Debug)]
+pub struct CommandRun {
+    pub outcome: ExecOutcome,
+    /// The last [`TAIL_KEPT`] bytes of its combined output, to describe a failure.
+    pub tail: Vec<u8>,
+    /// Why the log could not be written, if it could not (the run itself goes on).
+    pub log_failure: Option<String>,
+}
+
+/// Bytes of output kept in memory (the end), to describe a failure.
+pub const TAIL_KEPT: usize = 8 * 1024;
+
+/// Lines sent on to the caller before the command's reading waits for it.
+const LINES_QUEUED: usize = 256;
 
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,40 +108,68 @@ pub fn signal_group(pid: u32, signal: Signal) {
     }
 }
 
-/// Runs the command to completion, sending each output line to `lines`. `cancel` turning
-/// true kills the group. Returns how it ended and the captured output (for the cache).
+/// A line's text and the stream it came from.
+pub type Line = (Stream, String);
+
+/// The channel a command's lines are sent to: bounded, so a command that prints faster
+/// than its lines are taken waits for them (as it would for a terminal).
+pub fn line_channel() -> (mpsc::Sender<Line>, mpsc::Receiver<Line>) {
+    mpsc::channel(LINES_QUEUED)
+}
+
+/// Whether any process of the group led by `pid` is left.
+pub fn group_alive(pid: u32) -> bool {
+    i32::try_from(pid).is_ok_and(|pid| pid > 1 && killpg(Pid::from_raw(pid), None).is_ok())
+}
+
+/// Runs the command to completion, sending the text of each output line to `lines` (a line
+/// longer than a piece is sent once, with its first piece; the log has all of it). `cancel`
+/// turning true kills the group.
 pub async fn run(
     spec: &CommandSpec,
-    lines: mpsc::UnboundedSender<(Stream, String)>,
+    lines: mpsc::Sender<(Stream, String)>,
     mut cancel: watch::Receiver<bool>,
-) -> (ExecOutcome, Vec<u8>) {
+) -> CommandRun {
     // The log of the previous run goes now; a new one is created with the first line, so a
     // silent command costs no file.
     if let Some(p) = &spec.log {
         let _ = std::fs::remove_file(p);
+        let _ = std::fs::remove_file(previous_part(p));
     }
-    let mut log: Option<std::fs::File> = None;
-    let mut captured = Vec::new();
+    let mut log = spec.log.clone().map(|p| {
+        let log = TailLog::replace(p, spec.log_limit);
+        match &spec.log_base {
+            Some(base) => log.inside(base),
+            None => log,
+        }
+    });
+    let mut tail = Vec::new();
+    let done = |outcome, tail, log: Option<TailLog>| {
+        let log_failure = log.and_then(|l| {
+            let failure = l.failure().map(str::to_string);
+            let _ = l.finish();
+            failure
+        });
+        CommandRun { outcome, tail, log_failure }
+    };
     if !spec.dir.is_dir() {
         let message = format!("working directory {} does not exist", spec.dir.display());
-        return (ExecOutcome::SpawnFailed(message), captured);
+        return done(ExecOutcome::SpawnFailed(message), tail, log);
     }
     let mut child = match shell_command(&spec.cmd, &spec.dir, &spec.env).spawn() {
         Ok(c) => c,
-        Err(e) => {
-            return (ExecOutcome::SpawnFailed(format!("cannot start sh: {e}")), captured);
-        }
+        Err(e) => return done(ExecOutcome::SpawnFailed(format!("cannot start sh: {e}")), tail, log),
     };
     let pid = child.id().unwrap_or(0);
     let _group = crate::exec::watchdog::GroupGuard::new(pid);
-    let (line_tx, mut line_rx) = mpsc::unbounded_channel::<(Stream, String)>();
+    let (piece_tx, mut piece_rx) = mpsc::channel::<Piece>(LINES_QUEUED);
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(forward_lines(out, Stream::Stdout, line_tx.clone()));
+        tokio::spawn(forward_pieces(PieceReader::new(out, Stream::Stdout), piece_tx.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(forward_lines(err, Stream::Stderr, line_tx.clone()));
+        tokio::spawn(forward_pieces(PieceReader::new(err, Stream::Stderr), piece_tx.clone()));
     }
-    drop(line_tx);
+    drop(piece_tx);
 
     let started = Instant::now();
     // A timeout past what the clock can represent (`timeout = "5000000000000000h"`) is no
@@ -136,22 +187,22 @@ pub async fn run(
     let mut outcome = None;
     while status.is_none() || streams_open {
         tokio::select! {
-            line = line_rx.recv(), if streams_open => match line {
-                Some((stream, text)) => {
-                    captured.extend_from_slice(text.as_bytes());
-                    captured.push(b'\n');
-                    if log.is_none()
-                        && let Some(p) = &spec.log
+            piece = piece_rx.recv(), if streams_open => match piece {
+                Some(piece) => {
+                    for bytes in piece.raw() {
+                        if let Some(l) = log.as_mut() {
+                            l.write(bytes);
+                        }
+                        keep_tail(&mut tail, bytes);
+                    }
+                    if piece_rx.is_empty()
+                        && let Some(l) = log.as_mut()
                     {
-                        log = p
-                            .parent()
-                            .and_then(|dir| std::fs::create_dir_all(dir).ok())
-                            .and_then(|()| std::fs::File::create(p).ok());
+                        l.flush();
                     }
-                    if let Some(f) = log.as_mut() {
-                        let _ = writeln!(f, "{text}");
+                    if piece.starts_line {
+                        let _ = lines.send((piece.stream, piece.into_text())).await;
                     }
-                    let _ = lines.send((stream, text));
                 }
                 None => streams_open = false,
             },
@@ -174,7 +225,7 @@ pub async fn run(
         }
     }
     if let Some(outcome) = outcome {
-        return (outcome, captured);
+        return done(outcome, tail, log);
     }
     let outcome = match status {
         Some(Ok(s)) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
@@ -185,28 +236,21 @@ pub async fn run(
         Some(Err(e)) => ExecOutcome::SpawnFailed(format!("cannot wait for sh: {e}")),
         None => ExecOutcome::Exited(-1),
     };
-    (outcome, captured)
+    done(outcome, tail, log)
 }
 
-async fn forward_lines(
-    reader: impl tokio::io::AsyncRead + Unpin,
-    stream: Stream,
-    tx: mpsc::UnboundedSender<(Stream, String)>,
-) {
-    let mut reader = BufReader::new(reader);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                    buf.pop();
-                }
-                if tx.send((stream, String::from_utf8_lossy(&buf).into_owned())).is_err() {
-                    break;
-                }
-            }
+/// Keeps the last [`TAIL_KEPT`] bytes (trimmed in batches, so each byte is moved rarely).
+fn keep_tail(tail: &mut Vec<u8>, bytes: &[u8]) {
+    tail.extend_from_slice(&bytes[bytes.len().saturating_sub(TAIL_KEPT)..]);
+    if tail.len() > 2 * TAIL_KEPT {
+        tail.drain(..tail.len() - TAIL_KEPT);
+    }
+}
+
+async fn forward_pieces(mut reader: PieceReader<impl tokio::io::AsyncRead + Unpin>, tx: mpsc::Sender<Piece>) {
+    while let Some(piece) = reader.next().await {
+        if tx.send(piece).await.is_err() {
+            break;
         }
     }
 }
@@ -216,14 +260,22 @@ mod tests {
     use super::*;
 
     fn spec(cmd: &str) -> CommandSpec {
-        CommandSpec { cmd: cmd.into(), dir: std::env::temp_dir(), env: BTreeMap::new(), timeout: None, log: None }
+        CommandSpec {
+            cmd: cmd.into(),
+            dir: std::env::temp_dir(),
+            env: BTreeMap::new(),
+            timeout: None,
+            log: None,
+            log_limit: 1 << 20,
+            log_base: None,
+        }
     }
 
     #[tokio::test]
     async fn streams_both_outputs_and_exit_code() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = line_channel();
         let (_cancel_tx, cancel) = watch::channel(false);
-        let (outcome, _) = run(&spec("echo out; echo err >&2; exit 3"), tx, cancel).await;
+        let outcome = run(&spec("echo out; echo err >&2; exit 3"), tx, cancel).await.outcome;
         assert_eq!(outcome, ExecOutcome::Exited(3));
         let mut got = Vec::new();
         while let Ok(l) = rx.try_recv() {
@@ -235,13 +287,32 @@ mod tests {
 
     #[tokio::test]
     async fn timeout_kills_the_group() {
-        let (tx, _rx) = mpsc::unbounded_channel();
+        let (tx, _rx) = line_channel();
         let (_cancel_tx, cancel) = watch::channel(false);
         let mut s = spec("sleep 30 & sleep 30");
         s.timeout = Some(Duration::from_millis(200));
         let started = Instant::now();
-        let (outcome, _) = run(&s, tx, cancel).await;
+        let outcome = run(&s, tx, cancel).await.outcome;
         assert!(matches!(outcome, ExecOutcome::TimedOut(_)), "{outcome:?}");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_output_keeps_memory_and_the_log_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (tx, mut rx) = line_channel();
+        let taker = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let (_cancel_tx, cancel) = watch::channel(false);
+        let mut s = spec("head -c 20000000 /dev/zero | tr '\\0' 'a' | fold -w 100; printf 'last \\377'");
+        s.log = Some(dir.path().join("t.log"));
+        s.log_limit = 100_000;
+        let ran = run(&s, tx, cancel).await;
+        taker.await.expect("taker");
+        assert_eq!(ran.outcome, ExecOutcome::Exited(0));
+        assert!(ran.tail.len() <= 2 * TAIL_KEPT && ran.tail.ends_with(b"last \xff"), "{}", ran.tail.len());
+        let log = std::fs::read(dir.path().join("t.log")).expect("log");
+        assert!(log.len() < 100_200, "{}", log.len());
+        assert!(log.starts_with(b"[kiln: "), "{}", String::from_utf8_lossy(&log[..80]));
+        assert!(log.ends_with(b"last \xff"));
     }
 }

@@ -3,18 +3,23 @@
 //! One parallel walk covers the literal prefixes of every selected target's input patterns,
 //! honouring .gitignore, .ignore and .git/info/exclude (also outside a git repository) and
 //! never entering `.git` or `.kiln`. A target's input set is then a range lookup plus glob
-//! matching, not a walk of its own.
+//! matching, not a walk of its own. Paths are escaped (see [`crate::fs::rel_path`]): a name
+//! that is not UTF-8 is listed like any other. What could not be read is kept too, so that a
+//! target whose inputs may be in an unreadable directory fails instead of silently building
+//! without them ([`FileIndex::unreadable_in`]).
 
 use std::path::Path;
 
 use crate::fs::file_meta::FileMeta;
-use crate::fs::path_pattern::PathPattern;
-use crate::fs::walker::{Scope, walk};
+use crate::fs::path_pattern::{PathPattern, is_under};
+use crate::fs::walker::{Scope, Unreadable, walk};
 
-/// Files (root-relative, `/`-separated, sorted) and their metadata.
+/// Files (root-relative, `/`-separated, escaped, sorted) and their metadata, and what could
+/// not be read.
 #[derive(Debug, Default, Clone)]
 pub struct FileIndex {
     entries: Vec<(String, FileMeta)>,
+    unreadable: Vec<Unreadable>,
 }
 
 impl FileIndex {
@@ -42,9 +47,28 @@ impl FileIndex {
         if scope.is_empty() {
             return FileIndex::default();
         }
-        let mut entries = walk(root, &scope, honour_ignores, threads).files;
+        let walked = walk(root, &scope, honour_ignores, threads);
+        let mut entries = walked.files;
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        FileIndex { entries }
+        let mut unreadable = walked.unreadable;
+        unreadable.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        FileIndex { entries, unreadable }
+    }
+
+    /// Everything the walk could not read, sorted by path.
+    pub fn unreadable(&self) -> &[Unreadable] {
+        &self.unreadable
+    }
+
+    /// The first unreadable directory or file that may hold (or be) a file selected by
+    /// `include` and not `exclude`: while it exists, the selection is not known.
+    pub fn unreadable_in(&self, include: &[PathPattern], exclude: &[PathPattern]) -> Option<&Unreadable> {
+        self.unreadable.iter().find(|u| {
+            let concerned = include.iter().any(|p| {
+                if u.is_dir { is_under(&u.path, &p.prefix) || is_under(&p.prefix, &u.path) } else { p.matches(&u.path) }
+            });
+            concerned && !exclude.iter().any(|x| x.matches(&u.path))
+        })
     }
 
     /// Every listed path.
@@ -105,5 +129,23 @@ mod tests {
         let all = index.select(&[PathPattern::new("**/*.c")], &[PathPattern::new("src/sub")]);
         let names: Vec<&str> = all.iter().map(|e| e.0.as_str()).collect();
         assert_eq!(names, vec!["src/a.c", "srcx/d.c"]);
+    }
+
+    #[test]
+    fn an_unreadable_directory_concerns_the_patterns_that_may_reach_into_it() {
+        let u = |path: &str, is_dir: bool| Unreadable { path: path.into(), is_dir, error: "denied".into() };
+        let index = FileIndex {
+            entries: Vec::new(),
+            unreadable: vec![u("gen/out", true), u("src/locked", true), u("top/x.c", false)],
+        };
+        let p = |t: &str| PathPattern::new(t);
+        let found = |inc: &[PathPattern], exc: &[PathPattern]| index.unreadable_in(inc, exc).map(|u| u.path.clone());
+        assert_eq!(found(&[p("src/**/*.c")], &[]).as_deref(), Some("src/locked"), "under the prefix");
+        assert_eq!(found(&[p("src/locked/deep/*.c")], &[]).as_deref(), Some("src/locked"), "on the way");
+        assert_eq!(found(&[p("docs/**")], &[]), None, "elsewhere");
+        assert_eq!(found(&[p("src/**")], &[p("src/locked")]), None, "excluded (a declared output)");
+        assert_eq!(found(&[p("top/*.c")], &[]).as_deref(), Some("top/x.c"), "a file the pattern matches");
+        assert_eq!(found(&[p("top/*.h")], &[]), None, "a file it does not");
+        assert_eq!(found(&[p("**/*.c")], &[]).as_deref(), Some("gen/out"), "the root prefix reaches everything");
     }
 }

@@ -41,6 +41,11 @@ impl Layout {
         self.logs().join(format!("{target}.log"))
     }
 
+    /// Where the output of a service's replica is kept, across its restarts.
+    pub fn service_log(&self, service: &str, replica: u32) -> PathBuf {
+        self.logs().join("services").join(format!("{service}.{replica}.log"))
+    }
+
     pub fn lock(&self) -> PathBuf {
         self.kiln.join("lock")
     }

@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 
 use crate::fs::file_meta::FileMeta;
 use crate::fs::path_pattern::{PathPattern, is_under};
+use crate::fs::rel_path;
 use crate::fs::walker::SKIPPED_DIRS;
 
 /// One output on disk: a regular file, or a symbolic link (`link`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputEntry {
-    /// Root-relative, `/`-separated.
+    /// Root-relative, `/`-separated, escaped (see [`crate::fs::rel_path`]).
     pub path: String,
     /// The entry's own metadata (a link's, not its target's).
     pub meta: FileMeta,
@@ -44,7 +45,7 @@ impl OutputEntry {
 }
 
 fn visit(root: &Path, rel: &str, found: &mut Vec<OutputEntry>) {
-    let path = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
+    let path = rel_path::under(root, rel);
     let Ok(meta) = std::fs::symlink_metadata(&path) else { return };
     let file_type = meta.file_type();
     if file_type.is_symlink() {
@@ -57,9 +58,9 @@ fn visit(root: &Path, rel: &str, found: &mut Vec<OutputEntry>) {
         let Ok(entries) = std::fs::read_dir(&path) else { return };
         for entry in entries.filter_map(Result::ok) {
             let name = entry.file_name();
-            // Names that are not UTF-8 cannot be recorded.
-            let Some(name) = name.to_str() else { continue };
-            if entry.file_type().is_ok_and(|t| t.is_dir()) && SKIPPED_DIRS.contains(&name) {
+            // Names that are not UTF-8 are recorded escaped (see `rel_path`).
+            let name = rel_path::escape_name(&name);
+            if entry.file_type().is_ok_and(|t| t.is_dir()) && SKIPPED_DIRS.contains(&name.as_ref()) {
                 continue;
             }
             let child = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
@@ -100,5 +101,22 @@ mod tests {
                 ("top.js", Some("dist/v1/a.js")),
             ]
         );
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_listed_escaped() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("dist")).expect("mkdir");
+        let name = std::ffi::OsStr::from_bytes(b"bad\xff.js");
+        std::fs::write(root.join("dist").join(name), "b").expect("write");
+        std::os::unix::fs::symlink(name, root.join("dist/link")).expect("symlink");
+        let listed = OutputEntry::list(root, &[PathPattern::new("dist")]);
+        let escaped = rel_path::escape(b"dist/bad\xff.js").into_owned();
+        let paths: Vec<&str> = listed.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, vec![escaped.as_str(), "dist/link"]);
+        assert_eq!(rel_path::under(root, &listed[0].path), root.join("dist").join(name));
+        assert_eq!(listed[1].link.as_deref(), Some(Path::new(name)));
     }
 }

@@ -101,7 +101,9 @@ impl PathPattern {
         PatternCompiler::default().compile(text)
     }
 
-    /// Whether `rel` (a root-relative path with `/` separators) is selected.
+    /// Whether `rel` (a root-relative path with `/` separators, escaped as
+    /// [`crate::fs::rel_path`] says) is selected. A byte that is not UTF-8 is one character of
+    /// the escaped form, so `*` matches it and `?` matches exactly one.
     pub fn matches(&self, rel: &str) -> bool {
         if let Matcher::Literal = self.matcher {
             return is_under(rel, &self.prefix);
@@ -119,7 +121,8 @@ impl PathPattern {
                 rest.rsplit('/').next().is_some_and(|name| name.ends_with(suffix.as_str()))
             }
             Matcher::Suffix { suffix, any_depth: false } => !rest.contains('/') && rest.ends_with(suffix.as_str()),
-            Matcher::Glob(m) => m.is_match(rest),
+            // globset matches bytes: the name as it is on disk.
+            Matcher::Glob(m) => m.is_match(crate::fs::rel_path::to_path(rest)),
         }
     }
 }
@@ -186,6 +189,21 @@ mod tests {
             assert_eq!(glob.is_match(path), want, "globset disagrees on {pattern} {path}");
             assert_eq!(PathPattern::new(pattern).matches(path), want, "{pattern} {path}");
         }
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_match_like_any_other() {
+        let bad = crate::fs::rel_path::escape(b"src/bad\xff.c").into_owned();
+        for pattern in ["src/*.c", "src/**/*.c", "src/**", "src", "src/b*", "src/{bad,good}*.c", "src/bad?.c", "**/*.c"]
+        {
+            assert!(PathPattern::new(pattern).matches(&bad), "{pattern} matches {bad:?}");
+        }
+        for pattern in ["src/*.h", "src/good*", "src/bad??.c", "src/bad.c"] {
+            assert!(!PathPattern::new(pattern).matches(&bad), "{pattern} does not match {bad:?}");
+        }
+        let deep = crate::fs::rel_path::escape(b"src/d\xfe/x.c").into_owned();
+        assert!(PathPattern::new("src/*/x.c").matches(&deep));
+        assert!(!PathPattern::new("src/*.c").matches(&deep), "an escaped byte is not a separator");
     }
 
     #[test]

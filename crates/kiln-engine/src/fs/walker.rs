@@ -11,6 +11,12 @@
 //! negation (`!keep.txt`) re-includes. Unlike a general-purpose walker, metadata comes from
 //! `fstatat` on the directory just read, and no file is opened that a directory listing
 //! shows to be absent.
+//!
+//! Names are bytes: a name that is not UTF-8 is listed in its escaped form (see
+//! [`crate::fs::rel_path`]), never skipped. A directory that cannot be read (or a file whose
+//! metadata cannot be read) for any reason but having vanished is reported in
+//! [`Walked::unreadable`], never silently left out: the caller decides whether it concerns
+//! what it lists.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -21,6 +27,7 @@ use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 use crate::fs::file_meta::FileMeta;
+use crate::fs::rel_path;
 
 /// Directories the walker never enters.
 pub const SKIPPED_DIRS: [&str; 2] = [".git", ".kiln"];
@@ -160,6 +167,7 @@ struct Shared<'a> {
     found: Mutex<Vec<(String, FileMeta)>>,
     /// Directories that were read, root-relative (`""` for the root).
     dirs: Mutex<Vec<String>>,
+    unreadable: Mutex<Vec<Unreadable>>,
 }
 
 /// What a walk found.
@@ -168,6 +176,37 @@ pub struct Walked {
     pub files: Vec<(String, FileMeta)>,
     /// Every directory that was read: the ones a watcher must watch.
     pub dirs: Vec<String>,
+    /// What could not be read: whatever is in it is unknown.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A directory that could not be listed, or a file whose metadata could not be read (for
+/// another reason than having vanished).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// Root-relative, escaped (see [`crate::fs::rel_path`]); `""` is the root.
+    pub path: String,
+    pub is_dir: bool,
+    /// What the system said (`Permission denied (os error 13)`).
+    pub error: String,
+}
+
+impl Unreadable {
+    fn new(path: &str, is_dir: bool, error: &std::io::Error) -> Unreadable {
+        Unreadable { path: path.to_string(), is_dir, error: error.to_string() }
+    }
+
+    /// What failed, where, and what to do; `role` says what the files were for (`input`,
+    /// `output`, `build context`).
+    pub fn message(&self, role: &str) -> String {
+        let shown = if self.path.is_empty() { ".".into() } else { rel_path::display(&self.path) };
+        let (what, fix) = if self.is_dir { ("directory", "u+rx") } else { ("file", "u+r") };
+        format!(
+            "cannot read {role} {what} `{shown}`: {}; make it readable (`chmod {fix} '{shown}'`) or leave it out of the \
+             {role} patterns",
+            self.error
+        )
+    }
 }
 
 /// Lists every file in scope under `root`, using `threads` threads.
@@ -185,15 +224,19 @@ fn walk_with(root: &Path, scope: &Scope, honour_ignores: bool, threads: usize, l
     // Without ignore files there is no need to come down from the root: start at each
     // prefix (a file prefix is simply looked at).
     let mut found = Vec::new();
+    let mut unreadable = Vec::new();
     let start = if honour_ignores {
         vec![Job { rel: String::new(), inside: scope.admits("", false), rules }]
     } else {
         let mut jobs = Vec::new();
         for prefix in scope.roots() {
-            match std::fs::symlink_metadata(root.join(&prefix)) {
+            match std::fs::symlink_metadata(rel_path::under(root, &prefix)) {
                 Ok(m) if m.is_dir() => jobs.push(Job { rel: prefix, inside: true, rules: None }),
                 Ok(m) if m.is_file() => found.push((prefix, FileMeta::of(&m))),
-                _ => {}
+                Ok(_) => {}
+                Err(e) if vanished(&e) => {}
+                // A walk's start that cannot be looked at stands for everything under it.
+                Err(e) => unreadable.push(Unreadable::new(&prefix, true, &e)),
             }
         }
         jobs
@@ -208,6 +251,7 @@ fn walk_with(root: &Path, scope: &Scope, honour_ignores: bool, threads: usize, l
         wake: Condvar::new(),
         found: Mutex::new(found),
         dirs: Mutex::new(Vec::new()),
+        unreadable: Mutex::new(unreadable),
     };
     if threads <= 1 {
         worker(&shared);
@@ -221,7 +265,14 @@ fn walk_with(root: &Path, scope: &Scope, honour_ignores: bool, threads: usize, l
     Walked {
         files: shared.found.into_inner().expect("walker lock is never poisoned"),
         dirs: shared.dirs.into_inner().expect("walker lock is never poisoned"),
+        unreadable: shared.unreadable.into_inner().expect("walker lock is never poisoned"),
     }
+}
+
+/// An error that means the entry is simply not there (any more): a later listing would not
+/// show it either.
+fn vanished(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory)
 }
 
 fn worker(shared: &Shared<'_>) {
@@ -257,11 +308,30 @@ fn worker(shared: &Shared<'_>) {
 
 /// Reads one directory: its subdirectories to walk and its files in scope.
 fn read_dir(shared: &Shared<'_>, job: Job) -> (Vec<Job>, Vec<(String, FileMeta)>) {
-    let dir: PathBuf = if job.rel.is_empty() { shared.root.to_path_buf() } else { shared.root.join(&job.rel) };
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return (Vec::new(), Vec::new());
+    let dir: PathBuf = rel_path::under(shared.root, &job.rel);
+    let unreadable = |e: &std::io::Error, path: &str, is_dir: bool| {
+        let u = Unreadable::new(path, is_dir, e);
+        shared.unreadable.lock().expect("walker lock is never poisoned").push(u);
     };
-    let entries: Vec<std::fs::DirEntry> = entries.filter_map(Result::ok).collect();
+    let listing = match std::fs::read_dir(&dir) {
+        Ok(listing) => listing,
+        Err(e) if vanished(&e) => return (Vec::new(), Vec::new()),
+        Err(e) => {
+            unreadable(&e, &job.rel, true);
+            return (Vec::new(), Vec::new());
+        }
+    };
+    let mut entries: Vec<std::fs::DirEntry> = Vec::new();
+    for entry in listing {
+        match entry {
+            Ok(entry) => entries.push(entry),
+            Err(e) => {
+                // The listing broke off: what is missing from it is unknown.
+                unreadable(&e, &job.rel, true);
+                break;
+            }
+        }
+    }
     let mut rules = job.rules;
     if shared.honour_ignores {
         let has = |name: &str| entries.iter().any(|e| e.file_name() == name);
@@ -280,12 +350,18 @@ fn read_dir(shared: &Shared<'_>, job: Job) -> (Vec<Job>, Vec<(String, FileMeta)>
     let mut children = Vec::new();
     let mut files = Vec::new();
     for entry in entries {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Ok(file_type) = entry.file_type() else {
-            continue;
-        };
+        let os_name = entry.file_name();
+        let name = rel_path::escape_name(&os_name);
+        let name: &str = &name;
         let rel = if job.rel.is_empty() { name.to_string() } else { format!("{}/{name}", job.rel) };
+        let file_type = match entry.file_type() {
+            Ok(t) => t,
+            Err(e) if vanished(&e) => continue,
+            Err(e) => {
+                unreadable(&e, &rel, false);
+                continue;
+            }
+        };
         let (is_dir, meta) = if file_type.is_symlink() {
             // Symlinked files count as their target; symlinked directories are not entered.
             match std::fs::metadata(entry.path()) {
@@ -311,8 +387,19 @@ fn read_dir(shared: &Shared<'_>, job: Job) -> (Vec<Job>, Vec<(String, FileMeta)>
             children.push(Job { rel, inside, rules: rules.clone() });
         } else if !shared.list_files {
             continue;
-        } else if let Some(meta) = meta.or_else(|| entry.metadata().ok().filter(std::fs::Metadata::is_file)) {
-            files.push((rel, FileMeta::of(&meta)));
+        } else {
+            let meta = match meta.map_or_else(|| entry.metadata(), Ok) {
+                Ok(m) => m,
+                Err(e) if vanished(&e) => continue,
+                Err(e) => {
+                    unreadable(&e, &rel, false);
+                    continue;
+                }
+            };
+            // Sockets, fifos and devices are not files a build reads.
+            if meta.is_file() {
+                files.push((rel, FileMeta::of(&meta)));
+            }
         }
     }
     (children, files)
@@ -367,6 +454,39 @@ mod tests {
         assert_eq!(names(dir.path(), &["a/sub"], true), vec!["a/sub/y.c"]);
         assert_eq!(names(dir.path(), &["a/x.c", "b"], true), vec!["a/x.c", "b/z.c"]);
         assert_eq!(names(dir.path(), &["missing"], true), Vec::<String>::new());
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_listed_escaped_not_skipped() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tree(&[("src/ok.c", "")]);
+        let bad = std::ffi::OsStr::from_bytes(b"bad\xff.c");
+        std::fs::write(dir.path().join("src").join(bad), "x").expect("write");
+        let sub = dir.path().join("src").join(std::ffi::OsStr::from_bytes(b"d\xfe"));
+        std::fs::create_dir(&sub).expect("mkdir");
+        std::fs::write(sub.join("in.c"), "y").expect("write");
+        let escaped = |b: &[u8]| rel_path::escape(b).into_owned();
+        let want = vec![escaped(b"src/bad\xff.c"), escaped(b"src/d\xfe/in.c"), "src/ok.c".to_string()];
+        for honour in [true, false] {
+            let walked = walk(dir.path(), &Scope::new(["src".to_string()]), honour, 2);
+            let mut got: Vec<String> = walked.files.into_iter().map(|(p, _)| p).collect();
+            got.sort();
+            assert_eq!(got, want, "honour_ignores = {honour}");
+            assert!(walked.unreadable.is_empty());
+        }
+        let dirs = walk_dirs(dir.path(), &Scope::new(["src".to_string()]), 1);
+        assert!(dirs.contains(&escaped(b"src/d\xfe")), "{dirs:?}");
+    }
+
+    #[test]
+    fn unreadable_message_names_the_directory_and_the_fix() {
+        let err = std::io::Error::from_raw_os_error(13);
+        let u = Unreadable::new(&rel_path::escape(b"src/lo\xffcked"), true, &err);
+        assert_eq!(
+            u.message("input"),
+            "cannot read input directory `src/lo\u{FFFD}cked`: Permission denied (os error 13); make it readable \
+             (`chmod u+rx 'src/lo\u{FFFD}cked'`) or leave it out of the input patterns"
+        );
     }
 
     #[test]

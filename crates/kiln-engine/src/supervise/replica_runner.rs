@@ -16,14 +16,15 @@ use std::time::Duration;
 
 use kiln_config::ProbeCheck;
 use nix::sys::signal::Signal;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::build::worker_panic::catch_async;
 use crate::container::engine::{EngineKind, exec_words, shell_join};
 use crate::event::{Event, EventBus, Stream};
-use crate::exec::command::{shell_command, signal_group};
+use crate::exec::command::{group_alive, shell_command, signal_group};
+use crate::exec::output_lines::PieceReader;
+use crate::exec::tail_log::TailLog;
 use crate::supervise::replica_state::Input;
 use crate::supervise::service_spec::{Runner, ServiceSpec, fill_replica};
 
@@ -119,7 +120,7 @@ pub fn stop_handover(
 }
 
 /// Runs the process until it exits or is stopped, reporting through `report`; the last
-/// report is always `Exited` (or `StartFailed`).
+/// report is always `Exited` (or `StartFailed`, or `Refused`).
 async fn run_attempt(
     spec: &ServiceSpec,
     replica: u32,
@@ -161,6 +162,12 @@ async fn run_attempt(
         Runner::Process(cmd) => format!("`{cmd}`"),
         Runner::Container(c) => format!("{} run {}", c.engine.name(), c.image),
     };
+    // Whether a container kiln did not start for this project holds the name (a handed-over
+    // one is ours): asked while the client starts, answered before anything counts.
+    let name_holder = match (&spec.runner, &handover) {
+        (Runner::Container(run), None) => Some(run.ask_name_holder(&spec.name, replica)),
+        _ => None,
+    };
     let spawned = command.spawn();
     let mut replaced = handover;
     if spawned.is_err()
@@ -196,6 +203,23 @@ async fn run_attempt(
     let pid = child.id().unwrap_or(0);
     pid_cell.store(pid, Ordering::Relaxed);
     let _group = matches!(spec.runner, Runner::Process(_)).then(|| crate::exec::watchdog::GroupGuard::new(pid));
+    if let (Runner::Container(run), Some(asked)) = (&spec.runner, name_holder)
+        && let Some(why) = run.foreign_holder(asked, &spec.name, replica).await
+    {
+        // The client fails on the taken name by itself; it is never stopped through the
+        // engine, which would remove the other container. Still running after that long, it
+        // got the name (the other container went away meanwhile): it is ours to supervise.
+        if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_ok() {
+            bus.publish(Event::ServiceOutput {
+                service: spec.name.clone(),
+                replica,
+                stream: Stream::Stderr,
+                line: format!("kiln: {why}"),
+            });
+            report(Input::Refused(why), None);
+            return;
+        }
+    }
 
     // Output lines become events; a `log` probe watches them for its pattern.
     let (log_ready_tx, mut log_ready) = mpsc::unbounded_channel::<()>();
@@ -203,6 +227,18 @@ async fn run_attempt(
         Some(ProbeCheck::Log(re)) => regex::Regex::new(re).ok().or_else(|| regex::Regex::new(&regex::escape(re)).ok()),
         _ => None,
     };
+    // Output is bytes: a line of invalid UTF-8, NUL or many megabytes is a line like any
+    // other (its text lossily converted for events and the probe), and reading never stops
+    // before the end, so the process never dies of a closed pipe. The log on disk keeps the
+    // bytes, across restarts, up to `log_limit`.
+    // Its directories under `.kiln` are never reached through a planted symbolic link.
+    let mut log =
+        TailLog::continue_at(spec.layout.service_log(&spec.name, replica), spec.log_limit).inside(&spec.layout.kiln);
+    log.write(
+        format!("[kiln: {what} started at {}]\n", crate::event::timestamp::rfc3339(std::time::SystemTime::now()))
+            .as_bytes(),
+    );
+    let log = Arc::new(std::sync::Mutex::new(log));
     for (reader, stream) in [
         (child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), Stream::Stdout),
         (child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), Stream::Stderr),
@@ -212,13 +248,44 @@ async fn run_attempt(
         let service = spec.name.clone();
         let pattern = pattern.clone();
         let tx = log_ready_tx.clone();
+        let log = log.clone();
         tokio::spawn(async move {
-            let mut lines = BufReader::new(reader).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if pattern.as_ref().is_some_and(|p| p.is_match(&line)) {
+            let mut pieces = PieceReader::new(reader, stream);
+            let mut matched = false;
+            while let Some(piece) = pieces.next().await {
+                {
+                    let mut log = log.lock().expect("log lock is never poisoned");
+                    for bytes in piece.raw() {
+                        log.write(bytes);
+                    }
+                    if pieces.drained() {
+                        log.flush();
+                    }
+                }
+                if !piece.starts_line {
+                    continue;
+                }
+                let line = piece.into_text();
+                // Told once: the attempt needs no more than the first match.
+                if !matched && pattern.as_ref().is_some_and(|p| p.is_match(&line)) {
+                    matched = true;
                     let _ = tx.send(());
                 }
                 bus.publish(Event::ServiceOutput { service: service.clone(), replica, stream, line });
+            }
+            // The last reader to end closes the log.
+            if let Some(log) = Arc::into_inner(log) {
+                let log = log.into_inner().expect("log lock is never poisoned");
+                if let Some(why) = log.failure() {
+                    let line = format!("kiln: {why}; output is still shown but not kept");
+                    bus.publish(Event::ServiceOutput {
+                        service: service.clone(),
+                        replica,
+                        stream: Stream::Stderr,
+                        line,
+                    });
+                }
+                let _ = log.finish();
             }
         });
     }
@@ -339,9 +406,15 @@ async fn stop(spec: &ServiceSpec, replica: u32, child: &mut tokio::process::Chil
     } else {
         signal_group(pid, spec.stop_signal);
     }
+    let deadline = Instant::now() + timeout;
     if tokio::time::timeout(timeout, child.wait()).await.is_err() {
         signal_group(pid, Signal::SIGKILL);
         let _ = child.wait().await;
+    }
+    // `sh -c ./worker.sh` may be gone while the worker it started still handles the stop
+    // signal: the rest of the group gets what is left of `stop_timeout` before SIGKILL.
+    while group_alive(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     signal_group(pid, Signal::SIGKILL);
 }

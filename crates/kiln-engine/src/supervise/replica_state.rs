@@ -11,6 +11,8 @@
 //!   a ready replica `unhealthy`, and a pass makes it `ready` again;
 //! - an exit is decided by the restart policy: `backoff` (1 s doubling to 5 min, the count
 //!   reset after 10 min ready), or `completed` / `failed`, which only a new build ends;
+//! - a start refused for a reason retrying cannot fix (its container name is held by a
+//!   container kiln did not start) → `failed` with that reason, no backoff loop;
 //! - a new build restarts it (running, backing off, completed or failed; a replica not yet
 //!   started starts when it is begun, and one being stopped for good stays stopped); stop
 //!   ends it `stopped`.
@@ -33,6 +35,9 @@ pub enum Input {
     },
     /// It could not be started.
     StartFailed(String),
+    /// It was not started, and trying again cannot help until something outside kiln
+    /// changes (its container name is held by a container this project did not start).
+    Refused(String),
     ProbePassed,
     ProbeFailed(String),
     /// An output line matched the `log` probe.
@@ -173,6 +178,14 @@ impl ReplicaState {
                 Some(Then::Restart) | None => {
                     self.started_at = None;
                     self.exited(Some(127), &why, now, jitter)
+                }
+            },
+            Input::Refused(why) => match self.stopping.take() {
+                Some(Then::End) => self.to(Phase::Stopped, "stopped", None, Action::End),
+                Some(Then::Restart) | None => {
+                    self.started_at = None;
+                    self.last_exit = why.clone();
+                    self.to(Phase::Failed, why, None, Action::Idle)
                 }
             },
             Input::ProbePassed | Input::LogMatched if self.running() && self.stopping.is_none() => {
@@ -402,6 +415,23 @@ mod tests {
         assert_eq!(r.step(Input::Stop, now, 0.0).action, Action::Kill);
         let s = r.step(Input::StartFailed("cannot start".into()), now, 0.0);
         assert_eq!((phase(&s), s.action), (Some(Phase::Stopped), Action::End), "the stop wins");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_start_fails_without_a_backoff_loop_until_a_new_build() {
+        let now = Instant::now();
+        let mut r = state(RestartPolicy::Always);
+        r.begin("go");
+        let s = r.step(Input::Refused("container name x is taken".into()), now, 0.0);
+        assert_eq!((phase(&s), s.action), (Some(Phase::Failed), Action::Idle));
+        assert_eq!(s.change.expect("failed").reason, "container name x is taken");
+        assert_eq!(r.restarts, 0, "no restart is counted");
+        assert_eq!(r.step(Input::BackoffOver, now, 0.0).change, None, "nothing is scheduled");
+        let s = r.step(Input::NewBuild, now, 0.0);
+        assert_eq!((phase(&s), s.action), (Some(Phase::Starting), Action::Start), "a new build tries again");
+        assert_eq!(r.step(Input::Stop, now, 0.0).action, Action::Kill);
+        let s = r.step(Input::Refused("taken".into()), now, 0.0);
+        assert_eq!((phase(&s), s.action), (Some(Phase::Stopped), Action::End), "a pending stop wins");
     }
 
     #[tokio::test(start_paused = true)]

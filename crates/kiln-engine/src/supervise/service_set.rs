@@ -244,7 +244,7 @@ impl ServiceSet {
         if slot.attempt != attempt {
             return;
         }
-        if matches!(observed, Input::Exited(_) | Input::StartFailed(_)) {
+        if matches!(observed, Input::Exited(_) | Input::StartFailed(_) | Input::Refused(_)) {
             slot.orders = None;
             slot.handover = handover;
         }

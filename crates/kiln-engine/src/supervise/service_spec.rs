@@ -9,7 +9,10 @@ use std::time::Duration;
 use kiln_config::{Config, Probe, RestartPolicy, Service, ServiceKind};
 use nix::sys::signal::Signal;
 
-use crate::container::engine::{Engine, PROJECT_LABEL, SERVICE_LABEL, container_name, exec_words, project_id};
+use crate::container::engine::{
+    Engine, NameHolder, PROJECT_LABEL, SERVICE_LABEL, container_name, exec_words, name_taken_message, project_id,
+};
+use crate::fs::layout::Layout;
 use crate::supervise::backoff::Backoff;
 
 /// What a replica runs and how it is kept.
@@ -24,6 +27,10 @@ pub struct ServiceSpec {
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub backoff: Backoff,
+    /// Where each replica's output is kept (`.kiln/logs/services/NAME.REPLICA.log`), and how
+    /// many bytes of it.
+    pub layout: Layout,
+    pub log_limit: u64,
 }
 
 /// A process, or a container run in the foreground by the engine's CLI.
@@ -34,7 +41,7 @@ pub enum Runner {
     Container(ContainerRun),
 }
 
-/// A container replica: `ENGINE run --rm --name kiln-<project>-<service>-<replica> …`. Its
+/// A container replica: `ENGINE run --rm --name kiln-<project>-<digest>-<service>-<replica> …`. Its
 /// output is the client's, its exit the client's exit; it is stopped with `ENGINE stop`,
 /// since a signal to the client would only detach it.
 #[derive(Debug, Clone)]
@@ -56,6 +63,32 @@ pub struct ContainerRun {
 impl ContainerRun {
     pub fn name(&self, service: &str, replica: u32) -> String {
         container_name(&self.root, service, replica)
+    }
+
+    /// Starts asking the engine who holds a replica's container name; the answer is read
+    /// by [`ContainerRun::foreign_holder`]. Asked while `run` starts: `run` itself fails on a
+    /// taken name without touching the container that has it.
+    pub fn ask_name_holder(&self, service: &str, replica: u32) -> Option<tokio::process::Child> {
+        let mut command =
+            tokio::process::Command::from(self.engine.command(NameHolder::query(&self.name(service, replica))));
+        command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).kill_on_drop(true);
+        command.spawn().ok()
+    }
+
+    /// Why the replica cannot start, if its name is held by a container this project did
+    /// not start (never replaced or removed: it is someone else's). `None` when the name is
+    /// free or ours, or when the engine could not say (the start then reports its own error).
+    pub async fn foreign_holder(
+        &self,
+        asked: Option<tokio::process::Child>,
+        service: &str,
+        replica: u32,
+    ) -> Option<String> {
+        let out = asked?.wait_with_output().await.ok()?;
+        let answer = out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned());
+        let name = self.name(service, replica);
+        (NameHolder::of(answer.as_deref(), &self.project) == NameHolder::Foreign)
+            .then(|| name_taken_message(&self.engine, &name, service))
     }
 
     /// The `ENGINE run` invocation of one replica.
@@ -151,6 +184,8 @@ impl ServiceSpec {
             stop_signal,
             stop_timeout: service.stop_timeout,
             backoff: Backoff::default(),
+            layout: Layout::new(&config.root),
+            log_limit: config.settings.log_limit,
         })
     }
 }

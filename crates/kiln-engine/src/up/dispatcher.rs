@@ -32,6 +32,7 @@ use crate::build::build_session::BuildSession;
 use crate::event::{Event, EventBus, NoticeLevel, TargetStatus};
 use crate::fs::cpus::cpus;
 use crate::fs::file_index::FileIndex;
+use crate::fs::rel_path;
 use crate::supervise::replica_runner::Report;
 use crate::supervise::service_set::ServiceSet;
 use crate::supervise::service_spec::ServiceSpec;
@@ -39,10 +40,10 @@ use crate::up::reload::{ReloadPlan, read_config, reloaded_event};
 use crate::up::round_plan::{RoundPlan, RoundStart};
 use crate::up::round_worker::{RoundJob, RoundReport, spawn_round};
 use crate::up::selection::Selection;
-use crate::up::up_options::{UpControl, UpError, UpExit, UpOptions};
+use crate::up::up_options::{Triggered, UpControl, UpError, UpExit, UpOptions};
 use crate::watch::debouncer::{Batch, Debouncer};
 use crate::watch::watch_scope::WatchScope;
-use crate::watch::watch_set::{RawEvent, WatchSet};
+use crate::watch::watch_set::{RawEvent, RawSender, WatchSet};
 
 /// The longest a burst of changes is held back before a build starts anyway.
 const MAX_WAIT: Duration = Duration::from_secs(1);
@@ -65,7 +66,7 @@ pub async fn run_up(
     let jobs = if options.jobs == 0 { sel.config.settings.jobs.unwrap_or_else(cpus) } else { options.jobs };
     session.commands = Some(Arc::new(tokio::sync::Semaphore::new(jobs.max(1))));
     let session = Arc::new(session);
-    let (raw_tx, raw_rx) = mpsc::unbounded_channel();
+    let (raw_tx, raw_rx) = RawSender::channel();
     let watches = WatchSet::new(&root, raw_tx).map_err(|e| UpError::Watch(e.to_string()))?;
     let config_rel = options
         .config_file
@@ -148,7 +149,7 @@ fn succeeded(status: TargetStatus) -> bool {
 impl Dispatcher {
     async fn run(
         mut self,
-        mut raw_rx: mpsc::UnboundedReceiver<RawEvent>,
+        mut raw_rx: mpsc::Receiver<RawEvent>,
         mut round_rx: mpsc::UnboundedReceiver<RoundReport>,
         mut replica_rx: mpsc::UnboundedReceiver<Report>,
         mut controls: mpsc::UnboundedReceiver<UpControl>,
@@ -192,7 +193,10 @@ impl Dispatcher {
                         self.stop_services(&mut replica_rx).await;
                         return Ok(UpExit::Stopped);
                     }
-                    UpControl::Trigger(name) => self.on_trigger(&name),
+                    UpControl::Trigger { name, reply } => {
+                        // The asker may have given up waiting; the trigger stands.
+                        let _ = reply.send(self.on_trigger(&name));
+                    }
                 },
                 changed = cancel.changed() => {
                     if changed.is_err() || *cancel.borrow() {
@@ -283,7 +287,7 @@ impl Dispatcher {
     /// the files found, whether it was a watched directory that vanished, and whether it is
     /// a directory now.
     fn follow_directory(&mut self, rel: &str, root: &Path) -> (Vec<String>, bool, bool) {
-        let abs = root.join(rel);
+        let abs = rel_path::under(root, rel);
         if abs.is_dir() {
             let dirs = self.watches.dirs_for(&self.scope, Some(rel));
             if dirs.is_empty() {
@@ -373,26 +377,32 @@ impl Dispatcher {
         if self.options.no_build && !affected.is_empty() {
             let relevant: BTreeSet<&String> = affected.values().flatten().collect();
             self.bus.publish(Event::WatchChanged {
-                paths: relevant.into_iter().cloned().collect(),
+                paths: rel_path::display_all(relevant),
                 targets: affected.keys().cloned().collect(),
             });
         }
         affected
     }
 
-    fn on_trigger(&mut self, name: &str) {
+    fn on_trigger(&mut self, name: &str) -> Triggered {
         if self.services.is_started(name) {
             self.services.roll(name, "`kiln trigger`");
+            Triggered::Service
         } else if let Some(id) = self.sel.graph.id(name).filter(|id| self.sel.targets.contains(id)) {
             let dependents = self.sel.names(self.sel.with_dependents([id]));
             self.plan.add(dependents.iter().map(String::as_str), None, false);
             self.plan.add([name], None, true);
             self.start_rounds();
+            Triggered::Target
         } else {
             self.bus.publish(Event::Notice {
                 level: NoticeLevel::Warning,
                 message: format!("trigger: no target or running service named `{name}`"),
             });
+            let mut targets = self.sel.names(self.sel.targets.iter().copied());
+            targets.sort();
+            let services = self.sel.services.iter().filter(|s| self.services.is_started(s)).cloned().collect();
+            Triggered::Unknown { targets, services }
         }
     }
 

@@ -74,7 +74,7 @@ impl ReloadPlan {
 /// Reads and checks the configuration file again; `None` (after publishing why) keeps the
 /// current one.
 pub fn read_config(current: &Selection, options: &UpOptions, bus: &EventBus) -> Option<Selection> {
-    let text = match std::fs::read_to_string(&options.config_file) {
+    let bytes = match std::fs::read(&options.config_file) {
         Ok(t) => t,
         Err(e) => {
             bus.publish(Event::ConfigInvalid {
@@ -83,7 +83,8 @@ pub fn read_config(current: &Selection, options: &UpOptions, bus: &EventBus) -> 
             return None;
         }
     };
-    let parsed = kiln_config::parse_str(&text, &options.display_path, &current.config.root, options.profile.as_deref());
+    let parsed =
+        kiln_config::parse_bytes(&bytes, &options.display_path, &current.config.root, options.profile.as_deref());
     let config: Config = match parsed {
         Ok(mut c) => {
             if let Some(engine) = options.engine {

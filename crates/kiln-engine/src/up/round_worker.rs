@@ -13,6 +13,7 @@ use crate::build::build_session::BuildSession;
 use crate::build::run_build::run_round;
 use crate::build::worker_panic::catch_async;
 use crate::event::{Event, EventBus, NoticeLevel};
+use crate::fs::rel_path;
 
 /// What the dispatcher hears when a round ends.
 pub struct RoundReport {
@@ -45,7 +46,7 @@ pub fn spawn_round(
     let build = match &paths {
         // Gated on content: if every target is still fresh, the run publishes nothing.
         Some(paths) => BuildOptions {
-            gate: Some(Event::WatchChanged { paths: paths.iter().cloned().collect(), targets: targets.clone() }),
+            gate: Some(Event::WatchChanged { paths: rel_path::display_all(paths), targets: targets.clone() }),
             ..build
         },
         None => build,
@@ -57,7 +58,7 @@ pub fn spawn_round(
             .and_then(|r| r.map_err(|e| e.to_string()));
         match &result {
             Ok(summary) if summary.quiet => {
-                bus.publish(Event::WatchUnchanged { paths: paths.unwrap_or_default().into_iter().collect() });
+                bus.publish(Event::WatchUnchanged { paths: rel_path::display_all(&paths.unwrap_or_default()) });
             }
             Ok(_) => {}
             Err(why) => bus.publish(Event::Notice {

@@ -84,7 +84,8 @@ impl Selection {
                     let overlaps = is_under(p, &pat.prefix) || is_under(&pat.prefix, p);
                     // A directory, or one that was deleted, may have held inputs: let the
                     // content gate decide. A file counts only if the pattern matches it.
-                    overlaps && (pat.matches(p) || gone_dirs.contains(p) || root.join(p).is_dir())
+                    overlaps
+                        && (pat.matches(p) || gone_dirs.contains(p) || crate::fs::rel_path::under(root, p).is_dir())
                 });
                 if reads && !self.patterns.outputs[t].iter().any(|o| o.matches(p)) {
                     direct.entry(t).or_default().insert(p.clone());

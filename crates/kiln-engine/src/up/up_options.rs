@@ -36,12 +36,24 @@ pub enum UpExit {
 }
 
 /// Orders from outside the loop (the control API).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum UpControl {
-    /// Build a target (and its dependents) now, or restart a service's replicas.
-    Trigger(String),
+    /// Build a target (and its dependents) now, or restart a service's replicas; `reply`
+    /// says whether the name was one the session knows.
+    Trigger { name: String, reply: tokio::sync::oneshot::Sender<Triggered> },
     /// Stop services and end `kiln up`.
     Stop,
+}
+
+/// What `kiln up` did with a trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Triggered {
+    /// A selected target: it builds now, with its dependents.
+    Target,
+    /// A running service: its replicas restart.
+    Service,
+    /// Neither: the names that can be triggered (selected targets, running services), sorted.
+    Unknown { targets: Vec<String>, services: Vec<String> },
 }
 
 /// Failures that stop `kiln up` before it starts watching.

@@ -16,12 +16,15 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::fs::path_pattern::is_under;
+use crate::fs::rel_path;
 use crate::fs::walker::{SKIPPED_DIRS, Scope, walk_dirs};
 use crate::watch::editor_temp::is_editor_temp;
 use crate::watch::watch_scope::WatchScope;
@@ -35,19 +38,50 @@ pub enum RawEvent {
     Error(String),
 }
 
+/// Raw events queued for the dispatcher before the watcher drops them (and asks for a rescan
+/// instead: nothing is missed, and memory stays bounded however busy the tree is).
+pub const RAW_QUEUED: usize = 65_536;
+
+/// The watcher threads' end of the channel to the dispatcher: bounded; when it is full,
+/// events are dropped and a [`RawEvent::Rescan`] goes ahead of the next one that fits.
+#[derive(Clone)]
+pub struct RawSender {
+    tx: mpsc::Sender<RawEvent>,
+    lost: Arc<AtomicBool>,
+}
+
+impl RawSender {
+    pub fn channel() -> (RawSender, mpsc::Receiver<RawEvent>) {
+        let (tx, rx) = mpsc::channel(RAW_QUEUED);
+        (RawSender { tx, lost: Arc::new(AtomicBool::new(false)) }, rx)
+    }
+
+    pub fn send(&self, msg: RawEvent) {
+        if self.lost.load(Ordering::Relaxed) {
+            if self.tx.try_send(RawEvent::Rescan).is_err() {
+                return;
+            }
+            self.lost.store(false, Ordering::Relaxed);
+        }
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(msg) {
+            self.lost.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The set of watched directories and the watchers behind it.
 pub struct WatchSet {
     root: PathBuf,
     inotify: notify::RecommendedWatcher,
     poller: Option<notify::PollWatcher>,
-    tx: mpsc::UnboundedSender<RawEvent>,
+    tx: RawSender,
     watched: BTreeSet<String>,
     polled: BTreeSet<String>,
     /// Directories refused because the inotify limit was reached, reported once per sync.
     pub refused: Vec<String>,
 }
 
-fn handler(tx: mpsc::UnboundedSender<RawEvent>) -> impl notify::EventHandler {
+fn handler(tx: RawSender) -> impl notify::EventHandler {
     move |res: notify::Result<notify::Event>| {
         let msg = match res {
             Ok(e) if e.need_rescan() => RawEvent::Rescan,
@@ -55,12 +89,12 @@ fn handler(tx: mpsc::UnboundedSender<RawEvent>) -> impl notify::EventHandler {
             Ok(e) => RawEvent::Paths(e.paths),
             Err(e) => RawEvent::Error(e.to_string()),
         };
-        let _ = tx.send(msg);
+        tx.send(msg);
     }
 }
 
 impl WatchSet {
-    pub fn new(root: &Path, tx: mpsc::UnboundedSender<RawEvent>) -> notify::Result<WatchSet> {
+    pub fn new(root: &Path, tx: RawSender) -> notify::Result<WatchSet> {
         let inotify = notify::recommended_watcher(handler(tx.clone()))?;
         Ok(WatchSet {
             root: root.to_path_buf(),
@@ -178,23 +212,17 @@ impl WatchSet {
     }
 
     fn abs(&self, rel: &str) -> PathBuf {
-        if rel.is_empty() { self.root.clone() } else { self.root.join(rel) }
+        rel_path::under(&self.root, rel)
     }
 
-    /// The root-relative form of a reported path, unless it is to be ignored.
+    /// The root-relative form of a reported path (escaped: a name that is not UTF-8 counts
+    /// like any other, see [`crate::fs::rel_path`]), unless it is to be ignored.
     pub fn relevant(&self, path: &Path) -> Option<String> {
         let rel = path.strip_prefix(&self.root).ok()?;
-        let mut out = String::new();
-        for c in rel.components() {
-            let name = c.as_os_str().to_str()?;
-            if SKIPPED_DIRS.contains(&name) {
-                return None;
-            }
-            if !out.is_empty() {
-                out.push('/');
-            }
-            out.push_str(name);
+        if rel.components().any(|c| SKIPPED_DIRS.iter().any(|d| c.as_os_str() == *d)) {
+            return None;
         }
+        let out = rel_path::from_relative(rel);
         let name = out.rsplit('/').next().unwrap_or(&out);
         if out.is_empty() || is_editor_temp(name) {
             return None;
@@ -206,6 +234,23 @@ impl WatchSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_queue_drops_events_and_asks_for_a_rescan_ahead_of_the_next() {
+        let (tx, mut rx) = RawSender::channel();
+        for i in 0..RAW_QUEUED + 100 {
+            tx.send(RawEvent::Paths(vec![PathBuf::from(format!("f{i}"))]));
+        }
+        let mut seen = 0;
+        while let Ok(e) = rx.try_recv() {
+            assert!(matches!(e, RawEvent::Paths(_)));
+            seen += 1;
+        }
+        assert_eq!(seen, RAW_QUEUED, "the queue holds its bound, no more");
+        tx.send(RawEvent::Paths(vec![PathBuf::from("later")]));
+        assert!(matches!(rx.try_recv(), Ok(RawEvent::Rescan)), "the loss is reported first");
+        assert!(matches!(rx.try_recv(), Ok(RawEvent::Paths(p)) if p == [PathBuf::from("later")]));
+    }
 
     #[test]
     fn editor_temporaries_are_recognised() {

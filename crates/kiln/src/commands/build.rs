@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kiln_config::Config;
-use kiln_engine::{BuildError, BuildOptions, EventBus, PlanAction, run_build};
+use kiln_engine::{BuildError, BuildOptions, EventBus, PlanAction, Received, run_build};
 
 use crate::cli::{BuildArgs, ProgressMode};
 use crate::exit;
 use crate::json_view::JsonView;
 use crate::live_view::{LiveView, terminal_width};
+use crate::out::errln;
 use crate::plain_view::PlainView;
 use crate::trace_view::TraceView;
 
@@ -83,15 +84,14 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
         Human::Plain(PlainView::new(out, args.verbose))
     };
     let trace_path = args.trace.clone();
-    let view = tokio::spawn(async move {
+    // On a thread of its own: a terminal or pipe that blocks never holds up the runtime.
+    let view = std::thread::spawn(move || {
         let mut json_view = json.then(|| JsonView::new(BufWriter::new(std::io::stdout())));
         let mut trace = trace_path.is_some().then(TraceView::default);
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let tick = if live { Duration::from_millis(100) } else { Duration::from_secs(3600) };
         loop {
-            tokio::select! {
-                envelope = events.recv() => {
-                    let Some(envelope) = envelope else { break };
+            match events.recv_timeout(tick) {
+                Received::Event(envelope) => {
                     if let Some(j) = json_view.as_mut() {
                         j.on_event(&envelope);
                     }
@@ -106,7 +106,8 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
                         human.settle();
                     }
                 }
-                _ = tick.tick(), if live => human.settle(),
+                Received::TimedOut => human.settle(),
+                Received::Closed => break,
             }
         }
         (human, trace)
@@ -122,22 +123,23 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
         watch_mode: false,
         ..BuildOptions::default()
     };
-    let cancel = crate::signals::cancel_on_signals();
+    let cancel = crate::signals::cancel_on_signals(crate::signals::OnAbort::default());
     let result = run_build(Arc::new(config), options, bus.clone(), cancel).await;
     bus.close();
-    let (mut human, trace) = view.await.expect("the view task does not panic");
+    let joined = tokio::task::spawn_blocking(move || view.join()).await;
+    let (mut human, trace) = joined.expect("the view thread is joined").expect("the view thread does not panic");
     if let (Some(trace), Some(path)) = (trace, &args.trace)
         && let Err(e) = trace.write(path)
     {
-        eprintln!("error: cannot write the trace to {}: {e}", path.display());
+        errln!("error: cannot write the trace to {}: {e}", path.display());
     }
     match result {
         Err(e @ BuildError::UnknownTarget { .. }) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::USAGE
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::FAILED
         }
         Ok(summary) if dry_run => {

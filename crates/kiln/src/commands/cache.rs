@@ -5,6 +5,7 @@ use kiln_engine::{Cache, Layout, ProjectLock};
 
 use crate::cli::CacheCommand;
 use crate::exit;
+use crate::out::{errln, outln};
 
 pub fn run(config: &Config, command: &CacheCommand, json: bool) -> u8 {
     let layout = Layout::new(&config.root);
@@ -13,9 +14,9 @@ pub fn run(config: &Config, command: &CacheCommand, json: bool) -> u8 {
         CacheCommand::Stats => {
             let stats = cache.stats();
             if json {
-                println!("{}", serde_json::to_string(&stats).expect("stats serialize"));
+                outln!("{}", serde_json::to_string(&stats).expect("stats serialize"));
             } else {
-                println!(
+                outln!(
                     "{} entries, {} blobs, {} in {}",
                     stats.entries,
                     stats.blobs,
@@ -26,27 +27,27 @@ pub fn run(config: &Config, command: &CacheCommand, json: bool) -> u8 {
         }
         CacheCommand::Prune { max_size } => {
             if let Err(e) = layout.ensure() {
-                eprintln!("error: cannot prepare {}: {e}", layout.kiln.display());
+                errln!("error: cannot prepare {}: {e}", layout.kiln.display());
                 return exit::FAILED;
             }
             let _lock = match ProjectLock::acquire(&layout.lock(), wait_notice) {
                 Ok(l) => l,
                 Err(e) => {
-                    eprintln!("error: cannot lock {}: {e}", layout.lock().display());
+                    errln!("error: cannot lock {}: {e}", layout.lock().display());
                     return exit::FAILED;
                 }
             };
             let report = match cache.prune(*max_size) {
                 Ok(report) => report,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    errln!("error: {e}");
                     return exit::FAILED;
                 }
             };
             if json {
-                println!("{}", serde_json::to_string(&report).expect("report serializes"));
+                outln!("{}", serde_json::to_string(&report).expect("report serializes"));
             } else {
-                println!(
+                outln!(
                     "removed {} and {} ({}); {} kept",
                     plural(report.removed_entries, "entry", "entries"),
                     plural(report.removed_blobs, "blob", "blobs"),
@@ -62,9 +63,9 @@ pub fn run(config: &Config, command: &CacheCommand, json: bool) -> u8 {
 pub fn wait_notice(pid: Option<u32>) {
     match pid {
         Some(pid) => {
-            eprintln!("kiln: waiting for another kiln (pid {pid}) to finish in this project…")
+            errln!("kiln: waiting for another kiln (pid {pid}) to finish in this project…")
         }
-        None => eprintln!("kiln: waiting for another kiln to finish in this project…"),
+        None => errln!("kiln: waiting for another kiln to finish in this project…"),
     }
 }
 

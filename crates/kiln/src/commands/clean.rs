@@ -5,25 +5,26 @@ use kiln_config::Config;
 use kiln_engine::{Layout, ProjectLock, State, remove_output};
 
 use crate::exit;
+use crate::out::{errln, outln};
 
 pub fn run(config: &Config, all: bool) -> u8 {
     let layout = Layout::new(&config.root);
     match layout.exists() {
         Ok(true) => {}
         Ok(false) => {
-            println!("nothing to clean");
+            outln!("nothing to clean");
             return exit::SUCCESS;
         }
         // A `.kiln` that is a link: removing the state "in" it would remove someone else's.
         Err(e) => {
-            eprintln!("error: cannot clean: {e}");
+            errln!("error: cannot clean: {e}");
             return exit::FAILED;
         }
     }
     let _lock = match ProjectLock::acquire(&layout.lock(), crate::commands::cache::wait_notice) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: cannot lock {}: {e}", layout.lock().display());
+            errln!("error: cannot lock {}: {e}", layout.lock().display());
             return exit::FAILED;
         }
     };
@@ -44,11 +45,11 @@ pub fn run(config: &Config, all: bool) -> u8 {
         if let Err(e) = std::fs::remove_dir_all(d)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            eprintln!("error: cannot remove {}: {e}", d.display());
+            errln!("error: cannot remove {}: {e}", d.display());
             return exit::FAILED;
         }
     }
     let what = if all { "state, logs and cache" } else { "state and logs (the cache is kept; --all empties it)" };
-    println!("removed {removed} output files, {what}");
+    outln!("removed {removed} output files, {what}");
     exit::SUCCESS
 }

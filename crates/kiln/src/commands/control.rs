@@ -7,17 +7,52 @@ use kiln_engine::{Engine, Layout};
 
 use crate::api_client::{ClientError, follow, info, request};
 use crate::exit;
+use crate::out::{errln, outln};
 use crate::status_view::short_image;
 
 fn fail(e: &ClientError) -> u8 {
-    eprintln!("error: {}", e.message());
+    errln!("error: {}", e.message());
     exit::FAILED
 }
 
 fn status_json(config: &Config) -> Result<serde_json::Value, ClientError> {
     let info = info(&Layout::new(&config.root).kiln)?;
-    let (_, body) = request(&info, "GET", "/api/status")?;
-    serde_json::from_str(&body).map_err(|e| ClientError::Io(e.to_string()))
+    match request(&info, "GET", "/api/status")? {
+        (200, body) => {
+            serde_json::from_str(&body).map_err(|e| ClientError::Io(format!("its status is not JSON ({e}): {body}")))
+        }
+        (code, body) => Err(ClientError::Io(format!("`kiln up` answered {code}: {}", body.trim()))),
+    }
+}
+
+/// The hint for a name that is neither a target nor a service: `; did you mean `x`?` and
+/// a line with the names there are.
+fn unknown_hint<'a>(
+    name: &str,
+    targets: impl Iterator<Item = &'a str> + Clone,
+    services: impl Iterator<Item = &'a str> + Clone,
+) -> String {
+    let mean = kiln_config::did_you_mean(name, targets.clone().chain(services.clone()))
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default();
+    let list = |names: &mut dyn Iterator<Item = &'a str>| {
+        let all: Vec<&str> = names.collect();
+        if all.is_empty() { "none".to_string() } else { all.join(", ") }
+    };
+    format!("{mean}\n  = targets: {}; services: {}", list(&mut targets.clone()), list(&mut services.clone()))
+}
+
+/// Whether `name` is a target or service of kiln.toml; if not, says so (with the names
+/// there are) and gives the exit code. Not checked when kiln.toml has errors (`check`
+/// false): then only the running `kiln up` knows.
+fn known(config: &Config, name: &str, check: bool) -> Result<(), u8> {
+    if !check || config.targets.contains_key(name) || config.services.contains_key(name) {
+        return Ok(());
+    }
+    let hint =
+        unknown_hint(name, config.targets.keys().map(String::as_str), config.services.keys().map(String::as_str));
+    errln!("error: unknown target or service `{name}`{hint}");
+    Err(exit::USAGE)
 }
 
 pub fn status(config: &Config, json: bool) -> u8 {
@@ -26,19 +61,19 @@ pub fn status(config: &Config, json: bool) -> u8 {
         Err(e) => return fail(&e),
     };
     if json {
-        println!("{v}");
+        outln!("{v}");
         return exit::SUCCESS;
     }
     if let Some(targets) = v["targets"].as_object() {
         for (name, t) in targets {
-            println!("{name:<16} {:<8} {}", t["status"].as_str().unwrap_or(""), t["reason"].as_str().unwrap_or(""));
+            outln!("{name:<16} {:<8} {}", t["status"].as_str().unwrap_or(""), t["reason"].as_str().unwrap_or(""));
         }
     }
     if let Some(services) = v["services"].as_object() {
         for (name, s) in services {
             let phase = s["phase"].as_str().unwrap_or("pending");
             let image = s["image"].as_str().map(|i| format!("  image {}", short_image(i))).unwrap_or_default();
-            println!(
+            outln!(
                 "{name:<16} {phase:<8} {}/{} replicas{image}  {} restarts",
                 s["ready"].as_u64().unwrap_or(0),
                 s["desired"].as_u64().unwrap_or(0),
@@ -53,18 +88,14 @@ fn send(config: &Config, path: &str) -> Result<(u16, String), ClientError> {
     info(&Layout::new(&config.root).kiln).and_then(|i| request(&i, "POST", path))
 }
 
-fn post(config: &Config, path: &str, done: &str) -> u8 {
-    report(send(config, path), done)
-}
-
 fn report(result: Result<(u16, String), ClientError>, done: &str) -> u8 {
     match result {
         Ok((202, _)) => {
-            println!("{done}");
+            outln!("{done}");
             exit::SUCCESS
         }
         Ok((code, body)) => {
-            eprintln!("error: `kiln up` answered {code}: {body}");
+            errln!("error: `kiln up` answered {code}: {body}");
             exit::FAILED
         }
         Err(e) => fail(&e),
@@ -74,11 +105,34 @@ fn report(result: Result<(u16, String), ClientError>, done: &str) -> u8 {
 /// `check`: whether the name can be checked against the configuration (not when kiln.toml
 /// has errors: then the running `kiln up` decides).
 pub fn trigger(config: &Config, name: &str, check: bool) -> u8 {
-    if check && !config.targets.contains_key(name) && !config.services.contains_key(name) {
-        eprintln!("error: no target or service named `{name}`");
+    if let Err(code) = known(config, name, check) {
+        return code;
+    }
+    let result = send(config, &format!("/api/trigger/{}", percent_encode(name)));
+    // In kiln.toml, but not something the session can trigger (not selected, or not started).
+    if let Ok((404, body)) = &result
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(body)
+        && v["targets"].is_array()
+    {
+        let names = |key: &str| {
+            v[key].as_array().into_iter().flatten().filter_map(|n| n.as_str()).map(str::to_string).collect::<Vec<_>>()
+        };
+        let (targets, services) = (names("targets"), names("services"));
+        let hint = unknown_hint(name, targets.iter().map(String::as_str), services.iter().map(String::as_str));
+        errln!("error: the running `kiln up` has no target or running service named `{name}`{hint}");
         return exit::USAGE;
     }
-    post(config, &format!("/api/trigger/{name}"), &format!("triggered {name}"))
+    report(result, &format!("triggered {name}"))
+}
+
+/// A name as one segment of a path: anything but unreserved characters percent-encoded.
+fn percent_encode(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Stops the running `kiln up`. With none running, removes the containers a killed one left
@@ -94,29 +148,32 @@ fn remove_leftovers(config: &Config) -> u8 {
     let engine = match Engine::find(config.settings.engine) {
         Ok(e) => e,
         Err(why) => {
-            eprintln!("error: {}; cannot look for containers left running", ClientError::NotRunning.message());
-            eprintln!("  = {why}");
+            errln!("error: {}; cannot look for containers left running", ClientError::NotRunning.message());
+            errln!("  = {why}");
             return exit::FAILED;
         }
     };
     match kiln_engine::remove_leftovers(&engine, &config.root) {
         Ok(names) if names.is_empty() => {
-            eprintln!("no `kiln up` is running in this project, and none left containers behind");
+            errln!("no `kiln up` is running in this project, and none left containers behind");
             exit::SUCCESS
         }
         Ok(names) => {
-            println!("{}", kiln_engine::leftovers_message(&names));
+            outln!("{}", kiln_engine::leftovers_message(&names));
             exit::SUCCESS
         }
         Err(why) => {
-            eprintln!("error: cannot remove containers left running: {why}");
+            errln!("error: cannot remove containers left running: {why}");
             exit::FAILED
         }
     }
 }
 
 /// Waits until every name is built (targets) or ready (services).
-pub fn wait(config: &Config, names: &[String], timeout: Option<Duration>) -> u8 {
+pub fn wait(config: &Config, names: &[String], timeout: Option<Duration>, check: bool) -> u8 {
+    if let Some(code) = names.iter().find_map(|n| known(config, n, check).err()) {
+        return code;
+    }
     let end = timeout.map(|t| Instant::now() + t);
     loop {
         match status_json(config) {
@@ -134,7 +191,7 @@ pub fn wait(config: &Config, names: &[String], timeout: Option<Duration>) -> u8 
             Err(e) => return fail(&e),
         }
         if end.is_some_and(|e| Instant::now() >= e) {
-            eprintln!("error: timed out waiting for {}", names.join(", "));
+            errln!("error: timed out waiting for {}", names.join(", "));
             return exit::FAILED;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -142,7 +199,10 @@ pub fn wait(config: &Config, names: &[String], timeout: Option<Duration>) -> u8 
 }
 
 /// `kiln logs NAME -f`: live output lines of a target or service.
-pub fn follow_logs(config: &Config, name: &str) -> u8 {
+pub fn follow_logs(config: &Config, name: &str, check: bool) -> u8 {
+    if let Err(code) = known(config, name, check) {
+        return code;
+    }
     let result = info(&Layout::new(&config.root).kiln).and_then(|i| {
         follow(&i, |e| {
             let kind = e["type"].as_str().unwrap_or("");
@@ -150,7 +210,11 @@ pub fn follow_logs(config: &Config, name: &str) -> u8 {
                 (kind == "target.output" && e["target"] == name) || (kind == "service.output" && e["service"] == name);
             if matches {
                 let prefix = e["replica"].as_u64().map_or_else(String::new, |r| format!("[{r}] "));
-                println!("{prefix}{}", e["line"].as_str().unwrap_or(""));
+                outln!("{prefix}{}", e["line"].as_str().unwrap_or(""));
+            } else if kind == "stream.lagged" {
+                // This client fell behind the session: say so rather than leave a silent gap.
+                let dropped = e["dropped"].as_u64().unwrap_or(0);
+                errln!("kiln: … {dropped} events skipped (this reader fell behind); `kiln logs {name}` has them all");
             }
             true
         })

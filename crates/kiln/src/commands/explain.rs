@@ -7,23 +7,24 @@ use kiln_config::{Config, format_duration};
 use kiln_engine::{Change, EntryChange, ExplainError, Explanation, explain};
 
 use crate::exit;
+use crate::out::{errln, out, outln};
 
 pub fn run(config: &Config, target: &str, json: bool) -> u8 {
     match explain(config, target) {
         Ok(e) if json => {
-            println!("{}", serde_json::to_string_pretty(&e).expect("explanations serialize"));
+            outln!("{}", serde_json::to_string_pretty(&e).expect("explanations serialize"));
             exit::SUCCESS
         }
         Ok(e) => {
-            print!("{}", render(&e));
+            out!("{}", render(&e));
             exit::SUCCESS
         }
         Err(e @ ExplainError::UnknownTarget { .. }) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::USAGE
         }
         Err(e) => {
-            eprintln!("error: cannot explain `{target}`: {e}");
+            errln!("error: cannot explain `{target}`: {e}");
             exit::FAILED
         }
     }

@@ -2,17 +2,22 @@
 
 use std::io::{BufWriter, Write};
 use std::sync::Arc;
+use std::time::Duration;
 
 use kiln_config::Config;
 use std::sync::Mutex;
 
-use kiln_engine::{BuildError, EventBus, Layout, UpError, UpExit, UpOptions, run_up};
+use kiln_engine::{BuildError, EventBus, Layout, Received, UpError, UpExit, UpOptions, run_up};
 use tokio::sync::mpsc;
 
 use crate::api_server::{ApiServer, remove_info};
 use crate::live_view::terminal_size;
+use crate::out::errln;
 use crate::status_view::StatusView;
 use crate::up_view::UpView;
+
+/// How long the end of `kiln up` waits for its output to be taken by the terminal or pipe.
+const VIEW_DRAIN: Duration = Duration::from_millis(500);
 
 /// Where the human-readable side of `kiln up` goes.
 enum Human {
@@ -24,6 +29,7 @@ use crate::cli::UpArgs;
 use crate::exit;
 use crate::json_view::JsonView;
 use crate::plain_view::PlainView;
+use crate::signals::OnAbort;
 
 pub async fn run(
     config: Config,
@@ -32,19 +38,33 @@ pub async fn run(
     profile: Option<String>,
     engine: Option<kiln_config::EngineChoice>,
 ) -> u8 {
+    let kiln_dir = Layout::new(&config.root).kiln;
+    // First: from here on a signal (the terminal closing included) stops kiln gracefully
+    // instead of killing it, even before the API server writes api.json.
+    let cancel = crate::signals::cancel_on_signals(OnAbort::up(&config, kiln_dir.clone()));
     let bus = Arc::new(EventBus::new());
     let mut events = bus.subscribe();
     let verbose = args.verbose;
     let status = Arc::new(Mutex::new(StatusView::default()));
     let (controls_tx, controls) = mpsc::unbounded_channel();
-    let kiln_dir = Layout::new(&config.root).kiln;
     if let Err(e) = ApiServer::start(args.port, &kiln_dir, bus.clone(), status.clone(), controls_tx).await {
-        eprintln!("error: cannot serve the control API on 127.0.0.1:{}: {e}", args.port);
+        errln!("error: {e}");
         return exit::FAILED;
     }
+    // The status the API serves follows the stream on a task of its own, so a terminal that
+    // does not keep up never makes it stale.
+    let mut status_events = bus.subscribe();
     let view_status = status.clone();
+    tokio::spawn(async move {
+        while let Some(envelope) = status_events.recv().await {
+            view_status.lock().expect("status lock is never poisoned").on_event(&envelope.event, &envelope.ts);
+        }
+    });
     let live = crate::commands::build::live_wanted(args.progress);
-    let view = tokio::spawn(async move {
+    // The views write to the terminal or a pipe, which may block (a pipe nobody reads): they
+    // run on a thread of their own, never on the runtime's workers.
+    let (view_done_tx, view_done) = std::sync::mpsc::channel::<()>();
+    let view = std::thread::Builder::new().name("kiln-view".into()).spawn(move || {
         let mut json_view = json.then(|| JsonView::new(BufWriter::new(std::io::stdout())));
         let out: Box<dyn Write + Send> = if json {
             Box::new(BufWriter::new(std::io::stderr()))
@@ -56,12 +76,10 @@ pub async fn run(
         } else {
             Human::Plain(PlainView::new(out, verbose))
         };
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+        let tick = if live { Duration::from_millis(250) } else { Duration::from_secs(3600) };
         loop {
-            tokio::select! {
-                envelope = events.recv() => {
-                    let Some(envelope) = envelope else { break };
-                    view_status.lock().expect("status lock is never poisoned").on_event(&envelope.event, &envelope.ts);
+            match events.recv_timeout(tick) {
+                Received::Event(envelope) => {
                     if let Some(j) = json_view.as_mut() {
                         j.on_event(&envelope);
                     }
@@ -79,18 +97,24 @@ pub async fn run(
                         }
                     }
                 }
-                _ = tick.tick(), if live => {
+                Received::TimedOut => {
                     if let Human::Live(v) = &mut human {
                         v.redraw();
                     }
                 }
+                Received::Closed => break,
             }
         }
         match &mut human {
             Human::Plain(v) => v.finish(),
             Human::Live(v) => v.finish(),
         }
+        let _ = view_done_tx.send(());
     });
+    if let Err(e) = view {
+        errln!("error: cannot start the output thread: {e}");
+        return exit::FAILED;
+    }
 
     let cwd = std::env::current_dir().unwrap_or_default();
     let display_path =
@@ -107,20 +131,21 @@ pub async fn run(
         replay_logs: args.verbose,
         engine,
     };
-    let cancel = crate::signals::cancel_on_signals();
     let result = run_up(config, options, bus.clone(), cancel, controls).await;
     remove_info(&kiln_dir);
     bus.close();
-    let _ = view.await;
+    // What is queued for the terminal is shown, unless nobody reads it: a pipe that stays
+    // full does not keep kiln from ending.
+    let _ = tokio::task::spawn_blocking(move || view_done.recv_timeout(VIEW_DRAIN)).await;
     match result {
         Ok(UpExit::Interrupted) => exit::INTERRUPTED,
         Ok(UpExit::Stopped) => exit::SUCCESS,
         Err(UpError::Build(e @ BuildError::UnknownTarget { .. })) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::USAGE
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             exit::FAILED
         }
     }

@@ -1,0 +1,210 @@
+//! What the control API answers: the routes, and the checks every request passes first.
+//!
+//! In order: the `Host` must name a loopback address (a page elsewhere cannot reach the API
+//! through DNS rebinding) → 403; a POST whose `Origin` is present must come from a loopback
+//! origin (a page on another site cannot make the browser post here) → 403; the request
+//! must carry `Authorization: Bearer <token>` from `.kiln/api.json` → 401, compared in
+//! constant time. Only then is it routed.
+//!
+//! `GET /api/events` streams the event bus as Server-Sent Events, each with `id: <seq>`.
+//! The body is pulled by hyper only as fast as the client reads: an event is taken from the
+//! subscription when there is room to write it, so a client that stops reading leaves its
+//! backlog in its bus subscription (whose bound is the bus's) and nowhere else.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kiln_engine::{EventBus, Triggered, UpControl};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::status_view::StatusView;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub token: Arc<str>,
+    pub bus: Arc<EventBus>,
+    pub status: Arc<Mutex<StatusView>>,
+    pub controls: mpsc::UnboundedSender<UpControl>,
+}
+
+/// The control API's routes, behind its checks.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/status", get(status))
+        .route("/api/events", get(events))
+        .route("/api/trigger/{name}", post(trigger))
+        .route("/api/stop", post(stop))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+fn json(code: StatusCode, body: &serde_json::Value) -> Response {
+    let mut response = (code, body.to_string()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error(code: StatusCode, message: &str) -> Response {
+    json(code, &serde_json::json!({ "error": message }))
+}
+
+async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    if !host.is_some_and(is_loopback_host) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "the Host header must name a loopback address (127.0.0.1, localhost or [::1])",
+        );
+    }
+    if request.method() == Method::POST
+        && let Some(origin) = headers.get(header::ORIGIN)
+        && !origin.to_str().is_ok_and(is_loopback_origin)
+    {
+        return error(StatusCode::FORBIDDEN, "cross-site request refused: the Origin is not a loopback address");
+    }
+    if !authorized(headers, &state.token) {
+        let mut response = error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token: send `Authorization: Bearer <token>` with the token from .kiln/api.json",
+        );
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    next.run(request).await
+}
+
+fn authorized(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .is_some_and(|given| constant_time_eq(given, token.as_bytes()))
+}
+
+/// Whether `a == b`, in a time that depends on their lengths only (the token's length is no
+/// secret), so that timing does not tell how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// `127.0.0.1`, `localhost` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((h, port)) if !port.is_empty() && port.bytes().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    matches!(name.to_ascii_lowercase().as_str(), "127.0.0.1" | "localhost" | "[::1]")
+}
+
+/// `http://` or `https://` and a loopback host (`null`, another scheme or a path is not).
+fn is_loopback_origin(origin: &str) -> bool {
+    origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|rest| !rest.contains('/') && is_loopback_host(rest))
+}
+
+async fn status(State(state): State<ApiState>) -> Response {
+    let body =
+        serde_json::to_value(&*state.status.lock().expect("status lock is never poisoned")).expect("status serializes");
+    json(StatusCode::OK, &body)
+}
+
+async fn events(State(state): State<ApiState>) -> Response {
+    // Subscribed before the answer's head goes out: the client sees every event after it.
+    let rx = state.bus.subscribe();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let envelope = rx.recv().await?;
+        let json = serde_json::to_string(&*envelope).expect("events serialize");
+        let frame = Bytes::from(format!("id: {}\ndata: {json}\n\n", envelope.seq));
+        Some((Ok::<_, std::convert::Infallible>(frame), rx))
+    });
+    let mut response = Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+async fn trigger(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
+    let (reply, answer) = oneshot::channel();
+    if state.controls.send(UpControl::Trigger { name: name.clone(), reply }).is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "`kiln up` is stopping");
+    }
+    match answer.await {
+        Ok(Triggered::Target | Triggered::Service) => json(StatusCode::ACCEPTED, &serde_json::json!({ "ok": true })),
+        Ok(Triggered::Unknown { targets, services }) => {
+            let hint = kiln_config::did_you_mean(&name, targets.iter().chain(&services).map(String::as_str));
+            json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({
+                    "error": format!("no target or running service named `{name}`"),
+                    "targets": targets,
+                    "services": services,
+                    "did_you_mean": hint,
+                }),
+            )
+        }
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "`kiln up` is stopping"),
+    }
+}
+
+async fn stop(State(state): State<ApiState>) -> Response {
+    if state.controls.send(UpControl::Stop).is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "`kiln up` is stopping");
+    }
+    json(StatusCode::ACCEPTED, &serde_json::json!({ "ok": true }))
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such endpoint (GET /api/status, GET /api/events, POST /api/trigger/NAME, POST /api/stop)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_and_origins() {
+        for host in ["127.0.0.1", "127.0.0.1:8080", "localhost", "LOCALHOST:1", "[::1]", "[::1]:9"] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in ["attacker.example", "127.0.0.1.evil:80", "localhost.evil", "10.0.0.1", "", "[::1]x"] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+        for origin in ["http://127.0.0.1:4000", "http://localhost", "https://[::1]:3"] {
+            assert!(is_loopback_origin(origin), "{origin}");
+        }
+        for origin in
+            ["null", "https://attacker.example", "http://localhost.attacker.example", "file://", "http://localhost/x"]
+        {
+            assert!(!is_loopback_origin(origin), "{origin}");
+        }
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"abcd", b"abcd"));
+        assert!(!constant_time_eq(b"abcd", b"abce"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+}
