@@ -24,6 +24,7 @@ pub use cache::action_record::{ActionRecord, OutputFile};
 pub use cache::digest::Digest;
 pub use cache::manifest::{Change, EntryChange, Manifest};
 pub use cache::prune::{CacheStats, PruneReport};
+pub use cache::restore::remove_output;
 pub use cache::state::{State, TargetRecord};
 pub use cache::store::Cache;
 pub use container::engine::{Engine, EngineKind, container_name, leftovers_message, remove_leftovers};

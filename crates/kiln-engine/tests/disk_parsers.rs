@@ -21,12 +21,8 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn output() -> impl Strategy<Value = OutputFile> {
-    (text(), digest(), any::<u64>(), any::<bool>()).prop_map(|(path, digest, size, executable)| OutputFile {
-        path,
-        digest,
-        size,
-        executable,
-    })
+    (text(), digest(), any::<u64>(), any::<bool>(), prop::option::of(text()))
+        .prop_map(|(path, digest, size, executable, link)| OutputFile { path, digest, size, executable, link })
 }
 
 fn record() -> impl Strategy<Value = ActionRecord> {
@@ -158,7 +154,7 @@ proptest! {
     fn damaged_state_files(state in state(), damage in damage()) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("targets.json");
-        state.save(&path).expect("saved");
+        state.save(dir.path(), &path).expect("saved");
         prop_assert_eq!(&State::load(&path), &state, "a state file reads back as written");
         let bytes = damaged(std::fs::read(&path).expect("read"), &damage);
         std::fs::write(&path, &bytes).expect("write");

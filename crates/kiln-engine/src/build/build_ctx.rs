@@ -35,6 +35,9 @@ pub(crate) struct Ctx {
     pub(crate) replay_logs: bool,
     /// Publish `target.span` events.
     pub(crate) spans: bool,
+    /// Whether `.kiln/logs` is usable this run (a real directory): commands' output is kept
+    /// there, and cached runs' output restored there.
+    pub(crate) logs_kept: bool,
     /// Targets to run even if they are up to date.
     pub(crate) force: BTreeSet<String>,
     /// Targets whose being fresh opens the event gate (see [`BuildOptions::stale`]).

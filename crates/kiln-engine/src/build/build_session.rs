@@ -24,6 +24,7 @@ use crate::cache::state::{State, TargetRecord};
 use crate::cache::store::Cache;
 use crate::event::{Event, EventBus, NoticeLevel};
 use crate::fs::layout::Layout;
+use crate::fs::no_follow::shown;
 use crate::fs::project_lock::ProjectLock;
 
 pub struct BuildSession {
@@ -138,19 +139,31 @@ impl BuildSession {
         kept.get_or_insert_with(|| Arc::new(State::load(&self.state_path()))).clone()
     }
 
-    /// Merges a run's records into the state file, and writes the stat cache.
-    pub fn persist(&self, records: &std::collections::BTreeMap<String, TargetRecord>) -> std::io::Result<()> {
-        let result = if records.is_empty() {
-            Ok(())
-        } else {
+    /// Merges a run's records into the state file, and writes the stat cache. Returns what
+    /// could not be saved, as warnings (the next run then re-checks what it cannot trust).
+    pub fn persist(&self, records: &std::collections::BTreeMap<String, TargetRecord>) -> Vec<String> {
+        let mut problems = Vec::new();
+        let kiln = &self.layout.kiln;
+        if !records.is_empty() {
             let mut kept = self.state.lock().expect("state lock is never poisoned");
             let mut state = kept.take().unwrap_or_else(|| Arc::new(State::load(&self.state_path())));
             Arc::make_mut(&mut state).targets.extend(records.iter().map(|(k, v)| (k.clone(), v.clone())));
-            let saved = state.save(&self.state_path());
+            let saved = state.save(kiln, &self.state_path());
+            if let Err(e) = &saved {
+                problems.push(format!(
+                    "cannot save the build state in {}: {e}; the next run does not know what this one built",
+                    shown(kiln, &self.state_path())
+                ));
+            }
             *kept = saved.is_ok().then_some(state);
-            saved
-        };
-        let _ = self.stat.save(&self.layout.state().join("stat.bin"));
-        result
+        }
+        let stat_path = self.layout.state().join("stat.bin");
+        if let Err(e) = self.stat.save(kiln, &stat_path) {
+            problems.push(format!(
+                "cannot save the stat cache in {}: {e}; the next run hashes its files again",
+                shown(kiln, &stat_path)
+            ));
+        }
+        problems
     }
 }

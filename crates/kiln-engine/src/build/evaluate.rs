@@ -137,7 +137,7 @@ pub(crate) fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)
                 digest: Some(prev.output_digest),
             },
             Verdict::Restore(what) => {
-                restore(ctx, name, request, prev.output_digest, prev.outputs.clone(), prev.duration_ms, what)
+                restore(ctx, id, request, prev.output_digest, prev.outputs.clone(), prev.duration_ms, what)
             }
         };
     }
@@ -158,7 +158,7 @@ pub(crate) fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)
         },
         Some(rec) => {
             let request = RunRequest { reason: reason.clone(), ..request };
-            restore(ctx, name, request, rec.output_digest, rec.outputs, rec.duration_ms, reason)
+            restore(ctx, id, request, rec.output_digest, rec.outputs, rec.duration_ms, reason)
         }
         None => run_or_plan(ctx, RunRequest { reason, ..request }),
     }
@@ -291,7 +291,11 @@ pub(crate) fn plan_or(ctx: &Ctx, done: Done, action: PlanAction) -> Evaluation {
 
 pub(crate) fn describe_damage(damaged: &[&OutputFile], root: &std::path::Path) -> String {
     let first = damaged[0];
-    let how = if rel_path::under(root, &first.path).exists() { "was modified" } else { "is missing" };
+    let how = if std::fs::symlink_metadata(rel_path::under(root, &first.path)).is_ok() {
+        "was modified"
+    } else {
+        "is missing"
+    };
     let shown = rel_path::display(&first.path);
     match damaged.len() {
         1 => format!("output {shown} {how}"),

@@ -50,9 +50,19 @@ pub(crate) async fn execute(
         timeout: target.timeout,
         log: Some(log_path.clone()),
         log_limit: ctx.config.settings.log_limit,
+        log_base: Some(ctx.layout.kiln.clone()),
     };
     let mut attempt = 0;
     let started = Instant::now();
+    // The previous log goes before the run: a symbolic link (or a hard link to someone
+    // else's file) planted under its name is unlinked, never written through. Without a
+    // usable `.kiln/logs` (reported once when the run started), the output is not kept.
+    let spec = if ctx.logs_kept {
+        let _ = std::fs::remove_file(&log_path);
+        spec
+    } else {
+        CommandSpec { log: None, ..spec }
+    };
     let (outcome, captured) = loop {
         attempt += 1;
         ctx.bus.publish(Event::TargetStarted { target: target.name.clone(), attempt, slot });

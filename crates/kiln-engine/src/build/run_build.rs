@@ -34,6 +34,7 @@ use crate::event::event_gate::EventGate;
 use crate::event::{Event, EventBus, NoticeLevel, TargetStatus};
 use crate::fs::cpus::cpus;
 use crate::fs::file_index::FileIndex;
+use crate::fs::no_follow::ensure_dir;
 use crate::fs::path_pattern::{PathPattern, is_under};
 use crate::graph::target_graph::{Graph, TargetId};
 
@@ -71,7 +72,21 @@ pub async fn run_round(
         resolve_targets(&graph, &options.targets)?
     };
     let selected = graph.with_deps(roots);
-    let cache = session.cache.clone();
+    // kiln's directories are checked once a run, with the lock held: one that is not a
+    // real directory (a planted link, a file) is never written through, and says so once.
+    let mut notices = Vec::new();
+    let mut cache = session.cache.clone();
+    if let Err(e) = cache.prepare() {
+        notices.push(e.to_string());
+        cache = cache.turned_off();
+    }
+    let logs_kept = match ensure_dir(&layout.kiln, &layout.logs()) {
+        Ok(()) => true,
+        Err(e) => {
+            notices.push(format!("targets' output is not kept in .kiln/logs this run: {e}"));
+            false
+        }
+    };
     let stat = session.stat.clone();
     let Patterns { inputs, outputs, .. } = Patterns::compile(&config, &graph);
     let prefixes: Vec<String> = selected.iter().flat_map(|&id| inputs[id].iter().map(|p| p.prefix.clone())).collect();
@@ -106,6 +121,7 @@ pub async fn run_round(
         dry_run: options.dry_run,
         replay_logs: options.replay_logs,
         spans: options.spans,
+        logs_kept,
         force: options.force.clone(),
         stale: options.stale.clone(),
         commands: session.commands.clone(),
@@ -115,6 +131,9 @@ pub async fn run_round(
     });
     let mode = if options.watch_mode { "up" } else { "build" };
     bus.publish(Event::RunStarted { mode: mode.into(), targets: selected.len() });
+    for message in notices {
+        bus.publish(Event::Notice { level: NoticeLevel::Warning, message });
+    }
     for &id in &selected {
         let name = ctx.graph.name(id);
         bus.publish(Event::TargetQueued {
@@ -183,13 +202,10 @@ pub async fn run_round(
         }
     }
 
-    if !ctx.dry_run
-        && let Err(e) = session.persist(&run.records)
-    {
-        bus.publish(Event::Notice {
-            level: NoticeLevel::Warning,
-            message: format!("cannot save {}: {e}", session.layout.state().display()),
-        });
+    if !ctx.dry_run {
+        for message in session.persist(&run.records) {
+            bus.publish(Event::Notice { level: NoticeLevel::Warning, message });
+        }
     }
     run.summary.records = std::mem::take(&mut run.records);
     let gate = run.gate.take();

@@ -11,14 +11,15 @@ use crate::cache::state::TargetRecord;
 use crate::event::timestamp::rfc3339;
 use crate::fs::file_meta::FileMeta;
 
-/// The fingerprint of recorded outputs as they are on disk now (`None` if one is missing).
+/// The fingerprint of recorded outputs as they are on disk now (`None` if one is missing, or
+/// is no longer what was recorded: a file, or a symbolic link).
 pub(crate) fn outputs_fingerprint(root: &std::path::Path, outputs: &[OutputFile]) -> Option<Digest> {
     let metas: Option<Vec<FileMeta>> = outputs
         .iter()
         .map(|o| {
             std::fs::symlink_metadata(crate::fs::rel_path::under(root, &o.path))
                 .ok()
-                .filter(std::fs::Metadata::is_file)
+                .filter(|m| if o.link.is_some() { m.file_type().is_symlink() } else { m.is_file() })
                 .map(|m| FileMeta::of(&m))
         })
         .collect();

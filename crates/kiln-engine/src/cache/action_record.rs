@@ -1,5 +1,6 @@
-//! What the cache records for a key: the outputs (path, digest, size, mode), the manifest
-//! that produced them and the log, and the output digest dependents see.
+//! What the cache records for a key: the outputs (path, digest, size, mode; or, for a
+//! symbolic link, its target text), the manifest that produced them and the log, and the
+//! output digest dependents see.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,9 +12,13 @@ use crate::cache::manifest::Manifest;
 pub struct OutputFile {
     /// Root-relative, escaped (see [`crate::fs::rel_path`]).
     pub path: String,
+    /// The content's digest; for a symbolic link, [`link_digest`] of its target text.
     pub digest: Digest,
     pub size: u64,
     pub executable: bool,
+    /// A symbolic link: its target as written, stored and restored as is (never followed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 /// What a successful run with a given key produced.
@@ -28,6 +33,12 @@ pub struct ActionRecord {
     /// Blob holding the output of the run that produced this entry.
     pub log: Option<Digest>,
     pub duration_ms: u64,
+}
+
+/// The digest standing for a symbolic link with this target text (never a file's digest:
+/// the domain differs).
+pub fn link_digest(target: &[u8]) -> Digest {
+    DigestBuilder::new("kiln symlink v1").bytes(target).finish()
 }
 
 /// The digest that stands for a set of outputs (or, without outputs, for the key itself).

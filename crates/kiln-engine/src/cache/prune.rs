@@ -1,4 +1,8 @@
 //! The size of the cache and its pruning: keep the most recently used entries that fit.
+//!
+//! Nothing here follows a symbolic link: a pruning that went through a link planted in the
+//! cache would delete someone else's files. A cache directory that is not a real directory
+//! is not pruned at all.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -8,7 +12,9 @@ use serde::Serialize;
 use crate::cache::digest::Digest;
 
 use crate::cache::action_record::ActionRecord;
-use crate::cache::store::Cache;
+use crate::cache::cache_error::{CacheError, io};
+use crate::cache::store::{Cache, clear};
+use crate::fs::no_follow::{check_dir, read_regular};
 
 /// Statistics for `kiln cache stats`.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -37,14 +43,18 @@ impl Cache {
     }
 
     /// Keeps the most recently used entries whose blobs fit in `max_bytes`; removes the rest
-    /// and every blob no kept entry uses.
-    pub fn prune(&self, max_bytes: u64) -> PruneReport {
+    /// and every blob no kept entry uses. Fails, removing nothing, when the cache directory
+    /// (or its `actions` or `blobs`) is not a real directory.
+    pub fn prune(&self, max_bytes: u64) -> Result<PruneReport, CacheError> {
+        for dir in [self.dir.clone(), self.dir.join("actions"), self.dir.join("blobs")] {
+            check_dir(&self.base, &dir).map_err(io("cannot prune the cache"))?;
+        }
         let mut records: Vec<(std::time::SystemTime, PathBuf, Option<ActionRecord>)> =
             read_dir_files(&self.dir.join("actions"))
                 .into_iter()
                 .map(|p| {
-                    let mtime = p.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
-                    let rec = std::fs::read(&p).ok().and_then(|b| serde_json::from_slice::<ActionRecord>(&b).ok());
+                    let mtime = p.symlink_metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+                    let rec = read_regular(&p).ok().and_then(|b| serde_json::from_slice::<ActionRecord>(&b).ok());
                     (mtime, p, rec)
                 })
                 .collect();
@@ -60,7 +70,7 @@ impl Cache {
             };
             let mut blobs: Vec<(Digest, u64)> = rec.outputs.iter().map(|o| (o.digest, o.size)).collect();
             if let Some(log) = rec.log {
-                blobs.push((log, std::fs::metadata(self.blob_path(&log)).map(|m| m.len()).unwrap_or(0)));
+                blobs.push((log, std::fs::symlink_metadata(self.blob_path(&log)).map(|m| m.len()).unwrap_or(0)));
             }
             // Sizes come from a file on disk: a damaged one must not overflow the sum.
             let extra =
@@ -73,7 +83,13 @@ impl Cache {
                 report.removed_entries += 1;
             }
         }
-        for dir in read_dir_files(&self.dir.join("blobs")).into_iter().filter(|p| p.is_dir()) {
+        // Only real directories are entered (`symlink_metadata`): a link planted as
+        // `blobs/ab` is removed as a link, not emptied.
+        for dir in read_dir_files(&self.dir.join("blobs")) {
+            if !dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                let _ = std::fs::remove_file(&dir);
+                continue;
+            }
             for blob in read_dir_files(&dir) {
                 let used = blob
                     .file_name()
@@ -81,15 +97,16 @@ impl Cache {
                     .and_then(Digest::from_hex)
                     .is_some_and(|d| keep.contains(&d));
                 if !used {
-                    report.freed_bytes += blob.metadata().map(|m| m.len()).unwrap_or(0);
-                    if std::fs::remove_file(&blob).is_ok() {
+                    report.freed_bytes += blob.symlink_metadata().map(|m| m.len()).unwrap_or(0);
+                    clear(&blob);
+                    if blob.symlink_metadata().is_err() {
                         report.removed_blobs += 1;
                     }
                 }
             }
         }
         report.kept_bytes = kept_bytes;
-        report
+        Ok(report)
     }
 }
 
@@ -97,17 +114,19 @@ fn read_dir_files(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default()
 }
 
+/// Files under `dir` and their bytes, without following links.
 fn count_files(dir: &Path) -> (usize, u64) {
     let mut count = 0;
     let mut bytes = 0;
     for p in read_dir_files(dir) {
-        if p.is_dir() {
+        let Ok(meta) = p.symlink_metadata() else { continue };
+        if meta.is_dir() {
             let (c, b) = count_files(&p);
             count += c;
             bytes += b;
         } else {
             count += 1;
-            bytes += p.metadata().map(|m| m.len()).unwrap_or(0);
+            bytes += meta.len();
         }
     }
     (count, bytes)

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::digest::Digest;
 use crate::fs::file_meta::{FileMeta, is_racy};
+use crate::fs::no_follow::read_regular;
 use crate::fs::rel_path;
 
 const FORMAT: u32 = 2;
@@ -56,7 +57,7 @@ impl StatCache {
             let entries = self
                 .path
                 .as_ref()
-                .and_then(|p| std::fs::read(p).ok())
+                .and_then(|p| read_regular(p).ok())
                 .and_then(|bytes| postcard::from_bytes::<OnDisk>(&bytes).ok())
                 .filter(|d| d.format == FORMAT)
                 .map(|d| d.entries.into_iter().collect())
@@ -65,18 +66,28 @@ impl StatCache {
         })
     }
 
-    /// Writes the cache atomically if anything changed.
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+    /// Writes the cache atomically (never through a symbolic link; `path` is inside `kiln`,
+    /// `.kiln`) if anything changed.
+    pub fn save(&self, kiln: &Path, path: &Path) -> std::io::Result<()> {
         if !self.dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
             return Ok(());
         }
+        let saved = self.write(kiln, path);
+        if saved.is_err() {
+            // Still to be saved: a later run of this process may succeed.
+            self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        saved
+    }
+
+    fn write(&self, kiln: &Path, path: &Path) -> std::io::Result<()> {
         let entries: Vec<(Vec<u8>, Entry)> = {
             let map = self.map().lock().expect("stat cache lock is never poisoned");
             map.iter().map(|(k, v)| (k.clone(), *v)).collect()
         };
         let bytes = postcard::to_stdvec(&OnDisk { format: FORMAT, entries })
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        crate::fs::atomic_write::write(path, &bytes)
+        crate::fs::atomic_write::write(kiln, path, &bytes)
     }
 
     /// The digest of `rel` under `root`, hashing it only if its metadata changed.
@@ -139,7 +150,7 @@ mod tests {
         let cache = StatCache::default();
         cache.remember(&ff, meta(5), Digest::of_bytes(b"ff"));
         cache.remember(&fe, meta(5), Digest::of_bytes(b"fe"));
-        cache.save(&path).expect("saved");
+        cache.save(dir.path(), &path).expect("saved");
         let loaded = StatCache::load(&path);
         assert_eq!(loaded.lookup(&ff, &meta(5)), Some(Digest::of_bytes(b"ff")));
         assert_eq!(loaded.lookup(&fe, &meta(5)), Some(Digest::of_bytes(b"fe")));
@@ -168,7 +179,7 @@ mod tests {
         let path = dir.path().join("stat.bin");
         let cache = StatCache::default();
         cache.remember("a", meta(5), Digest::of_bytes(b"a"));
-        cache.save(&path).expect("saved");
+        cache.save(dir.path(), &path).expect("saved");
         let loaded = StatCache::load(&path);
         assert_eq!(loaded.lookup("a", &meta(5)), Some(Digest::of_bytes(b"a")));
         std::fs::write(&path, b"garbage").expect("write");
@@ -180,10 +191,14 @@ mod tests {
 
         use super::*;
 
-        fn entry() -> impl Strategy<Value = (String, Entry)> {
+        fn entry() -> impl Strategy<Value = (Vec<u8>, Entry)> {
             ("\\PC{0,8}", any::<u64>(), any::<i64>(), any::<u64>(), any::<bool>(), any::<[u8; 32]>()).prop_map(
                 |(path, size, mtime_ns, ino, executable, digest)| {
-                    (path, Entry { meta: FileMeta { size, mtime_ns, ino, executable }, digest: Digest(digest) })
+                    let path: String = path;
+                    (
+                        path.into_bytes(),
+                        Entry { meta: FileMeta { size, mtime_ns, ino, executable }, digest: Digest(digest) },
+                    )
                 },
             )
         }
@@ -196,7 +211,7 @@ mod tests {
             let cache = StatCache::load(&path);
             let _ = cache.lookup("a", &FileMeta { size: 1, mtime_ns: 1, ino: 1, executable: false });
             cache.remember("b", FileMeta { size: 2, mtime_ns: 2, ino: 2, executable: true }, Digest::of_bytes(b"b"));
-            cache.save(&path).expect("saves");
+            cache.save(dir.path(), &path).expect("saves");
         }
 
         proptest! {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::action_record::OutputFile;
 use crate::cache::digest::Digest;
+use crate::fs::no_follow::read_regular;
 
 /// The last successful build of one target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,13 +45,16 @@ pub struct State {
 }
 
 impl State {
-    /// Loads the state; a missing or unreadable file is an empty state.
+    /// Loads the state; a missing or unreadable file (a symbolic link, a FIFO, which are
+    /// neither followed nor waited on) is an empty state.
     pub fn load(path: &Path) -> State {
-        std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+        read_regular(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
     }
 
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+    /// Saves the state at `path` inside `kiln` (`.kiln`), atomically and never through a
+    /// symbolic link.
+    pub fn save(&self, kiln: &Path, path: &Path) -> std::io::Result<()> {
         let json = serde_json::to_vec(self).expect("state always serializes");
-        crate::fs::atomic_write::write(path, &json)
+        crate::fs::atomic_write::write(kiln, path, &json)
     }
 }

@@ -31,6 +31,9 @@ pub struct CommandSpec {
     pub log: Option<PathBuf>,
     /// Bytes the log keeps (its last ones).
     pub log_limit: u64,
+    /// Kiln's directory (`.kiln`) the log is inside, if it is: its directories are then
+    /// checked from there without following symbolic links (see [`TailLog::inside`]).
+    pub log_base: Option<PathBuf>,
 }
 
 /// How a command ran.
@@ -137,7 +140,13 @@ pub async fn run(
         let _ = std::fs::remove_file(p);
         let _ = std::fs::remove_file(previous_part(p));
     }
-    let mut log = spec.log.clone().map(|p| TailLog::replace(p, spec.log_limit));
+    let mut log = spec.log.clone().map(|p| {
+        let log = TailLog::replace(p, spec.log_limit);
+        match &spec.log_base {
+            Some(base) => log.inside(base),
+            None => log,
+        }
+    });
     let mut tail = Vec::new();
     if !spec.dir.is_dir() {
         let message = format!("working directory {} does not exist", spec.dir.display());
@@ -290,6 +299,7 @@ mod tests {
             timeout: None,
             log: None,
             log_limit: 1 << 20,
+            log_base: None,
         }
     }
 

@@ -5,7 +5,10 @@
 //! the limit while output flows, and never more than the limit once the run is finished:
 //! [`TailLog::finish`] joins the tail of the two into one file that starts with a line
 //! saying how much earlier output was cut. [`read_tail`] reads a log the same way while it
-//! is still being written. Files are never opened through a symlink planted at their path.
+//! is still being written. Files are never opened through a symlink planted at their path,
+//! and a log [`TailLog::inside`] `.kiln` never has its directory reached through one either
+//! (a symlinked `.kiln/logs` or `.kiln/logs/services` fails the log, see
+//! [`crate::fs::no_follow`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -30,6 +33,9 @@ pub struct TailLog {
     append: bool,
     /// A write failed (full disk, no permission): the log is given up, not the run.
     failed: Option<String>,
+    /// Kiln's directory (`.kiln`) the log's directory is inside: checked and created from
+    /// there without following symbolic links. `None`: created as any directory.
+    base: Option<PathBuf>,
 }
 
 /// The file that holds the part before the current one.
@@ -51,12 +57,19 @@ impl TailLog {
     /// A log that replaces `path` (and its previous part) with its first write. Nothing is
     /// created for a run that writes nothing.
     pub fn replace(path: PathBuf, limit: u64) -> TailLog {
-        TailLog { path, limit: limit.max(1), file: None, written: 0, cut: 0, append: false, failed: None }
+        TailLog { path, limit: limit.max(1), file: None, written: 0, cut: 0, append: false, failed: None, base: None }
     }
 
     /// A log that continues `path`, as a service's log does across restarts.
     pub fn continue_at(path: PathBuf, limit: u64) -> TailLog {
-        TailLog { path, limit: limit.max(1), file: None, written: 0, cut: 0, append: true, failed: None }
+        TailLog { path, limit: limit.max(1), file: None, written: 0, cut: 0, append: true, failed: None, base: None }
+    }
+
+    /// The same log, its directory inside `base` (`.kiln`): every directory from `base` down
+    /// is checked (and made) without following a symbolic link planted in its place.
+    pub fn inside(mut self, base: &Path) -> TailLog {
+        self.base = Some(base.to_path_buf());
+        self
     }
 
     /// Why the log could not be written, if it could not.
@@ -67,7 +80,10 @@ impl TailLog {
     fn open(&mut self) -> std::io::Result<&mut BufWriter<File>> {
         if self.file.is_none() {
             if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir)?;
+                match &self.base {
+                    Some(base) => crate::fs::no_follow::ensure_dir(base, dir)?,
+                    None => std::fs::create_dir_all(dir)?,
+                }
             }
             let continued = if self.append {
                 // O_NOFOLLOW: a symlink planted at the path fails the open, and is replaced.
@@ -265,6 +281,38 @@ mod tests {
             assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "keep me");
             assert!(!std::fs::symlink_metadata(&path).expect("log").file_type().is_symlink());
         }
+    }
+
+    #[test]
+    fn a_log_inside_kiln_is_never_written_through_a_symlinked_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kiln = dir.path().join(".kiln");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&kiln).expect("kiln");
+        std::fs::create_dir_all(elsewhere.join("services")).expect("elsewhere");
+        // `.kiln/logs` a link, then `.kiln/logs/services` a link.
+        std::os::unix::fs::symlink(&elsewhere, kiln.join("logs")).expect("symlink");
+        for round in 0..2 {
+            let path = kiln.join("logs/services/web.0.log");
+            let mut log = TailLog::continue_at(path.clone(), 100).inside(&kiln);
+            log.write(b"x\n");
+            assert!(log.failure().is_some_and(|f| f.contains("symbolic link")), "{:?}", log.failure());
+            assert!(!log.finish());
+            assert!(!elsewhere.join("services/web.0.log").exists(), "round {round}: written through a link");
+            if round == 0 {
+                std::fs::remove_file(kiln.join("logs")).expect("rm");
+                std::fs::create_dir(kiln.join("logs")).expect("mkdir");
+                std::os::unix::fs::symlink(elsewhere.join("services"), kiln.join("logs/services")).expect("symlink");
+            }
+        }
+        // Real directories are made as needed.
+        std::fs::remove_file(kiln.join("logs/services")).expect("rm");
+        let path = kiln.join("logs/services/web.0.log");
+        let mut log = TailLog::continue_at(path.clone(), 100).inside(&kiln);
+        log.write(b"y\n");
+        assert!(log.failure().is_none(), "{:?}", log.failure());
+        assert!(log.finish());
+        assert_eq!(std::fs::read(&path).expect("log"), b"y\n");
     }
 
     #[test]

@@ -231,7 +231,8 @@ async fn run_attempt(
     // other (its text lossily converted for events and the probe), and reading never stops
     // before the end, so the process never dies of a closed pipe. The log on disk keeps the
     // bytes, across restarts, up to `log_limit`.
-    let log = replica_log(spec.layout.service_log(&spec.name, replica), spec.log_limit);
+    // Its directories under `.kiln` are never reached through a planted symbolic link.
+    let log = replica_log(spec.layout.service_log(&spec.name, replica), spec.log_limit, &spec.layout.kiln);
     log.lock().expect("log lock is never poisoned").write(
         format!("[kiln: {what} started at {}]\n", crate::event::timestamp::rfc3339(std::time::SystemTime::now()))
             .as_bytes(),
@@ -373,7 +374,7 @@ async fn run_attempt(
 /// The log of a replica, one for all the attempts writing to it at once (during a podman
 /// handover the replaced container's client still prints while the new one starts): each
 /// counts what the file holds, and rotates it, through the same [`TailLog`].
-fn replica_log(path: std::path::PathBuf, limit: u64) -> Arc<std::sync::Mutex<TailLog>> {
+fn replica_log(path: std::path::PathBuf, limit: u64, kiln: &std::path::Path) -> Arc<std::sync::Mutex<TailLog>> {
     type Open = std::collections::BTreeMap<std::path::PathBuf, std::sync::Weak<std::sync::Mutex<TailLog>>>;
     static OPEN: std::sync::Mutex<Open> = std::sync::Mutex::new(Open::new());
     let mut open = OPEN.lock().expect("log registry lock is never poisoned");
@@ -381,7 +382,7 @@ fn replica_log(path: std::path::PathBuf, limit: u64) -> Arc<std::sync::Mutex<Tai
     if let Some(log) = open.get(&path).and_then(std::sync::Weak::upgrade) {
         return log;
     }
-    let log = Arc::new(std::sync::Mutex::new(TailLog::continue_at(path.clone(), limit)));
+    let log = Arc::new(std::sync::Mutex::new(TailLog::continue_at(path.clone(), limit).inside(kiln)));
     open.insert(path, Arc::downgrade(&log));
     log
 }

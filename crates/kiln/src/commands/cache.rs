@@ -37,7 +37,13 @@ pub fn run(config: &Config, command: &CacheCommand, json: bool) -> u8 {
                     return exit::FAILED;
                 }
             };
-            let report = cache.prune(*max_size);
+            let report = match cache.prune(*max_size) {
+                Ok(report) => report,
+                Err(e) => {
+                    errln!("error: {e}");
+                    return exit::FAILED;
+                }
+            };
             if json {
                 outln!("{}", serde_json::to_string(&report).expect("report serializes"));
             } else {

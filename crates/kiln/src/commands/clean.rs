@@ -1,19 +1,25 @@
 //! `kiln clean`: remove what builds produced, so the next build starts over (restoring from
 //! the cache unless `--all` emptied it too).
 
-use std::path::Path;
-
 use kiln_config::Config;
-use kiln_engine::{Layout, ProjectLock, State};
+use kiln_engine::{Layout, ProjectLock, State, remove_output};
 
 use crate::exit;
 use crate::out::{errln, outln};
 
 pub fn run(config: &Config, all: bool) -> u8 {
     let layout = Layout::new(&config.root);
-    if !layout.kiln.exists() {
-        outln!("nothing to clean");
-        return exit::SUCCESS;
+    match layout.exists() {
+        Ok(true) => {}
+        Ok(false) => {
+            outln!("nothing to clean");
+            return exit::SUCCESS;
+        }
+        // A `.kiln` that is a link: removing the state "in" it would remove someone else's.
+        Err(e) => {
+            errln!("error: cannot clean: {e}");
+            return exit::FAILED;
+        }
     }
     let _lock = match ProjectLock::acquire(&layout.lock(), crate::commands::cache::wait_notice) {
         Ok(l) => l,
@@ -26,7 +32,7 @@ pub fn run(config: &Config, all: bool) -> u8 {
     let mut removed = 0;
     for record in state.targets.values() {
         for out in &record.outputs {
-            if remove_inside(&config.root, &out.path) {
+            if remove_output(&config.root, &out.path) {
                 removed += 1;
             }
         }
@@ -46,16 +52,4 @@ pub fn run(config: &Config, all: bool) -> u8 {
     let what = if all { "state, logs and cache" } else { "state and logs (the cache is kept; --all empties it)" };
     outln!("removed {removed} output files, {what}");
     exit::SUCCESS
-}
-
-/// Removes a recorded output (an escaped path, see `kiln_engine::rel_path`) if it is a plain
-/// file inside the root.
-fn remove_inside(root: &Path, rel: &str) -> bool {
-    let on_disk = kiln_engine::rel_path::to_path(rel);
-    let rel_path: &Path = &on_disk;
-    if rel_path.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-        return false;
-    }
-    let path = root.join(rel_path);
-    path.symlink_metadata().is_ok_and(|m| m.is_file()) && std::fs::remove_file(path).is_ok()
 }
