@@ -229,7 +229,6 @@ mod tests {
                 edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
                 cut in any::<prop::sample::Index>(),
             ) {
-                let entries = entries.into_iter().map(|(path, e)| (path.into_bytes(), e)).collect();
                 let mut bytes = postcard::to_stdvec(&OnDisk { format: FORMAT, entries }).expect("serializes");
                 for (at, byte) in edits {
                     let at = at.index(bytes.len());

@@ -352,7 +352,14 @@ mod tests {
     async fn a_daemon_in_a_session_of_its_own_holding_the_output_does_not_hang_the_run() {
         let (tx, mut rx) = line_channel();
         let (_cancel_tx, cancel) = watch::channel(false);
-        let ran = run(&spec("setsid sleep 600 & echo started"), tx, cancel).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("detached");
+        // The shell waits until the daemon has its own session, so the group kill misses it.
+        let cmd = format!(
+            "setsid sh -c 'touch {m}; exec sleep 600' & while [ ! -e {m} ]; do :; done; echo started",
+            m = marker.display()
+        );
+        let ran = run(&spec(&cmd), tx, cancel).await;
         assert_eq!(ran.outcome, ExecOutcome::Exited(0));
         let mut lines = Vec::new();
         while let Ok((_, l)) = rx.try_recv() {
