@@ -259,8 +259,10 @@ impl EventBus {
     }
 }
 
-/// An output line longer than [`LINE_LIMIT`] is cut (at a character boundary) with a note of
-/// how much was left out.
+/// What ends a line cut on the bus.
+pub const CUT_NOTE: &str = " … [cut at 16 KiB: the log has the whole line]";
+
+/// An output line longer than [`LINE_LIMIT`] is cut (at a character boundary), with a note.
 fn cut_line(mut event: Event) -> Event {
     if let Event::TargetOutput { line, .. } | Event::ServiceOutput { line, .. } = &mut event
         && line.len() > LINE_LIMIT
@@ -269,9 +271,8 @@ fn cut_line(mut event: Event) -> Event {
         while !line.is_char_boundary(end) {
             end -= 1;
         }
-        let cut = line.len() - end;
         line.truncate(end);
-        line.push_str(&format!(" … [{cut} more bytes in the log]"));
+        line.push_str(CUT_NOTE);
     }
     event
 }
@@ -375,7 +376,7 @@ mod tests {
         let got = drain(&mut rx);
         let Event::ServiceOutput { line, .. } = &got[0].event else { panic!("{:?}", got[0].event) };
         assert!(line.len() < LINE_LIMIT + 64);
-        assert!(line.ends_with(&format!(" … [{} more bytes in the log]", LINE_LIMIT)), "{}", &line[line.len() - 60..]);
+        assert!(line.ends_with(CUT_NOTE) && line.starts_with("éé"), "{}", &line[line.len() - 60..]);
     }
 
     #[test]

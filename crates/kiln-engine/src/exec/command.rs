@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 use tokio::sync::{mpsc, watch};
 
 use crate::event::Stream;
-use crate::exec::output_lines::{Piece, PieceReader};
+use crate::exec::output_lines::{Chunk, ChunkReader};
 use crate::exec::tail_log::{TailLog, previous_part};
 
 /// What to run.
@@ -52,6 +52,9 @@ pub const TAIL_KEPT: usize = 8 * 1024;
 /// How long output is still read after the command has exited (from processes that left
 /// its group and still hold the pipes).
 const STREAMS_AFTER_EXIT: Duration = Duration::from_secs(5);
+
+/// Reads (of up to 64 KiB each) queued from the pipes before their reading waits.
+const CHUNKS_QUEUED: usize = 4;
 
 /// Lines sent on to the caller before the command's reading waits for it.
 const LINES_QUEUED: usize = 256;
@@ -158,12 +161,12 @@ pub async fn run(
     };
     let pid = child.id().unwrap_or(0);
     let _group = crate::exec::watchdog::GroupGuard::new(pid);
-    let (piece_tx, mut piece_rx) = mpsc::channel::<Piece>(LINES_QUEUED);
+    let (piece_tx, mut piece_rx) = mpsc::channel::<(Stream, Chunk)>(CHUNKS_QUEUED);
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(forward_pieces(PieceReader::new(out, Stream::Stdout), piece_tx.clone()));
+        tokio::spawn(forward_chunks(ChunkReader::new(out, Stream::Stdout), piece_tx.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(forward_pieces(PieceReader::new(err, Stream::Stderr), piece_tx.clone()));
+        tokio::spawn(forward_chunks(ChunkReader::new(err, Stream::Stderr), piece_tx.clone()));
     }
     drop(piece_tx);
 
@@ -192,21 +195,15 @@ pub async fn run(
             }
         };
         tokio::select! {
-            piece = piece_rx.recv(), if streams_open => match piece {
-                Some(piece) => {
-                    for bytes in piece.raw() {
-                        if let Some(l) = log.as_mut() {
-                            l.write(bytes);
-                        }
-                        keep_tail(&mut tail, bytes);
-                    }
-                    if piece_rx.is_empty()
-                        && let Some(l) = log.as_mut()
-                    {
+            chunk = piece_rx.recv(), if streams_open => match chunk {
+                Some((stream, chunk)) => {
+                    if let Some(l) = log.as_mut() {
+                        l.write(&chunk.raw);
                         l.flush();
                     }
-                    if piece.starts_line {
-                        let _ = lines.send((piece.stream, piece.into_text())).await;
+                    keep_tail(&mut tail, &chunk.raw);
+                    for line in chunk.lines {
+                        let _ = lines.send((stream, line)).await;
                     }
                 }
                 None => streams_open = false,
@@ -279,9 +276,9 @@ fn keep_tail(tail: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-async fn forward_pieces(mut reader: PieceReader<impl tokio::io::AsyncRead + Unpin>, tx: mpsc::Sender<Piece>) {
-    while let Some(piece) = reader.next().await {
-        if tx.send(piece).await.is_err() {
+async fn forward_chunks(mut reader: ChunkReader<impl tokio::io::AsyncRead + Unpin>, tx: mpsc::Sender<(Stream, Chunk)>) {
+    while let Some(chunk) = reader.next().await {
+        if tx.send((reader.stream, chunk)).await.is_err() {
             break;
         }
     }

@@ -1,99 +1,111 @@
-//! A child's output as bytes: split into lines without assuming UTF-8, bounded in memory.
+//! A child's output as bytes: what each read brought (for the log, exactly as written) and the
+//! lines it completed (for events), without assuming UTF-8, bounded in memory.
 //!
 //! Invalid UTF-8, NUL bytes, a missing final newline and a line of many megabytes are all
-//! output like any other. A line is handed on in pieces of at most [`PIECE`] bytes, so
-//! reading never holds more than that; the log keeps every byte, and the event carries the
-//! first piece's text (lossily converted, cut on the bus).
+//! output like any other. Reading never holds more than [`CHUNK`] bytes read plus
+//! [`LINE_HELD`] bytes of an unfinished line: a longer line is handed on with its first
+//! [`LINE_HELD`] bytes (the log has all of it). The log gets every read at once, so what a
+//! quiet service printed last is on disk even while its line is unfinished.
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::event::Stream;
 
-/// The most of one line held at once.
-pub const PIECE: usize = 64 * 1024;
+/// The most read at once.
+pub const CHUNK: usize = 64 * 1024;
+/// The most of one line held for its event.
+pub const LINE_HELD: usize = 64 * 1024;
 
-/// Some bytes of a line of output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Piece {
+/// What one read brought.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// The bytes as written, for the log.
+    pub raw: Vec<u8>,
+    /// The lines it completed, as text (invalid UTF-8 replaced, the `\r` of `\r\n` and the
+    /// `\n` left out); a line cut at [`LINE_HELD`] bytes says so.
+    pub lines: Vec<String>,
+}
+
+/// Reads a stream as [`Chunk`]s.
+pub struct ChunkReader<R> {
+    reader: R,
     pub stream: Stream,
-    /// Without the line's `\n` (a `\r` before it stays: the log keeps the bytes).
-    pub bytes: Vec<u8>,
-    /// Whether this piece starts a line (false: it continues a long one).
-    pub starts_line: bool,
-    /// Whether the line ended with a newline here (false: it goes on in the next piece, or
-    /// the output ended without one).
-    pub newline: bool,
+    /// The unfinished line, at most [`LINE_HELD`] bytes.
+    line: Vec<u8>,
+    /// Bytes of the unfinished line past what is held (its event is already out).
+    overflow: u64,
+    done: bool,
+    buf: Box<[u8]>,
 }
 
-impl Piece {
-    /// The text an event carries: the bytes as UTF-8, invalid sequences replaced (without a
-    /// copy when they are valid, the usual case).
-    pub fn into_text(mut self) -> String {
-        if self.newline && self.bytes.last() == Some(&b'\r') {
-            self.bytes.pop();
-        }
-        String::from_utf8(self.bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+/// The text of a line's bytes, without a copy when they are valid UTF-8 (the usual case).
+fn text(mut bytes: Vec<u8>) -> String {
+    if bytes.last() == Some(&b'\r') {
+        bytes.pop();
     }
-
-    /// The bytes as they were written, line end included (for the log).
-    pub fn raw(&self) -> impl Iterator<Item = &[u8]> {
-        [self.bytes.as_slice(), if self.newline { b"\n" } else { b"" }].into_iter()
-    }
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// Reads a stream as [`Piece`]s.
-pub struct PieceReader<R> {
-    reader: BufReader<R>,
-    stream: Stream,
-    starts_line: bool,
-}
-
-impl<R: AsyncRead + Unpin> PieceReader<R> {
+impl<R: AsyncRead + Unpin> ChunkReader<R> {
     pub fn new(reader: R, stream: Stream) -> Self {
-        PieceReader { reader: BufReader::with_capacity(PIECE, reader), stream, starts_line: true }
+        ChunkReader {
+            reader,
+            stream,
+            line: Vec::new(),
+            overflow: 0,
+            done: false,
+            buf: vec![0; CHUNK].into_boxed_slice(),
+        }
     }
 
-    /// Whether no read bytes wait to be split (the next piece needs a read).
-    pub fn drained(&self) -> bool {
-        self.reader.buffer().is_empty()
-    }
-
-    /// The next piece, or `None` at the end. A read error ends the stream like its end does.
-    pub async fn next(&mut self) -> Option<Piece> {
-        // A buffer of 64 KiB holds hundreds of short lines, read without one await that
-        // yields: the piece counts against the task's budget, so a flood of output cannot
+    /// What the next read brings, or `None` after the end (a read error ends the stream
+    /// like its end does). At the end, an unfinished line is a line.
+    pub async fn next(&mut self) -> Option<Chunk> {
+        if self.done {
+            return None;
+        }
+        // A flood fills every read: each counts against the task's budget, so it cannot
         // starve the dispatcher and the signal handler of the worker thread.
         tokio::task::consume_budget().await;
-        let piece = next_piece(&mut self.reader, self.stream, self.starts_line).await?;
-        self.starts_line = piece.newline;
-        Some(piece)
-    }
-}
-
-async fn next_piece(reader: &mut (impl AsyncBufRead + Unpin), stream: Stream, starts_line: bool) -> Option<Piece> {
-    let mut bytes = Vec::new();
-    loop {
-        let available = match reader.fill_buf().await {
-            Ok(b) => b,
-            Err(_) => &[],
-        };
-        if available.is_empty() {
-            // The end: what is left is a last line without its newline.
-            return (!bytes.is_empty()).then_some(Piece { stream, bytes, starts_line, newline: false });
+        let n = self.reader.read(&mut self.buf).await.unwrap_or(0);
+        let raw = self.buf[..n].to_vec();
+        let mut lines = Vec::new();
+        if n == 0 {
+            self.done = true;
+            if !self.line.is_empty() {
+                lines.push(text(std::mem::take(&mut self.line)));
+            }
+            return (!lines.is_empty()).then_some(Chunk { raw, lines });
         }
-        let room = PIECE - bytes.len();
-        let window = &available[..available.len().min(room)];
-        if let Some(at) = window.iter().position(|b| *b == b'\n') {
-            bytes.extend_from_slice(&window[..at]);
-            reader.consume(at + 1);
-            return Some(Piece { stream, bytes, starts_line, newline: true });
+        let mut rest = raw.as_slice();
+        while !rest.is_empty() {
+            let end = rest.iter().position(|b| *b == b'\n');
+            let (part, after) = match end {
+                Some(at) => (&rest[..at], &rest[at + 1..]),
+                None => (rest, &[][..]),
+            };
+            let room = LINE_HELD.saturating_sub(self.line.len());
+            if self.overflow > 0 || part.len() > room {
+                // Too long to hold: its event goes now, with what is held.
+                if self.overflow == 0 {
+                    self.line.extend_from_slice(&part[..room]);
+                    let mut t = text(std::mem::take(&mut self.line));
+                    t.push_str(" … [a longer line: the log has all of it]");
+                    lines.push(t);
+                }
+                self.overflow += part.len() as u64;
+            } else {
+                self.line.extend_from_slice(part);
+            }
+            if end.is_some() {
+                if self.overflow == 0 {
+                    lines.push(text(std::mem::take(&mut self.line)));
+                }
+                self.overflow = 0;
+            }
+            rest = after;
         }
-        let taken = window.len();
-        bytes.extend_from_slice(window);
-        reader.consume(taken);
-        if bytes.len() == PIECE {
-            return Some(Piece { stream, bytes, starts_line, newline: false });
-        }
+        Some(Chunk { raw, lines })
     }
 }
 
@@ -101,46 +113,68 @@ async fn next_piece(reader: &mut (impl AsyncBufRead + Unpin), stream: Stream, st
 mod tests {
     use super::*;
 
-    async fn pieces(input: &[u8]) -> Vec<Piece> {
-        let mut reader = PieceReader::new(input, Stream::Stdout);
+    /// Reads `input` in reads of `size` bytes.
+    async fn chunks(input: &[u8], size: usize) -> Vec<Chunk> {
+        let (mut w, r) = tokio::io::duplex(size);
+        let data = input.to_vec();
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = w.write_all(&data).await;
+        });
+        let mut reader = ChunkReader::new(r, Stream::Stdout);
         let mut out = Vec::new();
-        while let Some(p) = reader.next().await {
-            out.push(p);
+        while let Some(c) = reader.next().await {
+            out.push(c);
         }
+        writer.await.expect("writer");
         out
     }
 
-    #[tokio::test]
-    async fn invalid_utf8_nul_and_a_missing_final_newline_are_lines_like_any_other() {
-        let got = pieces(b"ok\r\nbad \xff\xfe byte\nnul \0 here\nno end").await;
-        let texts: Vec<String> = got.iter().cloned().map(Piece::into_text).collect();
-        assert_eq!(texts, ["ok", "bad \u{fffd}\u{fffd} byte", "nul \0 here", "no end"]);
-        assert_eq!(got[1].bytes, b"bad \xff\xfe byte");
-        assert!(got[..3].iter().all(|p| p.newline && p.starts_line));
-        assert_eq!(got[0].bytes, b"ok\r", "the log keeps the carriage return");
-        assert!(!got[3].newline);
+    fn lines(chunks: &[Chunk]) -> Vec<String> {
+        chunks.iter().flat_map(|c| c.lines.clone()).collect()
+    }
+
+    fn raw(chunks: &[Chunk]) -> Vec<u8> {
+        chunks.iter().flat_map(|c| c.raw.clone()).collect()
     }
 
     #[tokio::test]
-    async fn a_huge_line_comes_in_bounded_pieces_and_the_bytes_are_all_kept() {
+    async fn invalid_utf8_nul_crlf_and_a_missing_final_newline_are_lines_like_any_other() {
+        let input = b"ok\r\nbad \xff\xfe byte\nnul \0 here\nno end";
+        for size in [1, 3, 4096] {
+            let got = chunks(input, size).await;
+            assert_eq!(lines(&got), ["ok", "bad \u{fffd}\u{fffd} byte", "nul \0 here", "no end"], "reads of {size}");
+            assert_eq!(raw(&got), input, "the log keeps every byte, \\r included");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_huge_line_is_one_event_with_its_first_bytes_and_the_log_has_all_of_it() {
         let mut input = vec![b'a'; 10 * 1024 * 1024 + 5];
         input.push(b'\n');
         input.extend_from_slice(b"next\n");
-        let got = pieces(&input).await;
-        assert!(got.iter().all(|p| p.bytes.len() <= PIECE));
-        assert!(got[0].starts_line && !got[1].starts_line);
-        let joined: Vec<u8> = got.iter().flat_map(|p| p.raw().flatten().copied().collect::<Vec<_>>()).collect();
-        assert_eq!(joined, input);
-        let last = got.last().expect("a last piece");
-        assert_eq!((last.clone().into_text().as_str(), last.starts_line), ("next", true));
+        let got = chunks(&input, CHUNK).await;
+        assert!(got.iter().all(|c| c.raw.len() <= CHUNK));
+        let l = lines(&got);
+        assert_eq!(l.len(), 2, "{:?}", l.iter().map(String::len).collect::<Vec<_>>());
+        assert!(l[0].starts_with(&"a".repeat(LINE_HELD)) && l[0].ends_with("the log has all of it]"));
+        assert_eq!(l[1], "next");
+        assert_eq!(raw(&got), input);
     }
 
     #[tokio::test]
-    async fn a_line_of_exactly_one_piece_then_its_newline() {
-        let mut input = vec![b'b'; PIECE];
-        input.push(b'\n');
-        let got = pieces(&input).await;
-        let joined: Vec<u8> = got.iter().flat_map(|p| p.raw().flatten().copied().collect::<Vec<_>>()).collect();
-        assert_eq!(joined, input);
+    async fn what_is_read_is_handed_on_before_the_line_ends() {
+        // The start of a line with no newline yet comes back as raw bytes at once.
+        let (mut w, r) = tokio::io::duplex(1024);
+        use tokio::io::AsyncWriteExt;
+        w.write_all(b"done\nwaiting for inp").await.expect("write");
+        let mut reader = ChunkReader::new(r, Stream::Stdout);
+        let first = reader.next().await.expect("a chunk");
+        assert_eq!(first.raw, b"done\nwaiting for inp");
+        assert_eq!(first.lines, ["done"]);
+        drop(w);
+        let last = reader.next().await.expect("the end");
+        assert_eq!(last.lines, ["waiting for inp"]);
+        assert!(reader.next().await.is_none());
     }
 }

@@ -23,7 +23,7 @@ use crate::build::worker_panic::catch_async;
 use crate::container::engine::{EngineKind, exec_words, shell_join};
 use crate::event::{Event, EventBus, Stream};
 use crate::exec::command::{group_alive, shell_command, signal_group};
-use crate::exec::output_lines::PieceReader;
+use crate::exec::output_lines::ChunkReader;
 use crate::exec::tail_log::TailLog;
 use crate::supervise::replica_state::Input;
 use crate::supervise::service_spec::{Runner, ServiceSpec, fill_replica};
@@ -248,28 +248,22 @@ async fn run_attempt(
         let tx = log_ready_tx.clone();
         let log = log.clone();
         tokio::spawn(async move {
-            let mut pieces = PieceReader::new(reader, stream);
+            let mut chunks = ChunkReader::new(reader, stream);
             let mut matched = false;
-            while let Some(piece) = pieces.next().await {
+            while let Some(chunk) = chunks.next().await {
                 {
                     let mut log = log.lock().expect("log lock is never poisoned");
-                    for bytes in piece.raw() {
-                        log.write(bytes);
+                    log.write(&chunk.raw);
+                    log.flush();
+                }
+                for line in chunk.lines {
+                    // Told once: the attempt needs no more than the first match.
+                    if !matched && pattern.as_ref().is_some_and(|p| p.is_match(&line)) {
+                        matched = true;
+                        let _ = tx.send(());
                     }
-                    if pieces.drained() {
-                        log.flush();
-                    }
+                    bus.publish(Event::ServiceOutput { service: service.clone(), replica, stream, line });
                 }
-                if !piece.starts_line {
-                    continue;
-                }
-                let line = piece.into_text();
-                // Told once: the attempt needs no more than the first match.
-                if !matched && pattern.as_ref().is_some_and(|p| p.is_match(&line)) {
-                    matched = true;
-                    let _ = tx.send(());
-                }
-                bus.publish(Event::ServiceOutput { service: service.clone(), replica, stream, line });
             }
             // The last reader to end reports a log that could not be written. The log stays
             // in its two parts (read as one by `kiln logs`): a next attempt continues it.
