@@ -80,8 +80,16 @@ pub fn write_info(kiln_dir: &Path, info: &ApiInfo) -> Result<(), ApiSetupError> 
 }
 
 /// Removes `api.json` when `kiln up` ends.
+/// Removes `api.json` if it is this process's (never another session's).
 pub fn remove_info(kiln_dir: &Path) {
-    let _ = std::fs::remove_file(kiln_dir.join("api.json"));
+    let path = kiln_dir.join("api.json");
+    let ours = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v["pid"].as_u64() == Some(u64::from(std::process::id())));
+    if ours {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 #[cfg(test)]

@@ -372,3 +372,24 @@ outputs = ["other.out"]
     assert_eq!(p.read("one.count").trim(), "2501");
     assert_eq!(p.read("two.count").trim(), "2501");
 }
+
+/// Regression: a second `kiln up` in the same project ran beside the first (every service
+/// twice) and, when it ended, removed the first one's api.json.
+#[test]
+fn a_second_kiln_up_in_the_same_project_is_refused_and_leaves_the_first_reachable() {
+    let p = Project::new("[target.a]\ncmd = \"true\"\ninputs = [\"a.txt\"]\n");
+    p.write("a.txt", "a");
+    let first = Up::start(&p, &[]);
+    let api = p.read(".kiln/api.json");
+    let second = p.kiln(&["up"]);
+    assert_eq!(second.code, 1, "{}", second.stderr);
+    assert!(
+        second.stderr.contains(&format!("another `kiln up` (pid {}) is running in this project", first.child.id())),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(p.read(".kiln/api.json"), api, "the first session's api.json is left alone");
+    assert_eq!(p.kiln(&["status"]).code, 0, "the first session still answers");
+    let (code, err) = first.stop();
+    assert_eq!(code, 130, "{err}");
+}

@@ -50,6 +50,11 @@ impl Layout {
         self.kiln.join("lock")
     }
 
+    /// Held by a running `kiln up` for its whole life: one session per project.
+    pub fn up_lock(&self) -> PathBuf {
+        self.kiln.join("up.lock")
+    }
+
     /// Creates `.kiln/` with a `.gitignore` so its contents never reach version control, and
     /// the directories below it where possible. Fails only when `.kiln` itself is not a real
     /// directory (or cannot be made one).

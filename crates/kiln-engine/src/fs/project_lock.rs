@@ -82,6 +82,13 @@ impl ProjectLock {
         }
     }
 
+    /// The pid its holder wrote, if the file says.
+    pub fn holder(path: &Path) -> Option<u32> {
+        let mut text = String::new();
+        open(path).ok()?.read_to_string(&mut text).ok()?;
+        text.trim().parse().ok()
+    }
+
     /// Takes the lock, calling `on_wait` with the holder's pid (if known) before blocking.
     pub fn acquire(path: &Path, on_wait: impl FnOnce(Option<u32>)) -> std::io::Result<ProjectLock> {
         let lock = match Flock::lock(open(path)?, FlockArg::LockExclusiveNonblock) {

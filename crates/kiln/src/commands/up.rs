@@ -7,7 +7,7 @@ use std::time::Duration;
 use kiln_config::Config;
 use std::sync::Mutex;
 
-use kiln_engine::{BuildError, EventBus, Layout, Received, UpError, UpExit, UpOptions, run_up};
+use kiln_engine::{BuildError, EventBus, Layout, ProjectLock, Received, UpError, UpExit, UpOptions, run_up};
 use tokio::sync::mpsc;
 
 use crate::api_server::{ApiServer, remove_info};
@@ -38,7 +38,26 @@ pub async fn run(
     profile: Option<String>,
     engine: Option<kiln_config::EngineChoice>,
 ) -> u8 {
-    let kiln_dir = Layout::new(&config.root).kiln;
+    let layout = Layout::new(&config.root);
+    let kiln_dir = layout.kiln.clone();
+    // One session per project: a second would run every service twice and take over the
+    // control API. Held until this function returns (the process ends: even `kill -9`).
+    let _session = match layout.ensure().and_then(|()| ProjectLock::try_acquire(&layout.up_lock())) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            let who = ProjectLock::holder(&layout.up_lock()).map_or_else(String::new, |pid| format!(" (pid {pid})"));
+            errln!(
+                "error: another `kiln up`{who} is running in this project ({})\n  \
+                 = `kiln status` shows it, `kiln down` stops it; run `kiln up` again once it has ended",
+                config.root.display()
+            );
+            return exit::FAILED;
+        }
+        Err(e) => {
+            errln!("error: cannot take {}: {e}", layout.up_lock().display());
+            return exit::FAILED;
+        }
+    };
     // First: from here on a signal (the terminal closing included) stops kiln gracefully
     // instead of killing it, even before the API server writes api.json.
     let cancel = crate::signals::cancel_on_signals(OnAbort::up(&config, kiln_dir.clone()));
