@@ -31,6 +31,9 @@ use crate::supervise::service_spec::{Runner, ServiceSpec, fill_replica};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// The longest the engine is asked who holds a container name.
+const NAME_CHECK: Duration = Duration::from_secs(30);
+
 /// How often an attempt checks that its process still exists.
 const SWEEP: Duration = Duration::from_secs(5);
 
@@ -203,21 +206,41 @@ async fn run_attempt(
     let pid = child.id().unwrap_or(0);
     pid_cell.store(pid, Ordering::Relaxed);
     let _group = matches!(spec.runner, Runner::Process(_)).then(|| crate::exec::watchdog::GroupGuard::new(pid));
-    if let (Runner::Container(run), Some(asked)) = (&spec.runner, name_holder)
-        && let Some(why) = run.foreign_holder(asked, &spec.name, replica).await
-    {
-        // The client fails on the taken name by itself; it is never stopped through the
-        // engine, which would remove the other container. Still running after that long, it
-        // got the name (the other container went away meanwhile): it is ours to supervise.
-        if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_ok() {
-            bus.publish(Event::ServiceOutput {
-                service: spec.name.clone(),
-                replica,
-                stream: Stream::Stderr,
-                line: format!("kiln: {why}"),
-            });
-            report(Input::Refused(why), None);
-            return;
+    if let (Runner::Container(run), Some(asked)) = (&spec.runner, name_holder) {
+        // An order to stop is heard while the engine is asked (it may hang), and the
+        // question has a bound of its own.
+        let holder = tokio::select! {
+            why = tokio::time::timeout(NAME_CHECK, run.foreign_holder(asked, &spec.name, replica)) => why.ok().flatten(),
+            _ = orders.recv() => {
+                stop(spec, replica, &mut child, pid).await;
+                report(Input::Exited(None), None);
+                return;
+            }
+        };
+        if let Some(why) = holder {
+            // The client fails on the taken name by itself; it is never stopped through the
+            // engine, which would remove the other container. Still running after that long, it
+            // got the name (the other container went away meanwhile): it is ours to supervise.
+            let failed = tokio::select! {
+                ended = tokio::time::timeout(Duration::from_secs(10), child.wait()) => ended.is_ok(),
+                _ = orders.recv() => {
+                    // Only the client goes: the container of that name is not ours.
+                    signal_group(pid, Signal::SIGKILL);
+                    let _ = child.wait().await;
+                    report(Input::Exited(None), None);
+                    return;
+                }
+            };
+            if failed {
+                bus.publish(Event::ServiceOutput {
+                    service: spec.name.clone(),
+                    replica,
+                    stream: Stream::Stderr,
+                    line: format!("kiln: {why}"),
+                });
+                report(Input::Refused(why), None);
+                return;
+            }
         }
     }
 
