@@ -55,7 +55,7 @@ impl OnAbort {
         if let Some(dir) = &self.kiln_dir {
             crate::api_server::remove_info(dir);
         }
-        let Some((engine, root)) = self.containers else { return None };
+        let (engine, root) = self.containers?;
         let (tx, rx) = std::sync::mpsc::channel();
         let name = engine.name();
         // On a thread of its own: if the engine hangs, kiln exits anyway and the engine's
@@ -242,7 +242,7 @@ mod tests {
     #[test]
     fn an_abort_kills_and_removes_the_projects_containers_by_label_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("api.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("api.json"), format!("{{\"pid\":{}}}", std::process::id())).unwrap();
         let abort = OnAbort {
             containers: Some((fake_engine(dir.path(), false), PathBuf::from("/some/project"))),
             kiln_dir: Some(dir.path().to_path_buf()),

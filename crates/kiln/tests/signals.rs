@@ -54,12 +54,6 @@ fn busybox_image() -> &'static str {
     IMAGE
 }
 
-/// The project part of container names: the root's directory name as kiln cleans it.
-fn base(p: &Project) -> String {
-    let name = p.root().file_name().expect("a temporary directory has a name").to_string_lossy().to_lowercase();
-    name.trim_start_matches('.').to_string()
-}
-
 /// `kiln.project=…` of a running container of this project.
 fn project_label(container: &str) -> String {
     let label = podman_ok(&["inspect", "--format", "{{index .Config.Labels \"kiln.project\"}}", container]);
@@ -215,13 +209,16 @@ fn closing_the_terminal_stops_services_gracefully_and_removes_containers_and_api
     ));
     script(&p, "worker.sh", WORKER);
     let tmux = Tmux::new();
-    let mut cleanup =
-        Cleanup { tmux: Some(tmux.socket.clone()), kiln: None, containers: Some(format!("kiln-{}-", base(&p))) };
+    let mut cleanup = Cleanup {
+        tmux: Some(tmux.socket.clone()),
+        kiln: None,
+        containers: Some(kiln_engine::container_name(p.root(), "box", 0).trim_end_matches("box-0").to_string()),
+    };
     tmux.kiln_up(&p);
     wait_ready(&p, &["worker", "box"]);
     let kiln = kiln_pid(&p);
     cleanup.kiln = Some(kiln);
-    let label = project_label(&format!("kiln-{}-box-0", base(&p)));
+    let label = project_label(&kiln_engine::container_name(p.root(), "box", 0));
     assert_eq!(containers_with(&label).len(), 1, "the container runs");
 
     tmux.kill_session();
@@ -278,14 +275,18 @@ fn a_second_sigterm_while_stopping_exits_130_at_once_and_leaves_no_process_conta
          ready = {{ log = \"box up\" }}\nstop_timeout = \"60s\"\n"
     ));
     script(&p, "stubborn.sh", STUBBORN);
-    let mut cleanup = Cleanup { tmux: None, kiln: None, containers: Some(format!("kiln-{}-", base(&p))) };
+    let mut cleanup = Cleanup {
+        tmux: None,
+        kiln: None,
+        containers: Some(kiln_engine::container_name(p.root(), "box", 0).trim_end_matches("box-0").to_string()),
+    };
     let mut up = Up::start(&p, &[]);
     let kiln = i32::try_from(up.child.id()).expect("a pid fits in i32");
     cleanup.kiln = Some(kiln);
     up.wait_seen("stubborn ready", |e| phase(e, "stubborn", "ready"));
     up.wait_seen("box ready", |e| phase(e, "box", "ready"));
     let stubborn = pid_in(&p, "stubborn.pid");
-    let container = format!("kiln-{}-box-0", base(&p));
+    let container = kiln_engine::container_name(p.root(), "box", 0);
     let label = project_label(&container);
 
     kill(Pid::from_raw(kiln), Signal::SIGTERM).expect("first SIGTERM");
@@ -341,7 +342,11 @@ fn a_third_signal_does_not_wait_for_an_engine_that_hangs_and_kiln_down_removes_w
              while [ ! -e {root}/release ]; do sleep 0.05; done\nfi\nexec {real} \"$@\"\n"
         ),
     );
-    let mut cleanup = Cleanup { tmux: None, kiln: None, containers: Some(format!("kiln-{}-", base(&p))) };
+    let mut cleanup = Cleanup {
+        tmux: None,
+        kiln: None,
+        containers: Some(kiln_engine::container_name(p.root(), "box", 0).trim_end_matches("box-0").to_string()),
+    };
     let path = format!("{}:{}", p.path("bin").display(), std::env::var("PATH").unwrap_or_default());
     let mut up = Up::start_with(&p, &[], |c| {
         c.env("PATH", &path);
@@ -349,7 +354,7 @@ fn a_third_signal_does_not_wait_for_an_engine_that_hangs_and_kiln_down_removes_w
     let kiln = i32::try_from(up.child.id()).expect("a pid fits in i32");
     cleanup.kiln = Some(kiln);
     up.wait_seen("box ready", |e| phase(e, "box", "ready"));
-    let container = format!("kiln-{}-box-0", base(&p));
+    let container = kiln_engine::container_name(p.root(), "box", 0);
     let label = project_label(&container);
 
     kill(Pid::from_raw(kiln), Signal::SIGTERM).expect("first SIGTERM");
@@ -390,11 +395,15 @@ fn after_sigkill_the_leftover_sweep_kills_a_container_that_ignores_sigterm_at_on
         "[service.box]\nimage = \"{image}\"\ncommand = \"echo box up; exec sleep 1000\"\n\
          ready = {{ log = \"box up\" }}\nstop_timeout = \"60s\"\n"
     ));
-    let mut cleanup = Cleanup { tmux: None, kiln: None, containers: Some(format!("kiln-{}-", base(&p))) };
+    let mut cleanup = Cleanup {
+        tmux: None,
+        kiln: None,
+        containers: Some(kiln_engine::container_name(p.root(), "box", 0).trim_end_matches("box-0").to_string()),
+    };
     let mut up = Up::start(&p, &[]);
     cleanup.kiln = i32::try_from(up.child.id()).ok();
     up.wait_seen("box ready", |e| phase(e, "box", "ready"));
-    let container = format!("kiln-{}-box-0", base(&p));
+    let container = kiln_engine::container_name(p.root(), "box", 0);
     let label = project_label(&container);
     up.child.kill().expect("kill -9 kiln");
     let _ = up.child.wait();
