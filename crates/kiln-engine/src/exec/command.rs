@@ -124,9 +124,24 @@ pub fn line_channel() -> (mpsc::Sender<Line>, mpsc::Receiver<Line>) {
     mpsc::channel(LINES_QUEUED)
 }
 
-/// Whether any process of the group led by `pid` is left.
+/// Whether any live process of the group led by `pid` is left. Zombies do not count: a
+/// grandchild killed with its shell waits, a zombie, until init reaps it, which can take a
+/// second on some systems.
 pub fn group_alive(pid: u32) -> bool {
-    i32::try_from(pid).is_ok_and(|pid| pid > 1 && killpg(Pid::from_raw(pid), None).is_ok())
+    let Ok(group) = i32::try_from(pid) else { return false };
+    if group <= 1 || killpg(Pid::from_raw(group), None).is_err() {
+        return false;
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else { return true };
+    procs.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { return false };
+        // `pid (comm) state ppid pgrp …`: comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(") ") else { return false };
+        let mut fields = rest.split(' ');
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+        pgrp == Some(group) && state != Some("Z")
+    })
 }
 
 /// Runs the command to completion, sending the text of each output line to `lines` (a line
