@@ -36,8 +36,14 @@ fn unknown_hint<'a>(
         .map(|s| format!("; did you mean `{s}`?"))
         .unwrap_or_default();
     let list = |names: &mut dyn Iterator<Item = &'a str>| {
+        // A project of thousands of targets does not print them all.
+        const SHOWN: usize = 20;
         let all: Vec<&str> = names.collect();
-        if all.is_empty() { "none".to_string() } else { all.join(", ") }
+        match all.len() {
+            0 => "none".to_string(),
+            n if n <= SHOWN => all.join(", "),
+            n => format!("{} and {} more (`kiln graph` lists them)", all[..SHOWN].join(", "), n - SHOWN),
+        }
     };
     format!("{mean}\n  = targets: {}; services: {}", list(&mut targets.clone()), list(&mut services.clone()))
 }
@@ -222,5 +228,18 @@ pub fn follow_logs(config: &Config, name: &str, check: bool) -> u8 {
     match result {
         Ok(()) => exit::SUCCESS,
         Err(e) => fail(&e),
+    }
+}
+
+#[cfg(test)]
+mod hint_tests {
+    use super::*;
+
+    #[test]
+    fn thousands_of_names_are_not_all_listed() {
+        let names: Vec<String> = (0..3000).map(|i| format!("t{i}")).collect();
+        let hint = unknown_hint("t00", names.iter().map(String::as_str), ["web"].into_iter());
+        assert!(hint.contains("and 2980 more (`kiln graph` lists them); services: web"), "{hint}");
+        assert!(hint.len() < 400, "{}", hint.len());
     }
 }
