@@ -857,7 +857,13 @@ fn a_container_name_taken_by_a_foreign_container_fails_the_service_and_leaves_th
     let trigger = p.kiln(&["trigger", "web"]);
     assert_eq!(trigger.code, 0, "{}", trigger.stderr);
     up.wait_for("web ready", |e| phase(e, "web", 0, "ready"));
-    assert_ne!(container_id(&name), foreign);
+    // Without a probe, `ready` comes with the engine's client started: the container itself
+    // follows a moment later.
+    let ours = |n: &str| {
+        let out = podman(&["inspect", "--format", "{{.Id}}", n]);
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() != foreign
+    };
+    assert!(wait_until(Duration::from_secs(30), || ours(&name)), "kiln's own container never took the name");
     let (code, _) = up.stop();
     assert_eq!(code, 130);
 }
