@@ -50,6 +50,13 @@ fn peak_after_flood(pid: u32) -> u64 {
     proc_field(pid, "status", "VmHWM")
 }
 
+/// Waits for the flood, then asserts kiln's peak memory stayed under the bound.
+fn assert_bounded(pid: u32, what: &str) -> u64 {
+    let peak = peak_after_flood(pid);
+    assert!(peak < PEAK_KB, "kiln's peak memory was {peak} KiB {what}");
+    peak
+}
+
 /// Ctrl-C, and the time kiln took to end (it must not hang on a blocked output).
 fn interrupt(child: &mut Child) -> Duration {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
@@ -81,8 +88,7 @@ fn flood_with(stdout: Stdio, stderr: Stdio) {
     let p = Project::new(FLOOD);
     let mut child = p.command(&["up"]).stdout(stdout).stderr(stderr).spawn().expect("kiln up starts");
     let pid = api(&p)["pid"].as_u64().expect("pid") as u32;
-    let peak = peak_after_flood(pid);
-    assert!(peak < PEAK_KB, "kiln's peak memory was {peak} KiB under the flood");
+    let peak = assert_bounded(pid, "under the flood");
     let took = interrupt(&mut child);
     eprintln!("peak {peak} KiB; ended {took:?} after Ctrl-C");
     check_logs(&p);
@@ -114,8 +120,7 @@ fn a_flood_onto_a_terminal_keeps_kiln_bounded() {
         .spawn()
         .expect("script (util-linux) runs kiln on a terminal");
     let pid = api(&p)["pid"].as_u64().expect("pid") as u32;
-    let peak = peak_after_flood(pid);
-    assert!(peak < PEAK_KB, "kiln's peak memory was {peak} KiB under the flood");
+    assert_bounded(pid, "under the flood");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT).expect("SIGINT");
     assert!(wait_until(Duration::from_secs(60), || !alive(pid as i32)), "kiln did not end after Ctrl-C");
     let _ = child.wait();
@@ -133,8 +138,7 @@ fn an_event_stream_client_that_never_reads_keeps_kiln_bounded() {
     write!(client, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n")
         .expect("request");
     // … and never read a byte of the answer.
-    let peak = peak_after_flood(pid);
-    assert!(peak < PEAK_KB, "kiln's peak memory was {peak} KiB with a client that never reads");
+    assert_bounded(pid, "with a client that never reads");
     interrupt(&mut child);
     drop(client);
 }
@@ -163,8 +167,7 @@ ready = { log = "listening on \\d+" }
     assert!(lines.iter().any(|l| l == "nul \0 byte"), "{lines:?}");
     let long = lines.iter().find(|l| l.starts_with("xxxx")).expect("the long line is an event");
     assert!(long.len() < 64 * 1024 && long.ends_with("the log has the whole line]"), "{}", long.len());
-    // The log keeps the bytes as written (flushed once the output so far is drained: after
-    // the last line has been read).
+    // The log keeps the bytes as written (every read is on disk before its lines are events).
     up.wait_seen("the last line without a newline", |e| e["type"] == "service.output" && e["line"] == "no newline");
 
     let log = std::fs::read(p.path(".kiln/logs/services/odd.0.log")).expect("service log");

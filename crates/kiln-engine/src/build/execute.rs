@@ -54,15 +54,9 @@ pub(crate) async fn execute(
     };
     let mut attempt = 0;
     let started = Instant::now();
-    // The previous log goes before the run: a symbolic link (or a hard link to someone
-    // else's file) planted under its name is unlinked, never written through. Without a
-    // usable `.kiln/logs` (reported once when the run started), the output is not kept.
-    let spec = if ctx.logs_kept {
-        let _ = std::fs::remove_file(&log_path);
-        spec
-    } else {
-        CommandSpec { log: None, ..spec }
-    };
+    // Without a usable `.kiln/logs` (reported once when the run started), the output is not
+    // kept. (The command's run unlinks the previous log, never writing through it.)
+    let spec = if ctx.logs_kept { spec } else { CommandSpec { log: None, ..spec } };
     let (outcome, captured) = loop {
         attempt += 1;
         ctx.bus.publish(Event::TargetStarted { target: target.name.clone(), attempt, slot });
@@ -129,7 +123,7 @@ pub(crate) async fn execute(
     let stored = tokio::task::spawn_blocking(move || {
         let storing = Instant::now();
         // The log as kept on disk (its last `log_limit` bytes) is what the cache keeps.
-        let log = std::fs::read(&log_path).unwrap_or_default();
+        let log = crate::fs::no_follow::read_regular(&log_path).unwrap_or_default();
         let ran = Ran { manifest: &manifest, inputs_meta, log: &log, duration_ms, reason: &reason2 };
         let stored = match image {
             Some((engine, tag)) => store_image(&ctx2, id, &engine, tag, &ran),

@@ -1,7 +1,6 @@
 //! Running one command: `sh -c CMD` in its own process group, output read as bytes from both
-//! streams at once (lines of any bytes and any length, in bounded pieces), written to a log
-//! that keeps the last `log_limit` bytes, a timeout and cancellation that kill the whole
-//! group. Memory stays bounded however much the command prints.
+//! streams at once (each read to a log that keeps the last `log_limit` bytes, the lines it
+//! completes as events), a timeout and cancellation that kill the whole group. Memory stays bounded however much the command prints.
 //!
 //! Children get `PR_SET_PDEATHSIG`, so they die with kiln even when kiln is killed with
 //! SIGKILL. Killing the group also takes grandchildren (a `sleep` started by the command),
@@ -145,7 +144,7 @@ pub fn group_alive(pid: u32) -> bool {
 }
 
 /// Runs the command to completion, sending the text of each output line to `lines` (a line
-/// longer than a piece is sent once, with its first piece; the log has all of it). `cancel`
+/// past 64 KiB is sent once, with its start; the log has all of it). `cancel`
 /// turning true kills the group.
 pub async fn run(
     spec: &CommandSpec,
@@ -176,14 +175,14 @@ pub async fn run(
     };
     let pid = child.id().unwrap_or(0);
     let _group = crate::exec::watchdog::GroupGuard::new(pid);
-    let (piece_tx, mut piece_rx) = mpsc::channel::<(Stream, Chunk)>(CHUNKS_QUEUED);
+    let (chunk_tx, mut chunk_rx) = mpsc::channel::<(Stream, Chunk)>(CHUNKS_QUEUED);
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(forward_chunks(ChunkReader::new(out, Stream::Stdout), piece_tx.clone()));
+        tokio::spawn(forward_chunks(ChunkReader::new(out, Stream::Stdout), chunk_tx.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(forward_chunks(ChunkReader::new(err, Stream::Stderr), piece_tx.clone()));
+        tokio::spawn(forward_chunks(ChunkReader::new(err, Stream::Stderr), chunk_tx.clone()));
     }
-    drop(piece_tx);
+    drop(chunk_tx);
 
     let started = Instant::now();
     // A timeout past what the clock can represent (`timeout = "5000000000000000h"`) is no
@@ -210,11 +209,10 @@ pub async fn run(
             }
         };
         tokio::select! {
-            chunk = piece_rx.recv(), if streams_open => match chunk {
+            chunk = chunk_rx.recv(), if streams_open => match chunk {
                 Some((stream, chunk)) => {
                     if let Some(l) = log.as_mut() {
                         l.write(&chunk.raw);
-                        l.flush();
                     }
                     keep_tail(&mut tail, &chunk.raw);
                     for line in chunk.lines {

@@ -11,19 +11,21 @@
 //! [`crate::fs::no_follow`]).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
 
+use crate::fs::no_follow::{open_regular, read_regular};
+
 /// A log being written.
 pub struct TailLog {
     path: PathBuf,
     limit: u64,
-    /// Buffered: a flood of short lines costs a write per 64 KiB, not per line. The callers
-    /// [`TailLog::flush`] whenever their input is drained.
-    file: Option<BufWriter<File>>,
+    /// Unbuffered: callers write whole reads (up to 64 KiB) at once, so what is written is on
+    /// disk for `kiln logs` at once.
+    file: Option<File>,
     /// Bytes in the current file.
     written: u64,
     /// Bytes cut so far: no longer in either file.
@@ -77,7 +79,7 @@ impl TailLog {
         self.failed.as_deref()
     }
 
-    fn open(&mut self) -> std::io::Result<&mut BufWriter<File>> {
+    fn open(&mut self) -> std::io::Result<&mut File> {
         if self.file.is_none() {
             if let Some(dir) = self.path.parent() {
                 match &self.base {
@@ -102,7 +104,7 @@ impl TailLog {
                     open_new(&self.path)?
                 }
             };
-            self.file = Some(BufWriter::with_capacity(64 * 1024, file));
+            self.file = Some(file);
         }
         Ok(self.file.as_mut().expect("opened above"))
     }
@@ -132,25 +134,13 @@ impl TailLog {
         Ok(())
     }
 
-    /// Puts what is buffered into the file (a write error gives the log up).
-    pub fn flush(&mut self) {
-        if let Some(f) = self.file.as_mut()
-            && let Err(e) = f.flush()
-        {
-            self.failed = Some(format!("cannot write the log {}: {e}", self.path.display()));
-            self.file = None;
-        }
-    }
-
     /// The current file becomes the previous part; the one before it is cut.
     fn rotate(&mut self) -> std::io::Result<()> {
-        if let Some(mut f) = self.file.take() {
-            f.flush()?;
-        }
+        self.file = None;
         let previous = previous_part(&self.path);
         self.cut += std::fs::symlink_metadata(&previous).map(|m| m.len()).unwrap_or(0);
         std::fs::rename(&self.path, &previous)?;
-        self.file = Some(BufWriter::with_capacity(64 * 1024, open_new(&self.path)?));
+        self.file = Some(open_new(&self.path)?);
         self.written = 0;
         Ok(())
     }
@@ -158,7 +148,6 @@ impl TailLog {
     /// Ends the log: one file of at most `limit` bytes (plus a first line saying how much
     /// was cut, if anything was). Returns whether a log exists.
     pub fn finish(mut self) -> bool {
-        self.flush();
         self.file = None;
         if self.failed.is_none()
             && let Err(e) = join_parts(&self.path, self.limit, self.cut)
@@ -180,7 +169,7 @@ pub fn cut_marker(cut: Option<u64>, limit: u64) -> String {
 
 fn join_parts(path: &Path, limit: u64, cut_before: u64) -> std::io::Result<()> {
     let previous = previous_part(path);
-    let Ok(mut old) = File::open(&previous) else { return Ok(()) };
+    let Ok(mut old) = open_regular(&previous) else { return Ok(()) };
     let current = std::fs::symlink_metadata(path).map(|m| m.len()).unwrap_or(0);
     let old_len = old.metadata()?.len();
     let keep_old = limit.saturating_sub(current).min(old_len);
@@ -196,7 +185,7 @@ fn join_parts(path: &Path, limit: u64, cut_before: u64) -> std::io::Result<()> {
     }
     old.seek(SeekFrom::Start(old_len - keep_old))?;
     std::io::copy(&mut old, &mut out)?;
-    if let Ok(mut now) = OpenOptions::new().read(true).custom_flags(OFlag::O_NOFOLLOW.bits()).open(path) {
+    if let Ok(mut now) = open_regular(path) {
         std::io::copy(&mut now, &mut out)?;
     }
     drop(out);
@@ -207,12 +196,7 @@ fn join_parts(path: &Path, limit: u64, cut_before: u64) -> std::io::Result<()> {
 /// The last `limit` bytes of a log that may still be written to (its two parts), with the
 /// cut marker when some of it is left out (earlier cuts are not counted here).
 pub fn read_tail(path: &Path, limit: u64) -> Option<Vec<u8>> {
-    let read = |p: &Path| -> Option<Vec<u8>> {
-        let mut f = OpenOptions::new().read(true).custom_flags(OFlag::O_NOFOLLOW.bits()).open(p).ok()?;
-        let mut buf = Vec::new();
-        f.read_to_end(&mut buf).ok()?;
-        Some(buf)
-    };
+    let read = |p: &Path| read_regular(p).ok();
     let current = read(path);
     let previous = read(&previous_part(path));
     if current.is_none() && previous.is_none() {
@@ -322,7 +306,6 @@ mod tests {
         std::fs::write(&path, "before\n").expect("old");
         let mut log = TailLog::continue_at(path.clone(), 10);
         log.write(b"0123456789abcdef\n");
-        log.flush();
         // Still running: two parts on disk, read as one tail.
         let tail = read_tail(&path, 10).expect("tail");
         assert!(tail.ends_with(b"789abcdef\n"), "{}", String::from_utf8_lossy(&tail));

@@ -277,7 +277,6 @@ async fn run_attempt(
                 {
                     let mut log = log.lock().expect("log lock is never poisoned");
                     log.write(&chunk.raw);
-                    log.flush();
                 }
                 for line in chunk.lines {
                     // Told once: the attempt needs no more than the first match.
@@ -291,8 +290,7 @@ async fn run_attempt(
             // The last reader to end reports a log that could not be written. The log stays
             // in its two parts (read as one by `kiln logs`): a next attempt continues it.
             if let Some(log) = Arc::into_inner(log) {
-                let mut log = log.into_inner().expect("log lock is never poisoned");
-                log.flush();
+                let log = log.into_inner().expect("log lock is never poisoned");
                 if let Some(why) = log.failure() {
                     let line = format!("kiln: {why}; output is still shown but not kept");
                     bus.publish(Event::ServiceOutput {
