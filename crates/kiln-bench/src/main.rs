@@ -7,12 +7,16 @@
 //! `kiln-bench container --kiln PATH [--example DIR] [--trials N] [--check]` measures save →
 //! replaced container answering, kiln up against the same steps by hand (see
 //! `container_bench`).
+//! `kiln-bench live-update --kiln PATH [--trials N] [--check] [--by-hand-only]` measures save →
+//! the file served by a running container, kiln up's sync against `podman cp` and
+//! `podman exec … tar` (see `sync_bench`).
 //! `kiln-bench build --kiln PATH [--targets N] [--files F] [--runs R]` generates one in a
 //! temporary directory and reports medians of R runs of: cold build, no-op build, one-file
 //! content edit, touch-only edit — for kiln and ninja, in the same run. With `--check` it
 //! fails unless kiln ran exactly the commands each scenario calls for.
 
 mod container_bench;
+mod sync_bench;
 mod watch_bench;
 mod workspace;
 
@@ -39,6 +43,8 @@ struct Args {
     tree_files: usize,
     /// An earlier kiln binary measured in the same run (before/after a change).
     baseline: Option<PathBuf>,
+    /// live-update: measure only the by-hand methods.
+    by_hand_only: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -58,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
         idle_secs: 60,
         tree_files: 100_000,
         baseline: None,
+        by_hand_only: false,
     };
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value"));
@@ -67,6 +74,7 @@ fn parse_args() -> Result<Args, String> {
             "--runs" => args.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--kiln" => args.kiln = PathBuf::from(value()?),
             "--check" => args.check = true,
+            "--by-hand-only" => args.by_hand_only = true,
             "--watchexec" => args.watchexec = PathBuf::from(value()?),
             "--trials" => args.trials = Some(value()?.parse().map_err(|e| format!("--trials: {e}"))?),
             "--example" => args.example = PathBuf::from(value()?),
@@ -110,6 +118,18 @@ fn main() {
             trials: args.trials.unwrap_or(10),
             check: args.check,
         }),
+        "live-update" => {
+            let live = sync_bench::LiveUpdateArgs {
+                kiln: std::fs::canonicalize(&args.kiln).unwrap_or_else(|e| fail(&format!("kiln binary: {e}"))),
+                trials: args.trials.unwrap_or(if args.check { 2 } else { 20 }),
+                check: args.check,
+                by_hand_only: args.by_hand_only,
+            };
+            // Errors come back here once everything the benchmark started is removed.
+            if let Err(e) = sync_bench::run_bench(&live) {
+                fail(&e);
+            }
+        }
         other => fail(&format!("unknown command {other}")),
     }
 }
