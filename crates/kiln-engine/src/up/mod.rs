@@ -5,4 +5,5 @@ pub mod reload;
 pub mod round_plan;
 pub mod round_worker;
 pub mod selection;
+pub mod sync_plan;
 pub mod up_options;
