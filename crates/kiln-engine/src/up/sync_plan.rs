@@ -90,6 +90,12 @@ impl SyncRules {
         &self.rules[index].action
     }
 
+    /// The rule's `path` and `target` (empty for a `rebuild` rule).
+    pub fn roots(&self, index: usize) -> (String, String) {
+        let rule = &self.rules[index];
+        (rule.path.clone(), rule.target.clone().unwrap_or_default())
+    }
+
     /// Whether any rule covers `path`, or `path` is a directory on the way to one.
     pub fn covers(&self, path: &str, is_dir: bool) -> bool {
         self.rules.iter().any(|r| is_under(path, &r.path) || (is_dir && is_under(&r.path, path)))
@@ -134,12 +140,21 @@ pub struct LiveService<'a> {
 /// One service's share of a batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceSync {
-    /// Project-relative path → where it is in the container.
-    pub paths: BTreeMap<String, String>,
+    /// Project-relative path → where it goes.
+    pub paths: BTreeMap<String, SyncTo>,
     /// Restart the replicas after the copy (a `sync+restart` rule matched).
     pub restart: bool,
     /// Commands to run in each replica after the copy, in rule order, each once.
     pub exec: Vec<String>,
+}
+
+/// Where one changed path goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncTo {
+    /// Its path in the container.
+    pub container: String,
+    /// Its rule's `path` (project-relative) and `target`.
+    pub roots: (String, String),
 }
 
 /// A rebuild a live update could not avoid.
@@ -179,7 +194,8 @@ pub fn plan(
                     SyncAction::SyncExec(cmd) if !share.exec.contains(cmd) => share.exec.push(cmd.clone()),
                     _ => {}
                 }
-                share.paths.insert(p.clone(), container);
+                let roots = s.rules.roots(rule);
+                share.paths.insert(p.clone(), SyncTo { container, roots });
             }
         }
         if !share.paths.is_empty() {
