@@ -22,6 +22,51 @@ pub struct Service {
     pub ready: Option<Probe>,
     pub stop_signal: String,
     pub stop_timeout: Duration,
+    /// Live update: changed files copied into the running containers (container services).
+    pub sync: Vec<SyncRule>,
+    /// Globs (relative to the project) whose content changes restart the replicas.
+    pub watch: Vec<String>,
+}
+
+/// One `sync` rule: what a change under `path` does to the running containers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncRule {
+    /// A file or directory, relative to the project.
+    pub path: String,
+    /// Where `path` is in the container (absolute); `None` for `rebuild`.
+    pub target: Option<String>,
+    /// Globs relative to `path`: a matching file is not synced.
+    pub ignore: Vec<String>,
+    /// Globs relative to `path`: when given, only a matching file is synced.
+    pub include: Vec<String>,
+    pub action: SyncAction,
+}
+
+/// What a sync rule does with a change it matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncAction {
+    /// Copy it into every running replica.
+    Sync,
+    /// Copy it, then restart the replicas (rolling, with readiness).
+    SyncRestart,
+    /// Copy it, then run this command inside every replica.
+    SyncExec(String),
+    /// Rebuild the image and replace the containers.
+    Rebuild,
+}
+
+impl SyncAction {
+    pub const NAMES: [&'static str; 4] = ["sync", "sync+restart", "sync+exec", "rebuild"];
+
+    /// The name written in kiln.toml.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SyncAction::Sync => "sync",
+            SyncAction::SyncRestart => "sync+restart",
+            SyncAction::SyncExec(_) => "sync+exec",
+            SyncAction::Rebuild => "rebuild",
+        }
+    }
 }
 
 /// What runs: a command, or a container from an image target or an image reference.
@@ -90,7 +135,10 @@ const SERVICE_KEYS: &[&str] = &[
     "ready",
     "stop_signal",
     "stop_timeout",
+    "sync",
+    "watch",
 ];
+const SYNC_KEYS: &[&str] = &["path", "target", "ignore", "include", "action", "exec"];
 const PROBE_KEYS: &[&str] = &["http", "tcp", "cmd", "log", "period", "timeout", "failures"];
 const SIGNALS: &[&str] = &["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGKILL", "SIGUSR1", "SIGUSR2"];
 
@@ -200,6 +248,17 @@ impl Service {
         let stop_timeout = field("stop_timeout")
             .map_or(Some(Duration::from_secs(10)), |n| r.positive_duration(n, &what("stop_timeout")));
 
+        let sync = field("sync").map_or(Some(Vec::new()), |n| read_sync(r, n, &name.text, kind.as_ref(), names));
+        let watch = field("watch").map_or(Some(Vec::new()), |n| {
+            let globs = r.string_list(n, &what("watch"))?;
+            let mut ok = true;
+            for glob in &globs {
+                ok &= crate::validate::check_relative(r, glob, &what("watch"))
+                    && crate::validate::check_glob(r, glob, &what("watch"));
+            }
+            ok.then(|| globs.into_iter().map(|g| g.text).collect())
+        });
+
         let after = after?;
         Some(ReadService {
             service: Service {
@@ -216,10 +275,204 @@ impl Service {
                 ready: ready?,
                 stop_signal: stop_signal?,
                 stop_timeout: stop_timeout?,
+                sync: sync?,
+                watch: watch?,
             },
             after,
         })
     }
+}
+
+/// `sync = [{ path, target, ignore, include, action, exec }, …]`.
+fn read_sync(
+    r: &mut crate::reader::Reader,
+    node: &crate::reader::Node<'_>,
+    service: &str,
+    kind: Option<&ServiceKind>,
+    names: &crate::validate::Names,
+) -> Option<Vec<SyncRule>> {
+    let what = format!("`sync` of service `{service}`");
+    let toml::de::DeValue::Array(items) = node.get_ref() else {
+        r.error(
+            node.span(),
+            format!("{what} must be an array of rules"),
+            format!("found {}", crate::reader::type_name(node.get_ref())),
+            Some("for example `sync = [{ path = \"app\", target = \"/code\" }]`".into()),
+        );
+        return None;
+    };
+    if let Some(ServiceKind::Cmd(_)) = kind {
+        r.error(
+            node.span(),
+            format!("service `{service}` runs a command: `sync` copies files into containers"),
+            "not a container service",
+            Some("to restart a process service on changes, use `watch = [\"GLOB\", …]`".into()),
+        );
+        return None;
+    }
+    let mut rules = Vec::new();
+    let mut ok = true;
+    for item in items.iter() {
+        match read_sync_rule(r, item, service, kind, names) {
+            Some(rule) => rules.push(rule),
+            None => ok = false,
+        }
+    }
+    ok.then_some(rules)
+}
+
+fn read_sync_rule(
+    r: &mut crate::reader::Reader,
+    node: &crate::reader::Node<'_>,
+    service: &str,
+    kind: Option<&ServiceKind>,
+    names: &crate::validate::Names,
+) -> Option<SyncRule> {
+    let section = format!("a `sync` rule of service `{service}`");
+    let table = r.table(node, &section)?;
+    r.check_keys(table, SYNC_KEYS, &section);
+    let what = |key: &str| format!("`sync.{key}` of service `{service}`");
+    let path = match table.get("path") {
+        Some(n) => {
+            let path = r.located(n, &what("path"))?;
+            if !crate::validate::check_relative(r, &path, &what("path")) {
+                return None;
+            }
+            let trimmed = path.text.trim_end_matches('/');
+            let trimmed = trimmed.strip_prefix("./").unwrap_or(trimmed);
+            if trimmed.is_empty() || trimmed == "." {
+                r.error(
+                    path.span.clone(),
+                    format!("{} names the whole project", what("path")),
+                    "the project root",
+                    Some("name the directory or file to sync, e.g. `path = \"app\"`".into()),
+                );
+                return None;
+            }
+            if trimmed.contains(['*', '?', '[', '{']) {
+                r.error(
+                    path.span.clone(),
+                    format!("{} is a file or directory, not a glob", what("path")),
+                    "a glob",
+                    Some("name the directory and narrow it with `include = [\"GLOB\"]`".into()),
+                );
+                return None;
+            }
+            Some(trimmed.to_string())
+        }
+        None => {
+            r.error(
+                node.span(),
+                format!("{section} has no `path`"),
+                "no path",
+                Some("add `path = \"DIR\"`: the file or directory, relative to the project".into()),
+            );
+            None
+        }
+    };
+    let action = match table.get("action") {
+        None => Some(SyncAction::Sync),
+        Some(n) => {
+            let text = r.located(n, &what("action"))?;
+            match text.text.as_str() {
+                "sync" => Some(SyncAction::Sync),
+                "sync+restart" => Some(SyncAction::SyncRestart),
+                "sync+exec" => match table.get("exec") {
+                    Some(cmd) => r.string(cmd, &what("exec")).map(SyncAction::SyncExec),
+                    None => {
+                        r.error(
+                            text.span,
+                            format!("{section} runs `sync+exec` without `exec`"),
+                            "no command to run",
+                            Some("add `exec = \"CMD\"`: run inside each replica after the copy".into()),
+                        );
+                        None
+                    }
+                },
+                "rebuild" => Some(SyncAction::Rebuild),
+                other => {
+                    let hint = crate::did_you_mean(other, SyncAction::NAMES).map_or_else(
+                        || "use sync, sync+restart, sync+exec or rebuild".to_string(),
+                        |s| format!("did you mean `{s}`?"),
+                    );
+                    r.error(text.span, format!("unknown sync action `{other}`"), "unknown action", Some(hint));
+                    None
+                }
+            }
+        }
+    };
+    if let (Some(exec), Some(action)) = (table.get("exec"), action.as_ref())
+        && !matches!(action, SyncAction::SyncExec(_))
+    {
+        r.error(
+            exec.span(),
+            format!("`exec` in {section} is only run by `action = \"sync+exec\"`"),
+            "never run",
+            Some("set `action = \"sync+exec\"`, or remove `exec`".into()),
+        );
+        return None;
+    }
+    let rebuild = matches!(action, Some(SyncAction::Rebuild));
+    if rebuild
+        && let Some(ServiceKind::Image(image)) = kind
+        && !names.is_image_target(image)
+    {
+        r.error(
+            table.get("action").map(|n| n.span()).unwrap_or_else(|| node.span()),
+            format!("{section} rebuilds, but `{image}` is an image reference, not an image target"),
+            "nothing to rebuild",
+            Some("`rebuild` applies to services whose `image` is an image target of this kiln.toml".into()),
+        );
+        return None;
+    }
+    let target = match (table.get("target"), rebuild) {
+        (Some(n), false) => {
+            let target = r.located(n, &what("target"))?;
+            if !target.text.starts_with('/') || target.text.split('/').any(|part| part == "..") {
+                r.error(
+                    target.span,
+                    format!("{} must be an absolute path in the container", what("target")),
+                    "not absolute",
+                    Some("for example `target = \"/code\"`".into()),
+                );
+                return None;
+            }
+            Some(Some(target.text))
+        }
+        (Some(n), true) => {
+            r.error(
+                n.span(),
+                format!("a `rebuild` rule copies nothing: `target` in {section} is never used"),
+                "never used",
+                Some("remove `target`, or use `action = \"sync\"`".into()),
+            );
+            None
+        }
+        (None, false) => {
+            r.error(
+                node.span(),
+                format!("{section} has no `target`"),
+                "where in the container?",
+                Some("add `target = \"/PATH\"`: where `path` is in the container".into()),
+            );
+            None
+        }
+        (None, true) => Some(None),
+    };
+    let globs = |r: &mut crate::reader::Reader, key: &str| match table.get(key) {
+        None => Some(Vec::new()),
+        Some(n) => {
+            let items = r.string_list(n, &what(key))?;
+            let mut ok = true;
+            for item in &items {
+                ok &= crate::validate::check_glob(r, item, &what(key));
+            }
+            ok.then(|| items.into_iter().map(|l| l.text).collect())
+        }
+    };
+    let ignore = globs(r, "ignore");
+    let include = globs(r, "include");
+    Some(SyncRule { path: path?, target: target?, ignore: ignore?, include: include?, action: action? })
 }
 
 /// `replicas`: how many copies the service runs, each filling in its number for
@@ -274,4 +527,118 @@ fn read_probe(
         table.get("timeout").map_or(Some(Duration::from_secs(2)), |n| r.positive_duration(n, &what("timeout")));
     let failures = table.get("failures").map_or(Some(3), |n| r.integer(n, &what("failures"), 1, 1000));
     Some(Probe { check: check?, period: period?, timeout: timeout?, failures: u32::try_from(failures?).ok()? })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::{LoadError, parse_str};
+
+    const IMAGE: &str =
+        "[target.web-image]\ninputs = [\"app/**\"]\nimage = { name = \"localhost/web\", context = \".\" }\n";
+
+    fn errors(service: &str) -> String {
+        let text = format!("{IMAGE}\n[service.web]\n{service}\n");
+        match parse_str(&text, Path::new("kiln.toml"), Path::new("/nonexistent"), None) {
+            Ok(_) => panic!("expected errors for:\n{service}"),
+            Err(LoadError::Invalid(d)) => d.render(false),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn read(service: &str) -> Service {
+        let text = format!("{IMAGE}\n[service.web]\n{service}\n");
+        match parse_str(&text, Path::new("kiln.toml"), Path::new("/nonexistent"), None) {
+            Ok(mut c) => c.services.remove("web").expect("the service"),
+            Err(LoadError::Invalid(d)) => panic!("{}", d.render(false)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn reads_sync_rules_and_watch_globs() {
+        let web = read(
+            r#"image = "web-image"
+sync = [
+  { path = "app/", target = "/code", ignore = ["**/__pycache__/**"], include = ["**/*.py"], action = "sync+restart" },
+  { path = "./static", target = "/www" },
+  { path = "conf", target = "/etc/app", action = "sync+exec", exec = "kill -HUP 1" },
+  { path = "app/requirements.txt", action = "rebuild" },
+]
+watch = ["config/**"]"#,
+        );
+        let actions: Vec<&SyncAction> = web.sync.iter().map(|r| &r.action).collect();
+        assert_eq!(
+            actions,
+            [
+                &SyncAction::SyncRestart,
+                &SyncAction::Sync,
+                &SyncAction::SyncExec("kill -HUP 1".into()),
+                &SyncAction::Rebuild
+            ]
+        );
+        assert_eq!(web.sync[0].path, "app", "a trailing slash is dropped");
+        assert_eq!(web.sync[1].path, "static", "a leading ./ is dropped");
+        assert_eq!(web.sync[0].target.as_deref(), Some("/code"));
+        assert_eq!(web.sync[0].ignore, ["**/__pycache__/**"]);
+        assert_eq!(web.sync[0].include, ["**/*.py"]);
+        assert_eq!(web.sync[3].target, None);
+        assert_eq!(web.watch, ["config/**"]);
+    }
+
+    #[test]
+    fn sync_on_a_process_service_points_to_watch() {
+        let e = errors("cmd = \"./serve\"\nsync = [{ path = \"app\", target = \"/code\" }]");
+        assert!(e.contains("service `web` runs a command: `sync` copies files into containers"), "{e}");
+        assert!(e.contains("use `watch = [\"GLOB\", …]`"), "{e}");
+    }
+
+    #[test]
+    fn every_mistake_in_a_rule_is_named() {
+        let e = errors(
+            r#"image = "web-image"
+sync = [
+  { path = "app", target = "code" },
+  { path = "app" },
+  { path = "app", target = "/code", action = "sync+exec" },
+  { path = "app", target = "/code", action = "synk" },
+  { path = "app/*.py", target = "/code" },
+  { path = "../up", target = "/code" },
+  { path = "deps.txt", target = "/deps", action = "rebuild" },
+  { path = "app", target = "/code", exec = "true" },
+  { target = "/code" },
+]
+watch = ["/etc/**"]"#,
+        );
+        for needle in [
+            "`sync.target` of service `web` must be an absolute path in the container",
+            "a `sync` rule of service `web` has no `target`",
+            "runs `sync+exec` without `exec`",
+            "unknown sync action `synk`",
+            "did you mean `sync`?",
+            "`sync.path` of service `web` is a file or directory, not a glob",
+            "path in `sync.path` of service `web` leaves the project root",
+            "a `rebuild` rule copies nothing",
+            "is only run by `action = \"sync+exec\"`",
+            "a `sync` rule of service `web` has no `path`",
+            "path in `watch` of service `web` leaves the project root",
+        ] {
+            assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
+        }
+    }
+
+    #[test]
+    fn rebuild_needs_an_image_target() {
+        let e = errors("image = \"localhost/other:1\"\nsync = [{ path = \"deps.txt\", action = \"rebuild\" }]");
+        assert!(e.contains("`localhost/other:1` is an image reference, not an image target"), "{e}");
+    }
+
+    #[test]
+    fn a_process_service_may_watch() {
+        let web = read("cmd = \"./serve\"\nwatch = [\"config/*.toml\", \"templates/**\"]");
+        assert_eq!(web.watch, ["config/*.toml", "templates/**"]);
+        assert!(web.sync.is_empty());
+    }
 }

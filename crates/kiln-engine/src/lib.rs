@@ -8,7 +8,7 @@
 
 mod build;
 mod cache;
-mod container;
+pub mod container;
 mod event;
 mod exec;
 mod fs;

@@ -1,5 +1,9 @@
-//! The container engine's CLI (podman or docker): finding it, naming and labelling what kiln
-//! creates, building images, and the build context of an image target.
+//! The container engine: its CLI (podman or docker) for finding it, naming and labelling
+//! what kiln creates, building images, and the build context of an image target; its
+//! Docker-compatible HTTP API for live update (copying files into a running container and
+//! running commands in it).
 
 pub mod engine;
+pub mod engine_api;
 pub mod image_context;
+pub mod sync_batch;

@@ -187,6 +187,38 @@ pub enum Event {
         /// How many replicas the service should have now (its configured `replicas`).
         replicas: u32,
     },
+    /// Changed files were copied into one running replica (a live update), or the copy or
+    /// its `exec` failed (`error`).
+    #[serde(rename = "service.synced")]
+    ServiceSynced {
+        service: String,
+        replica: u32,
+        /// Files (and symbolic links, and directories) copied.
+        files: u64,
+        /// Paths removed in the container.
+        deleted: u64,
+        /// Bytes of file content copied.
+        bytes: u64,
+        duration_ms: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A change under a service's image that no live update can carry: the image is rebuilt
+    /// and the containers replaced, because of `path` (`reason`: no sync rule matched it, or
+    /// a `rebuild` rule did).
+    #[serde(rename = "update.fallback")]
+    UpdateFallback { service: String, target: String, path: String, reason: String },
+    /// A save reached running code: the files (`cause`), what was built and which services
+    /// run it now, and how long each phase took.
+    #[serde(rename = "update.completed")]
+    UpdateCompleted {
+        cause: Vec<String>,
+        targets: Vec<String>,
+        services: Vec<String>,
+        /// `synced`, `restarted` or `rebuilt`: how the change reached the services.
+        how: String,
+        latency_ms: Latency,
+    },
     #[serde(rename = "service.output")]
     ServiceOutput { service: String, replica: u32, stream: Stream, line: String },
     /// A notice for humans that is not tied to a target (waiting for a lock, a discarded
@@ -197,6 +229,19 @@ pub enum Event {
     /// it should re-read status. Only ever sent to the subscriber concerned.
     #[serde(rename = "stream.lagged")]
     StreamLagged { dropped: u64 },
+}
+
+/// Where the time from a save to running code went, in milliseconds: the file event after
+/// the save (`detect`), the quiet window (`debounce`), the build (`build`), copying files or
+/// replacing containers (`deploy`), readiness again (`ready`); `total` is save to ready.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Latency {
+    pub detect: u64,
+    pub debounce: u64,
+    pub build: u64,
+    pub deploy: u64,
+    pub ready: u64,
+    pub total: u64,
 }
 
 /// How loud a notice is.

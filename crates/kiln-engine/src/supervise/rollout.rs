@@ -24,11 +24,13 @@ struct Current {
 pub struct Rollout {
     queue: VecDeque<u32>,
     current: Option<Current>,
+    /// When the latest of its new replicas began (`starting`).
+    last_started: Option<Instant>,
 }
 
 impl Rollout {
     pub fn new(replicas: impl IntoIterator<Item = u32>) -> Rollout {
-        Rollout { queue: replicas.into_iter().collect(), current: None }
+        Rollout { queue: replicas.into_iter().collect(), current: None, last_started: None }
     }
 
     /// The replica to restart now, if it is its turn.
@@ -42,10 +44,11 @@ impl Rollout {
     }
 
     /// A replica changed phase.
-    pub fn observe(&mut self, replica: u32, phase: Phase) {
+    pub fn observe(&mut self, replica: u32, phase: Phase, now: Instant) {
         let Some(c) = self.current.as_mut().filter(|c| c.replica == replica) else { return };
         if phase == Phase::Starting {
             c.restarted = true;
+            self.last_started = Some(now);
         } else if c.restarted
             && matches!(phase, Phase::Ready | Phase::Failed | Phase::Completed | Phase::Backoff | Phase::Stopped)
         {
@@ -72,6 +75,11 @@ impl Rollout {
         }
     }
 
+    /// When the latest of its new replicas began.
+    pub fn last_started(&self) -> Option<Instant> {
+        self.last_started
+    }
+
     pub fn is_done(&self) -> bool {
         self.current.is_none() && self.queue.is_empty()
     }
@@ -87,19 +95,21 @@ mod tests {
         let mut r = Rollout::new([0, 1, 2]);
         assert_eq!(r.next(now), Some(0));
         assert_eq!(r.next(now), None, "1 waits for 0");
-        r.observe(0, Phase::Ready);
+        r.observe(0, Phase::Ready, now);
         assert_eq!(r.next(now), None, "the old process being ready does not count");
-        r.observe(0, Phase::Stopping);
-        r.observe(0, Phase::Starting);
-        r.observe(0, Phase::Ready);
+        r.observe(0, Phase::Stopping, now);
+        r.observe(0, Phase::Starting, now);
+        r.observe(0, Phase::Ready, now);
         assert_eq!(r.next(now), Some(1));
-        r.observe(1, Phase::Starting);
-        r.observe(1, Phase::Backoff);
+        r.observe(1, Phase::Starting, now);
+        r.observe(1, Phase::Backoff, now);
         assert_eq!(r.next(now), Some(2), "a replica that gave up does not hold the others");
-        r.observe(2, Phase::Starting);
-        r.observe(2, Phase::Ready);
+        let later = now + Duration::from_millis(40);
+        r.observe(2, Phase::Starting, later);
+        r.observe(2, Phase::Ready, later);
         assert_eq!(r.next(now), None);
         assert!(r.is_done());
+        assert_eq!(r.last_started(), Some(later), "when the last new replica began");
     }
 
     #[tokio::test(start_paused = true)]
@@ -107,7 +117,7 @@ mod tests {
         let now = Instant::now();
         let mut r = Rollout::new([0, 1]);
         assert_eq!(r.next(now), Some(0));
-        r.observe(0, Phase::Starting);
+        r.observe(0, Phase::Starting, now);
         assert_eq!(r.deadline(), Some(now + ROLL_WAIT));
         r.on_deadline(now + ROLL_WAIT - Duration::from_millis(1));
         assert_eq!(r.next(now), None);

@@ -73,13 +73,16 @@ pub struct ServiceSet {
     bus: Arc<EventBus>,
     reports: mpsc::UnboundedSender<Report>,
     services: BTreeMap<String, Entry>,
+    /// Services whose rolling restart ended since [`ServiceSet::take_settled`] was last
+    /// called, with when the last of their new replicas started.
+    settled: Vec<(String, Option<Instant>)>,
 }
 
 impl ServiceSet {
     /// The set, and the channel its attempts report on (for the dispatcher to feed back).
     pub fn new(bus: Arc<EventBus>) -> (ServiceSet, mpsc::UnboundedReceiver<Report>) {
         let (reports, rx) = mpsc::unbounded_channel();
-        (ServiceSet { bus, reports, services: BTreeMap::new() }, rx)
+        (ServiceSet { bus, reports, services: BTreeMap::new(), settled: Vec::new() }, rx)
     }
 
     pub fn is_started(&self, name: &str) -> bool {
@@ -99,6 +102,35 @@ impl ServiceSet {
     /// The longest `stop_timeout` of any service: how long a stop may take.
     pub fn longest_stop(&self) -> std::time::Duration {
         self.services.values().filter_map(|e| e.spec.as_ref()).map(|s| s.stop_timeout).max().unwrap_or_default()
+    }
+
+    /// The replicas of a service that have a process or container running now (starting,
+    /// ready or unhealthy): those a live update copies into.
+    pub fn running_replicas(&self, name: &str) -> Vec<u32> {
+        let Some(e) = self.services.get(name).filter(|e| !e.removing) else { return Vec::new() };
+        e.replicas
+            .iter()
+            .filter(|(r, s)| {
+                **r < e.desired
+                    && s.orders.is_some()
+                    && matches!(s.state.phase, Phase::Starting | Phase::Ready | Phase::Unhealthy)
+            })
+            .map(|(r, _)| *r)
+            .collect()
+    }
+
+    /// Says why about a replica without changing its phase (a live update that failed).
+    pub fn note(&mut self, name: &str, replica: u32, reason: String) {
+        let Some(phase) = self.services.get(name).and_then(|e| e.replicas.get(&replica)).map(|s| s.state.phase) else {
+            return;
+        };
+        self.publish(name, replica, phase, reason, None);
+    }
+
+    /// The services whose rolling restart ended since the last call, each with when the last
+    /// of its new replicas started.
+    pub fn take_settled(&mut self) -> Vec<(String, Option<Instant>)> {
+        std::mem::take(&mut self.settled)
     }
 
     /// Records a service that cannot run, with why, as `failed`.
@@ -324,7 +356,9 @@ impl ServiceSet {
             }
             self.feed(name, r, Input::NewBuild);
         } else if rollout.is_done() {
+            let started = rollout.last_started();
             e.rollout = None;
+            self.settled.push((name.to_string(), started));
         }
     }
 
@@ -341,7 +375,7 @@ impl ServiceSet {
         if let Some(c) = change {
             self.publish(name, replica, c.phase, c.reason, c.next_try);
             if let Some(rollout) = self.services.get_mut(name).and_then(|e| e.rollout.as_mut()) {
-                rollout.observe(replica, c.phase);
+                rollout.observe(replica, c.phase, Instant::now());
             }
         }
         let Some(e) = self.services.get_mut(name) else { return };

@@ -16,6 +16,7 @@ use crate::build::build_options::{BuildError, resolve_targets};
 use crate::build::target_inputs::Patterns;
 use crate::fs::path_pattern::{PathPattern, is_under};
 use crate::graph::target_graph::{Graph, TargetId};
+use crate::up::sync_plan::SyncRules;
 use crate::watch::watch_scope::WatchScope;
 
 pub struct Selection {
@@ -26,6 +27,27 @@ pub struct Selection {
     pub targets: BTreeSet<TargetId>,
     /// The selected services.
     pub services: BTreeSet<String>,
+    /// The selected services' `sync` rules and `watch` globs, for those that have any.
+    pub live: BTreeMap<String, LiveRules>,
+}
+
+/// What changes a service follows itself, without a build.
+pub struct LiveRules {
+    pub sync: SyncRules,
+    pub watch: Vec<PathPattern>,
+    /// The image target it runs, if it runs one.
+    pub image_target: Option<String>,
+}
+
+impl LiveRules {
+    /// Whether a changed path (or a directory on the way to or under one) concerns it.
+    fn concerns(&self, path: &str, is_dir: bool) -> bool {
+        self.sync.covers(path, is_dir) || self.watch.iter().any(|pat| overlaps(pat, path, is_dir))
+    }
+}
+
+fn overlaps(pat: &PathPattern, path: &str, is_dir: bool) -> bool {
+    pat.matches(path) || (is_dir && (is_under(path, &pat.prefix) || is_under(&pat.prefix, path)))
 }
 
 impl Selection {
@@ -45,11 +67,36 @@ impl Selection {
         }
         let targets = graph.with_deps(roots);
         let patterns = Patterns::compile(&config, &graph);
-        Ok(Selection { config: Arc::new(config), graph, patterns, targets, services })
+        let live = services
+            .iter()
+            .map(|name| (name, &config.services[name]))
+            .filter(|(_, s)| !s.sync.is_empty() || !s.watch.is_empty())
+            .map(|(name, s)| {
+                let image_target = match &s.kind {
+                    kiln_config::ServiceKind::Image(image) if graph.id(image).is_some() => Some(image.clone()),
+                    _ => None,
+                };
+                let rules = LiveRules {
+                    sync: SyncRules::new(&s.sync),
+                    watch: s.watch.iter().map(|w| PathPattern::new(w)).collect(),
+                    image_target,
+                };
+                (name.clone(), rules)
+            })
+            .collect();
+        Ok(Selection { config: Arc::new(config), graph, patterns, targets, services, live })
     }
 
     pub fn scope(&self) -> WatchScope {
-        let inputs: Vec<&PathPattern> = self.targets.iter().flat_map(|&t| self.patterns.watched(t)).collect();
+        let synced: Vec<PathPattern> =
+            self.live.values().flat_map(|l| l.sync.paths()).map(PathPattern::new).collect();
+        let inputs: Vec<&PathPattern> = self
+            .targets
+            .iter()
+            .flat_map(|&t| self.patterns.watched(t))
+            .chain(&synced)
+            .chain(self.live.values().flat_map(|l| &l.watch))
+            .collect();
         let outputs: Vec<&PathPattern> = (0..self.graph.len()).flat_map(|t| &self.patterns.outputs[t]).collect();
         WatchScope::new(&inputs, &outputs)
     }
@@ -57,10 +104,8 @@ impl Selection {
     /// Whether a changed path can concern a selected target: a watched pattern matches it,
     /// or it is a directory (existing, or one that vanished) on the way to or under one.
     pub fn concerns(&self, path: &str, is_dir: bool) -> bool {
-        self.targets
-            .iter()
-            .flat_map(|&t| self.patterns.watched(t))
-            .any(|pat| pat.matches(path) || (is_dir && (is_under(path, &pat.prefix) || is_under(&pat.prefix, path))))
+        self.targets.iter().flat_map(|&t| self.patterns.watched(t)).any(|pat| overlaps(pat, path, is_dir))
+            || self.live.values().any(|l| l.concerns(path, is_dir))
     }
 
     /// The selected targets a batch of changed paths concerns, with the paths that concern
@@ -138,5 +183,20 @@ mod tests {
         assert!(sel.concerns("src/x", true), "a directory under a prefix may hold inputs");
         assert!(sel.concerns("src", true));
         assert!(!sel.concerns("logs", true), "a directory away from every prefix");
+    }
+
+    #[test]
+    fn synced_and_watched_paths_concern_their_services() {
+        let sel = selection(
+            "[service.web]\nimage = \"localhost/web:1\"\nsync = [{ path = \"static\", target = \"/www\" }]\n\
+             [service.api]\ncmd = \"./api\"\nwatch = [\"config/*.toml\"]\n",
+        );
+        assert!(sel.concerns("static/a/b.css", false), "under a sync rule, though no target reads it");
+        assert!(sel.concerns("config/app.toml", false));
+        assert!(!sel.concerns("config/app.json", false));
+        assert!(sel.concerns("config", true));
+        assert!(!sel.concerns("staticx/a", false));
+        assert_eq!(sel.live["web"].image_target, None, "an image reference");
+        assert!(sel.scope() != WatchScope::new(&[], &[]), "the watch scope holds them");
     }
 }

@@ -17,6 +17,8 @@ pub struct Batch {
     pub paths: BTreeSet<String>,
     /// Events were lost (queue overflow): everything must be looked at again.
     pub rescan: bool,
+    /// When its first event arrived (set when it is taken).
+    pub first: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -72,10 +74,10 @@ impl Debouncer {
         if self.deadline().is_none_or(|d| d > now) {
             return None;
         }
-        self.first = None;
+        let first = self.first.take();
         self.last = None;
         self.held_until = None;
-        Some(std::mem::take(&mut self.pending))
+        Some(Batch { first, ..std::mem::take(&mut self.pending) })
     }
 }
 
@@ -130,8 +132,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn overflow_is_carried_as_a_rescan() {
         let mut d = Debouncer::new(Duration::from_millis(100), Duration::from_secs(1));
-        d.add(Instant::now(), Vec::new(), true);
+        let first = Instant::now();
+        d.add(first, Vec::new(), true);
         tokio::time::advance(Duration::from_millis(100)).await;
-        assert_eq!(d.take_due(Instant::now()), Some(Batch { paths: BTreeSet::new(), rescan: true }));
+        assert_eq!(d.take_due(Instant::now()), Some(Batch { paths: BTreeSet::new(), rescan: true, first: Some(first) }));
     }
 }

@@ -1,0 +1,453 @@
+//! Live updates of running services, owned by the dispatcher: files copied into running
+//! containers (`sync` rules) and restarts on content changes (`watch` globs).
+//!
+//! A batch's share for a service (see [`crate::up::sync_plan`]) becomes one sync job: one
+//! transfer per running replica (the tar through the engine's API, deletions first), then
+//! each `exec` of a `sync+exec` rule in each replica. At most one job per service is in
+//! flight; shares that arrive meanwhile are merged and sent once it reports. A job's
+//! failure is reported on the service (its replicas' phase reason and `service.synced` with
+//! the error), never turned into a rebuild.
+//!
+//! Every path synced in the session is remembered (the service's "drift"): a new container
+//! of the service (a restart, a crash, a scale-up) starts from the image, which does not
+//! hold those changes, so it is given the current content of every one of them before its
+//! process starts (see `supervise/replica_runner.rs`).
+//!
+//! `watch` globs restart a service when the content of a file under them changes: the
+//! digests of the watched files are read when `kiln up` starts and kept, so a touch, or a
+//! save of the same bytes, restarts nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{OnceCell, mpsc};
+use tokio::time::Instant;
+
+use crate::cache::digest::Digest;
+use crate::container::engine::{Engine, container_name};
+use crate::container::engine_api::EngineApi;
+use crate::container::sync_batch::{SyncBatch, SyncCopy, apply};
+use crate::event::{Event, EventBus, Latency};
+use crate::fs::file_index::FileIndex;
+use crate::fs::layout::Layout;
+use crate::fs::rel_path;
+use crate::up::selection::Selection;
+use crate::up::sync_plan::ServiceSync;
+
+/// How long one `exec` of a `sync+exec` rule may run.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// When a batch's changes were made and seen: what `update.completed` measures from.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// The changed paths, for people.
+    pub cause: Vec<String>,
+    /// The newest modification time of the changed files that still exist: the save.
+    pub saved: Option<SystemTime>,
+    /// When the batch's first file event arrived.
+    pub first: Instant,
+    /// When the batch was taken (the quiet window closed).
+    pub batch: Instant,
+}
+
+impl Timing {
+    /// The timing of a batch of `paths` taken now, its first event at `first`.
+    pub fn of(root: &Path, paths: &BTreeSet<String>, first: Option<Instant>) -> Timing {
+        let batch = Instant::now();
+        let saved = paths
+            .iter()
+            .filter_map(|p| std::fs::symlink_metadata(rel_path::under(root, p)).ok())
+            .filter_map(|m| m.modified().ok())
+            .max();
+        Timing {
+            cause: rel_path::display_all(paths),
+            saved,
+            first: first.unwrap_or(batch),
+            batch,
+        }
+    }
+
+    /// The breakdown of an update that `build` took until `built`, was deployed by
+    /// `deployed` and ready again at `ready`.
+    pub fn latency(&self, built: Instant, deployed: Instant, ready: Instant) -> Latency {
+        let ms = |from: Instant, to: Instant| u64::try_from(to.saturating_duration_since(from).as_millis()).unwrap_or(u64::MAX);
+        // The save happened before the first event by what the file's time says; a time in
+        // the future (another clock, a copied file) counts as no delay.
+        let now_wall = SystemTime::now();
+        let first_wall = now_wall.checked_sub(Instant::now().saturating_duration_since(self.first)).unwrap_or(now_wall);
+        let detect = self
+            .saved
+            .and_then(|s| first_wall.duration_since(s).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            // A file whose time is far older than its event was not saved just now (a copy
+            // keeping its time, a checkout): its detection delay is not known.
+            .min(10_000);
+        let detect = if detect == 10_000 { 0 } else { detect };
+        Latency {
+            detect,
+            debounce: ms(self.first, self.batch),
+            build: ms(self.batch, built),
+            deploy: ms(built, deployed),
+            ready: ms(deployed, ready),
+            total: detect + ms(self.first, ready),
+        }
+    }
+}
+
+/// What a sync job reports when every replica is done.
+#[derive(Debug)]
+pub struct SyncDone {
+    pub service: String,
+    /// Per replica: done, or why not.
+    pub results: Vec<(u32, Result<(), String>)>,
+    /// The share asked for a restart afterwards (`sync+restart`).
+    pub restart: bool,
+    pub files: usize,
+    pub timing: Timing,
+    pub finished: Instant,
+}
+
+#[derive(Default)]
+struct ServiceLive {
+    in_flight: bool,
+    /// Changes that arrived while a job ran: sent together once it reports.
+    queued: Option<(ServiceSync, Timing)>,
+    /// Every path synced this session, with its rule's host root and container root.
+    drift: BTreeMap<String, (String, String)>,
+    /// The digests of the files its `watch` globs match (`None`: absent).
+    watched: BTreeMap<String, Option<Digest>>,
+}
+
+/// The engine's API, connected on first use (starting `podman system service` takes a
+/// moment, so it starts with `kiln up` when a service has sync rules).
+type Api = Arc<OnceCell<Result<Arc<EngineApi>, String>>>;
+
+pub struct LiveUpdates {
+    root: PathBuf,
+    layout: Layout,
+    engine: Option<Engine>,
+    api: Api,
+    services: BTreeMap<String, ServiceLive>,
+    done_tx: mpsc::UnboundedSender<SyncDone>,
+    bus: Arc<EventBus>,
+}
+
+impl LiveUpdates {
+    pub fn new(sel: &Selection, bus: Arc<EventBus>) -> (LiveUpdates, mpsc::UnboundedReceiver<SyncDone>) {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let root = sel.config.root.clone();
+        let engine = sel
+            .live
+            .values()
+            .any(|l| !l.sync.is_empty())
+            .then(|| Engine::find(sel.config.settings.engine).ok())
+            .flatten();
+        let mut live = LiveUpdates {
+            layout: Layout::new(&root),
+            root,
+            engine,
+            api: Arc::new(OnceCell::new()),
+            services: BTreeMap::new(),
+            done_tx,
+            bus,
+        };
+        live.follow(sel);
+        (live, done_rx)
+    }
+
+    /// Takes a new selection's services (a reload): new watched files are read, services no
+    /// longer selected forgotten.
+    pub fn follow(&mut self, sel: &Selection) {
+        self.services.retain(|name, _| sel.live.contains_key(name));
+        if self.engine.is_none() && sel.live.values().any(|l| !l.sync.is_empty()) {
+            self.engine = Engine::find(sel.config.settings.engine).ok();
+        }
+        for (name, rules) in &sel.live {
+            let state = self.services.entry(name.clone()).or_default();
+            if rules.watch.is_empty() {
+                state.watched.clear();
+                continue;
+            }
+            let prefixes: Vec<String> = rules.watch.iter().map(|w| w.prefix.clone()).collect();
+            let files = FileIndex::scan_small(&self.root, prefixes, true).paths();
+            let mut watched = BTreeMap::new();
+            for f in files.into_iter().filter(|f| rules.watch.iter().any(|w| w.matches(f))) {
+                let known = state.watched.get(&f).cloned().unwrap_or_else(|| digest(&self.root, &f));
+                watched.insert(f, known);
+            }
+            state.watched = watched;
+        }
+    }
+
+    /// Starts connecting to the engine's API in the background, if a service syncs.
+    pub fn warm_up(&self) {
+        if let Some(engine) = self.engine.clone() {
+            let api = self.api.clone();
+            let run_dir = self.run_dir();
+            let kiln = self.layout.kiln.clone();
+            tokio::spawn(async move {
+                let _ = api.get_or_init(|| connect(engine, kiln, run_dir)).await;
+            });
+        }
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.layout.kiln.join("run")
+    }
+
+    /// The services among `changed` whose watched files now hold other content.
+    pub fn watch_restarts(&mut self, sel: &Selection, changed: &BTreeSet<String>) -> Vec<(String, Vec<String>)> {
+        let mut restarts = Vec::new();
+        for (name, rules) in &sel.live {
+            if rules.watch.is_empty() {
+                continue;
+            }
+            let state = self.services.entry(name.clone()).or_default();
+            let mut why = Vec::new();
+            for p in changed {
+                // A directory that vanished takes the watched files under it along.
+                let gone: Vec<String> = state
+                    .watched
+                    .keys()
+                    .filter(|k| crate::fs::path_pattern::is_under(k, p) && k.as_str() != p)
+                    .cloned()
+                    .collect();
+                for g in gone {
+                    if !rel_path::under(&self.root, &g).exists()
+                        && state.watched.insert(g.clone(), None).is_some_and(|d| d.is_some())
+                    {
+                        why.push(g);
+                    }
+                }
+                if !rules.watch.iter().any(|w| w.matches(p)) {
+                    continue;
+                }
+                let now = digest(&self.root, p);
+                let before = state.watched.insert(p.clone(), now.clone());
+                if before.flatten() != now {
+                    why.push(p.clone());
+                }
+            }
+            if !why.is_empty() {
+                restarts.push((name.clone(), rel_path::display_all(&why)));
+            }
+        }
+        restarts
+    }
+
+    /// Sends a service's share of a batch to its running replicas (`replicas`), now or once
+    /// the job in flight reports.
+    pub fn sync(&mut self, sel: &Selection, service: &str, share: ServiceSync, timing: Timing, replicas: Vec<u32>) {
+        let state = self.services.entry(service.to_string()).or_default();
+        for (path, to) in &share.paths {
+            state.drift.insert(path.clone(), to.roots.clone());
+        }
+        if state.in_flight {
+            match state.queued.as_mut() {
+                Some((queued, queued_timing)) => {
+                    queued.paths.extend(share.paths);
+                    queued.restart |= share.restart;
+                    for cmd in share.exec {
+                        if !queued.exec.contains(&cmd) {
+                            queued.exec.push(cmd);
+                        }
+                    }
+                    queued_timing.cause.extend(timing.cause);
+                    queued_timing.batch = timing.batch;
+                    queued_timing.saved = queued_timing.saved.max(timing.saved);
+                }
+                None => state.queued = Some((share, timing)),
+            }
+            return;
+        }
+        self.start_job(sel, service, share, timing, replicas);
+    }
+
+    /// A job reported: the next one starts if changes are waiting.
+    pub fn finished(&mut self, sel: &Selection, service: &str, replicas: Vec<u32>) {
+        let Some(state) = self.services.get_mut(service) else { return };
+        state.in_flight = false;
+        if let Some((share, timing)) = state.queued.take() {
+            self.start_job(sel, service, share, timing, replicas);
+        }
+    }
+
+    /// Every path synced into a service this session, as copies from the tree now: what a
+    /// new container of it is given before its process starts.
+    pub fn drift(&self, service: &str) -> Vec<SyncCopy> {
+        let Some(state) = self.services.get(service) else { return Vec::new() };
+        copies(&self.root, state.drift.iter().map(|(p, roots)| (p, roots)))
+    }
+
+    /// The engine's API once connected, for new containers' drift.
+    pub fn api(&self) -> Option<Arc<EngineApi>> {
+        self.api.get().and_then(|r| r.as_ref().ok()).cloned()
+    }
+
+    /// Where sync tars are written.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.run_dir()
+    }
+
+    fn start_job(&mut self, sel: &Selection, service: &str, share: ServiceSync, timing: Timing, replicas: Vec<u32>) {
+        let Some(state) = self.services.get_mut(service) else { return };
+        state.in_flight = true;
+        let files = share.paths.len();
+        let batch = SyncBatch { copies: copies(&self.root, share.paths.iter().map(|(p, to)| (p, &to.roots))), deletes: Vec::new() };
+        let containers: Vec<(u32, String)> =
+            replicas.into_iter().map(|r| (r, container_name(&sel.config.root, service, r))).collect();
+        let job = Job {
+            service: service.to_string(),
+            containers,
+            batch,
+            exec: share.exec,
+            restart: share.restart,
+            files,
+            timing,
+            engine: self.engine.clone(),
+            api: self.api.clone(),
+            kiln: self.layout.kiln.clone(),
+            run_dir: self.run_dir(),
+            bus: self.bus.clone(),
+        };
+        let done = self.done_tx.clone();
+        tokio::spawn(async move {
+            let _ = done.send(job.run().await);
+        });
+    }
+
+    /// Stops the engine's API service if kiln started one.
+    pub async fn shutdown(&mut self) {
+        let api = std::mem::replace(&mut self.api, Arc::new(OnceCell::new()));
+        if let Some(Ok(api)) = Arc::into_inner(api).and_then(OnceCell::into_inner)
+            && let Some(api) = Arc::into_inner(api)
+        {
+            api.shutdown().await;
+        }
+    }
+}
+
+fn copies<'a>(root: &Path, paths: impl Iterator<Item = (&'a String, &'a (String, String))>) -> Vec<SyncCopy> {
+    paths
+        .filter_map(|(path, (host_root, container_root))| {
+            SyncCopy::under(&rel_path::under(root, host_root), container_root, &rel_path::under(root, path))
+        })
+        .collect()
+}
+
+fn digest(root: &Path, rel: &str) -> Option<Digest> {
+    let path = rel_path::under(root, rel);
+    std::fs::symlink_metadata(&path).ok().filter(|m| m.is_file())?;
+    Digest::of_file(&path).ok()
+}
+
+async fn connect(engine: Engine, kiln: PathBuf, run_dir: PathBuf) -> Result<Arc<EngineApi>, String> {
+    crate::fs::no_follow::ensure_dir(&kiln, &run_dir)
+        .map_err(|e| format!("cannot make {} for the engine's API: {e}", run_dir.display()))?;
+    EngineApi::connect(&engine, &run_dir).await.map(Arc::new).map_err(|e| e.to_string())
+}
+
+struct Job {
+    service: String,
+    containers: Vec<(u32, String)>,
+    batch: SyncBatch,
+    exec: Vec<String>,
+    restart: bool,
+    files: usize,
+    timing: Timing,
+    engine: Option<Engine>,
+    api: Api,
+    kiln: PathBuf,
+    run_dir: PathBuf,
+    bus: Arc<EventBus>,
+}
+
+impl Job {
+    async fn run(self) -> SyncDone {
+        let api = match &self.engine {
+            None => Err("no container engine was found (podman or docker)".to_string()),
+            Some(engine) => self
+                .api
+                .get_or_init(|| connect(engine.clone(), self.kiln.clone(), self.run_dir.clone()))
+                .await
+                .clone(),
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for (replica, container) in self.containers.clone() {
+            let api = api.clone();
+            let batch = self.batch.clone();
+            let exec = self.exec.clone();
+            let tmp = self.run_dir.clone();
+            let bus = self.bus.clone();
+            let service = self.service.clone();
+            tasks.spawn(async move {
+                let started = Instant::now();
+                let result = match api {
+                    Ok(api) => sync_one(&api, &container, &batch, &exec, &tmp).await,
+                    Err(why) => Err((format!("cannot reach the container engine's API: {why}"), None)),
+                };
+                let (report, error) = match result {
+                    Ok(report) => (Some(report), None),
+                    Err((why, report)) => (report, Some(why)),
+                };
+                let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                bus.publish(Event::ServiceSynced {
+                    service,
+                    replica,
+                    files: report.as_ref().map_or(0, |r| r.files),
+                    deleted: report.as_ref().map_or(0, |r| r.deleted),
+                    bytes: report.as_ref().map_or(0, |r| r.bytes),
+                    duration_ms: ms,
+                    error: error.clone(),
+                });
+                (replica, error.map_or(Ok(()), Err))
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(result) => results.push(result),
+                Err(e) => results.push((u32::MAX, Err(format!("the sync worker failed: {e}")))),
+            }
+        }
+        results.sort_by_key(|(r, _)| *r);
+        SyncDone {
+            service: self.service,
+            results,
+            restart: self.restart,
+            files: self.files,
+            timing: self.timing,
+            finished: Instant::now(),
+        }
+    }
+}
+
+type SyncFailure = (String, Option<crate::container::sync_batch::SyncReport>);
+
+/// One replica: its owner, the transfer, then each command.
+async fn sync_one(
+    api: &EngineApi,
+    container: &str,
+    batch: &SyncBatch,
+    exec: &[String],
+    tmp: &Path,
+) -> Result<crate::container::sync_batch::SyncReport, SyncFailure> {
+    let owner = api.container_owner(container).await.map_err(|e| (e.to_string(), None))?;
+    let report = apply(api, container, batch, owner, tmp).await.map_err(|e| (e.to_string(), None))?;
+    for cmd in exec {
+        let argv = vec!["sh".to_string(), "-c".to_string(), cmd.clone()];
+        match api.exec(container, &argv, None, EXEC_TIMEOUT).await {
+            Ok(out) if out.exit_code == 0 => {}
+            Ok(out) => {
+                let tail = out.output.trim_end();
+                let tail = tail.lines().last().unwrap_or("");
+                let why = format!("`{cmd}` exited with {} after the copy{}", out.exit_code, if tail.is_empty() { String::new() } else { format!(": {tail}") });
+                return Err((why, Some(report)));
+            }
+            Err(e) => return Err((format!("`{cmd}` could not run after the copy: {e}"), Some(report))),
+        }
+    }
+    Ok(report)
+}
