@@ -743,3 +743,26 @@ fn print_report(args: &LiveUpdateArgs, series: &[Series]) {
         println!("| {} | {} | {synced} | {} |", s.scenario, cells.join(" | "), s.reports.len());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tar_of_is_read_by_tar_with_its_directories() {
+        let tar = tar_of(&[("www/batch/f000.txt".into(), b"one\n".to_vec()), ("www/batch/f001.txt".into(), vec![])]);
+        assert_eq!(tar.len() % 512, 0);
+        let dir = std::env::temp_dir().join(format!("kiln-bench-tar-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut child = Command::new("tar")
+            .args(["-x", "-C", &dir.to_string_lossy()])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("tar is needed for this test");
+        child.stdin.take().unwrap().write_all(&tar).unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(std::fs::read_to_string(dir.join("www/batch/f000.txt")).unwrap(), "one\n");
+        assert_eq!(std::fs::read(dir.join("www/batch/f001.txt")).unwrap(), b"");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
