@@ -131,6 +131,47 @@ impl HumanLines {
                 };
                 vec![format!("{prefix}: {message}")]
             }
+            Event::ServiceSynced { service, replica, error: Some(why), .. } => {
+                vec![format!("✗ {} sync failed: {why}", self.prefix(service, *replica))]
+            }
+            Event::ServiceSynced { service, replica, files, deleted, duration_ms, .. } if self.verbose => {
+                vec![format!(
+                    "{} synced {files} {}, deleted {deleted} in {duration_ms} ms",
+                    self.prefix(service, *replica),
+                    plural(*files, "file")
+                )]
+            }
+            Event::UpdateFallback { service, target, path, reason } => {
+                let why = match reason.as_str() {
+                    "a `rebuild` rule matched" => "a `rebuild` rule matches it".to_string(),
+                    "no sync rule matched" => "no sync rule matches it".to_string(),
+                    other => other.to_string(),
+                };
+                vec![format!("↻ {service}: rebuilding {target}: {path} changed and {why}")]
+            }
+            Event::UpdateCompleted { cause, services, targets, how, latency_ms } => {
+                let who = services.join(", ");
+                let total = ms_text(latency_ms.total);
+                let line = match how.as_str() {
+                    "synced" => format!(
+                        "✓ {who} synced {} {} in {} (save → ready {total})",
+                        cause.len(),
+                        plural(cause.len() as u64, "file"),
+                        ms_text(latency_ms.deploy)
+                    ),
+                    "restarted" => format!(
+                        "✓ {who} restarted in {} (save → ready {total})",
+                        ms_text(latency_ms.deploy + latency_ms.ready)
+                    ),
+                    _ => format!(
+                        "✓ {who} runs the new build of {}: built in {}, replaced in {} (save → ready {total})",
+                        targets.join(", "),
+                        ms_text(latency_ms.build),
+                        ms_text(latency_ms.deploy + latency_ms.ready)
+                    ),
+                };
+                vec![line]
+            }
             Event::StreamLagged { dropped } => vec![format!(
                 "kiln: … {dropped} events not shown here: output came faster than it could be shown \
                  (every line is in .kiln/logs/)"
@@ -138,6 +179,15 @@ impl HumanLines {
             _ => Vec::new(),
         }
     }
+}
+
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 { word.to_string() } else { format!("{word}s") }
+}
+
+/// Milliseconds for people: `14 ms`, `2.31 s`.
+fn ms_text(ms: u64) -> String {
+    if ms < 1000 { format!("{ms} ms") } else { format!("{:.2} s", ms as f64 / 1000.0) }
 }
 
 /// Up to three paths, then how many more.

@@ -96,7 +96,6 @@ impl PatternCompiler {
 
 impl PathPattern {
     /// Compiles one pattern on its own.
-    #[cfg(test)]
     pub fn new(text: &str) -> PathPattern {
         PatternCompiler::default().compile(text)
     }

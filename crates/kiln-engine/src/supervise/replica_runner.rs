@@ -26,7 +26,9 @@ use crate::exec::command::{group_alive, shell_command, signal_group};
 use crate::exec::output_lines::ChunkReader;
 use crate::exec::tail_log::TailLog;
 use crate::supervise::replica_state::Input;
-use crate::supervise::service_spec::{Runner, ServiceSpec, fill_replica};
+use crate::container::engine_api::{EngineApi, Owner};
+use crate::container::sync_batch::{SyncBatch, SyncCopy, apply};
+use crate::supervise::service_spec::{ContainerRun, Runner, ServiceSpec, fill_replica};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -165,10 +167,42 @@ async fn run_attempt(
         Runner::Process(cmd) => format!("`{cmd}`"),
         Runner::Container(c) => format!("{} run {}", c.engine.name(), c.image),
     };
+    // A service with synced files: its new container is created, given them, then started.
+    let mut after_start: Option<(Arc<EngineApi>, SyncBatch, std::path::PathBuf)> = None;
+    let mut checked_name = false;
+    if let Runner::Container(run) = &spec.runner
+        && let Some(drift) = &run.drift
+        && let Some((batch, Some(api))) = drift.now()
+    {
+        match create_with_drift(run, spec, replica, handover.is_some(), &api, batch, &drift.tmp).await {
+            Ok((start, deletes)) => {
+                command = start;
+                checked_name = true;
+                if !deletes.is_empty() {
+                    after_start = Some((api, SyncBatch { copies: Vec::new(), deletes }, drift.tmp.clone()));
+                }
+            }
+            Err(failed) => {
+                if let Some((mut old, old_pid)) = handover {
+                    stop(spec, replica, &mut old, old_pid).await;
+                }
+                if let Input::StartFailed(why) | Input::Refused(why) = &failed {
+                    bus.publish(Event::ServiceOutput {
+                        service: spec.name.clone(),
+                        replica,
+                        stream: Stream::Stderr,
+                        line: format!("kiln: {why}"),
+                    });
+                }
+                report(failed, None);
+                return;
+            }
+        }
+    }
     // Whether a container kiln did not start for this project holds the name (a handed-over
     // one is ours): asked while the client starts, answered before anything counts.
     let name_holder = match (&spec.runner, &handover) {
-        (Runner::Container(run), None) => Some(run.ask_name_holder(&spec.name, replica)),
+        (Runner::Container(run), None) if !checked_name => Some(run.ask_name_holder(&spec.name, replica)),
         _ => None,
     };
     let spawned = command.spawn();
@@ -325,6 +359,28 @@ async fn run_attempt(
         };
         p
     });
+    if let (Some((api, deletes, tmp)), Runner::Container(run)) = (after_start, &spec.runner) {
+        // Paths synced away since the image was built: removed once the container runs.
+        let name = run.name(&spec.name, replica);
+        let bus = bus.clone();
+        let service = spec.name.clone();
+        tokio::spawn(async move {
+            let mut last = String::new();
+            for _ in 0..50 {
+                match apply(&api, &name, &deletes, Owner::default(), &tmp).await {
+                    Ok(_) => return,
+                    Err(e) => last = e.to_string(),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            bus.publish(Event::ServiceOutput {
+                service,
+                replica,
+                stream: Stream::Stderr,
+                line: format!("kiln: files deleted since the image was built are still in the new container: {last}"),
+            });
+        });
+    }
     let mut ready = probe.is_none();
     report(Input::Started { probed: !ready }, None);
     let mut next_probe = Instant::now();
@@ -385,6 +441,82 @@ async fn run_attempt(
         }
     }
 }
+
+/// Creates a replica's container (`ENGINE create`, with `--replace` for a podman handover),
+/// copies the synced files that exist into it, and returns the client that starts it
+/// attached (`ENGINE start --attach`) with the container paths of those synced away, to be
+/// removed once it runs. A name held by a container this project did not start is refused.
+async fn create_with_drift(
+    run: &ContainerRun,
+    spec: &ServiceSpec,
+    replica: u32,
+    replace: bool,
+    api: &EngineApi,
+    batch: SyncBatch,
+    tmp: &std::path::Path,
+) -> Result<(tokio::process::Command, Vec<String>), Input> {
+    let name = run.name(&spec.name, replica);
+    if !replace
+        && let Ok(Some(why)) = tokio::time::timeout(
+            NAME_CHECK,
+            run.foreign_holder(run.ask_name_holder(&spec.name, replica), &spec.name, replica),
+        )
+        .await
+    {
+        return Err(Input::Refused(why));
+    }
+    let (present, gone): (Vec<SyncCopy>, Vec<SyncCopy>) =
+        batch.copies.into_iter().partition(|c| std::fs::symlink_metadata(c.host_path()).is_ok());
+    let mut args = run.run_args(spec, replica);
+    args[0] = "create".into();
+    if replace {
+        args.insert(1, "--replace".into());
+    }
+    let mut create = tokio::process::Command::new(&run.engine.program);
+    create
+        .args(&args)
+        .current_dir(&spec.dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let created = tokio::time::timeout(CREATE_TIMEOUT, create.output()).await;
+    match created {
+        Ok(Ok(out)) if out.status.success() => {}
+        Ok(Ok(out)) => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(Input::StartFailed(format!(
+                "cannot create its container: {}",
+                err.lines().last().unwrap_or("the engine said nothing")
+            )));
+        }
+        Ok(Err(e)) => return Err(Input::StartFailed(format!("cannot run {}: {e}", run.engine.name()))),
+        Err(_) => return Err(Input::StartFailed(format!("`{} create` took over {} s", run.engine.name(), CREATE_TIMEOUT.as_secs()))),
+    }
+    let given = async {
+        let owner = api.container_owner(&name).await.map_err(|e| e.to_string())?;
+        apply(api, &name, &SyncBatch { copies: present, deletes: Vec::new() }, owner, tmp).await.map_err(|e| e.to_string())
+    };
+    if let Err(why) = given.await {
+        let engine = run.engine.clone();
+        let gone_name = name.clone();
+        let _ = tokio::task::spawn_blocking(move || engine.query(&["rm", "-f", "-t", "0", &gone_name])).await;
+        return Err(Input::StartFailed(format!("cannot give the new container the synced files: {why}")));
+    }
+    let mut start = tokio::process::Command::new(&run.engine.program);
+    start
+        .args(["start", "--attach", &name])
+        .current_dir(&spec.dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    start.process_group(0);
+    Ok((start, gone.iter().map(SyncCopy::container_path).collect()))
+}
+
+/// The longest `ENGINE create` may take.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The log of a replica, one for all the attempts writing to it at once (during a podman
 /// handover the replaced container's client still prints while the new one starts): each

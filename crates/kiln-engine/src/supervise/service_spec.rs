@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kiln_config::{Config, Probe, RestartPolicy, Service, ServiceKind};
@@ -12,6 +13,8 @@ use nix::sys::signal::Signal;
 use crate::container::engine::{
     Engine, NameHolder, PROJECT_LABEL, SERVICE_LABEL, container_name, exec_words, name_taken_message, project_id,
 };
+use crate::container::engine_api::EngineApi;
+use crate::container::sync_batch::{SyncBatch, SyncCopy};
 use crate::fs::layout::Layout;
 use crate::supervise::backoff::Backoff;
 
@@ -58,6 +61,37 @@ pub struct ContainerRun {
     /// `./data:/data`: a host path relative to the root, or a named volume.
     pub volumes: Vec<String>,
     pub command: Option<String>,
+    /// For a service with sync rules: what its new containers are given before they start.
+    pub drift: Option<Arc<Drift>>,
+}
+
+/// The files synced into a service's containers this session, which its image does not
+/// hold: a new container gets their current content before its process starts. Kept up to
+/// date by the dispatcher's live updates, read by each new attempt.
+#[derive(Debug, Default)]
+pub struct Drift {
+    pub copies: std::sync::Mutex<Vec<SyncCopy>>,
+    /// The engine's API, once connected.
+    pub api: std::sync::Mutex<Option<Arc<EngineApi>>>,
+    /// Where the tar is written.
+    pub tmp: PathBuf,
+}
+
+impl Drift {
+    pub fn new(tmp: PathBuf) -> Drift {
+        Drift { tmp, ..Drift::default() }
+    }
+
+    /// What a new container is given now, with the API to give it through; `None` when
+    /// nothing was synced.
+    pub fn now(&self) -> Option<(SyncBatch, Option<Arc<EngineApi>>)> {
+        let copies = self.copies.lock().expect("drift lock is never poisoned").clone();
+        if copies.is_empty() {
+            return None;
+        }
+        let api = self.api.lock().expect("drift lock is never poisoned").clone();
+        Some((SyncBatch { copies, deletes: Vec::new() }, api))
+    }
 }
 
 impl ContainerRun {
@@ -170,6 +204,7 @@ impl ServiceSpec {
                     ports: service.ports.clone(),
                     volumes: service.volumes.clone(),
                     command: service.command.clone(),
+                    drift: None,
                 })
             }
         };

@@ -39,7 +39,9 @@ use crate::supervise::service_spec::ServiceSpec;
 use crate::up::reload::{ReloadPlan, read_config, reloaded_event};
 use crate::up::round_plan::{RoundPlan, RoundStart};
 use crate::up::round_worker::{RoundJob, RoundReport, spawn_round};
+use crate::up::live_update::{LiveUpdates, SyncDone, Timing};
 use crate::up::selection::Selection;
+use crate::up::sync_plan::{LiveService, SyncRules, plan as plan_batch};
 use crate::up::up_options::{Triggered, UpControl, UpError, UpExit, UpOptions};
 use crate::watch::debouncer::{Batch, Debouncer};
 use crate::watch::watch_scope::WatchScope;
@@ -80,7 +82,11 @@ pub async fn run_up(
     let (services, replica_rx) = ServiceSet::new(bus.clone());
     // What rounds watch to stop early: Ctrl-C or SIGTERM, and `kiln down`.
     let (round_cancel, round_cancel_rx) = watch::channel(false);
+    let (live, sync_rx) = LiveUpdates::new(&sel, bus.clone());
+    live.warm_up();
     let mut d = Dispatcher {
+        live,
+        pending: Vec::new(),
         scope: sel.scope(),
         services,
         sel,
@@ -112,7 +118,9 @@ pub async fn run_up(
             d.reconcile_services(&RunSummary::default());
         }
     }
-    d.run(raw_rx, round_rx, replica_rx, controls, cancel).await
+    let exit = d.run(raw_rx, round_rx, replica_rx, sync_rx, controls, cancel).await;
+    d.live.shutdown().await;
+    exit
 }
 
 struct Dispatcher {
@@ -140,6 +148,24 @@ struct Dispatcher {
     round_cancel: watch::Sender<bool>,
     /// `kiln up` is ending: nothing more starts.
     stopping: bool,
+    /// Sync rules and watch globs at work.
+    live: LiveUpdates,
+    /// Saves on their way to running code: waiting for a build or for services to be ready.
+    pending: Vec<PendingUpdate>,
+}
+
+/// A save on its way to running code, for `update.completed`.
+struct PendingUpdate {
+    timing: Timing,
+    how: &'static str,
+    /// What it waits to be built (`rebuilt`), before any service restarts.
+    targets: BTreeSet<String>,
+    /// The services whose restart it waits for, and those that already settled.
+    services: BTreeSet<String>,
+    settled: BTreeSet<String>,
+    /// When the build ended, and when the last new replica began.
+    built: Option<Instant>,
+    deployed: Option<Instant>,
 }
 
 fn succeeded(status: TargetStatus) -> bool {
@@ -148,10 +174,11 @@ fn succeeded(status: TargetStatus) -> bool {
 
 impl Dispatcher {
     async fn run(
-        mut self,
+        &mut self,
         mut raw_rx: RawReceiver,
         mut round_rx: mpsc::UnboundedReceiver<RoundReport>,
         mut replica_rx: mpsc::UnboundedReceiver<Report>,
+        mut sync_rx: mpsc::UnboundedReceiver<SyncDone>,
         mut controls: mpsc::UnboundedReceiver<UpControl>,
         mut cancel: watch::Receiver<bool>,
     ) -> Result<UpExit, UpError> {
@@ -177,10 +204,13 @@ impl Dispatcher {
                     if !self.stopping {
                         self.reconcile_services(&RunSummary::default());
                     }
+                    self.on_settled();
                 }
                 () = tokio::time::sleep_until(service_deadline.unwrap_or_else(Instant::now)), if service_deadline.is_some() => {
                     self.services.on_deadline(Instant::now());
+                    self.on_settled();
                 }
+                Some(done) = sync_rx.recv() => self.on_synced(done),
                 Some(report) = round_rx.recv() => {
                     self.on_round_done(report);
                     if !*self.cancel.borrow() {
@@ -325,9 +355,22 @@ impl Dispatcher {
         if batch.rescan {
             sync_watches(&mut self.watches, &self.scope, &self.bus);
         }
-        let affected = self.affected_by(&batch);
+        let mut affected = self.affected_by(&batch);
+        let timing = Timing::of(&root, &batch.paths, batch.first);
+        self.live_updates(&batch, &mut affected, &timing);
         if self.options.no_build {
             return;
+        }
+        if !affected.is_empty() {
+            self.pending.push(PendingUpdate {
+                timing,
+                how: "rebuilt",
+                targets: affected.keys().cloned().collect(),
+                services: BTreeSet::new(),
+                settled: BTreeSet::new(),
+                built: None,
+                deployed: None,
+            });
         }
         // What a reload asks to build, it builds because of kiln.toml.
         let config = BTreeSet::from([self.config_rel.clone()]);
@@ -358,6 +401,7 @@ impl Dispatcher {
             }
         }
         self.sel = next;
+        self.live.follow(&self.sel);
         let sel = &self.sel;
         self.plan.retain(|t| sel.graph.id(t).is_some_and(|id| sel.targets.contains(&id)));
         self.reconcile_services(&RunSummary::default());
@@ -468,6 +512,9 @@ impl Dispatcher {
             return;
         }
         self.reconcile_services(&summary);
+        // A save whose targets are all decided and restarted nothing reached no running code.
+        let plan = &self.plan;
+        self.pending.retain(|u| u.built.is_some() || u.targets.iter().any(|t| plan.is_planned(t)));
     }
 
     /// After a round: starts the services whose deps are now all built, and rolls those whose
@@ -475,8 +522,11 @@ impl Dispatcher {
     /// serving.
     fn reconcile_services(&mut self, summary: &RunSummary) {
         self.images.extend(summary.images.iter().map(|(t, i)| (t.clone(), i.clone())));
-        for name in &self.sel.services {
-            let service = &self.sel.config.services[name];
+        let mut rolled: Vec<(String, Vec<String>)> = Vec::new();
+        let names: Vec<String> = self.sel.services.iter().cloned().collect();
+        let config = self.sel.config.clone();
+        for name in &names {
+            let service = &config.services[name];
             let good = |d: &String| self.statuses.get(d).is_some_and(|s| succeeded(*s));
             if !service.deps.iter().all(good) {
                 continue;
@@ -488,20 +538,191 @@ impl Dispatcher {
             if self.services.is_started(name) {
                 let failed_now = service.deps.iter().any(|d| summary.outcomes.get(d).is_some_and(|s| !succeeded(*s)));
                 if !failed_now && service.deps.iter().any(|d| summary.changed.contains(d)) {
-                    if let Ok(spec) = ServiceSpec::of(&self.sel.config, service, &self.images) {
+                    if let Ok(spec) = self.spec_of(service) {
                         self.services.update(name, spec);
                     }
                     self.services.roll(name, "a new build");
+                    rolled.push((name.clone(), service.deps.clone()));
                 }
             } else {
                 // `after` waits for the services of this session, not for ones not selected.
                 let after: Vec<String> =
                     service.after.iter().filter(|a| self.sel.services.contains(*a)).cloned().collect();
-                match ServiceSpec::of(&self.sel.config, service, &self.images) {
+                match self.spec_of(service) {
                     Ok(spec) => self.services.start(spec, service.replicas, &after),
                     Err(why) => self.services.refuse(name, service.replicas, &why),
                 }
             }
+        }
+        // Saves whose build just produced what these services run now wait for them.
+        let now = Instant::now();
+        for update in self.pending.iter_mut().filter(|u| u.built.is_none()) {
+            let waiting: Vec<&String> = rolled
+                .iter()
+                .filter(|(_, deps)| deps.iter().any(|d| update.targets.contains(d)))
+                .map(|(name, _)| name)
+                .collect();
+            if !waiting.is_empty() {
+                update.built = Some(now);
+                update.services.extend(waiting.into_iter().cloned());
+            }
+        }
+    }
+
+    /// What a service's replicas run, with the drift its new containers are given.
+    fn spec_of(&mut self, service: &kiln_config::Service) -> Result<ServiceSpec, String> {
+        let mut spec = ServiceSpec::of(&self.sel.config, service, &self.images)?;
+        if !service.sync.is_empty()
+            && let crate::supervise::service_spec::Runner::Container(run) = &mut spec.runner
+        {
+            run.drift = Some(self.live.drift(&service.name));
+        }
+        Ok(spec)
+    }
+
+    /// A batch's live updates: files synced into running containers (the image targets they
+    /// spare are taken out of `affected`), fallbacks named, watched files restarting their
+    /// services.
+    fn live_updates(&mut self, batch: &Batch, affected: &mut BTreeMap<String, BTreeSet<String>>, timing: &Timing) {
+        if self.sel.live.is_empty() || batch.rescan {
+            return;
+        }
+        let paths: BTreeSet<String> = batch.paths.iter().filter(|p| **p != self.config_rel).cloned().collect();
+        let running: BTreeMap<&str, Vec<u32>> =
+            self.sel.live.keys().map(|name| (name.as_str(), self.services.running_replicas(name))).collect();
+        let services: Vec<LiveService<'_>> = self
+            .sel
+            .live
+            .iter()
+            .map(|(name, rules)| LiveService {
+                name,
+                image_target: rules.image_target.as_deref(),
+                rules: &rules.sync,
+                running: !running[name.as_str()].is_empty(),
+            })
+            .collect();
+        // Services without rules that run an image target need it rebuilt.
+        let plain: Vec<(String, Option<String>)> = self
+            .sel
+            .services
+            .iter()
+            .filter(|s| !self.sel.live.contains_key(*s))
+            .map(|s| match &self.sel.config.services[s].kind {
+                kiln_config::ServiceKind::Image(image) => (s.clone(), Some(image.clone())),
+                _ => (s.clone(), None),
+            })
+            .collect();
+        let empty = SyncRules::default();
+        let plain_services: Vec<LiveService<'_>> = plain
+            .iter()
+            .map(|(name, image)| LiveService { name, image_target: image.as_deref(), rules: &empty, running: true })
+            .collect();
+        let all: Vec<LiveService<'_>> = services.into_iter().chain(plain_services).collect();
+        let sel = &self.sel;
+        let has_dependent_targets = |target: &str| {
+            sel.graph.id(target).is_some_and(|id| sel.with_dependents([id]).len() > 1)
+        };
+        let plan = plan_batch(&paths, affected, &all, has_dependent_targets);
+        drop(all);
+        for target in &plan.spared {
+            affected.remove(target);
+        }
+        for f in plan.fallbacks {
+            self.bus.publish(Event::UpdateFallback {
+                service: f.service,
+                target: f.target,
+                path: rel_path::display(&f.path).into_owned(),
+                reason: f.reason.to_string(),
+            });
+        }
+        for (service, share) in plan.syncs {
+            let replicas = running.get(service.as_str()).cloned().unwrap_or_default();
+            self.live.sync(&self.sel, &service, share, timing.clone(), replicas);
+        }
+        for (service, why) in self.live.watch_restarts(&self.sel, &paths) {
+            if !self.services.is_started(&service) {
+                continue;
+            }
+            self.bus.publish(Event::Notice {
+                level: NoticeLevel::Info,
+                message: format!("{service}: restarting: {} changed", why.join(", ")),
+            });
+            self.services.roll(&service, "a watched file changed");
+            self.pending.push(PendingUpdate {
+                timing: Timing { cause: why, ..timing.clone() },
+                how: "restarted",
+                targets: BTreeSet::new(),
+                services: BTreeSet::from([service]),
+                settled: BTreeSet::new(),
+                built: Some(timing.batch),
+                deployed: None,
+            });
+        }
+        self.on_settled();
+    }
+
+    /// A sync job reported: failures are said on the service, a `sync+restart` restarts it,
+    /// a plain sync has reached running code.
+    fn on_synced(&mut self, done: SyncDone) {
+        let SyncDone { service, results, restart, files, timing, finished } = done;
+        let failed: Vec<(u32, String)> =
+            results.iter().filter_map(|(r, res)| res.as_ref().err().map(|e| (*r, e.clone()))).collect();
+        for (replica, why) in &failed {
+            self.services.note(&service, *replica, format!("sync failed: {why}"));
+        }
+        let replicas = self.services.running_replicas(&service);
+        self.live.finished(&self.sel, &service, replicas);
+        if !failed.is_empty() || results.is_empty() {
+            return;
+        }
+        if restart && self.services.is_started(&service) {
+            self.services.roll(&service, "synced files (sync+restart)");
+            self.pending.push(PendingUpdate {
+                timing,
+                how: "restarted",
+                targets: BTreeSet::new(),
+                services: BTreeSet::from([service]),
+                settled: BTreeSet::new(),
+                built: Some(finished),
+                deployed: None,
+            });
+            return;
+        }
+        let latency = timing.latency(timing.batch, finished, finished);
+        let _ = files;
+        self.bus.publish(Event::UpdateCompleted {
+            cause: timing.cause,
+            targets: Vec::new(),
+            services: vec![service],
+            how: "synced".into(),
+            latency_ms: latency,
+        });
+    }
+
+    /// Services whose rolling restart ended: the saves waiting for them have reached
+    /// running code.
+    fn on_settled(&mut self) {
+        let now = Instant::now();
+        for (service, started) in self.services.take_settled() {
+            for update in self.pending.iter_mut().filter(|u| u.services.contains(&service)) {
+                update.settled.insert(service.clone());
+                update.deployed = update.deployed.max(started);
+            }
+        }
+        let (done, waiting): (Vec<PendingUpdate>, Vec<PendingUpdate>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|u| u.built.is_some() && !u.services.is_empty() && u.services == u.settled);
+        self.pending = waiting;
+        for u in done {
+            let built = u.built.unwrap_or(now);
+            let deployed = u.deployed.unwrap_or(now).max(built);
+            self.bus.publish(Event::UpdateCompleted {
+                cause: u.timing.cause.clone(),
+                targets: u.targets.iter().cloned().collect(),
+                services: u.services.iter().cloned().collect(),
+                how: u.how.into(),
+                latency_ms: u.timing.latency(built, deployed, now),
+            });
         }
     }
 }

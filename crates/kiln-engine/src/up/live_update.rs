@@ -33,6 +33,7 @@ use crate::event::{Event, EventBus, Latency};
 use crate::fs::file_index::FileIndex;
 use crate::fs::layout::Layout;
 use crate::fs::rel_path;
+use crate::supervise::service_spec::Drift;
 use crate::up::selection::Selection;
 use crate::up::sync_plan::ServiceSync;
 
@@ -118,6 +119,8 @@ struct ServiceLive {
     drift: BTreeMap<String, (String, String)>,
     /// The digests of the files its `watch` globs match (`None`: absent).
     watched: BTreeMap<String, Option<Digest>>,
+    /// The drift as its new containers read it.
+    handle: Option<Arc<Drift>>,
 }
 
 /// The engine's API, connected on first use (starting `podman system service` takes a
@@ -244,6 +247,8 @@ impl LiveUpdates {
         for (path, to) in &share.paths {
             state.drift.insert(path.clone(), to.roots.clone());
         }
+        self.refresh(service);
+        let state = self.services.entry(service.to_string()).or_default();
         if state.in_flight {
             match state.queued.as_mut() {
                 Some((queued, queued_timing)) => {
@@ -267,6 +272,7 @@ impl LiveUpdates {
 
     /// A job reported: the next one starts if changes are waiting.
     pub fn finished(&mut self, sel: &Selection, service: &str, replicas: Vec<u32>) {
+        self.refresh(service);
         let Some(state) = self.services.get_mut(service) else { return };
         state.in_flight = false;
         if let Some((share, timing)) = state.queued.take() {
@@ -274,21 +280,22 @@ impl LiveUpdates {
         }
     }
 
-    /// Every path synced into a service this session, as copies from the tree now: what a
-    /// new container of it is given before its process starts.
-    pub fn drift(&self, service: &str) -> Vec<SyncCopy> {
-        let Some(state) = self.services.get(service) else { return Vec::new() };
-        copies(&self.root, state.drift.iter().map(|(p, roots)| (p, roots)))
+    /// What a new container of `service` is given before its process starts: every path
+    /// synced into the service this session (kept up to date as more are synced).
+    pub fn drift(&mut self, service: &str) -> Arc<Drift> {
+        let tmp = self.run_dir();
+        let state = self.services.entry(service.to_string()).or_default();
+        state.handle.get_or_insert_with(|| Arc::new(Drift::new(tmp))).clone()
     }
 
-    /// The engine's API once connected, for new containers' drift.
-    pub fn api(&self) -> Option<Arc<EngineApi>> {
-        self.api.get().and_then(|r| r.as_ref().ok()).cloned()
-    }
-
-    /// Where sync tars are written.
-    pub fn tmp_dir(&self) -> PathBuf {
-        self.run_dir()
+    /// Brings a service's drift handle up to date: its paths, and the API once connected.
+    fn refresh(&mut self, service: &str) {
+        let api = self.api.get().and_then(|r| r.as_ref().ok()).cloned();
+        let Some(state) = self.services.get(service) else { return };
+        let Some(handle) = &state.handle else { return };
+        *handle.copies.lock().expect("drift lock is never poisoned") =
+            copies(&self.root, state.drift.iter().map(|(p, roots)| (p, roots)));
+        *handle.api.lock().expect("drift lock is never poisoned") = api;
     }
 
     fn start_job(&mut self, sel: &Selection, service: &str, share: ServiceSync, timing: Timing, replicas: Vec<u32>) {

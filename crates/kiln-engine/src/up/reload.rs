@@ -29,9 +29,10 @@ pub struct ReloadPlan {
     pub scale: BTreeMap<String, (u32, u32)>,
 }
 
-/// Two definitions of a service that differ at most in `replicas`.
+/// Two definitions of a service that differ at most in `replicas` and in what it follows
+/// live (`sync`, `watch`: taken up by the new selection without a restart).
 fn same_but_replicas(a: &Service, b: &Service) -> bool {
-    Service { replicas: b.replicas, ..a.clone() } == *b
+    Service { replicas: b.replicas, sync: b.sync.clone(), watch: b.watch.clone(), ..a.clone() } == *b
 }
 
 impl ReloadPlan {
@@ -56,7 +57,9 @@ impl ReloadPlan {
                 }
                 Some(now) if now == before => {}
                 Some(now) if same_but_replicas(before, now) && !env_changed => {
-                    plan.scale.insert(name.clone(), (before.replicas, now.replicas));
+                    if now.replicas != before.replicas {
+                        plan.scale.insert(name.clone(), (before.replicas, now.replicas));
+                    }
                 }
                 Some(_) => {
                     plan.restart.insert(name.clone());

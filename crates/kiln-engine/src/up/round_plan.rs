@@ -114,6 +114,11 @@ impl RoundPlan {
         self.running.remove(&id);
     }
 
+    /// Whether a target waits for a round or is in one that runs.
+    pub fn is_planned(&self, target: &str) -> bool {
+        self.dirty.contains_key(target) || self.running.values().any(|c| c.contains(target))
+    }
+
     /// Whether any round runs.
     pub fn is_running(&self) -> bool {
         !self.running.is_empty()
