@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use serde_json::Value;
 
 pub struct LiveUpdateArgs {
@@ -64,24 +64,26 @@ const EVENT_TIMEOUT: Duration = Duration::from_secs(3);
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 fn interrupted() -> Result<(), String> {
-    if INTERRUPTED.load(Ordering::Relaxed) { Err("interrupted".into()) } else { Ok(()) }
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        Err("interrupted by a signal; everything it started is removed".into())
+    } else {
+        Ok(())
+    }
 }
 
-/// Blocks SIGINT, SIGTERM and SIGHUP in this process and waits for them on a thread of
-/// its own, which sets [`INTERRUPTED`]. Must run before any other thread starts (threads
-/// inherit the mask); children get an empty mask from `Command`.
+extern "C" fn on_signal(_: nix::libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// SIGINT, SIGTERM and SIGHUP set [`INTERRUPTED`] instead of ending the process, so that
+/// the guards run. A handler rather than a blocked mask: children inherit a mask (kiln would
+/// never see the SIGINT that stops it), while exec resets handlers.
 fn catch_signals() -> Result<(), String> {
-    let mut set = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        set.add(s);
+    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { sigaction(signal, &action) }.map_err(|e| format!("cannot handle {signal}: {e}"))?;
     }
-    set.thread_block().map_err(|e| format!("cannot block signals: {e}"))?;
-    std::thread::spawn(move || {
-        if let Ok(signal) = set.wait() {
-            eprintln!("kiln-bench: {signal} received, stopping and cleaning up");
-            INTERRUPTED.store(true, Ordering::Relaxed);
-        }
-    });
     Ok(())
 }
 
