@@ -21,13 +21,13 @@ use tokio::time::Instant;
 
 use crate::build::worker_panic::catch_async;
 use crate::container::engine::{EngineKind, exec_words, shell_join};
+use crate::container::engine_api::{EngineApi, Owner};
+use crate::container::sync_batch::{SyncBatch, SyncCopy, apply};
 use crate::event::{Event, EventBus, Stream};
 use crate::exec::command::{group_alive, shell_command, signal_group};
 use crate::exec::output_lines::ChunkReader;
 use crate::exec::tail_log::TailLog;
 use crate::supervise::replica_state::Input;
-use crate::container::engine_api::{EngineApi, Owner};
-use crate::container::sync_batch::{SyncBatch, SyncCopy, apply};
 use crate::supervise::service_spec::{ContainerRun, Runner, ServiceSpec, fill_replica};
 
 use std::sync::Arc;
@@ -491,11 +491,19 @@ async fn create_with_drift(
             )));
         }
         Ok(Err(e)) => return Err(Input::StartFailed(format!("cannot run {}: {e}", run.engine.name()))),
-        Err(_) => return Err(Input::StartFailed(format!("`{} create` took over {} s", run.engine.name(), CREATE_TIMEOUT.as_secs()))),
+        Err(_) => {
+            return Err(Input::StartFailed(format!(
+                "`{} create` took over {} s",
+                run.engine.name(),
+                CREATE_TIMEOUT.as_secs()
+            )));
+        }
     }
     let given = async {
         let owner = api.container_owner(&name).await.map_err(|e| e.to_string())?;
-        apply(api, &name, &SyncBatch { copies: present, deletes: Vec::new() }, owner, tmp).await.map_err(|e| e.to_string())
+        apply(api, &name, &SyncBatch { copies: present, deletes: Vec::new() }, owner, tmp)
+            .await
+            .map_err(|e| e.to_string())
     };
     if let Err(why) = given.await {
         let engine = run.engine.clone();

@@ -105,8 +105,9 @@ impl ServiceSet {
     }
 
     /// The replicas of a service that have a process or container running now (starting,
-    /// ready or unhealthy): those a live update copies into.
-    pub fn running_replicas(&self, name: &str) -> Vec<u32> {
+    /// ready or unhealthy): those a live update copies into, each with its attempt number
+    /// (a new number is a new container).
+    pub fn running_replicas(&self, name: &str) -> Vec<(u32, u64)> {
         let Some(e) = self.services.get(name).filter(|e| !e.removing) else { return Vec::new() };
         e.replicas
             .iter()
@@ -115,7 +116,7 @@ impl ServiceSet {
                     && s.orders.is_some()
                     && matches!(s.state.phase, Phase::Starting | Phase::Ready | Phase::Unhealthy)
             })
-            .map(|(r, _)| *r)
+            .map(|(r, s)| (*r, s.attempt))
             .collect()
     }
 

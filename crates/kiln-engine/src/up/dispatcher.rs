@@ -36,12 +36,12 @@ use crate::fs::rel_path;
 use crate::supervise::replica_runner::Report;
 use crate::supervise::service_set::ServiceSet;
 use crate::supervise::service_spec::ServiceSpec;
+use crate::up::live_update::{LiveUpdates, SyncDone, Timing};
 use crate::up::reload::{ReloadPlan, read_config, reloaded_event};
 use crate::up::round_plan::{RoundPlan, RoundStart};
 use crate::up::round_worker::{RoundJob, RoundReport, spawn_round};
-use crate::up::live_update::{LiveUpdates, SyncDone, Timing};
 use crate::up::selection::Selection;
-use crate::up::sync_plan::{LiveService, SyncRules, plan as plan_batch};
+use crate::up::sync_plan::{InImage, LiveService, SyncRules, plan as plan_batch};
 use crate::up::up_options::{Triggered, UpControl, UpError, UpExit, UpOptions};
 use crate::watch::debouncer::{Batch, Debouncer};
 use crate::watch::watch_scope::WatchScope;
@@ -362,8 +362,9 @@ impl Dispatcher {
             return;
         }
         if !affected.is_empty() {
+            let cause: BTreeSet<&String> = affected.values().flatten().collect();
             self.pending.push(PendingUpdate {
-                timing,
+                timing: Timing { cause: rel_path::display_all(cause), ..timing },
                 how: "rebuilt",
                 targets: affected.keys().cloned().collect(),
                 services: BTreeSet::new(),
@@ -588,7 +589,7 @@ impl Dispatcher {
             return;
         }
         let paths: BTreeSet<String> = batch.paths.iter().filter(|p| **p != self.config_rel).cloned().collect();
-        let running: BTreeMap<&str, Vec<u32>> =
+        let running: BTreeMap<&str, Vec<(u32, u64)>> =
             self.sel.live.keys().map(|name| (name.as_str(), self.services.running_replicas(name))).collect();
         let services: Vec<LiveService<'_>> = self
             .sel
@@ -619,10 +620,11 @@ impl Dispatcher {
             .collect();
         let all: Vec<LiveService<'_>> = services.into_iter().chain(plain_services).collect();
         let sel = &self.sel;
-        let has_dependent_targets = |target: &str| {
-            sel.graph.id(target).is_some_and(|id| sel.with_dependents([id]).len() > 1)
-        };
-        let plan = plan_batch(&paths, affected, &all, has_dependent_targets);
+        let has_dependent_targets =
+            |target: &str| sel.graph.id(target).is_some_and(|id| sel.with_dependents([id]).len() > 1);
+        let ignores = std::cell::RefCell::new(BTreeMap::new());
+        let in_image = |target: &str, path: &str| image_sees(sel, target, path, &mut ignores.borrow_mut());
+        let plan = plan_batch(&paths, affected, &all, has_dependent_targets, in_image);
         drop(all);
         for target in &plan.spared {
             affected.remove(target);
@@ -663,15 +665,15 @@ impl Dispatcher {
 
     /// A sync job reported: failures are said on the service, a `sync+restart` restarts it,
     /// a plain sync has reached running code.
-    fn on_synced(&mut self, done: SyncDone) {
-        let SyncDone { service, results, restart, files, timing, finished } = done;
+    fn on_synced(&mut self, mut done: SyncDone) {
+        let replicas = self.services.running_replicas(&done.service);
+        self.live.finished(&self.sel, &mut done, replicas);
+        let SyncDone { service, results, restart, files, timing, finished, .. } = done;
         let failed: Vec<(u32, String)> =
             results.iter().filter_map(|(r, res)| res.as_ref().err().map(|e| (*r, e.clone()))).collect();
         for (replica, why) in &failed {
             self.services.note(&service, *replica, format!("sync failed: {why}"));
         }
-        let replicas = self.services.running_replicas(&service);
-        self.live.finished(&self.sel, &service, replicas);
         if !failed.is_empty() || results.is_empty() {
             return;
         }
@@ -724,6 +726,53 @@ impl Dispatcher {
                 latency_ms: u.timing.latency(built, deployed, now),
             });
         }
+    }
+}
+
+/// What a changed path is to an image target: an input of a target it builds on, one of its
+/// own (its declared inputs, its Containerfile, a file of its context that the ignore file
+/// keeps), or outside what its build sees. `ignores` keeps each context's ignore rules for
+/// the batch.
+fn image_sees(
+    sel: &Selection,
+    target: &str,
+    path: &str,
+    ignores: &mut BTreeMap<String, Option<crate::container::image_context::IgnoreRules>>,
+) -> InImage {
+    let Some(id) = sel.graph.id(target) else { return InImage::Input };
+    let dep_reads = sel.graph.with_deps([id]).into_iter().filter(|d| *d != id).any(|d| {
+        sel.patterns.watched(d).any(|pat| pat.matches(path)) && !sel.patterns.outputs[d].iter().any(|o| o.matches(path))
+    });
+    if dep_reads {
+        return InImage::OfADep;
+    }
+    let Some(kiln_config::TargetKind::Image(spec)) = sel.config.targets.get(target).map(|t| &t.kind) else {
+        return InImage::Input;
+    };
+    let root = &sel.config.root;
+    if path == crate::container::engine::containerfile(spec, root)
+        || sel.patterns.inputs[id].iter().any(|p| p.matches(path))
+    {
+        return InImage::Input;
+    }
+    let context = spec.context.trim_end_matches('/');
+    let inside = if context == "." || context.is_empty() {
+        path
+    } else {
+        match path.strip_prefix(context).and_then(|r| r.strip_prefix('/')) {
+            Some(inside) => inside,
+            None => return InImage::Outside,
+        }
+    };
+    let rules = ignores.entry(context.to_string()).or_insert_with(|| {
+        crate::container::image_context::IgnoreRules::load(&root.join(if context.is_empty() { "." } else { context }))
+            .ok()
+    });
+    match rules {
+        // An ignore file that cannot be read: the build will say so; count it as an input.
+        None => InImage::Input,
+        Some(rules) if rules.excludes(inside) => InImage::Outside,
+        Some(_) => InImage::Input,
     }
 }
 

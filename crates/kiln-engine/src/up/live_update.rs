@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::cache::digest::Digest;
 use crate::container::engine::{Engine, container_name};
-use crate::container::engine_api::EngineApi;
+use crate::container::engine_api::{EngineApi, Owner};
 use crate::container::sync_batch::{SyncBatch, SyncCopy, apply};
 use crate::event::{Event, EventBus, Latency};
 use crate::fs::file_index::FileIndex;
@@ -62,18 +62,15 @@ impl Timing {
             .filter_map(|p| std::fs::symlink_metadata(rel_path::under(root, p)).ok())
             .filter_map(|m| m.modified().ok())
             .max();
-        Timing {
-            cause: rel_path::display_all(paths),
-            saved,
-            first: first.unwrap_or(batch),
-            batch,
-        }
+        Timing { cause: rel_path::display_all(paths), saved, first: first.unwrap_or(batch), batch }
     }
 
     /// The breakdown of an update that `build` took until `built`, was deployed by
     /// `deployed` and ready again at `ready`.
     pub fn latency(&self, built: Instant, deployed: Instant, ready: Instant) -> Latency {
-        let ms = |from: Instant, to: Instant| u64::try_from(to.saturating_duration_since(from).as_millis()).unwrap_or(u64::MAX);
+        let ms = |from: Instant, to: Instant| {
+            u64::try_from(to.saturating_duration_since(from).as_millis()).unwrap_or(u64::MAX)
+        };
         // The save happened before the first event by what the file's time says; a time in
         // the future (another clock, a copied file) counts as no delay.
         let now_wall = SystemTime::now();
@@ -103,6 +100,8 @@ pub struct SyncDone {
     pub service: String,
     /// Per replica: done, or why not.
     pub results: Vec<(u32, Result<(), String>)>,
+    /// The users' ids learned, per replica with its attempt: reused while it runs.
+    owners: Vec<(u32, (u64, Owner))>,
     /// The share asked for a restart afterwards (`sync+restart`).
     pub restart: bool,
     pub files: usize,
@@ -121,6 +120,8 @@ struct ServiceLive {
     watched: BTreeMap<String, Option<Digest>>,
     /// The drift as its new containers read it.
     handle: Option<Arc<Drift>>,
+    /// Each replica's container user, by the attempt that runs it.
+    owners: BTreeMap<u32, (u64, Owner)>,
 }
 
 /// The engine's API, connected on first use (starting `podman system service` takes a
@@ -228,7 +229,7 @@ impl LiveUpdates {
                     continue;
                 }
                 let now = digest(&self.root, p);
-                let before = state.watched.insert(p.clone(), now.clone());
+                let before = state.watched.insert(p.clone(), now);
                 if before.flatten() != now {
                     why.push(p.clone());
                 }
@@ -242,7 +243,16 @@ impl LiveUpdates {
 
     /// Sends a service's share of a batch to its running replicas (`replicas`), now or once
     /// the job in flight reports.
-    pub fn sync(&mut self, sel: &Selection, service: &str, share: ServiceSync, timing: Timing, replicas: Vec<u32>) {
+    pub fn sync(
+        &mut self,
+        sel: &Selection,
+        service: &str,
+        share: ServiceSync,
+        timing: Timing,
+        replicas: Vec<(u32, u64)>,
+    ) {
+        // What reached the service is what was synced, not the whole batch.
+        let timing = Timing { cause: rel_path::display_all(share.paths.keys()), ..timing };
         let state = self.services.entry(service.to_string()).or_default();
         for (path, to) in &share.paths {
             state.drift.insert(path.clone(), to.roots.clone());
@@ -271,9 +281,12 @@ impl LiveUpdates {
     }
 
     /// A job reported: the next one starts if changes are waiting.
-    pub fn finished(&mut self, sel: &Selection, service: &str, replicas: Vec<u32>) {
+    pub fn finished(&mut self, sel: &Selection, done: &mut SyncDone, replicas: Vec<(u32, u64)>) {
+        let service = done.service.clone();
+        let service = service.as_str();
         self.refresh(service);
         let Some(state) = self.services.get_mut(service) else { return };
+        state.owners.extend(done.owners.drain(..));
         state.in_flight = false;
         if let Some((share, timing)) = state.queued.take() {
             self.start_job(sel, service, share, timing, replicas);
@@ -294,17 +307,34 @@ impl LiveUpdates {
         let Some(state) = self.services.get(service) else { return };
         let Some(handle) = &state.handle else { return };
         *handle.copies.lock().expect("drift lock is never poisoned") =
-            copies(&self.root, state.drift.iter().map(|(p, roots)| (p, roots)));
+            copies(&self.root, state.drift.iter());
         *handle.api.lock().expect("drift lock is never poisoned") = api;
     }
 
-    fn start_job(&mut self, sel: &Selection, service: &str, share: ServiceSync, timing: Timing, replicas: Vec<u32>) {
+    fn start_job(
+        &mut self,
+        sel: &Selection,
+        service: &str,
+        share: ServiceSync,
+        timing: Timing,
+        replicas: Vec<(u32, u64)>,
+    ) {
         let Some(state) = self.services.get_mut(service) else { return };
         state.in_flight = true;
         let files = share.paths.len();
-        let batch = SyncBatch { copies: copies(&self.root, share.paths.iter().map(|(p, to)| (p, &to.roots))), deletes: Vec::new() };
-        let containers: Vec<(u32, String)> =
-            replicas.into_iter().map(|r| (r, container_name(&sel.config.root, service, r))).collect();
+        let batch = SyncBatch {
+            copies: copies(&self.root, share.paths.iter().map(|(p, to)| (p, &to.roots))),
+            deletes: Vec::new(),
+        };
+        let containers: Vec<Replica> = replicas
+            .into_iter()
+            .map(|(replica, attempt)| Replica {
+                replica,
+                attempt,
+                container: container_name(&sel.config.root, service, replica),
+                owner: state.owners.get(&replica).filter(|(a, _)| *a == attempt).map(|(_, o)| *o),
+            })
+            .collect();
         let job = Job {
             service: service.to_string(),
             containers,
@@ -358,7 +388,7 @@ async fn connect(engine: Engine, kiln: PathBuf, run_dir: PathBuf) -> Result<Arc<
 
 struct Job {
     service: String,
-    containers: Vec<(u32, String)>,
+    containers: Vec<Replica>,
     batch: SyncBatch,
     exec: Vec<String>,
     restart: bool,
@@ -375,14 +405,12 @@ impl Job {
     async fn run(self) -> SyncDone {
         let api = match &self.engine {
             None => Err("no container engine was found (podman or docker)".to_string()),
-            Some(engine) => self
-                .api
-                .get_or_init(|| connect(engine.clone(), self.kiln.clone(), self.run_dir.clone()))
-                .await
-                .clone(),
+            Some(engine) => {
+                self.api.get_or_init(|| connect(engine.clone(), self.kiln.clone(), self.run_dir.clone())).await.clone()
+            }
         };
         let mut tasks = tokio::task::JoinSet::new();
-        for (replica, container) in self.containers.clone() {
+        for Replica { replica, attempt, container, owner } in self.containers.clone() {
             let api = api.clone();
             let batch = self.batch.clone();
             let exec = self.exec.clone();
@@ -391,8 +419,14 @@ impl Job {
             let service = self.service.clone();
             tasks.spawn(async move {
                 let started = Instant::now();
+                let mut known = owner;
                 let result = match api {
-                    Ok(api) => sync_one(&api, &container, &batch, &exec, &tmp).await,
+                    Ok(api) => {
+                        if known.is_none() {
+                            known = api.container_owner(&container).await.ok();
+                        }
+                        sync_one(&api, &container, known, &batch, &exec, &tmp).await
+                    }
                     Err(why) => Err((format!("cannot reach the container engine's API: {why}"), None)),
                 };
                 let (report, error) = match result {
@@ -409,13 +443,17 @@ impl Job {
                     duration_ms: ms,
                     error: error.clone(),
                 });
-                (replica, error.map_or(Ok(()), Err))
+                (replica, known.map(|o| (attempt, o)), error.map_or(Ok(()), Err))
             });
         }
         let mut results = Vec::new();
+        let mut owners = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok(result) => results.push(result),
+                Ok((replica, owner, result)) => {
+                    owners.extend(owner.map(|o| (replica, o)));
+                    results.push((replica, result));
+                }
                 Err(e) => results.push((u32::MAX, Err(format!("the sync worker failed: {e}")))),
             }
         }
@@ -423,6 +461,7 @@ impl Job {
         SyncDone {
             service: self.service,
             results,
+            owners,
             restart: self.restart,
             files: self.files,
             timing: self.timing,
@@ -433,15 +472,29 @@ impl Job {
 
 type SyncFailure = (String, Option<crate::container::sync_batch::SyncReport>);
 
+/// One replica a job copies into.
+#[derive(Debug, Clone)]
+struct Replica {
+    replica: u32,
+    attempt: u64,
+    container: String,
+    /// Its user's ids, when known from an earlier sync into the same container.
+    owner: Option<Owner>,
+}
+
 /// One replica: its owner, the transfer, then each command.
 async fn sync_one(
     api: &EngineApi,
     container: &str,
+    owner: Option<Owner>,
     batch: &SyncBatch,
     exec: &[String],
     tmp: &Path,
 ) -> Result<crate::container::sync_batch::SyncReport, SyncFailure> {
-    let owner = api.container_owner(container).await.map_err(|e| (e.to_string(), None))?;
+    let owner = match owner {
+        Some(owner) => owner,
+        None => api.container_owner(container).await.map_err(|e| (e.to_string(), None))?,
+    };
     let report = apply(api, container, batch, owner, tmp).await.map_err(|e| (e.to_string(), None))?;
     for cmd in exec {
         let argv = vec!["sh".to_string(), "-c".to_string(), cmd.clone()];
@@ -450,7 +503,11 @@ async fn sync_one(
             Ok(out) => {
                 let tail = out.output.trim_end();
                 let tail = tail.lines().last().unwrap_or("");
-                let why = format!("`{cmd}` exited with {} after the copy{}", out.exit_code, if tail.is_empty() { String::new() } else { format!(": {tail}") });
+                let why = format!(
+                    "`{cmd}` exited with {} after the copy{}",
+                    out.exit_code,
+                    if tail.is_empty() { String::new() } else { format!(": {tail}") }
+                );
                 return Err((why, Some(report)));
             }
             Err(e) => return Err((format!("`{cmd}` could not run after the copy: {e}"), Some(report))),

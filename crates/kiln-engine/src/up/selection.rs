@@ -88,8 +88,7 @@ impl Selection {
     }
 
     pub fn scope(&self) -> WatchScope {
-        let synced: Vec<PathPattern> =
-            self.live.values().flat_map(|l| l.sync.paths()).map(PathPattern::new).collect();
+        let synced: Vec<PathPattern> = self.live.values().flat_map(|l| l.sync.paths()).map(PathPattern::new).collect();
         let inputs: Vec<&PathPattern> = self
             .targets
             .iter()

@@ -175,14 +175,27 @@ pub struct LivePlan {
     pub fallbacks: Vec<Fallback>,
 }
 
+/// What a changed path is to an image target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InImage {
+    /// One of its own inputs: the rules decide.
+    Input,
+    /// Outside what its build sees (left out by `.containerignore`): no rebuild for it.
+    Outside,
+    /// An input of a target it builds on: that target builds, and the image after it.
+    OfADep,
+}
+
 /// Decides a batch. `affected` is the targets the batch concerns with the paths that concern
 /// each (its own inputs and its deps' changes); `has_dependent_targets` says whether another
-/// selected target builds on an image target (its key then needs the new image).
+/// selected target builds on an image target (its key then needs the new image); `in_image`
+/// what a path is to an image target.
 pub fn plan(
     paths: &BTreeSet<String>,
     affected: &BTreeMap<String, BTreeSet<String>>,
     services: &[LiveService<'_>],
     has_dependent_targets: impl Fn(&str) -> bool,
+    in_image: impl Fn(&str, &str) -> InImage,
 ) -> LivePlan {
     let mut out = LivePlan::default();
     for s in services.iter().filter(|s| s.running && !s.rules.is_empty()) {
@@ -203,19 +216,32 @@ pub fn plan(
         }
     }
     for (target, target_paths) in affected {
-        let users: Vec<&LiveService<'_>> = services.iter().filter(|s| s.image_target == Some(target.as_str())).collect();
+        let users: Vec<&LiveService<'_>> =
+            services.iter().filter(|s| s.image_target == Some(target.as_str())).collect();
         if users.is_empty() {
             continue;
         }
         // A service without rules, or not running yet, needs the image itself.
         let mut first_blocker: Option<Fallback> = None;
         let mut carried = !has_dependent_targets(target);
+        let own: BTreeSet<&String> = target_paths.iter().filter(|p| in_image(target, p) != InImage::Outside).collect();
+        if let Some(p) = own.iter().find(|p| in_image(target, p) == InImage::OfADep)
+            && let Some(s) = users.iter().find(|s| !s.rules.is_empty() && s.running)
+        {
+            carried = false;
+            first_blocker = Some(Fallback {
+                service: s.name.to_string(),
+                target: target.clone(),
+                path: (*p).clone(),
+                reason: "a target the image builds on reads it",
+            });
+        }
         for s in &users {
             if s.rules.is_empty() || !s.running {
                 carried = false;
                 continue;
             }
-            for p in target_paths {
+            for p in &own {
                 let reason = match s.rules.fate(p) {
                     Fate::Sync { .. } | Fate::Skip => continue,
                     Fate::Rebuild => "a `rebuild` rule matched",
@@ -225,13 +251,13 @@ pub fn plan(
                 first_blocker.get_or_insert_with(|| Fallback {
                     service: s.name.to_string(),
                     target: target.clone(),
-                    path: p.clone(),
+                    path: (*p).clone(),
                     reason,
                 });
                 break;
             }
         }
-        if carried {
+        if carried || own.is_empty() && users.iter().all(|s| !s.rules.is_empty() && s.running) {
             out.spared.insert(target.clone());
         } else if let Some(f) = first_blocker {
             out.fallbacks.push(f);
@@ -290,6 +316,10 @@ mod tests {
         assert_eq!(r.fate("app/x/y.txt"), Fate::Skip);
     }
 
+    fn input(_: &str, _: &str) -> InImage {
+        InImage::Input
+    }
+
     fn web<'a>(rules: &'a SyncRules) -> LiveService<'a> {
         LiveService { name: "web", image_target: Some("web-image"), rules, running: true }
     }
@@ -299,7 +329,7 @@ mod tests {
         let rules = web_rules();
         let paths = set(&["app/main.py", "conf/site.toml", "app/__pycache__/m.pyc"]);
         let affected = BTreeMap::from([("web-image".to_string(), set(&["app/main.py", "app/__pycache__/m.pyc"]))]);
-        let p = plan(&paths, &affected, &[web(&rules)], |_| false);
+        let p = plan(&paths, &affected, &[web(&rules)], |_| false, input);
         assert_eq!(p.spared, set(&["web-image"]));
         assert!(p.fallbacks.is_empty());
         let share = &p.syncs["web"];
@@ -313,7 +343,7 @@ mod tests {
         let rules = web_rules();
         let paths = set(&["app/main.py", "Containerfile"]);
         let affected = BTreeMap::from([("web-image".to_string(), set(&["Containerfile", "app/main.py"]))]);
-        let p = plan(&paths, &affected, &[web(&rules)], |_| false);
+        let p = plan(&paths, &affected, &[web(&rules)], |_| false, input);
         assert!(p.spared.is_empty());
         assert_eq!(
             p.fallbacks,
@@ -327,7 +357,7 @@ mod tests {
         assert!(p.syncs["web"].paths.contains_key("app/main.py"), "the running replicas still get the synced file");
 
         let affected = BTreeMap::from([("web-image".to_string(), set(&["app/requirements.txt"]))]);
-        let p = plan(&set(&["app/requirements.txt"]), &affected, &[web(&rules)], |_| false);
+        let p = plan(&set(&["app/requirements.txt"]), &affected, &[web(&rules)], |_| false, input);
         assert_eq!(p.fallbacks[0].reason, "a `rebuild` rule matched");
         assert!(p.syncs.is_empty());
     }
@@ -339,19 +369,34 @@ mod tests {
         let plain = LiveService { name: "worker", image_target: Some("web-image"), rules: &none, running: true };
         let paths = set(&["app/main.py"]);
         let affected = BTreeMap::from([("web-image".to_string(), paths.clone())]);
-        let p = plan(&paths, &affected, &[web(&rules), plain], |_| false);
+        let p = plan(&paths, &affected, &[web(&rules), plain], |_| false, input);
         assert!(p.spared.is_empty(), "worker has no rules: it needs the new image");
-        let p = plan(&paths, &affected, &[web(&rules)], |t| t == "web-image");
+        let p = plan(&paths, &affected, &[web(&rules)], |t| t == "web-image", input);
         assert!(p.spared.is_empty(), "a target built on the image needs the new image");
         let stopped = LiveService { running: false, ..web(&rules) };
-        let p = plan(&paths, &affected, &[stopped], |_| false);
+        let p = plan(&paths, &affected, &[stopped], |_| false, input);
         assert!(p.spared.is_empty() && p.syncs.is_empty(), "nothing runs to copy into: the image is built");
+    }
+
+    #[test]
+    fn what_the_image_does_not_see_rebuilds_nothing_and_a_deps_input_always_does() {
+        let rules = web_rules();
+        let paths = set(&["notes/todo.txt"]);
+        let affected = BTreeMap::from([("web-image".to_string(), paths.clone())]);
+        let outside = |_: &str, _: &str| InImage::Outside;
+        let p = plan(&paths, &affected, &[web(&rules)], |_| false, outside);
+        assert_eq!(p.spared, set(&["web-image"]), "left out by .containerignore");
+        assert!(p.fallbacks.is_empty());
+        let of_a_dep = |_: &str, _: &str| InImage::OfADep;
+        let p = plan(&set(&["app/main.py"]), &affected, &[web(&rules)], |_| false, of_a_dep);
+        assert!(p.spared.is_empty());
+        assert_eq!(p.fallbacks[0].reason, "a target the image builds on reads it");
     }
 
     #[test]
     fn sync_restart_asks_for_a_restart() {
         let rules = web_rules();
-        let p = plan(&set(&["bin/server"]), &BTreeMap::new(), &[web(&rules)], |_| false);
+        let p = plan(&set(&["bin/server"]), &BTreeMap::new(), &[web(&rules)], |_| false, input);
         assert!(p.syncs["web"].restart);
     }
 }

@@ -135,6 +135,9 @@ mod tests {
         let first = Instant::now();
         d.add(first, Vec::new(), true);
         tokio::time::advance(Duration::from_millis(100)).await;
-        assert_eq!(d.take_due(Instant::now()), Some(Batch { paths: BTreeSet::new(), rescan: true, first: Some(first) }));
+        assert_eq!(
+            d.take_due(Instant::now()),
+            Some(Batch { paths: BTreeSet::new(), rescan: true, first: Some(first) })
+        );
     }
 }
