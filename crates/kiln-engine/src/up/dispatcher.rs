@@ -82,7 +82,7 @@ pub async fn run_up(
     let (services, replica_rx) = ServiceSet::new(bus.clone());
     // What rounds watch to stop early: Ctrl-C or SIGTERM, and `kiln down`.
     let (round_cancel, round_cancel_rx) = watch::channel(false);
-    let (live, sync_rx) = LiveUpdates::new(&sel, bus.clone());
+    let (live, sync_rx) = LiveUpdates::new(&sel);
     live.warm_up();
     let mut d = Dispatcher {
         live,
@@ -668,13 +668,32 @@ impl Dispatcher {
     fn on_synced(&mut self, mut done: SyncDone) {
         let replicas = self.services.running_replicas(&done.service);
         self.live.finished(&self.sel, &mut done, replicas);
-        let SyncDone { service, results, restart, files, timing, finished, .. } = done;
-        let failed: Vec<(u32, String)> =
-            results.iter().filter_map(|(r, res)| res.as_ref().err().map(|e| (*r, e.clone()))).collect();
-        for (replica, why) in &failed {
-            self.services.note(&service, *replica, format!("sync failed: {why}"));
+        let SyncDone { service, results, restart, timing, finished, .. } = done;
+        // A replica replaced while its copy ran has a new container, which is given every
+        // synced file before it starts: what happened to the old one no longer matters.
+        let current: BTreeMap<u32, u64> = self.services.running_replicas(&service).into_iter().collect();
+        let mut failed = false;
+        let mut reached = false;
+        for r in results {
+            if r.replica != u32::MAX && current.get(&r.replica) != Some(&r.attempt) {
+                continue;
+            }
+            reached |= r.error.is_none();
+            if let Some(why) = &r.error {
+                failed = true;
+                self.services.note(&service, r.replica, format!("sync failed: {why}"));
+            }
+            self.bus.publish(Event::ServiceSynced {
+                service: service.clone(),
+                replica: r.replica,
+                files: r.files,
+                deleted: r.deleted,
+                bytes: r.bytes,
+                duration_ms: r.duration_ms,
+                error: r.error,
+            });
         }
-        if !failed.is_empty() || results.is_empty() {
+        if failed || !reached {
             return;
         }
         if restart && self.services.is_started(&service) {
@@ -691,7 +710,6 @@ impl Dispatcher {
             return;
         }
         let latency = timing.latency(timing.batch, finished, finished);
-        let _ = files;
         self.bus.publish(Event::UpdateCompleted {
             cause: timing.cause,
             targets: Vec::new(),

@@ -29,7 +29,7 @@ use crate::cache::digest::Digest;
 use crate::container::engine::{Engine, container_name};
 use crate::container::engine_api::{EngineApi, Owner};
 use crate::container::sync_batch::{SyncBatch, SyncCopy, apply};
-use crate::event::{Event, EventBus, Latency};
+use crate::event::Latency;
 use crate::fs::file_index::FileIndex;
 use crate::fs::layout::Layout;
 use crate::fs::rel_path;
@@ -94,17 +94,29 @@ impl Timing {
     }
 }
 
+/// One replica's share of a sync job.
+#[derive(Debug, Clone)]
+pub struct ReplicaSynced {
+    pub replica: u32,
+    /// The attempt (container) it was copied into.
+    pub attempt: u64,
+    pub files: u64,
+    pub deleted: u64,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+}
+
 /// What a sync job reports when every replica is done.
 #[derive(Debug)]
 pub struct SyncDone {
     pub service: String,
-    /// Per replica: done, or why not.
-    pub results: Vec<(u32, Result<(), String>)>,
+    /// Per replica: what was copied, or why not.
+    pub results: Vec<ReplicaSynced>,
     /// The users' ids learned, per replica with its attempt: reused while it runs.
     owners: Vec<(u32, (u64, Owner))>,
     /// The share asked for a restart afterwards (`sync+restart`).
     pub restart: bool,
-    pub files: usize,
     pub timing: Timing,
     pub finished: Instant,
 }
@@ -135,11 +147,10 @@ pub struct LiveUpdates {
     api: Api,
     services: BTreeMap<String, ServiceLive>,
     done_tx: mpsc::UnboundedSender<SyncDone>,
-    bus: Arc<EventBus>,
 }
 
 impl LiveUpdates {
-    pub fn new(sel: &Selection, bus: Arc<EventBus>) -> (LiveUpdates, mpsc::UnboundedReceiver<SyncDone>) {
+    pub fn new(sel: &Selection) -> (LiveUpdates, mpsc::UnboundedReceiver<SyncDone>) {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let root = sel.config.root.clone();
         let engine = sel
@@ -155,7 +166,6 @@ impl LiveUpdates {
             api: Arc::new(OnceCell::new()),
             services: BTreeMap::new(),
             done_tx,
-            bus,
         };
         live.follow(sel);
         (live, done_rx)
@@ -306,8 +316,7 @@ impl LiveUpdates {
         let api = self.api.get().and_then(|r| r.as_ref().ok()).cloned();
         let Some(state) = self.services.get(service) else { return };
         let Some(handle) = &state.handle else { return };
-        *handle.copies.lock().expect("drift lock is never poisoned") =
-            copies(&self.root, state.drift.iter());
+        *handle.copies.lock().expect("drift lock is never poisoned") = copies(&self.root, state.drift.iter());
         *handle.api.lock().expect("drift lock is never poisoned") = api;
     }
 
@@ -321,7 +330,6 @@ impl LiveUpdates {
     ) {
         let Some(state) = self.services.get_mut(service) else { return };
         state.in_flight = true;
-        let files = share.paths.len();
         let batch = SyncBatch {
             copies: copies(&self.root, share.paths.iter().map(|(p, to)| (p, &to.roots))),
             deletes: Vec::new(),
@@ -341,13 +349,11 @@ impl LiveUpdates {
             batch,
             exec: share.exec,
             restart: share.restart,
-            files,
             timing,
             engine: self.engine.clone(),
             api: self.api.clone(),
             kiln: self.layout.kiln.clone(),
             run_dir: self.run_dir(),
-            bus: self.bus.clone(),
         };
         let done = self.done_tx.clone();
         tokio::spawn(async move {
@@ -392,13 +398,11 @@ struct Job {
     batch: SyncBatch,
     exec: Vec<String>,
     restart: bool,
-    files: usize,
     timing: Timing,
     engine: Option<Engine>,
     api: Api,
     kiln: PathBuf,
     run_dir: PathBuf,
-    bus: Arc<EventBus>,
 }
 
 impl Job {
@@ -415,8 +419,6 @@ impl Job {
             let batch = self.batch.clone();
             let exec = self.exec.clone();
             let tmp = self.run_dir.clone();
-            let bus = self.bus.clone();
-            let service = self.service.clone();
             tasks.spawn(async move {
                 let started = Instant::now();
                 let mut known = owner;
@@ -433,37 +435,45 @@ impl Job {
                     Ok(report) => (Some(report), None),
                     Err((why, report)) => (report, Some(why)),
                 };
-                let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                bus.publish(Event::ServiceSynced {
-                    service,
+                let synced = ReplicaSynced {
                     replica,
+                    attempt,
                     files: report.as_ref().map_or(0, |r| r.files),
                     deleted: report.as_ref().map_or(0, |r| r.deleted),
                     bytes: report.as_ref().map_or(0, |r| r.bytes),
-                    duration_ms: ms,
-                    error: error.clone(),
-                });
-                (replica, known.map(|o| (attempt, o)), error.map_or(Ok(()), Err))
+                    duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    error,
+                };
+                (synced, known.map(|o| (replica, (attempt, o))))
             });
         }
         let mut results = Vec::new();
         let mut owners = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok((replica, owner, result)) => {
-                    owners.extend(owner.map(|o| (replica, o)));
-                    results.push((replica, result));
+                Ok((synced, owner)) => {
+                    owners.extend(owner);
+                    results.push(synced);
                 }
-                Err(e) => results.push((u32::MAX, Err(format!("the sync worker failed: {e}")))),
+                // A panic in one replica's copy: its replica is not known here; the
+                // service is told.
+                Err(e) => results.push(ReplicaSynced {
+                    replica: u32::MAX,
+                    attempt: 0,
+                    files: 0,
+                    deleted: 0,
+                    bytes: 0,
+                    duration_ms: 0,
+                    error: Some(format!("the sync worker failed: {e}")),
+                }),
             }
         }
-        results.sort_by_key(|(r, _)| *r);
+        results.sort_by_key(|r| r.replica);
         SyncDone {
             service: self.service,
             results,
             owners,
             restart: self.restart,
-            files: self.files,
             timing: self.timing,
             finished: Instant::now(),
         }
