@@ -125,17 +125,20 @@ impl EngineApi {
     /// started it (besides the watchdog), and a blocking thread ends when idle.
     pub async fn connect(engine: &Engine, run_dir: &Path) -> Result<EngineApi, ApiError> {
         match engine.kind {
-            EngineKind::Docker => {
-                let socket = docker_socket(std::env::var("DOCKER_HOST").ok().as_deref());
-                let api = EngineApi { kind: EngineKind::Docker, socket, service: None };
-                api.ping(REQUEST_TIMEOUT).await.map_err(|e| ApiError::DockerUnreachable {
-                    socket: api.socket.display().to_string(),
-                    why: e.to_string(),
-                })?;
-                Ok(api)
-            }
+            EngineKind::Docker => EngineApi::connect_docker(std::env::var("DOCKER_HOST").ok().as_deref()).await,
             EngineKind::Podman => start_podman(&engine.program, run_dir).await,
         }
+    }
+
+    /// The docker daemon's API at `docker_host` (`$DOCKER_HOST`: a `unix://` one, else the
+    /// default socket), once it answers a ping.
+    pub async fn connect_docker(docker_host: Option<&str>) -> Result<EngineApi, ApiError> {
+        let api = EngineApi { kind: EngineKind::Docker, socket: docker_socket(docker_host), service: None };
+        api.ping(Duration::from_secs(5)).await.map_err(|e| ApiError::DockerUnreachable {
+            socket: api.socket.display().to_string(),
+            why: e.to_string(),
+        })?;
+        Ok(api)
     }
 
     /// An API on a socket that is already served (`podman system service` someone else
@@ -146,6 +149,11 @@ impl EngineApi {
 
     pub fn kind(&self) -> EngineKind {
         self.kind
+    }
+
+    /// The process (and process group) of the podman service kiln started, if it did.
+    pub fn service_pid(&self) -> Option<u32> {
+        self.service.as_ref().map(|s| s.pid)
     }
 
     /// The socket the API is reached on.
@@ -297,13 +305,17 @@ impl EngineApi {
         let info = self.get_json(&path, &what).await?;
         let user = info.pointer("/Config/User").and_then(Value::as_str).unwrap_or("").to_string();
         let needs = OwnerFiles::of(&user);
-        let passwd = if needs.passwd { self.read_file(container, "/etc/passwd").await? } else { None };
-        let group = if needs.group { self.read_file(container, "/etc/group").await? } else { None };
-        resolve_owner(&user, passwd.as_deref(), group.as_deref()).map_err(|why| ApiError::Owner {
-            container: container.to_string(),
-            user: user.clone(),
-            why,
-        })
+        let unresolved = |why: String| ApiError::Owner { container: container.to_string(), user: user.clone(), why };
+        // podman itself resolves the user to serve a file; what it says is why.
+        let engine_said = |e: ApiError| match e {
+            ApiError::Status { message, .. } => unresolved(format!("the engine says: {message}")),
+            other => other,
+        };
+        let passwd =
+            if needs.passwd { self.read_file(container, "/etc/passwd").await.map_err(engine_said)? } else { None };
+        let group =
+            if needs.group { self.read_file(container, "/etc/group").await.map_err(engine_said)? } else { None };
+        resolve_owner(&user, passwd.as_deref(), group.as_deref()).map_err(unresolved)
     }
 
     /// One small file of the container (`GET …/archive`, a tar of one entry); `None` when
