@@ -329,3 +329,46 @@ async fn the_docker_path_reaches_podmans_service_through_docker_host() {
     service.ping(Duration::from_secs(5)).await.expect("docker's shutdown leaves the service alone");
     service.shutdown().await;
 }
+
+/// Set for the child run of [`service_helper`]: the run directory it connects in.
+const HELPER_ENV: &str = "KILN_TEST_API_HELPER_RUN_DIR";
+
+/// Not a test of its own: the process [`the_service_dies_with_a_kiln_killed_with_sigkill`]
+/// starts and kills. It connects, prints the service's pid, and waits to be killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run as a child by the_service_dies_with_a_kiln_killed_with_sigkill"]
+async fn service_helper() {
+    let Some(dir) = std::env::var_os(HELPER_ENV) else { return };
+    let api = connect(Path::new(&dir)).await;
+    let pid = api.service_pid().expect("a child").to_string();
+    std::fs::write(Path::new(&dir).join("service.pid"), pid).expect("write the pid");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+#[test]
+fn the_service_dies_with_a_kiln_killed_with_sigkill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut helper = Command::new(std::env::current_exe().expect("this test binary"))
+        .args(["--exact", "service_helper", "--ignored", "--test-threads", "1"])
+        .env(HELPER_ENV, dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the helper starts");
+    let pid_file = dir.path().join("service.pid");
+    let pid = (0..300)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse::<i32>().ok())
+        })
+        .expect("the helper started podman's service within 15 s");
+    let alive = || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    assert!(alive(), "the service runs");
+    helper.kill().expect("SIGKILL");
+    let _ = helper.wait();
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        // A zombie until init reaps it: gone when its state says so, too.
+        !alive() || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+    });
+    assert!(gone, "podman system service (pid {pid}) outlived the process that started it");
+}
