@@ -4,6 +4,7 @@
 //! from Debian's static busybox; nothing is pulled. Without podman these tests fail and say
 //! what to install.
 
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -163,6 +164,20 @@ async fn files_links_new_directories_and_deletions_arrive_as_on_the_host() {
     let batch = SyncBatch { copies: vec![copy(&root, "/code", "moved")], deletes: vec!["/code/moved".into()] };
     apply(&api, &c.0, &batch, owner, &tmp).await.expect("applied");
     assert_eq!(c.sh("cat /code/moved"), "now a file");
+
+    // A name that is not UTF-8 arrives with its bytes, and is deleted by them.
+    let odd = std::ffi::OsStr::from_bytes(b"caf\xe9 %s\\.txt");
+    write(&root.join(odd), "latin-1\n");
+    let odd_copy = SyncCopy::under(&root, "/code", &root.join(odd)).expect("under the root");
+    let batch = SyncBatch { copies: vec![odd_copy.clone()], deletes: vec![] };
+    apply(&api, &c.0, &batch, owner, &tmp).await.expect("applied");
+    assert_eq!(c.sh("ls /code | grep -c '^caf.*txt$'"), "1");
+    let bytes =
+        c.sh("cat /code/caf*.txt && for f in /code/caf*; do printf %s \"$f\"; done | od -An -tx1 | tr -s ' \\n' ' '");
+    assert_eq!(bytes, "latin-1\n 2f 63 6f 64 65 2f 63 61 66 e9 20 25 73 5c 2e 74 78 74", "the name's bytes");
+    let batch = SyncBatch { copies: vec![], deletes: vec![odd_copy.container_path()] };
+    assert_eq!(apply(&api, &c.0, &batch, owner, &tmp).await.expect("deleted").deleted, 1);
+    assert_eq!(c.sh("ls /code | grep -c '^caf' || true"), "0");
 
     // A sync that breaks: the engine's message says why.
     let err = apply(&api, "kiln-test-api-no-such-container", &batch, owner, &tmp).await.expect_err("no container");

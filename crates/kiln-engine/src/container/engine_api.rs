@@ -419,6 +419,18 @@ pub fn docker_socket(docker_host: Option<&str>) -> PathBuf {
 
 async fn start_podman(program: &Path, run_dir: &Path) -> Result<EngineApi, ApiError> {
     let wanted = run_dir.join("podman.sock");
+    match std::fs::symlink_metadata(run_dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(m) => {
+            let why = format!(
+                "{} is {}, not a directory: remove it and kiln recreates it",
+                run_dir.display(),
+                crate::fs::no_follow::describe(m.file_type())
+            );
+            return Err(ApiError::Socket { socket: wanted.display().to_string(), why });
+        }
+        Err(e) => return Err(ApiError::Socket { socket: wanted.display().to_string(), why: e.to_string() }),
+    }
     let (socket, short_dir) = if wanted.as_os_str().len() <= SOCKET_PATH_MAX {
         (wanted, None)
     } else {
