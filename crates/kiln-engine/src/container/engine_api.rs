@@ -221,7 +221,9 @@ impl EngineApi {
     }
 
     /// Runs `argv` in the container (as `user`, else the container's user) and waits for it,
-    /// at most `timeout`: its exit code and the end of its output.
+    /// at most `timeout` from the start: its exit code and the end of its output. A command
+    /// not found is exit code 127 with the engine's words in the output. On timeout the
+    /// command may still run in the container: the engine's API has no way to kill an exec.
     pub async fn exec(
         &self,
         container: &str,
@@ -237,7 +239,7 @@ impl EngineApi {
             spec["User"] = Value::from(user);
         }
         let path = format!("/containers/{}/exec", encode(container));
-        let created = self.post_json(&path, &spec, &create_what).await?;
+        let created = self.post_json(&path, &spec, REQUEST_TIMEOUT.min(timeout), &create_what).await?;
         let id = created
             .get("Id")
             .and_then(Value::as_str)
@@ -350,11 +352,10 @@ impl EngineApi {
             .map_err(|e| ApiError::Protocol { what: what.into(), why: format!("not JSON: {e}") })
     }
 
-    async fn post_json(&self, path: &str, body: &Value, what: &str) -> Result<Value, ApiError> {
+    async fn post_json(&self, path: &str, body: &Value, timeout: Duration, what: &str) -> Result<Value, ApiError> {
         let bytes = serde_json::to_vec(body).expect("a JSON value serializes");
-        let response = self
-            .send(Method::POST, path, ReqBody::full(bytes), Some("application/json"), REQUEST_TIMEOUT, what)
-            .await?;
+        let response =
+            self.send(Method::POST, path, ReqBody::full(bytes), Some("application/json"), timeout, what).await?;
         let body = expect_success(response, what).await?;
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::Protocol { what: what.into(), why: format!("not JSON: {e}") })
