@@ -185,6 +185,15 @@ async fn files_links_new_directories_and_deletions_arrive_as_on_the_host() {
     assert!(text.starts_with("cannot delete synced paths in container kiln-test-api-no-such-container:"), "{text}");
     assert!(text.contains("404") && text.to_lowercase().contains("no such container"), "{text}");
 
+    let mut tar = tempfile::NamedTempFile::new_in(&tmp).expect("temp file");
+    batch.write_tar(owner, tar.as_file_mut()).expect("tar");
+    let err = api.put_archive("kiln-test-api-no-such-container", tar.path()).await.expect_err("no container");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("copy into container kiln-test-api-no-such-container: the engine answered 404:"),
+        "{text}"
+    );
+
     let socket = api.socket().to_path_buf();
     let pid = api.service_pid().expect("podman's service is a child");
     api.shutdown().await;
@@ -213,6 +222,16 @@ async fn two_thousand_files_are_copied_then_deleted_in_one_transfer_each() {
     let report = apply(&api, &c.0, &batch, Owner::default(), dir.path()).await.expect("deleted");
     assert_eq!(report.deleted, 2000);
     assert_eq!(c.sh("ls /code/many | wc -l"), "0");
+
+    // A large file streams in chunks (the upload is never in memory whole).
+    let big: Vec<u8> = (0..24u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(root.join("big.bin"), &big).expect("write");
+    let batch = SyncBatch { copies: vec![copy(&root, "/code", "big.bin")], deletes: vec![] };
+    let report = apply(&api, &c.0, &batch, Owner::default(), dir.path()).await.expect("copied");
+    assert_eq!(report.bytes, big.len() as u64);
+    let host_sum = Command::new("md5sum").arg(root.join("big.bin")).output().expect("md5sum (coreutils)");
+    let host_sum = String::from_utf8_lossy(&host_sum.stdout).split_whitespace().next().unwrap_or("").to_string();
+    assert_eq!(c.sh("md5sum /code/big.bin | cut -d' ' -f1"), host_sum);
     api.shutdown().await;
 }
 
