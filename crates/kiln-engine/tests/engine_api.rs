@@ -14,7 +14,8 @@ use kiln_engine::container::engine::{Engine, EngineKind};
 use kiln_engine::container::engine_api::{ApiError, EngineApi, Owner};
 use kiln_engine::container::sync_batch::{SyncBatch, SyncCopy, apply};
 
-const IMAGE: &str = "localhost/kiln-test-engine-api:busybox-1";
+/// Not `kiln-test-*`: the CLI tests remove those images when they start.
+const IMAGE: &str = "localhost/kiln-engine-api-test:busybox-1";
 const INSTALL: &str = "apt-get install podman runc busybox-static (or run `bash scripts/install-deps.sh`)";
 
 fn podman(args: &[&str]) -> std::process::Output {

@@ -455,7 +455,11 @@ async fn start_podman(program: &Path, run_dir: &Path) -> Result<EngineApi, ApiEr
     crate::exec::command::configure_child(&mut command);
     let mut child =
         command.spawn().map_err(|e| ApiError::ServiceSpawn { socket: shown.clone(), why: e.to_string() })?;
-    let pid = child.id().unwrap_or(0);
+    // A pid of 0 would signal kiln's own group: a child without one is an error.
+    let pid = child
+        .id()
+        .filter(|&pid| pid > 0)
+        .ok_or_else(|| ApiError::ServiceSpawn { socket: shown.clone(), why: "it exited at once".into() })?;
     let group = GroupGuard::new(pid);
     let stderr = Arc::new(Mutex::new(VecDeque::new()));
     if let Some(mut err) = child.stderr.take() {
