@@ -7,12 +7,16 @@
 //! `kiln-bench container --kiln PATH [--example DIR] [--trials N] [--check]` measures save →
 //! replaced container answering, kiln up against the same steps by hand (see
 //! `container_bench`).
+//! `kiln-bench sync-transfer [--trials N] [--files F]` measures one live-update transfer into
+//! a running container: the engine API against `podman cp` and `podman exec … tar -x`, and a
+//! batch of F files (default 200) by the API (see `sync_bench`).
 //! `kiln-bench build --kiln PATH [--targets N] [--files F] [--runs R]` generates one in a
 //! temporary directory and reports medians of R runs of: cold build, no-op build, one-file
 //! content edit, touch-only edit — for kiln and ninja, in the same run. With `--check` it
 //! fails unless kiln ran exactly the commands each scenario calls for.
 
 mod container_bench;
+mod sync_bench;
 mod watch_bench;
 mod workspace;
 
@@ -39,6 +43,8 @@ struct Args {
     tree_files: usize,
     /// An earlier kiln binary measured in the same run (before/after a change).
     baseline: Option<PathBuf>,
+    /// Whether `--files` was given (sync-transfer's batch has its own default).
+    files_given: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -58,12 +64,16 @@ fn parse_args() -> Result<Args, String> {
         idle_secs: 60,
         tree_files: 100_000,
         baseline: None,
+        files_given: false,
     };
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
             "--targets" => args.targets = value()?.parse().map_err(|e| format!("--targets: {e}"))?,
-            "--files" => args.files = value()?.parse().map_err(|e| format!("--files: {e}"))?,
+            "--files" => {
+                args.files = value()?.parse().map_err(|e| format!("--files: {e}"))?;
+                args.files_given = true;
+            }
             "--runs" => args.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--kiln" => args.kiln = PathBuf::from(value()?),
             "--check" => args.check = true,
@@ -109,6 +119,10 @@ fn main() {
             example: std::fs::canonicalize(&args.example).unwrap_or_else(|e| fail(&format!("example: {e}"))),
             trials: args.trials.unwrap_or(10),
             check: args.check,
+        }),
+        "sync-transfer" => sync_bench::run(&sync_bench::SyncArgs {
+            trials: args.trials.unwrap_or(20),
+            batch_files: if args.files_given { args.files } else { 200 },
         }),
         other => fail(&format!("unknown command {other}")),
     }

@@ -125,17 +125,20 @@ impl EngineApi {
     /// started it (besides the watchdog), and a blocking thread ends when idle.
     pub async fn connect(engine: &Engine, run_dir: &Path) -> Result<EngineApi, ApiError> {
         match engine.kind {
-            EngineKind::Docker => {
-                let socket = docker_socket(std::env::var("DOCKER_HOST").ok().as_deref());
-                let api = EngineApi { kind: EngineKind::Docker, socket, service: None };
-                api.ping(REQUEST_TIMEOUT).await.map_err(|e| ApiError::DockerUnreachable {
-                    socket: api.socket.display().to_string(),
-                    why: e.to_string(),
-                })?;
-                Ok(api)
-            }
+            EngineKind::Docker => EngineApi::connect_docker(std::env::var("DOCKER_HOST").ok().as_deref()).await,
             EngineKind::Podman => start_podman(&engine.program, run_dir).await,
         }
+    }
+
+    /// The docker daemon's API at `docker_host` (`$DOCKER_HOST`: a `unix://` one, else the
+    /// default socket), once it answers a ping.
+    pub async fn connect_docker(docker_host: Option<&str>) -> Result<EngineApi, ApiError> {
+        let api = EngineApi { kind: EngineKind::Docker, socket: docker_socket(docker_host), service: None };
+        api.ping(Duration::from_secs(5)).await.map_err(|e| ApiError::DockerUnreachable {
+            socket: api.socket.display().to_string(),
+            why: e.to_string(),
+        })?;
+        Ok(api)
     }
 
     /// An API on a socket that is already served (`podman system service` someone else
@@ -146,6 +149,11 @@ impl EngineApi {
 
     pub fn kind(&self) -> EngineKind {
         self.kind
+    }
+
+    /// The process (and process group) of the podman service kiln started, if it did.
+    pub fn service_pid(&self) -> Option<u32> {
+        self.service.as_ref().map(|s| s.pid)
     }
 
     /// The socket the API is reached on.
@@ -213,7 +221,9 @@ impl EngineApi {
     }
 
     /// Runs `argv` in the container (as `user`, else the container's user) and waits for it,
-    /// at most `timeout`: its exit code and the end of its output.
+    /// at most `timeout` from the start: its exit code and the end of its output. A command
+    /// not found is exit code 127 with the engine's words in the output. On timeout the
+    /// command may still run in the container: the engine's API has no way to kill an exec.
     pub async fn exec(
         &self,
         container: &str,
@@ -229,7 +239,7 @@ impl EngineApi {
             spec["User"] = Value::from(user);
         }
         let path = format!("/containers/{}/exec", encode(container));
-        let created = self.post_json(&path, &spec, &create_what).await?;
+        let created = self.post_json(&path, &spec, REQUEST_TIMEOUT.min(timeout), &create_what).await?;
         let id = created
             .get("Id")
             .and_then(Value::as_str)
@@ -297,13 +307,17 @@ impl EngineApi {
         let info = self.get_json(&path, &what).await?;
         let user = info.pointer("/Config/User").and_then(Value::as_str).unwrap_or("").to_string();
         let needs = OwnerFiles::of(&user);
-        let passwd = if needs.passwd { self.read_file(container, "/etc/passwd").await? } else { None };
-        let group = if needs.group { self.read_file(container, "/etc/group").await? } else { None };
-        resolve_owner(&user, passwd.as_deref(), group.as_deref()).map_err(|why| ApiError::Owner {
-            container: container.to_string(),
-            user: user.clone(),
-            why,
-        })
+        let unresolved = |why: String| ApiError::Owner { container: container.to_string(), user: user.clone(), why };
+        // podman itself resolves the user to serve a file; what it says is why.
+        let engine_said = |e: ApiError| match e {
+            ApiError::Status { message, .. } => unresolved(format!("the engine says: {message}")),
+            other => other,
+        };
+        let passwd =
+            if needs.passwd { self.read_file(container, "/etc/passwd").await.map_err(engine_said)? } else { None };
+        let group =
+            if needs.group { self.read_file(container, "/etc/group").await.map_err(engine_said)? } else { None };
+        resolve_owner(&user, passwd.as_deref(), group.as_deref()).map_err(unresolved)
     }
 
     /// One small file of the container (`GET …/archive`, a tar of one entry); `None` when
@@ -338,11 +352,10 @@ impl EngineApi {
             .map_err(|e| ApiError::Protocol { what: what.into(), why: format!("not JSON: {e}") })
     }
 
-    async fn post_json(&self, path: &str, body: &Value, what: &str) -> Result<Value, ApiError> {
+    async fn post_json(&self, path: &str, body: &Value, timeout: Duration, what: &str) -> Result<Value, ApiError> {
         let bytes = serde_json::to_vec(body).expect("a JSON value serializes");
-        let response = self
-            .send(Method::POST, path, ReqBody::full(bytes), Some("application/json"), REQUEST_TIMEOUT, what)
-            .await?;
+        let response =
+            self.send(Method::POST, path, ReqBody::full(bytes), Some("application/json"), timeout, what).await?;
         let body = expect_success(response, what).await?;
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::Protocol { what: what.into(), why: format!("not JSON: {e}") })
@@ -407,6 +420,18 @@ pub fn docker_socket(docker_host: Option<&str>) -> PathBuf {
 
 async fn start_podman(program: &Path, run_dir: &Path) -> Result<EngineApi, ApiError> {
     let wanted = run_dir.join("podman.sock");
+    match std::fs::symlink_metadata(run_dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(m) => {
+            let why = format!(
+                "{} is {}, not a directory: remove it and kiln recreates it",
+                run_dir.display(),
+                crate::fs::no_follow::describe(m.file_type())
+            );
+            return Err(ApiError::Socket { socket: wanted.display().to_string(), why });
+        }
+        Err(e) => return Err(ApiError::Socket { socket: wanted.display().to_string(), why: e.to_string() }),
+    }
     let (socket, short_dir) = if wanted.as_os_str().len() <= SOCKET_PATH_MAX {
         (wanted, None)
     } else {
@@ -430,7 +455,11 @@ async fn start_podman(program: &Path, run_dir: &Path) -> Result<EngineApi, ApiEr
     crate::exec::command::configure_child(&mut command);
     let mut child =
         command.spawn().map_err(|e| ApiError::ServiceSpawn { socket: shown.clone(), why: e.to_string() })?;
-    let pid = child.id().unwrap_or(0);
+    // A pid of 0 would signal kiln's own group: a child without one is an error.
+    let pid = child
+        .id()
+        .filter(|&pid| pid > 0)
+        .ok_or_else(|| ApiError::ServiceSpawn { socket: shown.clone(), why: "it exited at once".into() })?;
     let group = GroupGuard::new(pid);
     let stderr = Arc::new(Mutex::new(VecDeque::new()));
     if let Some(mut err) = child.stderr.take() {

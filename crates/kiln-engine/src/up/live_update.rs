@@ -316,8 +316,7 @@ impl LiveUpdates {
         let api = self.api.get().and_then(|r| r.as_ref().ok()).cloned();
         let Some(state) = self.services.get(service) else { return };
         let Some(handle) = &state.handle else { return };
-        *handle.copies.lock().expect("drift lock is never poisoned") = copies(&self.root, state.drift.iter());
-        *handle.api.lock().expect("drift lock is never poisoned") = api;
+        handle.set(copies(&self.root, state.drift.iter()), api);
     }
 
     fn start_job(
@@ -361,8 +360,15 @@ impl LiveUpdates {
         });
     }
 
-    /// Stops the engine's API service if kiln started one.
+    /// Stops the engine's API service if kiln started one (gracefully; a sync job still
+    /// holding it kills it when it ends, and the watchdog if kiln dies).
     pub async fn shutdown(&mut self) {
+        // New containers hold the API through their drift: none starts any more.
+        for state in self.services.values() {
+            if let Some(handle) = &state.handle {
+                *handle.api.lock().expect("drift lock is never poisoned") = None;
+            }
+        }
         let api = std::mem::replace(&mut self.api, Arc::new(OnceCell::new()));
         if let Some(Ok(api)) = Arc::into_inner(api).and_then(OnceCell::into_inner)
             && let Some(api) = Arc::into_inner(api)
