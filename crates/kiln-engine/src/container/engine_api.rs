@@ -109,6 +109,10 @@ pub struct EngineApi {
     kind: EngineKind,
     socket: PathBuf,
     service: Option<Service>,
+    /// podman's CLI, for commands run in containers: an exec session made through podman's
+    /// compat API outlives its command by `exit_command_delay` (5 minutes, two conmon
+    /// processes each), while `podman exec` removes it at once.
+    cli: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for EngineApi {
@@ -133,7 +137,7 @@ impl EngineApi {
     /// The docker daemon's API at `docker_host` (`$DOCKER_HOST`: a `unix://` one, else the
     /// default socket), once it answers a ping.
     pub async fn connect_docker(docker_host: Option<&str>) -> Result<EngineApi, ApiError> {
-        let api = EngineApi { kind: EngineKind::Docker, socket: docker_socket(docker_host), service: None };
+        let api = EngineApi { kind: EngineKind::Docker, socket: docker_socket(docker_host), service: None, cli: None };
         api.ping(Duration::from_secs(5)).await.map_err(|e| ApiError::DockerUnreachable {
             socket: api.socket.display().to_string(),
             why: e.to_string(),
@@ -144,7 +148,7 @@ impl EngineApi {
     /// An API on a socket that is already served (`podman system service` someone else
     /// runs, a docker daemon): nothing is started or stopped.
     pub fn at_socket(kind: EngineKind, socket: PathBuf) -> EngineApi {
-        EngineApi { kind, socket, service: None }
+        EngineApi { kind, socket, service: None, cli: None }
     }
 
     pub fn kind(&self) -> EngineKind {
@@ -231,6 +235,9 @@ impl EngineApi {
         user: Option<&str>,
         timeout: Duration,
     ) -> Result<ExecOutcome, ApiError> {
+        if let Some(cli) = &self.cli {
+            return exec_cli(cli, container, argv, user, timeout).await;
+        }
         let deadline = Instant::now() + timeout;
         let what = format!("`{}`", argv.first().map_or("", String::as_str));
         let create_what = format!("create the exec of {what} in container {container}");
@@ -400,6 +407,76 @@ impl EngineApi {
     }
 }
 
+/// `podman exec [--user U] CONTAINER ARGV…`, its output bounded to the last
+/// [`OUTPUT_LIMIT`] bytes, killed after `timeout`.
+async fn exec_cli(
+    cli: &Path,
+    container: &str,
+    argv: &[String],
+    user: Option<&str>,
+    timeout: Duration,
+) -> Result<ExecOutcome, ApiError> {
+    use tokio::io::AsyncReadExt;
+    let what = format!("`{}`", argv.first().map_or("", String::as_str));
+    let mut command = tokio::process::Command::new(cli);
+    command.arg("exec");
+    if let Some(user) = user {
+        command.args(["--user", user]);
+    }
+    command
+        .arg(container)
+        .args(argv)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().map_err(|e| ApiError::Protocol {
+        what: format!("run {what} in container {container}"),
+        why: format!("cannot start {}: {e}", cli.display()),
+    })?;
+    let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(ApiError::Protocol {
+            what: format!("run {what} in container {container}"),
+            why: "no pipes".into(),
+        });
+    };
+    let run = async {
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let keep = |tail: Arc<Mutex<VecDeque<u8>>>| {
+            move |bytes: &[u8]| {
+                let mut tail = tail.lock().expect("the output tail's lock is never poisoned");
+                tail.extend(bytes);
+                let over = tail.len().saturating_sub(OUTPUT_LIMIT);
+                tail.drain(..over);
+            }
+        };
+        let (keep_out, keep_err) = (keep(tail.clone()), keep(tail.clone()));
+        let read_out = async move {
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = out.read(&mut buf).await {
+                keep_out(&buf[..n]);
+            }
+        };
+        let read_err = async move {
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = err.read(&mut buf).await {
+                keep_err(&buf[..n]);
+            }
+        };
+        let ((), (), status) = tokio::join!(read_out, read_err, child.wait());
+        let bytes: Vec<u8> = tail.lock().expect("the output tail's lock is never poisoned").iter().copied().collect();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Err(_) => Err(ApiError::ExecTimeout { what, container: container.to_string(), secs: timeout.as_secs().max(1) }),
+        Ok((Err(e), _)) => {
+            Err(ApiError::Protocol { what: format!("run {what} in container {container}"), why: e.to_string() })
+        }
+        // podman exec's own failures (no such container) exit 125-127 with its message.
+        Ok((Ok(status), output)) => Ok(ExecOutcome { exit_code: i64::from(status.code().unwrap_or(-1)), output }),
+    }
+}
+
 impl Drop for EngineApi {
     fn drop(&mut self) {
         if let Some(service) = self.service.take() {
@@ -478,7 +555,8 @@ async fn start_podman(program: &Path, run_dir: &Path) -> Result<EngineApi, ApiEr
         });
     }
     let service = Service { child, pid, _group: group, stderr, _short_dir: short_dir };
-    let mut api = EngineApi { kind: EngineKind::Podman, socket, service: Some(service) };
+    let mut api =
+        EngineApi { kind: EngineKind::Podman, socket, service: Some(service), cli: Some(program.to_path_buf()) };
     let started = Instant::now();
     loop {
         let exited = api.service.as_mut().and_then(|s| s.child.try_wait().ok().flatten());

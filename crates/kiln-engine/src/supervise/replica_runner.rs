@@ -446,7 +446,8 @@ impl AfterStart {
             if batch.is_empty() {
                 return;
             }
-            let owner = if batch.copies.is_empty() { Ok(Owner::default()) } else { self.api.container_owner(&name).await };
+            let owner =
+                if batch.copies.is_empty() { Ok(Owner::default()) } else { self.api.container_owner(&name).await };
             let done = match owner {
                 Ok(owner) => apply(&self.api, &name, &batch, owner, &self.drift.tmp).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),

@@ -544,6 +544,9 @@ impl Dispatcher {
                     }
                     self.services.roll(name, "a new build");
                     rolled.push((name.clone(), service.deps.clone()));
+                    if let Some(rules) = self.sel.live.get(name) {
+                        self.live.note_present(name, &rules.sync);
+                    }
                 }
             } else {
                 // `after` waits for the services of this session, not for ones not selected.

@@ -134,6 +134,20 @@ struct ServiceLive {
     handle: Option<Arc<Drift>>,
     /// Each replica's container user, by the attempt that runs it.
     owners: BTreeMap<u32, (u64, Owner)>,
+    /// Paths under its sync rules that its containers may hold: files there when its image
+    /// was built (or `kiln up` started), and everything synced.
+    present: BTreeSet<String>,
+}
+
+impl ServiceLive {
+    /// Whether a container of the service may hold `path` (a file, or a directory with files).
+    fn may_hold(&self, path: &str) -> bool {
+        if self.present.contains(path) {
+            return true;
+        }
+        let dir = format!("{path}/");
+        self.present.range(dir.clone()..).next().is_some_and(|p| p.starts_with(&dir))
+    }
 }
 
 /// The engine's API, connected on first use (starting `podman system service` takes a
@@ -179,6 +193,7 @@ impl LiveUpdates {
             self.engine = Engine::find(sel.config.settings.engine).ok();
         }
         for (name, rules) in &sel.live {
+            self.note_present(name, &rules.sync);
             let state = self.services.entry(name.clone()).or_default();
             if rules.watch.is_empty() {
                 state.watched.clear();
@@ -193,6 +208,17 @@ impl LiveUpdates {
             }
             state.watched = watched;
         }
+    }
+
+    /// Notes the files under a service's sync rules now: its image, built from the tree,
+    /// may hold them (called when `kiln up` starts and when the image is built again).
+    pub fn note_present(&mut self, service: &str, rules: &crate::up::sync_plan::SyncRules) {
+        if rules.is_empty() {
+            return;
+        }
+        let roots: Vec<String> = rules.paths().map(str::to_string).collect();
+        let files = FileIndex::scan_small(&self.root, roots, false).paths();
+        self.services.entry(service.to_string()).or_default().present.extend(files);
     }
 
     /// Starts connecting to the engine's API in the background, if a service syncs.
@@ -261,11 +287,20 @@ impl LiveUpdates {
         timing: Timing,
         replicas: Vec<(u32, u64)>,
     ) {
+        let mut share = share;
+        let state = self.services.entry(service.to_string()).or_default();
+        // A path gone from the tree that no container can hold (a temporary file made and
+        // renamed within the batch, say) needs no `rm`.
+        let root = &self.root;
+        share.paths.retain(|p, _| std::fs::symlink_metadata(rel_path::under(root, p)).is_ok() || state.may_hold(p));
+        if share.paths.is_empty() {
+            return;
+        }
         // What reached the service is what was synced, not the whole batch.
         let timing = Timing { cause: rel_path::display_all(share.paths.keys()), ..timing };
-        let state = self.services.entry(service.to_string()).or_default();
         for (path, to) in &share.paths {
             state.drift.insert(path.clone(), to.roots.clone());
+            state.present.insert(path.clone());
         }
         self.refresh(service);
         let state = self.services.entry(service.to_string()).or_default();
@@ -530,4 +565,33 @@ async fn sync_one(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_container_may_hold_what_was_there_and_what_was_synced() {
+        let mut s = ServiceLive::default();
+        s.present.extend(["static/a.html".to_string(), "static/sub/b.css".to_string()]);
+        assert!(s.may_hold("static/a.html"));
+        assert!(s.may_hold("static/sub"), "a directory with files");
+        assert!(!s.may_hold("static/su"), "a prefix of a name is not a directory");
+        assert!(!s.may_hold("static/sedX1b2c3"), "a temporary made and renamed in one batch");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_breakdown_adds_up_to_the_total() {
+        let first = Instant::now();
+        tokio::time::advance(Duration::from_millis(50)).await;
+        let batch = Instant::now();
+        let timing = Timing { cause: vec!["a".into()], saved: None, first, batch };
+        tokio::time::advance(Duration::from_millis(7)).await;
+        let deployed = Instant::now();
+        tokio::time::advance(Duration::from_millis(30)).await;
+        let l = timing.latency(batch, deployed, Instant::now());
+        assert_eq!((l.detect, l.debounce, l.build, l.deploy, l.ready), (0, 50, 0, 7, 30));
+        assert_eq!(l.total, 87);
+    }
 }
