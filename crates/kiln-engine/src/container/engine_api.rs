@@ -423,56 +423,41 @@ async fn exec_cli(
     if let Some(user) = user {
         command.args(["--user", user]);
     }
+    let failed = |why: String| ApiError::Protocol { what: format!("run {what} in container {container}"), why };
+    // One pipe for both streams: the output keeps the order it was written in.
+    let (reader, writer) = std::io::pipe().map_err(|e| failed(format!("cannot make a pipe: {e}")))?;
+    let writer2 = writer.try_clone().map_err(|e| failed(format!("cannot make a pipe: {e}")))?;
     command
         .arg(container)
         .args(argv)
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(writer)
+        .stderr(writer2)
         .kill_on_drop(true);
-    let mut child = command.spawn().map_err(|e| ApiError::Protocol {
-        what: format!("run {what} in container {container}"),
-        why: format!("cannot start {}: {e}", cli.display()),
-    })?;
-    let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(ApiError::Protocol {
-            what: format!("run {what} in container {container}"),
-            why: "no pipes".into(),
-        });
-    };
+    let mut child = command.spawn().map_err(|e| failed(format!("cannot start {}: {e}", cli.display())))?;
+    // The parent's copies of the write end are gone with `command`: the reader ends with the child.
+    drop(command);
+    let mut out = tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader))
+        .map_err(|e| failed(format!("cannot read its output: {e}")))?;
     let run = async {
-        let tail = Arc::new(Mutex::new(VecDeque::new()));
-        let keep = |tail: Arc<Mutex<VecDeque<u8>>>| {
-            move |bytes: &[u8]| {
-                let mut tail = tail.lock().expect("the output tail's lock is never poisoned");
-                tail.extend(bytes);
-                let over = tail.len().saturating_sub(OUTPUT_LIMIT);
-                tail.drain(..over);
-            }
-        };
-        let (keep_out, keep_err) = (keep(tail.clone()), keep(tail.clone()));
-        let read_out = async move {
-            let mut buf = [0u8; 8192];
-            while let Ok(n @ 1..) = out.read(&mut buf).await {
-                keep_out(&buf[..n]);
-            }
-        };
-        let read_err = async move {
-            let mut buf = [0u8; 8192];
-            while let Ok(n @ 1..) = err.read(&mut buf).await {
-                keep_err(&buf[..n]);
-            }
-        };
-        let ((), (), status) = tokio::join!(read_out, read_err, child.wait());
-        let bytes: Vec<u8> = tail.lock().expect("the output tail's lock is never poisoned").iter().copied().collect();
+        let mut tail: VecDeque<u8> = VecDeque::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n @ 1..) = out.read(&mut buf).await {
+            tail.extend(&buf[..n]);
+            let over = tail.len().saturating_sub(OUTPUT_LIMIT);
+            tail.drain(..over);
+        }
+        let status = child.wait().await;
+        let bytes: Vec<u8> = tail.into_iter().collect();
         (status, String::from_utf8_lossy(&bytes).into_owned())
     };
     match tokio::time::timeout(timeout, run).await {
         Err(_) => Err(ApiError::ExecTimeout { what, container: container.to_string(), secs: timeout.as_secs().max(1) }),
-        Ok((Err(e), _)) => {
-            Err(ApiError::Protocol { what: format!("run {what} in container {container}"), why: e.to_string() })
+        Ok((Err(e), _)) => Err(failed(e.to_string())),
+        // 125: podman itself failed (no such container, say) and printed why.
+        Ok((Ok(status), output)) if status.code() == Some(125) => {
+            Err(failed(output.trim().lines().last().unwrap_or("podman exec failed").to_string()))
         }
-        // podman exec's own failures (no such container) exit 125-127 with its message.
         Ok((Ok(status), output)) => Ok(ExecOutcome { exit_code: i64::from(status.code().unwrap_or(-1)), output }),
     }
 }
