@@ -1,0 +1,305 @@
+//! Live update against a real engine: `sync` rules copy changed files into running
+//! containers (podman, and the docker CLI talking to podman's Docker-compatible service),
+//! `watch` globs restart services, and what cannot be synced falls back to a rebuild that
+//! says why. Every test runs the real `kiln --json up` and waits for its events.
+//!
+//! Images are built `FROM` one base image (Debian's static busybox `FROM scratch`, a user
+//! `app` = 1000:1000 in /etc/passwd, a /tmp) that the first test builds and all share;
+//! nothing is pulled. Every image of a run carries the label `kiln.live-test=<run>`: they
+//! are removed together once no test of this binary is running (podman 4.3 fails builds
+//! that look for cached layers while another client removes images), and what an earlier,
+//! killed run left is removed when the base is built. Without a working podman these tests
+//! fail and say what to install.
+
+mod common;
+use common::{Project, Up, wait_until};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Runs podman, panicking with what to install when it is missing.
+fn podman(args: &[&str]) -> Output {
+    Command::new("podman").args(args).output().unwrap_or_else(|e| {
+        panic!(
+            "podman is needed for these tests ({e}): run `bash scripts/install-deps.sh` \
+             (apt-get install podman runc busybox-static)"
+        )
+    })
+}
+
+fn podman_ok(args: &[&str]) -> String {
+    let out = podman(args);
+    assert!(out.status.success(), "podman {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `podman exec CONTAINER sh -c SCRIPT`: its stdout when it succeeds.
+fn sh_in(container: &str, script: &str) -> Result<String, String> {
+    let out = podman(&["exec", container, "sh", "-c", script]);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("`{script}` in {container}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// A file's content in a container (`podman exec cat`).
+fn cat(container: &str, path: &str) -> String {
+    sh_in(container, &format!("cat {path}")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Whether a path exists in a container (a dangling link counts).
+fn exists_in(container: &str, path: &str) -> bool {
+    sh_in(container, &format!("test -e {path} || test -L {path}")).is_ok()
+}
+
+fn container_id(name: &str) -> String {
+    podman_ok(&["inspect", "--format", "{{.Id}}", name]).trim().to_string()
+}
+
+/// The image a container runs, as an ID.
+fn image_of(container: &str) -> String {
+    podman_ok(&["inspect", "--format", "{{.Image}}", container]).trim().to_string()
+}
+
+fn image_id(reference: &str) -> String {
+    podman_ok(&["image", "inspect", "--format", "{{.Id}}", reference]).trim().to_string()
+}
+
+/// This process's label value: every image its tests build carries `kiln.live-test=<it>`.
+fn run_label() -> &'static str {
+    static LABEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LABEL.get_or_init(|| {
+        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        format!("{:x}-{n:x}", std::process::id())
+    })
+}
+
+/// The tests running now, and the base image while one exists.
+struct Suite {
+    active: usize,
+    base: Option<String>,
+}
+
+static SUITE: Mutex<Suite> = Mutex::new(Suite { active: 0, base: None });
+
+fn suite() -> std::sync::MutexGuard<'static, Suite> {
+    // A test that panicked while holding it left nothing half-done that matters here.
+    SUITE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn remove_images(filters: &[&str]) {
+    let mut args = vec!["images", "-a", "-q", "--no-trunc"];
+    for f in filters {
+        args.extend(["--filter", f]);
+    }
+    let out = podman(&args);
+    let ids: BTreeSet<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    if !ids.is_empty() {
+        let mut args = vec!["rmi", "-f"];
+        args.extend(ids.iter().map(String::as_str));
+        let _ = podman(&args);
+    }
+}
+
+/// Builds the shared base image: busybox, `app` (1000:1000) in /etc/passwd and /etc/group,
+/// a /tmp. First removes what earlier runs of this file left (older than half an hour, so
+/// another checkout's run going on now keeps its own).
+fn build_base() -> String {
+    remove_images(&["label=kiln.live-test", "until=30m"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy("/bin/busybox", dir.path().join("busybox"))
+        .expect("/bin/busybox (Debian's busybox-static) is needed: apt-get install busybox-static");
+    std::fs::write(
+        dir.path().join("Containerfile"),
+        format!(
+            "FROM scratch\nLABEL kiln.live-test={}\nCOPY busybox /bin/busybox\n\
+             RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+             RUN mkdir -p /tmp /etc /home/app && chmod 1777 /tmp && chown 1000:1000 /home/app && \
+             printf 'root:x:0:0:root:/root:/bin/sh\\napp:x:1000:1000:app:/home/app:/bin/sh\\n' > /etc/passwd && \
+             printf 'root:x:0:\\napp:x:1000:\\n' > /etc/group\n",
+            run_label()
+        ),
+    )
+    .expect("write the base Containerfile");
+    let tag = format!("localhost/kiln-live-test-base:{}", run_label());
+    let dir_arg = dir.path().display().to_string();
+    podman_ok(&["build", "-q", "-t", &tag, &dir_arg]);
+    tag
+}
+
+/// One test's project: its own directory (so its own container names) and image name. While
+/// it lives the run's images stay; dropped (also when the test fails), it removes the
+/// project's containers, and the last test running removes every image of the run.
+struct Live {
+    p: Project,
+    /// The image target's name (`localhost/kiln-live-test-<test>`).
+    repo: String,
+    base: String,
+}
+
+impl Live {
+    /// A project whose `kiln.toml` is `config` with `REPO` replaced by the image name, and
+    /// whose image context `app/` has a Containerfile `FROM` the base with `containerfile`
+    /// after it, and `app/www/index.html` = `v1`.
+    fn new(test: &str, config: &str, containerfile: &str) -> Live {
+        let base = {
+            let mut s = suite();
+            let base = match &s.base {
+                Some(b) => b.clone(),
+                None => build_base(),
+            };
+            s.base = Some(base.clone());
+            s.active += 1;
+            base
+        };
+        let repo = format!("localhost/kiln-live-test-{test}");
+        let p = Project::new(&config.replace("REPO", &repo));
+        p.write("app/Containerfile", &format!("FROM {base}\n{containerfile}"));
+        p.write("app/www/index.html", "v1\n");
+        Live { p, repo, base }
+    }
+
+    /// The container of `service`'s replica.
+    fn name(&self, service: &str, replica: u32) -> String {
+        kiln_engine::container_name(self.p.root(), service, replica)
+    }
+
+    /// `kiln-<dir>-<digest>-`: every container of this project starts so.
+    fn prefix(&self) -> String {
+        let name = self.name("s", 0);
+        name.strip_suffix("s-0").expect("…-s-0").to_string()
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let out = podman(&["ps", "-a", "--filter", &format!("name=^{}", self.prefix()), "--format", "{{.Names}}"]);
+        let names: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        if !names.is_empty() {
+            let mut args = vec!["rm", "-f", "-t", "0"];
+            args.extend(names.iter().map(String::as_str));
+            let _ = podman(&args);
+        }
+        let mut s = suite();
+        s.active -= 1;
+        if s.active == 0 {
+            // Nothing of this binary builds now: the images go, the base with them (the next
+            // test, if any, builds it again).
+            remove_images(&[&format!("label=kiln.live-test={}", run_label())]);
+            s.base = None;
+        }
+        let _ = &self.base;
+    }
+}
+
+/// A service's container that runs `sleep` and says `serving` first: ready by its log.
+const WEB: &str = r#"
+[settings]
+debounce = "50ms"
+
+[target.img]
+image = { name = "REPO", context = "app" }
+
+[service.web]
+image = "img"
+stop_signal = "SIGKILL"
+command = "sh -c 'echo serving; exec sleep 100000'"
+ready = { log = "serving" }
+"#;
+
+fn phase(e: &Value, service: &str, replica: u64, phase: &str) -> bool {
+    e["type"] == "service.phase" && e["service"] == service && e["replica"] == replica && e["phase"] == phase
+}
+
+fn is(e: &Value, kind: &str) -> bool {
+    e["type"] == kind
+}
+
+/// Waits for `update.completed` events until their causes name every path of `paths`;
+/// each must be `how`. Returns them.
+fn wait_updates(up: &mut Up, how: &str, paths: &[&str]) -> Vec<Value> {
+    let mut missing: BTreeSet<String> = paths.iter().map(|p| p.to_string()).collect();
+    let mut got = Vec::new();
+    while !missing.is_empty() {
+        let e = up.wait_for(&format!("update.completed naming {missing:?}"), |e| is(e, "update.completed"));
+        assert_eq!(e["how"], how, "{e}\n{}", up.dump());
+        for c in e["cause"].as_array().expect("cause is a list") {
+            missing.remove(c.as_str().unwrap_or_default());
+        }
+        got.push(e);
+    }
+    got
+}
+
+/// Asserts that the events from `from` on hold no build of the image target `img` and no
+/// fallback.
+fn assert_no_rebuild(up: &Up, from: usize) {
+    let built = up.seen[from..].iter().find(|e| {
+        ((is(e, "target.queued") || is(e, "target.started")) && e["target"] == "img") || is(e, "update.fallback")
+    });
+    assert!(built.is_none(), "no rebuild, no fallback: {built:?}\n{}", up.dump());
+}
+
+/// The `latency_ms` of an update: every phase there, and the total at least the deploy.
+fn check_latency(e: &Value) {
+    let l = &e["latency_ms"];
+    for field in ["detect", "debounce", "build", "deploy", "ready", "total"] {
+        assert!(l[field].is_u64(), "latency_ms.{field} in {e}");
+    }
+    assert!(l["total"].as_u64() >= l["deploy"].as_u64(), "total >= deploy: {e}");
+}
+
+#[test]
+fn a_synced_file_reaches_the_running_container_without_a_rebuild() {
+    let live = Live::new(
+        "sync",
+        &format!("{WEB}sync = [{{ path = \"app/www\", target = \"/www\" }}]\n"),
+        "COPY www /www\n",
+    );
+    let p = &live.p;
+    let web = live.name("web", 0);
+    let mut up = Up::start(p, &[]);
+    let ready = up.wait_seen("web ready", |e| phase(e, "web", 0, "ready"));
+    let tag = ready["image"].as_str().expect("the image it runs").to_string();
+    assert!(tag.starts_with(&format!("{}:kiln-", live.repo)), "{tag}");
+    let image = image_id(&tag);
+    let container = container_id(&web);
+    assert_eq!(cat(&web, "/www/index.html"), "v1\n");
+
+    let mark = up.seen.len();
+    p.write("app/www/index.html", "v2\n");
+    let synced = up.wait_for("service.synced", |e| is(e, "service.synced"));
+    assert_eq!((synced["service"].as_str(), synced["replica"].as_u64()), (Some("web"), Some(0)), "{synced}");
+    assert_eq!((synced["files"].as_u64(), synced["bytes"].as_u64()), (Some(1), Some(3)), "{synced}");
+    assert!(synced["duration_ms"].is_u64() && synced.get("error").is_none(), "{synced}");
+    let done = wait_updates(&mut up, "synced", &["app/www/index.html"]);
+    assert_eq!(done[0]["services"], serde_json::json!(["web"]));
+    assert_eq!(done[0]["targets"], serde_json::json!([]));
+    check_latency(&done[0]);
+    assert_eq!(cat(&web, "/www/index.html"), "v2\n");
+    assert_no_rebuild(&up, mark);
+    assert_eq!(container_id(&web), container, "the same container");
+    assert_eq!(image_of(&web), image, "running the same image");
+    assert_eq!(image_id(&tag), image);
+
+    let (code, stderr) = up.stop();
+    assert_eq!(code, 130);
+    let line = stderr.lines().find(|l| l.starts_with("✓ web synced")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(synced_line(line, "web", "1 file"), "{line}");
+}
+
+/// Whether `line` is `✓ SERVICE synced N files in T (save → ready T)`, each T `<n> ms` or
+/// `<n.nn> s`.
+fn synced_line(line: &str, service: &str, files: &str) -> bool {
+    let time = |t: &str| {
+        t.strip_suffix(" ms").is_some_and(|n| n.parse::<u64>().is_ok())
+            || t.strip_suffix(" s").is_some_and(|n| n.parse::<f64>().is_ok())
+    };
+    let Some(rest) = line.strip_prefix(&format!("✓ {service} synced {files} in ")) else { return false };
+    let Some((deploy, rest)) = rest.split_once(" (save → ready ") else { return false };
+    rest.strip_suffix(')').is_some_and(time) && time(deploy)
+}
