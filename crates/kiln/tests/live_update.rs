@@ -303,3 +303,110 @@ fn synced_line(line: &str, service: &str, files: &str) -> bool {
     let Some((deploy, rest)) = rest.split_once(" (save → ready ") else { return false };
     rest.strip_suffix(')').is_some_and(time) && time(deploy)
 }
+
+#[test]
+fn deletions_renames_modes_and_symlinks_arrive_as_they_are_on_the_host() {
+    let live = Live::new(
+        "tree",
+        &format!("{WEB}sync = [{{ path = \"app/www\", target = \"/www\" }}]\n"),
+        "COPY www /www\n",
+    );
+    let p = &live.p;
+    p.write("app/www/gone.txt", "bye\n");
+    p.write("app/www/dir/inner/x.txt", "x\n");
+    p.write("app/www/static/a/one.txt", "one\n");
+    let web = live.name("web", 0);
+    let mut up = Up::start(p, &[]);
+    up.wait_seen("web ready", |e| phase(e, "web", 0, "ready"));
+    assert!(exists_in(&web, "/www/gone.txt") && exists_in(&web, "/www/dir/inner/x.txt"));
+    let mark = up.seen.len();
+
+    // A deleted file, then a deleted directory.
+    std::fs::remove_file(p.path("app/www/gone.txt")).unwrap();
+    wait_updates(&mut up, "synced", &["app/www/gone.txt"]);
+    assert!(!exists_in(&web, "/www/gone.txt"), "the file is gone in the container");
+    std::fs::remove_dir_all(p.path("app/www/dir")).unwrap();
+    wait_updates(&mut up, "synced", &["app/www/dir"]);
+    assert!(!exists_in(&web, "/www/dir"), "the directory is gone in the container");
+
+    // A renamed directory: the old name gone, the new one with its files.
+    std::fs::rename(p.path("app/www/static/a"), p.path("app/www/static/b")).unwrap();
+    wait_updates(&mut up, "synced", &["app/www/static/a", "app/www/static/b"]);
+    assert!(!exists_in(&web, "/www/static/a"), "the old name is gone");
+    assert_eq!(cat(&web, "/www/static/b/one.txt"), "one\n");
+
+    // An executable script stays executable; a symbolic link is copied as a link.
+    p.write("app/www/run.sh", "#!/bin/sh\necho ran $0\n");
+    std::fs::set_permissions(p.path("app/www/run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.write("app/www/secret.txt", "s\n");
+    std::fs::set_permissions(p.path("app/www/secret.txt"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::symlink("static/b/one.txt", p.path("app/www/link")).unwrap();
+    wait_updates(&mut up, "synced", &["app/www/run.sh", "app/www/secret.txt", "app/www/link"]);
+    assert_eq!(sh_in(&web, "stat -c %a /www/run.sh /www/secret.txt").unwrap(), "755\n600\n");
+    assert_eq!(sh_in(&web, "/www/run.sh").unwrap(), "ran /www/run.sh\n");
+    assert_eq!(sh_in(&web, "readlink /www/link").unwrap(), "static/b/one.txt\n");
+    assert_eq!(cat(&web, "/www/link"), "one\n", "the link resolves in the container");
+    assert_no_rebuild(&up, mark);
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}
+
+#[test]
+fn synced_files_belong_to_a_non_root_container_user() {
+    // `USER app`: kiln resolves the name through the image's /etc/passwd (app = 1000:1000).
+    let live = Live::new(
+        "user",
+        &format!("{WEB}sync = [{{ path = \"app/www\", target = \"/www\" }}]\n"),
+        "COPY www /www\nUSER app\n",
+    );
+    let p = &live.p;
+    let web = live.name("web", 0);
+    let mut up = Up::start(p, &[]);
+    up.wait_seen("web ready", |e| phase(e, "web", 0, "ready"));
+    assert_eq!(sh_in(&web, "id -u; id -g").unwrap(), "1000\n1000\n", "the container runs as app");
+    p.write("app/www/index.html", "v2\n");
+    p.write("app/www/new/deep/page.html", "new\n");
+    wait_updates(&mut up, "synced", &["app/www/index.html", "app/www/new"]);
+    assert_eq!(
+        sh_in(&web, "stat -c %u:%g /www/index.html /www/new /www/new/deep /www/new/deep/page.html").unwrap(),
+        "1000:1000\n1000:1000\n1000:1000\n1000:1000\n",
+        "files and the directories the sync made are the container user's"
+    );
+    assert_eq!(cat(&web, "/www/new/deep/page.html"), "new\n");
+    // So the app can write them, as it could files it made itself.
+    sh_in(&web, "echo more >> /www/new/deep/page.html && touch /www/new/deep/made-by-app").unwrap();
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}
+
+#[test]
+fn both_replicas_get_the_file() {
+    let live = Live::new(
+        "replicas",
+        &format!("{WEB}replicas = 2\nsync = [{{ path = \"app/www\", target = \"/www\" }}]\n"),
+        "COPY www /www\n",
+    );
+    let p = &live.p;
+    let mut up = Up::start(p, &[]);
+    up.wait_seen("web[0] ready", |e| phase(e, "web", 0, "ready"));
+    up.wait_seen("web[1] ready", |e| phase(e, "web", 1, "ready"));
+    let mark = up.seen.len();
+    p.write("app/www/index.html", "v2\n");
+    wait_updates(&mut up, "synced", &["app/www/index.html"]);
+    let mut replicas: Vec<u64> = up.seen[mark..]
+        .iter()
+        .filter(|e| is(e, "service.synced"))
+        .map(|e| {
+            assert!(e.get("error").is_none() && e["files"] == 1, "{e}");
+            e["replica"].as_u64().unwrap()
+        })
+        .collect();
+    replicas.sort();
+    assert_eq!(replicas, [0, 1], "one transfer per replica, before the update completes:\n{}", up.dump());
+    for r in 0..2 {
+        assert_eq!(cat(&live.name("web", r), "/www/index.html"), "v2\n", "web[{r}]");
+    }
+    assert_no_rebuild(&up, mark);
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}
