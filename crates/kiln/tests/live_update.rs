@@ -410,3 +410,49 @@ fn both_replicas_get_the_file() {
     let (code, _) = up.stop();
     assert_eq!(code, 130);
 }
+
+#[test]
+fn a_two_thousand_file_batch_arrives_and_its_deletion_too() {
+    let live = Live::new(
+        "batch",
+        &format!("{WEB}sync = [{{ path = \"app/www\", target = \"/www\" }}]\n"),
+        "COPY www /www\n",
+    );
+    let p = &live.p;
+    std::fs::create_dir_all(p.path("app/www/many")).unwrap();
+    let web = live.name("web", 0);
+    let mut up = Up::start(p, &[]);
+    up.wait_seen("web ready", |e| phase(e, "web", 0, "ready"));
+    let mark = up.seen.len();
+    let names: Vec<String> = (0..2000).map(|i| format!("a-long-enough-file-name-{i:04}.txt")).collect();
+    for (i, n) in names.iter().enumerate() {
+        std::fs::write(p.path(&format!("app/www/many/{n}")), format!("{i}\n")).unwrap();
+    }
+    // However the watcher splits them into batches, every file is synced.
+    let mut copied = 0;
+    while copied < 2000 {
+        let e = up.wait_for("the files synced", |e| is(e, "service.synced"));
+        assert!(e.get("error").is_none(), "{e}");
+        copied += e["files"].as_u64().unwrap();
+    }
+    let listed = sh_in(&web, "ls /www/many | wc -l; cat /www/many/* | wc -l").unwrap();
+    assert_eq!(listed, "2000\n2000\n");
+    assert_eq!(cat(&web, &format!("/www/many/{}", names[1999])), "1999\n");
+    assert_eq!(cat(&web, &format!("/www/many/{}", names[0])), "0\n");
+
+    // Every file deleted (the directory stays): the deletions are split below ARG_MAX.
+    for n in &names {
+        std::fs::remove_file(p.path(&format!("app/www/many/{n}"))).unwrap();
+    }
+    let mut deleted = 0;
+    while deleted < 2000 {
+        let e = up.wait_for("the deletions synced", |e| is(e, "service.synced"));
+        assert!(e.get("error").is_none(), "{e}");
+        deleted += e["deleted"].as_u64().unwrap();
+    }
+    assert_eq!(sh_in(&web, "ls -A /www/many | wc -l").unwrap(), "0\n");
+    assert!(exists_in(&web, "/www/many"), "the directory itself is still there");
+    assert_no_rebuild(&up, mark);
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}
