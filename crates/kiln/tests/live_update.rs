@@ -456,3 +456,70 @@ fn a_two_thousand_file_batch_arrives_and_its_deletion_too() {
     let (code, _) = up.stop();
     assert_eq!(code, 130);
 }
+
+#[test]
+fn sync_exec_runs_after_the_copy_in_each_replica_and_a_failing_exec_is_reported_not_rebuilt() {
+    let live = Live::new(
+        "exec",
+        &format!(
+            "{WEB}replicas = 2\nsync = [\n  \
+             {{ path = \"app/conf\", target = \"/conf\", action = \"sync+exec\", exec = \"cp /conf/app.conf /tmp/reloaded\" }},\n  \
+             {{ path = \"app/bad\", target = \"/bad\", action = \"sync+exec\", exec = \"echo failing now; exit 3\" }},\n  \
+             {{ path = \"app/www\", target = \"/www\" }},\n]\n"
+        ),
+        "COPY www /www\nCOPY conf /conf\n",
+    );
+    let p = &live.p;
+    p.write("app/conf/app.conf", "v1\n");
+    let mut up = Up::start(p, &[]);
+    up.wait_seen("web[0] ready", |e| phase(e, "web", 0, "ready"));
+    up.wait_seen("web[1] ready", |e| phase(e, "web", 1, "ready"));
+    let names = [live.name("web", 0), live.name("web", 1)];
+    let mark = up.seen.len();
+
+    // The command runs in each replica, after the copy: it copies the new content.
+    p.write("app/conf/app.conf", "v2\n");
+    wait_updates(&mut up, "synced", &["app/conf/app.conf"]);
+    for n in &names {
+        assert_eq!(cat(n, "/tmp/reloaded"), "v2\n", "{n}");
+    }
+
+    // A failing command: said on each replica, never a rebuild.
+    let failed_at = up.seen.len();
+    p.write("app/bad/x.txt", "x\n");
+    let mut errors = Vec::new();
+    while errors.len() < 2 {
+        let e = up.wait_for("the failed exec", |e| is(e, "service.synced"));
+        let error = e["error"].as_str().unwrap_or_else(|| panic!("an error: {e}")).to_string();
+        errors.push((e["replica"].as_u64().unwrap(), error));
+    }
+    errors.sort();
+    for (replica, error) in &errors {
+        assert!(error.contains("exited with 3"), "names the exit code: {error}");
+        assert!(error.contains("echo failing now; exit 3"), "names the command: {error}");
+        let reason = up.wait_seen("the phase saying so", |e| {
+            is(e, "service.phase") && e["replica"] == *replica && e["reason"].as_str().is_some_and(|r| r.starts_with("sync failed:"))
+        });
+        assert!(reason["reason"].as_str().unwrap().contains("exited with 3"), "{reason}");
+    }
+    assert_eq!(errors.iter().map(|(r, _)| *r).collect::<Vec<_>>(), [0, 1]);
+    for n in &names {
+        assert_eq!(cat(n, "/bad/x.txt"), "x\n", "the copy itself was done: {n}");
+    }
+    // A later sync still works, and nothing was rebuilt in between: no update for the
+    // failed one either.
+    p.write("app/www/index.html", "v2\n");
+    wait_updates(&mut up, "synced", &["app/www/index.html"]);
+    assert!(
+        !up.seen[failed_at..].iter().any(|e| is(e, "update.completed") && e["cause"].to_string().contains("app/bad")),
+        "a failed sync reached no running code:\n{}",
+        up.dump()
+    );
+    assert_no_rebuild(&up, mark);
+    for n in &names {
+        assert_eq!(cat(n, "/www/index.html"), "v2\n");
+    }
+    let (code, stderr) = up.stop();
+    assert_eq!(code, 130);
+    assert!(stderr.lines().any(|l| l.starts_with("✗ web[0] sync failed: ") && l.contains("exited with 3")), "{stderr}");
+}
