@@ -523,3 +523,61 @@ fn sync_exec_runs_after_the_copy_in_each_replica_and_a_failing_exec_is_reported_
     assert_eq!(code, 130);
     assert!(stderr.lines().any(|l| l.starts_with("✗ web[0] sync failed: ") && l.contains("exited with 3")), "{stderr}");
 }
+
+#[test]
+fn an_unmatched_image_input_or_a_rebuild_rule_falls_back_to_a_rebuild_that_says_why() {
+    let live = Live::new(
+        "fallback",
+        &format!(
+            "{WEB}sync = [\n  {{ path = \"app/www\", target = \"/www\" }},\n  \
+             {{ path = \"app/deps.txt\", action = \"rebuild\" }},\n]\n"
+        ),
+        "COPY www /www\nCOPY deps.txt /deps.txt\n",
+    );
+    let p = &live.p;
+    p.write("app/deps.txt", "deps 1\n");
+    let web = live.name("web", 0);
+    let mut up = Up::start(p, &[]);
+    up.wait_seen("web ready", |e| phase(e, "web", 0, "ready"));
+    let mut container = container_id(&web);
+
+    let mut falls_back = |up: &mut Up, path: &str, reason: &str| {
+        let mark = up.seen.len();
+        let fallback = up.wait_for("update.fallback", |e| is(e, "update.fallback"));
+        assert_eq!(
+            (&fallback["service"], &fallback["target"], &fallback["path"], &fallback["reason"]),
+            (&"web".into(), &"img".into(), &path.into(), &reason.into()),
+            "{fallback}"
+        );
+        let built = up.wait_for("img rebuilt", |e| is(e, "target.finished") && e["target"] == "img");
+        assert_eq!(built["status"], "built", "{built}");
+        up.wait_for("web ready on the new image", |e| phase(e, "web", 0, "ready"));
+        let done = up.wait_seen("update.completed", |e| is(e, "update.completed") && e["seq"].as_u64() > fallback["seq"].as_u64());
+        assert_eq!((&done["how"], &done["targets"]), (&"rebuilt".into(), &serde_json::json!(["img"])), "{done}");
+        check_latency(&done);
+        assert!(up.seen[mark..].iter().all(|e| !is(e, "service.synced")), "nothing synced:\n{}", up.dump());
+        let now = container_id(&web);
+        assert_ne!(now, container, "the container was replaced");
+        container = now;
+    };
+
+    // A `rebuild` rule.
+    p.write("app/deps.txt", "deps 2\n");
+    falls_back(&mut up, "app/deps.txt", "a `rebuild` rule matched");
+    assert_eq!(cat(&web, "/deps.txt"), "deps 2\n");
+
+    // An input of the image that no rule matches.
+    let containerfile = p.read("app/Containerfile");
+    p.write("app/Containerfile", &format!("{containerfile}ENV VERSION=2\n"));
+    falls_back(&mut up, "app/Containerfile", "no sync rule matched");
+    assert_eq!(sh_in(&web, "echo $VERSION").unwrap(), "2\n");
+
+    let (code, stderr) = up.stop();
+    assert_eq!(code, 130);
+    for line in [
+        "↻ web: rebuilding img: app/deps.txt changed and a `rebuild` rule matches it",
+        "↻ web: rebuilding img: app/Containerfile changed and no sync rule matches it",
+    ] {
+        assert!(stderr.lines().any(|l| l == line), "{line}:\n{stderr}");
+    }
+}
