@@ -581,3 +581,61 @@ fn an_unmatched_image_input_or_a_rebuild_rule_falls_back_to_a_rebuild_that_says_
         assert!(stderr.lines().any(|l| l == line), "{line}:\n{stderr}");
     }
 }
+
+#[test]
+fn sync_restart_gives_the_new_container_the_synced_files_and_so_does_a_crash_restart() {
+    let live = Live::new(
+        "restart",
+        "[settings]\ndebounce = \"50ms\"\n\n[target.img]\nimage = { name = \"REPO\", context = \"app\" }\n\n\
+         [service.web]\nimage = \"img\"\nstop_signal = \"SIGKILL\"\nrestart = \"always\"\n\
+         command = \"sh -c 'echo start: $(cat /code/msg); echo serving; exec sleep 100000'\"\n\
+         ready = { log = \"serving\" }\n\
+         sync = [{ path = \"app/code\", target = \"/code\", action = \"sync+restart\" }]\n",
+        "COPY code /code\n",
+    );
+    let p = &live.p;
+    p.write("app/code/msg", "v1");
+    p.write("app/code/old.txt", "in the image\n");
+    let web = live.name("web", 0);
+    let said = |e: &Value, line: &str| is(e, "service.output") && e["service"] == "web" && e["line"] == line;
+    let mut up = Up::start(p, &[]);
+    up.wait_seen("web ready", |e| phase(e, "web", 0, "ready"));
+    up.wait_seen("v1 at start", |e| said(e, "start: v1"));
+    let first = container_id(&web);
+
+    // Copied, then restarted: the new container starts with the synced files, and without
+    // the one deleted.
+    let mark = up.seen.len();
+    p.write("app/code/msg", "v2");
+    p.write("app/code/new.txt", "new\n");
+    std::fs::remove_file(p.path("app/code/old.txt")).unwrap();
+    let done = wait_updates(&mut up, "restarted", &["app/code/msg", "app/code/new.txt", "app/code/old.txt"]);
+    check_latency(done.last().unwrap());
+    let restarted = up.seen[mark..]
+        .iter()
+        .find(|e| is(e, "service.phase") && e["reason"] == "restarting for synced files (sync+restart)");
+    assert!(restarted.is_some(), "the restart says why:\n{}", up.dump());
+    let synced = up.seen[mark..].iter().position(|e| is(e, "service.synced")).expect("synced first");
+    let started = up.seen[mark..].iter().position(|e| said(e, "start: v2")).expect("the new container said v2");
+    assert!(synced < started, "copied into the running one, then restarted:\n{}", up.dump());
+    assert!(!up.seen[mark..].iter().any(|e| said(e, "start: v1")), "never started from the image's content");
+    let second = container_id(&web);
+    assert_ne!(second, first, "a new container");
+    assert_eq!(cat(&web, "/code/new.txt"), "new\n");
+    assert!(wait_until(Duration::from_secs(10), || !exists_in(&web, "/code/old.txt")), "the deletion holds in the new container");
+    assert_no_rebuild(&up, mark);
+
+    // A crash: the container that replaces it also has them.
+    let mark = up.seen.len();
+    podman_ok(&["kill", &web]);
+    up.wait_for("a new start", |e| said(e, "start: v2"));
+    up.wait_for("ready again", |e| phase(e, "web", 0, "ready"));
+    assert!(!up.seen[mark..].iter().any(|e| said(e, "start: v1")), "{}", up.dump());
+    assert_ne!(container_id(&web), second, "a new container after the crash");
+    assert_eq!(cat(&web, "/code/msg"), "v2");
+    assert_eq!(cat(&web, "/code/new.txt"), "new\n");
+    assert!(wait_until(Duration::from_secs(10), || !exists_in(&web, "/code/old.txt")));
+    assert_no_rebuild(&up, mark);
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}
