@@ -639,3 +639,41 @@ fn sync_restart_gives_the_new_container_the_synced_files_and_so_does_a_crash_res
     let (code, _) = up.stop();
     assert_eq!(code, 130);
 }
+
+#[test]
+fn a_second_kiln_up_after_synced_edits_builds_the_image_from_the_tree() {
+    let live = Live::new(
+        "again",
+        &format!("{WEB}sync = [{{ path = \"app/www\", target = \"/www\" }}]\n"),
+        "COPY www /www\n",
+    );
+    let p = &live.p;
+    let web = live.name("web", 0);
+    let mut up = Up::start(p, &[]);
+    let ready = up.wait_seen("web ready", |e| phase(e, "web", 0, "ready"));
+    let first_tag = ready["image"].as_str().unwrap().to_string();
+    let mark = up.seen.len();
+    p.write("app/www/index.html", "v2\n");
+    p.write("app/www/added.html", "added\n");
+    wait_updates(&mut up, "synced", &["app/www/index.html", "app/www/added.html"]);
+    assert_no_rebuild(&up, mark);
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+
+    // The image never drifts from the tree: the first round of the next `kiln up` builds it.
+    let mut up = Up::start(p, &[]);
+    let ready = up.wait_seen("web ready", |e| phase(e, "web", 0, "ready"));
+    let built = up.wait_seen("img built", |e| is(e, "target.finished") && e["target"] == "img");
+    assert_eq!(built["status"], "built", "{built}");
+    let started = up.seen.iter().position(|e| is(e, "target.started") && e["target"] == "img");
+    let first_run = up.seen.iter().position(|e| is(e, "run.finished"));
+    assert!(started.is_some() && started < first_run, "in the first round:\n{}", up.dump());
+    let tag = ready["image"].as_str().unwrap().to_string();
+    assert_ne!(tag, first_tag);
+    assert_eq!(cat(&web, "/www/index.html"), "v2\n");
+    assert_eq!(cat(&web, "/www/added.html"), "added\n");
+    let from_image = podman_ok(&["run", "--rm", &tag, "cat", "/www/index.html", "/www/added.html"]);
+    assert_eq!(from_image, "v2\nadded\n", "the image itself holds the edits");
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}
