@@ -677,3 +677,51 @@ fn a_second_kiln_up_after_synced_edits_builds_the_image_from_the_tree() {
     let (code, _) = up.stop();
     assert_eq!(code, 130);
 }
+
+#[test]
+fn a_watched_file_restarts_a_process_service_on_a_content_change_and_a_touch_restarts_nothing() {
+    let p = Project::new(
+        "[settings]\ndebounce = \"50ms\"\n\n\
+         [target.gen]\ncmd = \"cp src/in.txt out.txt\"\ninputs = [\"src/in.txt\"]\noutputs = [\"out.txt\"]\n\n\
+         [service.app]\ncmd = \"echo start: $(cat config/app.conf); exec sleep 100000\"\n\
+         stop_signal = \"SIGKILL\"\nready = { log = \"start:\" }\nwatch = [\"config/**\"]\n",
+    );
+    p.write("config/app.conf", "v1");
+    p.write("src/in.txt", "1\n");
+    let said = |e: &Value, line: &str| is(e, "service.output") && e["service"] == "app" && e["line"] == line;
+    let restarted = |e: &Value| is(e, "service.phase") && e["service"] == "app" && e["reason"].as_str().is_some_and(|r| r.contains("a watched file changed"));
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("app ready", |e| phase(e, "app", 0, "ready"));
+    up.wait_seen("v1", |e| said(e, "start: v1"));
+
+    // A content change: restarted, with the reason, and an update for it.
+    let mark = up.seen.len();
+    p.write("config/app.conf", "v2");
+    let why = up.wait_for("the restart", restarted);
+    assert_eq!(why["reason"], "restarting for a watched file changed", "{why}");
+    up.wait_for("v2", |e| said(e, "start: v2"));
+    let done = wait_updates(&mut up, "restarted", &["config/app.conf"]);
+    assert_eq!((&done[0]["services"], &done[0]["targets"]), (&serde_json::json!(["app"]), &serde_json::json!([])));
+    check_latency(&done[0]);
+    assert!(!up.seen[mark..].iter().any(|e| is(e, "target.started")), "no target built:\n{}", up.dump());
+
+    // A touch, and a save of the same bytes, then an unrelated input in the same batch (or a
+    // later one): once that input's build is done, the touch was evaluated too.
+    let mark = up.seen.len();
+    let file = std::fs::File::options().append(true).open(p.path("config/app.conf")).unwrap();
+    file.set_modified(std::time::SystemTime::now() + Duration::from_secs(2)).unwrap();
+    drop(file);
+    p.write("config/app.conf", "v2");
+    p.write("src/in.txt", "2\n");
+    let built = up.wait_for("gen built", |e| is(e, "target.finished") && e["target"] == "gen");
+    assert_eq!(built["status"], "built", "{built}");
+    up.wait_for("its round", |e| is(e, "run.finished"));
+    assert!(
+        !up.seen[mark..].iter().any(|e| restarted(e) || is(e, "update.completed") && e["how"] == "restarted"),
+        "a touch restarts nothing:\n{}",
+        up.dump()
+    );
+    assert_eq!(p.read("out.txt"), "2\n");
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}
