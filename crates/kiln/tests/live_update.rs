@@ -725,3 +725,79 @@ fn a_watched_file_restarts_a_process_service_on_a_content_change_and_a_touch_res
     let (code, _) = up.stop();
     assert_eq!(code, 130);
 }
+
+/// `podman system service` on a socket of its own, stopped when dropped: what the docker CLI
+/// (and kiln's API client, through `DOCKER_HOST`) talks to.
+struct DockerApi {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl DockerApi {
+    fn start() -> DockerApi {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sock = dir.path().join("docker.sock");
+        let child = Command::new("podman")
+            .args(["system", "service", "--time=0", &format!("unix://{}", sock.display())])
+            .spawn()
+            .expect("podman system service starts (apt-get install podman)");
+        assert!(wait_until(Duration::from_secs(10), || sock.exists()), "podman's Docker API socket did not appear");
+        DockerApi { child, dir }
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("docker.sock").display())
+    }
+}
+
+impl Drop for DockerApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sync_works_through_the_docker_cli_and_docker_host() {
+    assert!(
+        Command::new("docker").arg("--version").output().is_ok_and(|o| o.status.success()),
+        "the docker CLI is needed for the docker path: apt-get install docker.io (only its client is used)"
+    );
+    let api = DockerApi::start();
+    let live = Live::new(
+        "docker",
+        &format!("{WEB}sync = [{{ path = \"app/www\", target = \"/www\" }}]\n")
+            .replace("debounce = \"50ms\"", "debounce = \"50ms\"\nengine = \"docker\""),
+        "COPY www /www\nUSER app\n",
+    );
+    let p = &live.p;
+    let web = live.name("web", 0);
+    let mut up = Up::start_with(p, &[], |c| {
+        c.env("DOCKER_HOST", api.host());
+    });
+    let built = up.wait_seen("img built", |e| is(e, "target.finished") && e["target"] == "img");
+    assert_eq!(built["status"], "built", "{}", up.dump());
+    up.wait_seen("web ready", |e| phase(e, "web", 0, "ready"));
+    let said_docker = up.seen.iter().any(|e| {
+        is(e, "target.output") && e["line"].as_str().is_some_and(|l| l.contains("legacy builder") || l.contains("DEPRECATED"))
+    });
+    assert!(said_docker, "built by the docker CLI:\n{}", up.dump());
+    let mark = up.seen.len();
+    p.write("app/www/index.html", "v2\n");
+    p.write("app/www/new/page.html", "new\n");
+    std::os::unix::fs::symlink("../index.html", p.path("app/www/new/link")).unwrap();
+    let done = wait_updates(&mut up, "synced", &["app/www/index.html", "app/www/new"]);
+    check_latency(&done[0]);
+    let synced = up.seen[mark..].iter().find(|e| is(e, "service.synced")).unwrap();
+    assert!(synced.get("error").is_none() && synced["files"].as_u64() >= Some(3), "{synced}");
+    // The same store: podman sees what docker's daemon (podman's service) holds.
+    assert_eq!(cat(&web, "/www/index.html"), "v2\n");
+    assert_eq!(cat(&web, "/www/new/link"), "v2\n");
+    assert_eq!(sh_in(&web, "stat -c %u:%g /www/new/page.html; readlink /www/new/link").unwrap(), "1000:1000\n../index.html\n");
+    std::fs::remove_file(p.path("app/www/new/page.html")).unwrap();
+    wait_updates(&mut up, "synced", &["app/www/new/page.html"]);
+    assert!(!exists_in(&web, "/www/new/page.html"));
+    assert_no_rebuild(&up, mark);
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}
