@@ -315,6 +315,7 @@ fn deletions_renames_modes_and_symlinks_arrive_as_they_are_on_the_host() {
     p.write("app/www/gone.txt", "bye\n");
     p.write("app/www/dir/inner/x.txt", "x\n");
     p.write("app/www/static/a/one.txt", "one\n");
+    p.write("app/www/morph", "a file\n");
     let web = live.name("web", 0);
     let mut up = Up::start(p, &[]);
     up.wait_seen("web ready", |e| phase(e, "web", 0, "ready"));
@@ -330,8 +331,16 @@ fn deletions_renames_modes_and_symlinks_arrive_as_they_are_on_the_host() {
     assert!(!exists_in(&web, "/www/dir"), "the directory is gone in the container");
 
     // A renamed directory: the old name gone, the new one with its files.
+    // (Their modification times some seconds old, as an editor's rename leaves them.)
+    let earlier = std::time::SystemTime::now() - Duration::from_secs(5);
+    for old in ["app/www/static/a/one.txt", "app/www/static/a"] {
+        std::fs::File::open(p.path(old)).unwrap().set_modified(earlier).unwrap();
+    }
     std::fs::rename(p.path("app/www/static/a"), p.path("app/www/static/b")).unwrap();
-    wait_updates(&mut up, "synced", &["app/www/static/a", "app/www/static/b"]);
+    let done = wait_updates(&mut up, "synced", &["app/www/static/a", "app/www/static/b"]);
+    // Saved now, though the files were last modified earlier: the rename is the save.
+    let detect = done.last().unwrap()["latency_ms"]["detect"].as_u64().unwrap();
+    assert!(detect < 3000, "the rename was seen at once, not {detect} ms after: {:?}", done.last());
     assert!(!exists_in(&web, "/www/static/a"), "the old name is gone");
     assert_eq!(cat(&web, "/www/static/b/one.txt"), "one\n");
 
@@ -346,6 +355,23 @@ fn deletions_renames_modes_and_symlinks_arrive_as_they_are_on_the_host() {
     assert_eq!(sh_in(&web, "/www/run.sh").unwrap(), "ran /www/run.sh\n");
     assert_eq!(sh_in(&web, "readlink /www/link").unwrap(), "static/b/one.txt\n");
     assert_eq!(cat(&web, "/www/link"), "one\n", "the link resolves in the container");
+
+    // Links pointing out of the tree or nowhere are links too, and do not stop the batch.
+    std::os::unix::fs::symlink("/etc/passwd", p.path("app/www/abs-link")).unwrap();
+    std::os::unix::fs::symlink("nowhere", p.path("app/www/dangling")).unwrap();
+    p.write("app/www/after-links.txt", "after\n");
+    wait_updates(&mut up, "synced", &["app/www/abs-link", "app/www/dangling", "app/www/after-links.txt"]);
+    assert_eq!(sh_in(&web, "readlink /www/abs-link; readlink /www/dangling").unwrap(), "/etc/passwd\nnowhere\n");
+    assert_eq!(cat(&web, "/www/after-links.txt"), "after\n");
+
+    // A file that became a directory, and a directory that became a file.
+    std::fs::remove_file(p.path("app/www/morph")).unwrap();
+    p.write("app/www/morph/inside.txt", "inside\n");
+    std::fs::remove_dir_all(p.path("app/www/static/b")).unwrap();
+    p.write("app/www/static/b", "a file now\n");
+    wait_updates(&mut up, "synced", &["app/www/morph", "app/www/static/b"]);
+    assert_eq!(cat(&web, "/www/morph/inside.txt"), "inside\n");
+    assert_eq!(cat(&web, "/www/static/b"), "a file now\n");
     assert_no_rebuild(&up, mark);
     let (code, _) = up.stop();
     assert_eq!(code, 130);
