@@ -45,7 +45,9 @@ const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Timing {
     /// The changed paths, for people.
     pub cause: Vec<String>,
-    /// The newest modification time of the changed files that still exist: the save.
+    /// The newest status-change time (ctime) of the changed paths that still exist: the
+    /// save. Not the modification time, which a rename (`mv`), `cp -p` or `touch -d` leave
+    /// in the past while the change happened now.
     pub saved: Option<SystemTime>,
     /// When the batch's first file event arrived.
     pub first: Instant,
@@ -60,20 +62,17 @@ impl Timing {
         let saved = paths
             .iter()
             .filter_map(|p| std::fs::symlink_metadata(rel_path::under(root, p)).ok())
-            .filter_map(|m| m.modified().ok())
+            .filter_map(|m| changed_at(&m))
             .max();
-        Timing {
-            cause: rel_path::display_all(paths),
-            saved,
-            first: first.unwrap_or(batch),
-            batch,
-        }
+        Timing { cause: rel_path::display_all(paths), saved, first: first.unwrap_or(batch), batch }
     }
 
     /// The breakdown of an update that `build` took until `built`, was deployed by
     /// `deployed` and ready again at `ready`.
     pub fn latency(&self, built: Instant, deployed: Instant, ready: Instant) -> Latency {
-        let ms = |from: Instant, to: Instant| u64::try_from(to.saturating_duration_since(from).as_millis()).unwrap_or(u64::MAX);
+        let ms = |from: Instant, to: Instant| {
+            u64::try_from(to.saturating_duration_since(from).as_millis()).unwrap_or(u64::MAX)
+        };
         // The save happened before the first event by what the file's time says; a time in
         // the future (another clock, a copied file) counts as no delay.
         let now_wall = SystemTime::now();
@@ -82,8 +81,8 @@ impl Timing {
             .saved
             .and_then(|s| first_wall.duration_since(s).ok())
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            // A file whose time is far older than its event was not saved just now (a copy
-            // keeping its time, a checkout): its detection delay is not known.
+            // A path whose change time is far older than its event was not changed just now
+            // (another clock, an event for an older change): its detection delay is not known.
             .min(10_000);
         let detect = if detect == 10_000 { 0 } else { detect };
         Latency {
@@ -95,6 +94,14 @@ impl Timing {
             total: detect + ms(self.first, ready),
         }
     }
+}
+
+/// When a path's inode last changed (content, name or metadata): its ctime.
+fn changed_at(m: &std::fs::Metadata) -> Option<SystemTime> {
+    use std::os::unix::fs::MetadataExt;
+    let secs = u64::try_from(m.ctime()).ok()?;
+    let nanos = u32::try_from(m.ctime_nsec()).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
 }
 
 /// What a sync job reports when every replica is done.
@@ -302,7 +309,10 @@ impl LiveUpdates {
         let Some(state) = self.services.get_mut(service) else { return };
         state.in_flight = true;
         let files = share.paths.len();
-        let batch = SyncBatch { copies: copies(&self.root, share.paths.iter().map(|(p, to)| (p, &to.roots))), deletes: Vec::new() };
+        let batch = SyncBatch {
+            copies: copies(&self.root, share.paths.iter().map(|(p, to)| (p, &to.roots))),
+            deletes: Vec::new(),
+        };
         let containers: Vec<(u32, String)> =
             replicas.into_iter().map(|r| (r, container_name(&sel.config.root, service, r))).collect();
         let job = Job {
@@ -375,11 +385,9 @@ impl Job {
     async fn run(self) -> SyncDone {
         let api = match &self.engine {
             None => Err("no container engine was found (podman or docker)".to_string()),
-            Some(engine) => self
-                .api
-                .get_or_init(|| connect(engine.clone(), self.kiln.clone(), self.run_dir.clone()))
-                .await
-                .clone(),
+            Some(engine) => {
+                self.api.get_or_init(|| connect(engine.clone(), self.kiln.clone(), self.run_dir.clone())).await.clone()
+            }
         };
         let mut tasks = tokio::task::JoinSet::new();
         for (replica, container) in self.containers.clone() {
@@ -450,11 +458,38 @@ async fn sync_one(
             Ok(out) => {
                 let tail = out.output.trim_end();
                 let tail = tail.lines().last().unwrap_or("");
-                let why = format!("`{cmd}` exited with {} after the copy{}", out.exit_code, if tail.is_empty() { String::new() } else { format!(": {tail}") });
+                let why = format!(
+                    "`{cmd}` exited with {} after the copy{}",
+                    out.exit_code,
+                    if tail.is_empty() { String::new() } else { format!(": {tail}") }
+                );
                 return Err((why, Some(report)));
             }
             Err(e) => return Err((format!("`{cmd}` could not run after the copy: {e}"), Some(report))),
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renamed_path_was_saved_when_it_was_renamed_not_when_last_written() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a")).unwrap();
+        std::fs::write(dir.path().join("a/one.txt"), "1").unwrap();
+        let long_ago = SystemTime::now() - Duration::from_secs(3600);
+        for p in ["a/one.txt", "a"] {
+            std::fs::File::open(dir.path().join(p)).unwrap().set_modified(long_ago).unwrap();
+        }
+        std::fs::rename(dir.path().join("a"), dir.path().join("b")).unwrap();
+        let paths: BTreeSet<String> = ["a", "b", "b/one.txt"].iter().map(|p| p.to_string()).collect();
+        let timing = Timing::of(dir.path(), &paths, None);
+        let saved = timing.saved.expect("b exists");
+        let age = SystemTime::now().duration_since(saved).unwrap_or_default();
+        assert!(age < Duration::from_secs(60), "saved {age:?} ago");
+        assert_eq!(timing.cause, ["a", "b", "b/one.txt"]);
+    }
 }
