@@ -409,7 +409,10 @@ fn synced_files_belong_to_a_non_root_container_user() {
 fn both_replicas_get_the_file() {
     let live = Live::new(
         "replicas",
-        &format!("{WEB}replicas = 2\nsync = [{{ path = \"app/www\", target = \"/www\" }}]\n"),
+        &format!(
+            "{WEB}replicas = 2\nsync = [\n  {{ path = \"app/www\", target = \"/www\" }},\n  \
+             {{ path = \"settings.ini\", target = \"/etc/app/settings.ini\" }},\n]\n"
+        ),
         "COPY www /www\n",
     );
     let p = &live.p;
@@ -431,6 +434,13 @@ fn both_replicas_get_the_file() {
     assert_eq!(replicas, [0, 1], "one transfer per replica, before the update completes:\n{}", up.dump());
     for r in 0..2 {
         assert_eq!(cat(&live.name("web", r), "/www/index.html"), "v2\n", "web[{r}]");
+    }
+    // A rule naming one file outside the image's context: watched all the same, and its
+    // directory in the container made.
+    p.write("settings.ini", "debug = true\n");
+    wait_updates(&mut up, "synced", &["settings.ini"]);
+    for r in 0..2 {
+        assert_eq!(cat(&live.name("web", r), "/etc/app/settings.ini"), "debug = true\n", "web[{r}]");
     }
     assert_no_rebuild(&up, mark);
     let (code, _) = up.stop();
