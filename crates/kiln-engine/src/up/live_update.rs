@@ -235,7 +235,7 @@ impl LiveUpdates {
                     continue;
                 }
                 let now = digest(&self.root, p);
-                let before = state.watched.insert(p.clone(), now.clone());
+                let before = state.watched.insert(p.clone(), now);
                 if before.flatten() != now {
                     why.push(p.clone());
                 }
@@ -300,8 +300,7 @@ impl LiveUpdates {
         let api = self.api.get().and_then(|r| r.as_ref().ok()).cloned();
         let Some(state) = self.services.get(service) else { return };
         let Some(handle) = &state.handle else { return };
-        *handle.copies.lock().expect("drift lock is never poisoned") =
-            copies(&self.root, state.drift.iter().map(|(p, roots)| (p, roots)));
+        *handle.copies.lock().expect("drift lock is never poisoned") = copies(&self.root, state.drift.iter());
         *handle.api.lock().expect("drift lock is never poisoned") = api;
     }
 
