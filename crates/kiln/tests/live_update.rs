@@ -42,7 +42,11 @@ fn sh_in(container: &str, script: &str) -> Result<String, String> {
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(format!("`{script}` in {container}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "`{script}` in {container}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
@@ -255,11 +259,8 @@ fn check_latency(e: &Value) {
 
 #[test]
 fn a_synced_file_reaches_the_running_container_without_a_rebuild() {
-    let live = Live::new(
-        "sync",
-        &format!("{WEB}sync = [{{ path = \"app/www\", target = \"/www\" }}]\n"),
-        "COPY www /www\n",
-    );
+    let live =
+        Live::new("sync", &format!("{WEB}sync = [{{ path = \"app/www\", target = \"/www\" }}]\n"), "COPY www /www\n");
     let p = &live.p;
     let web = live.name("web", 0);
     let mut up = Up::start(p, &[]);
@@ -306,11 +307,8 @@ fn synced_line(line: &str, service: &str, files: &str) -> bool {
 
 #[test]
 fn deletions_renames_modes_and_symlinks_arrive_as_they_are_on_the_host() {
-    let live = Live::new(
-        "tree",
-        &format!("{WEB}sync = [{{ path = \"app/www\", target = \"/www\" }}]\n"),
-        "COPY www /www\n",
-    );
+    let live =
+        Live::new("tree", &format!("{WEB}sync = [{{ path = \"app/www\", target = \"/www\" }}]\n"), "COPY www /www\n");
     let p = &live.p;
     p.write("app/www/gone.txt", "bye\n");
     p.write("app/www/dir/inner/x.txt", "x\n");
@@ -449,11 +447,8 @@ fn both_replicas_get_the_file() {
 
 #[test]
 fn a_two_thousand_file_batch_arrives_and_its_deletion_too() {
-    let live = Live::new(
-        "batch",
-        &format!("{WEB}sync = [{{ path = \"app/www\", target = \"/www\" }}]\n"),
-        "COPY www /www\n",
-    );
+    let live =
+        Live::new("batch", &format!("{WEB}sync = [{{ path = \"app/www\", target = \"/www\" }}]\n"), "COPY www /www\n");
     let p = &live.p;
     std::fs::create_dir_all(p.path("app/www/many")).unwrap();
     let web = live.name("web", 0);
@@ -534,7 +529,9 @@ fn sync_exec_runs_after_the_copy_in_each_replica_and_a_failing_exec_is_reported_
         assert!(error.contains("exited with 3"), "names the exit code: {error}");
         assert!(error.contains("echo failing now; exit 3"), "names the command: {error}");
         let reason = up.wait_seen("the phase saying so", |e| {
-            is(e, "service.phase") && e["replica"] == *replica && e["reason"].as_str().is_some_and(|r| r.starts_with("sync failed:"))
+            is(e, "service.phase")
+                && e["replica"] == *replica
+                && e["reason"].as_str().is_some_and(|r| r.starts_with("sync failed:"))
         });
         assert!(reason["reason"].as_str().unwrap().contains("exited with 3"), "{reason}");
     }
@@ -588,7 +585,9 @@ fn an_unmatched_image_input_or_a_rebuild_rule_falls_back_to_a_rebuild_that_says_
         let built = up.wait_for("img rebuilt", |e| is(e, "target.finished") && e["target"] == "img");
         assert_eq!(built["status"], "built", "{built}");
         up.wait_for("web ready on the new image", |e| phase(e, "web", 0, "ready"));
-        let done = up.wait_seen("update.completed", |e| is(e, "update.completed") && e["seq"].as_u64() > fallback["seq"].as_u64());
+        let done = up.wait_seen("update.completed", |e| {
+            is(e, "update.completed") && e["seq"].as_u64() > fallback["seq"].as_u64()
+        });
         assert_eq!((&done["how"], &done["targets"]), (&"rebuilt".into(), &serde_json::json!(["img"])), "{done}");
         check_latency(&done);
         assert!(up.seen[mark..].iter().all(|e| !is(e, "service.synced")), "nothing synced:\n{}", up.dump());
@@ -659,7 +658,10 @@ fn sync_restart_gives_the_new_container_the_synced_files_and_so_does_a_crash_res
     assert_ne!(second, first, "a new container");
     assert_eq!(cat(&web, "/code/new.txt"), "new\n");
     // (Removed once the new container runs: see the ignored test below for before.)
-    assert!(wait_until(Duration::from_secs(10), || !exists_in(&web, "/code/old.txt")), "the deletion holds in the new container");
+    assert!(
+        wait_until(Duration::from_secs(10), || !exists_in(&web, "/code/old.txt")),
+        "the deletion holds in the new container"
+    );
     assert_no_rebuild(&up, mark);
 
     // A crash: the container that replaces it also has them.
@@ -679,11 +681,8 @@ fn sync_restart_gives_the_new_container_the_synced_files_and_so_does_a_crash_res
 
 #[test]
 fn a_second_kiln_up_after_synced_edits_builds_the_image_from_the_tree() {
-    let live = Live::new(
-        "again",
-        &format!("{WEB}sync = [{{ path = \"app/www\", target = \"/www\" }}]\n"),
-        "COPY www /www\n",
-    );
+    let live =
+        Live::new("again", &format!("{WEB}sync = [{{ path = \"app/www\", target = \"/www\" }}]\n"), "COPY www /www\n");
     let p = &live.p;
     let web = live.name("web", 0);
     let mut up = Up::start(p, &[]);
@@ -726,7 +725,11 @@ fn a_watched_file_restarts_a_process_service_on_a_content_change_and_a_touch_res
     p.write("config/app.conf", "v1");
     p.write("src/in.txt", "1\n");
     let said = |e: &Value, line: &str| is(e, "service.output") && e["service"] == "app" && e["line"] == line;
-    let restarted = |e: &Value| is(e, "service.phase") && e["service"] == "app" && e["reason"].as_str().is_some_and(|r| r.contains("a watched file changed"));
+    let restarted = |e: &Value| {
+        is(e, "service.phase")
+            && e["service"] == "app"
+            && e["reason"].as_str().is_some_and(|r| r.contains("a watched file changed"))
+    };
     let mut up = Up::start(&p, &[]);
     up.wait_seen("app ready", |e| phase(e, "app", 0, "ready"));
     up.wait_seen("v1", |e| said(e, "start: v1"));
@@ -816,7 +819,8 @@ fn sync_works_through_the_docker_cli_and_docker_host() {
     assert_eq!(built["status"], "built", "{}", up.dump());
     up.wait_seen("web ready", |e| phase(e, "web", 0, "ready"));
     let said_docker = up.seen.iter().any(|e| {
-        is(e, "target.output") && e["line"].as_str().is_some_and(|l| l.contains("legacy builder") || l.contains("DEPRECATED"))
+        is(e, "target.output")
+            && e["line"].as_str().is_some_and(|l| l.contains("legacy builder") || l.contains("DEPRECATED"))
     });
     assert!(said_docker, "built by the docker CLI:\n{}", up.dump());
     let mark = up.seen.len();
@@ -830,7 +834,10 @@ fn sync_works_through_the_docker_cli_and_docker_host() {
     // The same store: podman sees what docker's daemon (podman's service) holds.
     assert_eq!(cat(&web, "/www/index.html"), "v2\n");
     assert_eq!(cat(&web, "/www/new/link"), "v2\n");
-    assert_eq!(sh_in(&web, "stat -c %u:%g /www/new/page.html; readlink /www/new/link").unwrap(), "1000:1000\n../index.html\n");
+    assert_eq!(
+        sh_in(&web, "stat -c %u:%g /www/new/page.html; readlink /www/new/link").unwrap(),
+        "1000:1000\n../index.html\n"
+    );
     std::fs::remove_file(p.path("app/www/new/page.html")).unwrap();
     wait_updates(&mut up, "synced", &["app/www/new/page.html"]);
     assert!(!exists_in(&web, "/www/new/page.html"));
