@@ -804,11 +804,12 @@ fn sync_works_through_the_docker_cli_and_docker_host() {
         "the docker CLI is needed for the docker path: apt-get install docker.io (only its client is used)"
     );
     let api = DockerApi::start();
+    // A numeric `USER` here (the podman test resolves a name through /etc/passwd).
     let live = Live::new(
         "docker",
         &format!("{WEB}sync = [{{ path = \"app/www\", target = \"/www\" }}]\n")
             .replace("debounce = \"50ms\"", "debounce = \"50ms\"\nengine = \"docker\""),
-        "COPY www /www\nUSER app\n",
+        "COPY www /www\nUSER 1000:1000\n",
     );
     let p = &live.p;
     let web = live.name("web", 0);
