@@ -117,13 +117,14 @@ fn remove_images(filters: &[&str]) {
     for f in filters {
         args.extend(["--filter", f]);
     }
-    let out = podman(&args);
+    // Never a panic: a guard calls this while a failed test unwinds.
+    let Ok(out) = Command::new("podman").args(&args).output() else { return };
     let ids: BTreeSet<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
     if !ids.is_empty() {
         wait_until(Duration::from_secs(30), || !a_build_runs());
         let mut args = vec!["rmi", "-f"];
         args.extend(ids.iter().map(String::as_str));
-        let _ = podman(&args);
+        let _ = Command::new("podman").args(&args).output();
     }
 }
 
@@ -158,9 +159,8 @@ fn build_base() -> String {
 /// project's containers, and the last test running removes every image of the run.
 struct Live {
     p: Project,
-    /// The image target's name (`localhost/kiln-live-test-<test>`).
+    /// The image target's name (`localhost/kiln-live-test-<test>-<run>`).
     repo: String,
-    base: String,
 }
 
 impl Live {
@@ -178,11 +178,11 @@ impl Live {
             s.active += 1;
             base
         };
-        let repo = format!("localhost/kiln-live-test-{test}");
+        let repo = format!("localhost/kiln-live-test-{test}-{}", run_label());
         let p = Project::new(&config.replace("REPO", &repo));
         p.write("app/Containerfile", &format!("FROM {base}\n{containerfile}"));
         p.write("app/www/index.html", "v1\n");
-        Live { p, repo, base }
+        Live { p, repo }
     }
 
     /// The container of `service`'s replica.
@@ -199,12 +199,17 @@ impl Live {
 
 impl Drop for Live {
     fn drop(&mut self) {
-        let out = podman(&["ps", "-a", "--filter", &format!("name=^{}", self.prefix()), "--format", "{{.Names}}"]);
-        let names: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        // Never a panic here: this runs while a failed test unwinds.
+        let quiet = |args: &[&str]| Command::new("podman").args(args).output().ok();
+        let filter = format!("name=^{}", self.prefix());
+        let listed = quiet(&["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"]);
+        let names: Vec<String> = listed
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect())
+            .unwrap_or_default();
         if !names.is_empty() {
             let mut args = vec!["rm", "-f", "-t", "0"];
             args.extend(names.iter().map(String::as_str));
-            let _ = podman(&args);
+            quiet(&args);
         }
         let mut s = suite();
         s.active -= 1;
@@ -214,7 +219,6 @@ impl Drop for Live {
             remove_images(&[&format!("label=kiln.live-test={}", run_label())]);
             s.base = None;
         }
-        let _ = &self.base;
     }
 }
 
