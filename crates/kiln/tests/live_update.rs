@@ -426,7 +426,7 @@ fn synced_files_belong_to_a_non_root_container_user() {
 }
 
 #[test]
-fn both_replicas_get_the_file() {
+fn both_replicas_get_the_file_and_a_replica_scaled_up_too() {
     let live = Live::new(
         "replicas",
         &format!(
@@ -463,6 +463,12 @@ fn both_replicas_get_the_file() {
         assert_eq!(cat(&live.name("web", r), "/etc/app/settings.ini"), "debug = true\n", "web[{r}]");
     }
     assert_no_rebuild(&up, mark);
+
+    // A third replica (kiln.toml edited) starts from the image and is given what was synced.
+    p.write("kiln.toml", &p.read("kiln.toml").replace("replicas = 2", "replicas = 3"));
+    up.wait_for("web[2] ready", |e| phase(e, "web", 2, "ready"));
+    let third = live.name("web", 2);
+    assert_eq!(sh_in(&third, "cat /www/index.html /etc/app/settings.ini").unwrap(), "v2\ndebug = true\n");
     let (code, _) = up.stop();
     assert_eq!(code, 130);
 }
