@@ -45,7 +45,9 @@ const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Timing {
     /// The changed paths, for people.
     pub cause: Vec<String>,
-    /// The newest modification time of the changed files that still exist: the save.
+    /// The newest status-change time (ctime) of the changed paths that still exist: the
+    /// save. Not the modification time, which a rename (`mv`), `cp -p` or `touch -d` leave
+    /// in the past while the change happened now.
     pub saved: Option<SystemTime>,
     /// When the batch's first file event arrived.
     pub first: Instant,
@@ -60,7 +62,7 @@ impl Timing {
         let saved = paths
             .iter()
             .filter_map(|p| std::fs::symlink_metadata(rel_path::under(root, p)).ok())
-            .filter_map(|m| m.modified().ok())
+            .filter_map(|m| changed_at(&m))
             .max();
         Timing { cause: rel_path::display_all(paths), saved, first: first.unwrap_or(batch), batch }
     }
@@ -79,8 +81,8 @@ impl Timing {
             .saved
             .and_then(|s| first_wall.duration_since(s).ok())
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            // A file whose time is far older than its event was not saved just now (a copy
-            // keeping its time, a checkout): its detection delay is not known.
+            // A path whose change time is far older than its event was not changed just now
+            // (another clock, an event for an older change): its detection delay is not known.
             .min(10_000);
         let detect = if detect == 10_000 { 0 } else { detect };
         Latency {
@@ -94,6 +96,7 @@ impl Timing {
     }
 }
 
+<<<<<<< HEAD
 /// One replica's share of a sync job.
 #[derive(Debug, Clone)]
 pub struct ReplicaSynced {
@@ -105,6 +108,14 @@ pub struct ReplicaSynced {
     pub bytes: u64,
     pub duration_ms: u64,
     pub error: Option<String>,
+=======
+/// When a path's inode last changed (content, name or metadata): its ctime.
+fn changed_at(m: &std::fs::Metadata) -> Option<SystemTime> {
+    use std::os::unix::fs::MetadataExt;
+    let secs = u64::try_from(m.ctime()).ok()?;
+    let nanos = u32::try_from(m.ctime_nsec()).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+>>>>>>> h-tests
 }
 
 /// What a sync job reports when every replica is done.
@@ -351,7 +362,12 @@ impl LiveUpdates {
         let api = self.api.get().and_then(|r| r.as_ref().ok()).cloned();
         let Some(state) = self.services.get(service) else { return };
         let Some(handle) = &state.handle else { return };
+<<<<<<< HEAD
         handle.set(copies(&self.root, state.drift.iter()), api);
+=======
+        *handle.copies.lock().expect("drift lock is never poisoned") = copies(&self.root, state.drift.iter());
+        *handle.api.lock().expect("drift lock is never poisoned") = api;
+>>>>>>> h-tests
     }
 
     fn start_job(
@@ -364,10 +380,15 @@ impl LiveUpdates {
     ) {
         let Some(state) = self.services.get_mut(service) else { return };
         state.in_flight = true;
+<<<<<<< HEAD
+=======
+        let files = share.paths.len();
+>>>>>>> h-tests
         let batch = SyncBatch {
             copies: copies(&self.root, share.paths.iter().map(|(p, to)| (p, &to.roots))),
             deletes: Vec::new(),
         };
+<<<<<<< HEAD
         let containers: Vec<Replica> = replicas
             .into_iter()
             .map(|(replica, attempt)| Replica {
@@ -377,6 +398,10 @@ impl LiveUpdates {
                 owner: state.owners.get(&replica).filter(|(a, _)| *a == attempt).map(|(_, o)| *o),
             })
             .collect();
+=======
+        let containers: Vec<(u32, String)> =
+            replicas.into_iter().map(|r| (r, container_name(&sel.config.root, service, r))).collect();
+>>>>>>> h-tests
         let job = Job {
             service: service.to_string(),
             containers,
@@ -572,6 +597,7 @@ mod tests {
     use super::*;
 
     #[test]
+<<<<<<< HEAD
     fn a_container_may_hold_what_was_there_and_what_was_synced() {
         let mut s = ServiceLive::default();
         s.present.extend(["static/a.html".to_string(), "static/sub/b.css".to_string()]);
@@ -593,5 +619,22 @@ mod tests {
         let l = timing.latency(batch, deployed, Instant::now());
         assert_eq!((l.detect, l.debounce, l.build, l.deploy, l.ready), (0, 50, 0, 7, 30));
         assert_eq!(l.total, 87);
+=======
+    fn a_renamed_path_was_saved_when_it_was_renamed_not_when_last_written() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a")).unwrap();
+        std::fs::write(dir.path().join("a/one.txt"), "1").unwrap();
+        let long_ago = SystemTime::now() - Duration::from_secs(3600);
+        for p in ["a/one.txt", "a"] {
+            std::fs::File::open(dir.path().join(p)).unwrap().set_modified(long_ago).unwrap();
+        }
+        std::fs::rename(dir.path().join("a"), dir.path().join("b")).unwrap();
+        let paths: BTreeSet<String> = ["a", "b", "b/one.txt"].iter().map(|p| p.to_string()).collect();
+        let timing = Timing::of(dir.path(), &paths, None);
+        let saved = timing.saved.expect("b exists");
+        let age = SystemTime::now().duration_since(saved).unwrap_or_default();
+        assert!(age < Duration::from_secs(60), "saved {age:?} ago");
+        assert_eq!(timing.cause, ["a", "b", "b/one.txt"]);
+>>>>>>> h-tests
     }
 }
