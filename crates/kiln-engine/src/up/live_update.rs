@@ -96,7 +96,6 @@ impl Timing {
     }
 }
 
-<<<<<<< HEAD
 /// One replica's share of a sync job.
 #[derive(Debug, Clone)]
 pub struct ReplicaSynced {
@@ -108,14 +107,14 @@ pub struct ReplicaSynced {
     pub bytes: u64,
     pub duration_ms: u64,
     pub error: Option<String>,
-=======
+}
+
 /// When a path's inode last changed (content, name or metadata): its ctime.
 fn changed_at(m: &std::fs::Metadata) -> Option<SystemTime> {
     use std::os::unix::fs::MetadataExt;
     let secs = u64::try_from(m.ctime()).ok()?;
     let nanos = u32::try_from(m.ctime_nsec()).ok()?;
     SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
->>>>>>> h-tests
 }
 
 /// What a sync job reports when every replica is done.
@@ -362,12 +361,7 @@ impl LiveUpdates {
         let api = self.api.get().and_then(|r| r.as_ref().ok()).cloned();
         let Some(state) = self.services.get(service) else { return };
         let Some(handle) = &state.handle else { return };
-<<<<<<< HEAD
         handle.set(copies(&self.root, state.drift.iter()), api);
-=======
-        *handle.copies.lock().expect("drift lock is never poisoned") = copies(&self.root, state.drift.iter());
-        *handle.api.lock().expect("drift lock is never poisoned") = api;
->>>>>>> h-tests
     }
 
     fn start_job(
@@ -380,15 +374,10 @@ impl LiveUpdates {
     ) {
         let Some(state) = self.services.get_mut(service) else { return };
         state.in_flight = true;
-<<<<<<< HEAD
-=======
-        let files = share.paths.len();
->>>>>>> h-tests
         let batch = SyncBatch {
             copies: copies(&self.root, share.paths.iter().map(|(p, to)| (p, &to.roots))),
             deletes: Vec::new(),
         };
-<<<<<<< HEAD
         let containers: Vec<Replica> = replicas
             .into_iter()
             .map(|(replica, attempt)| Replica {
@@ -398,10 +387,6 @@ impl LiveUpdates {
                 owner: state.owners.get(&replica).filter(|(a, _)| *a == attempt).map(|(_, o)| *o),
             })
             .collect();
-=======
-        let containers: Vec<(u32, String)> =
-            replicas.into_iter().map(|r| (r, container_name(&sel.config.root, service, r))).collect();
->>>>>>> h-tests
         let job = Job {
             service: service.to_string(),
             containers,
@@ -597,7 +582,6 @@ mod tests {
     use super::*;
 
     #[test]
-<<<<<<< HEAD
     fn a_container_may_hold_what_was_there_and_what_was_synced() {
         let mut s = ServiceLive::default();
         s.present.extend(["static/a.html".to_string(), "static/sub/b.css".to_string()]);
@@ -619,7 +603,9 @@ mod tests {
         let l = timing.latency(batch, deployed, Instant::now());
         assert_eq!((l.detect, l.debounce, l.build, l.deploy, l.ready), (0, 50, 0, 7, 30));
         assert_eq!(l.total, 87);
-=======
+    }
+
+    #[test]
     fn a_renamed_path_was_saved_when_it_was_renamed_not_when_last_written() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("a")).unwrap();
@@ -635,6 +621,5 @@ mod tests {
         let age = SystemTime::now().duration_since(saved).unwrap_or_default();
         assert!(age < Duration::from_secs(60), "saved {age:?} ago");
         assert_eq!(timing.cause, ["a", "b", "b/one.txt"]);
->>>>>>> h-tests
     }
 }
