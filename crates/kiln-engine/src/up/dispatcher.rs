@@ -671,7 +671,7 @@ impl Dispatcher {
     fn on_synced(&mut self, mut done: SyncDone) {
         let replicas = self.services.running_replicas(&done.service);
         self.live.finished(&self.sel, &mut done, replicas);
-        let SyncDone { service, results, restart, timing, finished, .. } = done;
+        let SyncDone { service, results, restart, gone, timing, finished, .. } = done;
         // A replica replaced while its copy ran has a new container, which is given every
         // synced file before it starts: what happened to the old one no longer matters.
         let current: BTreeMap<u32, u64> = self.services.running_replicas(&service).into_iter().collect();
@@ -697,6 +697,40 @@ impl Dispatcher {
             });
         }
         if failed || !reached {
+            return;
+        }
+        // A new container starts from the image, before anything can run in it: a file the
+        // image holds that was deleted would be there when its process starts. The image is
+        // built again instead (without it), and the service rolls to it.
+        let image = self.sel.live.get(&service).and_then(|l| l.image_target.clone());
+        let held = image.as_ref().and_then(|t| {
+            let mut ignores = BTreeMap::new();
+            gone.iter()
+                .find(|p| image_sees(&self.sel, t, p, &mut ignores) == InImage::Input)
+                .map(|p| (t.clone(), p.clone()))
+        });
+        if restart
+            && self.services.is_started(&service)
+            && let Some((target, path)) = held
+        {
+            self.bus.publish(Event::UpdateFallback {
+                service: service.clone(),
+                target: target.clone(),
+                path: rel_path::display(&path).into_owned(),
+                reason: "a file the image holds was deleted: a new container needs an image without it".into(),
+            });
+            let paths: BTreeSet<String> = gone.iter().cloned().collect();
+            self.pending.push(PendingUpdate {
+                timing,
+                how: "rebuilt",
+                targets: BTreeSet::from([target.clone()]),
+                services: BTreeSet::new(),
+                settled: BTreeSet::new(),
+                built: None,
+                deployed: None,
+            });
+            self.plan.add([target.as_str()], Some(&paths), false);
+            self.start_rounds();
             return;
         }
         if restart && self.services.is_started(&service) {

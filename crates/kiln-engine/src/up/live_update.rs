@@ -127,6 +127,8 @@ pub struct SyncDone {
     owners: Vec<(u32, (u64, Owner))>,
     /// The share asked for a restart afterwards (`sync+restart`).
     pub restart: bool,
+    /// Paths the job removed from the containers (gone from the tree).
+    pub gone: Vec<String>,
     pub timing: Timing,
     pub finished: Instant,
 }
@@ -393,6 +395,12 @@ impl LiveUpdates {
             batch,
             exec: share.exec,
             restart: share.restart,
+            gone: share
+                .paths
+                .keys()
+                .filter(|p| std::fs::symlink_metadata(rel_path::under(&self.root, p)).is_err())
+                .cloned()
+                .collect(),
             timing,
             engine: self.engine.clone(),
             api: self.api.clone(),
@@ -449,6 +457,7 @@ struct Job {
     batch: SyncBatch,
     exec: Vec<String>,
     restart: bool,
+    gone: Vec<String>,
     timing: Timing,
     engine: Option<Engine>,
     api: Api,
@@ -525,6 +534,7 @@ impl Job {
             results,
             owners,
             restart: self.restart,
+            gone: self.gone,
             timing: self.timing,
             finished: Instant::now(),
         }
