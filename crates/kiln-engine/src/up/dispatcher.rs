@@ -588,10 +588,14 @@ impl Dispatcher {
     /// spare are taken out of `affected`), fallbacks named, watched files restarting their
     /// services.
     fn live_updates(&mut self, batch: &Batch, affected: &mut BTreeMap<String, BTreeSet<String>>, timing: &Timing) {
-        if self.sel.live.is_empty() || batch.rescan {
+        if self.sel.live.is_empty() {
             return;
         }
-        let paths: BTreeSet<String> = batch.paths.iter().filter(|p| **p != self.config_rel).cloned().collect();
+        let mut paths: BTreeSet<String> = batch.paths.iter().filter(|p| **p != self.config_rel).cloned().collect();
+        if batch.rescan {
+            // Events were lost: every file under a sync rule or a watch glob is looked at.
+            paths.extend(self.live.all_paths(&self.sel));
+        }
         let running: BTreeMap<&str, Vec<(u32, u64)>> =
             self.sel.live.keys().map(|name| (name.as_str(), self.services.running_replicas(name))).collect();
         let services: Vec<LiveService<'_>> = self
@@ -627,8 +631,13 @@ impl Dispatcher {
             |target: &str| sel.graph.id(target).is_some_and(|id| sel.with_dependents([id]).len() > 1);
         let ignores = std::cell::RefCell::new(BTreeMap::new());
         let in_image = |target: &str, path: &str| image_sees(sel, target, path, &mut ignores.borrow_mut());
-        let plan = plan_batch(&paths, affected, &all, has_dependent_targets, in_image);
+        let mut plan = plan_batch(&paths, affected, &all, has_dependent_targets, in_image);
         drop(all);
+        if batch.rescan {
+            // What changed unseen may be anything: every image is looked at by its round.
+            plan.spared.clear();
+            plan.fallbacks.clear();
+        }
         for target in &plan.spared {
             affected.remove(target);
         }

@@ -233,6 +233,24 @@ impl LiveUpdates {
         self.services.entry(service.to_string()).or_default().present.extend(files);
     }
 
+    /// Every file under the selected services' sync rules and watch globs (after lost
+    /// events: a rescan).
+    pub fn all_paths(&self, sel: &Selection) -> BTreeSet<String> {
+        let mut roots: Vec<String> = Vec::new();
+        for rules in sel.live.values() {
+            roots.extend(rules.sync.paths().map(str::to_string));
+            roots.extend(rules.watch.iter().map(|w| w.prefix.clone()));
+        }
+        let mut paths: BTreeSet<String> = FileIndex::scan_small(&self.root, roots, false).paths().into_iter().collect();
+        // And what they held that is gone now.
+        for state in self.services.values() {
+            paths.extend(state.drift.keys().cloned());
+            paths.extend(state.present.iter().cloned());
+            paths.extend(state.watched.keys().cloned());
+        }
+        paths
+    }
+
     /// Starts connecting to the engine's API in the background, if a service syncs.
     pub fn warm_up(&self) {
         if let Some(engine) = self.engine.clone() {
