@@ -7,15 +7,19 @@
 //! `kiln-bench container --kiln PATH [--example DIR] [--trials N] [--check]` measures save →
 //! replaced container answering, kiln up against the same steps by hand (see
 //! `container_bench`).
+//! `kiln-bench sync-transfer [--trials N] [--files F]` measures one live-update transfer into
+//! a running container: the engine API against `podman cp` and `podman exec … tar -x`, and a
+//! batch of F files (default 200) by the API (see `sync_bench`).
 //! `kiln-bench live-update --kiln PATH [--trials N] [--check] [--by-hand-only]` measures save →
 //! the file served by a running container, kiln up's sync against `podman cp` and
-//! `podman exec … tar` (see `sync_bench`).
+//! `podman exec … tar` (see `live_update_bench`).
 //! `kiln-bench build --kiln PATH [--targets N] [--files F] [--runs R]` generates one in a
 //! temporary directory and reports medians of R runs of: cold build, no-op build, one-file
 //! content edit, touch-only edit — for kiln and ninja, in the same run. With `--check` it
 //! fails unless kiln ran exactly the commands each scenario calls for.
 
 mod container_bench;
+mod live_update_bench;
 mod sync_bench;
 mod watch_bench;
 mod workspace;
@@ -43,6 +47,8 @@ struct Args {
     tree_files: usize,
     /// An earlier kiln binary measured in the same run (before/after a change).
     baseline: Option<PathBuf>,
+    /// Whether `--files` was given (sync-transfer's batch has its own default).
+    files_given: bool,
     /// live-update: measure only the by-hand methods.
     by_hand_only: bool,
 }
@@ -64,13 +70,17 @@ fn parse_args() -> Result<Args, String> {
         idle_secs: 60,
         tree_files: 100_000,
         baseline: None,
+        files_given: false,
         by_hand_only: false,
     };
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
             "--targets" => args.targets = value()?.parse().map_err(|e| format!("--targets: {e}"))?,
-            "--files" => args.files = value()?.parse().map_err(|e| format!("--files: {e}"))?,
+            "--files" => {
+                args.files = value()?.parse().map_err(|e| format!("--files: {e}"))?;
+                args.files_given = true;
+            }
             "--runs" => args.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--kiln" => args.kiln = PathBuf::from(value()?),
             "--check" => args.check = true,
@@ -118,15 +128,19 @@ fn main() {
             trials: args.trials.unwrap_or(10),
             check: args.check,
         }),
+        "sync-transfer" => sync_bench::run(&sync_bench::SyncArgs {
+            trials: args.trials.unwrap_or(20),
+            batch_files: if args.files_given { args.files } else { 200 },
+        }),
         "live-update" => {
-            let live = sync_bench::LiveUpdateArgs {
+            let live = live_update_bench::LiveUpdateArgs {
                 kiln: std::fs::canonicalize(&args.kiln).unwrap_or_else(|e| fail(&format!("kiln binary: {e}"))),
                 trials: args.trials.unwrap_or(if args.check { 2 } else { 20 }),
                 check: args.check,
                 by_hand_only: args.by_hand_only,
             };
             // Errors come back here once everything the benchmark started is removed.
-            if let Err(e) = sync_bench::run_bench(&live) {
+            if let Err(e) = live_update_bench::run_bench(&live) {
                 fail(&e);
             }
         }

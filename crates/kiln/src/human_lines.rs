@@ -145,6 +145,11 @@ impl HumanLines {
                 let why = match reason.as_str() {
                     "a `rebuild` rule matched" => "a `rebuild` rule matches it".to_string(),
                     "no sync rule matched" => "no sync rule matches it".to_string(),
+                    r if r.starts_with("a file the image holds was deleted") => {
+                        return vec![format!(
+                            "↻ {service}: rebuilding {target}: {path} was deleted, and a new container from the current image would still hold it"
+                        )];
+                    }
                     other => other.to_string(),
                 };
                 vec![format!("↻ {service}: rebuilding {target}: {path} changed and {why}")]

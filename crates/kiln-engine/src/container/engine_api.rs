@@ -109,6 +109,10 @@ pub struct EngineApi {
     kind: EngineKind,
     socket: PathBuf,
     service: Option<Service>,
+    /// podman's CLI, for commands run in containers: an exec session made through podman's
+    /// compat API outlives its command by `exit_command_delay` (5 minutes, two conmon
+    /// processes each), while `podman exec` removes it at once.
+    cli: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for EngineApi {
@@ -125,27 +129,35 @@ impl EngineApi {
     /// started it (besides the watchdog), and a blocking thread ends when idle.
     pub async fn connect(engine: &Engine, run_dir: &Path) -> Result<EngineApi, ApiError> {
         match engine.kind {
-            EngineKind::Docker => {
-                let socket = docker_socket(std::env::var("DOCKER_HOST").ok().as_deref());
-                let api = EngineApi { kind: EngineKind::Docker, socket, service: None };
-                api.ping(REQUEST_TIMEOUT).await.map_err(|e| ApiError::DockerUnreachable {
-                    socket: api.socket.display().to_string(),
-                    why: e.to_string(),
-                })?;
-                Ok(api)
-            }
+            EngineKind::Docker => EngineApi::connect_docker(std::env::var("DOCKER_HOST").ok().as_deref()).await,
             EngineKind::Podman => start_podman(&engine.program, run_dir).await,
         }
+    }
+
+    /// The docker daemon's API at `docker_host` (`$DOCKER_HOST`: a `unix://` one, else the
+    /// default socket), once it answers a ping.
+    pub async fn connect_docker(docker_host: Option<&str>) -> Result<EngineApi, ApiError> {
+        let api = EngineApi { kind: EngineKind::Docker, socket: docker_socket(docker_host), service: None, cli: None };
+        api.ping(Duration::from_secs(5)).await.map_err(|e| ApiError::DockerUnreachable {
+            socket: api.socket.display().to_string(),
+            why: e.to_string(),
+        })?;
+        Ok(api)
     }
 
     /// An API on a socket that is already served (`podman system service` someone else
     /// runs, a docker daemon): nothing is started or stopped.
     pub fn at_socket(kind: EngineKind, socket: PathBuf) -> EngineApi {
-        EngineApi { kind, socket, service: None }
+        EngineApi { kind, socket, service: None, cli: None }
     }
 
     pub fn kind(&self) -> EngineKind {
         self.kind
+    }
+
+    /// The process (and process group) of the podman service kiln started, if it did.
+    pub fn service_pid(&self) -> Option<u32> {
+        self.service.as_ref().map(|s| s.pid)
     }
 
     /// The socket the API is reached on.
@@ -213,7 +225,9 @@ impl EngineApi {
     }
 
     /// Runs `argv` in the container (as `user`, else the container's user) and waits for it,
-    /// at most `timeout`: its exit code and the end of its output.
+    /// at most `timeout` from the start: its exit code and the end of its output. A command
+    /// not found is exit code 127 with the engine's words in the output. On timeout the
+    /// command may still run in the container: the engine's API has no way to kill an exec.
     pub async fn exec(
         &self,
         container: &str,
@@ -221,6 +235,9 @@ impl EngineApi {
         user: Option<&str>,
         timeout: Duration,
     ) -> Result<ExecOutcome, ApiError> {
+        if let Some(cli) = &self.cli {
+            return exec_cli(cli, container, argv, user, timeout).await;
+        }
         let deadline = Instant::now() + timeout;
         let what = format!("`{}`", argv.first().map_or("", String::as_str));
         let create_what = format!("create the exec of {what} in container {container}");
@@ -229,7 +246,7 @@ impl EngineApi {
             spec["User"] = Value::from(user);
         }
         let path = format!("/containers/{}/exec", encode(container));
-        let created = self.post_json(&path, &spec, &create_what).await?;
+        let created = self.post_json(&path, &spec, REQUEST_TIMEOUT.min(timeout), &create_what).await?;
         let id = created
             .get("Id")
             .and_then(Value::as_str)
@@ -297,13 +314,17 @@ impl EngineApi {
         let info = self.get_json(&path, &what).await?;
         let user = info.pointer("/Config/User").and_then(Value::as_str).unwrap_or("").to_string();
         let needs = OwnerFiles::of(&user);
-        let passwd = if needs.passwd { self.read_file(container, "/etc/passwd").await? } else { None };
-        let group = if needs.group { self.read_file(container, "/etc/group").await? } else { None };
-        resolve_owner(&user, passwd.as_deref(), group.as_deref()).map_err(|why| ApiError::Owner {
-            container: container.to_string(),
-            user: user.clone(),
-            why,
-        })
+        let unresolved = |why: String| ApiError::Owner { container: container.to_string(), user: user.clone(), why };
+        // podman itself resolves the user to serve a file; what it says is why.
+        let engine_said = |e: ApiError| match e {
+            ApiError::Status { message, .. } => unresolved(format!("the engine says: {message}")),
+            other => other,
+        };
+        let passwd =
+            if needs.passwd { self.read_file(container, "/etc/passwd").await.map_err(engine_said)? } else { None };
+        let group =
+            if needs.group { self.read_file(container, "/etc/group").await.map_err(engine_said)? } else { None };
+        resolve_owner(&user, passwd.as_deref(), group.as_deref()).map_err(unresolved)
     }
 
     /// One small file of the container (`GET …/archive`, a tar of one entry); `None` when
@@ -338,11 +359,10 @@ impl EngineApi {
             .map_err(|e| ApiError::Protocol { what: what.into(), why: format!("not JSON: {e}") })
     }
 
-    async fn post_json(&self, path: &str, body: &Value, what: &str) -> Result<Value, ApiError> {
+    async fn post_json(&self, path: &str, body: &Value, timeout: Duration, what: &str) -> Result<Value, ApiError> {
         let bytes = serde_json::to_vec(body).expect("a JSON value serializes");
-        let response = self
-            .send(Method::POST, path, ReqBody::full(bytes), Some("application/json"), REQUEST_TIMEOUT, what)
-            .await?;
+        let response =
+            self.send(Method::POST, path, ReqBody::full(bytes), Some("application/json"), timeout, what).await?;
         let body = expect_success(response, what).await?;
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::Protocol { what: what.into(), why: format!("not JSON: {e}") })
@@ -387,6 +407,61 @@ impl EngineApi {
     }
 }
 
+/// `podman exec [--user U] CONTAINER ARGV…`, its output bounded to the last
+/// [`OUTPUT_LIMIT`] bytes, killed after `timeout`.
+async fn exec_cli(
+    cli: &Path,
+    container: &str,
+    argv: &[String],
+    user: Option<&str>,
+    timeout: Duration,
+) -> Result<ExecOutcome, ApiError> {
+    use tokio::io::AsyncReadExt;
+    let what = format!("`{}`", argv.first().map_or("", String::as_str));
+    let mut command = tokio::process::Command::new(cli);
+    command.arg("exec");
+    if let Some(user) = user {
+        command.args(["--user", user]);
+    }
+    let failed = |why: String| ApiError::Protocol { what: format!("run {what} in container {container}"), why };
+    // One pipe for both streams: the output keeps the order it was written in.
+    let (reader, writer) = std::io::pipe().map_err(|e| failed(format!("cannot make a pipe: {e}")))?;
+    let writer2 = writer.try_clone().map_err(|e| failed(format!("cannot make a pipe: {e}")))?;
+    command
+        .arg(container)
+        .args(argv)
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(writer2)
+        .kill_on_drop(true);
+    let mut child = command.spawn().map_err(|e| failed(format!("cannot start {}: {e}", cli.display())))?;
+    // The parent's copies of the write end are gone with `command`: the reader ends with the child.
+    drop(command);
+    let mut out = tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader))
+        .map_err(|e| failed(format!("cannot read its output: {e}")))?;
+    let run = async {
+        let mut tail: VecDeque<u8> = VecDeque::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n @ 1..) = out.read(&mut buf).await {
+            tail.extend(&buf[..n]);
+            let over = tail.len().saturating_sub(OUTPUT_LIMIT);
+            tail.drain(..over);
+        }
+        let status = child.wait().await;
+        let bytes: Vec<u8> = tail.into_iter().collect();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Err(_) => Err(ApiError::ExecTimeout { what, container: container.to_string(), secs: timeout.as_secs().max(1) }),
+        Ok((Err(e), _)) => Err(failed(e.to_string())),
+        // 125: podman itself failed (no such container, say) and printed why.
+        Ok((Ok(status), output)) if status.code() == Some(125) => {
+            Err(failed(output.trim().lines().last().unwrap_or("podman exec failed").to_string()))
+        }
+        Ok((Ok(status), output)) => Ok(ExecOutcome { exit_code: i64::from(status.code().unwrap_or(-1)), output }),
+    }
+}
+
 impl Drop for EngineApi {
     fn drop(&mut self) {
         if let Some(service) = self.service.take() {
@@ -407,6 +482,18 @@ pub fn docker_socket(docker_host: Option<&str>) -> PathBuf {
 
 async fn start_podman(program: &Path, run_dir: &Path) -> Result<EngineApi, ApiError> {
     let wanted = run_dir.join("podman.sock");
+    match std::fs::symlink_metadata(run_dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(m) => {
+            let why = format!(
+                "{} is {}, not a directory: remove it and kiln recreates it",
+                run_dir.display(),
+                crate::fs::no_follow::describe(m.file_type())
+            );
+            return Err(ApiError::Socket { socket: wanted.display().to_string(), why });
+        }
+        Err(e) => return Err(ApiError::Socket { socket: wanted.display().to_string(), why: e.to_string() }),
+    }
     let (socket, short_dir) = if wanted.as_os_str().len() <= SOCKET_PATH_MAX {
         (wanted, None)
     } else {
@@ -430,7 +517,11 @@ async fn start_podman(program: &Path, run_dir: &Path) -> Result<EngineApi, ApiEr
     crate::exec::command::configure_child(&mut command);
     let mut child =
         command.spawn().map_err(|e| ApiError::ServiceSpawn { socket: shown.clone(), why: e.to_string() })?;
-    let pid = child.id().unwrap_or(0);
+    // A pid of 0 would signal kiln's own group: a child without one is an error.
+    let pid = child
+        .id()
+        .filter(|&pid| pid > 0)
+        .ok_or_else(|| ApiError::ServiceSpawn { socket: shown.clone(), why: "it exited at once".into() })?;
     let group = GroupGuard::new(pid);
     let stderr = Arc::new(Mutex::new(VecDeque::new()));
     if let Some(mut err) = child.stderr.take() {
@@ -449,7 +540,8 @@ async fn start_podman(program: &Path, run_dir: &Path) -> Result<EngineApi, ApiEr
         });
     }
     let service = Service { child, pid, _group: group, stderr, _short_dir: short_dir };
-    let mut api = EngineApi { kind: EngineKind::Podman, socket, service: Some(service) };
+    let mut api =
+        EngineApi { kind: EngineKind::Podman, socket, service: Some(service), cli: Some(program.to_path_buf()) };
     let started = Instant::now();
     loop {
         let exited = api.service.as_mut().and_then(|s| s.child.try_wait().ok().flatten());

@@ -28,7 +28,7 @@ use crate::exec::command::{group_alive, shell_command, signal_group};
 use crate::exec::output_lines::ChunkReader;
 use crate::exec::tail_log::TailLog;
 use crate::supervise::replica_state::Input;
-use crate::supervise::service_spec::{ContainerRun, Runner, ServiceSpec, fill_replica};
+use crate::supervise::service_spec::{ContainerRun, Drift, Runner, ServiceSpec, fill_replica};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -168,19 +168,17 @@ async fn run_attempt(
         Runner::Container(c) => format!("{} run {}", c.engine.name(), c.image),
     };
     // A service with synced files: its new container is created, given them, then started.
-    let mut after_start: Option<(Arc<EngineApi>, SyncBatch, std::path::PathBuf)> = None;
+    let mut after_start: Option<AfterStart> = None;
     let mut checked_name = false;
     if let Runner::Container(run) = &spec.runner
         && let Some(drift) = &run.drift
-        && let Some((batch, Some(api))) = drift.now()
+        && let Some((batch, Some(api), version)) = drift.now()
     {
         match create_with_drift(run, spec, replica, handover.is_some(), &api, batch, &drift.tmp).await {
             Ok((start, deletes)) => {
                 command = start;
                 checked_name = true;
-                if !deletes.is_empty() {
-                    after_start = Some((api, SyncBatch { copies: Vec::new(), deletes }, drift.tmp.clone()));
-                }
+                after_start = Some(AfterStart { api, deletes, drift: drift.clone(), version });
             }
             Err(failed) => {
                 if let Some((mut old, old_pid)) = handover {
@@ -359,27 +357,8 @@ async fn run_attempt(
         };
         p
     });
-    if let (Some((api, deletes, tmp)), Runner::Container(run)) = (after_start, &spec.runner) {
-        // Paths synced away since the image was built: removed once the container runs.
-        let name = run.name(&spec.name, replica);
-        let bus = bus.clone();
-        let service = spec.name.clone();
-        tokio::spawn(async move {
-            let mut last = String::new();
-            for _ in 0..50 {
-                match apply(&api, &name, &deletes, Owner::default(), &tmp).await {
-                    Ok(_) => return,
-                    Err(e) => last = e.to_string(),
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            bus.publish(Event::ServiceOutput {
-                service,
-                replica,
-                stream: Stream::Stderr,
-                line: format!("kiln: files deleted since the image was built are still in the new container: {last}"),
-            });
-        });
+    if let (Some(after), Runner::Container(run)) = (after_start, &spec.runner) {
+        tokio::spawn(after.run(run.name(&spec.name, replica), spec.name.clone(), replica, bus.clone()));
     }
     let mut ready = probe.is_none();
     report(Input::Started { probed: !ready }, None);
@@ -439,6 +418,52 @@ async fn run_attempt(
                 }
             }
         }
+    }
+}
+
+/// What a container given the synced files at its creation still needs once it runs: the
+/// paths synced away removed (a created container cannot run `rm`), and what was synced
+/// while it was being created.
+struct AfterStart {
+    api: Arc<EngineApi>,
+    deletes: Vec<String>,
+    drift: Arc<Drift>,
+    /// The drift's version it was given.
+    version: u64,
+}
+
+impl AfterStart {
+    /// Waits (at most 5 s) for the container to run, then does it; what cannot be done is
+    /// said in the replica's output.
+    async fn run(self, name: String, service: String, replica: u32, bus: Arc<EventBus>) {
+        let mut last = String::new();
+        for _ in 0..50 {
+            let newer = (self.drift.version() != self.version).then(|| self.drift.now()).flatten();
+            let mut batch = SyncBatch { copies: Vec::new(), deletes: self.deletes.clone() };
+            if let Some((drift, _, _)) = newer {
+                batch.copies = drift.copies;
+            }
+            if batch.is_empty() {
+                return;
+            }
+            let owner =
+                if batch.copies.is_empty() { Ok(Owner::default()) } else { self.api.container_owner(&name).await };
+            let done = match owner {
+                Ok(owner) => apply(&self.api, &name, &batch, owner, &self.drift.tmp).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match done {
+                Ok(_) => return,
+                Err(why) => last = why,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bus.publish(Event::ServiceOutput {
+            service,
+            replica,
+            stream: Stream::Stderr,
+            line: format!("kiln: the new container does not have every synced change: {last}"),
+        });
     }
 }
 

@@ -43,6 +43,8 @@ struct Slot {
     cleanup: Option<u64>,
     /// Why it starts when begun: `deps are built`, or `scaled up`.
     begin_reason: &'static str,
+    /// Its current attempt's process or container runs (it reported `Started`).
+    started: bool,
 }
 
 impl Slot {
@@ -104,9 +106,10 @@ impl ServiceSet {
         self.services.values().filter_map(|e| e.spec.as_ref()).map(|s| s.stop_timeout).max().unwrap_or_default()
     }
 
-    /// The replicas of a service that have a process or container running now (starting,
+    /// The replicas of a service whose process or container runs now (it started; starting,
     /// ready or unhealthy): those a live update copies into, each with its attempt number
-    /// (a new number is a new container).
+    /// (a new number is a new container). One still being created is not among them: it is
+    /// given the synced files itself (see `replica_runner::create_with_drift`).
     pub fn running_replicas(&self, name: &str) -> Vec<(u32, u64)> {
         let Some(e) = self.services.get(name).filter(|e| !e.removing) else { return Vec::new() };
         e.replicas
@@ -114,6 +117,7 @@ impl ServiceSet {
             .filter(|(r, s)| {
                 **r < e.desired
                     && s.orders.is_some()
+                    && s.started
                     && matches!(s.state.phase, Phase::Starting | Phase::Ready | Phase::Unhealthy)
             })
             .map(|(r, s)| (*r, s.attempt))
@@ -280,6 +284,10 @@ impl ServiceSet {
         if matches!(observed, Input::Exited(_) | Input::StartFailed(_) | Input::Refused(_)) {
             slot.orders = None;
             slot.handover = handover;
+            slot.started = false;
+        }
+        if matches!(observed, Input::Started { .. }) {
+            slot.started = true;
         }
         let input = observed;
         self.feed(&service, replica, input);
@@ -388,6 +396,7 @@ impl ServiceSet {
                 slot.attempt += 1;
                 slot.retry_at = None;
                 let handover = slot.handover.take();
+                slot.started = false;
                 slot.orders =
                     Some(start_attempt(spec, replica, slot.attempt, handover, self.bus.clone(), self.reports.clone()));
             }
@@ -474,5 +483,6 @@ fn new_slot(p: Policy) -> Slot {
         revive: false,
         cleanup: None,
         begin_reason: "deps are built",
+        started: false,
     }
 }

@@ -75,6 +75,7 @@ pub struct Drift {
     pub api: std::sync::Mutex<Option<Arc<EngineApi>>>,
     /// Where the tar is written.
     pub tmp: PathBuf,
+    version: std::sync::atomic::AtomicU64,
 }
 
 impl Drift {
@@ -82,15 +83,30 @@ impl Drift {
         Drift { tmp, ..Drift::default() }
     }
 
-    /// What a new container is given now, with the API to give it through; `None` when
-    /// nothing was synced.
-    pub fn now(&self) -> Option<(SyncBatch, Option<Arc<EngineApi>>)> {
-        let copies = self.copies.lock().expect("drift lock is never poisoned").clone();
+    /// What a new container is given now, with the API to give it through and the version
+    /// read; `None` when nothing was synced.
+    pub fn now(&self) -> Option<(SyncBatch, Option<Arc<EngineApi>>, u64)> {
+        let copies = self.copies.lock().expect("drift lock is never poisoned");
         if copies.is_empty() {
             return None;
         }
+        let version = self.version.load(std::sync::atomic::Ordering::Acquire);
         let api = self.api.lock().expect("drift lock is never poisoned").clone();
-        Some((SyncBatch { copies, deletes: Vec::new() }, api))
+        Some((SyncBatch { copies: copies.clone(), deletes: Vec::new() }, api, version))
+    }
+
+    /// Replaces the files synced so far (a sync added some).
+    pub fn set(&self, copies: Vec<SyncCopy>, api: Option<Arc<EngineApi>>) {
+        let mut held = self.copies.lock().expect("drift lock is never poisoned");
+        *held = copies;
+        *self.api.lock().expect("drift lock is never poisoned") = api;
+        self.version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// How many times the files changed: a container given an older version gets the newer
+    /// one once it runs.
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 

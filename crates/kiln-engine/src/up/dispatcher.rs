@@ -82,7 +82,7 @@ pub async fn run_up(
     let (services, replica_rx) = ServiceSet::new(bus.clone());
     // What rounds watch to stop early: Ctrl-C or SIGTERM, and `kiln down`.
     let (round_cancel, round_cancel_rx) = watch::channel(false);
-    let (live, sync_rx) = LiveUpdates::new(&sel, bus.clone());
+    let (live, sync_rx) = LiveUpdates::new(&sel);
     live.warm_up();
     let mut d = Dispatcher {
         live,
@@ -544,6 +544,9 @@ impl Dispatcher {
                     }
                     self.services.roll(name, "a new build");
                     rolled.push((name.clone(), service.deps.clone()));
+                    if let Some(rules) = self.sel.live.get(name) {
+                        self.live.note_present(name, &rules.sync);
+                    }
                 }
             } else {
                 // `after` waits for the services of this session, not for ones not selected.
@@ -585,10 +588,14 @@ impl Dispatcher {
     /// spare are taken out of `affected`), fallbacks named, watched files restarting their
     /// services.
     fn live_updates(&mut self, batch: &Batch, affected: &mut BTreeMap<String, BTreeSet<String>>, timing: &Timing) {
-        if self.sel.live.is_empty() || batch.rescan {
+        if self.sel.live.is_empty() {
             return;
         }
-        let paths: BTreeSet<String> = batch.paths.iter().filter(|p| **p != self.config_rel).cloned().collect();
+        let mut paths: BTreeSet<String> = batch.paths.iter().filter(|p| **p != self.config_rel).cloned().collect();
+        if batch.rescan {
+            // Events were lost: every file under a sync rule or a watch glob is looked at.
+            paths.extend(self.live.all_paths(&self.sel));
+        }
         let running: BTreeMap<&str, Vec<(u32, u64)>> =
             self.sel.live.keys().map(|name| (name.as_str(), self.services.running_replicas(name))).collect();
         let services: Vec<LiveService<'_>> = self
@@ -624,8 +631,13 @@ impl Dispatcher {
             |target: &str| sel.graph.id(target).is_some_and(|id| sel.with_dependents([id]).len() > 1);
         let ignores = std::cell::RefCell::new(BTreeMap::new());
         let in_image = |target: &str, path: &str| image_sees(sel, target, path, &mut ignores.borrow_mut());
-        let plan = plan_batch(&paths, affected, &all, has_dependent_targets, in_image);
+        let mut plan = plan_batch(&paths, affected, &all, has_dependent_targets, in_image);
         drop(all);
+        if batch.rescan {
+            // What changed unseen may be anything: every image is looked at by its round.
+            plan.spared.clear();
+            plan.fallbacks.clear();
+        }
         for target in &plan.spared {
             affected.remove(target);
         }
@@ -668,13 +680,66 @@ impl Dispatcher {
     fn on_synced(&mut self, mut done: SyncDone) {
         let replicas = self.services.running_replicas(&done.service);
         self.live.finished(&self.sel, &mut done, replicas);
-        let SyncDone { service, results, restart, files, timing, finished, .. } = done;
-        let failed: Vec<(u32, String)> =
-            results.iter().filter_map(|(r, res)| res.as_ref().err().map(|e| (*r, e.clone()))).collect();
-        for (replica, why) in &failed {
-            self.services.note(&service, *replica, format!("sync failed: {why}"));
+        let SyncDone { service, results, restart, gone, timing, finished, .. } = done;
+        // A replica replaced while its copy ran has a new container, which is given every
+        // synced file before it starts: what happened to the old one no longer matters.
+        let current: BTreeMap<u32, u64> = self.services.running_replicas(&service).into_iter().collect();
+        let mut failed = false;
+        let mut reached = false;
+        for r in results {
+            if r.replica != u32::MAX && current.get(&r.replica) != Some(&r.attempt) {
+                continue;
+            }
+            reached |= r.error.is_none();
+            if let Some(why) = &r.error {
+                failed = true;
+                self.services.note(&service, r.replica, format!("sync failed: {why}"));
+            }
+            self.bus.publish(Event::ServiceSynced {
+                service: service.clone(),
+                replica: r.replica,
+                files: r.files,
+                deleted: r.deleted,
+                bytes: r.bytes,
+                duration_ms: r.duration_ms,
+                error: r.error,
+            });
         }
-        if !failed.is_empty() || results.is_empty() {
+        if failed || !reached {
+            return;
+        }
+        // A new container starts from the image, before anything can run in it: a file the
+        // image holds that was deleted would be there when its process starts. The image is
+        // built again instead (without it), and the service rolls to it.
+        let image = self.sel.live.get(&service).and_then(|l| l.image_target.clone());
+        let held = image.as_ref().and_then(|t| {
+            let mut ignores = BTreeMap::new();
+            gone.iter()
+                .find(|p| image_sees(&self.sel, t, p, &mut ignores) == InImage::Input)
+                .map(|p| (t.clone(), p.clone()))
+        });
+        if restart
+            && self.services.is_started(&service)
+            && let Some((target, path)) = held
+        {
+            self.bus.publish(Event::UpdateFallback {
+                service: service.clone(),
+                target: target.clone(),
+                path: rel_path::display(&path).into_owned(),
+                reason: "a file the image holds was deleted: a new container needs an image without it".into(),
+            });
+            let paths: BTreeSet<String> = gone.iter().cloned().collect();
+            self.pending.push(PendingUpdate {
+                timing,
+                how: "rebuilt",
+                targets: BTreeSet::from([target.clone()]),
+                services: BTreeSet::new(),
+                settled: BTreeSet::new(),
+                built: None,
+                deployed: None,
+            });
+            self.plan.add([target.as_str()], Some(&paths), false);
+            self.start_rounds();
             return;
         }
         if restart && self.services.is_started(&service) {
@@ -691,7 +756,6 @@ impl Dispatcher {
             return;
         }
         let latency = timing.latency(timing.batch, finished, finished);
-        let _ = files;
         self.bus.publish(Event::UpdateCompleted {
             cause: timing.cause,
             targets: Vec::new(),

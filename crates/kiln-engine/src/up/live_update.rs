@@ -29,7 +29,7 @@ use crate::cache::digest::Digest;
 use crate::container::engine::{Engine, container_name};
 use crate::container::engine_api::{EngineApi, Owner};
 use crate::container::sync_batch::{SyncBatch, SyncCopy, apply};
-use crate::event::{Event, EventBus, Latency};
+use crate::event::Latency;
 use crate::fs::file_index::FileIndex;
 use crate::fs::layout::Layout;
 use crate::fs::rel_path;
@@ -45,7 +45,9 @@ const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Timing {
     /// The changed paths, for people.
     pub cause: Vec<String>,
-    /// The newest modification time of the changed files that still exist: the save.
+    /// The newest status-change time (ctime) of the changed paths that still exist: the
+    /// save. Not the modification time, which a rename (`mv`), `cp -p` or `touch -d` leave
+    /// in the past while the change happened now.
     pub saved: Option<SystemTime>,
     /// When the batch's first file event arrived.
     pub first: Instant,
@@ -60,7 +62,7 @@ impl Timing {
         let saved = paths
             .iter()
             .filter_map(|p| std::fs::symlink_metadata(rel_path::under(root, p)).ok())
-            .filter_map(|m| m.modified().ok())
+            .filter_map(|m| changed_at(&m))
             .max();
         Timing { cause: rel_path::display_all(paths), saved, first: first.unwrap_or(batch), batch }
     }
@@ -79,8 +81,8 @@ impl Timing {
             .saved
             .and_then(|s| first_wall.duration_since(s).ok())
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            // A file whose time is far older than its event was not saved just now (a copy
-            // keeping its time, a checkout): its detection delay is not known.
+            // A path whose change time is far older than its event was not changed just now
+            // (another clock, an event for an older change): its detection delay is not known.
             .min(10_000);
         let detect = if detect == 10_000 { 0 } else { detect };
         Latency {
@@ -94,17 +96,39 @@ impl Timing {
     }
 }
 
+/// One replica's share of a sync job.
+#[derive(Debug, Clone)]
+pub struct ReplicaSynced {
+    pub replica: u32,
+    /// The attempt (container) it was copied into.
+    pub attempt: u64,
+    pub files: u64,
+    pub deleted: u64,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+}
+
+/// When a path's inode last changed (content, name or metadata): its ctime.
+fn changed_at(m: &std::fs::Metadata) -> Option<SystemTime> {
+    use std::os::unix::fs::MetadataExt;
+    let secs = u64::try_from(m.ctime()).ok()?;
+    let nanos = u32::try_from(m.ctime_nsec()).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+}
+
 /// What a sync job reports when every replica is done.
 #[derive(Debug)]
 pub struct SyncDone {
     pub service: String,
-    /// Per replica: done, or why not.
-    pub results: Vec<(u32, Result<(), String>)>,
+    /// Per replica: what was copied, or why not.
+    pub results: Vec<ReplicaSynced>,
     /// The users' ids learned, per replica with its attempt: reused while it runs.
     owners: Vec<(u32, (u64, Owner))>,
     /// The share asked for a restart afterwards (`sync+restart`).
     pub restart: bool,
-    pub files: usize,
+    /// Paths the job removed from the containers (gone from the tree).
+    pub gone: Vec<String>,
     pub timing: Timing,
     pub finished: Instant,
 }
@@ -122,6 +146,20 @@ struct ServiceLive {
     handle: Option<Arc<Drift>>,
     /// Each replica's container user, by the attempt that runs it.
     owners: BTreeMap<u32, (u64, Owner)>,
+    /// Paths under its sync rules that its containers may hold: files there when its image
+    /// was built (or `kiln up` started), and everything synced.
+    present: BTreeSet<String>,
+}
+
+impl ServiceLive {
+    /// Whether a container of the service may hold `path` (a file, or a directory with files).
+    fn may_hold(&self, path: &str) -> bool {
+        if self.present.contains(path) {
+            return true;
+        }
+        let dir = format!("{path}/");
+        self.present.range(dir.clone()..).next().is_some_and(|p| p.starts_with(&dir))
+    }
 }
 
 /// The engine's API, connected on first use (starting `podman system service` takes a
@@ -135,11 +173,10 @@ pub struct LiveUpdates {
     api: Api,
     services: BTreeMap<String, ServiceLive>,
     done_tx: mpsc::UnboundedSender<SyncDone>,
-    bus: Arc<EventBus>,
 }
 
 impl LiveUpdates {
-    pub fn new(sel: &Selection, bus: Arc<EventBus>) -> (LiveUpdates, mpsc::UnboundedReceiver<SyncDone>) {
+    pub fn new(sel: &Selection) -> (LiveUpdates, mpsc::UnboundedReceiver<SyncDone>) {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let root = sel.config.root.clone();
         let engine = sel
@@ -155,7 +192,6 @@ impl LiveUpdates {
             api: Arc::new(OnceCell::new()),
             services: BTreeMap::new(),
             done_tx,
-            bus,
         };
         live.follow(sel);
         (live, done_rx)
@@ -169,6 +205,7 @@ impl LiveUpdates {
             self.engine = Engine::find(sel.config.settings.engine).ok();
         }
         for (name, rules) in &sel.live {
+            self.note_present(name, &rules.sync);
             let state = self.services.entry(name.clone()).or_default();
             if rules.watch.is_empty() {
                 state.watched.clear();
@@ -183,6 +220,35 @@ impl LiveUpdates {
             }
             state.watched = watched;
         }
+    }
+
+    /// Notes the files under a service's sync rules now: its image, built from the tree,
+    /// may hold them (called when `kiln up` starts and when the image is built again).
+    pub fn note_present(&mut self, service: &str, rules: &crate::up::sync_plan::SyncRules) {
+        if rules.is_empty() {
+            return;
+        }
+        let roots: Vec<String> = rules.paths().map(str::to_string).collect();
+        let files = FileIndex::scan_small(&self.root, roots, false).paths();
+        self.services.entry(service.to_string()).or_default().present.extend(files);
+    }
+
+    /// Every file under the selected services' sync rules and watch globs (after lost
+    /// events: a rescan).
+    pub fn all_paths(&self, sel: &Selection) -> BTreeSet<String> {
+        let mut roots: Vec<String> = Vec::new();
+        for rules in sel.live.values() {
+            roots.extend(rules.sync.paths().map(str::to_string));
+            roots.extend(rules.watch.iter().map(|w| w.prefix.clone()));
+        }
+        let mut paths: BTreeSet<String> = FileIndex::scan_small(&self.root, roots, false).paths().into_iter().collect();
+        // And what they held that is gone now.
+        for state in self.services.values() {
+            paths.extend(state.drift.keys().cloned());
+            paths.extend(state.present.iter().cloned());
+            paths.extend(state.watched.keys().cloned());
+        }
+        paths
     }
 
     /// Starts connecting to the engine's API in the background, if a service syncs.
@@ -251,11 +317,20 @@ impl LiveUpdates {
         timing: Timing,
         replicas: Vec<(u32, u64)>,
     ) {
+        let mut share = share;
+        let state = self.services.entry(service.to_string()).or_default();
+        // A path gone from the tree that no container can hold (a temporary file made and
+        // renamed within the batch, say) needs no `rm`.
+        let root = &self.root;
+        share.paths.retain(|p, _| std::fs::symlink_metadata(rel_path::under(root, p)).is_ok() || state.may_hold(p));
+        if share.paths.is_empty() {
+            return;
+        }
         // What reached the service is what was synced, not the whole batch.
         let timing = Timing { cause: rel_path::display_all(share.paths.keys()), ..timing };
-        let state = self.services.entry(service.to_string()).or_default();
         for (path, to) in &share.paths {
             state.drift.insert(path.clone(), to.roots.clone());
+            state.present.insert(path.clone());
         }
         self.refresh(service);
         let state = self.services.entry(service.to_string()).or_default();
@@ -306,9 +381,7 @@ impl LiveUpdates {
         let api = self.api.get().and_then(|r| r.as_ref().ok()).cloned();
         let Some(state) = self.services.get(service) else { return };
         let Some(handle) = &state.handle else { return };
-        *handle.copies.lock().expect("drift lock is never poisoned") =
-            copies(&self.root, state.drift.iter());
-        *handle.api.lock().expect("drift lock is never poisoned") = api;
+        handle.set(copies(&self.root, state.drift.iter()), api);
     }
 
     fn start_job(
@@ -321,7 +394,6 @@ impl LiveUpdates {
     ) {
         let Some(state) = self.services.get_mut(service) else { return };
         state.in_flight = true;
-        let files = share.paths.len();
         let batch = SyncBatch {
             copies: copies(&self.root, share.paths.iter().map(|(p, to)| (p, &to.roots))),
             deletes: Vec::new(),
@@ -341,13 +413,17 @@ impl LiveUpdates {
             batch,
             exec: share.exec,
             restart: share.restart,
-            files,
+            gone: share
+                .paths
+                .keys()
+                .filter(|p| std::fs::symlink_metadata(rel_path::under(&self.root, p)).is_err())
+                .cloned()
+                .collect(),
             timing,
             engine: self.engine.clone(),
             api: self.api.clone(),
             kiln: self.layout.kiln.clone(),
             run_dir: self.run_dir(),
-            bus: self.bus.clone(),
         };
         let done = self.done_tx.clone();
         tokio::spawn(async move {
@@ -355,8 +431,15 @@ impl LiveUpdates {
         });
     }
 
-    /// Stops the engine's API service if kiln started one.
+    /// Stops the engine's API service if kiln started one (gracefully; a sync job still
+    /// holding it kills it when it ends, and the watchdog if kiln dies).
     pub async fn shutdown(&mut self) {
+        // New containers hold the API through their drift: none starts any more.
+        for state in self.services.values() {
+            if let Some(handle) = &state.handle {
+                *handle.api.lock().expect("drift lock is never poisoned") = None;
+            }
+        }
         let api = std::mem::replace(&mut self.api, Arc::new(OnceCell::new()));
         if let Some(Ok(api)) = Arc::into_inner(api).and_then(OnceCell::into_inner)
             && let Some(api) = Arc::into_inner(api)
@@ -392,13 +475,12 @@ struct Job {
     batch: SyncBatch,
     exec: Vec<String>,
     restart: bool,
-    files: usize,
+    gone: Vec<String>,
     timing: Timing,
     engine: Option<Engine>,
     api: Api,
     kiln: PathBuf,
     run_dir: PathBuf,
-    bus: Arc<EventBus>,
 }
 
 impl Job {
@@ -415,8 +497,6 @@ impl Job {
             let batch = self.batch.clone();
             let exec = self.exec.clone();
             let tmp = self.run_dir.clone();
-            let bus = self.bus.clone();
-            let service = self.service.clone();
             tasks.spawn(async move {
                 let started = Instant::now();
                 let mut known = owner;
@@ -433,37 +513,46 @@ impl Job {
                     Ok(report) => (Some(report), None),
                     Err((why, report)) => (report, Some(why)),
                 };
-                let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                bus.publish(Event::ServiceSynced {
-                    service,
+                let synced = ReplicaSynced {
                     replica,
+                    attempt,
                     files: report.as_ref().map_or(0, |r| r.files),
                     deleted: report.as_ref().map_or(0, |r| r.deleted),
                     bytes: report.as_ref().map_or(0, |r| r.bytes),
-                    duration_ms: ms,
-                    error: error.clone(),
-                });
-                (replica, known.map(|o| (attempt, o)), error.map_or(Ok(()), Err))
+                    duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    error,
+                };
+                (synced, known.map(|o| (replica, (attempt, o))))
             });
         }
         let mut results = Vec::new();
         let mut owners = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok((replica, owner, result)) => {
-                    owners.extend(owner.map(|o| (replica, o)));
-                    results.push((replica, result));
+                Ok((synced, owner)) => {
+                    owners.extend(owner);
+                    results.push(synced);
                 }
-                Err(e) => results.push((u32::MAX, Err(format!("the sync worker failed: {e}")))),
+                // A panic in one replica's copy: its replica is not known here; the
+                // service is told.
+                Err(e) => results.push(ReplicaSynced {
+                    replica: u32::MAX,
+                    attempt: 0,
+                    files: 0,
+                    deleted: 0,
+                    bytes: 0,
+                    duration_ms: 0,
+                    error: Some(format!("the sync worker failed: {e}")),
+                }),
             }
         }
-        results.sort_by_key(|(r, _)| *r);
+        results.sort_by_key(|r| r.replica);
         SyncDone {
             service: self.service,
             results,
             owners,
             restart: self.restart,
-            files: self.files,
+            gone: self.gone,
             timing: self.timing,
             finished: Instant::now(),
         }
@@ -514,4 +603,51 @@ async fn sync_one(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_container_may_hold_what_was_there_and_what_was_synced() {
+        let mut s = ServiceLive::default();
+        s.present.extend(["static/a.html".to_string(), "static/sub/b.css".to_string()]);
+        assert!(s.may_hold("static/a.html"));
+        assert!(s.may_hold("static/sub"), "a directory with files");
+        assert!(!s.may_hold("static/su"), "a prefix of a name is not a directory");
+        assert!(!s.may_hold("static/sedX1b2c3"), "a temporary made and renamed in one batch");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_breakdown_adds_up_to_the_total() {
+        let first = Instant::now();
+        tokio::time::advance(Duration::from_millis(50)).await;
+        let batch = Instant::now();
+        let timing = Timing { cause: vec!["a".into()], saved: None, first, batch };
+        tokio::time::advance(Duration::from_millis(7)).await;
+        let deployed = Instant::now();
+        tokio::time::advance(Duration::from_millis(30)).await;
+        let l = timing.latency(batch, deployed, Instant::now());
+        assert_eq!((l.detect, l.debounce, l.build, l.deploy, l.ready), (0, 50, 0, 7, 30));
+        assert_eq!(l.total, 87);
+    }
+
+    #[test]
+    fn a_renamed_path_was_saved_when_it_was_renamed_not_when_last_written() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a")).unwrap();
+        std::fs::write(dir.path().join("a/one.txt"), "1").unwrap();
+        let long_ago = SystemTime::now() - Duration::from_secs(3600);
+        for p in ["a/one.txt", "a"] {
+            std::fs::File::open(dir.path().join(p)).unwrap().set_modified(long_ago).unwrap();
+        }
+        std::fs::rename(dir.path().join("a"), dir.path().join("b")).unwrap();
+        let paths: BTreeSet<String> = ["a", "b", "b/one.txt"].iter().map(|p| p.to_string()).collect();
+        let timing = Timing::of(dir.path(), &paths, None);
+        let saved = timing.saved.expect("b exists");
+        let age = SystemTime::now().duration_since(saved).unwrap_or_default();
+        assert!(age < Duration::from_secs(60), "saved {age:?} ago");
+        assert_eq!(timing.cause, ["a", "b", "b/one.txt"]);
+    }
 }
