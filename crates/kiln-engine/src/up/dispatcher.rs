@@ -686,11 +686,15 @@ impl Dispatcher {
         let current: BTreeMap<u32, u64> = self.services.running_replicas(&service).into_iter().collect();
         let mut failed = false;
         let mut reached = false;
+        let mut files = None;
         for r in results {
             if r.replica != u32::MAX && current.get(&r.replica) != Some(&r.attempt) {
                 continue;
             }
             reached |= r.error.is_none();
+            if r.error.is_none() {
+                files = files.max(Some(r.files + r.deleted));
+            }
             if let Some(why) = &r.error {
                 failed = true;
                 self.services.note(&service, r.replica, format!("sync failed: {why}"));
@@ -761,6 +765,7 @@ impl Dispatcher {
             targets: Vec::new(),
             services: vec![service],
             how: "synced".into(),
+            files,
             latency_ms: latency,
         });
     }
@@ -787,6 +792,7 @@ impl Dispatcher {
                 targets: u.targets.iter().cloned().collect(),
                 services: u.services.iter().cloned().collect(),
                 how: u.how.into(),
+                files: None,
                 latency_ms: u.timing.latency(built, deployed, now),
             });
         }
