@@ -403,6 +403,17 @@ impl Dispatcher {
         }
         self.sel = next;
         self.live.follow(&self.sel);
+        // Sync rules added or changed without a restart: the next containers of a service
+        // are given what is synced into it from now on.
+        let config = self.sel.config.clone();
+        let live: Vec<String> = self.sel.live.keys().cloned().collect();
+        for name in &live {
+            if self.services.is_started(name)
+                && let Ok(spec) = self.spec_of(&config.services[name])
+            {
+                self.services.update(name, spec);
+            }
+        }
         let sel = &self.sel;
         self.plan.retain(|t| sel.graph.id(t).is_some_and(|id| sel.targets.contains(&id)));
         self.reconcile_services(&RunSummary::default());
