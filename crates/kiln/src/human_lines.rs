@@ -154,14 +154,14 @@ impl HumanLines {
                 };
                 vec![format!("↻ {service}: rebuilding {target}: {path} changed and {why}")]
             }
-            Event::UpdateCompleted { cause, services, targets, how, latency_ms } => {
+            Event::UpdateCompleted { cause, services, targets, how, files, latency_ms } => {
                 let who = services.join(", ");
                 let total = ms_text(latency_ms.total);
                 let line = match how.as_str() {
                     "synced" => format!(
                         "✓ {who} synced {} {} in {} (save → ready {total})",
-                        cause.len(),
-                        plural(cause.len() as u64, "file"),
+                        files.unwrap_or(cause.len() as u64),
+                        plural(files.unwrap_or(cause.len() as u64), "file"),
                         ms_text(latency_ms.deploy)
                     ),
                     "restarted" => format!(

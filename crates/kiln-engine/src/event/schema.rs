@@ -217,6 +217,10 @@ pub enum Event {
         services: Vec<String>,
         /// `synced`, `restarted` or `rebuilt`: how the change reached the services.
         how: String,
+        /// For `synced`: the files (and links and directories) copied plus the paths
+        /// removed, in each replica.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        files: Option<u64>,
         latency_ms: Latency,
     },
     #[serde(rename = "service.output")]

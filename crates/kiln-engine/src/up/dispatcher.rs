@@ -403,6 +403,17 @@ impl Dispatcher {
         }
         self.sel = next;
         self.live.follow(&self.sel);
+        // Sync rules added or changed without a restart: the next containers of a service
+        // are given what is synced into it from now on.
+        let config = self.sel.config.clone();
+        let live: Vec<String> = self.sel.live.keys().cloned().collect();
+        for name in &live {
+            if self.services.is_started(name)
+                && let Ok(spec) = self.spec_of(&config.services[name])
+            {
+                self.services.update(name, spec);
+            }
+        }
         let sel = &self.sel;
         self.plan.retain(|t| sel.graph.id(t).is_some_and(|id| sel.targets.contains(&id)));
         self.reconcile_services(&RunSummary::default());
@@ -686,11 +697,15 @@ impl Dispatcher {
         let current: BTreeMap<u32, u64> = self.services.running_replicas(&service).into_iter().collect();
         let mut failed = false;
         let mut reached = false;
+        let mut files = None;
         for r in results {
             if r.replica != u32::MAX && current.get(&r.replica) != Some(&r.attempt) {
                 continue;
             }
             reached |= r.error.is_none();
+            if r.error.is_none() {
+                files = files.max(Some(r.files + r.deleted));
+            }
             if let Some(why) = &r.error {
                 failed = true;
                 self.services.note(&service, r.replica, format!("sync failed: {why}"));
@@ -761,6 +776,7 @@ impl Dispatcher {
             targets: Vec::new(),
             services: vec![service],
             how: "synced".into(),
+            files,
             latency_ms: latency,
         });
     }
@@ -787,6 +803,7 @@ impl Dispatcher {
                 targets: u.targets.iter().cloned().collect(),
                 services: u.services.iter().cloned().collect(),
                 how: u.how.into(),
+                files: None,
                 latency_ms: u.timing.latency(built, deployed, now),
             });
         }
