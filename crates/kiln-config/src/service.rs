@@ -310,10 +310,19 @@ fn read_sync(
         );
         return None;
     }
-    let mut rules = Vec::new();
+    let mut rules: Vec<SyncRule> = Vec::new();
     let mut ok = true;
     for item in items.iter() {
         match read_sync_rule(r, item, service, kind, names) {
+            Some(rule) if rules.iter().any(|other| other.path == rule.path) => {
+                r.error(
+                    item.span(),
+                    format!("two `sync` rules of service `{service}` have `path = \"{}\"`", rule.path),
+                    "second rule for this path",
+                    Some("one rule per path: merge them, or narrow one with a deeper `path`".into()),
+                );
+                ok = false;
+            }
             Some(rule) => rules.push(rule),
             None => ok = false,
         }
@@ -428,12 +437,14 @@ fn read_sync_rule(
     let target = match (table.get("target"), rebuild) {
         (Some(n), false) => {
             let target = r.located(n, &what("target"))?;
-            if !target.text.starts_with('/') || target.text.split('/').any(|part| part == "..") {
+            let parts: Vec<&str> = target.text.split('/').collect();
+            let odd = parts.iter().skip(1).any(|p| p.is_empty() || *p == "." || *p == "..") && target.text != "/";
+            if !target.text.starts_with('/') || odd || target.text.contains(['\n', '\0']) {
                 r.error(
                     target.span,
                     format!("{} must be an absolute path in the container", what("target")),
-                    "not absolute",
-                    Some("for example `target = \"/code\"`".into()),
+                    "not an absolute path",
+                    Some("for example `target = \"/code\"`: no `.`, `..`, `//` or trailing `/`".into()),
                 );
                 return None;
             }
@@ -608,6 +619,10 @@ sync = [
   { path = "../up", target = "/code" },
   { path = "deps.txt", target = "/deps", action = "rebuild" },
   { path = "app", target = "/code", exec = "true" },
+  { path = "lib", target = "//code" },
+  { path = "lib2", target = "/code/" },
+  { path = "static", target = "/www" },
+  { path = "static/", target = "/www2" },
   { target = "/code" },
 ]
 watch = ["/etc/**"]"#,
@@ -623,6 +638,7 @@ watch = ["/etc/**"]"#,
             "a `rebuild` rule copies nothing",
             "is only run by `action = \"sync+exec\"`",
             "a `sync` rule of service `web` has no `path`",
+            "two `sync` rules of service `web` have `path = \"static\"`",
             "path in `watch` of service `web` leaves the project root",
         ] {
             assert!(e.contains(needle), "missing {needle:?} in:\n{e}");

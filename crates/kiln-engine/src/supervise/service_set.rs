@@ -393,7 +393,9 @@ impl ServiceSet {
         match action {
             Action::Start => {
                 let Some(spec) = spec else { return };
-                slot.attempt += 1;
+                // Unique in the set, not per slot: a slot made anew (a restart of the
+                // service, a scale-up) never repeats an earlier attempt's number.
+                slot.attempt = next_attempt();
                 slot.retry_at = None;
                 let handover = slot.handover.take();
                 slot.started = false;
@@ -412,7 +414,7 @@ impl ServiceSet {
                 if let (Some(handover), Some(spec)) = (slot.handover.take(), spec.clone()) {
                     // A stop overtook a podman restart: the container handed over for
                     // `run --replace` is stopped and removed instead.
-                    slot.attempt += 1;
+                    slot.attempt = next_attempt();
                     slot.cleanup = Some(slot.attempt);
                     stop_handover(spec, replica, slot.attempt, handover, self.reports.clone());
                 } else if slot.revive
@@ -451,6 +453,12 @@ impl ServiceSet {
             replicas: e.desired,
         });
     }
+}
+
+/// The next attempt number, unique in the process.
+fn next_attempt() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// What a new replica's state machine is made from.

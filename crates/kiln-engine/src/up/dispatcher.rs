@@ -730,7 +730,9 @@ impl Dispatcher {
         let held = image.as_ref().and_then(|t| {
             let mut ignores = BTreeMap::new();
             gone.iter()
-                .find(|p| image_sees(&self.sel, t, p, &mut ignores) == InImage::Input)
+                .find(|p| {
+                    self.live.image_may_hold(&service, p) && image_sees(&self.sel, t, p, &mut ignores) == InImage::Input
+                })
                 .map(|p| (t.clone(), p.clone()))
         });
         if restart

@@ -149,6 +149,8 @@ struct ServiceLive {
     /// Paths under its sync rules that its containers may hold: files there when its image
     /// was built (or `kiln up` started), and everything synced.
     present: BTreeSet<String>,
+    /// The files under its sync rules when its image was last built (or `kiln up` started).
+    imaged: BTreeSet<String>,
 }
 
 impl ServiceLive {
@@ -230,7 +232,18 @@ impl LiveUpdates {
         }
         let roots: Vec<String> = rules.paths().map(str::to_string).collect();
         let files = FileIndex::scan_small(&self.root, roots, false).paths();
-        self.services.entry(service.to_string()).or_default().present.extend(files);
+        let state = self.services.entry(service.to_string()).or_default();
+        state.imaged = files.iter().cloned().collect();
+        state.present.extend(files);
+    }
+
+    /// Whether the service's image may hold `path`: it was there when the image was last
+    /// built (or `kiln up` started).
+    pub fn image_may_hold(&self, service: &str, path: &str) -> bool {
+        self.services.get(service).is_some_and(|s| {
+            let dir = format!("{path}/");
+            s.imaged.contains(path) || s.imaged.range(dir.clone()..).next().is_some_and(|p| p.starts_with(&dir))
+        })
     }
 
     /// Every file under the selected services' sync rules and watch globs (after lost
@@ -333,6 +346,10 @@ impl LiveUpdates {
             state.present.insert(path.clone());
         }
         self.refresh(service);
+        if replicas.is_empty() {
+            // Nothing runs to copy into: its next containers are given the files.
+            return;
+        }
         let state = self.services.entry(service.to_string()).or_default();
         if state.in_flight {
             match state.queued.as_mut() {
@@ -373,7 +390,9 @@ impl LiveUpdates {
     pub fn drift(&mut self, service: &str) -> Arc<Drift> {
         let tmp = self.run_dir();
         let state = self.services.entry(service.to_string()).or_default();
-        state.handle.get_or_insert_with(|| Arc::new(Drift::new(tmp))).clone()
+        let handle = state.handle.get_or_insert_with(|| Arc::new(Drift::new(tmp))).clone();
+        self.refresh(service);
+        handle
     }
 
     /// Brings a service's drift handle up to date: its paths, and the API once connected.

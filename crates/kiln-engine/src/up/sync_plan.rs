@@ -6,7 +6,8 @@
 //! - a path under a `sync`, `sync+restart` or `sync+exec` rule (the most specific rule,
 //!   the one with the longest `path`, wins), included and not ignored, is copied into every
 //!   running replica (or removed there, if it is gone);
-//! - a path under a rule but ignored (or not included) does nothing for that service;
+//! - a path under a rule but ignored does nothing for that service; one its `include`
+//!   leaves out is not covered by it (a less specific rule may cover it);
 //! - an image target the batch affects is built again unless every path that affects it is
 //!   carried by a live update for every service that runs it. Otherwise the first path that
 //!   is not (no rule matched it, or a `rebuild` rule did) is named in an `update.fallback`
@@ -103,20 +104,25 @@ impl SyncRules {
 
     /// What a change of `path` (relative to the project) does.
     pub fn fate(&self, path: &str) -> Fate {
-        let Some((index, rule)) =
-            self.rules.iter().enumerate().filter(|(_, r)| is_under(path, &r.path)).max_by_key(|(_, r)| r.path.len())
+        // Globs match the part below the rule's path; a rule naming a file matches its name.
+        let rest = |rule: &Rule| match path.strip_prefix(rule.path.as_str()).and_then(|r| r.strip_prefix('/')) {
+            Some(rest) => rest.to_string(),
+            None => path.rsplit('/').next().unwrap_or(path).to_string(),
+        };
+        // A rule whose `include` leaves a path out does not cover it: a less specific rule
+        // may, else nothing does (and an image input rebuilds).
+        let Some((index, rule)) = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| is_under(path, &r.path))
+            .filter(|(_, r)| r.include.is_empty() || r.include.iter().any(|g| g.is_match(rest(r))))
+            .max_by_key(|(_, r)| r.path.len())
         else {
             return Fate::Unmatched;
         };
         let Some(target) = &rule.target else { return Fate::Rebuild };
-        // Globs match the part below the rule's path; a rule naming a file matches its name.
-        let rest = match path.strip_prefix(rule.path.as_str()).and_then(|r| r.strip_prefix('/')) {
-            Some(rest) => rest,
-            None => path.rsplit('/').next().unwrap_or(path),
-        };
-        let ignored = rule.ignore.iter().any(|g| g.is_match(rest));
-        let included = rule.include.is_empty() || rule.include.iter().any(|g| g.is_match(rest));
-        if ignored || !included {
+        if rule.ignore.iter().any(|g| g.is_match(rest(rule))) {
             return Fate::Skip;
         }
         let container = match path.strip_prefix(rule.path.as_str()).and_then(|r| r.strip_prefix('/')) {
@@ -198,7 +204,9 @@ pub fn plan(
     in_image: impl Fn(&str, &str) -> InImage,
 ) -> LivePlan {
     let mut out = LivePlan::default();
-    for s in services.iter().filter(|s| s.running && !s.rules.is_empty()) {
+    // Services with no replica running get their share too: nothing is copied, but the
+    // paths join what their next containers are given.
+    for s in services.iter().filter(|s| !s.rules.is_empty()) {
         let mut share = ServiceSync::default();
         for p in paths {
             if let Fate::Sync { rule, container } = s.rules.fate(p) {
@@ -313,7 +321,7 @@ mod tests {
         only_py.include = vec!["**/*.py".into()];
         let r = SyncRules::new(&[only_py]);
         assert!(matches!(r.fate("app/x/y.py"), Fate::Sync { .. }));
-        assert_eq!(r.fate("app/x/y.txt"), Fate::Skip);
+        assert_eq!(r.fate("app/x/y.txt"), Fate::Unmatched, "not covered: an image input it is rebuilds");
     }
 
     fn input(_: &str, _: &str) -> InImage {
@@ -375,7 +383,8 @@ mod tests {
         assert!(p.spared.is_empty(), "a target built on the image needs the new image");
         let stopped = LiveService { running: false, ..web(&rules) };
         let p = plan(&paths, &affected, &[stopped], |_| false, input);
-        assert!(p.spared.is_empty() && p.syncs.is_empty(), "nothing runs to copy into: the image is built");
+        assert!(p.spared.is_empty(), "nothing runs to copy into: the image is built");
+        assert!(p.syncs["web"].paths.contains_key("app/main.py"), "and its next containers are given the file");
     }
 
     #[test]
