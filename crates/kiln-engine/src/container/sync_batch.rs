@@ -369,9 +369,10 @@ fn printf_escape(raw: &[u8]) -> String {
     out
 }
 
-/// Carries `batch` into `container`: the tar is written to a temporary file in `tmp_dir` on
-/// a blocking thread, the deletions (the batch's and what vanished) run, then the tar is put;
-/// the temporary file is removed afterwards.
+/// Carries `batch` into a running `container`: the tar is written to a temporary file in
+/// `tmp_dir` on a blocking thread (paths gone since the event become deletions), the
+/// deletions run, then the tar is put; the temporary file is removed afterwards. A deletion
+/// that fails does not hold back the copy: the files are copied, then the failure returned.
 pub async fn apply(
     api: &EngineApi,
     container: &str,
@@ -379,6 +380,29 @@ pub async fn apply(
     owner: Owner,
     tmp_dir: &Path,
 ) -> Result<SyncReport, SyncError> {
+    apply_with(api, container, batch, owner, tmp_dir, true).await.map(|(report, _)| report)
+}
+
+/// [`apply`] for a container that is created but not started (nothing can run in it yet):
+/// the copies only; the deletions are returned, to be run once it runs.
+pub async fn apply_copies(
+    api: &EngineApi,
+    container: &str,
+    batch: &SyncBatch,
+    owner: Owner,
+    tmp_dir: &Path,
+) -> Result<(SyncReport, Vec<String>), SyncError> {
+    apply_with(api, container, batch, owner, tmp_dir, false).await
+}
+
+async fn apply_with(
+    api: &EngineApi,
+    container: &str,
+    batch: &SyncBatch,
+    owner: Owner,
+    tmp_dir: &Path,
+    delete_now: bool,
+) -> Result<(SyncReport, Vec<String>), SyncError> {
     let started = Instant::now();
     let mut stats = TarStats::default();
     let mut tar = None;
@@ -406,13 +430,29 @@ pub async fn apply(
             deletes.push(path.clone());
         }
     }
-    for argv in delete_commands(&deletes, DELETE_ARGV_LIMIT) {
-        let fail = |why: String| SyncError::Delete { container: container.to_string(), why };
-        let done = api.exec(container, &argv, Some("0"), DELETE_TIMEOUT).await.map_err(|e| fail(e.to_string()))?;
-        if done.exit_code != 0 {
-            let said = done.output.trim();
-            let said = if said.is_empty() { "it said nothing".to_string() } else { said.to_string() };
-            return Err(fail(format!("`{}` exited with {}: {said}", argv[0], done.exit_code)));
+    // Deletions first: a directory replaced by a link is removed before the link arrives,
+    // so no `rm` ever runs through the new link.
+    let mut delete_failed = None;
+    if delete_now {
+        for argv in delete_commands(&deletes, DELETE_ARGV_LIMIT) {
+            let fail = |why: String| SyncError::Delete { container: container.to_string(), why };
+            match api.exec(container, &argv, Some("0"), DELETE_TIMEOUT).await {
+                Err(e) => delete_failed = Some(fail(e.to_string())),
+                Ok(done) if done.exit_code == 0 => {}
+                Ok(done) => {
+                    let said = done.output.trim();
+                    let said = if said.is_empty() { "it said nothing".to_string() } else { said.to_string() };
+                    let hint = if matches!(done.exit_code, 126 | 127) {
+                        " (the image has no `rm` or `sh`: deleting synced files needs them)"
+                    } else {
+                        ""
+                    };
+                    delete_failed = Some(fail(format!("`{}` exited with {}: {said}{hint}", argv[0], done.exit_code)));
+                }
+            }
+            if delete_failed.is_some() {
+                break;
+            }
         }
     }
     if let Some(tmp) = &tar
@@ -422,13 +462,23 @@ pub async fn apply(
             .await
             .map_err(|e: ApiError| SyncError::Copy { container: container.to_string(), why: e.to_string() })?;
     }
+    let copied = tar.is_some() && stats.entries > 0;
     drop(tar);
-    Ok(SyncReport {
+    if let Some(failed) = delete_failed {
+        return Err(match failed {
+            SyncError::Delete { container, why } if copied => {
+                SyncError::Delete { container, why: format!("{why}; the changed files were copied") }
+            }
+            other => other,
+        });
+    }
+    let report = SyncReport {
         files: stats.files,
-        deleted: deletes.len() as u64,
+        deleted: if delete_now { deletes.len() as u64 } else { 0 },
         bytes: stats.bytes,
         duration: started.elapsed(),
-    })
+    };
+    Ok((report, if delete_now { Vec::new() } else { deletes }))
 }
 
 #[cfg(test)]

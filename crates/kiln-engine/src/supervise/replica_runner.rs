@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::build::worker_panic::catch_async;
 use crate::container::engine::{EngineKind, exec_words, shell_join};
 use crate::container::engine_api::{EngineApi, Owner};
-use crate::container::sync_batch::{SyncBatch, SyncCopy, apply};
+use crate::container::sync_batch::{SyncBatch, apply, apply_copies};
 use crate::event::{Event, EventBus, Stream};
 use crate::exec::command::{group_alive, shell_command, signal_group};
 use crate::exec::output_lines::ChunkReader;
@@ -172,13 +172,19 @@ async fn run_attempt(
     let mut checked_name = false;
     if let Runner::Container(run) = &spec.runner
         && let Some(drift) = &run.drift
+    {
+        // Whatever is synced from here on reaches it once it runs.
+        after_start = Some(AfterStart { deletes: Vec::new(), drift: drift.clone(), version: drift.version() });
+    }
+    if let Runner::Container(run) = &spec.runner
+        && let Some(drift) = &run.drift
         && let Some((batch, Some(api), version)) = drift.now()
     {
         match create_with_drift(run, spec, replica, handover.is_some(), &api, batch, &drift.tmp).await {
             Ok((start, deletes)) => {
                 command = start;
                 checked_name = true;
-                after_start = Some(AfterStart { api, deletes, drift: drift.clone(), version });
+                after_start = Some(AfterStart { deletes, drift: drift.clone(), version });
             }
             Err(failed) => {
                 if let Some((mut old, old_pid)) = handover {
@@ -421,40 +427,63 @@ async fn run_attempt(
     }
 }
 
-/// What a container given the synced files at its creation still needs once it runs: the
-/// paths synced away removed (a created container cannot run `rm`), and what was synced
-/// while it was being created.
+/// What a container of a service with sync rules still needs once it runs: the paths
+/// synced away removed (a created container cannot run `rm`), and what was synced while it
+/// was being created or before kiln counted it as running (the drift's version moved on).
 struct AfterStart {
-    api: Arc<EngineApi>,
     deletes: Vec<String>,
     drift: Arc<Drift>,
     /// The drift's version it was given.
     version: u64,
 }
 
+/// How long after its start a new container watches for files synced meanwhile: longer than
+/// the dispatcher takes to count it among the running replicas (then syncs include it).
+const AFTER_START_WATCH: Duration = Duration::from_secs(2);
+
 impl AfterStart {
-    /// Waits (at most 5 s) for the container to run, then does it; what cannot be done is
-    /// said in the replica's output.
-    async fn run(self, name: String, service: String, replica: u32, bus: Arc<EventBus>) {
+    /// Does it, retrying while the container is not running yet (at most 5 s); what cannot
+    /// be done is said in the replica's output.
+    async fn run(mut self, name: String, service: String, replica: u32, bus: Arc<EventBus>) {
+        let started = Instant::now();
         let mut last = String::new();
-        for _ in 0..50 {
-            let newer = (self.drift.version() != self.version).then(|| self.drift.now()).flatten();
+        loop {
+            let version = self.drift.version();
+            let newer = (version != self.version).then(|| self.drift.now()).flatten();
             let mut batch = SyncBatch { copies: Vec::new(), deletes: self.deletes.clone() };
+            let api = self.drift.api.lock().expect("drift lock is never poisoned").clone();
             if let Some((drift, _, _)) = newer {
                 batch.copies = drift.copies;
             }
-            if batch.is_empty() {
-                return;
+            if !batch.is_empty() {
+                let Some(api) = api else { return };
+                let owner =
+                    if batch.copies.is_empty() { Ok(Owner::default()) } else { api.container_owner(&name).await };
+                let done = match owner {
+                    Ok(owner) => apply(&api, &name, &batch, owner, &self.drift.tmp).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match done {
+                    Ok(_) => {
+                        self.deletes.clear();
+                        self.version = version;
+                    }
+                    // An image without `rm` or `sh` will not have them in a moment either.
+                    Err(why) if why.contains("exited with 126") || why.contains("exited with 127") => {
+                        last = why;
+                        break;
+                    }
+                    Err(why) => last = why,
+                }
             }
-            let owner =
-                if batch.copies.is_empty() { Ok(Owner::default()) } else { self.api.container_owner(&name).await };
-            let done = match owner {
-                Ok(owner) => apply(&self.api, &name, &batch, owner, &self.drift.tmp).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match done {
-                Ok(_) => return,
-                Err(why) => last = why,
+            let done = self.deletes.is_empty() && self.version == version;
+            if (done && started.elapsed() >= AFTER_START_WATCH)
+                || started.elapsed() >= 2 * AFTER_START_WATCH + AFTER_START_WATCH / 2
+            {
+                if done {
+                    return;
+                }
+                break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -490,8 +519,6 @@ async fn create_with_drift(
     {
         return Err(Input::Refused(why));
     }
-    let (present, gone): (Vec<SyncCopy>, Vec<SyncCopy>) =
-        batch.copies.into_iter().partition(|c| std::fs::symlink_metadata(c.host_path()).is_ok());
     let mut args = run.run_args(spec, replica);
     args[0] = "create".into();
     if replace {
@@ -524,18 +551,20 @@ async fn create_with_drift(
             )));
         }
     }
+    // Paths gone from the tree are removed once it runs (a created container runs nothing).
     let given = async {
         let owner = api.container_owner(&name).await.map_err(|e| e.to_string())?;
-        apply(api, &name, &SyncBatch { copies: present, deletes: Vec::new() }, owner, tmp)
-            .await
-            .map_err(|e| e.to_string())
+        apply_copies(api, &name, &batch, owner, tmp).await.map_err(|e| e.to_string())
     };
-    if let Err(why) = given.await {
-        let engine = run.engine.clone();
-        let gone_name = name.clone();
-        let _ = tokio::task::spawn_blocking(move || engine.query(&["rm", "-f", "-t", "0", &gone_name])).await;
-        return Err(Input::StartFailed(format!("cannot give the new container the synced files: {why}")));
-    }
+    let gone = match given.await {
+        Ok((_, gone)) => gone,
+        Err(why) => {
+            let engine = run.engine.clone();
+            let gone_name = name.clone();
+            let _ = tokio::task::spawn_blocking(move || engine.query(&["rm", "-f", "-t", "0", &gone_name])).await;
+            return Err(Input::StartFailed(format!("cannot give the new container the synced files: {why}")));
+        }
+    };
     let mut start = tokio::process::Command::new(&run.engine.program);
     start
         .args(["start", "--attach", &name])
@@ -545,7 +574,7 @@ async fn create_with_drift(
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     start.process_group(0);
-    Ok((start, gone.iter().map(SyncCopy::container_path).collect()))
+    Ok((start, gone))
 }
 
 /// The longest `ENGINE create` may take.

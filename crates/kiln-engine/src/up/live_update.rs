@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{OnceCell, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::cache::digest::Digest;
@@ -35,7 +35,7 @@ use crate::fs::layout::Layout;
 use crate::fs::rel_path;
 use crate::supervise::service_spec::Drift;
 use crate::up::selection::Selection;
-use crate::up::sync_plan::ServiceSync;
+use crate::up::sync_plan::{Fate, ServiceSync, SyncRules};
 
 /// How long one `exec` of a `sync+exec` rule may run.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -151,6 +151,8 @@ struct ServiceLive {
     present: BTreeSet<String>,
     /// The files under its sync rules when its image was last built (or `kiln up` started).
     imaged: BTreeSet<String>,
+    /// Its sync rules.
+    rules: SyncRules,
 }
 
 impl ServiceLive {
@@ -166,7 +168,22 @@ impl ServiceLive {
 
 /// The engine's API, connected on first use (starting `podman system service` takes a
 /// moment, so it starts with `kiln up` when a service has sync rules).
-type Api = Arc<OnceCell<Result<Arc<EngineApi>, String>>>;
+type Api = Arc<tokio::sync::Mutex<Option<Arc<EngineApi>>>>;
+
+/// The API, connected now if it is not (or its `podman system service` has gone: it is
+/// started again); a failure is not kept, so the next job tries again.
+async fn api_now(api: &Api, engine: &Engine, kiln: &Path, run_dir: &Path) -> Result<Arc<EngineApi>, String> {
+    let mut held = api.lock().await;
+    if let Some(current) = held.as_ref()
+        && current.service_pid().is_none_or(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+    {
+        return Ok(current.clone());
+    }
+    *held = None;
+    let fresh = connect(engine.clone(), kiln.to_path_buf(), run_dir.to_path_buf()).await?;
+    *held = Some(fresh.clone());
+    Ok(fresh)
+}
 
 pub struct LiveUpdates {
     root: PathBuf,
@@ -191,7 +208,7 @@ impl LiveUpdates {
             layout: Layout::new(&root),
             root,
             engine,
-            api: Arc::new(OnceCell::new()),
+            api: Arc::new(tokio::sync::Mutex::new(None)),
             services: BTreeMap::new(),
             done_tx,
         };
@@ -208,6 +225,7 @@ impl LiveUpdates {
         }
         for (name, rules) in &sel.live {
             self.note_present(name, &rules.sync);
+            self.services.entry(name.clone()).or_default().rules = rules.sync.clone();
             let state = self.services.entry(name.clone()).or_default();
             if rules.watch.is_empty() {
                 state.watched.clear();
@@ -271,7 +289,7 @@ impl LiveUpdates {
             let run_dir = self.run_dir();
             let kiln = self.layout.kiln.clone();
             tokio::spawn(async move {
-                let _ = api.get_or_init(|| connect(engine, kiln, run_dir)).await;
+                let _ = api_now(&api, &engine, &kiln, &run_dir).await;
             });
         }
     }
@@ -397,10 +415,12 @@ impl LiveUpdates {
 
     /// Brings a service's drift handle up to date: its paths, and the API once connected.
     fn refresh(&mut self, service: &str) {
-        let api = self.api.get().and_then(|r| r.as_ref().ok()).cloned();
+        let connected = self.api.try_lock().ok().map(|held| held.clone());
         let Some(state) = self.services.get(service) else { return };
         let Some(handle) = &state.handle else { return };
-        handle.set(copies(&self.root, state.drift.iter()), api);
+        // Being connected right now: the handle keeps the API it has.
+        let api = connected.unwrap_or_else(|| handle.api.lock().expect("drift lock is never poisoned").clone());
+        handle.set(copies(&self.root, &state.rules, state.drift.iter()), api);
     }
 
     fn start_job(
@@ -414,7 +434,7 @@ impl LiveUpdates {
         let Some(state) = self.services.get_mut(service) else { return };
         state.in_flight = true;
         let batch = SyncBatch {
-            copies: copies(&self.root, share.paths.iter().map(|(p, to)| (p, &to.roots))),
+            copies: copies(&self.root, &state.rules, share.paths.iter().map(|(p, to)| (p, &to.roots))),
             deletes: Vec::new(),
         };
         let containers: Vec<Replica> = replicas
@@ -459,21 +479,38 @@ impl LiveUpdates {
                 *handle.api.lock().expect("drift lock is never poisoned") = None;
             }
         }
-        let api = std::mem::replace(&mut self.api, Arc::new(OnceCell::new()));
-        if let Some(Ok(api)) = Arc::into_inner(api).and_then(OnceCell::into_inner)
-            && let Some(api) = Arc::into_inner(api)
-        {
+        let held = self.api.lock().await.take();
+        if let Some(api) = held.and_then(Arc::into_inner) {
             api.shutdown().await;
         }
     }
 }
 
-fn copies<'a>(root: &Path, paths: impl Iterator<Item = (&'a String, &'a (String, String))>) -> Vec<SyncCopy> {
-    paths
-        .filter_map(|(path, (host_root, container_root))| {
-            SyncCopy::under(&rel_path::under(root, host_root), container_root, &rel_path::under(root, path))
-        })
-        .collect()
+/// The copies of changed paths. A directory (one moved in, say) is given as the files
+/// below it that its rules sync: what `ignore` leaves out, or `include` does not take, stays
+/// out of the container however it arrives.
+fn copies<'a>(
+    root: &Path,
+    rules: &SyncRules,
+    paths: impl Iterator<Item = (&'a String, &'a (String, String))>,
+) -> Vec<SyncCopy> {
+    let mut out = Vec::new();
+    for (path, (host_root, container_root)) in paths {
+        let host_root = rel_path::under(root, host_root);
+        let is_dir = std::fs::symlink_metadata(rel_path::under(root, path)).is_ok_and(|m| m.is_dir());
+        if !is_dir {
+            out.extend(SyncCopy::under(&host_root, container_root, &rel_path::under(root, path)));
+            continue;
+        }
+        for file in FileIndex::scan_small(root, [path.clone()], false).paths() {
+            if matches!(rules.fate(&file), Fate::Sync { .. }) {
+                out.extend(SyncCopy::under(&host_root, container_root, &rel_path::under(root, &file)));
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    out.retain(|c| seen.insert(c.host_path()));
+    out
 }
 
 fn digest(root: &Path, rel: &str) -> Option<Digest> {
@@ -506,9 +543,7 @@ impl Job {
     async fn run(self) -> SyncDone {
         let api = match &self.engine {
             None => Err("no container engine was found (podman or docker)".to_string()),
-            Some(engine) => {
-                self.api.get_or_init(|| connect(engine.clone(), self.kiln.clone(), self.run_dir.clone())).await.clone()
-            }
+            Some(engine) => api_now(&self.api, engine, &self.kiln, &self.run_dir).await,
         };
         let mut tasks = tokio::task::JoinSet::new();
         for Replica { replica, attempt, container, owner } in self.containers.clone() {
