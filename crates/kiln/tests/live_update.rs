@@ -901,3 +901,70 @@ fn a_deletion_under_sync_restart_rebuilds_so_the_new_container_starts_without_th
     let (code, _) = up.stop();
     assert_eq!(code, 130);
 }
+
+#[test]
+fn a_directory_moved_in_keeps_what_ignore_leaves_out_and_a_lost_api_service_is_started_again() {
+    let live = Live::new(
+        "moved",
+        &format!(
+            "{WEB}sync = [{{ path = \"app/www\", target = \"/www\", ignore = [\"**/.env\", \"**/__pycache__/**\"] }}]\n"
+        ),
+        "COPY www /www\n",
+    );
+    let p = &live.p;
+    let web = live.name("web", 0);
+    let mut up = Up::start(p, &[]);
+    up.wait_seen("web ready", |e| phase(e, "web", 0, "ready"));
+
+    // A package made elsewhere and moved in arrives as one directory event.
+    let outside = tempfile::tempdir().expect("tempdir");
+    let pkg = outside.path().join("pkg");
+    std::fs::create_dir_all(pkg.join("__pycache__")).unwrap();
+    std::fs::write(pkg.join("a.txt"), "a\n").unwrap();
+    std::fs::write(pkg.join(".env"), "SECRET=1\n").unwrap();
+    std::fs::write(pkg.join("__pycache__/m.pyc"), "pyc").unwrap();
+    std::fs::rename(&pkg, p.path("app/www/pkg")).unwrap();
+    up.wait_for("the package synced", |e| is(e, "update.completed") && e["how"] == "synced");
+    assert_eq!(cat(&web, "/www/pkg/a.txt"), "a\n");
+    assert!(!exists_in(&web, "/www/pkg/.env"), "ignored files stay out, however they arrive");
+    assert!(!exists_in(&web, "/www/pkg/__pycache__/m.pyc"));
+
+    // The API's service kiln started dies: the next sync starts it again.
+    let socket = p.path(".kiln/run/podman.sock").display().to_string();
+    let killed =
+        Command::new("pkill").args(["-KILL", "-f", &format!("system service --time=0 unix://{socket}")]).status();
+    assert!(killed.is_ok_and(|s| s.success()), "kiln's podman system service for {socket} was running");
+    p.write("app/www/index.html", "v3\n");
+    wait_updates(&mut up, "synced", &["app/www/index.html"]);
+    assert_eq!(cat(&web, "/www/index.html"), "v3\n");
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}
+
+#[test]
+fn a_deletion_in_an_image_without_rm_still_copies_the_rest_and_says_why() {
+    let live = Live::new(
+        "no-rm",
+        &format!("{WEB}sync = [{{ path = \"app/www\", target = \"/www\" }}]\n"),
+        "COPY www /www\nRUN [\"/bin/busybox\", \"rm\", \"/bin/rm\"]\n",
+    );
+    let p = &live.p;
+    p.write("app/www/old.txt", "old\n");
+    let web = live.name("web", 0);
+    let mut up = Up::start(p, &[]);
+    up.wait_seen("web ready", |e| phase(e, "web", 0, "ready"));
+    let mark = up.seen.len();
+    p.write("app/www/index.html", "v2\n");
+    std::fs::remove_file(p.path("app/www/old.txt")).unwrap();
+    let synced = up.wait_for("service.synced", |e| is(e, "service.synced"));
+    let error = synced["error"].as_str().unwrap_or_else(|| panic!("an error: {synced}"));
+    assert!(error.contains("the image has no `rm` or `sh`"), "{error}");
+    assert!(error.ends_with("the changed files were copied"), "{error}");
+    assert_eq!(cat(&web, "/www/index.html"), "v2\n", "one deletion does not hold back the batch");
+    up.wait_seen("the reason on the replica", |e| {
+        is(e, "service.phase") && e["reason"].as_str().is_some_and(|r| r.starts_with("sync failed:"))
+    });
+    assert_no_rebuild(&up, mark);
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}

@@ -8,7 +8,7 @@ last=""
 while :; do
   now=""
   for p in $paths; do
-    sum=$(busybox wget -q -O - "http://127.0.0.1:18470$p" 2>/dev/null | md5sum | cut -c1-8)
+    sum=$(busybox wget -q -O - "http://127.0.0.1:${WEB_PORT}$p" 2>/dev/null | md5sum | cut -c1-8)
     now="$now $p=$sum"
     case "$last" in
       *" $p=$sum"*) ;;

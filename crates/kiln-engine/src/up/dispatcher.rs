@@ -84,6 +84,7 @@ pub async fn run_up(
     let (round_cancel, round_cancel_rx) = watch::channel(false);
     let (live, sync_rx) = LiveUpdates::new(&sel);
     live.warm_up();
+    warn_missing_sync_paths(&sel, &bus);
     let mut d = Dispatcher {
         live,
         pending: Vec::new(),
@@ -403,6 +404,7 @@ impl Dispatcher {
         }
         self.sel = next;
         self.live.follow(&self.sel);
+        warn_missing_sync_paths(&self.sel, &self.bus);
         // Sync rules added or changed without a restart: the next containers of a service
         // are given what is synced into it from now on.
         let config = self.sel.config.clone();
@@ -692,6 +694,7 @@ impl Dispatcher {
         let replicas = self.services.running_replicas(&done.service);
         self.live.finished(&self.sel, &mut done, replicas);
         let SyncDone { service, results, restart, gone, timing, finished, .. } = done;
+        let batch_at = timing.batch;
         // A replica replaced while its copy ran has a new container, which is given every
         // synced file before it starts: what happened to the old one no longer matters.
         let current: BTreeMap<u32, u64> = self.services.running_replicas(&service).into_iter().collect();
@@ -767,7 +770,8 @@ impl Dispatcher {
                 targets: BTreeSet::new(),
                 services: BTreeSet::from([service]),
                 settled: BTreeSet::new(),
-                built: Some(finished),
+                // Nothing is built: copying and replacing the containers are the deploy.
+                built: Some(batch_at),
                 deployed: None,
             });
             return;
@@ -856,6 +860,23 @@ fn image_sees(
         None => InImage::Input,
         Some(rules) if rules.excludes(inside) => InImage::Outside,
         Some(_) => InImage::Input,
+    }
+}
+
+/// Says which sync rules name a path that does not exist (a typo, or made later): they
+/// sync nothing until it does.
+fn warn_missing_sync_paths(sel: &Selection, bus: &EventBus) {
+    for (service, rules) in &sel.live {
+        for path in rules.sync.paths() {
+            if std::fs::symlink_metadata(rel_path::under(&sel.config.root, path)).is_err() {
+                bus.publish(Event::Notice {
+                    level: NoticeLevel::Warning,
+                    message: format!(
+                        "service `{service}`: the sync path `{path}` does not exist; nothing under it is synced until it does (a typo in kiln.toml?)"
+                    ),
+                });
+            }
+        }
     }
 }
 

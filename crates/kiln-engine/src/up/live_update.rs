@@ -174,8 +174,9 @@ type Api = Arc<tokio::sync::Mutex<Option<Arc<EngineApi>>>>;
 /// started again); a failure is not kept, so the next job tries again.
 async fn api_now(api: &Api, engine: &Engine, kiln: &Path, run_dir: &Path) -> Result<Arc<EngineApi>, String> {
     let mut held = api.lock().await;
+    // One ping (about a millisecond) tells a live service from one that is gone.
     if let Some(current) = held.as_ref()
-        && current.service_pid().is_none_or(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+        && current.ping(Duration::from_secs(2)).await.is_ok()
     {
         return Ok(current.clone());
     }
@@ -379,9 +380,9 @@ impl LiveUpdates {
                             queued.exec.push(cmd);
                         }
                     }
+                    // One update for both: measured from the first save, its wait behind the
+                    // job in flight counted as deploying.
                     queued_timing.cause.extend(timing.cause);
-                    queued_timing.batch = timing.batch;
-                    queued_timing.saved = queued_timing.saved.max(timing.saved);
                 }
                 None => state.queued = Some((share, timing)),
             }
