@@ -385,6 +385,17 @@ impl Dispatcher {
 
     /// Switches to a new configuration; returns the targets it asks to build.
     fn apply_reload(&mut self, next: Selection) -> BTreeSet<String> {
+        // Services whose sync rules changed get everything under them copied anew (a new
+        // `target` is filled, a narrower `ignore` takes effect).
+        let resync: Vec<String> = next
+            .live
+            .keys()
+            .filter(|name| {
+                let before = self.sel.config.services.get(*name).map(|s| &s.sync);
+                before.is_some_and(|b| *b != next.config.services[*name].sync)
+            })
+            .cloned()
+            .collect();
         self.bus.publish(reloaded_event(&self.sel.config, &next.config));
         let plan = ReloadPlan::between(&self.sel, &next);
         // Stopped services that are still selected start again once their replicas are
@@ -405,6 +416,9 @@ impl Dispatcher {
         self.sel = next;
         self.live.follow(&self.sel);
         warn_missing_sync_paths(&self.sel, &self.bus);
+        for service in resync {
+            self.resync(&service);
+        }
         // Sync rules added or changed without a restart: the next containers of a service
         // are given what is synced into it from now on.
         let config = self.sel.config.clone();
@@ -686,6 +700,26 @@ impl Dispatcher {
             });
         }
         self.on_settled();
+    }
+
+    /// Copies every file under a service's sync rules into its running replicas.
+    fn resync(&mut self, service: &str) {
+        let Some(rules) = self.sel.live.get(service) else { return };
+        let roots: Vec<String> = rules.sync.paths().map(str::to_string).collect();
+        let paths: BTreeSet<String> =
+            FileIndex::scan_small(&self.sel.config.root, roots, false).paths().into_iter().collect();
+        let replicas = self.services.running_replicas(service);
+        let one = [LiveService {
+            name: service,
+            image_target: rules.image_target.as_deref(),
+            rules: &rules.sync,
+            running: !replicas.is_empty(),
+        }];
+        let mut plan = plan_batch(&paths, &BTreeMap::new(), &one, |_| false, |_, _| InImage::Input);
+        if let Some(share) = plan.syncs.remove(service) {
+            let timing = Timing::of(&self.sel.config.root, &BTreeSet::new(), None);
+            self.live.sync(&self.sel, service, share, timing, replicas);
+        }
     }
 
     /// A sync job reported: failures are said on the service, a `sync+restart` restarts it,
