@@ -23,6 +23,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// The `env_file`s of targets and services, relative to the root: read with kiln.toml,
+    /// so a change to one is a change of the configuration.
+    pub fn env_files(&self) -> std::collections::BTreeSet<String> {
+        let targets = self.targets.values().filter_map(|t| t.env_file.clone());
+        targets.chain(self.services.values().filter_map(|s| s.env_file.clone())).collect()
+    }
+
     /// Whether some service runs a container (so a container engine is involved).
     pub fn runs_containers(&self) -> bool {
         self.services.values().any(|s| matches!(s.kind, crate::ServiceKind::Image(_)))

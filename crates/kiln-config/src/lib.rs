@@ -6,6 +6,7 @@
 mod address;
 mod config;
 mod diagnostic;
+mod dotenv;
 mod duration;
 mod loader;
 mod profile;
@@ -19,6 +20,7 @@ mod validate;
 
 pub use config::{Config, EngineChoice, Settings};
 pub use diagnostic::{Diagnostic, Diagnostics, MAX_SHOWN};
+pub use dotenv::{DotenvError, parse_dotenv};
 pub use duration::{format_duration, parse_duration};
 pub use loader::{CONFIG_FILE, LoadError, find_config, load, parse_bytes, parse_str};
 pub use service::{Probe, ProbeCheck, RestartPolicy, Service, ServiceKind, SyncAction, SyncRule};

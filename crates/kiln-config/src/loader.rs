@@ -101,6 +101,7 @@ fn file_name(path: &Path) -> String {
 pub fn parse_str(text: &str, display_path: &Path, root: &Path, profile: Option<&str>) -> Result<Config, LoadError> {
     let source = Arc::new(SourceText::new(text));
     let mut reader = Reader::new(display_path.to_path_buf(), source);
+    reader.root = root.to_path_buf();
     let mut doc = match DeTable::parse(text) {
         Ok(doc) => doc.into_inner(),
         Err(e) => {

@@ -25,6 +25,8 @@ pub(crate) struct Located {
 
 pub(crate) struct Reader {
     pub path: PathBuf,
+    /// The project root, where the files kiln.toml names (`env_file`, `dir`) are.
+    pub root: PathBuf,
     pub source: Arc<SourceText>,
     pub diags: Vec<Diagnostic>,
     /// (span, message) of every error recorded: a profile re-reads the file and finds the
@@ -66,7 +68,7 @@ pub(crate) fn type_name(value: &DeValue<'_>) -> &'static str {
 
 impl Reader {
     pub fn new(path: PathBuf, source: Arc<SourceText>) -> Self {
-        Reader { path, source, diags: Vec::new(), seen: HashSet::new(), suggestions: HashMap::new() }
+        Reader { path, root: PathBuf::from("."), source, diags: Vec::new(), seen: HashSet::new(), suggestions: HashMap::new() }
     }
 
     /// Whether no mistake has been recorded.
@@ -270,6 +272,47 @@ impl Reader {
             }
         }
         ok.then_some(out)
+    }
+
+    /// `env_file = "PATH"`: the file (relative to the root) read as dotenv lines. A file that
+    /// is missing, unreadable, not UTF-8 or not dotenv is an error at the value, naming the
+    /// line. Returns the path and the variables.
+    pub fn env_file(&mut self, node: &Node<'_>, what: &str) -> Option<(String, BTreeMap<String, String>)> {
+        let path = self.located(node, what)?;
+        if !crate::validate::check_relative(self, &path, what) {
+            return None;
+        }
+        let full = self.root.join(&path.text);
+        let fail = |r: &mut Reader, message: String, label: &str, hint: &str| {
+            r.error(path.span.clone(), message, label.to_string(), Some(hint.to_string()));
+            None
+        };
+        let bytes = match std::fs::read(&full) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return fail(
+                    self,
+                    format!("{what} `{}` does not exist", path.text),
+                    "no such file",
+                    "create it (KEY=VALUE lines), or remove `env_file`; its path is relative to the directory holding kiln.toml",
+                );
+            }
+            Err(e) => {
+                return fail(self, format!("cannot read {what} `{}`: {e}", path.text), "unreadable", "check its permissions");
+            }
+        };
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            return fail(self, format!("{what} `{}` is not UTF-8", path.text), "not UTF-8", "save it as UTF-8");
+        };
+        match crate::dotenv::parse_dotenv(text) {
+            Ok(vars) => Some((path.text, vars)),
+            Err(e) => fail(
+                self,
+                format!("{what} `{}`, line {}: {}", path.text, e.line, e.why),
+                "in this file",
+                "each line is KEY=VALUE (quotes and # comments allowed)",
+            ),
+        }
     }
 
     /// A table of scalars as strings (`env`, `args`): numbers and booleans are written out.

@@ -16,7 +16,12 @@ pub struct Service {
     pub volumes: Vec<String>,
     /// For container services: the command run in the container instead of the image's.
     pub command: Option<String>,
+    /// `env_file`'s variables, then `env` over them.
     pub env: BTreeMap<String, String>,
+    /// The dotenv file its environment was read from, relative to the project root.
+    pub env_file: Option<String>,
+    /// For a process service: its working directory, relative to the project root.
+    pub dir: Option<String>,
     pub replicas: u32,
     pub restart: RestartPolicy,
     pub ready: Option<Probe>,
@@ -137,6 +142,8 @@ const SERVICE_KEYS: &[&str] = &[
     "stop_timeout",
     "sync",
     "watch",
+    "env_file",
+    "dir",
 ];
 const SYNC_KEYS: &[&str] = &["path", "target", "ignore", "include", "action", "exec"];
 const PROBE_KEYS: &[&str] = &["http", "tcp", "cmd", "log", "period", "timeout", "failures"];
@@ -223,7 +230,47 @@ impl Service {
         });
         let volumes = list(r, "volumes");
         let command = field("command").map_or(Some(None), |n| r.string(n, &what("command")).map(Some));
-        let env = field("env").map_or(Some(BTreeMap::new()), |n| r.string_map(n, &what("env")));
+        let env_file = field("env_file").map(|n| r.env_file(n, &what("env_file")));
+        let env = field("env").map_or(Some(BTreeMap::new()), |n| r.string_map(n, &what("env"))).and_then(|env| {
+            // `env` wins over `env_file`.
+            match &env_file {
+                Some(Some((_, vars))) => Some(vars.clone().into_iter().chain(env).collect()),
+                Some(None) => None,
+                None => Some(env),
+            }
+        });
+        let env_file = match env_file {
+            Some(Some((path, _))) => Some(Some(path)),
+            Some(None) => None,
+            None => Some(None),
+        };
+        let dir = match field("dir") {
+            None => Some(None),
+            Some(n) => {
+                let dir = r.located(n, &what("dir"))?;
+                if let Some(ServiceKind::Image(_)) = &kind {
+                    r.error(
+                        dir.span.clone(),
+                        format!("`dir` of service `{}` is for process services", name.text),
+                        "a container service",
+                        Some("a container's working directory comes from its image (`WORKDIR`)".into()),
+                    );
+                    None
+                } else if !crate::validate::check_relative(r, &dir, &what("dir")) {
+                    None
+                } else if !r.root.join(&dir.text).is_dir() {
+                    r.error(
+                        dir.span.clone(),
+                        format!("`dir` of service `{}` is not a directory: `{}`", name.text, dir.text),
+                        "no such directory",
+                        Some("it is relative to the directory holding kiln.toml".into()),
+                    );
+                    None
+                } else {
+                    Some(Some(dir.text))
+                }
+            }
+        };
         let restart = field("restart").map_or(Some(RestartPolicy::OnFailure), |n| {
             let text = r.located(n, &what("restart"))?;
             let policy = RestartPolicy::parse(&text.text);
@@ -270,6 +317,8 @@ impl Service {
                 volumes: volumes?.into_iter().map(|v| v.text).collect(),
                 command: command?,
                 env: env?,
+                env_file: env_file?,
+                dir: dir?,
                 replicas: u32::try_from(replicas?).ok()?,
                 restart: restart?,
                 ready: ready?,
@@ -656,5 +705,62 @@ watch = ["/etc/**"]"#,
         let web = read("cmd = \"./serve\"\nwatch = [\"config/*.toml\", \"templates/**\"]");
         assert_eq!(web.watch, ["config/*.toml", "templates/**"]);
         assert!(web.sync.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod env_file_tests {
+    use std::path::Path;
+
+    use crate::{LoadError, parse_str};
+
+    fn load(root: &Path, text: &str) -> Result<crate::Config, String> {
+        match parse_str(text, Path::new("kiln.toml"), root, None) {
+            Ok(c) => Ok(c),
+            Err(LoadError::Invalid(d)) => Err(d.render(false)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn env_wins_over_env_file_for_targets_and_services() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(".env"), "# settings\nA=from-file\nB=\"two words\" # c\n").unwrap();
+        std::fs::create_dir(dir.path().join("srv")).unwrap();
+        let c = load(
+            dir.path(),
+            "[target.t]\ncmd = \"true\"\nenv_file = \".env\"\nenv = { A = \"from-env\" }\n\
+             [service.s]\ncmd = \"./run\"\ndir = \"srv\"\nenv_file = \".env\"\n",
+        )
+        .expect("valid");
+        let t = &c.targets["t"];
+        assert_eq!((t.env["A"].as_str(), t.env["B"].as_str()), ("from-env", "two words"));
+        assert_eq!(t.env_file.as_deref(), Some(".env"));
+        let s = &c.services["s"];
+        assert_eq!(s.env["A"], "from-file");
+        assert_eq!(s.dir.as_deref(), Some("srv"));
+        assert_eq!(c.env_files().into_iter().collect::<Vec<_>>(), [".env"]);
+    }
+
+    #[test]
+    fn a_missing_or_broken_env_file_and_a_bad_dir_are_errors_with_spans() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("bad.env"), "A=1\nnot a line\n").unwrap();
+        let e = load(
+            dir.path(),
+            "[target.t]\ncmd = \"true\"\nenv_file = \"missing.env\"\n\
+             [service.s]\ncmd = \"./run\"\nenv_file = \"bad.env\"\ndir = \"nowhere\"\n\
+             [service.c]\nimage = \"localhost/x:1\"\ndir = \"srv\"\n",
+        )
+        .expect_err("invalid");
+        for needle in [
+            "`env_file` of target `t` `missing.env` does not exist",
+            "kiln.toml:3:12",
+            "`env_file` of service `s` `bad.env`, line 2: expected `KEY=VALUE`",
+            "`dir` of service `s` is not a directory: `nowhere`",
+            "`dir` of service `c` is for process services",
+        ] {
+            assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
+        }
     }
 }

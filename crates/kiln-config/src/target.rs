@@ -13,7 +13,10 @@ pub struct Target {
     /// Files, directories or globs relative to the project root.
     pub outputs: Vec<String>,
     pub deps: Vec<String>,
+    /// Its environment: `env_file`'s variables, then `env` over them. Part of its key.
     pub env: BTreeMap<String, String>,
+    /// The dotenv file its environment was read from, relative to the project root.
+    pub env_file: Option<String>,
     /// Working directory relative to the project root.
     pub dir: String,
     pub timeout: Option<Duration>,
@@ -53,7 +56,7 @@ pub(crate) struct ReadTarget {
 }
 
 const TARGET_KEYS: &[&str] =
-    &["cmd", "image", "inputs", "outputs", "deps", "env", "dir", "timeout", "retries", "cache"];
+    &["cmd", "image", "inputs", "outputs", "deps", "env", "env_file", "dir", "timeout", "retries", "cache"];
 const IMAGE_KEYS: &[&str] = &["name", "context", "file", "stage", "args"];
 
 impl Target {
@@ -108,7 +111,16 @@ impl Target {
                 names.check_target_ref(r, dep, "dependency");
             }
         }
-        let env = field("env").map_or(Some(BTreeMap::new()), |n| r.string_map(n, &what("env")));
+        let env_file = field("env_file").map(|n| r.env_file(n, &what("env_file")));
+        let env = field("env").map_or(Some(BTreeMap::new()), |n| r.string_map(n, &what("env"))).and_then(|env| {
+            // `env` wins over `env_file`.
+            match &env_file {
+                Some(Some((_, vars))) => Some(vars.clone().into_iter().chain(env).collect()),
+                Some(None) => None,
+                None => Some(env),
+            }
+        });
+        let env_file = env_file.map(|f| f.map(|(path, _)| path));
         let dir = field("dir").map_or(Some(".".to_string()), |n| {
             let dir = r.located(n, &what("dir"))?;
             crate::validate::check_relative(r, &dir, &what("dir")).then_some(dir.text)
@@ -129,6 +141,10 @@ impl Target {
                 outputs: outputs?,
                 deps: deps.iter().map(|d| d.text.clone()).collect(),
                 env: env?,
+                env_file: match env_file {
+                    Some(f) => Some(f?),
+                    None => None,
+                },
                 dir: dir?,
                 timeout: timeout?,
                 retries: u32::try_from(retries?).ok()?,

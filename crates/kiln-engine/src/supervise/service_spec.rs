@@ -228,7 +228,7 @@ impl ServiceSpec {
         Ok(ServiceSpec {
             name: service.name.clone(),
             runner,
-            dir: config.root.clone(),
+            dir: service.dir.as_ref().map_or_else(|| config.root.clone(), |d| config.root.join(d)),
             env,
             restart: service.restart,
             probe: service.ready.clone(),

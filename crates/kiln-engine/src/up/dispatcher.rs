@@ -295,7 +295,7 @@ impl Dispatcher {
                 RawEvent::Paths(ps) => {
                     for p in ps {
                         let Some(rel) = self.watches.relevant(&p) else { continue };
-                        if rel == self.config_rel {
+                        if rel == self.config_rel || self.sel.config.env_files().contains(&rel) {
                             paths.push(rel);
                             continue;
                         }
@@ -348,7 +348,8 @@ impl Dispatcher {
         self.held_since = None;
         let Some(batch) = self.debouncer.take_due(Instant::now()) else { return };
         let mut reload_build = BTreeSet::new();
-        if batch.paths.contains(&self.config_rel)
+        let env_files = self.sel.config.env_files();
+        if (batch.paths.contains(&self.config_rel) || batch.paths.iter().any(|p| env_files.contains(p)))
             && let Some(next) = read_config(&self.sel, &self.options, &self.bus)
         {
             reload_build = self.apply_reload(next);

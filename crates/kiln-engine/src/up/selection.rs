@@ -88,7 +88,13 @@ impl Selection {
     }
 
     pub fn scope(&self) -> WatchScope {
-        let synced: Vec<PathPattern> = self.live.values().flat_map(|l| l.sync.paths()).map(PathPattern::new).collect();
+        let synced: Vec<PathPattern> = self
+            .live
+            .values()
+            .flat_map(|l| l.sync.paths().map(str::to_string))
+            .chain(self.config.env_files())
+            .map(|p| PathPattern::new(&p))
+            .collect();
         let inputs: Vec<&PathPattern> = self
             .targets
             .iter()
