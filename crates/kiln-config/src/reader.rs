@@ -68,7 +68,14 @@ pub(crate) fn type_name(value: &DeValue<'_>) -> &'static str {
 
 impl Reader {
     pub fn new(path: PathBuf, source: Arc<SourceText>) -> Self {
-        Reader { path, root: PathBuf::from("."), source, diags: Vec::new(), seen: HashSet::new(), suggestions: HashMap::new() }
+        Reader {
+            path,
+            root: PathBuf::from("."),
+            source,
+            diags: Vec::new(),
+            seen: HashSet::new(),
+            suggestions: HashMap::new(),
+        }
     }
 
     /// Whether no mistake has been recorded.
@@ -298,7 +305,12 @@ impl Reader {
                 );
             }
             Err(e) => {
-                return fail(self, format!("cannot read {what} `{}`: {e}", path.text), "unreadable", "check its permissions");
+                return fail(
+                    self,
+                    format!("cannot read {what} `{}`: {e}", path.text),
+                    "unreadable",
+                    "check its permissions",
+                );
             }
         };
         let Ok(text) = std::str::from_utf8(&bytes) else {
