@@ -107,7 +107,10 @@ impl RestartPolicy {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Probe {
     pub check: ProbeCheck,
+    /// How often it runs until it first passes.
     pub period: Duration,
+    /// How often it runs after it first passed (default 10 s).
+    pub interval: Duration,
     pub timeout: Duration,
     /// Consecutive failures after which a ready service becomes unhealthy.
     pub failures: u32,
@@ -146,7 +149,7 @@ const SERVICE_KEYS: &[&str] = &[
     "dir",
 ];
 const SYNC_KEYS: &[&str] = &["path", "target", "ignore", "include", "action", "exec"];
-const PROBE_KEYS: &[&str] = &["http", "tcp", "cmd", "log", "period", "timeout", "failures"];
+const PROBE_KEYS: &[&str] = &["http", "tcp", "cmd", "log", "period", "interval", "timeout", "failures"];
 const SIGNALS: &[&str] = &["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGKILL", "SIGUSR1", "SIGUSR2"];
 
 /// A service as read, with the spans of its `after` names for the cycle check.
@@ -583,10 +586,18 @@ fn read_probe(
         }
     };
     let period = table.get("period").map_or(Some(Duration::from_secs(1)), |n| r.positive_duration(n, &what("period")));
+    let interval =
+        table.get("interval").map_or(Some(Duration::from_secs(10)), |n| r.positive_duration(n, &what("interval")));
     let timeout =
         table.get("timeout").map_or(Some(Duration::from_secs(2)), |n| r.positive_duration(n, &what("timeout")));
     let failures = table.get("failures").map_or(Some(3), |n| r.integer(n, &what("failures"), 1, 1000));
-    Some(Probe { check: check?, period: period?, timeout: timeout?, failures: u32::try_from(failures?).ok()? })
+    Some(Probe {
+        check: check?,
+        period: period?,
+        interval: interval?,
+        timeout: timeout?,
+        failures: u32::try_from(failures?).ok()?,
+    })
 }
 
 #[cfg(test)]

@@ -171,7 +171,7 @@ fn a_failing_probe_makes_a_ready_replica_unhealthy_and_back() {
         r#"
 [service.svc]
 cmd = "exec sleep 1000"
-ready = { cmd = "test -f healthy", period = "100ms", failures = 2 }
+ready = { cmd = "test -f healthy", period = "100ms", interval = "100ms", failures = 2 }
 "#,
     );
     p.write("healthy", "");
@@ -212,4 +212,31 @@ ready = { log = "worker up" }
     let (code, err) = up.stop();
     assert_eq!(code, 130, "{err}");
     assert_eq!(p.read("stopped.txt").trim(), "handled", "the worker's TERM handler did not run to its end");
+}
+
+#[test]
+fn a_probe_runs_at_its_period_until_it_passes_then_at_its_interval() {
+    let p = Project::new(
+        r#"
+[target.slow]
+cmd = "sleep 0.5"
+
+[service.svc]
+cmd = "exec sleep 1000"
+ready = { cmd = "echo probe >> probes.txt; test -f healthy", period = "50ms", interval = "1h" }
+"#,
+    );
+    let mut up = Up::start(&p, &[]);
+    // Failing at first: probed every 50 ms.
+    assert!(wait_until(Duration::from_secs(10), || p.exists("probes.txt") && p.read("probes.txt").lines().count() >= 3));
+    p.write("healthy", "");
+    up.wait_for("ready", |e| phase(e, "svc", 0, "ready"));
+    let after_ready = p.read("probes.txt").lines().count();
+    // Half a second of a build proves time passed: at 50 ms that would be about ten probes.
+    let triggered = p.kiln(&["trigger", "slow"]);
+    assert_eq!(triggered.code, 0, "{}", triggered.stderr);
+    up.wait_for("the build", |e| e["type"] == "target.finished" && e["target"] == "slow");
+    assert_eq!(p.read("probes.txt").lines().count(), after_ready, "no probe within the hour's interval");
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
 }

@@ -4,7 +4,8 @@
 //! An attempt starts the process (`sh -c CMD` in its own process group, dying with kiln,
 //! `KILN_REPLICA` set) or the container (`ENGINE run --rm --name … IMAGE` in the
 //! foreground, so its output is the container's and its exit the container's exit), turns
-//! its output into `service.output` events, runs the readiness probe every `period`, and
+//! its output into `service.output` events, runs the readiness probe every `period` (every
+//! `interval` once it has passed), and
 //! reports what it sees — started, probe passed or failed, a line matching the `log` probe,
 //! exited — as messages. It is told to stop (`stop_signal` to the group, `stop_timeout`,
 //! then SIGKILL; a container through the engine, since a signal to its client would only
@@ -369,6 +370,7 @@ async fn run_attempt(
     let mut ready = probe.is_none();
     report(Input::Started { probed: !ready }, None);
     let mut next_probe = Instant::now();
+    let mut passed_once = false;
     // The periodic sweep: a process that vanished without its exit reaching us (it cannot
     // be waited for any more) is treated as exited.
     let mut sweep = tokio::time::interval(SWEEP);
@@ -415,10 +417,15 @@ async fn run_attempt(
             }
             () = tokio::time::sleep_until(next_probe), if probing.is_some() && old_gone => {
                 let p = probing.expect("guarded by the branch condition");
-                // A period past what the clock can represent probes once.
-                next_probe = Instant::now().checked_add(p.period).unwrap_or_else(far_future);
                 let connect = p.period.max(Duration::from_millis(100)).min(p.timeout);
-                match crate::supervise::probe::check(&p.check, p.timeout, connect, &spec.dir, &spec.env).await {
+                let result = crate::supervise::probe::check(&p.check, p.timeout, connect, &spec.dir, &spec.env).await;
+                // Every `period` until it first passes, every `interval` after (a ready app's
+                // log is not filled with probes). A time past what the clock can represent
+                // probes once.
+                passed_once |= result.is_ok();
+                let every = if passed_once { p.interval } else { p.period };
+                next_probe = Instant::now().checked_add(every).unwrap_or_else(far_future);
+                match result {
                     Ok(()) => report(Input::ProbePassed, None),
                     Err(why) => report(Input::ProbeFailed(why), None),
                 }
