@@ -82,8 +82,12 @@ pub enum Command {
     },
     /// Rebuild a target (with its dependents) or restart a service, in the running `kiln up`.
     Trigger { name: String },
-    /// Stop the running `kiln up` gracefully.
-    Down,
+    /// Stop the running `kiln up` gracefully, and wait until it has.
+    Down {
+        /// Give up waiting after this long (default 2m; `kiln up` goes on stopping).
+        #[arg(long, value_name = "DURATION", value_parser = parse_debounce)]
+        timeout: Option<std::time::Duration>,
+    },
     /// Print the target graph.
     Graph(GraphArgs),
     /// Inspect or trim the content-addressed cache.

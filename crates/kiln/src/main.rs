@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         Command::Status
             | Command::Wait { .. }
             | Command::Trigger { .. }
-            | Command::Down
+            | Command::Down { .. }
             | Command::Logs { follow: true, .. }
     );
     let loaded =
@@ -78,7 +78,7 @@ fn main() -> ExitCode {
         Command::Status => commands::control::status(&config, cli.global.json),
         Command::Wait { names, timeout } => commands::control::wait(&config, &names, timeout, !stand_in),
         Command::Trigger { name } => commands::control::trigger(&config, &name, !stand_in),
-        Command::Down => commands::control::down(&config),
+        Command::Down { timeout } => commands::control::down(&config, timeout),
         Command::Graph(args) => {
             out!("{}", commands::graph::render(&config, args.format));
             exit::SUCCESS

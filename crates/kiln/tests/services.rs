@@ -240,3 +240,35 @@ ready = { cmd = "echo probe >> probes.txt; test -f healthy", period = "50ms", in
     let (code, _) = up.stop();
     assert_eq!(code, 130);
 }
+
+#[test]
+fn kiln_down_waits_until_everything_stopped_and_says_what_it_stopped() {
+    let p = Project::new(
+        r#"
+[service.web]
+cmd = "echo $$ > web.$KILN_REPLICA.pid; exec sleep 1000"
+replicas = 2
+
+[service.worker]
+cmd = "trap 'sleep 0.3; exit 0' TERM; echo $$ > worker.pid; while :; do sleep 0.05; done"
+"#,
+    );
+    let mut up = Up::start(&p, &[]);
+    for (service, replica) in [("web", 0), ("web", 1), ("worker", 0)] {
+        up.wait_seen("ready", |e| phase(e, service, replica, "ready"));
+    }
+    assert!(wait_until(Duration::from_secs(5), || ["web.0.pid", "web.1.pid", "worker.pid"]
+        .iter()
+        .all(|f| p.exists(f))));
+    let pids: Vec<i32> =
+        ["web.0.pid", "web.1.pid", "worker.pid"].iter().map(|f| p.read(f).trim().parse().unwrap()).collect();
+    let down = p.kiln(&["down"]);
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    assert!(down.stdout.starts_with("stopped `kiln up` (pid "), "{}", down.stdout);
+    assert!(down.stdout.contains("web (2 replicas)") && down.stdout.contains("worker"), "{}", down.stdout);
+    // When `kiln down` returns, every process of the session is gone (the worker took 0.3 s
+    // to handle its stop signal).
+    assert!(pids.iter().all(|pid| !alive(*pid)), "{pids:?} still alive after kiln down returned");
+    let status = up.child.wait().expect("kiln up exits");
+    assert_eq!(status.code(), Some(0));
+}

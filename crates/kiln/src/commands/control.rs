@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use kiln_config::Config;
+use kiln_engine::ProjectLock;
 use kiln_engine::{Engine, Layout};
 
 use crate::api_client::{ClientError, follow, info, request};
@@ -143,9 +144,48 @@ fn percent_encode(name: &str) -> String {
 
 /// Stops the running `kiln up`. With none running, removes the containers a killed one left
 /// behind (found by this project's label), saying so.
-pub fn down(config: &Config) -> u8 {
+pub fn down(config: &Config, timeout: Option<Duration>) -> u8 {
+    // What runs, to say what was stopped.
+    let running: Vec<String> = status_json(config)
+        .ok()
+        .and_then(|v| v["services"].as_object().cloned())
+        .map(|services| {
+            services
+                .iter()
+                .map(|(name, s)| match s["desired"].as_u64() {
+                    Some(n) if n > 1 => format!("{name} ({n} replicas)"),
+                    _ => name.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let pid = ProjectLock::holder(&Layout::new(&config.root).up_lock());
     match send(config, "/api/stop") {
         Err(ClientError::NotRunning) if config.runs_containers() => remove_leftovers(config),
+        Ok((202, _)) => {
+            // Stopped once it lets go of `.kiln/up.lock`: its services are stopped (their
+            // stop_timeout, then SIGKILL), its containers removed, its processes gone.
+            let limit = timeout.unwrap_or(Duration::from_secs(120));
+            let end = Instant::now() + limit;
+            let lock = Layout::new(&config.root).up_lock();
+            loop {
+                if let Ok(Some(_free)) = ProjectLock::try_acquire(&lock) {
+                    break;
+                }
+                if Instant::now() >= end {
+                    errln!(
+                        "error: `kiln up`{} is still stopping after {}; it goes on (its services' stop_timeout, then SIGKILL)",
+                        pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                        kiln_config::format_duration(limit)
+                    );
+                    return exit::FAILED;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let what = if running.is_empty() { String::new() } else { format!(": {}", running.join(", ")) };
+            outln!("stopped `kiln up`{}{what}", pid.map(|p| format!(" (pid {p})")).unwrap_or_default());
+            exit::SUCCESS
+        }
         result => report(result, "stopping `kiln up`"),
     }
 }
