@@ -395,6 +395,23 @@ pub async fn apply_copies(
     apply_with(api, container, batch, owner, tmp_dir, false).await
 }
 
+/// One transfer into a container at a time: two at once (a sync job, and a new container
+/// catching up with files synced while it started) race in the engine's copier, which then
+/// fails with "file exists".
+fn transfer_lock(container: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    type Locks = std::collections::HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>;
+    static LOCKS: std::sync::Mutex<Option<Locks>> = std::sync::Mutex::new(None);
+    let mut locks = LOCKS.lock().expect("the transfer locks' lock is never poisoned");
+    let locks = locks.get_or_insert_with(Locks::new);
+    locks.retain(|_, l| l.strong_count() > 0);
+    if let Some(lock) = locks.get(container).and_then(std::sync::Weak::upgrade) {
+        return lock;
+    }
+    let lock = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+    locks.insert(container.to_string(), std::sync::Arc::downgrade(&lock));
+    lock
+}
+
 async fn apply_with(
     api: &EngineApi,
     container: &str,
@@ -403,6 +420,8 @@ async fn apply_with(
     tmp_dir: &Path,
     delete_now: bool,
 ) -> Result<(SyncReport, Vec<String>), SyncError> {
+    let lock = transfer_lock(container);
+    let _one_at_a_time = lock.lock().await;
     let started = Instant::now();
     let mut stats = TarStats::default();
     let mut tar = None;
