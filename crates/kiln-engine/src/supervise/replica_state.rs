@@ -110,6 +110,8 @@ pub struct ReplicaState {
     last_exit: String,
     /// Why the next restart or stop happens (`a new build`, `triggered`, `scaled down`).
     why: &'static str,
+    /// While starting: the last probe failure said, so that each new text is said once.
+    last_probe: Option<String>,
 }
 
 impl ReplicaState {
@@ -131,11 +133,15 @@ impl ReplicaState {
             stop_signal,
             last_exit: String::new(),
             why: "",
+            last_probe: None,
         }
     }
 
     fn to(&mut self, phase: Phase, reason: impl Into<String>, next_try: Option<Duration>, action: Action) -> Step {
         self.phase = phase;
+        if matches!(action, Action::Start) {
+            self.last_probe = None;
+        }
         Step { change: Some(PhaseChange { phase, reason: reason.into(), next_try }), action }
     }
 
@@ -199,6 +205,15 @@ impl ReplicaState {
                     "readiness probe passed"
                 };
                 self.to(Phase::Ready, why, None, Action::Continue)
+            }
+            // Not ready yet: why is the reason (`http://127.0.0.1:8080/health: connection
+            // refused`), said when it changes.
+            Input::ProbeFailed(why) if self.phase == Phase::Starting && self.stopping.is_none() => {
+                if self.last_probe.as_deref() == Some(why.as_str()) {
+                    return Self::stay(Action::Continue);
+                }
+                self.last_probe = Some(why.clone());
+                self.to(Phase::Starting, why, None, Action::Continue)
             }
             Input::ProbeFailed(why) if self.running() && self.stopping.is_none() => {
                 self.failures += 1;
@@ -338,7 +353,13 @@ mod tests {
         let mut r = state(RestartPolicy::Always);
         r.begin("go");
         assert_eq!(r.step(Input::Started { probed: true }, now, 0.0).change, None, "starting until a probe passes");
-        assert_eq!(phase(&r.step(Input::ProbeFailed("refused".into()), now, 0.0)), None);
+        let s = r.step(Input::ProbeFailed("refused".into()), now, 0.0);
+        assert_eq!(
+            s.change.map(|c| (c.phase, c.reason)),
+            Some((Phase::Starting, "refused".to_string())),
+            "why not ready yet"
+        );
+        assert_eq!(r.step(Input::ProbeFailed("refused".into()), now, 0.0).change, None, "said once");
         assert_eq!(phase(&r.step(Input::ProbePassed, now, 0.0)), Some(Phase::Ready));
         assert_eq!(phase(&r.step(Input::ProbeFailed("a".into()), now, 0.0)), None);
         assert_eq!(phase(&r.step(Input::ProbeFailed("b".into()), now, 0.0)), None);
