@@ -327,6 +327,31 @@ impl Reader {
         }
     }
 
+    /// A target's or service's environment: `env_file`'s variables, then `env` over them
+    /// (each `None` when absent in `table`). Returns the environment and the env file's
+    /// path; `None` for either that has errors (already recorded).
+    pub fn env_with_file(
+        &mut self,
+        env: Option<&Node<'_>>,
+        env_file: Option<&Node<'_>>,
+        what: impl Fn(&str) -> String,
+    ) -> (Option<BTreeMap<String, String>>, Option<Option<String>>) {
+        let file = env_file.map(|n| self.env_file(n, &what("env_file")));
+        let table = env.map_or(Some(BTreeMap::new()), |n| self.string_map(n, &what("env")));
+        let merged = table.and_then(|table| match &file {
+            // `env` wins over `env_file`.
+            Some(Some((_, vars))) => Some(vars.clone().into_iter().chain(table).collect()),
+            Some(None) => None,
+            None => Some(table),
+        });
+        let path = match file {
+            Some(Some((path, _))) => Some(Some(path)),
+            Some(None) => None,
+            None => Some(None),
+        };
+        (merged, path)
+    }
+
     /// A table of scalars as strings (`env`, `args`): numbers and booleans are written out.
     pub fn string_map(&mut self, node: &Node<'_>, what: &str) -> Option<BTreeMap<String, String>> {
         let table = self.table(node, what)?;

@@ -233,20 +233,7 @@ impl Service {
         });
         let volumes = list(r, "volumes");
         let command = field("command").map_or(Some(None), |n| r.string(n, &what("command")).map(Some));
-        let env_file = field("env_file").map(|n| r.env_file(n, &what("env_file")));
-        let env = field("env").map_or(Some(BTreeMap::new()), |n| r.string_map(n, &what("env"))).and_then(|env| {
-            // `env` wins over `env_file`.
-            match &env_file {
-                Some(Some((_, vars))) => Some(vars.clone().into_iter().chain(env).collect()),
-                Some(None) => None,
-                None => Some(env),
-            }
-        });
-        let env_file = match env_file {
-            Some(Some((path, _))) => Some(Some(path)),
-            Some(None) => None,
-            None => Some(None),
-        };
+        let (env, env_file) = r.env_with_file(field("env"), field("env_file"), what);
         let dir = match field("dir") {
             None => Some(None),
             Some(n) => {

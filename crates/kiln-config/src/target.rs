@@ -111,16 +111,7 @@ impl Target {
                 names.check_target_ref(r, dep, "dependency");
             }
         }
-        let env_file = field("env_file").map(|n| r.env_file(n, &what("env_file")));
-        let env = field("env").map_or(Some(BTreeMap::new()), |n| r.string_map(n, &what("env"))).and_then(|env| {
-            // `env` wins over `env_file`.
-            match &env_file {
-                Some(Some((_, vars))) => Some(vars.clone().into_iter().chain(env).collect()),
-                Some(None) => None,
-                None => Some(env),
-            }
-        });
-        let env_file = env_file.map(|f| f.map(|(path, _)| path));
+        let (env, env_file) = r.env_with_file(field("env"), field("env_file"), what);
         let dir = field("dir").map_or(Some(".".to_string()), |n| {
             let dir = r.located(n, &what("dir"))?;
             crate::validate::check_relative(r, &dir, &what("dir")).then_some(dir.text)
@@ -141,10 +132,7 @@ impl Target {
                 outputs: outputs?,
                 deps: deps.iter().map(|d| d.text.clone()).collect(),
                 env: env?,
-                env_file: match env_file {
-                    Some(f) => Some(f?),
-                    None => None,
-                },
+                env_file: env_file?,
                 dir: dir?,
                 timeout: timeout?,
                 retries: u32::try_from(retries?).ok()?,

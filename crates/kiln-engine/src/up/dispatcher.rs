@@ -169,6 +169,34 @@ struct PendingUpdate {
     deployed: Option<Instant>,
 }
 
+impl PendingUpdate {
+    /// A save that waits for `targets` to be built, then for the services that run them.
+    fn rebuild(timing: Timing, targets: BTreeSet<String>) -> PendingUpdate {
+        PendingUpdate {
+            timing,
+            how: "rebuilt",
+            targets,
+            services: BTreeSet::new(),
+            settled: BTreeSet::new(),
+            built: None,
+            deployed: None,
+        }
+    }
+
+    /// A save that restarts `service`, nothing to build (its deploy starts at `from`).
+    fn restart(timing: Timing, service: String, from: Instant) -> PendingUpdate {
+        PendingUpdate {
+            timing,
+            how: "restarted",
+            targets: BTreeSet::new(),
+            services: BTreeSet::from([service]),
+            settled: BTreeSet::new(),
+            built: Some(from),
+            deployed: None,
+        }
+    }
+}
+
 fn succeeded(status: TargetStatus) -> bool {
     matches!(status, TargetStatus::Built | TargetStatus::Cached | TargetStatus::Fresh)
 }
@@ -365,15 +393,8 @@ impl Dispatcher {
         }
         if !affected.is_empty() {
             let cause: BTreeSet<&String> = affected.values().flatten().collect();
-            self.pending.push(PendingUpdate {
-                timing: Timing { cause: rel_path::display_all(cause), ..timing },
-                how: "rebuilt",
-                targets: affected.keys().cloned().collect(),
-                services: BTreeSet::new(),
-                settled: BTreeSet::new(),
-                built: None,
-                deployed: None,
-            });
+            let timing = Timing { cause: rel_path::display_all(cause), ..timing };
+            self.pending.push(PendingUpdate::rebuild(timing, affected.keys().cloned().collect()));
         }
         // What a reload asks to build, it builds because of kiln.toml.
         let config = BTreeSet::from([self.config_rel.clone()]);
@@ -690,15 +711,7 @@ impl Dispatcher {
                 message: format!("{service}: restarting: {} changed", why.join(", ")),
             });
             self.services.roll(&service, "a watched file changed");
-            self.pending.push(PendingUpdate {
-                timing: Timing { cause: why, ..timing.clone() },
-                how: "restarted",
-                targets: BTreeSet::new(),
-                services: BTreeSet::from([service]),
-                settled: BTreeSet::new(),
-                built: Some(timing.batch),
-                deployed: None,
-            });
+            self.pending.push(PendingUpdate::restart(Timing { cause: why, ..timing.clone() }, service, timing.batch));
         }
         self.on_settled();
     }
@@ -784,31 +797,15 @@ impl Dispatcher {
                 reason: "a file the image holds was deleted: a new container needs an image without it".into(),
             });
             let paths: BTreeSet<String> = gone.iter().cloned().collect();
-            self.pending.push(PendingUpdate {
-                timing,
-                how: "rebuilt",
-                targets: BTreeSet::from([target.clone()]),
-                services: BTreeSet::new(),
-                settled: BTreeSet::new(),
-                built: None,
-                deployed: None,
-            });
+            self.pending.push(PendingUpdate::rebuild(timing, BTreeSet::from([target.clone()])));
             self.plan.add([target.as_str()], Some(&paths), false);
             self.start_rounds();
             return;
         }
         if restart && self.services.is_started(&service) {
             self.services.roll(&service, "synced files (sync+restart)");
-            self.pending.push(PendingUpdate {
-                timing,
-                how: "restarted",
-                targets: BTreeSet::new(),
-                services: BTreeSet::from([service]),
-                settled: BTreeSet::new(),
-                // Nothing is built: copying and replacing the containers are the deploy.
-                built: Some(batch_at),
-                deployed: None,
-            });
+            // Nothing is built: copying and replacing the containers are the deploy.
+            self.pending.push(PendingUpdate::restart(timing, service, batch_at));
             return;
         }
         let latency = timing.latency(timing.batch, finished, finished);
