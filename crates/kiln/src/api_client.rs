@@ -179,28 +179,6 @@ pub fn request(info: &ApiInfo, method: &str, path: &str) -> Result<(u16, String)
     Ok((head.code, text))
 }
 
-/// Follows the event stream, calling `each` with every event until it returns false or
-/// the stream ends.
-pub fn follow(info: &ApiInfo, mut each: impl FnMut(&serde_json::Value) -> bool) -> Result<(), ClientError> {
-    let stream = connect(info, "GET", "/api/events")?;
-    let mut reader = BufReader::new(stream);
-    let head = read_head(&mut reader)?;
-    if head.code != 200 {
-        let mut text = String::new();
-        let _ = body(reader, &head).read_to_string(&mut text);
-        return Err(io(format!("`kiln up` answered {}: {}", head.code, text.trim())));
-    }
-    for line in BufReader::new(body(reader, &head)).lines().map_while(Result::ok) {
-        if let Some(data) = line.strip_prefix("data: ")
-            && let Ok(v) = serde_json::from_str::<serde_json::Value>(data)
-            && !each(&v)
-        {
-            break;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

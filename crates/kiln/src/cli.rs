@@ -62,14 +62,9 @@ pub enum Command {
         /// The target to explain.
         target: String,
     },
-    /// The output of a target's last run (or of the cache entry it was restored from).
-    Logs {
-        /// The target (or, with -f, the service) whose output to show.
-        target: String,
-        /// Follow the live output through the running `kiln up`.
-        #[arg(short, long)]
-        follow: bool,
-    },
+    /// Output kept in .kiln/logs: a target's last run, a service's replicas (across
+    /// restarts), or with no name every service and target, interleaved by time.
+    Logs(LogsArgs),
     /// Targets and services of the running `kiln up`.
     Status,
     /// Wait until targets are built and services ready in the running `kiln up`.
@@ -95,6 +90,26 @@ pub enum Command {
     Cache(CacheCommand),
     /// Remove declared outputs, logs and state (and with --all, the cache too).
     Clean(CleanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The target or service whose output to show (default: all of them, each line
+    /// prefixed with its name).
+    pub name: Option<String>,
+    /// Keep printing output as it is written (until the running `kiln up` ends, or Ctrl-C
+    /// when none runs).
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines of each replica and target.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<usize>,
+    /// Start each line with the time it was printed (a target's lines: when its run wrote its log).
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Only this replica of the service.
+    #[arg(long, value_name = "N")]
+    pub replica: Option<u32>,
 }
 
 #[derive(Debug, Args)]

@@ -48,11 +48,7 @@ fn main() -> ExitCode {
     };
     let control = matches!(
         cli.command,
-        Command::Status
-            | Command::Wait { .. }
-            | Command::Trigger { .. }
-            | Command::Down { .. }
-            | Command::Logs { follow: true, .. }
+        Command::Status | Command::Wait { .. } | Command::Trigger { .. } | Command::Down { .. } | Command::Logs(_)
     );
     let loaded =
         if control { project::load_for_control(&cli.global) } else { project::load(&cli.global).map(|c| (c, false)) };
@@ -73,8 +69,7 @@ fn main() -> ExitCode {
             cli.global.engine.map(cli::EngineArg::choice),
         )),
         Command::Explain { target } => commands::explain::run(&config, &target, cli.global.json),
-        Command::Logs { target, follow: true } => commands::control::follow_logs(&config, &target, !stand_in),
-        Command::Logs { target, follow: false } => commands::logs::run(&config, &target),
+        Command::Logs(args) => commands::logs::run(&config, &args, stand_in, cli.global.json),
         Command::Status => commands::control::status(&config, cli.global.json),
         Command::Wait { names, timeout } => commands::control::wait(&config, &names, timeout, !stand_in),
         Command::Trigger { name } => commands::control::trigger(&config, &name, !stand_in),

@@ -35,7 +35,7 @@ pub fn stdout_bytes(bytes: &[u8]) {
     }
 }
 
-fn stdout_failed(e: &io::Error) -> ! {
+pub fn stdout_failed(e: &io::Error) -> ! {
     if e.kind() == io::ErrorKind::BrokenPipe {
         std::process::exit(i32::from(exit::SUCCESS));
     }

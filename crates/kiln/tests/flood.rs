@@ -170,7 +170,7 @@ ready = { log = "listening on \\d+" }
     // The log keeps the bytes as written (every read is on disk before its lines are events).
     up.wait_seen("the last line without a newline", |e| e["type"] == "service.output" && e["line"] == "no newline");
 
-    let log = std::fs::read(p.path(".kiln/logs/services/odd.0.log")).expect("service log");
+    let log = p.command(&["logs", "odd"]).output().expect("kiln logs").stdout;
     let needle = b"bad \xff\xfe bytes\nnul \0 byte\n";
     assert!(log.windows(needle.len()).any(|w| w == needle), "the log lost the invalid bytes");
     let longest_run = log.split(|b| *b != b'x').map(<[u8]>::len).max().unwrap_or(0);

@@ -214,6 +214,33 @@ pub fn read_tail(path: &Path, limit: u64) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// A log as `kiln logs` reads it to show and then follow it: the last `limit` bytes of its
+/// two parts, starting at a line (with the cut marker when some is left out), and its
+/// current part open (never through a symbolic link) where that reading ended, so that
+/// what is written next is read from there.
+pub fn read_to_follow(path: &Path, limit: u64) -> (Vec<u8>, Option<File>) {
+    use std::io::Read;
+    let current = open_regular(path).ok();
+    let mut all = read_regular(&previous_part(path)).unwrap_or_default();
+    let mut file = current;
+    if let Some(f) = file.as_mut()
+        && f.read_to_end(&mut all).is_err()
+    {
+        file = None;
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if all.len() <= limit {
+        return (all, file);
+    }
+    let mut start = all.len() - limit;
+    if let Some(at) = all[start..].iter().position(|b| *b == b'\n') {
+        start += at + 1;
+    }
+    let mut out = cut_marker(None, limit as u64).into_bytes();
+    out.extend_from_slice(&all[start..]);
+    (out, file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

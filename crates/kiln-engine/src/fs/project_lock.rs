@@ -89,6 +89,21 @@ impl ProjectLock {
         text.trim().parse().ok()
     }
 
+    /// The pid of the process holding the lock now, if one does, without touching the lock
+    /// (Linux: from `/proc/locks`). The pid in the file stays after its holder ended; this
+    /// answers only while the lock is held.
+    pub fn held_by(path: &Path) -> Option<u32> {
+        let ino = std::fs::symlink_metadata(path).ok()?.ino();
+        let locks = std::fs::read_to_string("/proc/locks").ok()?;
+        locks.lines().find_map(|line| {
+            // `1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF`
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (kind, pid, file) = (f.get(1)?, f.get(4)?, f.get(5)?);
+            let held = *kind == "FLOCK" && file.rsplit(':').next()?.parse::<u64>().ok()? == ino;
+            held.then(|| pid.parse().ok()).flatten()
+        })
+    }
+
     /// Takes the lock, calling `on_wait` with the holder's pid (if known) before blocking.
     pub fn acquire(path: &Path, on_wait: impl FnOnce(Option<u32>)) -> std::io::Result<ProjectLock> {
         let lock = match Flock::lock(open(path)?, FlockArg::LockExclusiveNonblock) {
@@ -109,6 +124,17 @@ impl ProjectLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn who_holds_the_lock_is_known_only_while_it_is_held() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("up.lock");
+        let lock = ProjectLock::try_acquire(&path).expect("opened").expect("free");
+        assert_eq!(ProjectLock::held_by(&path), Some(std::process::id()));
+        drop(lock);
+        assert_eq!(ProjectLock::held_by(&path), None);
+        assert_eq!(ProjectLock::holder(&path), Some(std::process::id()), "the pid stays in the file");
+    }
 
     #[test]
     fn the_pid_is_written_in_place_and_planted_files_are_refused() {

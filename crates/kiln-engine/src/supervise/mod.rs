@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod probe;
+pub mod replica_log;
 pub mod replica_runner;
 pub mod replica_state;
 pub mod restart_policy;

@@ -27,7 +27,7 @@ use crate::container::sync_batch::{SyncBatch, apply, apply_copies};
 use crate::event::{Event, EventBus, Stream};
 use crate::exec::command::{group_alive, shell_command, signal_group};
 use crate::exec::output_lines::ChunkReader;
-use crate::exec::tail_log::TailLog;
+use crate::supervise::replica_log::ReplicaLog;
 use crate::supervise::replica_state::Input;
 use crate::supervise::service_spec::{ContainerRun, Drift, Runner, ServiceSpec, fill_replica};
 
@@ -136,6 +136,24 @@ async fn run_attempt(
     pid_cell: &AtomicU32,
     report: impl Fn(Input, Option<Handover>),
 ) {
+    // The log on disk keeps every attempt's bytes, across restarts, up to `log_limit`, with
+    // a line where each starts and ends. Its directories under `.kiln` are never reached
+    // through a planted symbolic link.
+    let log = ReplicaLog::open(spec.layout.service_log(&spec.name, replica), spec.log_limit, &spec.layout.kiln);
+    // Set when kiln stops it (an order came), to tell that from a signal from elsewhere.
+    let stopped = std::sync::atomic::AtomicBool::new(false);
+    let report = |observed: Input, handover: Option<Handover>| {
+        match &observed {
+            Input::Exited(Some(code)) => log.note(&format!("exited with status {code}")),
+            Input::Exited(None) if handover.is_some() => log.note("stopped by kiln (its container is replaced)"),
+            Input::Exited(None) if stopped.load(Ordering::Relaxed) => log.note("stopped by kiln"),
+            Input::Exited(None) => log.note("ended: killed by a signal"),
+            Input::StartFailed(why) => log.note(&format!("could not start: {why}")),
+            Input::Refused(why) => log.note(&format!("not started: {why}")),
+            _ => {}
+        }
+        report(observed, handover);
+    };
     let mut command = match &spec.runner {
         Runner::Process(cmd) => {
             let mut command = shell_command(cmd, &spec.dir, &spec.env);
@@ -251,6 +269,7 @@ async fn run_attempt(
         let holder = tokio::select! {
             why = tokio::time::timeout(NAME_CHECK, run.foreign_holder(asked, &spec.name, replica)) => why.ok().flatten(),
             _ = orders.recv() => {
+                stopped.store(true, Ordering::Relaxed);
                 stop(spec, replica, &mut child, pid).await;
                 report(Input::Exited(None), None);
                 return;
@@ -263,6 +282,7 @@ async fn run_attempt(
             let failed = tokio::select! {
                 ended = tokio::time::timeout(Duration::from_secs(10), child.wait()) => ended.is_ok(),
                 _ = orders.recv() => {
+                    stopped.store(true, Ordering::Relaxed);
                     // Only the client goes: the container of that name is not ours.
                     signal_group(pid, Signal::SIGKILL);
                     let _ = child.wait().await;
@@ -291,14 +311,8 @@ async fn run_attempt(
     };
     // Output is bytes: a line of invalid UTF-8, NUL or many megabytes is a line like any
     // other (its text lossily converted for events and the probe), and reading never stops
-    // before the end, so the process never dies of a closed pipe. The log on disk keeps the
-    // bytes, across restarts, up to `log_limit`.
-    // Its directories under `.kiln` are never reached through a planted symbolic link.
-    let log = replica_log(spec.layout.service_log(&spec.name, replica), spec.log_limit, &spec.layout.kiln);
-    log.lock().expect("log lock is never poisoned").write(
-        format!("[kiln: {what} started at {}]\n", crate::event::timestamp::rfc3339(std::time::SystemTime::now()))
-            .as_bytes(),
-    );
+    // before the end, so the process never dies of a closed pipe.
+    log.note(&format!("started {what}"));
     for (reader, stream) in [
         (child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), Stream::Stdout),
         (child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), Stream::Stderr),
@@ -313,10 +327,7 @@ async fn run_attempt(
             let mut chunks = ChunkReader::new(reader, stream);
             let mut matched = false;
             while let Some(chunk) = chunks.next().await {
-                {
-                    let mut log = log.lock().expect("log lock is never poisoned");
-                    log.write(&chunk.raw);
-                }
+                log.output(stream, &chunk.raw);
                 for line in chunk.lines {
                     // Told once: the attempt needs no more than the first match.
                     if !matched && pattern.as_ref().is_some_and(|p| p.is_match(&line)) {
@@ -326,19 +337,11 @@ async fn run_attempt(
                     bus.publish(Event::ServiceOutput { service: service.clone(), replica, stream, line });
                 }
             }
-            // The last reader to end reports a log that could not be written. The log stays
-            // in its two parts (read as one by `kiln logs`): a next attempt continues it.
-            if let Some(log) = Arc::into_inner(log) {
-                let log = log.into_inner().expect("log lock is never poisoned");
-                if let Some(why) = log.failure() {
-                    let line = format!("kiln: {why}; output is still shown but not kept");
-                    bus.publish(Event::ServiceOutput {
-                        service: service.clone(),
-                        replica,
-                        stream: Stream::Stderr,
-                        line,
-                    });
-                }
+            // A log that could not be written is said once. The log stays in its two parts
+            // (read as one by `kiln logs`): a next attempt continues it.
+            if let Some(why) = log.failure_once() {
+                let line = format!("kiln: {why}; output is still shown but not kept");
+                bus.publish(Event::ServiceOutput { service: service.clone(), replica, stream: Stream::Stderr, line });
             }
         });
     }
@@ -385,6 +388,7 @@ async fn run_attempt(
                 return;
             }
             order = orders.recv() => {
+                stopped.store(true, Ordering::Relaxed);
                 let Some(order) = order else {
                     // The service set is gone: nobody listens. Stop.
                     stop(spec, replica, &mut child, pid).await;
@@ -586,22 +590,6 @@ async fn create_with_drift(
 
 /// The longest `ENGINE create` may take.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The log of a replica, one for all the attempts writing to it at once (during a podman
-/// handover the replaced container's client still prints while the new one starts): each
-/// counts what the file holds, and rotates it, through the same [`TailLog`].
-fn replica_log(path: std::path::PathBuf, limit: u64, kiln: &std::path::Path) -> Arc<std::sync::Mutex<TailLog>> {
-    type Open = std::collections::BTreeMap<std::path::PathBuf, std::sync::Weak<std::sync::Mutex<TailLog>>>;
-    static OPEN: std::sync::Mutex<Open> = std::sync::Mutex::new(Open::new());
-    let mut open = OPEN.lock().expect("log registry lock is never poisoned");
-    open.retain(|_, log| log.strong_count() > 0);
-    if let Some(log) = open.get(&path).and_then(std::sync::Weak::upgrade) {
-        return log;
-    }
-    let log = Arc::new(std::sync::Mutex::new(TailLog::continue_at(path.clone(), limit).inside(kiln)));
-    open.insert(path, Arc::downgrade(&log));
-    log
-}
 
 /// A time no timer reaches.
 fn far_future() -> Instant {

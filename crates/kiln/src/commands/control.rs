@@ -6,7 +6,7 @@ use kiln_config::Config;
 use kiln_engine::ProjectLock;
 use kiln_engine::{Engine, Layout};
 
-use crate::api_client::{ClientError, follow, info, request};
+use crate::api_client::{ClientError, info, request};
 use crate::exit;
 use crate::out::{errln, outln};
 use crate::status_view::short_image;
@@ -52,7 +52,7 @@ fn unknown_hint<'a>(
 /// Whether `name` is a target or service of kiln.toml; if not, says so (with the names
 /// there are) and gives the exit code. Not checked when kiln.toml has errors (`check`
 /// false): then only the running `kiln up` knows.
-fn known(config: &Config, name: &str, check: bool) -> Result<(), u8> {
+pub fn known(config: &Config, name: &str, check: bool) -> Result<(), u8> {
     if !check || config.targets.contains_key(name) || config.services.contains_key(name) {
         return Ok(());
     }
@@ -245,32 +245,6 @@ pub fn wait(config: &Config, names: &[String], timeout: Option<Duration>, check:
 }
 
 /// `kiln logs NAME -f`: live output lines of a target or service.
-pub fn follow_logs(config: &Config, name: &str, check: bool) -> u8 {
-    if let Err(code) = known(config, name, check) {
-        return code;
-    }
-    let result = info(&Layout::new(&config.root).kiln).and_then(|i| {
-        follow(&i, |e| {
-            let kind = e["type"].as_str().unwrap_or("");
-            let matches =
-                (kind == "target.output" && e["target"] == name) || (kind == "service.output" && e["service"] == name);
-            if matches {
-                let prefix = e["replica"].as_u64().map_or_else(String::new, |r| format!("[{r}] "));
-                outln!("{prefix}{}", e["line"].as_str().unwrap_or(""));
-            } else if kind == "stream.lagged" {
-                // This client fell behind the session: say so rather than leave a silent gap.
-                let dropped = e["dropped"].as_u64().unwrap_or(0);
-                errln!("kiln: … {dropped} events skipped (this reader fell behind); `kiln logs {name}` has them all");
-            }
-            true
-        })
-    });
-    match result {
-        Ok(()) => exit::SUCCESS,
-        Err(e) => fail(&e),
-    }
-}
-
 #[cfg(test)]
 mod hint_tests {
     use super::*;
