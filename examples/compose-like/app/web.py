@@ -18,7 +18,9 @@ GREETING = os.environ.get("GREETING", "Hello")
 PORT = int(os.environ.get("PORT", "8080"))
 QUEUE_LIMIT = 1000  # visits waiting for the worker beyond this are dropped (LTRIM)
 
-redis = Redis()
+# Shorter than a probe's timeout (2 s by default): /health answers 503 before the probe
+# gives up on it.
+redis = Redis(timeout=1.0)
 redis_lock = threading.Lock()  # one connection, shared by the request threads
 
 
@@ -48,18 +50,22 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(503, f"redis at {redis.where()} is not answering: {e}\n")
 
     def answer(self, status, text, log=None):
-        """Sends `text`; logs a line with `log` (or, on an error, the text's first line) unless
-        `log` is None and all is well."""
+        """Sends `text`, and logs a line: `log` (None: no line), or the text's first line on an
+        error, with whether the client left before the answer (a probe that timed out)."""
         body = text.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        gone = ""
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            gone = " (the client had gone)"
         if status != 200:
             log = text.splitlines()[0]
         if log is not None:
-            print(f"{self.command} {self.path} {status}: {log}", flush=True)
+            print(f"{self.command} {self.path} {status}: {log}{gone}", flush=True)
 
     def log_message(self, format, *args):
         pass  # answer() logs one line per request worth a line
