@@ -228,6 +228,14 @@ async fn run_attempt(
         (Runner::Container(run), None) if !checked_name => Some(run.ask_name_holder(&spec.name, replica)),
         _ => None,
     };
+    // `podman run --replace` prints the name of the container it replaced before the new
+    // one's output: that line is podman's, not the service's.
+    let engine_echo = match &spec.runner {
+        Runner::Container(run) if handover.is_some() && !checked_name => {
+            Some(format!("{}\n", run.name(&spec.name, replica)))
+        }
+        _ => None,
+    };
     let spawned = command.spawn();
     let mut replaced = handover;
     if spawned.is_err()
@@ -323,10 +331,17 @@ async fn run_attempt(
         let pattern = pattern.clone();
         let tx = log_ready_tx.clone();
         let log = log.clone();
+        let mut echo = engine_echo.clone().filter(|_| stream == Stream::Stdout);
         tokio::spawn(async move {
             let mut chunks = ChunkReader::new(reader, stream);
             let mut matched = false;
-            while let Some(chunk) = chunks.next().await {
+            while let Some(mut chunk) = chunks.next().await {
+                if let Some(name) = echo.take()
+                    && chunk.raw.starts_with(name.as_bytes())
+                {
+                    chunk.raw.drain(..name.len());
+                    chunk.lines.remove(0);
+                }
                 log.output(stream, &chunk.raw);
                 for line in chunk.lines {
                     // Told once: the attempt needs no more than the first match.
