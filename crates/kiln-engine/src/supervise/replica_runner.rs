@@ -89,7 +89,7 @@ pub fn start_attempt(
                 let report = Report { service: spec.name.clone(), replica, attempt, observed, handover };
                 let _ = task_reports.send(report);
             };
-            run_attempt(&spec, replica, handover, &task_bus, order_rx, &task_pid, send).await;
+            run_attempt(&spec, replica, attempt, handover, &task_bus, order_rx, &task_pid, send).await;
         };
         if let Err(why) = catch_async(work).await {
             signal_group(pid.load(Ordering::Relaxed), Signal::SIGKILL);
@@ -127,9 +127,11 @@ pub fn stop_handover(
 
 /// Runs the process until it exits or is stopped, reporting through `report`; the last
 /// report is always `Exited` (or `StartFailed`, or `Refused`).
+#[expect(clippy::too_many_arguments, reason = "one attempt's whole context, passed once")]
 async fn run_attempt(
     spec: &ServiceSpec,
     replica: u32,
+    attempt: u64,
     handover: Option<Handover>,
     bus: &Arc<EventBus>,
     mut orders: mpsc::UnboundedReceiver<Order>,
@@ -346,7 +348,7 @@ async fn run_attempt(
 
     // A probe may name the replica (`http://127.0.0.1:808${KILN_REPLICA}/health`).
     // A container's `cmd` probe runs inside it.
-    let probe = spec.probe.clone().map(|mut p| {
+    let fill_probe = |mut p: kiln_config::Probe| {
         let fill = |t: &str| fill_replica(t, replica);
         p.check = match p.check {
             ProbeCheck::Http(u) => ProbeCheck::Http(fill(&u)),
@@ -363,20 +365,25 @@ async fn run_attempt(
             ProbeCheck::Log(l) => ProbeCheck::Log(l),
         };
         p
-    });
+    };
+    let probe = spec.probe.clone().map(fill_probe);
     if let (Some(after), Runner::Container(run)) = (after_start, &spec.runner) {
         tokio::spawn(after.run(run.name(&spec.name, replica), spec.name.clone(), replica, bus.clone()));
     }
     let mut ready = probe.is_none();
     report(Input::Started { probed: !ready }, None);
-    let mut next_probe = Instant::now();
-    let mut passed_once = false;
+    let _over = announce_start(spec, replica, attempt, pid, bus);
+    // Readiness and liveness run side by side, each on its own schedule, each check a
+    // future polled by the loop below (an order to stop is heard while a check runs).
+    let mut readiness = probe.filter(|p| !matches!(p.check, ProbeCheck::Log(_))).map(|p| Prober::new(p, "ready"));
+    let mut liveness = spec.live.clone().map(fill_probe).map(|p| Prober::new(p, "live"));
     // The periodic sweep: a process that vanished without its exit reaching us (it cannot
     // be waited for any more) is treated as exited.
     let mut sweep = tokio::time::interval(SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let probing = probe.as_ref().filter(|p| !matches!(p.check, ProbeCheck::Log(_)));
     loop {
+        let ready_due = readiness.as_ref().and_then(Prober::due).filter(|_| old_gone);
+        let live_due = liveness.as_ref().and_then(Prober::due).filter(|_| old_gone);
         tokio::select! {
             status = child.wait() => {
                 signal_group(pid, Signal::SIGKILL);
@@ -413,24 +420,153 @@ async fn run_attempt(
             }
             () = &mut old_exit, if !old_gone => {
                 old_gone = true;
-                next_probe = Instant::now();
             }
-            () = tokio::time::sleep_until(next_probe), if probing.is_some() && old_gone => {
-                let p = probing.expect("guarded by the branch condition");
-                let connect = p.period.max(Duration::from_millis(100)).min(p.timeout);
-                let result = crate::supervise::probe::check(&p.check, p.timeout, connect, &spec.dir, &spec.env).await;
-                // Every `period` until it first passes, every `interval` after (a ready app's
-                // log is not filled with probes). A time past what the clock can represent
-                // probes once.
-                passed_once |= result.is_ok();
-                let every = if passed_once { p.interval } else { p.period };
-                next_probe = Instant::now().checked_add(every).unwrap_or_else(far_future);
+            () = tokio::time::sleep_until(ready_due.unwrap_or_else(far_future)), if ready_due.is_some() => {
+                readiness.as_mut().expect("due, so there").launch(spec);
+            }
+            () = tokio::time::sleep_until(live_due.unwrap_or_else(far_future)), if live_due.is_some() => {
+                liveness.as_mut().expect("due, so there").launch(spec);
+            }
+            result = async { readiness.as_mut().expect("guarded").wait().await }, if readiness.as_ref().is_some_and(Prober::running) => {
+                let p = readiness.as_mut().expect("guarded");
+                p.publish(&result, &spec.name, replica, bus);
                 match result {
                     Ok(()) => report(Input::ProbePassed, None),
                     Err(why) => report(Input::ProbeFailed(why), None),
                 }
             }
+            result = async { liveness.as_mut().expect("guarded").wait().await }, if liveness.as_ref().is_some_and(Prober::running) => {
+                let p = liveness.as_mut().expect("guarded");
+                p.publish(&result, &spec.name, replica, bus);
+                match result {
+                    Ok(()) => report(Input::LivePassed, None),
+                    Err(why) => report(Input::LiveFailed(why), None),
+                }
+            }
         }
+    }
+}
+
+/// A check in flight.
+type Check = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+
+/// One of an attempt's probes (`ready` or `live`) and its schedule: a check every `period`
+/// until one passes, every `interval` after (a ready app's log is not filled with probes),
+/// counted from the start of the previous check, so that `interval` × `failures` bounds how
+/// long a hung process goes unnoticed (a check that takes longer is followed at once). One
+/// check at a time; dropping it (the attempt ends) ends the check, and a `cmd` check's
+/// process group with it.
+struct Prober {
+    probe: kiln_config::Probe,
+    role: &'static str,
+    next: Instant,
+    passed_once: bool,
+    check: Option<(Instant, Check)>,
+    /// How long the last check took.
+    last_took: Duration,
+}
+
+impl Prober {
+    fn new(probe: kiln_config::Probe, role: &'static str) -> Prober {
+        Prober { probe, role, next: Instant::now(), passed_once: false, check: None, last_took: Duration::ZERO }
+    }
+
+    /// When the next check starts, unless one runs.
+    fn due(&self) -> Option<Instant> {
+        self.check.is_none().then_some(self.next)
+    }
+
+    fn running(&self) -> bool {
+        self.check.is_some()
+    }
+
+    fn launch(&mut self, spec: &ServiceSpec) {
+        let p = &self.probe;
+        let connect = p.period.max(Duration::from_millis(100)).min(p.timeout);
+        let (check, timeout, dir, env) = (p.check.clone(), p.timeout, spec.dir.clone(), spec.env.clone());
+        let run = async move { crate::supervise::probe::check(&check, timeout, connect, &dir, &env).await };
+        self.check = Some((Instant::now(), Box::pin(run)));
+    }
+
+    /// The running check's result; schedules the next. Only called while one runs.
+    async fn wait(&mut self) -> Result<(), String> {
+        let (began, check) = self.check.as_mut().expect("only called while a check runs");
+        let began = *began;
+        let result = check.await;
+        self.check = None;
+        self.passed_once |= result.is_ok();
+        let every = if self.passed_once { self.probe.interval } else { self.probe.period };
+        // A time past what the clock can represent probes once.
+        self.next = began.checked_add(every).unwrap_or_else(far_future);
+        self.last_took = began.elapsed();
+        result
+    }
+
+    fn publish(&self, result: &Result<(), String>, service: &str, replica: u32, bus: &EventBus) {
+        bus.publish(Event::ServiceProbed {
+            service: service.to_string(),
+            replica,
+            probe: self.role,
+            ok: result.is_ok(),
+            error: result.as_ref().err().cloned(),
+            duration_ms: u64::try_from(self.last_took.as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+}
+
+/// Publishes `service.started` for an attempt: at once for a process; for a container once
+/// the engine names it (asked every 100 ms, at most 10 s, never after the attempt ended).
+/// The attempt ends when the returned guard is dropped.
+fn announce_start(spec: &ServiceSpec, replica: u32, attempt: u64, pid: u32, bus: &Arc<EventBus>) -> AttemptOver {
+    let over = AttemptOver(Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    let started_at = crate::event::timestamp::rfc3339(std::time::SystemTime::now());
+    let event = |container: Option<String>, ports: Vec<String>| Event::ServiceStarted {
+        service: spec.name.clone(),
+        replica,
+        attempt,
+        pid,
+        container,
+        started_at: started_at.clone(),
+        ports,
+    };
+    match &spec.runner {
+        Runner::Process(_) => bus.publish(event(None, Vec::new())),
+        Runner::Container(run) => {
+            let ports = run.ports.iter().map(|p| fill_replica(p, replica)).collect();
+            let pending = event(None, ports);
+            let (engine, name, bus, gone) = (run.engine.clone(), run.name(&spec.name, replica), bus.clone(), over.0.clone());
+            tokio::spawn(async move {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let mut id = None;
+                while id.is_none() && Instant::now() < deadline && !gone.load(Ordering::Relaxed) {
+                    let (engine, name) = (engine.clone(), name.clone());
+                    let asked = tokio::task::spawn_blocking(move || {
+                        engine.query(&["container", "inspect", "--format", "{{.Id}}", &name])
+                    });
+                    match asked.await {
+                        Ok(Ok(out)) if !out.trim().is_empty() => id = Some(out.trim().chars().take(12).collect()),
+                        _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+                if !gone.load(Ordering::Relaxed) {
+                    let Event::ServiceStarted { service, replica, attempt, pid, started_at, ports, .. } = pending else {
+                        return;
+                    };
+                    bus.publish(Event::ServiceStarted { service, replica, attempt, pid, container: id, started_at, ports });
+                }
+            });
+        }
+    }
+    over
+}
+
+/// Dropped when an attempt's loop ends: what it started late (the container ID's query)
+/// publishes nothing after that.
+struct AttemptOver(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for AttemptOver {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -636,6 +772,9 @@ async fn stop(spec: &ServiceSpec, replica: u32, child: &mut tokio::process::Chil
         }
     } else {
         signal_group(pid, spec.stop_signal);
+        // A stopped process (SIGSTOP, a debugger, Ctrl-Z) handles no signal until it runs
+        // again: continued, it gets the stop signal, then the timeout as usual.
+        signal_group(pid, Signal::SIGCONT);
     }
     let deadline = Instant::now() + timeout;
     if tokio::time::timeout(timeout, child.wait()).await.is_err() {

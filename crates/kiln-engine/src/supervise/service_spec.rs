@@ -26,7 +26,10 @@ pub struct ServiceSpec {
     pub dir: PathBuf,
     pub env: BTreeMap<String, String>,
     pub restart: RestartPolicy,
+    /// The readiness probe.
     pub probe: Option<Probe>,
+    /// The liveness probe.
+    pub live: Option<Probe>,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub backoff: Backoff,
@@ -232,6 +235,7 @@ impl ServiceSpec {
             env,
             restart: service.restart,
             probe: service.ready.clone(),
+            live: service.live.clone(),
             stop_signal,
             stop_timeout: service.stop_timeout,
             backoff: Backoff::default(),
