@@ -71,7 +71,14 @@ pub enum Command {
         follow: bool,
     },
     /// Targets and services of the running `kiln up`.
-    Status,
+    Status {
+        /// One line per service replica, as `kiln ps` prints them.
+        #[arg(long)]
+        services: bool,
+    },
+    /// One line per service replica of the running `kiln up`: phase, restarts, uptime,
+    /// process or container, ports, last probe.
+    Ps,
     /// Wait until targets are built and services ready in the running `kiln up`.
     Wait {
         #[arg(value_name = "NAME", required = true)]

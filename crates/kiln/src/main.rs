@@ -48,7 +48,8 @@ fn main() -> ExitCode {
     };
     let control = matches!(
         cli.command,
-        Command::Status
+        Command::Status { .. }
+            | Command::Ps
             | Command::Wait { .. }
             | Command::Trigger { .. }
             | Command::Down { .. }
@@ -75,7 +76,8 @@ fn main() -> ExitCode {
         Command::Explain { target } => commands::explain::run(&config, &target, cli.global.json),
         Command::Logs { target, follow: true } => commands::control::follow_logs(&config, &target, !stand_in),
         Command::Logs { target, follow: false } => commands::logs::run(&config, &target),
-        Command::Status => commands::control::status(&config, cli.global.json),
+        Command::Status { services: false } => commands::control::status(&config, cli.global.json),
+        Command::Status { services: true } | Command::Ps => commands::ps::run(&config, cli.global.json),
         Command::Wait { names, timeout } => commands::control::wait(&config, &names, timeout, !stand_in),
         Command::Trigger { name } => commands::control::trigger(&config, &name, !stand_in),
         Command::Down { timeout } => commands::control::down(&config, timeout),
