@@ -20,11 +20,20 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// Reads what [`rfc3339`] writes (`2026-11-22T10:04:05.123Z`); `None` for anything else.
 pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
     let b = text.as_bytes();
-    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' || b[23] != b'Z' {
+    if b.len() != 24
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+        || b[23] != b'Z'
+    {
         return None;
     }
     let num = |from: usize, to: usize| text.get(from..to)?.parse::<u64>().ok();
-    let (y, m, d) = (i64::try_from(num(0, 4)?).ok()?, u32::try_from(num(5, 7)?).ok()?, u32::try_from(num(8, 10)?).ok()?);
+    let (y, m, d) =
+        (i64::try_from(num(0, 4)?).ok()?, u32::try_from(num(5, 7)?).ok()?, u32::try_from(num(8, 10)?).ok()?);
     let (hh, mm, ss, ms) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 23)?);
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
         return None;

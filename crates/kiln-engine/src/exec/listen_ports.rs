@@ -37,7 +37,9 @@ pub fn listening_ports(pgid: u32) -> Vec<String> {
         for line in text.lines().skip(1) {
             let fields: Vec<&str> = line.split_whitespace().collect();
             // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
-            if fields.len() > 9 && fields[3] == "0A" && inodes.contains(fields[9])
+            if fields.len() > 9
+                && fields[3] == "0A"
+                && inodes.contains(fields[9])
                 && let Some(addr) = parse_address(fields[1])
             {
                 found.insert(addr);

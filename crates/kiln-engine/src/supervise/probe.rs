@@ -147,11 +147,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let pid_file = dir.path().join("child.pid");
         let cmd = format!("sleep 100 & echo $! > {}; sleep 100", pid_file.display());
-        let err = check(&ProbeCheck::Cmd(cmd), Duration::from_millis(300), Duration::from_secs(1), dir.path(), &BTreeMap::new())
-            .await
-            .expect_err("times out");
+        let err = check(
+            &ProbeCheck::Cmd(cmd),
+            Duration::from_millis(300),
+            Duration::from_secs(1),
+            dir.path(),
+            &BTreeMap::new(),
+        )
+        .await
+        .expect_err("times out");
         assert!(err.contains("did not finish within 300ms; its processes were killed"), "{err}");
-        let pid: i32 = std::fs::read_to_string(&pid_file).expect("the child wrote its pid").trim().parse().expect("a pid");
+        let pid: i32 =
+            std::fs::read_to_string(&pid_file).expect("the child wrote its pid").trim().parse().expect("a pid");
         // Killed at once; its parent (init, or a subreaper) reaps it soon after.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while running(pid) {

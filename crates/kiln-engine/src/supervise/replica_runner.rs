@@ -534,7 +534,8 @@ fn announce_start(spec: &ServiceSpec, replica: u32, attempt: u64, pid: u32, bus:
         Runner::Container(run) => {
             let ports = run.ports.iter().map(|p| fill_replica(p, replica)).collect();
             let pending = event(None, ports);
-            let (engine, name, bus, gone) = (run.engine.clone(), run.name(&spec.name, replica), bus.clone(), over.0.clone());
+            let (engine, name, bus, gone) =
+                (run.engine.clone(), run.name(&spec.name, replica), bus.clone(), over.0.clone());
             tokio::spawn(async move {
                 let deadline = Instant::now() + Duration::from_secs(10);
                 let mut id = None;
@@ -549,10 +550,19 @@ fn announce_start(spec: &ServiceSpec, replica: u32, attempt: u64, pid: u32, bus:
                     }
                 }
                 if !gone.load(Ordering::Relaxed) {
-                    let Event::ServiceStarted { service, replica, attempt, pid, started_at, ports, .. } = pending else {
+                    let Event::ServiceStarted { service, replica, attempt, pid, started_at, ports, .. } = pending
+                    else {
                         return;
                     };
-                    bus.publish(Event::ServiceStarted { service, replica, attempt, pid, container: id, started_at, ports });
+                    bus.publish(Event::ServiceStarted {
+                        service,
+                        replica,
+                        attempt,
+                        pid,
+                        container: id,
+                        started_at,
+                        ports,
+                    });
                 }
             });
         }

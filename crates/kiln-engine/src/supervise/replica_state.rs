@@ -435,7 +435,10 @@ mod tests {
         r.step(Input::Started { probed: true }, now, 0.0);
         // A slow starter: its liveness probe fails before it ever passed; nothing counts.
         for _ in 0..10 {
-            assert_eq!(r.step(Input::LiveFailed("refused".into()), now, 0.0), Step { change: None, action: Action::Continue });
+            assert_eq!(
+                r.step(Input::LiveFailed("refused".into()), now, 0.0),
+                Step { change: None, action: Action::Continue }
+            );
         }
         r.step(Input::ProbePassed, now, 0.0);
         r.step(Input::LivePassed, now, 0.0);
@@ -461,7 +464,10 @@ mod tests {
         now += Duration::from_secs(1);
         let s = r.step(Input::BackoffOver, now, 0.0);
         assert_eq!(s.action, Action::Start);
-        assert_eq!(s.change.expect("starting").reason, "restart 1 after its liveness probe failed: no answer within 200ms");
+        assert_eq!(
+            s.change.expect("starting").reason,
+            "restart 1 after its liveness probe failed: no answer within 200ms"
+        );
         // The new attempt starts over: its failures count only after its own first pass.
         r.step(Input::Started { probed: true }, now, 0.0);
         for _ in 0..5 {

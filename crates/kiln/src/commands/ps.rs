@@ -133,7 +133,10 @@ mod tests {
 
     #[test]
     fn no_services_is_said() {
-        assert_eq!(render(&serde_json::json!({ "targets": {}, "services": {} })), "the running `kiln up` has no services\n");
+        assert_eq!(
+            render(&serde_json::json!({ "targets": {}, "services": {} })),
+            "the running `kiln up` has no services\n"
+        );
     }
 
     #[test]
