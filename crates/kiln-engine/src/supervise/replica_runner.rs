@@ -138,6 +138,12 @@ async fn run_attempt(
     pid_cell: &AtomicU32,
     report: impl Fn(Input, Option<Handover>),
 ) {
+    // A container's engine writes its ID here: `kiln ps` shows it, and no engine call is
+    // needed to learn it.
+    let cid_file = match &spec.runner {
+        Runner::Container(c) => c.prepare_cid_file(spec, replica),
+        Runner::Process(_) => None,
+    };
     let mut command = match &spec.runner {
         Runner::Process(cmd) => {
             let mut command = shell_command(cmd, &spec.dir, &spec.env);
@@ -146,7 +152,7 @@ async fn run_attempt(
         }
         Runner::Container(c) => {
             let mut command = tokio::process::Command::new(&c.engine.program);
-            let mut args = c.run_args(spec, replica);
+            let mut args = c.run_args(spec, replica, cid_file.as_deref());
             if handover.is_some() {
                 args.insert(1, "--replace".into());
             }
@@ -183,7 +189,9 @@ async fn run_attempt(
         && let Some(drift) = &run.drift
         && let Some((batch, Some(api), version)) = drift.now()
     {
-        match create_with_drift(run, spec, replica, handover.is_some(), &api, batch, &drift.tmp).await {
+        match create_with_drift(run, spec, replica, handover.is_some(), &api, batch, &drift.tmp, cid_file.as_deref())
+            .await
+        {
             Ok((start, deletes)) => {
                 command = start;
                 checked_name = true;
@@ -372,7 +380,7 @@ async fn run_attempt(
     }
     let mut ready = probe.is_none();
     report(Input::Started { probed: !ready }, None);
-    let _over = announce_start(spec, replica, attempt, pid, bus);
+    let _over = announce_start(spec, replica, attempt, pid, cid_file, bus);
     // Readiness and liveness run side by side, each on its own schedule, each check a
     // future polled by the loop below (an order to stop is heard while a check runs).
     let mut readiness = probe.filter(|p| !matches!(p.check, ProbeCheck::Log(_))).map(|p| Prober::new(p, "ready"));
@@ -515,54 +523,43 @@ impl Prober {
 }
 
 /// Publishes `service.started` for an attempt: at once for a process; for a container once
-/// the engine names it (asked every 100 ms, at most 10 s, never after the attempt ended).
+/// the engine has written its ID to `cid_file` (looked at every 50 ms, at most 10 s, never
+/// after the attempt ended; it asks the engine nothing, which would race the client's attach).
 /// The attempt ends when the returned guard is dropped.
-fn announce_start(spec: &ServiceSpec, replica: u32, attempt: u64, pid: u32, bus: &Arc<EventBus>) -> AttemptOver {
+fn announce_start(
+    spec: &ServiceSpec,
+    replica: u32,
+    attempt: u64,
+    pid: u32,
+    cid_file: Option<std::path::PathBuf>,
+    bus: &Arc<EventBus>,
+) -> AttemptOver {
     let over = AttemptOver(Arc::new(std::sync::atomic::AtomicBool::new(false)));
     let started_at = crate::event::timestamp::rfc3339(std::time::SystemTime::now());
-    let event = |container: Option<String>, ports: Vec<String>| Event::ServiceStarted {
-        service: spec.name.clone(),
-        replica,
-        attempt,
-        pid,
-        container,
-        started_at: started_at.clone(),
-        ports,
+    let (service, bus_out, gone) = (spec.name.clone(), bus.clone(), over.0.clone());
+    let publish = move |container: Option<String>, ports: Vec<String>| {
+        bus_out.publish(Event::ServiceStarted { service, replica, attempt, pid, container, started_at, ports });
     };
     match &spec.runner {
-        Runner::Process(_) => bus.publish(event(None, Vec::new())),
+        Runner::Process(_) => publish(None, Vec::new()),
         Runner::Container(run) => {
             let ports = run.ports.iter().map(|p| fill_replica(p, replica)).collect();
-            let pending = event(None, ports);
-            let (engine, name, bus, gone) =
-                (run.engine.clone(), run.name(&spec.name, replica), bus.clone(), over.0.clone());
             tokio::spawn(async move {
                 let deadline = Instant::now() + Duration::from_secs(10);
                 let mut id = None;
-                while id.is_none() && Instant::now() < deadline && !gone.load(Ordering::Relaxed) {
-                    let (engine, name) = (engine.clone(), name.clone());
-                    let asked = tokio::task::spawn_blocking(move || {
-                        engine.query(&["container", "inspect", "--format", "{{.Id}}", &name])
-                    });
-                    match asked.await {
-                        Ok(Ok(out)) if !out.trim().is_empty() => id = Some(out.trim().chars().take(12).collect()),
-                        _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                while let Some(file) = cid_file.as_ref().filter(|_| id.is_none() && Instant::now() < deadline) {
+                    if gone.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let text = crate::fs::no_follow::read_regular(file).unwrap_or_default();
+                    let text = String::from_utf8_lossy(&text);
+                    match text.trim() {
+                        t if t.len() >= 12 => id = Some(t.chars().take(12).collect()),
+                        _ => tokio::time::sleep(Duration::from_millis(50)).await,
                     }
                 }
                 if !gone.load(Ordering::Relaxed) {
-                    let Event::ServiceStarted { service, replica, attempt, pid, started_at, ports, .. } = pending
-                    else {
-                        return;
-                    };
-                    bus.publish(Event::ServiceStarted {
-                        service,
-                        replica,
-                        attempt,
-                        pid,
-                        container: id,
-                        started_at,
-                        ports,
-                    });
+                    publish(id, ports);
                 }
             });
         }
@@ -653,6 +650,7 @@ impl AfterStart {
 /// copies the synced files that exist into it, and returns the client that starts it
 /// attached (`ENGINE start --attach`) with the container paths of those synced away, to be
 /// removed once it runs. A name held by a container this project did not start is refused.
+#[expect(clippy::too_many_arguments, reason = "a new container's whole context, passed once")]
 async fn create_with_drift(
     run: &ContainerRun,
     spec: &ServiceSpec,
@@ -661,6 +659,7 @@ async fn create_with_drift(
     api: &EngineApi,
     batch: SyncBatch,
     tmp: &std::path::Path,
+    cid_file: Option<&std::path::Path>,
 ) -> Result<(tokio::process::Command, Vec<String>), Input> {
     let name = run.name(&spec.name, replica);
     if !replace
@@ -672,7 +671,7 @@ async fn create_with_drift(
     {
         return Err(Input::Refused(why));
     }
-    let mut args = run.run_args(spec, replica);
+    let mut args = run.run_args(spec, replica, cid_file);
     args[0] = "create".into();
     if replace {
         args.insert(1, "--replace".into());
