@@ -188,8 +188,9 @@ pub enum Event {
         replicas: u32,
     },
     /// A replica's process or container started (one per attempt): what `kiln ps` shows of
-    /// it. For a container service it is published once the engine names the container
-    /// (at most 10 s after the start; `container` is absent if it never did).
+    /// it. For a container service it is published once the engine has written the
+    /// container's ID (`--cidfile .kiln/run/cid/NAME`; at most 10 s after the start,
+    /// `container` is absent if it never did).
     #[serde(rename = "service.started")]
     ServiceStarted {
         service: String,
