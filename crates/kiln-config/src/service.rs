@@ -25,6 +25,9 @@ pub struct Service {
     pub replicas: u32,
     pub restart: RestartPolicy,
     pub ready: Option<Probe>,
+    /// The liveness probe: `failures` failures in a row (after its first pass) restart the
+    /// replica. Never a `log` check.
+    pub live: Option<Probe>,
     pub stop_signal: String,
     pub stop_timeout: Duration,
     /// Live update: changed files copied into the running containers (container services).
@@ -103,7 +106,7 @@ impl RestartPolicy {
     }
 }
 
-/// A readiness probe and its timing.
+/// A readiness or liveness probe and its timing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Probe {
     pub check: ProbeCheck,
@@ -112,11 +115,12 @@ pub struct Probe {
     /// How often it runs after it first passed (default 10 s).
     pub interval: Duration,
     pub timeout: Duration,
-    /// Consecutive failures after which a ready service becomes unhealthy.
+    /// Consecutive failures after which a ready service becomes unhealthy (readiness), or
+    /// is restarted (liveness).
     pub failures: u32,
 }
 
-/// What a readiness probe checks.
+/// What a probe checks.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProbeCheck {
     /// An HTTP GET answered with 2xx or 3xx.
@@ -141,6 +145,7 @@ const SERVICE_KEYS: &[&str] = &[
     "replicas",
     "restart",
     "ready",
+    "live",
     "stop_signal",
     "stop_timeout",
     "sync",
@@ -271,7 +276,10 @@ impl Service {
             }
             policy
         });
-        let ready = field("ready").map_or(Some(None), |n| read_probe(r, n, &name.text, copies).map(Some));
+        let ready =
+            field("ready").map_or(Some(None), |n| read_probe(r, n, &name.text, copies, ProbeRole::Ready).map(Some));
+        let live =
+            field("live").map_or(Some(None), |n| read_probe(r, n, &name.text, copies, ProbeRole::Live).map(Some));
         let stop_signal = field("stop_signal").map_or(Some("SIGTERM".to_string()), |n| {
             let text = r.located(n, &what("stop_signal"))?;
             if SIGNALS.contains(&text.text.as_str()) {
@@ -312,6 +320,7 @@ impl Service {
                 replicas: u32::try_from(replicas?).ok()?,
                 restart: restart?,
                 ready: ready?,
+                live: live?,
                 stop_signal: stop_signal?,
                 stop_timeout: stop_timeout?,
                 sync: sync?,
@@ -525,18 +534,38 @@ fn read_sync_rule(
     Some(SyncRule { path: path?, target: target?, ignore: ignore?, include: include?, action: action? })
 }
 
-/// `replicas`: how many copies the service runs, each filling in its number for
-/// `${KILN_REPLICA}`.
+/// Which of a service's probes is read: `ready` or `live`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProbeRole {
+    Ready,
+    Live,
+}
+
+/// `ready = { … }` or `live = { … }`. `replicas`: how many copies the service runs, each
+/// filling in its number for `${KILN_REPLICA}`.
 fn read_probe(
     r: &mut crate::reader::Reader,
     node: &crate::reader::Node<'_>,
     service: &str,
     replicas: u32,
+    role: ProbeRole,
 ) -> Option<Probe> {
-    let section = format!("`ready` of service `{service}`");
+    let key = if role == ProbeRole::Ready { "ready" } else { "live" };
+    let section = format!("`{key}` of service `{service}`");
     let table = r.table(node, &section)?;
     r.check_keys(table, PROBE_KEYS, &section);
-    let what = |key: &str| format!("`ready.{key}` of service `{service}`");
+    let what = |k: &str| format!("`{key}.{k}` of service `{service}`");
+    if role == ProbeRole::Live
+        && let Some(log) = table.get("log")
+    {
+        r.error(
+            log.span(),
+            format!("{section} cannot be a `log` check"),
+            "a log line is printed once",
+            Some("liveness is checked again and again: use `http`, `tcp` or `cmd` (`log` suits `ready`)".into()),
+        );
+        return None;
+    }
     let kinds: Vec<&str> = ["http", "tcp", "cmd", "log"].into_iter().filter(|k| table.contains_key(*k)).collect();
     let check = match kinds.as_slice() {
         [kind] => {
@@ -565,9 +594,13 @@ fn read_probe(
         _ => {
             r.error(
                 node.span(),
-                format!("{section} needs exactly one of `http`, `tcp`, `cmd` or `log`"),
+                if role == ProbeRole::Ready {
+                    format!("{section} needs exactly one of `http`, `tcp`, `cmd` or `log`")
+                } else {
+                    format!("{section} needs exactly one of `http`, `tcp` or `cmd`")
+                },
                 if kinds.is_empty() { "no check given" } else { "more than one check" },
-                Some("for example `ready = { http = \"http://127.0.0.1:8080/health\" }`".into()),
+                Some(format!("for example `{key} = {{ http = \"http://127.0.0.1:8080/health\" }}`")),
             );
             None
         }
@@ -696,6 +729,29 @@ watch = ["/etc/**"]"#,
     fn rebuild_needs_an_image_target() {
         let e = errors("image = \"localhost/other:1\"\nsync = [{ path = \"deps.txt\", action = \"rebuild\" }]");
         assert!(e.contains("`localhost/other:1` is an image reference, not an image target"), "{e}");
+    }
+
+    #[test]
+    fn reads_a_liveness_probe_with_its_defaults() {
+        let web = read("cmd = \"./serve\"\nlive = { http = \"http://127.0.0.1:8080/health\", interval = \"300ms\" }");
+        let live = web.live.expect("a liveness probe");
+        assert_eq!(live.check, ProbeCheck::Http("http://127.0.0.1:8080/health".into()));
+        assert_eq!(
+            (live.period, live.interval, live.timeout, live.failures),
+            (Duration::from_secs(1), Duration::from_millis(300), Duration::from_secs(2), 3)
+        );
+        assert_eq!(web.ready, None);
+    }
+
+    #[test]
+    fn a_log_liveness_probe_is_an_error_with_a_hint() {
+        let e = errors("cmd = \"./serve\"\nlive = { log = \"listening\" }");
+        assert!(e.contains("`live` of service `web` cannot be a `log` check"), "{e}");
+        assert!(e.contains("use `http`, `tcp` or `cmd`"), "{e}");
+        let e = errors("cmd = \"./serve\"\nlive = { interval = \"1s\" }");
+        assert!(e.contains("`live` of service `web` needs exactly one of `http`, `tcp` or `cmd`"), "{e}");
+        let e = errors("cmd = \"./serve\"\nlive = { tcp = \"127.0.0.1:1\", failures = 0 }");
+        assert!(e.contains("`live.failures` of service `web`"), "{e}");
     }
 
     #[test]

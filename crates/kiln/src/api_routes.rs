@@ -120,8 +120,12 @@ fn is_loopback_origin(origin: &str) -> bool {
 }
 
 async fn status(State(state): State<ApiState>) -> Response {
-    let body =
-        serde_json::to_value(&*state.status.lock().expect("status lock is never poisoned")).expect("status serializes");
+    let view = state.status.lock().expect("status lock is never poisoned").clone();
+    let view = match tokio::task::spawn_blocking(move || view.at(std::time::SystemTime::now())).await {
+        Ok(view) => view,
+        Err(e) => return json(StatusCode::INTERNAL_SERVER_ERROR, &serde_json::json!({ "error": e.to_string() })),
+    };
+    let body = serde_json::to_value(&view).expect("status serializes");
     json(StatusCode::OK, &body)
 }
 

@@ -66,7 +66,14 @@ pub enum Command {
     /// restarts), or with no name every service and target, interleaved by time.
     Logs(LogsArgs),
     /// Targets and services of the running `kiln up`.
-    Status,
+    Status {
+        /// One line per service replica, as `kiln ps` prints them.
+        #[arg(long)]
+        services: bool,
+    },
+    /// One line per service replica of the running `kiln up`: phase, restarts, uptime,
+    /// process or container, ports, last probe.
+    Ps,
     /// Wait until targets are built and services ready in the running `kiln up`.
     Wait {
         #[arg(value_name = "NAME", required = true)]

@@ -48,7 +48,12 @@ fn main() -> ExitCode {
     };
     let control = matches!(
         cli.command,
-        Command::Status | Command::Wait { .. } | Command::Trigger { .. } | Command::Down { .. } | Command::Logs(_)
+        Command::Status { .. }
+            | Command::Ps
+            | Command::Wait { .. }
+            | Command::Trigger { .. }
+            | Command::Down { .. }
+            | Command::Logs(_)
     );
     let loaded =
         if control { project::load_for_control(&cli.global) } else { project::load(&cli.global).map(|c| (c, false)) };
@@ -70,7 +75,8 @@ fn main() -> ExitCode {
         )),
         Command::Explain { target } => commands::explain::run(&config, &target, cli.global.json),
         Command::Logs(args) => commands::logs::run(&config, &args, stand_in, cli.global.json),
-        Command::Status => commands::control::status(&config, cli.global.json),
+        Command::Status { services: false } => commands::control::status(&config, cli.global.json),
+        Command::Status { services: true } | Command::Ps => commands::ps::run(&config, cli.global.json),
         Command::Wait { names, timeout } => commands::control::wait(&config, &names, timeout, !stand_in),
         Command::Trigger { name } => commands::control::trigger(&config, &name, !stand_in),
         Command::Down { timeout } => commands::control::down(&config, timeout),

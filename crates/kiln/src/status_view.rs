@@ -1,5 +1,8 @@
-//! What `kiln status` and `GET /api/status` show, built from the event stream: each target's
-//! last build and each service replica's phase.
+//! What `kiln status`, `kiln ps` and `GET /api/status` show, built from the event stream:
+//! each target's last build and each service replica's phase, and of a running replica its
+//! process or container (`service.started`) and its probes' last results (`service.probed`).
+//! [`StatusView::at`] adds what depends on when it is asked: uptimes, how long ago a probe
+//! ran.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +22,52 @@ pub struct ReplicaView {
     pub phase: Phase,
     pub reason: String,
     pub restarts: u32,
+    /// While it runs: its process (a container's engine client).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// While it runs, for a container service: the container's short ID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// While it runs: when its current attempt started, and how long ago that is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uptime_ms: Option<u64>,
+    /// For a container service: its published ports; for a process service: the TCP
+    /// addresses its process group listens on (read when asked).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
+    /// The last result of each of its probes in this attempt, by kind (`ready`, `live`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub probes: BTreeMap<&'static str, ProbeView>,
+}
+
+impl ReplicaView {
+    fn new(phase: Phase) -> ReplicaView {
+        ReplicaView {
+            phase,
+            reason: String::new(),
+            restarts: 0,
+            pid: None,
+            container: None,
+            started_at: None,
+            uptime_ms: None,
+            ports: Vec::new(),
+            probes: BTreeMap::new(),
+        }
+    }
+}
+
+/// One probe's last result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeView {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it ran, and how long ago that is.
+    pub at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ago_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -82,12 +131,51 @@ impl StatusView {
                     s.image.clone_from(image);
                 }
                 s.desired = *replicas as usize;
-                s.replicas.insert(*replica, ReplicaView { phase: *phase, reason: reason.clone(), restarts: *restarts });
+                let r = s.replicas.entry(*replica).or_insert_with(|| ReplicaView::new(*phase));
+                (r.phase, r.restarts) = (*phase, *restarts);
+                r.reason.clone_from(reason);
+                if !matches!(phase, Phase::Starting | Phase::Ready | Phase::Unhealthy | Phase::Stopping) {
+                    // Nothing of it runs.
+                    (r.pid, r.container, r.started_at) = (None, None, None);
+                    r.ports.clear();
+                }
                 // A replica beyond the desired count is shown until it has stopped.
                 s.replicas.retain(|r, v| (*r as usize) < s.desired || v.phase != Phase::Stopped);
                 s.summarize();
             }
+            Event::ServiceStarted { service, replica, pid, container, started_at, ports, .. } => {
+                let s = self.services.entry(service.clone()).or_default();
+                let r = s.replicas.entry(*replica).or_insert_with(|| ReplicaView::new(Phase::Starting));
+                (r.pid, r.container, r.started_at) = (Some(*pid), container.clone(), Some(started_at.clone()));
+                r.ports.clone_from(ports);
+                r.probes.clear();
+            }
+            Event::ServiceProbed { service, replica, probe, ok, error, .. } => {
+                let Some(r) = self.services.get_mut(service).and_then(|s| s.replicas.get_mut(replica)) else { return };
+                r.probes.insert(probe, ProbeView { ok: *ok, error: error.clone(), at: ts.to_string(), ago_ms: None });
+            }
             _ => {}
         }
+    }
+
+    /// The view as asked at `now`: with each running replica's uptime, how long ago each
+    /// probe ran, and the ports each process service's process group listens on (read from
+    /// `/proc`, so called off the async threads).
+    pub fn at(&self, now: std::time::SystemTime) -> StatusView {
+        let since = |ts: &str| {
+            kiln_engine::parse_rfc3339(ts)
+                .map(|t| u64::try_from(now.duration_since(t).unwrap_or_default().as_millis()).unwrap_or(u64::MAX))
+        };
+        let mut view = self.clone();
+        for r in view.services.values_mut().flat_map(|s| s.replicas.values_mut()) {
+            r.uptime_ms = r.started_at.as_deref().and_then(since);
+            if let (Some(pid), None, true) = (r.pid, &r.container, r.ports.is_empty()) {
+                r.ports = kiln_engine::listening_ports(pid);
+            }
+            for p in r.probes.values_mut() {
+                p.ago_ms = since(&p.at);
+            }
+        }
+        view
     }
 }

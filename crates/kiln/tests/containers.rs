@@ -867,3 +867,60 @@ fn a_container_name_taken_by_a_foreign_container_fails_the_service_and_leaves_th
     let (code, _) = up.stop();
     assert_eq!(code, 130);
 }
+
+#[test]
+fn a_container_whose_server_is_sigstopped_is_replaced_by_its_liveness_probe() {
+    let images = repo("live");
+    let p = Project::new(&format!(
+        "[target.img]\nimage = {{ name = \"{}\", context = \"app\", stage = \"production\" }}\n\n\
+         [service.web]\nimage = \"img\"\nports = [\"127.0.0.1:19473:8080\"]\nstop_timeout = \"1s\"\n\
+         ready = {{ http = \"http://127.0.0.1:19473/\", period = \"100ms\" }}\n\
+         live = {{ http = \"http://127.0.0.1:19473/\", period = \"100ms\", interval = \"300ms\", timeout = \"200ms\" }}\n",
+        images.0
+    ));
+    write_context(&p, &images);
+    let _containers = Containers::of(&p);
+    let mut up = Up::start(&p, &[]);
+    let starting = up.wait_seen("starting", |e| phase(e, "web", 0, "starting"));
+    let ready = up.wait_seen("ready", |e| phase(e, "web", 0, "ready"));
+    up.wait_seen("a passing liveness probe", |e| {
+        e["type"] == "service.probed" && e["probe"] == "live" && e["ok"] == true
+    });
+    let started = up.wait_seen("its container named", |e| e["type"] == "service.started" && e["container"].is_string());
+    let name = kiln_engine::container_name(p.root(), "web", 0);
+    let first = container_id(&name);
+    assert_eq!(started["container"].as_str(), Some(&first[..12]), "the short ID: {started}");
+    assert_eq!(started["ports"], serde_json::json!(["127.0.0.1:19473:8080"]));
+    let ps = p.kiln(&["ps"]);
+    assert!(
+        ps.stdout.lines().nth(1).is_some_and(|l| l.contains(&first[..12]) && l.contains("127.0.0.1:19473:8080")),
+        "{}",
+        ps.stdout
+    );
+
+    // The server (the container's pid 1) stops answering: SIGSTOP through the engine.
+    let stopped_at = std::time::Instant::now();
+    podman_ok(&["kill", "--signal", "SIGSTOP", &name]);
+    let stopping = up.wait_for("the liveness restart", |e| phase(e, "web", 0, "stopping"));
+    assert!(stopping["reason"].as_str().unwrap_or("").starts_with("liveness probe failed: "), "{stopping}");
+    let backoff = up.wait_for("its backoff", |e| phase(e, "web", 0, "backoff"));
+    assert_eq!(backoff["restarts"], 1, "{backoff}");
+    up.wait_for("ready again", |e| phase(e, "web", 0, "ready"));
+    let back_in = stopped_at.elapsed();
+    // interval × failures, `podman rm -f -t 1` of the stopped process (SIGKILL after the
+    // stop timeout), the first backoff (1 s), the start time, and a margin.
+    let start_ms = |e: &Value| e["ts"].as_str().map(ts_ms).expect("ts");
+    let start_time = Duration::from_millis(start_ms(&ready).saturating_sub(start_ms(&starting)));
+    let bound = Duration::from_millis(900 + 1000 + 1000) + start_time + Duration::from_secs(8);
+    eprintln!("back and ready {back_in:?} after SIGSTOP (bound {bound:?}, start time {start_time:?})");
+    assert!(back_in < bound, "back after {back_in:?}; bound {bound:?}\n{}", up.dump());
+    assert_ne!(container_id(&name), first, "a new container");
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}
+
+/// `2026-11-22T10:04:05.123Z` → milliseconds into the day.
+fn ts_ms(ts: &str) -> u64 {
+    let n = |r: std::ops::Range<usize>| ts[r].parse::<u64>().expect("a timestamp");
+    ((n(11..13) * 60 + n(14..16)) * 60 + n(17..19)) * 1000 + n(20..23)
+}

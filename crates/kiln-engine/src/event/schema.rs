@@ -187,6 +187,40 @@ pub enum Event {
         /// How many replicas the service should have now (its configured `replicas`).
         replicas: u32,
     },
+    /// A replica's process or container started (one per attempt): what `kiln ps` shows of
+    /// it. For a container service it is published once the engine has written the
+    /// container's ID (`--cidfile .kiln/run/cid/NAME`; at most 10 s after the start,
+    /// `container` is absent if it never did).
+    #[serde(rename = "service.started")]
+    ServiceStarted {
+        service: String,
+        replica: u32,
+        /// The attempt's number, unique in this `kiln up`.
+        attempt: u64,
+        /// The process (its group's leader); for a container, the engine client's.
+        pid: u32,
+        /// For a container service: the container's ID (12 hex digits).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        container: Option<String>,
+        /// When the attempt started (RFC 3339), the start of its uptime.
+        started_at: String,
+        /// For a container service: its published ports (`HOST:CONTAINER`).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        ports: Vec<String>,
+    },
+    /// One run of a replica's readiness (`probe` = `ready`) or liveness (`live`) probe.
+    #[serde(rename = "service.probed")]
+    ServiceProbed {
+        service: String,
+        replica: u32,
+        /// `ready` or `live`.
+        probe: &'static str,
+        ok: bool,
+        /// Why it failed (`no answer within 2.00s`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        duration_ms: u64,
+    },
     /// Changed files were copied into one running replica (a live update), or the copy or
     /// its `exec` failed (`error`).
     #[serde(rename = "service.synced")]

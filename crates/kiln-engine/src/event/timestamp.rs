@@ -17,6 +17,43 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// Reads what [`rfc3339`] writes (`2026-11-22T10:04:05.123Z`); `None` for anything else.
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let b = text.as_bytes();
+    if b.len() != 24
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+        || b[23] != b'Z'
+    {
+        return None;
+    }
+    let num = |from: usize, to: usize| text.get(from..to)?.parse::<u64>().ok();
+    let (y, m, d) =
+        (i64::try_from(num(0, 4)?).ok()?, u32::try_from(num(5, 7)?).ok()?, u32::try_from(num(8, 10)?).ok()?);
+    let (hh, mm, ss, ms) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 23)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let days = u64::try_from(days_from_civil(y, m, d)).ok()?;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(UNIX_EPOCH + std::time::Duration::from_secs(secs) + std::time::Duration::from_millis(ms))
+}
+
+/// (year, month, day) to days since 1970-01-01; Howard Hinnant's algorithm.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to (year, month, day); Howard Hinnant's algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -43,5 +80,16 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-11-18T11:06:40.123Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn parses_what_it_formats() {
+        for ms in [0, 951_782_400_000, 1_795_000_000_123, 4_102_444_799_999] {
+            let t = UNIX_EPOCH + Duration::from_millis(ms);
+            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t), "{}", rfc3339(t));
+        }
+        for bad in ["", "2026-11-18T11:06:40Z", "2026-13-18T11:06:40.123Z", "2026-11-18 11:06:40.123Z"] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 }

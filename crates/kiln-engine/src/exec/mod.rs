@@ -3,6 +3,7 @@
 //! groups kiln leaves behind.
 
 pub mod command;
+pub mod listen_ports;
 pub mod log_records;
 pub mod output_lines;
 pub mod tail_log;

@@ -1,6 +1,8 @@
-//! Readiness probes: an HTTP GET answered with 2xx or 3xx, a TCP connect, or a command that
-//! exits 0, each within the probe's timeout. (The `log` probe watches the service's output
-//! and lives with the replica.)
+//! Readiness and liveness probes: an HTTP GET answered with 2xx or 3xx, a TCP connect, or a
+//! command that exits 0, each within the probe's timeout. (The `log` probe watches the
+//! service's output and lives with the replica.) A command runs in a process group of its
+//! own, killed as a whole when the check ends: after a timeout (or when the attempt drops
+//! the check), nothing it started (`sleep 100 &`) is left behind.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,7 +33,13 @@ pub async fn check(
     };
     match tokio::time::timeout(timeout, run).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no answer within {}", kiln_config::format_duration(timeout))),
+        Err(_) => Err(match probe {
+            ProbeCheck::Cmd(cmd) => format!(
+                "`{cmd}` did not finish within {}; its processes were killed",
+                kiln_config::format_duration(timeout)
+            ),
+            _ => format!("no answer within {}", kiln_config::format_duration(timeout)),
+        }),
     }
 }
 
@@ -76,8 +84,27 @@ async fn command(cmd: &str, dir: &Path, env: &BTreeMap<String, String>) -> Resul
     c.arg("-c").arg(cmd).current_dir(dir).envs(env).stdin(std::process::Stdio::null());
     c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).kill_on_drop(true);
     crate::exec::command::configure_child(&mut c);
-    let status = c.status().await.map_err(|e| format!("cannot run `{cmd}`: {e}"))?;
+    let mut child = c.spawn().map_err(|e| format!("cannot run `{cmd}`: {e}"))?;
+    // Dropped when the check ends, however it ends (a timeout drops this future): the whole
+    // group goes, not only `sh`. Registered with the watchdog meanwhile, so it dies with kiln.
+    let _group = child.id().map(GroupKill::new);
+    let status = child.wait().await.map_err(|e| format!("cannot run `{cmd}`: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("`{cmd}` exited with {}", status.code().unwrap_or(-1))) }
+}
+
+/// A probe command's process group: SIGKILLed when dropped.
+struct GroupKill(u32, #[expect(dead_code, reason = "held for its drop")] crate::exec::watchdog::GroupGuard);
+
+impl GroupKill {
+    fn new(pid: u32) -> GroupKill {
+        GroupKill(pid, crate::exec::watchdog::GroupGuard::new(pid))
+    }
+}
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        crate::exec::command::signal_group(self.0, nix::sys::signal::Signal::SIGKILL);
+    }
 }
 
 #[cfg(test)]
@@ -113,5 +140,36 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn a_cmd_probe_that_times_out_leaves_no_process_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid_file = dir.path().join("child.pid");
+        let cmd = format!("sleep 100 & echo $! > {}; sleep 100", pid_file.display());
+        let err = check(
+            &ProbeCheck::Cmd(cmd),
+            Duration::from_millis(300),
+            Duration::from_secs(1),
+            dir.path(),
+            &BTreeMap::new(),
+        )
+        .await
+        .expect_err("times out");
+        assert!(err.contains("did not finish within 300ms; its processes were killed"), "{err}");
+        let pid: i32 =
+            std::fs::read_to_string(&pid_file).expect("the child wrote its pid").trim().parse().expect("a pid");
+        // Killed at once; its parent (init, or a subreaper) reaps it soon after.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while running(pid) {
+            assert!(std::time::Instant::now() < deadline, "the probe's child {pid} still runs");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether `pid` is a process that runs (a zombie does not).
+    fn running(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
     }
 }

@@ -89,7 +89,7 @@ pub fn start_attempt(
                 let report = Report { service: spec.name.clone(), replica, attempt, observed, handover };
                 let _ = task_reports.send(report);
             };
-            run_attempt(&spec, replica, handover, &task_bus, order_rx, &task_pid, send).await;
+            run_attempt(&spec, replica, attempt, handover, &task_bus, order_rx, &task_pid, send).await;
         };
         if let Err(why) = catch_async(work).await {
             signal_group(pid.load(Ordering::Relaxed), Signal::SIGKILL);
@@ -127,9 +127,11 @@ pub fn stop_handover(
 
 /// Runs the process until it exits or is stopped, reporting through `report`; the last
 /// report is always `Exited` (or `StartFailed`, or `Refused`).
+#[expect(clippy::too_many_arguments, reason = "one attempt's whole context, passed once")]
 async fn run_attempt(
     spec: &ServiceSpec,
     replica: u32,
+    attempt: u64,
     handover: Option<Handover>,
     bus: &Arc<EventBus>,
     mut orders: mpsc::UnboundedReceiver<Order>,
@@ -154,6 +156,12 @@ async fn run_attempt(
         }
         report(observed, handover);
     };
+    // A container's engine writes its ID here: `kiln ps` shows it, and no engine call is
+    // needed to learn it.
+    let cid_file = match &spec.runner {
+        Runner::Container(c) => c.prepare_cid_file(spec, replica),
+        Runner::Process(_) => None,
+    };
     let mut command = match &spec.runner {
         Runner::Process(cmd) => {
             let mut command = shell_command(cmd, &spec.dir, &spec.env);
@@ -162,7 +170,7 @@ async fn run_attempt(
         }
         Runner::Container(c) => {
             let mut command = tokio::process::Command::new(&c.engine.program);
-            let mut args = c.run_args(spec, replica);
+            let mut args = c.run_args(spec, replica, cid_file.as_deref());
             if handover.is_some() {
                 args.insert(1, "--replace".into());
             }
@@ -199,7 +207,9 @@ async fn run_attempt(
         && let Some(drift) = &run.drift
         && let Some((batch, Some(api), version)) = drift.now()
     {
-        match create_with_drift(run, spec, replica, handover.is_some(), &api, batch, &drift.tmp).await {
+        match create_with_drift(run, spec, replica, handover.is_some(), &api, batch, &drift.tmp, cid_file.as_deref())
+            .await
+        {
             Ok((start, deletes)) => {
                 command = start;
                 checked_name = true;
@@ -364,7 +374,7 @@ async fn run_attempt(
 
     // A probe may name the replica (`http://127.0.0.1:808${KILN_REPLICA}/health`).
     // A container's `cmd` probe runs inside it.
-    let probe = spec.probe.clone().map(|mut p| {
+    let fill_probe = |mut p: kiln_config::Probe| {
         let fill = |t: &str| fill_replica(t, replica);
         p.check = match p.check {
             ProbeCheck::Http(u) => ProbeCheck::Http(fill(&u)),
@@ -381,20 +391,25 @@ async fn run_attempt(
             ProbeCheck::Log(l) => ProbeCheck::Log(l),
         };
         p
-    });
+    };
+    let probe = spec.probe.clone().map(fill_probe);
     if let (Some(after), Runner::Container(run)) = (after_start, &spec.runner) {
         tokio::spawn(after.run(run.name(&spec.name, replica), spec.name.clone(), replica, bus.clone()));
     }
     let mut ready = probe.is_none();
     report(Input::Started { probed: !ready }, None);
-    let mut next_probe = Instant::now();
-    let mut passed_once = false;
+    let _over = announce_start(spec, replica, attempt, pid, cid_file, bus);
+    // Readiness and liveness run side by side, each on its own schedule, each check a
+    // future polled by the loop below (an order to stop is heard while a check runs).
+    let mut readiness = probe.filter(|p| !matches!(p.check, ProbeCheck::Log(_))).map(|p| Prober::new(p, "ready"));
+    let mut liveness = spec.live.clone().map(fill_probe).map(|p| Prober::new(p, "live"));
     // The periodic sweep: a process that vanished without its exit reaching us (it cannot
     // be waited for any more) is treated as exited.
     let mut sweep = tokio::time::interval(SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let probing = probe.as_ref().filter(|p| !matches!(p.check, ProbeCheck::Log(_)));
     loop {
+        let ready_due = readiness.as_ref().and_then(Prober::due).filter(|_| old_gone);
+        let live_due = liveness.as_ref().and_then(Prober::due).filter(|_| old_gone);
         tokio::select! {
             status = child.wait() => {
                 signal_group(pid, Signal::SIGKILL);
@@ -432,24 +447,152 @@ async fn run_attempt(
             }
             () = &mut old_exit, if !old_gone => {
                 old_gone = true;
-                next_probe = Instant::now();
             }
-            () = tokio::time::sleep_until(next_probe), if probing.is_some() && old_gone => {
-                let p = probing.expect("guarded by the branch condition");
-                let connect = p.period.max(Duration::from_millis(100)).min(p.timeout);
-                let result = crate::supervise::probe::check(&p.check, p.timeout, connect, &spec.dir, &spec.env).await;
-                // Every `period` until it first passes, every `interval` after (a ready app's
-                // log is not filled with probes). A time past what the clock can represent
-                // probes once.
-                passed_once |= result.is_ok();
-                let every = if passed_once { p.interval } else { p.period };
-                next_probe = Instant::now().checked_add(every).unwrap_or_else(far_future);
+            () = tokio::time::sleep_until(ready_due.unwrap_or_else(far_future)), if ready_due.is_some() => {
+                readiness.as_mut().expect("due, so there").launch(spec);
+            }
+            () = tokio::time::sleep_until(live_due.unwrap_or_else(far_future)), if live_due.is_some() => {
+                liveness.as_mut().expect("due, so there").launch(spec);
+            }
+            result = async { readiness.as_mut().expect("guarded").wait().await }, if readiness.as_ref().is_some_and(Prober::running) => {
+                let p = readiness.as_mut().expect("guarded");
+                p.publish(&result, &spec.name, replica, bus);
                 match result {
                     Ok(()) => report(Input::ProbePassed, None),
                     Err(why) => report(Input::ProbeFailed(why), None),
                 }
             }
+            result = async { liveness.as_mut().expect("guarded").wait().await }, if liveness.as_ref().is_some_and(Prober::running) => {
+                let p = liveness.as_mut().expect("guarded");
+                p.publish(&result, &spec.name, replica, bus);
+                match result {
+                    Ok(()) => report(Input::LivePassed, None),
+                    Err(why) => report(Input::LiveFailed(why), None),
+                }
+            }
         }
+    }
+}
+
+/// A check in flight.
+type Check = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+
+/// One of an attempt's probes (`ready` or `live`) and its schedule: a check every `period`
+/// until one passes, every `interval` after (a ready app's log is not filled with probes),
+/// counted from the start of the previous check, so that `interval` × `failures` bounds how
+/// long a hung process goes unnoticed (a check that takes longer is followed at once). One
+/// check at a time; dropping it (the attempt ends) ends the check, and a `cmd` check's
+/// process group with it.
+struct Prober {
+    probe: kiln_config::Probe,
+    role: &'static str,
+    next: Instant,
+    passed_once: bool,
+    check: Option<(Instant, Check)>,
+    /// How long the last check took.
+    last_took: Duration,
+}
+
+impl Prober {
+    fn new(probe: kiln_config::Probe, role: &'static str) -> Prober {
+        Prober { probe, role, next: Instant::now(), passed_once: false, check: None, last_took: Duration::ZERO }
+    }
+
+    /// When the next check starts, unless one runs.
+    fn due(&self) -> Option<Instant> {
+        self.check.is_none().then_some(self.next)
+    }
+
+    fn running(&self) -> bool {
+        self.check.is_some()
+    }
+
+    fn launch(&mut self, spec: &ServiceSpec) {
+        let p = &self.probe;
+        let connect = p.period.max(Duration::from_millis(100)).min(p.timeout);
+        let (check, timeout, dir, env) = (p.check.clone(), p.timeout, spec.dir.clone(), spec.env.clone());
+        let run = async move { crate::supervise::probe::check(&check, timeout, connect, &dir, &env).await };
+        self.check = Some((Instant::now(), Box::pin(run)));
+    }
+
+    /// The running check's result; schedules the next. Only called while one runs.
+    async fn wait(&mut self) -> Result<(), String> {
+        let (began, check) = self.check.as_mut().expect("only called while a check runs");
+        let began = *began;
+        let result = check.await;
+        self.check = None;
+        self.passed_once |= result.is_ok();
+        let every = if self.passed_once { self.probe.interval } else { self.probe.period };
+        // A time past what the clock can represent probes once.
+        self.next = began.checked_add(every).unwrap_or_else(far_future);
+        self.last_took = began.elapsed();
+        result
+    }
+
+    fn publish(&self, result: &Result<(), String>, service: &str, replica: u32, bus: &EventBus) {
+        bus.publish(Event::ServiceProbed {
+            service: service.to_string(),
+            replica,
+            probe: self.role,
+            ok: result.is_ok(),
+            error: result.as_ref().err().cloned(),
+            duration_ms: u64::try_from(self.last_took.as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+}
+
+/// Publishes `service.started` for an attempt: at once for a process; for a container once
+/// the engine has written its ID to `cid_file` (looked at every 50 ms, at most 10 s, never
+/// after the attempt ended; it asks the engine nothing, which would race the client's attach).
+/// The attempt ends when the returned guard is dropped.
+fn announce_start(
+    spec: &ServiceSpec,
+    replica: u32,
+    attempt: u64,
+    pid: u32,
+    cid_file: Option<std::path::PathBuf>,
+    bus: &Arc<EventBus>,
+) -> AttemptOver {
+    let over = AttemptOver(Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    let started_at = crate::event::timestamp::rfc3339(std::time::SystemTime::now());
+    let (service, bus_out, gone) = (spec.name.clone(), bus.clone(), over.0.clone());
+    let publish = move |container: Option<String>, ports: Vec<String>| {
+        bus_out.publish(Event::ServiceStarted { service, replica, attempt, pid, container, started_at, ports });
+    };
+    match &spec.runner {
+        Runner::Process(_) => publish(None, Vec::new()),
+        Runner::Container(run) => {
+            let ports = run.ports.iter().map(|p| fill_replica(p, replica)).collect();
+            tokio::spawn(async move {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let mut id = None;
+                while let Some(file) = cid_file.as_ref().filter(|_| id.is_none() && Instant::now() < deadline) {
+                    if gone.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let text = crate::fs::no_follow::read_regular(file).unwrap_or_default();
+                    let text = String::from_utf8_lossy(&text);
+                    match text.trim() {
+                        t if t.len() >= 12 => id = Some(t.chars().take(12).collect()),
+                        _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+                if !gone.load(Ordering::Relaxed) {
+                    publish(id, ports);
+                }
+            });
+        }
+    }
+    over
+}
+
+/// Dropped when an attempt's loop ends: what it started late (the container ID's query)
+/// publishes nothing after that.
+struct AttemptOver(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for AttemptOver {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -526,6 +669,7 @@ impl AfterStart {
 /// copies the synced files that exist into it, and returns the client that starts it
 /// attached (`ENGINE start --attach`) with the container paths of those synced away, to be
 /// removed once it runs. A name held by a container this project did not start is refused.
+#[expect(clippy::too_many_arguments, reason = "a new container's whole context, passed once")]
 async fn create_with_drift(
     run: &ContainerRun,
     spec: &ServiceSpec,
@@ -534,6 +678,7 @@ async fn create_with_drift(
     api: &EngineApi,
     batch: SyncBatch,
     tmp: &std::path::Path,
+    cid_file: Option<&std::path::Path>,
 ) -> Result<(tokio::process::Command, Vec<String>), Input> {
     let name = run.name(&spec.name, replica);
     if !replace
@@ -545,7 +690,7 @@ async fn create_with_drift(
     {
         return Err(Input::Refused(why));
     }
-    let mut args = run.run_args(spec, replica);
+    let mut args = run.run_args(spec, replica, cid_file);
     args[0] = "create".into();
     if replace {
         args.insert(1, "--replace".into());
@@ -639,6 +784,9 @@ async fn stop(spec: &ServiceSpec, replica: u32, child: &mut tokio::process::Chil
         }
     } else {
         signal_group(pid, spec.stop_signal);
+        // A stopped process (SIGSTOP, a debugger, Ctrl-Z) handles no signal until it runs
+        // again: continued, it gets the stop signal, then the timeout as usual.
+        signal_group(pid, Signal::SIGCONT);
     }
     let deadline = Instant::now() + timeout;
     if tokio::time::timeout(timeout, child.wait()).await.is_err() {

@@ -9,6 +9,11 @@
 //! - started → `starting`, or `ready` at once without a readiness probe;
 //! - a passing probe (or a matching line) → `ready`; `failures` failing probes in a row turn
 //!   a ready replica `unhealthy`, and a pass makes it `ready` again;
+//! - the liveness probe counts only once it has passed in this attempt (a slow starter is
+//!   never killed for not answering yet; readiness says why it is not ready); after that,
+//!   its `failures` failures in a row stop the replica (`stopping`, `liveness probe failed:
+//!   WHY`) and its exit is a crash like any other: the restart policy, the backoff, a
+//!   restart counted;
 //! - an exit is decided by the restart policy: `backoff` (1 s doubling to 5 min, the count
 //!   reset after 10 min ready), or `completed` / `failed`, which only a new build ends;
 //! - a start refused for a reason retrying cannot fix (its container name is held by a
@@ -40,6 +45,10 @@ pub enum Input {
     Refused(String),
     ProbePassed,
     ProbeFailed(String),
+    /// The liveness probe passed.
+    LivePassed,
+    /// The liveness probe failed, and why.
+    LiveFailed(String),
     /// An output line matched the `log` probe.
     LogMatched,
     /// Its process exited (`None`: killed by a signal).
@@ -89,6 +98,8 @@ pub struct Step {
 enum Then {
     Restart,
     End,
+    /// Its liveness probe failed: the exit is a crash (restart policy, backoff).
+    Recover,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +123,13 @@ pub struct ReplicaState {
     why: &'static str,
     /// While starting: the last probe failure said, so that each new text is said once.
     last_probe: Option<String>,
+    /// Failing liveness probes in a row before the replica is restarted.
+    live_allowed: u32,
+    live_failures: u32,
+    /// The liveness probe passed in this attempt: from then on its failures count.
+    live_passed: bool,
+    /// The last crash was a liveness restart (for the wording of the reasons).
+    killed_for_liveness: bool,
 }
 
 impl ReplicaState {
@@ -134,7 +152,17 @@ impl ReplicaState {
             last_exit: String::new(),
             why: "",
             last_probe: None,
+            live_allowed: 3,
+            live_failures: 0,
+            live_passed: false,
+            killed_for_liveness: false,
         }
+    }
+
+    /// Sets how many liveness failures in a row restart it (at least 1).
+    pub fn with_liveness(mut self, failures: u32) -> ReplicaState {
+        self.live_allowed = failures.max(1);
+        self
     }
 
     fn to(&mut self, phase: Phase, reason: impl Into<String>, next_try: Option<Duration>, action: Action) -> Step {
@@ -172,6 +200,8 @@ impl ReplicaState {
             Input::Started { probed } => {
                 self.started_at = Some(now);
                 self.failures = 0;
+                self.live_failures = 0;
+                self.live_passed = false;
                 if probed {
                     Self::stay(Action::Continue)
                 } else {
@@ -181,14 +211,14 @@ impl ReplicaState {
             Input::StartFailed(why) => match self.stopping.take() {
                 Some(Then::End) => self.to(Phase::Stopped, "stopped", None, Action::End),
                 // Nothing ran, so nothing was ready: no reset of the backoff.
-                Some(Then::Restart) | None => {
+                Some(Then::Restart | Then::Recover) | None => {
                     self.started_at = None;
                     self.exited(Some(127), &why, now, jitter)
                 }
             },
             Input::Refused(why) => match self.stopping.take() {
                 Some(Then::End) => self.to(Phase::Stopped, "stopped", None, Action::End),
-                Some(Then::Restart) | None => {
+                Some(Then::Restart | Then::Recover) | None => {
                     self.started_at = None;
                     self.last_exit = why.clone();
                     self.to(Phase::Failed, why, None, Action::Idle)
@@ -224,6 +254,23 @@ impl ReplicaState {
                 Self::stay(Action::Continue)
             }
             Input::ProbePassed | Input::LogMatched | Input::ProbeFailed(_) => Self::stay(Action::Continue),
+            Input::LivePassed if self.running() && self.stopping.is_none() => {
+                self.live_passed = true;
+                self.live_failures = 0;
+                Self::stay(Action::Continue)
+            }
+            // Before its first pass a failure does not count: it may still be starting.
+            Input::LiveFailed(why) if self.running() && self.stopping.is_none() && self.live_passed => {
+                self.live_failures += 1;
+                if self.live_failures < self.live_allowed {
+                    return Self::stay(Action::Continue);
+                }
+                self.stopping = Some(Then::Recover);
+                self.last_exit = format!("liveness probe failed: {why}");
+                let reason = self.last_exit.clone();
+                self.to(Phase::Stopping, reason, None, Action::Kill)
+            }
+            Input::LivePassed | Input::LiveFailed(_) => Self::stay(Action::Continue),
             Input::Exited(code) => match self.stopping.take() {
                 Some(Then::Restart) => {
                     let reason = format!("restarted for {}", self.restart_cause());
@@ -233,6 +280,13 @@ impl ReplicaState {
                     let reason = if self.why.is_empty() { "stopped".to_string() } else { self.why.to_string() };
                     self.to(Phase::Stopped, reason, None, Action::End)
                 }
+                // Killed by kiln because it stopped answering: a crash, whatever its code.
+                Some(Then::Recover) => {
+                    let how = std::mem::take(&mut self.last_exit);
+                    let step = self.exited(None, &how, now, jitter);
+                    self.killed_for_liveness = true;
+                    step
+                }
                 None => {
                     let how =
                         code.map_or_else(|| "killed by a signal".to_string(), |c| format!("exited with code {c}"));
@@ -240,7 +294,8 @@ impl ReplicaState {
                 }
             },
             Input::BackoffOver if self.phase == Phase::Backoff => {
-                let reason = format!("restart {} after it {}", self.restarts, self.last_exit);
+                let whose = if self.killed_for_liveness { "its" } else { "it" };
+                let reason = format!("restart {} after {whose} {}", self.restarts, self.last_exit);
                 self.to(Phase::Starting, reason, None, Action::Start)
             }
             Input::BackoffOver => Self::stay(Action::Continue),
@@ -248,7 +303,9 @@ impl ReplicaState {
                 if self.stopping == Some(Then::End) || matches!(self.phase, Phase::Pending | Phase::Stopped) {
                     // Being stopped for good, not started yet, or over: a build changes none.
                     Self::stay(Action::Continue)
-                } else if self.stopping == Some(Then::Restart) {
+                } else if self.stopping.is_some() {
+                    // Being restarted already (for a build, or by its liveness probe, whose
+                    // next start takes the newest spec).
                     Self::stay(Action::Continue)
                 } else if self.running() {
                     self.stopping = Some(Then::Restart);
@@ -281,6 +338,7 @@ impl ReplicaState {
     /// The process ended on its own: the restart policy decides.
     fn exited(&mut self, code: Option<i32>, how: &str, now: Instant, jitter: f64) -> Step {
         self.last_exit = how.to_string();
+        self.killed_for_liveness = false;
         let ready_for = self.started_at.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         match on_exit(self.policy, code) {
             ExitDecision::Completed => self.to(Phase::Completed, how, None, Action::Idle),
@@ -367,6 +425,77 @@ mod tests {
         assert_eq!(phase(&s), Some(Phase::Unhealthy));
         assert!(s.change.expect("changed").reason.contains("failed 3 times: connection refused"));
         assert_eq!(phase(&r.step(Input::ProbePassed, now, 0.0)), Some(Phase::Ready));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn liveness_failures_count_after_its_first_pass_and_restart_it_with_the_backoff() {
+        let mut now = Instant::now();
+        let mut r = state(RestartPolicy::OnFailure).with_liveness(3);
+        r.begin("go");
+        r.step(Input::Started { probed: true }, now, 0.0);
+        // A slow starter: its liveness probe fails before it ever passed; nothing counts.
+        for _ in 0..10 {
+            assert_eq!(
+                r.step(Input::LiveFailed("refused".into()), now, 0.0),
+                Step { change: None, action: Action::Continue }
+            );
+        }
+        r.step(Input::ProbePassed, now, 0.0);
+        r.step(Input::LivePassed, now, 0.0);
+        now += Duration::from_secs(1);
+        // Two failures, a pass: the count starts again.
+        r.step(Input::LiveFailed("a".into()), now, 0.0);
+        r.step(Input::LiveFailed("b".into()), now, 0.0);
+        r.step(Input::LivePassed, now, 0.0);
+        r.step(Input::LiveFailed("c".into()), now, 0.0);
+        assert_eq!(r.step(Input::LiveFailed("d".into()), now, 0.0).change, None);
+        let s = r.step(Input::LiveFailed("no answer within 200ms".into()), now, 0.0);
+        assert_eq!(s.action, Action::Kill);
+        let c = s.change.expect("stopping");
+        assert_eq!((c.phase, c.reason.as_str()), (Phase::Stopping, "liveness probe failed: no answer within 200ms"));
+        assert_eq!(r.step(Input::LiveFailed("e".into()), now, 0.0).change, None, "being stopped: said once");
+        // Its exit after kiln's stop signal is a crash: backoff, a restart counted.
+        let s = r.step(Input::Exited(Some(143)), now, 0.0);
+        assert_eq!(s.action, Action::Wait(Duration::from_secs(1)));
+        let c = s.change.expect("backoff");
+        assert_eq!(c.phase, Phase::Backoff);
+        assert_eq!(c.reason, "liveness probe failed: no answer within 200ms; restart 1 in 1.00s");
+        assert_eq!(r.restarts, 1);
+        now += Duration::from_secs(1);
+        let s = r.step(Input::BackoffOver, now, 0.0);
+        assert_eq!(s.action, Action::Start);
+        assert_eq!(
+            s.change.expect("starting").reason,
+            "restart 1 after its liveness probe failed: no answer within 200ms"
+        );
+        // The new attempt starts over: its failures count only after its own first pass.
+        r.step(Input::Started { probed: true }, now, 0.0);
+        for _ in 0..5 {
+            assert_eq!(r.step(Input::LiveFailed("refused".into()), now, 0.0).change, None);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_liveness_restart_honours_restart_never_and_a_stop_meanwhile() {
+        let now = Instant::now();
+        let mut r = state(RestartPolicy::Never).with_liveness(1);
+        r.begin("go");
+        r.step(Input::Started { probed: false }, now, 0.0);
+        r.step(Input::LivePassed, now, 0.0);
+        assert_eq!(r.step(Input::LiveFailed("x".into()), now, 0.0).action, Action::Kill);
+        let s = r.step(Input::Exited(None), now, 0.0);
+        assert_eq!(phase(&s), Some(Phase::Failed));
+        assert_eq!(s.change.expect("failed").reason, "liveness probe failed: x; restart = \"never\"");
+        // A stop while the liveness restart's stop runs: it ends stopped.
+        let mut r = state(RestartPolicy::Always).with_liveness(1);
+        r.begin("go");
+        r.step(Input::Started { probed: false }, now, 0.0);
+        r.step(Input::LivePassed, now, 0.0);
+        r.step(Input::LiveFailed("x".into()), now, 0.0);
+        r.step(Input::Stop, now, 0.0);
+        let s = r.step(Input::Exited(None), now, 0.0);
+        assert_eq!((phase(&s), s.action), (Some(Phase::Stopped), Action::End));
+        assert_eq!(r.restarts, 0);
     }
 
     #[tokio::test(start_paused = true)]

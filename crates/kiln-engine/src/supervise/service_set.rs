@@ -467,6 +467,7 @@ struct Policy {
     restart: kiln_config::RestartPolicy,
     backoff: crate::supervise::backoff::Backoff,
     failures: u32,
+    live_failures: u32,
     stop_signal: &'static str,
 }
 
@@ -476,6 +477,7 @@ impl Policy {
             restart: spec.restart,
             backoff: spec.backoff,
             failures: spec.probe.as_ref().map_or(3, |p| p.failures),
+            live_failures: spec.live.as_ref().map_or(3, |p| p.failures),
             stop_signal: spec.stop_signal.as_str(),
         }
     }
@@ -483,7 +485,7 @@ impl Policy {
 
 fn new_slot(p: Policy) -> Slot {
     Slot {
-        state: ReplicaState::new(p.restart, p.backoff, p.failures, p.stop_signal),
+        state: ReplicaState::new(p.restart, p.backoff, p.failures, p.stop_signal).with_liveness(p.live_failures),
         attempt: 0,
         orders: None,
         handover: None,

@@ -26,7 +26,10 @@ pub struct ServiceSpec {
     pub dir: PathBuf,
     pub env: BTreeMap<String, String>,
     pub restart: RestartPolicy,
+    /// The readiness probe.
     pub probe: Option<Probe>,
+    /// The liveness probe.
+    pub live: Option<Probe>,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub backoff: Backoff,
@@ -141,10 +144,28 @@ impl ContainerRun {
             .then(|| name_taken_message(&self.engine, &name, service))
     }
 
-    /// The `ENGINE run` invocation of one replica.
-    pub fn run_args(&self, spec: &ServiceSpec, replica: u32) -> Vec<String> {
+    /// Where the engine writes a replica's container ID (`--cidfile`): `.kiln/run/cid/NAME`,
+    /// made ready for a new container (the directory there, not through a planted link; no
+    /// file left from the last one, which the engine would refuse). `None` when it cannot be.
+    pub fn prepare_cid_file(&self, spec: &ServiceSpec, replica: u32) -> Option<PathBuf> {
+        let dir = spec.layout.kiln.join("run").join("cid");
+        crate::fs::no_follow::ensure_dir(&spec.layout.kiln, &dir).ok()?;
+        let file = dir.join(self.name(&spec.name, replica));
+        match std::fs::remove_file(&file) {
+            Ok(()) => Some(file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(file),
+            Err(_) => None,
+        }
+    }
+
+    /// The `ENGINE run` invocation of one replica; `cid_file`: where the engine writes its
+    /// container's ID.
+    pub fn run_args(&self, spec: &ServiceSpec, replica: u32, cid_file: Option<&std::path::Path>) -> Vec<String> {
         let fill = |t: &str| fill_replica(t, replica);
         let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "--name".into(), self.name(&spec.name, replica)];
+        if let Some(file) = cid_file {
+            args.extend(["--cidfile".into(), file.display().to_string()]);
+        }
         args.extend(["--label".into(), format!("{PROJECT_LABEL}={}", self.project)]);
         args.extend(["--label".into(), format!("{SERVICE_LABEL}={}", spec.name)]);
         args.extend(["--restart=no".into(), "--stop-signal".into(), spec.stop_signal.as_str().to_string()]);
@@ -232,6 +253,7 @@ impl ServiceSpec {
             env,
             restart: service.restart,
             probe: service.ready.clone(),
+            live: service.live.clone(),
             stop_signal,
             stop_timeout: service.stop_timeout,
             backoff: Backoff::default(),

@@ -11,12 +11,12 @@ use crate::exit;
 use crate::out::{errln, outln};
 use crate::status_view::short_image;
 
-fn fail(e: &ClientError) -> u8 {
+pub(crate) fn fail(e: &ClientError) -> u8 {
     errln!("error: {}", e.message());
     exit::FAILED
 }
 
-fn status_json(config: &Config) -> Result<serde_json::Value, ClientError> {
+pub(crate) fn status_json(config: &Config) -> Result<serde_json::Value, ClientError> {
     let info = info(&Layout::new(&config.root).kiln)?;
     match request(&info, "GET", "/api/status")? {
         (200, body) => {

@@ -7,4 +7,5 @@ pub mod control;
 pub mod explain;
 pub mod graph;
 pub mod logs;
+pub mod ps;
 pub mod up;
