@@ -1,5 +1,5 @@
 //! What `kiln status` and `GET /api/status` show, built from the event stream: each target's
-//! last build and each service replica's phase.
+//! last build, each service replica's phase, and the project network.
 
 use std::collections::BTreeMap;
 
@@ -60,6 +60,9 @@ pub fn short_image(image: &str) -> String {
 pub struct StatusView {
     pub targets: BTreeMap<String, TargetView>,
     pub services: BTreeMap<String, ServiceView>,
+    /// The project network, once created (and until removed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 impl StatusView {
@@ -87,6 +90,8 @@ impl StatusView {
                 s.replicas.retain(|r, v| (*r as usize) < s.desired || v.phase != Phase::Stopped);
                 s.summarize();
             }
+            Event::NetworkCreated { network, .. } => self.network = Some(network.clone()),
+            Event::NetworkRemoved { .. } => self.network = None,
             _ => {}
         }
     }
