@@ -124,7 +124,7 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 #[test]
 fn web_reaches_every_redis_replica_by_name_and_kiln_down_removes_the_network() {
     let image = repo("names");
-    let p = Project::new(&app(&image, "a", 19460));
+    let p = Project::new(&app(&image, "a", 19830));
     write_image(&p, "ctx", &image);
     let _left = Leftovers(p.root().to_path_buf());
     let network = kiln_engine::network_name(p.root());
@@ -138,12 +138,11 @@ fn web_reaches_every_redis_replica_by_name_and_kiln_down_removes_the_network() {
     assert_eq!(podman_ok(&["network", "inspect", "--format", "{{.DNSEnabled}}", &network]).trim(), "true");
     let label = podman_ok(&["network", "inspect", "--format", "{{index .Labels \"kiln.project\"}}", &network]);
     let container = kiln_engine::container_name(p.root(), "web", 0);
-    let container_label =
-        podman_ok(&["inspect", "--format", "{{index .Config.Labels \"kiln.project\"}}", &container]);
+    let container_label = podman_ok(&["inspect", "--format", "{{index .Config.Labels \"kiln.project\"}}", &container]);
     assert_eq!(label.trim(), container_label.trim());
     // Ports still map to the host on the project network.
-    assert_eq!(http_get(19460, "/r").as_deref(), Some("redis-0-a\n"));
-    assert_eq!(http_get(19461, "/r").as_deref(), Some("redis-1-a\n"));
+    assert_eq!(http_get(19830, "/r").as_deref(), Some("redis-0-a\n"));
+    assert_eq!(http_get(19831, "/r").as_deref(), Some("redis-1-a\n"));
     let status = p.kiln(&["status", "--json"]);
     assert!(status.stdout.contains(&format!("\"network\":\"{network}\"")), "{}", status.stdout);
 
@@ -162,7 +161,7 @@ fn two_projects_with_the_same_directory_name_each_reach_their_own_redis() {
     let roots = ["a/app", "b/app"];
     let mut guards = Vec::new();
     for (i, (root, who)) in roots.iter().zip(["first", "second"]).enumerate() {
-        let port = 19470 + 10 * u16::try_from(i).expect("two");
+        let port = 19840 + 10 * u16::try_from(i).expect("two");
         p.write(&format!("{root}/kiln.toml"), &app(&image, who, port));
         write_image(&p, &format!("{root}/ctx"), &image);
         guards.push(Leftovers(p.path(root)));
@@ -193,7 +192,7 @@ fn two_projects_with_the_same_directory_name_each_reach_their_own_redis() {
 #[test]
 fn after_kill_9_the_next_up_removes_the_leftover_network_and_creates_it_anew() {
     let image = repo("kill");
-    let p = Project::new(&app(&image, "k", 19490));
+    let p = Project::new(&app(&image, "k", 19860));
     write_image(&p, "ctx", &image);
     let _left = Leftovers(p.root().to_path_buf());
     let network = kiln_engine::network_name(p.root());
@@ -237,9 +236,9 @@ stop_signal = "SIGKILL"
 [service.onhost]
 image = "img"
 network = "host"
-command = "sh -c 'mkdir -p /www && echo on-host > /www/r && exec httpd -f -p 127.0.0.1:19499 -h /www'"
+command = "sh -c 'mkdir -p /www && echo on-host > /www/r && exec httpd -f -p 127.0.0.1:19879 -h /www'"
 stop_signal = "SIGKILL"
-ready = { http = "http://127.0.0.1:19499/r", period = "100ms" }
+ready = { http = "http://127.0.0.1:19879/r", period = "100ms" }
 
 [service.shared]
 image = "img"
@@ -263,7 +262,7 @@ fn none_and_host_take_effect_and_a_missing_named_network_says_how_to_create_it()
         e["type"] == "service.phase" && e["service"] == service && e["phase"] == phase
     };
     up.wait_seen("onhost ready", |e| phase(e, "onhost", "ready"));
-    assert_eq!(http_get(19499, "/r").as_deref(), Some("on-host\n"), "the host's 127.0.0.1, no port mapping");
+    assert_eq!(http_get(19879, "/r").as_deref(), Some("on-host\n"), "the host's 127.0.0.1, no port mapping");
     let failed = up.wait_seen("shared's missing network", |e| {
         phase(e, "shared", "backoff") && e["reason"].as_str().is_some_and(|r| r.contains("does not exist"))
     });
@@ -315,7 +314,10 @@ impl DockerApi {
             .args(["system", "service", "--time=0", &format!("unix://{}", sock.display())])
             .spawn()
             .expect("podman system service starts (apt-get install podman)");
-        assert!(common::wait_until(Duration::from_secs(10), || sock.exists()), "podman's Docker API socket did not appear");
+        assert!(
+            common::wait_until(Duration::from_secs(10), || sock.exists()),
+            "podman's Docker API socket did not appear"
+        );
         DockerApi { child, dir }
     }
 
@@ -339,7 +341,7 @@ fn the_docker_cli_path_creates_joins_and_removes_the_project_network() {
     );
     let api = DockerApi::start();
     let image = repo("docker");
-    let p = Project::new(&app(&image, "d", 19510));
+    let p = Project::new(&app(&image, "d", 19880));
     write_image(&p, "ctx", &image);
     let _left = Leftovers(p.root().to_path_buf());
     let network = kiln_engine::network_name(p.root());
