@@ -47,9 +47,7 @@ impl Drop for Leftovers {
             args.extend(names.iter().map(String::as_str));
             let _ = podman(&args);
         }
-        if network_exists(&network) {
-            let _ = podman(&["network", "rm", &network]);
-        }
+        common::remove_networks_named(&network);
     }
 }
 
