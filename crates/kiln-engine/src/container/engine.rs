@@ -177,13 +177,27 @@ pub fn remove_leftovers(engine: &Engine, root: &Path) -> Result<Leftovers, Strin
     let containers = engine.project_containers(&project)?;
     engine.remove(&containers)?;
     let mut left = Leftovers { containers, ..Leftovers::default() };
-    let networks = match crate::container::network::project_networks(engine, &project) {
-        Ok(names) => names,
-        Err(why) => {
-            left.network_error = Some(format!("cannot list this project's networks: {why}"));
-            return Ok(left);
+    // The network named after this root, found by its name (a listing reads every network's
+    // file, and fails while another is being written), then any other this project labelled.
+    let own = crate::container::network::network_name(root);
+    let mut networks: Vec<String> = crate::container::network::network_label(engine, &own)
+        .filter(|l| *l == project)
+        .map(|_| own)
+        .into_iter()
+        .collect();
+    match crate::container::network::project_networks(engine, &project) {
+        Ok(names) => {
+            for name in names {
+                if !networks.contains(&name) {
+                    networks.push(name);
+                }
+            }
         }
-    };
+        Err(why) if networks.is_empty() => {
+            left.network_error = Some(format!("cannot list this project's networks: {why}"));
+        }
+        Err(_) => {}
+    }
     for name in networks {
         match crate::container::network::remove_networks(engine, std::slice::from_ref(&name)) {
             Ok(()) => left.networks.push(name),

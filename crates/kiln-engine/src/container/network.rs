@@ -160,15 +160,29 @@ pub fn project_networks(engine: &Engine, project: &str) -> Result<Vec<String>, S
 }
 
 /// Removes networks by name. Never forced: a network some container still uses stays (and
-/// the error says so), a container is never removed through its network.
+/// the error says so), a container is never removed through its network. Right after its
+/// containers were removed the engine may still count one on it for a moment: a failure is
+/// tried again, for at most [`REMOVE_RETRIES`] × 200 ms; one already gone counts as removed.
 pub fn remove_networks(engine: &Engine, names: &[String]) -> Result<(), String> {
-    if names.is_empty() {
-        return Ok(());
+    for name in names {
+        let mut tries = 0;
+        loop {
+            match engine.query(&["network", "rm", name]) {
+                Ok(_) => break,
+                Err(_) if !network_exists(engine, name) => break,
+                Err(why) if tries >= REMOVE_RETRIES => return Err(why),
+                Err(_) => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
     }
-    let mut args = vec!["network", "rm"];
-    args.extend(names.iter().map(String::as_str));
-    engine.query(&args).map(|_| ())
+    Ok(())
 }
+
+/// How many more times a network removal is tried.
+pub const REMOVE_RETRIES: u32 = 10;
 
 /// Whether `--network-alias` may be given on a network `name` of the engine: Docker refuses
 /// aliases on its default `bridge` network.

@@ -954,16 +954,13 @@ async fn remove_leftovers(config: &Config, bus: &EventBus) {
         .await
         .expect("leftover removal does not panic");
     match removed {
+        Ok(left) if left.is_empty() => {}
         Ok(left) => {
-            if !left.containers.is_empty() || !left.networks.is_empty() {
-                bus.publish(Event::Notice {
-                    level: NoticeLevel::Warning,
-                    message: crate::container::engine::leftovers_message(&left),
-                });
-            }
-            if let Some(why) = left.network_error {
-                bus.publish(Event::Notice { level: NoticeLevel::Warning, message: why });
-            }
+            // One notice: what was removed, and what could not be.
+            let removed = (!left.containers.is_empty() || !left.networks.is_empty())
+                .then(|| crate::container::engine::leftovers_message(&left));
+            let message = [removed, left.network_error].into_iter().flatten().collect::<Vec<_>>().join("; ");
+            bus.publish(Event::Notice { level: NoticeLevel::Warning, message });
         }
         Err(why) => bus.publish(Event::Notice {
             level: NoticeLevel::Warning,
