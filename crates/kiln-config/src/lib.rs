@@ -23,7 +23,7 @@ pub use diagnostic::{Diagnostic, Diagnostics, MAX_SHOWN};
 pub use dotenv::{DotenvError, parse_dotenv};
 pub use duration::{format_duration, parse_duration};
 pub use loader::{CONFIG_FILE, LoadError, find_config, load, parse_bytes, parse_str};
-pub use service::{Probe, ProbeCheck, RestartPolicy, Service, ServiceKind, SyncAction, SyncRule};
+pub use service::{Network, Probe, ProbeCheck, RestartPolicy, Service, ServiceKind, SyncAction, SyncRule};
 pub use size::{format_size, parse_size};
 pub use source_text::SourceText;
 pub use suggest::did_you_mean;

@@ -34,6 +34,57 @@ pub struct Service {
     pub sync: Vec<SyncRule>,
     /// Globs (relative to the project) whose content changes restart the replicas.
     pub watch: Vec<String>,
+    /// Container services: the network their containers join.
+    pub network: Network,
+}
+
+/// `network = "project" | "host" | "none" | NAME`: where a container service's replicas are
+/// on the network.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Network {
+    /// The project's own network (created and removed by kiln), with DNS: each service is
+    /// reachable by its name, each replica by `SERVICE-REPLICA`.
+    #[default]
+    Project,
+    /// The host's network stack: no isolation, no port mappings.
+    Host,
+    /// No network but loopback.
+    None,
+    /// A network the user manages: kiln joins it, never creates or removes it.
+    Named(String),
+}
+
+impl Network {
+    /// The words kiln.toml spells the built-in choices with.
+    pub const KEYWORDS: [&'static str; 3] = ["project", "host", "none"];
+
+    /// What kiln.toml says.
+    pub fn name(&self) -> &str {
+        match self {
+            Network::Project => "project",
+            Network::Host => "host",
+            Network::None => "none",
+            Network::Named(name) => name,
+        }
+    }
+
+    /// Reads a value of `network`; the error says what is wrong with a name. Names follow
+    /// the engines' rule for network names: a letter or digit, then letters, digits, `_`,
+    /// `.` and `-`.
+    pub fn parse(text: &str) -> Result<Network, String> {
+        match text {
+            "project" => return Ok(Network::Project),
+            "host" => return Ok(Network::Host),
+            "none" => return Ok(Network::None),
+            _ => {}
+        }
+        let mut chars = text.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+        if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) || text.len() > 200 {
+            return Err(format!("`{text}` is not a network name"));
+        }
+        Ok(Network::Named(text.to_string()))
+    }
 }
 
 /// One `sync` rule: what a change under `path` does to the running containers.
@@ -152,6 +203,7 @@ const SERVICE_KEYS: &[&str] = &[
     "watch",
     "env_file",
     "dir",
+    "network",
 ];
 const SYNC_KEYS: &[&str] = &["path", "target", "ignore", "include", "action", "exec"];
 const PROBE_KEYS: &[&str] = &["http", "tcp", "cmd", "log", "period", "interval", "timeout", "failures"];
@@ -304,6 +356,8 @@ impl Service {
             ok.then(|| globs.into_iter().map(|g| g.text).collect())
         });
 
+        let network = read_network(r, field("network"), &name.text, kind.as_ref(), ports.as_deref());
+
         let after = after?;
         Some(ReadService {
             service: Service {
@@ -325,10 +379,65 @@ impl Service {
                 stop_timeout: stop_timeout?,
                 sync: sync?,
                 watch: watch?,
+                network: network?,
             },
             after,
         })
     }
+}
+
+/// `network = "project" | "host" | "none" | NAME`, for container services only; ports are
+/// mapped only on a network of the engine's (project or NAME).
+fn read_network(
+    r: &mut crate::reader::Reader,
+    node: Option<&crate::reader::Node<'_>>,
+    service: &str,
+    kind: Option<&ServiceKind>,
+    ports: Option<&[crate::reader::Located]>,
+) -> Option<Network> {
+    let Some(node) = node else { return Some(Network::Project) };
+    let text = r.located(node, &format!("`network` of service `{service}`"))?;
+    if let Some(ServiceKind::Cmd(_)) = kind {
+        r.error(
+            text.span,
+            format!("service `{service}` runs a command: `network` is for container services"),
+            "not a container service",
+            Some("a process shares the host's network: it reaches containers through their `ports`".into()),
+        );
+        return None;
+    }
+    let network = match Network::parse(&text.text) {
+        Ok(n) => n,
+        Err(why) => {
+            let hint = crate::did_you_mean(&text.text, Network::KEYWORDS).map_or_else(
+                || {
+                    "use \"project\" (the default), \"host\", \"none\", or the name of a network you created: letters, \
+                     digits, `_`, `.` and `-`, starting with a letter or digit"
+                        .to_string()
+                },
+                |s| format!("did you mean `{s}`?"),
+            );
+            r.error(text.span, format!("`network` of service `{service}`: {why}"), "not a network name", Some(hint));
+            return None;
+        }
+    };
+    if matches!(network, Network::Host | Network::None)
+        && let Some(port) = ports.and_then(<[_]>::first)
+    {
+        let why = if network == Network::Host {
+            "the container uses the host's ports directly"
+        } else {
+            "the container has no network to map them to"
+        };
+        r.error(
+            port.span.clone(),
+            format!("service `{service}` has `network = \"{}\"`: `ports` cannot be mapped", network.name()),
+            "not mapped",
+            Some(format!("{why}: remove `ports`, or use `network = \"project\"`")),
+        );
+        return None;
+    }
+    Some(network)
 }
 
 /// `sync = [{ path, target, ignore, include, action, exec }, …]`.
@@ -752,6 +861,36 @@ watch = ["/etc/**"]"#,
         assert!(e.contains("`live` of service `web` needs exactly one of `http`, `tcp` or `cmd`"), "{e}");
         let e = errors("cmd = \"./serve\"\nlive = { tcp = \"127.0.0.1:1\", failures = 0 }");
         assert!(e.contains("`live.failures` of service `web`"), "{e}");
+    }
+
+    #[test]
+    fn network_defaults_to_the_project_and_takes_host_none_or_a_name() {
+        assert_eq!(read("image = \"web-image\"").network, Network::Project);
+        assert_eq!(read("cmd = \"./serve\"").network, Network::Project, "unused by processes");
+        assert_eq!(read("image = \"web-image\"\nnetwork = \"host\"").network, Network::Host);
+        assert_eq!(read("image = \"web-image\"\nnetwork = \"none\"").network, Network::None);
+        assert_eq!(
+            read("image = \"web-image\"\nnetwork = \"shared_net.1-a\"\nports = [\"8080:80\"]").network,
+            Network::Named("shared_net.1-a".into())
+        );
+    }
+
+    #[test]
+    fn network_on_a_process_a_bad_name_and_ports_without_a_network_are_errors() {
+        let e = errors("cmd = \"./serve\"\nnetwork = \"host\"");
+        assert!(e.contains("service `web` runs a command: `network` is for container services"), "{e}");
+        assert!(e.contains("a process shares the host's network"), "{e}");
+        assert!(e.contains("kiln.toml:7:11"), "the span of the value: {e}");
+        let e = errors("image = \"web-image\"\nnetwork = \"my net\"");
+        assert!(e.contains("`network` of service `web`: `my net` is not a network name"), "{e}");
+        assert!(e.contains("letters, digits, `_`, `.` and `-`, starting with a letter or digit"), "{e}");
+        let e = errors("image = \"web-image\"\nnetwork = \"-x\"");
+        assert!(e.contains("`-x` is not a network name"), "{e}");
+        let e = errors("image = \"web-image\"\nnetwork = \"host\"\nports = [\"8080:80\"]");
+        assert!(e.contains("service `web` has `network = \"host\"`: `ports` cannot be mapped"), "{e}");
+        assert!(e.contains("the container uses the host's ports directly"), "{e}");
+        let e = errors("image = \"web-image\"\nnetwork = \"none\"\nports = [\"8080:80\"]");
+        assert!(e.contains("the container has no network to map them to"), "{e}");
     }
 
     #[test]

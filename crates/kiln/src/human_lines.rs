@@ -131,6 +131,10 @@ impl HumanLines {
                 };
                 vec![format!("{prefix}: {message}")]
             }
+            Event::NetworkCreated { network, duration_ms } => {
+                vec![format!("kiln: created the network {network} ({})", ms_text(*duration_ms))]
+            }
+            Event::NetworkRemoved { network } => vec![format!("kiln: removed the network {network}")],
             Event::ServiceSynced { service, replica, error: Some(why), .. } => {
                 vec![format!("✗ {} sync failed: {why}", self.prefix(service, *replica))]
             }

@@ -10,7 +10,7 @@
 //! groups die with kiln (their parent-death signal, and the watchdog in
 //! `exec/watchdog.rs`). Containers do not: their engine keeps them. So first, for a project
 //! with container services, the project's containers (found by their `kiln.project` label)
-//! are force-removed, for at most [`ABORT_BOUND`]; an engine that does not answer in time is
+//! are force-removed, then its network, for at most [`ABORT_BOUND`]; an engine that does not answer in time is
 //! left to it, and the next `kiln up` or `kiln down` removes what is left by the same label
 //! (the leftover sweep, which also covers a kiln killed with SIGKILL). A third signal
 //! exits without waiting for the engine either.
@@ -64,9 +64,17 @@ impl OnAbort {
             let _ = tx.send(kiln_engine::remove_leftovers(&engine, &root));
         });
         match rx.recv_timeout(bound) {
-            Ok(Ok(names)) if names.is_empty() => None,
-            Ok(Ok(names)) => {
-                Some(say_aside(format!("kiln: removed {} container(s): {}", names.len(), names.join(", "))))
+            Ok(Ok(left)) if left.is_empty() => None,
+            Ok(Ok(left)) => {
+                let mut said =
+                    format!("kiln: removed {} container(s): {}", left.containers.len(), left.containers.join(", "));
+                if !left.networks.is_empty() {
+                    said.push_str(&format!("; and the network {}", left.networks.join(", ")));
+                }
+                if let Some(why) = left.network_error {
+                    said.push_str(&format!("\nkiln: {why}"));
+                }
+                Some(say_aside(said))
             }
             Ok(Err(why)) => Some(say_aside(format!(
                 "kiln: cannot remove this project's containers: {why}\n  = `kiln down` (or the next `kiln up`) removes them"

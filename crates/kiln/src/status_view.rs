@@ -1,8 +1,8 @@
 //! What `kiln status`, `kiln ps` and `GET /api/status` show, built from the event stream:
 //! each target's last build and each service replica's phase, and of a running replica its
-//! process or container (`service.started`) and its probes' last results (`service.probed`).
-//! [`StatusView::at`] adds what depends on when it is asked: uptimes, how long ago a probe
-//! ran.
+//! process or container (`service.started`) and its probes' last results (`service.probed`),
+//! and the project network. [`StatusView::at`] adds what depends on when it is asked:
+//! uptimes, how long ago a probe ran.
 
 use std::collections::BTreeMap;
 
@@ -109,6 +109,9 @@ pub fn short_image(image: &str) -> String {
 pub struct StatusView {
     pub targets: BTreeMap<String, TargetView>,
     pub services: BTreeMap<String, ServiceView>,
+    /// The project network, once created (and until removed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 impl StatusView {
@@ -154,6 +157,8 @@ impl StatusView {
                 let Some(r) = self.services.get_mut(service).and_then(|s| s.replicas.get_mut(replica)) else { return };
                 r.probes.insert(probe, ProbeView { ok: *ok, error: error.clone(), at: ts.to_string(), ago_ms: None });
             }
+            Event::NetworkCreated { network, .. } => self.network = Some(network.clone()),
+            Event::NetworkRemoved { .. } => self.network = None,
             _ => {}
         }
     }

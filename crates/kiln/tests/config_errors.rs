@@ -319,3 +319,21 @@ fn a_reloaded_kiln_toml_that_is_not_utf8_points_at_the_byte() {
     assert!(message.contains("kiln.toml is not valid UTF-8: invalid byte 0xFF"), "{message}");
     assert!(message.contains("--> kiln.toml:5:3"), "{message}");
 }
+
+#[test]
+fn network_on_a_process_service_and_a_bad_network_name() {
+    assert_eq!(
+        error_of("[service.api]\ncmd = \"./api\"\nnetwork = \"host\"\n"),
+        "error: service `api` runs a command: `network` is for container services\n --> kiln.toml:3:11\n  |\n3 | network = \"host\"\n  |           ^^^^^^ not a container service\n  |\n  = help: a process shares the host's network: it reaches containers through their `ports`\n"
+    );
+    let err = error_of("[service.api]\nimage = \"localhost/api:1\"\nnetwork = \"my:net\"\n");
+    assert!(err.contains("error: `network` of service `api`: `my:net` is not a network name"), "{err}");
+    assert!(err.contains("--> kiln.toml:3:11"), "{err}");
+    assert!(
+        err.contains("= help: use \"project\" (the default), \"host\", \"none\", or the name of a network"),
+        "{err}"
+    );
+    let err = error_of("[service.api]\nimage = \"localhost/api:1\"\nnetwork = \"none\"\nports = [\"8080:80\"]\n");
+    assert!(err.contains("service `api` has `network = \"none\"`: `ports` cannot be mapped"), "{err}");
+    assert!(err.contains("--> kiln.toml:4:10"), "{err}");
+}

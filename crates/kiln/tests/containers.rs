@@ -90,6 +90,7 @@ impl Drop for Containers {
             args.extend(names.iter().map(String::as_str));
             let _ = podman(&args);
         }
+        common::remove_networks_named(&self.0);
     }
 }
 

@@ -211,6 +211,7 @@ impl Drop for Live {
             args.extend(names.iter().map(String::as_str));
             quiet(&args);
         }
+        common::remove_networks_named(&self.prefix());
         let mut s = suite();
         s.active -= 1;
         if s.active == 0 {

@@ -102,6 +102,7 @@ impl Drop for Cleanup {
                 args.extend(names.iter().map(String::as_str));
                 let _ = podman(&args);
             }
+            common::remove_networks_named(prefix);
         }
     }
 }

@@ -257,6 +257,12 @@ pub enum Event {
         files: Option<u64>,
         latency_ms: Latency,
     },
+    /// The project network was created, before the first replica that joins it started.
+    #[serde(rename = "network.created")]
+    NetworkCreated { network: String, duration_ms: u64 },
+    /// The project network was removed: `kiln up` ended and every container on it is gone.
+    #[serde(rename = "network.removed")]
+    NetworkRemoved { network: String },
     #[serde(rename = "service.output")]
     ServiceOutput { service: String, replica: u32, stream: Stream, line: String },
     /// A notice for humans that is not tied to a target (waiting for a lock, a discarded

@@ -194,6 +194,34 @@ async fn run_attempt(
         Runner::Process(cmd) => format!("`{cmd}`"),
         Runner::Container(c) => format!("{} run {}", c.engine.name(), c.image),
     };
+    // Its network first: the project's is created before the first replica joins it. An
+    // order to stop is heard meanwhile (the engine call has a bound of its own).
+    let prepared = match &spec.runner {
+        Runner::Container(run) => tokio::select! {
+            prepared = run.prepare_network(&spec.name, bus) => prepared,
+            _ = orders.recv() => {
+                if let Some((mut old, old_pid)) = handover {
+                    stop(spec, replica, &mut old, old_pid).await;
+                }
+                report(Input::Exited(None), None);
+                return;
+            }
+        },
+        Runner::Process(_) => Ok(()),
+    };
+    if let Err(why) = prepared {
+        if let Some((mut old, old_pid)) = handover {
+            stop(spec, replica, &mut old, old_pid).await;
+        }
+        bus.publish(Event::ServiceOutput {
+            service: spec.name.clone(),
+            replica,
+            stream: Stream::Stderr,
+            line: format!("kiln: {why}"),
+        });
+        report(Input::StartFailed(why), None);
+        return;
+    }
     // A service with synced files: its new container is created, given them, then started.
     let mut after_start: Option<AfterStart> = None;
     let mut checked_name = false;

@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kiln_config::{Config, Probe, RestartPolicy, Service, ServiceKind};
+use kiln_config::{Config, Network, Probe, RestartPolicy, Service, ServiceKind};
 use nix::sys::signal::Signal;
 
 use crate::container::engine::{
     Engine, NameHolder, PROJECT_LABEL, SERVICE_LABEL, container_name, exec_words, name_taken_message, project_id,
 };
 use crate::container::engine_api::EngineApi;
+use crate::container::network::{ProjectNetwork, missing_network, takes_aliases};
 use crate::container::sync_batch::{SyncBatch, SyncCopy};
 use crate::fs::layout::Layout;
 use crate::supervise::backoff::Backoff;
@@ -66,6 +67,19 @@ pub struct ContainerRun {
     pub command: Option<String>,
     /// For a service with sync rules: what its new containers are given before they start.
     pub drift: Option<Arc<Drift>>,
+    pub network: ContainerNetwork,
+}
+
+/// The network a container joins (`network` in kiln.toml).
+#[derive(Debug, Clone)]
+pub enum ContainerNetwork {
+    /// The project's network, created before the first replica that joins it starts and
+    /// shared by every container service of one `kiln up`.
+    Project(Arc<ProjectNetwork>),
+    Host,
+    None,
+    /// A network the user manages: it must exist.
+    Named(String),
 }
 
 /// The files synced into a service's containers this session, which its image does not
@@ -175,6 +189,18 @@ impl ContainerRun {
         for (k, v) in &spec.env {
             args.extend(["-e".into(), format!("{k}={v}")]);
         }
+        let (network, aliased) = match &self.network {
+            ContainerNetwork::Project(n) => (n.name.as_str(), true),
+            ContainerNetwork::Host => ("host", false),
+            ContainerNetwork::None => ("none", false),
+            ContainerNetwork::Named(name) => (name.as_str(), takes_aliases(self.engine.kind, name)),
+        };
+        args.extend(["--network".into(), network.to_string()]);
+        if aliased {
+            // The service's name answers with every replica; `SERVICE-REPLICA` with this one.
+            args.extend(["--network-alias".into(), spec.name.clone()]);
+            args.extend(["--network-alias".into(), format!("{}-{replica}", spec.name)]);
+        }
         for p in &self.ports {
             args.extend(["-p".into(), fill(p)]);
         }
@@ -198,6 +224,26 @@ impl ContainerRun {
     }
 }
 
+impl ContainerRun {
+    /// Makes the network a replica joins ready: the project's is created the first time, a
+    /// named one must exist. The error is why the replica cannot start.
+    pub async fn prepare_network(&self, service: &str, bus: &crate::event::EventBus) -> Result<(), String> {
+        match &self.network {
+            ContainerNetwork::Project(n) => n.ensure(bus).await,
+            ContainerNetwork::Named(name) => {
+                let (engine, name, service) = (self.engine.clone(), name.clone(), service.to_string());
+                let asked = tokio::task::spawn_blocking(move || missing_network(&engine, &name, &service));
+                match tokio::time::timeout(crate::container::network::NETWORK_CALL, asked).await {
+                    Ok(Ok(Some(why))) => Err(why),
+                    // The engine could not say: the start reports its own error.
+                    _ => Ok(()),
+                }
+            }
+            ContainerNetwork::Host | ContainerNetwork::None => Ok(()),
+        }
+    }
+}
+
 impl ServiceSpec {
     /// The image a container service runs.
     pub fn image(&self) -> Option<&str> {
@@ -217,7 +263,9 @@ pub fn fill_replica(text: &str, replica: u32) -> String {
 
 impl ServiceSpec {
     /// What a service runs: a process, or a container of the image its image target last
-    /// built (`images`: image target → image) or of an image reference. The error says why
+    /// built (`images`: image target → image) or of an image reference. A container on the
+    /// project network gets a handle of its own here; `kiln up` gives every service the one
+    /// it shares. The error says why
     /// it cannot run (no container engine, say).
     pub fn of(config: &Config, service: &Service, images: &BTreeMap<String, String>) -> Result<ServiceSpec, String> {
         let mut env = config.env.clone();
@@ -232,7 +280,16 @@ impl ServiceSpec {
                 } else {
                     image.clone()
                 };
+                let network = match &service.network {
+                    Network::Project => {
+                        ContainerNetwork::Project(Arc::new(ProjectNetwork::new(engine.clone(), &config.root)))
+                    }
+                    Network::Host => ContainerNetwork::Host,
+                    Network::None => ContainerNetwork::None,
+                    Network::Named(name) => ContainerNetwork::Named(name.clone()),
+                };
                 Runner::Container(ContainerRun {
+                    network,
                     engine,
                     image,
                     local,

@@ -29,13 +29,14 @@ use tokio::time::Instant;
 
 use crate::build::build_options::{BuildOptions, RunSummary};
 use crate::build::build_session::BuildSession;
+use crate::container::network::ProjectNetwork;
 use crate::event::{Event, EventBus, NoticeLevel, TargetStatus};
 use crate::fs::cpus::cpus;
 use crate::fs::file_index::FileIndex;
 use crate::fs::rel_path;
 use crate::supervise::replica_runner::Report;
 use crate::supervise::service_set::ServiceSet;
-use crate::supervise::service_spec::ServiceSpec;
+use crate::supervise::service_spec::{ContainerNetwork, Runner, ServiceSpec};
 use crate::up::live_update::{LiveUpdates, SyncDone, Timing};
 use crate::up::reload::{ReloadPlan, read_config, reloaded_event};
 use crate::up::round_plan::{RoundPlan, RoundStart};
@@ -106,6 +107,7 @@ pub async fn run_up(
         cancel: round_cancel_rx,
         round_cancel,
         stopping: false,
+        networks: Vec::new(),
     };
     sync_watches(&mut d.watches, &d.scope, &d.bus);
     d.bus.publish(Event::WatchStarted { dirs: d.watches.watched_dirs(), targets: d.sel.targets.len() });
@@ -120,6 +122,9 @@ pub async fn run_up(
         }
     }
     let exit = d.run(raw_rx, round_rx, replica_rx, sync_rx, controls, cancel).await;
+    // Every container is gone: the project network goes too, before `kiln up` lets go of its
+    // lock (which is what `kiln down` waits for).
+    d.remove_networks().await;
     d.live.shutdown().await;
     exit
 }
@@ -153,6 +158,9 @@ struct Dispatcher {
     live: LiveUpdates,
     /// Saves on their way to running code: waiting for a build or for services to be ready.
     pending: Vec<PendingUpdate>,
+    /// The project network every container service on it shares (one per engine: a reload
+    /// may switch `settings.engine`), removed when `kiln up` ends.
+    networks: Vec<Arc<ProjectNetwork>>,
 }
 
 /// A save on its way to running code, for `update.completed`.
@@ -625,12 +633,34 @@ impl Dispatcher {
     /// What a service's replicas run, with the drift its new containers are given.
     fn spec_of(&mut self, service: &kiln_config::Service) -> Result<ServiceSpec, String> {
         let mut spec = ServiceSpec::of(&self.sel.config, service, &self.images)?;
-        if !service.sync.is_empty()
-            && let crate::supervise::service_spec::Runner::Container(run) = &mut spec.runner
-        {
-            run.drift = Some(self.live.drift(&service.name));
+        if let Runner::Container(run) = &mut spec.runner {
+            if !service.sync.is_empty() {
+                run.drift = Some(self.live.drift(&service.name));
+            }
+            if let ContainerNetwork::Project(own) = &run.network {
+                let shared = match self.networks.iter().find(|n| n.engine == own.engine) {
+                    Some(shared) => shared.clone(),
+                    None => {
+                        self.networks.push(own.clone());
+                        own.clone()
+                    }
+                };
+                run.network = ContainerNetwork::Project(shared);
+            }
         }
         Ok(spec)
+    }
+
+    /// Removes the project network this session created, saying so; one that cannot be
+    /// removed is a warning with what to run by hand.
+    async fn remove_networks(&mut self) {
+        for network in std::mem::take(&mut self.networks) {
+            match network.remove().await {
+                Ok(true) => self.bus.publish(Event::NetworkRemoved { network: network.name.clone() }),
+                Ok(false) => {}
+                Err(why) => self.bus.publish(Event::Notice { level: NoticeLevel::Warning, message: why }),
+            }
+        }
     }
 
     /// A batch's live updates: files synced into running containers (the image targets they
@@ -913,7 +943,7 @@ fn warn_missing_sync_paths(sel: &Selection, bus: &EventBus) {
 }
 
 /// Removes containers of this project that an earlier kiln left running (it was killed
-/// before it could stop them), and says so.
+/// before it could stop them), then its network, and says so.
 async fn remove_leftovers(config: &Config, bus: &EventBus) {
     if !config.runs_containers() {
         return;
@@ -924,11 +954,14 @@ async fn remove_leftovers(config: &Config, bus: &EventBus) {
         .await
         .expect("leftover removal does not panic");
     match removed {
-        Ok(names) if names.is_empty() => {}
-        Ok(names) => bus.publish(Event::Notice {
-            level: NoticeLevel::Warning,
-            message: crate::container::engine::leftovers_message(&names),
-        }),
+        Ok(left) if left.is_empty() => {}
+        Ok(left) => {
+            // One notice: what was removed, and what could not be.
+            let removed = (!left.containers.is_empty() || !left.networks.is_empty())
+                .then(|| crate::container::engine::leftovers_message(&left));
+            let message = [removed, left.network_error].into_iter().flatten().collect::<Vec<_>>().join("; ");
+            bus.publish(Event::Notice { level: NoticeLevel::Warning, message });
+        }
         Err(why) => bus.publish(Event::Notice {
             level: NoticeLevel::Warning,
             message: format!("cannot look for containers an earlier kiln left: {why}"),

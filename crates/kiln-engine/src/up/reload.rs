@@ -190,6 +190,15 @@ cmd = "sleep 100"
     }
 
     #[test]
+    fn a_changed_network_restarts_the_service() {
+        let base = "[service.redis]\nimage = \"localhost/redis:1\"\nreplicas = 2\n";
+        let (old, new) = (sel(base), sel(&format!("{base}network = \"host\"\n")));
+        let plan = ReloadPlan::between(&old, &new);
+        assert_eq!(plan.restart, BTreeSet::from(["redis".to_string()]), "how the container runs changed");
+        assert!(plan.scale.is_empty());
+    }
+
+    #[test]
     fn a_changed_target_builds_with_its_dependents_and_env_builds_everything() {
         let old = sel(BASE);
         let new = sel(&BASE.replacen("cmd = \"true\"", "cmd = \"echo core\"", 1));

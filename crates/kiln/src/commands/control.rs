@@ -146,8 +146,9 @@ fn percent_encode(name: &str) -> String {
 /// behind (found by this project's label), saying so.
 pub fn down(config: &Config, timeout: Option<Duration>) -> u8 {
     // What runs, to say what was stopped.
-    let running: Vec<String> = status_json(config)
-        .ok()
+    let status = status_json(config).ok();
+    let network = status.as_ref().and_then(|v| v["network"].as_str()).map(str::to_string);
+    let running: Vec<String> = status
         .and_then(|v| v["services"].as_object().cloned())
         .map(|services| {
             services
@@ -184,6 +185,19 @@ pub fn down(config: &Config, timeout: Option<Duration>) -> u8 {
             }
             let what = if running.is_empty() { String::new() } else { format!(": {}", running.join(", ")) };
             outln!("stopped `kiln up`{}{what}", pid.map(|p| format!(" (pid {p})")).unwrap_or_default());
+            // It removed its network before it let go of the lock; one still there is said.
+            if let Some(network) = network {
+                match Engine::find(config.settings.engine) {
+                    Ok(engine) if kiln_engine::network_exists(&engine, &network) => {
+                        errln!(
+                            "warning: the network {network} is still there (`kiln up` could not remove it); remove it with \
+                             `{} network rm {network}`",
+                            engine.name()
+                        );
+                    }
+                    _ => outln!("removed the network {network}"),
+                }
+            }
             exit::SUCCESS
         }
         result => report(result, "stopping `kiln up`"),
@@ -200,12 +214,17 @@ fn remove_leftovers(config: &Config) -> u8 {
         }
     };
     match kiln_engine::remove_leftovers(&engine, &config.root) {
-        Ok(names) if names.is_empty() => {
+        Ok(left) if left.is_empty() => {
             errln!("no `kiln up` is running in this project, and none left containers behind");
             exit::SUCCESS
         }
-        Ok(names) => {
-            outln!("{}", kiln_engine::leftovers_message(&names));
+        Ok(left) => {
+            if !left.containers.is_empty() || !left.networks.is_empty() {
+                outln!("{}", kiln_engine::leftovers_message(&left));
+            }
+            if let Some(why) = &left.network_error {
+                errln!("warning: {why}");
+            }
             exit::SUCCESS
         }
         Err(why) => {

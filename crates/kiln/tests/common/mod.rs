@@ -257,3 +257,20 @@ impl Drop for Up {
         let _ = self.child.wait();
     }
 }
+
+/// Removes the networks whose name starts with `prefix` (`kiln-<project>-`, the prefix of a
+/// test project's containers, or a shorter one): a test that fails kills its `kiln up` with
+/// SIGKILL, which leaves the project network behind. Call it after the containers on them
+/// are removed; never panics (it runs while a failed test unwinds).
+pub fn remove_networks_named(prefix: &str) {
+    let prefix = prefix.trim_end_matches('-');
+    let listed = Command::new("podman").args(["network", "ls", "--format", "{{.Name}}"]).output().ok();
+    let names: Vec<String> =
+        listed.map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect()).unwrap_or_default();
+    let ours: Vec<&str> = names.iter().map(String::as_str).filter(|n| n.starts_with(prefix)).collect();
+    if !ours.is_empty() {
+        let mut args = vec!["network", "rm"];
+        args.extend(ours);
+        let _ = Command::new("podman").args(args).output();
+    }
+}
