@@ -7,6 +7,7 @@ need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v ninja >/dev/null 2>&1 || need+=(ninja-build)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 # Containers: podman with runc (crun refuses the cgroup layout of many VMs), busybox-static
 # for images built FROM scratch (nothing is pulled from a registry), and a docker CLI for
 # the docker path, which the tests point at podman's Docker-compatible service.
