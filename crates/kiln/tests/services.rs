@@ -272,3 +272,32 @@ cmd = "trap 'sleep 0.3; exit 0' TERM; echo $$ > worker.pid; while :; do sleep 0.
     let status = up.child.wait().expect("kiln up exits");
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn services_stop_dependents_first() {
+    // `app` uses `db` (after = ["db"]): on the way down, app is stopped before db is told to.
+    let p = Project::new(
+        r#"
+[service.db]
+cmd = "echo db up; exec sleep 1000"
+ready = { log = "db up" }
+
+[service.app]
+cmd = "echo app up; trap 'echo app leaving; exit 0' TERM; while true; do sleep 0.1; done"
+after = ["db"]
+ready = { log = "app up" }
+replicas = 2
+"#,
+    );
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("app[1] ready", |e| phase(e, "app", 1, "ready"));
+    let down = p.kiln(&["down"]);
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    up.wait_seen("db stopped", |e| phase(e, "db", 0, "stopped"));
+    let at = |pred: &dyn Fn(&Value) -> bool| up.seen.iter().position(pred).expect("seen");
+    let db_told = at(&|e| phase(e, "db", 0, "stopping"));
+    for r in 0..2 {
+        let app_gone = at(&|e| phase(e, "app", r, "stopped"));
+        assert!(app_gone < db_told, "app[{r}] stops before db is told to:\n{}", up.dump());
+    }
+}

@@ -96,6 +96,11 @@ impl ServiceSet {
         self.services.contains_key(name)
     }
 
+    /// How many services are known.
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
     /// Whether any service is still known (see [`ServiceSet::is_live`]).
     pub fn any_live(&self) -> bool {
         !self.services.is_empty()
@@ -266,6 +271,24 @@ impl ServiceSet {
         for name in names {
             self.stop(&name);
         }
+    }
+
+    /// Stops, of the services not stopping yet, those no live service waits for in its
+    /// `after` (dependents first, the way they were started backwards: a worker stops
+    /// before the redis it uses). Called again as services go, it stops the next ones; a
+    /// cycle, which kiln.toml cannot have, would stop them all at once. Returns whether any
+    /// service is left to stop later.
+    pub fn stop_in_order(&mut self) -> bool {
+        let waiting: Vec<String> = self.services.iter().filter(|(_, e)| !e.removing).map(|(n, _)| n.clone()).collect();
+        let needed = |name: &str| self.services.values().any(|e| e.after.iter().any(|a| a == name));
+        let mut now: Vec<String> = waiting.iter().filter(|n| !needed(n)).cloned().collect();
+        if now.is_empty() && !waiting.is_empty() && self.services.values().all(|e| !e.removing) {
+            now.clone_from(&waiting);
+        }
+        for name in &now {
+            self.stop(name);
+        }
+        self.services.values().any(|e| !e.removing)
     }
 
     /// What an attempt saw.

@@ -288,17 +288,24 @@ impl Dispatcher {
     /// never forever.
     async fn stop_services(&mut self, replica_rx: &mut mpsc::UnboundedReceiver<Report>) {
         self.stopping = true;
-        self.services.stop_all();
-        let limit = self.services.longest_stop() + Duration::from_secs(15);
+        // Dependents first: each `after` level gets its stop_timeout.
+        let levels = u32::try_from(self.services.len()).unwrap_or(u32::MAX).clamp(1, 8);
+        let limit = self.services.longest_stop() * levels + Duration::from_secs(15);
         let waited = tokio::time::timeout(limit, async {
+            let mut later = self.services.stop_in_order();
             while self.services.any_live() {
                 match replica_rx.recv().await {
                     Some(report) => self.services.on_report(report),
                     None => break,
                 }
+                if later {
+                    later = self.services.stop_in_order();
+                }
             }
         })
         .await;
+        // Whatever is left past the limit is stopped at once.
+        self.services.stop_all();
         if waited.is_err() {
             self.bus.publish(Event::Notice {
                 level: NoticeLevel::Warning,
