@@ -281,10 +281,20 @@ impl ReplicaState {
                     self.to(Phase::Stopped, reason, None, Action::End)
                 }
                 // Killed by kiln because it stopped answering: a crash, whatever its code.
+                // The first such restart (since it was last ready for 10 min) is at once, as
+                // Kubernetes does: a hung server is back within interval × failures + its
+                // start; a server that keeps hanging backs off from the second.
                 Some(Then::Recover) => {
                     let how = std::mem::take(&mut self.last_exit);
+                    let ready_for = self.started_at.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+                    let first = self.backoff.after_ready(self.restarts, ready_for) == 0;
                     let step = self.exited(None, &how, now, jitter);
                     self.killed_for_liveness = true;
+                    if first && self.phase == Phase::Backoff {
+                        self.restarts = 1;
+                        let reason = format!("restart 1 after its {how}");
+                        return self.to(Phase::Starting, reason, None, Action::Start);
+                    }
                     step
                 }
                 None => {
@@ -454,25 +464,33 @@ mod tests {
         let c = s.change.expect("stopping");
         assert_eq!((c.phase, c.reason.as_str()), (Phase::Stopping, "liveness probe failed: no answer within 200ms"));
         assert_eq!(r.step(Input::LiveFailed("e".into()), now, 0.0).change, None, "being stopped: said once");
-        // Its exit after kiln's stop signal is a crash: backoff, a restart counted.
+        // Its exit after kiln's stop signal is a crash, counted; the first one restarts at once.
         let s = r.step(Input::Exited(Some(143)), now, 0.0);
-        assert_eq!(s.action, Action::Wait(Duration::from_secs(1)));
-        let c = s.change.expect("backoff");
-        assert_eq!(c.phase, Phase::Backoff);
-        assert_eq!(c.reason, "liveness probe failed: no answer within 200ms; restart 1 in 1.00s");
-        assert_eq!(r.restarts, 1);
-        now += Duration::from_secs(1);
-        let s = r.step(Input::BackoffOver, now, 0.0);
         assert_eq!(s.action, Action::Start);
-        assert_eq!(
-            s.change.expect("starting").reason,
-            "restart 1 after its liveness probe failed: no answer within 200ms"
-        );
+        let c = s.change.expect("starting");
+        assert_eq!(c.phase, Phase::Starting);
+        assert_eq!(c.reason, "restart 1 after its liveness probe failed: no answer within 200ms");
+        assert_eq!(r.restarts, 1);
         // The new attempt starts over: its failures count only after its own first pass.
         r.step(Input::Started { probed: true }, now, 0.0);
         for _ in 0..5 {
             assert_eq!(r.step(Input::LiveFailed("refused".into()), now, 0.0).change, None);
         }
+        // Hung again soon after: now it backs off.
+        r.step(Input::LivePassed, now, 0.0);
+        for _ in 0..3 {
+            r.step(Input::LiveFailed("refused".into()), now, 0.0);
+        }
+        let s = r.step(Input::Exited(Some(143)), now, 0.0);
+        assert_eq!(s.action, Action::Wait(Duration::from_secs(2)));
+        let c = s.change.expect("backoff");
+        assert_eq!(
+            (c.phase, c.reason.as_str()),
+            (Phase::Backoff, "liveness probe failed: refused; restart 2 in 2.00s")
+        );
+        now += Duration::from_secs(2);
+        let s = r.step(Input::BackoffOver, now, 0.0);
+        assert_eq!(s.change.expect("starting").reason, "restart 2 after its liveness probe failed: refused");
     }
 
     #[tokio::test(start_paused = true)]
