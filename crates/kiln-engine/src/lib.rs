@@ -33,9 +33,12 @@ pub use event::timestamp::{parse_rfc3339, rfc3339};
 pub use event::{Envelope, Event, EventBus, NoticeLevel, Phase, Received, Stream, Subscription, TargetStatus};
 pub use exec::listen_ports::listening_ports;
 pub use exec::log_records::{Decoder as LogDecoder, LogLine, Origin as LogOrigin, record_time};
-pub use exec::tail_log::{read_tail as read_log_tail, read_to_follow as read_log_to_follow};
+pub use exec::tail_log::{
+    cut_marker as log_cut_marker, previous_part as log_previous_part, read_tail as read_log_tail,
+};
 pub use exec::watchdog::{WATCHDOG_ARG, start_watchdog, watchdog_main};
 pub use fs::layout::Layout;
+pub use fs::no_follow::check_dir as check_kiln_dir;
 pub use fs::project_lock::ProjectLock;
 /// Root-relative paths as kiln holds them (any bytes, escaped into a `String`).
 pub use fs::rel_path;

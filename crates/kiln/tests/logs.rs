@@ -104,7 +104,10 @@ fn a_service_log_keeps_every_run_with_markers_and_reads_without_kiln_up() {
     assert_eq!(wrong.code, 2, "{}", wrong.stderr);
     assert!(wrong.stderr.contains("`core` is a target"), "{}", wrong.stderr);
     let none = p.kiln(&["logs", "web", "--replica", "7"]);
-    assert!(none.stderr.contains("no output recorded for service `web` replica 7"), "{}", none.stderr);
+    assert!(none.stderr.contains("service `web` has no replica 7 (replicas = 2)"), "{}", none.stderr);
+    // Asked for none: nothing, and no complaint.
+    let zero = p.kiln(&["logs", "web", "-n", "0"]);
+    assert_eq!((zero.code, zero.stdout.as_str(), zero.stderr.as_str()), (0, "", ""));
 }
 
 #[test]
@@ -161,6 +164,58 @@ ready = { log = "serving" }
         seen.push(rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("no new line: {seen:?}")));
     }
     up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["phase"] == "ready");
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let (code, err) = up.stop();
+    assert_eq!(code, 130, "{err}");
+}
+
+#[test]
+fn follow_across_rotations_loses_splits_and_repeats_no_line() {
+    // 20,000 numbered lines at about 4,000 a second into a log rotated every 128 KiB (about
+    // every quarter second): the follower sees each once, whole, in order.
+    let p = Project::new(
+        r#"
+[settings]
+log_limit = "128KiB"
+
+[service.chat]
+cmd = "while [ ! -e go ]; do sleep 0.02; done; exec python3 -u chat.py"
+"#,
+    );
+    p.write(
+        "chat.py",
+        "import sys, time\nfor i in range(20000):\n    sys.stdout.write('line %05d %s\\n' % (i, 'x' * 80))\n    if i % 100 == 99:\n        sys.stdout.flush(); time.sleep(0.025)\nsys.stdout.flush()\ntime.sleep(1000)\n",
+    );
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("chat started", |e| e["type"] == "service.phase" && e["phase"] == "ready");
+    let mut follower = p.command(&["logs", "chat", "-f"]).stdout(Stdio::piped()).spawn().expect("kiln logs -f");
+    let stdout = follower.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Its history (the start marker) shows it follows before anything is printed.
+    let first = rx.recv_timeout(Duration::from_secs(20)).expect("history");
+    assert!(first.starts_with("[kiln: started"), "{first}");
+    p.write("go", "");
+    let mut lines = Vec::new();
+    while !lines.last().is_some_and(|l: &String| l.starts_with("line 19999 ")) {
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("stopped at {:?}", lines.last()));
+        lines.push(line);
+    }
+    let want: Vec<String> = (0..20000).map(|i| format!("line {i:05} {}", "x".repeat(80))).collect();
+    if lines != want {
+        let bad: Vec<(usize, &String)> =
+            lines.iter().enumerate().filter(|(i, l)| want.get(*i) != Some(*l)).take(5).collect();
+        panic!("{} lines for 20000; first differences: {bad:?}", lines.len());
+    }
+    assert!(
+        std::fs::metadata(p.path(".kiln/logs/services/chat.0.log.1")).is_ok(),
+        "the log was rotated while followed"
+    );
     let _ = follower.kill();
     let _ = follower.wait();
     let (code, err) = up.stop();

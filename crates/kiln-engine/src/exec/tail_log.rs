@@ -31,7 +31,8 @@ pub struct TailLog {
     /// Bytes cut so far: no longer in either file.
     cut: u64,
     /// Whether the file may be continued (a service's log across restarts) rather than
-    /// replaced on the first write.
+    /// replaced on the first write. Such a log is written in records: a write is never cut
+    /// in two parts (a part may pass the limit by one write when the write alone does).
     append: bool,
     /// A write failed (full disk, no permission): the log is given up, not the run.
     failed: Option<String>,
@@ -121,6 +122,16 @@ impl TailLog {
     }
 
     fn try_write(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        if self.append {
+            // Opened first: a continued log counts what the file already holds.
+            self.open()?;
+            if self.written > 0 && self.written + bytes.len() as u64 > self.limit {
+                self.rotate()?;
+            }
+            self.open()?.write_all(bytes)?;
+            self.written += bytes.len() as u64;
+            return Ok(());
+        }
         while !bytes.is_empty() {
             if self.written >= self.limit {
                 self.rotate()?;
@@ -212,33 +223,6 @@ pub fn read_tail(path: &Path, limit: u64) -> Option<Vec<u8>> {
     let mut out = cut_marker(None, limit as u64).into_bytes();
     out.extend_from_slice(&all[cut..]);
     Some(out)
-}
-
-/// A log as `kiln logs` reads it to show and then follow it: the last `limit` bytes of its
-/// two parts, starting at a line (with the cut marker when some is left out), and its
-/// current part open (never through a symbolic link) where that reading ended, so that
-/// what is written next is read from there.
-pub fn read_to_follow(path: &Path, limit: u64) -> (Vec<u8>, Option<File>) {
-    use std::io::Read;
-    let current = open_regular(path).ok();
-    let mut all = read_regular(&previous_part(path)).unwrap_or_default();
-    let mut file = current;
-    if let Some(f) = file.as_mut()
-        && f.read_to_end(&mut all).is_err()
-    {
-        file = None;
-    }
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    if all.len() <= limit {
-        return (all, file);
-    }
-    let mut start = all.len() - limit;
-    if let Some(at) = all[start..].iter().position(|b| *b == b'\n') {
-        start += at + 1;
-    }
-    let mut out = cut_marker(None, limit as u64).into_bytes();
-    out.extend_from_slice(&all[start..]);
-    (out, file)
 }
 
 #[cfg(test)]

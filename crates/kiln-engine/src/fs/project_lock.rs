@@ -93,13 +93,19 @@ impl ProjectLock {
     /// (Linux: from `/proc/locks`). The pid in the file stays after its holder ended; this
     /// answers only while the lock is held.
     pub fn held_by(path: &Path) -> Option<u32> {
-        let ino = std::fs::symlink_metadata(path).ok()?.ino();
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        let dev = meta.dev();
+        let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
         let locks = std::fs::read_to_string("/proc/locks").ok()?;
         locks.lines().find_map(|line| {
-            // `1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF`
+            // `1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF`: device in hex, inode.
             let f: Vec<&str> = line.split_whitespace().collect();
             let (kind, pid, file) = (f.get(1)?, f.get(4)?, f.get(5)?);
-            let held = *kind == "FLOCK" && file.rsplit(':').next()?.parse::<u64>().ok()? == ino;
+            let mut parts = file.split(':');
+            let maj = u64::from_str_radix(parts.next()?, 16).ok()?;
+            let min = u64::from_str_radix(parts.next()?, 16).ok()?;
+            let ino: u64 = parts.next()?.parse().ok()?;
+            let held = *kind == "FLOCK" && (maj, min, ino) == (major, minor, meta.ino());
             held.then(|| pid.parse().ok()).flatten()
         })
     }

@@ -15,9 +15,9 @@
 //! (until the running `kiln up` ends, or Ctrl-C when none runs), picking up replicas and
 //! target runs that start meanwhile. `--json` prints one object per line instead.
 
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -40,9 +40,32 @@ struct Source {
     path: PathBuf,
     /// A target's log is plain output; a service's is records.
     plain: bool,
-    /// While following: the current part, open where reading stopped.
+    /// The current part, open where reading stopped (history, then following).
     file: Option<File>,
     decoder: LogDecoder,
+    /// The time a plain log's lines carry: when it was last written.
+    written: Option<String>,
+}
+
+/// The kept history of a source as it is read, piece by piece: its previous part, then its
+/// current one, the first bytes past `log_limit` left out.
+struct History {
+    previous: Option<File>,
+    /// Bytes still to leave out before the kept tail starts.
+    skip: u64,
+    /// Something was left out: the kept tail starts at the next line, after a cut marker.
+    cut: Option<u64>,
+    buf: Box<[u8]>,
+}
+
+/// A source's lines waiting to be merged.
+enum Feed {
+    Lines(VecDeque<LogLine>),
+    History(History, VecDeque<LogLine>),
+}
+
+fn id(meta: &std::fs::Metadata) -> (u64, u64) {
+    (meta.dev(), meta.ino())
 }
 
 impl Source {
@@ -55,49 +78,153 @@ impl Source {
     }
 
     fn new(label: String, path: PathBuf, plain: bool) -> Source {
-        let decoder = if plain { LogDecoder::plain() } else { LogDecoder::new() };
-        Source { label, path, plain, file: None, decoder }
+        Source { label, path, plain, file: None, decoder: Source::decoder(plain), written: None }
     }
 
-    /// When a plain log was last written: the time its lines carry.
-    fn written(&self) -> Option<String> {
-        let modified = std::fs::symlink_metadata(&self.path).and_then(|m| m.modified()).ok()?;
-        Some(kiln_engine::record_time(modified))
+    fn decoder(plain: bool) -> LogDecoder {
+        if plain { LogDecoder::plain() } else { LogDecoder::new() }
     }
 
-    /// The lines kept now (the last `limit` bytes), leaving the file open after them.
-    fn history(&mut self, limit: u64) -> Vec<LogLine> {
-        let (bytes, file) = kiln_engine::read_log_to_follow(&self.path, limit);
-        self.file = file;
-        let mut lines = Vec::new();
-        self.decoder.feed(&bytes, &mut lines);
-        self.stamp(&mut lines, self.written());
-        lines
+    fn held(&self) -> Option<(u64, u64)> {
+        self.file.as_ref().and_then(|f| f.metadata().ok()).map(|m| id(&m))
+    }
+
+    /// Opens the kept history: the current part stays open (where following goes on), the
+    /// previous one is read first. What is past `limit` bytes from the end is left out.
+    fn open_history(&mut self, limit: u64) -> std::io::Result<History> {
+        self.file = open_log(&self.path)?;
+        let held = self.held();
+        let previous = open_log(&kiln_engine::log_previous_part(&self.path))?
+            // Rotated between the two opens: the part held is the previous one now.
+            .filter(|f| f.metadata().ok().map(|m| id(&m)) != held);
+        let size = |f: &Option<File>| f.as_ref().and_then(|f| f.metadata().ok()).map_or(0, |m| m.len());
+        let total = size(&previous) + size(&self.file);
+        let skip = total.saturating_sub(limit);
+        if self.plain {
+            let modified = std::fs::symlink_metadata(&self.path).and_then(|m| m.modified()).ok();
+            self.written = modified.map(kiln_engine::record_time);
+        }
+        Ok(History { previous, skip, cut: (skip > 0).then_some(limit), buf: vec![0; 64 * 1024].into_boxed_slice() })
+    }
+
+    /// The next lines of the history into `out`; false once it is all read.
+    fn read_history(&mut self, h: &mut History, out: &mut Vec<LogLine>) -> bool {
+        let n = loop {
+            let part = match h.previous.as_mut() {
+                Some(f) => f,
+                None => match self.file.as_mut() {
+                    Some(f) => f,
+                    None => return false,
+                },
+            };
+            match part.read(&mut h.buf) {
+                Ok(0) | Err(_) if h.previous.is_some() => h.previous = None,
+                Ok(0) | Err(_) => return false,
+                Ok(n) => break n,
+            }
+        };
+        let mut bytes = &h.buf[..n];
+        if h.skip > 0 {
+            let leave = usize::try_from(h.skip).unwrap_or(usize::MAX).min(bytes.len());
+            h.skip -= leave as u64;
+            bytes = &bytes[leave..];
+        }
+        if h.skip == 0
+            && let Some(limit) = h.cut
+        {
+            // The kept tail starts at a line.
+            match bytes.iter().position(|b| *b == b'\n') {
+                Some(at) => {
+                    bytes = &bytes[at + 1..];
+                    h.cut = None;
+                    let marker = kiln_engine::log_cut_marker(None, limit);
+                    let text = marker.trim_end().as_bytes().to_vec();
+                    out.push(LogLine { time: None, origin: LogOrigin::Raw, bytes: text, ended: true });
+                }
+                None => bytes = &[],
+            }
+        }
+        let from = out.len();
+        self.decoder.feed(bytes, out);
+        self.stamp(&mut out[from..], self.written.clone());
+        true
     }
 
     /// What was written since the last look: the rest of the open file and, if the log
-    /// was rotated or replaced (a new run of a target), the new file from its start.
+    /// was rotated, the new current part; if it was replaced (a target's new run), the new
+    /// file from its start.
     fn poll(&mut self) -> Vec<LogLine> {
+        let mut lines = Vec::new();
         let mut bytes = Vec::new();
         if let Some(f) = self.file.as_mut() {
             let _ = f.read_to_end(&mut bytes);
         }
         let now = std::fs::symlink_metadata(&self.path).ok().filter(std::fs::Metadata::is_file);
-        let held = self.file.as_ref().and_then(|f| f.metadata().ok()).map(|m| (m.dev(), m.ino()));
+        let held = self.held();
         if let Some(meta) = now
-            && held != Some((meta.dev(), meta.ino()))
+            && held != Some(id(&meta))
         {
-            // The new file's lines are new; what the old one held is all read.
-            self.decoder = if self.plain { LogDecoder::plain() } else { LogDecoder::new() };
-            self.file = open_log(&self.path);
+            // What was written to the old file until it changed hands.
+            if let Some(f) = self.file.as_mut() {
+                let _ = f.read_to_end(&mut bytes);
+            }
+            let previous = kiln_engine::log_previous_part(&self.path);
+            let rotated = std::fs::symlink_metadata(&previous).ok().map(|m| id(&m)) == held;
+            let new = open_log(&self.path).ok().flatten();
+            match (held, rotated) {
+                // Rotated: the same stream goes on in the new current part.
+                (Some(_), true) | (None, _) => {}
+                // A target's run ended and its two parts were joined into one file: what it
+                // holds was read already.
+                (Some(_), false) if self.plain && new.as_ref().is_some_and(|n| self.joined(n)) => {
+                    self.file = new;
+                    if let Some(f) = self.file.as_mut() {
+                        let _ = f.seek(std::io::SeekFrom::End(0));
+                    }
+                    self.feed(&bytes, &mut lines);
+                    return lines;
+                }
+                // A target's new run: the old one's unfinished last line ends here.
+                (Some(_), false) if self.plain => {
+                    self.feed(&bytes, &mut lines);
+                    bytes.clear();
+                    self.decoder.finish(&mut lines);
+                    self.decoder = Source::decoder(true);
+                }
+                // A service log rotated twice since the last look: the middle part first.
+                (Some(_), false) => {
+                    if let Ok(Some(mut middle)) = open_log(&previous) {
+                        let _ = middle.read_to_end(&mut bytes);
+                    }
+                }
+            }
+            self.file = new;
             if let Some(f) = self.file.as_mut() {
                 let _ = f.read_to_end(&mut bytes);
             }
         }
-        let mut lines = Vec::new();
-        self.decoder.feed(&bytes, &mut lines);
-        self.stamp(&mut lines, Some(kiln_engine::record_time(SystemTime::now())));
+        self.feed(&bytes, &mut lines);
         lines
+    }
+
+    fn feed(&mut self, bytes: &[u8], lines: &mut Vec<LogLine>) {
+        let from = lines.len();
+        self.decoder.feed(bytes, lines);
+        self.stamp(&mut lines[from..], Some(kiln_engine::record_time(SystemTime::now())));
+    }
+
+    /// Whether `new` is the held file's content with the tail of its previous part before it
+    /// (what a target's log becomes when its run ends).
+    fn joined(&mut self, new: &File) -> bool {
+        use std::os::unix::fs::FileExt;
+        let (Some(old), Ok(meta)) = (self.file.as_ref(), new.metadata()) else { return false };
+        let Ok(old_len) = old.metadata().map(|m| m.len()) else { return false };
+        if meta.len() < old_len || old_len > 64 << 20 {
+            return false;
+        }
+        let mut a = vec![0; usize::try_from(old_len).unwrap_or(0)];
+        let mut b = a.clone();
+        old.read_exact_at(&mut a, 0).is_ok() && new.read_exact_at(&mut b, meta.len() - old_len).is_ok() && a == b
     }
 
     /// A plain log's lines have no time of their own.
@@ -113,17 +240,53 @@ impl Source {
     fn finish(&mut self) -> Vec<LogLine> {
         let mut lines = Vec::new();
         self.decoder.finish(&mut lines);
-        let time = if self.file.is_some() { Some(kiln_engine::record_time(SystemTime::now())) } else { self.written() };
-        self.stamp(&mut lines, time);
+        self.stamp(&mut lines, Some(kiln_engine::record_time(SystemTime::now())));
         lines
     }
 }
 
-fn open_log(path: &Path) -> Option<File> {
-    // Never through a symbolic link planted at its path.
+/// The next line of a source's feed, reading more of its history as needed; at the end of
+/// the history (when not following) an unfinished last line is a line too.
+fn next_line(source: &mut Source, feed: &mut Feed, follow: bool) -> Option<LogLine> {
+    loop {
+        match feed {
+            Feed::Lines(q) => return q.pop_front(),
+            Feed::History(h, q) => {
+                if let Some(line) = q.pop_front() {
+                    return Some(line);
+                }
+                let mut got = Vec::new();
+                if !source.read_history(h, &mut got) {
+                    if !follow {
+                        source.decoder.finish(&mut got);
+                        let time = source.written.clone();
+                        source.stamp(&mut got, time);
+                    }
+                    *feed = Feed::Lines(got.into());
+                } else {
+                    q.extend(got);
+                }
+            }
+        }
+    }
+}
+
+/// Opens a log without following a symbolic link at its path; `None` when there is none.
+fn open_log(path: &Path) -> std::io::Result<Option<File>> {
     use std::os::unix::fs::OpenOptionsExt;
-    let file = File::options().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(path).ok()?;
-    file.metadata().ok().filter(std::fs::Metadata::is_file).map(|_| file)
+    let file = match File::options().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(std::io::Error::other("it is a symbolic link, which kiln does not follow"));
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("it is not a regular file"));
+    }
+    Ok(Some(file))
 }
 
 /// The replicas of `service` that have a log, in order (replicas past today's count may
@@ -243,34 +406,59 @@ pub fn run(config: &Config, args: &LogsArgs, stand_in: bool, json: bool) -> u8 {
             }
         }
     };
+    // A planted link in place of `.kiln/logs` or `.kiln/logs/services` is never read through.
+    for dir in [layout.logs(), layout.logs().join("services")] {
+        if let Err(e) = kiln_engine::check_kiln_dir(&layout.kiln, &dir) {
+            errln!("error: cannot read the logs in {}: {e}", dir.display());
+            return exit::FAILED;
+        }
+    }
     // Whether a `kiln up` runs now: a follower ends with it.
     let session = args.follow.then(|| running_session(&layout)).flatten();
     let mut sources = selection.discover(&[]);
-    let prefixed = selection.prefixed || sources.len() > 1;
-    let mut printer = Printer::new(prefixed, args.timestamps, json, &sources);
+    let mut printer = Printer::new(selection.prefixed || sources.len() > 1, args.timestamps, json, &sources);
     let limit = config.settings.log_limit;
-    let history: Vec<Vec<LogLine>> = sources
+    let mut unreadable = false;
+    let mut feeds: Vec<Feed> = sources
         .iter_mut()
-        .map(|s| {
-            let mut lines = s.history(limit);
-            if !args.follow {
-                lines.extend(s.finish());
+        .map(|s| match s.open_history(limit) {
+            Ok(history) => Feed::History(history, VecDeque::new()),
+            Err(e) => {
+                errln!("kiln: cannot read {}: {e}", s.path.display());
+                unreadable = true;
+                Feed::Lines(VecDeque::new())
             }
-            if let Some(n) = args.tail {
-                lines.drain(..lines.len().saturating_sub(n));
-            }
-            lines
         })
         .collect();
-    let printed = history.iter().any(|l| !l.is_empty());
-    printer.merged(&sources, history);
+    if let Some(n) = args.tail {
+        // The last N lines of each, read through once (at most N held).
+        for (s, feed) in sources.iter_mut().zip(feeds.iter_mut()) {
+            let mut last = VecDeque::with_capacity(n.min(4096));
+            while let Some(line) = next_line(s, feed, args.follow) {
+                if n > 0 {
+                    if last.len() == n {
+                        last.pop_front();
+                    }
+                    last.push_back(line);
+                }
+            }
+            *feed = Feed::Lines(last);
+        }
+    }
+    let printed = printer.merged(&mut sources, &mut feeds, args.follow);
     if !args.follow {
-        if !printed && !json {
+        if !printed && !json && !unreadable && args.tail != Some(0) {
             match &args.name {
-                Some(name) if selection.targets.is_empty() => errln!(
-                    "kiln: no output recorded for service `{name}`{}: it has not run yet, or printed nothing",
-                    args.replica.map(|r| format!(" replica {r}")).unwrap_or_default()
-                ),
+                Some(name) if selection.targets.is_empty() => match args.replica {
+                    Some(r) if r >= config.services.get(name).map_or(u32::MAX, |s| s.replicas) => errln!(
+                        "kiln: service `{name}` has no replica {r} (replicas = {}), and no log of one is kept",
+                        config.services[name].replicas
+                    ),
+                    r => errln!(
+                        "kiln: no output recorded for service `{name}`{}: it has not run yet, or printed nothing",
+                        r.map(|r| format!(" replica {r}")).unwrap_or_default()
+                    ),
+                },
                 Some(name) => {
                     errln!("kiln: no output recorded for `{name}`: it has not run yet, or its last run printed nothing")
                 }
@@ -278,7 +466,7 @@ pub fn run(config: &Config, args: &LogsArgs, stand_in: bool, json: bool) -> u8 {
             }
         }
         printer.flush();
-        return exit::SUCCESS;
+        return if unreadable { exit::FAILED } else { exit::SUCCESS };
     }
     printer.flush();
     loop {
@@ -287,13 +475,17 @@ pub fn run(config: &Config, args: &LogsArgs, stand_in: bool, json: bool) -> u8 {
         let fresh = selection.discover(&sources);
         if !fresh.is_empty() {
             printer.widen(&fresh);
+            // New since the history was shown: all of it is new (the next poll reads each
+            // from its start).
             sources.extend(fresh);
+            // A second replica after a scale-up: from now on lines say whose they are.
+            printer.prefixed |= sources.len() > 1;
         }
-        let batch: Vec<Vec<LogLine>> = sources.iter_mut().map(Source::poll).collect();
-        printer.merged(&sources, batch);
+        let mut batch: Vec<Feed> = sources.iter_mut().map(|s| Feed::Lines(s.poll().into())).collect();
+        printer.merged(&mut sources, &mut batch, true);
         if ended {
-            let rest: Vec<Vec<LogLine>> = sources.iter_mut().map(Source::finish).collect();
-            printer.merged(&sources, rest);
+            let mut rest: Vec<Feed> = sources.iter_mut().map(|s| Feed::Lines(s.finish().into())).collect();
+            printer.merged(&mut sources, &mut rest, true);
             printer.flush();
             return exit::SUCCESS;
         }
@@ -347,22 +539,26 @@ impl Printer {
         self.width = sources.iter().map(|s| s.label.chars().count()).chain([self.width]).max().unwrap_or(0);
     }
 
-    /// Each source's lines, interleaved by time (a source's own order kept).
-    fn merged(&mut self, sources: &[Source], lines: Vec<Vec<LogLine>>) {
+    /// Each source's lines, interleaved by time (a source's own order kept), read as they
+    /// are merged. Returns whether any line was printed.
+    fn merged(&mut self, sources: &mut [Source], feeds: &mut [Feed], follow: bool) -> bool {
         // A min-heap of each source's next line, by (time, source).
-        let mut queues: Vec<std::vec::IntoIter<LogLine>> = lines.into_iter().map(Vec::into_iter).collect();
         let mut heap = BinaryHeap::new();
-        for (i, q) in queues.iter_mut().enumerate() {
-            if let Some(line) = q.next() {
+        for (i, (s, feed)) in sources.iter_mut().zip(feeds.iter_mut()).enumerate() {
+            if let Some(line) = next_line(s, feed, follow) {
                 heap.push(std::cmp::Reverse(Next(line.time.clone().unwrap_or_default(), i, line)));
             }
         }
+        let mut any = false;
         while let Some(std::cmp::Reverse(Next(_, i, line))) = heap.pop() {
-            self.line(i, &sources[i].label, &line);
-            if let Some(next) = queues[i].next() {
+            any = true;
+            let label = sources[i].label.clone();
+            self.line(i, &label, &line);
+            if let Some(next) = next_line(&mut sources[i], &mut feeds[i], follow) {
                 heap.push(std::cmp::Reverse(Next(next.time.clone().unwrap_or_default(), i, next)));
             }
         }
+        any
     }
 
     fn line(&mut self, index: usize, label: &str, line: &LogLine) {
@@ -443,5 +639,61 @@ impl PartialOrd for Next {
 impl Ord for Next {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (&self.0, self.1).cmp(&(&other.0, other.1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(lines: &[LogLine]) -> Vec<String> {
+        lines.iter().map(|l| String::from_utf8_lossy(&l.bytes).into_owned()).collect()
+    }
+
+    #[test]
+    fn a_followed_target_log_is_read_on_across_rotation_once_when_joined_and_anew_for_a_new_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("gen.log");
+        let previous = kiln_engine::log_previous_part(&path);
+        std::fs::write(&path, "one\ntw").expect("write");
+        let mut s = Source::new("gen".into(), path.clone(), true);
+        let mut h = s.open_history(1 << 20).expect("opens");
+        let mut lines = Vec::new();
+        while s.read_history(&mut h, &mut lines) {}
+        assert_eq!(text(&lines), ["one"]);
+        // Rotated mid-line: the line goes on in the new part.
+        std::fs::rename(&path, &previous).expect("rotate");
+        std::fs::write(&path, "o\nthree\n").expect("write");
+        assert_eq!(text(&s.poll()), ["two", "three"]);
+        // The run ends: the two parts are joined into a new file; nothing is new.
+        std::fs::write(dir.path().join("tmp"), "[kiln: cut]\nw\no\nthree\n").expect("write");
+        std::fs::rename(dir.path().join("tmp"), &path).expect("join");
+        std::fs::remove_file(&previous).expect("rm");
+        assert!(s.poll().is_empty(), "the joined file is read as already shown");
+        // A new run replaces the log: all of it is new.
+        std::fs::remove_file(&path).expect("rm");
+        std::fs::write(&path, "again\n").expect("write");
+        assert_eq!(text(&s.poll()), ["again"]);
+    }
+
+    #[test]
+    fn a_service_log_rotated_twice_between_looks_is_read_through_its_middle_part() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("web.0.log");
+        let previous = kiln_engine::log_previous_part(&path);
+        let rec = |n: u32| format!("2026-12-01T10:00:00.{n:06}Z o line {n}\n");
+        std::fs::write(&path, rec(1)).expect("write");
+        let mut s = Source::new("web[0]".into(), path.clone(), false);
+        let mut h = s.open_history(1 << 20).expect("opens");
+        let mut lines = Vec::new();
+        while s.read_history(&mut h, &mut lines) {}
+        assert_eq!(text(&lines), ["line 1"]);
+        // Written on, rotated, written, rotated again (the held part is gone), written.
+        std::fs::OpenOptions::new().append(true).open(&path).expect("open").write_all(rec(2).as_bytes()).expect("w");
+        std::fs::rename(&path, &previous).expect("rotate");
+        std::fs::write(&path, rec(3)).expect("write");
+        std::fs::rename(&path, &previous).expect("rotate again");
+        std::fs::write(&path, rec(4)).expect("write");
+        assert_eq!(text(&s.poll()), ["line 2", "line 3", "line 4"]);
     }
 }
