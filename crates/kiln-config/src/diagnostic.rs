@@ -90,8 +90,9 @@ impl Diagnostics {
         if let Some(more) = self.more() {
             out.push(more);
         }
-        if self.0.len() > 1 {
-            out.push(format!("error: kiln.toml has {} errors", self.0.len()));
+        if let [first, _, ..] = self.0.as_slice() {
+            // Named as its `-->` lines name it: `--file` may point at any file.
+            out.push(format!("error: {} has {} errors", first.path.display(), self.0.len()));
         }
         out.join("\n\n")
     }

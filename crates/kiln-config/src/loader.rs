@@ -93,7 +93,8 @@ fn not_utf8(bytes: &[u8], error: &std::str::Utf8Error, display_path: &Path) -> D
     }
 }
 
-fn file_name(path: &Path) -> String {
+/// The name of the configuration file as the user wrote it (`kiln.toml`, or `--file`'s).
+pub(crate) fn file_name(path: &Path) -> String {
     path.file_name().map_or_else(|| CONFIG_FILE.to_string(), |n| n.to_string_lossy().into_owned())
 }
 
@@ -111,7 +112,7 @@ pub fn parse_str(text: &str, display_path: &Path, root: &Path, profile: Option<&
             return Err(LoadError::Invalid(Diagnostics(reader.finish())));
         }
     };
-    reader.check_keys(&doc, TOP_KEYS, "kiln.toml");
+    reader.check_keys(&doc, TOP_KEYS, &file_name(display_path));
     let profiles = take_profiles(&mut reader, &mut doc);
     let names: Vec<String> = profiles.keys().cloned().collect();
 

@@ -161,19 +161,23 @@ impl Reader {
         );
     }
 
-    /// Reports every key of `table` that is not in `allowed`, with a "did you mean" hint.
-    pub fn check_keys(&mut self, table: &DeTable<'_>, allowed: &[&str], section: &str) {
+    /// Reports every key of `table` that is not in `allowed`, with a "did you mean" hint;
+    /// returns whether every key is known.
+    pub fn check_keys(&mut self, table: &DeTable<'_>, allowed: &[&str], section: &str) -> bool {
+        let mut known = true;
         for key in table.keys() {
             let name: &str = key.get_ref();
             if allowed.contains(&name) {
                 continue;
             }
+            known = false;
             let help = match did_you_mean(name, allowed.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => format!("known keys here: {}", allowed.join(", ")),
             };
             self.error(key.span(), format!("unknown key `{name}` in {section}"), "unknown key", Some(help));
         }
+        known
     }
 
     pub fn table<'t, 'i>(&mut self, node: &'t Node<'i>, what: &str) -> Option<&'t DeTable<'i>> {

@@ -235,16 +235,34 @@ impl Service {
                     image.span(),
                     format!("service `{}` has both `cmd` and `image`", name.text),
                     "second action here",
-                    Some("a service runs either a command or a container: keep one".into()),
+                    Some(
+                        "a service runs either a command or a container: keep one (a container's own command is \
+                         overridden with `command = \"…\"` beside `image`)"
+                            .into(),
+                    ),
                 );
                 None
             }
             (None, None) => {
+                // `command` alone: a process service written with the container's key.
+                let (span, label, help) = match field("command") {
+                    Some(command) => (
+                        command.span(),
+                        "`command` without `image`",
+                        "`command` overrides the command of a container service (one with `image = \"TARGET\"`); \
+                         a process service runs `cmd = \"...\"`",
+                    ),
+                    None => (
+                        name.span.clone(),
+                        "nothing to run",
+                        "add `cmd = \"...\"` for a process, or `image = \"TARGET\"` for a container",
+                    ),
+                };
                 r.error(
-                    name.span.clone(),
+                    span,
                     format!("service `{}` has neither `cmd` nor `image`", name.text),
-                    "nothing to run",
-                    Some("add `cmd = \"...\"` for a process, or `image = \"TARGET\"` for a container".into()),
+                    label,
+                    Some(help.into()),
                 );
                 None
             }
@@ -357,8 +375,10 @@ impl Service {
         });
 
         let network = read_network(r, field("network"), &name.text, kind.as_ref(), ports.as_deref());
+        let container_keys_ok = check_container_keys(r, table, &name.text, kind.as_ref());
 
         let after = after?;
+        container_keys_ok.then_some(())?;
         Some(ReadService {
             service: Service {
                 name: name.text.clone(),
@@ -384,6 +404,38 @@ impl Service {
             after,
         })
     }
+}
+
+/// `command`, `ports` and `volumes` apply to containers only: on a process service each is
+/// an error at its value, saying what a process does instead. (`sync` and `network` are
+/// checked where they are read.) Returns whether there is none.
+fn check_container_keys(
+    r: &mut crate::reader::Reader,
+    table: &toml::de::DeTable<'_>,
+    service: &str,
+    kind: Option<&ServiceKind>,
+) -> bool {
+    let Some(ServiceKind::Cmd(_)) = kind else { return true };
+    let mut ok = true;
+    for (key, help) in [
+        ("command", "a process service runs `cmd`: put the command there"),
+        ("ports", "a process listens on the host's ports itself; `ports` maps a container's ports to the host"),
+        (
+            "volumes",
+            "a process reads the host's files directly (run it in `dir`); `volumes` mounts them into a container",
+        ),
+    ] {
+        if let Some(node) = table.get(key) {
+            r.error(
+                node.span(),
+                format!("service `{service}` runs a command: `{key}` is for container services"),
+                "not a container service",
+                Some(help.into()),
+            );
+            ok = false;
+        }
+    }
+    ok
 }
 
 /// `network = "project" | "host" | "none" | NAME`, for container services only; ports are
@@ -662,7 +714,7 @@ fn read_probe(
     let key = if role == ProbeRole::Ready { "ready" } else { "live" };
     let section = format!("`{key}` of service `{service}`");
     let table = r.table(node, &section)?;
-    r.check_keys(table, PROBE_KEYS, &section);
+    let keys_known = r.check_keys(table, PROBE_KEYS, &section);
     let what = |k: &str| format!("`{key}.{k}` of service `{service}`");
     if role == ProbeRole::Live
         && let Some(log) = table.get("log")
@@ -700,6 +752,10 @@ fn read_probe(
             };
             ok.then_some(check)
         }
+        // With no check but an unknown key, that key is most likely the check misspelt
+        // (`htp`): its error says so, and a second one about the missing check would only
+        // repeat it.
+        [] if !keys_known => None,
         _ => {
             r.error(
                 node.span(),

@@ -61,8 +61,30 @@ impl Names {
     }
 
     /// A service's `image` names either an image target or an external image reference; a
-    /// `cmd` target there is a mistake.
+    /// `cmd` target there is a mistake, and so is a bare name close to an image target's
+    /// (`bb-imag` for `bb-image`): taken as a reference, it fails only at run time, on the
+    /// engine's short-name lookup. A reference with a `/` or `:` is used as written.
     pub fn check_image_ref(&self, r: &mut Reader, image: &Located) {
+        if !self.targets.contains_key(&image.text) && !image.text.contains(['/', ':']) {
+            let images = self.targets.iter().filter(|(_, is_image)| **is_image).map(|(name, _)| name.as_str());
+            if let Some(close) = crate::did_you_mean(&image.text, images) {
+                r.error(
+                    image.span.clone(),
+                    format!(
+                        "`{}` is not an image target of {}; did you mean `{close}`?",
+                        image.text,
+                        crate::loader::file_name(&r.path)
+                    ),
+                    "no image target has this name",
+                    Some(format!(
+                        "to run an image that is not built here, name it in full with its registry or tag, e.g. \
+                         `localhost/{}:latest` (a reference with `/` or `:` is used as written)",
+                        image.text
+                    )),
+                );
+                return;
+            }
+        }
         if self.targets.get(&image.text) == Some(&false) {
             r.error(
                 image.span.clone(),

@@ -66,7 +66,11 @@ impl HumanLines {
                 vec![format!("{} {} — {reason}", self.prefix(service, *replica), phase.as_str())]
             }
             Event::WatchStarted { dirs, targets } => {
-                vec![format!("watching {dirs} directories for the inputs of {targets} targets; Ctrl-C stops")]
+                let dirs = if *dirs == 1 { "1 directory".to_string() } else { format!("{dirs} directories") };
+                vec![format!(
+                    "watching {dirs} for the inputs of {targets} {}; Ctrl-C stops",
+                    plural(u64::try_from(*targets).unwrap_or(u64::MAX), "target")
+                )]
             }
             Event::WatchChanged { paths, targets } => {
                 vec![format!(
@@ -260,5 +264,24 @@ mod scroll_tests {
         assert!(lines[0].starts_with("kiln: … 5 lines scrolled past"), "{}", lines[0]);
         assert_eq!(lines[1], "5");
         assert!(s.take().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod plural_tests {
+    use super::*;
+
+    /// Regression: `kiln up` began with "watching 1 directories for the inputs of 1 targets".
+    #[test]
+    fn the_watch_line_says_one_directory_and_one_target() {
+        let mut lines = HumanLines::new(false);
+        assert_eq!(
+            lines.lines_for(&Event::WatchStarted { dirs: 1, targets: 1 }),
+            ["watching 1 directory for the inputs of 1 target; Ctrl-C stops"]
+        );
+        assert_eq!(
+            lines.lines_for(&Event::WatchStarted { dirs: 5, targets: 0 }),
+            ["watching 5 directories for the inputs of 0 targets; Ctrl-C stops"]
+        );
     }
 }

@@ -337,3 +337,90 @@ fn network_on_a_process_service_and_a_bad_network_name() {
     assert!(err.contains("service `api` has `network = \"none\"`: `ports` cannot be mapped"), "{err}");
     assert!(err.contains("--> kiln.toml:4:10"), "{err}");
 }
+
+/// Regression: `image = "bb-imag"` beside an image target `bb-image` was taken as a registry
+/// reference, and the service crash-looped on the engine's short-name error.
+#[test]
+fn an_image_close_to_an_image_targets_name_is_a_typo() {
+    let config = "[target.bb-image]\nimage = { name = \"localhost/bb\" }\n\n[service.web]\nimage = \"bb-imag\"\n";
+    assert_eq!(
+        error_of(config),
+        "error: `bb-imag` is not an image target of kiln.toml; did you mean `bb-image`?\n --> kiln.toml:5:9\n  |\n5 | image = \"bb-imag\"\n  |         ^^^^^^^^^ no image target has this name\n  |\n  = help: to run an image that is not built here, name it in full with its registry or tag, e.g. `localhost/bb-imag:latest` (a reference with `/` or `:` is used as written)\n"
+    );
+    // A reference with `/` or `:` is never questioned, nor a name close to no image target's.
+    for image in ["localhost/bb-imag", "bb-imag:1", "busybox"] {
+        let p = Project::new(&format!(
+            "[target.bb-image]\nimage = {{ name = \"localhost/bb\" }}\n[target.bb-imagf]\ncmd = \"true\"\n\
+             [service.web]\nimage = \"{image}\"\n"
+        ));
+        let run = p.kiln(&["graph"]);
+        assert_eq!(run.code, 0, "`{image}` is a reference: {}", run.stderr);
+    }
+}
+
+#[test]
+fn cmd_and_image_on_one_service_says_how_to_override_a_containers_command() {
+    assert_eq!(
+        error_of("[service.web]\ncmd = \"./web\"\nimage = \"localhost/web:1\"\n"),
+        "error: service `web` has both `cmd` and `image`\n --> kiln.toml:3:9\n  |\n3 | image = \"localhost/web:1\"\n  |         ^^^^^^^^^^^^^^^^^ second action here\n  |\n  = help: a service runs either a command or a container: keep one (a container's own command is overridden with `command = \"…\"` beside `image`)\n"
+    );
+}
+
+#[test]
+fn command_without_image_points_to_cmd() {
+    assert_eq!(
+        error_of("[service.web]\ncommand = \"python3 web.py\"\n"),
+        "error: service `web` has neither `cmd` nor `image`\n --> kiln.toml:2:11\n  |\n2 | command = \"python3 web.py\"\n  |           ^^^^^^^^^^^^^^^^ `command` without `image`\n  |\n  = help: `command` overrides the command of a container service (one with `image = \"TARGET\"`); a process service runs `cmd = \"...\"`\n"
+    );
+}
+
+/// Regression: `command`, `ports` and `volumes` on a process service were accepted and
+/// never used.
+#[test]
+fn container_keys_on_a_process_service_are_errors() {
+    assert_eq!(
+        error_of("[service.api]\ncmd = \"./api\"\nports = [\"8080:80\"]\n"),
+        "error: service `api` runs a command: `ports` is for container services\n --> kiln.toml:3:9\n  |\n3 | ports = [\"8080:80\"]\n  |         ^^^^^^^^^^^ not a container service\n  |\n  = help: a process listens on the host's ports itself; `ports` maps a container's ports to the host\n"
+    );
+    assert_eq!(
+        error_of("[service.api]\ncmd = \"./api\"\ncommand = \"./api --verbose\"\n"),
+        "error: service `api` runs a command: `command` is for container services\n --> kiln.toml:3:11\n  |\n3 | command = \"./api --verbose\"\n  |           ^^^^^^^^^^^^^^^^^ not a container service\n  |\n  = help: a process service runs `cmd`: put the command there\n"
+    );
+    assert_eq!(
+        error_of("[service.api]\ncmd = \"./api\"\nvolumes = [\"./data:/data\"]\n"),
+        "error: service `api` runs a command: `volumes` is for container services\n --> kiln.toml:3:11\n  |\n3 | volumes = [\"./data:/data\"]\n  |           ^^^^^^^^^^^^^^^^ not a container service\n  |\n  = help: a process reads the host's files directly (run it in `dir`); `volumes` mounts them into a container\n"
+    );
+}
+
+/// Regression: a misspelt check said twice what was wrong: the unknown key, and that the
+/// probe had no check.
+#[test]
+fn a_misspelt_probe_check_is_one_error() {
+    assert_eq!(
+        error_of("[service.web]\ncmd = \"./web\"\nready = { htp = \"http://127.0.0.1:8080/\" }\n"),
+        "error: unknown key `htp` in `ready` of service `web`\n --> kiln.toml:3:11\n  |\n3 | ready = { htp = \"http://127.0.0.1:8080/\" }\n  |           ^^^ unknown key\n  |\n  = help: did you mean `http`?\n"
+    );
+    // Two checks are still too many, whatever else is wrong.
+    let err = error_of(
+        "[service.web]\ncmd = \"./web\"\nlive = { tcp = \"127.0.0.1:1\", cmd = \"true\", intervl = \"1s\" }\n",
+    );
+    assert!(
+        err.contains("unknown key `intervl`") && err.contains("needs exactly one of `http`, `tcp` or `cmd`"),
+        "{err}"
+    );
+}
+
+/// Regression: with `--file`, the count of errors said `kiln.toml has 2 errors`.
+#[test]
+fn the_error_count_names_the_file_given_with_file() {
+    let p = Project::new("");
+    p.write("conf/typo.toml", "[setings]\n[target.a]\ncmd = 1\n");
+    let run = p.kiln(&["--file", "conf/typo.toml", "build"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with("error: unknown key `setings` in typo.toml\n --> conf/typo.toml:1:2\n"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.ends_with("\n\nerror: conf/typo.toml has 2 errors\n"), "{}", run.stderr);
+}

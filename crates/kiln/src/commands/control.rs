@@ -71,24 +71,61 @@ pub fn status(config: &Config, json: bool) -> u8 {
         outln!("{v}");
         return exit::SUCCESS;
     }
-    if let Some(targets) = v["targets"].as_object() {
-        for (name, t) in targets {
-            outln!("{name:<16} {:<8} {}", t["status"].as_str().unwrap_or(""), t["reason"].as_str().unwrap_or(""));
-        }
-    }
-    if let Some(services) = v["services"].as_object() {
-        for (name, s) in services {
-            let phase = s["phase"].as_str().unwrap_or("pending");
-            let image = s["image"].as_str().map(|i| format!("  image {}", short_image(i))).unwrap_or_default();
-            outln!(
-                "{name:<16} {phase:<8} {}/{} replicas{image}  {} restarts",
-                s["ready"].as_u64().unwrap_or(0),
-                s["desired"].as_u64().unwrap_or(0),
-                s["restarts"].as_u64().unwrap_or(0)
-            );
-        }
+    for line in status_lines(&v) {
+        outln!("{line}");
     }
     exit::SUCCESS
+}
+
+/// `kiln status` as text: a line per target (status, reason), then a line per service
+/// (phase, replicas, image, restarts), in columns as wide as their longest cell (at least
+/// 16 for names and 8 for phases, so short names line up as they always did).
+fn status_lines(v: &serde_json::Value) -> Vec<String> {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    let targets: Vec<[String; 3]> = v["targets"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, t)| [name.clone(), text(&t["status"]), text(&t["reason"])])
+        .collect();
+    let services: Vec<[String; 5]> = v["services"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, s)| {
+            let count = |key: &str| s[key].as_u64().unwrap_or(0);
+            let restarts = count("restarts");
+            [
+                name.clone(),
+                s["phase"].as_str().unwrap_or("pending").to_string(),
+                format!("{}/{} replicas", count("ready"), count("desired")),
+                s["image"].as_str().map(|i| format!("image {}", short_image(i))).unwrap_or_default(),
+                format!("{restarts} {}", plural(restarts, "restart")),
+            ]
+        })
+        .collect();
+    let width = |cells: &mut dyn Iterator<Item = &String>, least: usize| {
+        cells.map(|c| c.chars().count()).fold(least, usize::max)
+    };
+    let name_w = width(&mut targets.iter().map(|t| &t[0]).chain(services.iter().map(|s| &s[0])), 16);
+    let phase_w = width(&mut targets.iter().map(|t| &t[1]).chain(services.iter().map(|s| &s[1])), 8);
+    let replicas_w = width(&mut services.iter().map(|s| &s[2]), 0);
+    let image_w = width(&mut services.iter().map(|s| &s[3]), 0);
+    let mut lines = Vec::with_capacity(targets.len() + services.len());
+    for [name, status, reason] in &targets {
+        lines.push(format!("{name:<name_w$} {status:<phase_w$} {reason}").trim_end().to_string());
+    }
+    for [name, phase, replicas, image, restarts] in &services {
+        // No image column when no service runs a container.
+        let image = if image_w == 0 { String::new() } else { format!("  {image:<image_w$}") };
+        lines.push(format!("{name:<name_w$} {phase:<phase_w$} {replicas:<replicas_w$}{image}  {restarts}"));
+    }
+    lines
+}
+
+/// `word`, or `words` for any count but one.
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 { word.to_string() } else { format!("{word}s") }
 }
 
 fn send(config: &Config, path: &str) -> Result<(u16, String), ClientError> {
@@ -274,5 +311,52 @@ mod hint_tests {
         let hint = unknown_hint("t00", names.iter().map(String::as_str), ["web"].into_iter());
         assert!(hint.contains("and 2980 more (`kiln graph` lists them); services: web"), "{hint}");
         assert!(hint.len() < 400, "{}", hint.len());
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    /// Regression: a phase longer than 8 (`completed`) or a name longer than 16 pushed the
+    /// rest of its line out of the columns; `1 restarts` was not English.
+    #[test]
+    fn columns_are_as_wide_as_their_longest_cell() {
+        let v = serde_json::json!({
+            "targets": {
+                "core": { "status": "built", "reason": "" },
+                "a-very-long-target-name": { "status": "cached", "reason": "inputs unchanged" },
+            },
+            "services": {
+                "api": { "phase": "ready", "ready": 2, "desired": 2, "restarts": 0 },
+                "once": { "phase": "completed", "ready": 0, "desired": 1, "restarts": 1 },
+                "redis": { "phase": "ready", "ready": 10, "desired": 10, "restarts": 12,
+                           "image": "localhost/kiln-demo-redis:kiln-7a49aa00bb11" },
+            },
+        });
+        assert_eq!(
+            status_lines(&v),
+            [
+                "a-very-long-target-name cached    inputs unchanged",
+                "core                    built",
+                "api                     ready     2/2 replicas                                      0 restarts",
+                "once                    completed 0/1 replicas                                      1 restart",
+                "redis                   ready     10/10 replicas  image kiln-demo-redis:kiln-7a49…  12 restarts",
+            ]
+        );
+    }
+
+    #[test]
+    fn short_names_keep_the_usual_columns_and_no_image_column_without_containers() {
+        let v = serde_json::json!({
+            "services": {
+                "api": { "phase": "ready", "ready": 2, "desired": 2, "restarts": 0 },
+                "worker": { "phase": "backoff", "ready": 0, "desired": 1, "restarts": 1 },
+            },
+        });
+        assert_eq!(
+            status_lines(&v),
+            ["api              ready    2/2 replicas  0 restarts", "worker           backoff  0/1 replicas  1 restart",]
+        );
     }
 }
