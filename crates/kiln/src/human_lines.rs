@@ -82,7 +82,15 @@ impl HumanLines {
             Event::WatchUnchanged { paths } => {
                 vec![format!("unchanged: {} (same content, nothing to do)", list(paths))]
             }
-            Event::ConfigReloaded { added, removed, changed, services_added, services_removed, services_changed } => {
+            Event::ConfigReloaded {
+                added,
+                removed,
+                changed,
+                services_added,
+                services_removed,
+                services_changed,
+                files,
+            } => {
                 let mut parts = Vec::new();
                 for (what, names) in [
                     ("added", added),
@@ -97,7 +105,8 @@ impl HumanLines {
                     }
                 }
                 let what = if parts.is_empty() { "nothing changed".to_string() } else { parts.join("; ") };
-                vec![format!("kiln.toml reloaded: {what}")]
+                let file = if files.is_empty() { "kiln.toml".to_string() } else { files.join(", ") };
+                vec![format!("configuration reloaded ({file} changed): {what}")]
             }
             Event::ConfigInvalid { message } => {
                 let mut lines: Vec<String> = message.lines().map(str::to_string).collect();

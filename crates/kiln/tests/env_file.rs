@@ -57,3 +57,38 @@ fn a_process_service_runs_in_its_dir_with_its_env_file_and_restarts_when_the_fil
     let (code, _) = up.stop();
     assert_eq!(code, 130);
 }
+
+#[test]
+fn a_changed_env_file_rolls_a_service_one_replica_at_a_time_and_says_which_file_changed() {
+    let p = Project::new(
+        "[settings]\ndebounce = \"50ms\"\n\n[service.app]\ncmd = \"echo replica $KILN_REPLICA with $MODE; exec sleep 1000\"\n\
+         env_file = \"app.env\"\nreplicas = 2\nready = { log = \"with\" }\nstop_signal = \"SIGKILL\"\n",
+    );
+    p.write("app.env", "MODE=first\n");
+    let mut up = Up::start(&p, &[]);
+    let phase = |r: u64, phase: &'static str| {
+        move |e: &serde_json::Value| {
+            e["type"] == "service.phase" && e["service"] == "app" && e["replica"] == r && e["phase"] == phase
+        }
+    };
+    up.wait_seen("app[1] ready", phase(1, "ready"));
+    p.write("app.env", "MODE=second\n");
+    let reloaded = up.wait_for("the configuration reloaded", |e| e["type"] == "config.reloaded");
+    assert_eq!(reloaded["files"], serde_json::json!(["app.env"]), "{reloaded}");
+    let from = up.seen.len();
+    up.wait_for("replica 1 with the new variable", |e| {
+        e["type"] == "service.output" && e["line"] == "replica 1 with second"
+    });
+    up.wait_for("app[1] ready again", phase(1, "ready"));
+    // Rolling: replica 1 is told to stop only once the new replica 0 is ready.
+    let after = &up.seen[from..];
+    let at = |pred: &dyn Fn(&serde_json::Value) -> bool| after.iter().position(pred).expect("seen");
+    let stop0 = at(&phase(0, "stopping"));
+    let ready0 = stop0 + after[stop0..].iter().position(phase(0, "ready")).expect("replica 0 ready again");
+    let stop1 = at(&phase(1, "stopping"));
+    assert!(stop0 < stop1 && ready0 < stop1, "one replica at a time:\n{}", up.dump());
+    let reason = after[stop0]["reason"].as_str().unwrap_or("");
+    assert_eq!(reason, "restarting for a change of its configuration", "{}", after[stop0]);
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}

@@ -257,9 +257,10 @@ cmd = "trap 'sleep 0.3; exit 0' TERM; echo $$ > worker.pid; while :; do sleep 0.
     for (service, replica) in [("web", 0), ("web", 1), ("worker", 0)] {
         up.wait_seen("ready", |e| phase(e, service, replica, "ready"));
     }
+    // Written by `echo $$ > FILE`: there, and whole.
     assert!(wait_until(Duration::from_secs(5), || ["web.0.pid", "web.1.pid", "worker.pid"]
         .iter()
-        .all(|f| p.exists(f))));
+        .all(|f| p.exists(f) && p.read(f).ends_with('\n'))));
     let pids: Vec<i32> =
         ["web.0.pid", "web.1.pid", "worker.pid"].iter().map(|f| p.read(f).trim().parse().unwrap()).collect();
     let down = p.kiln(&["down"]);

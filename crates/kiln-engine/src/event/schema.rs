@@ -165,6 +165,9 @@ pub enum Event {
         services_removed: Vec<String>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         services_changed: Vec<String>,
+        /// The files whose change made it (kiln.toml, an env file), relative to the root.
+        #[serde(skip_serializing_if = "Vec::is_empty", default)]
+        files: Vec<String>,
     },
     /// The edited configuration has errors; the previous one keeps running.
     #[serde(rename = "config.invalid")]

@@ -392,10 +392,12 @@ impl Dispatcher {
         let Some(batch) = self.debouncer.take_due(Instant::now()) else { return };
         let mut reload_build = BTreeSet::new();
         let env_files = self.sel.config.env_files();
-        if (batch.paths.contains(&self.config_rel) || batch.paths.iter().any(|p| env_files.contains(p)))
+        let files: Vec<String> =
+            batch.paths.iter().filter(|p| **p == self.config_rel || env_files.contains(*p)).cloned().collect();
+        if !files.is_empty()
             && let Some(next) = read_config(&self.sel, &self.options, &self.bus)
         {
-            reload_build = self.apply_reload(next);
+            reload_build = self.apply_reload(next, &files);
         }
         if batch.rescan {
             sync_watches(&mut self.watches, &self.scope, &self.bus);
@@ -421,7 +423,7 @@ impl Dispatcher {
     }
 
     /// Switches to a new configuration; returns the targets it asks to build.
-    fn apply_reload(&mut self, next: Selection) -> BTreeSet<String> {
+    fn apply_reload(&mut self, next: Selection, files: &[String]) -> BTreeSet<String> {
         // Services whose sync rules changed get everything under them copied anew (a new
         // `target` is filled, a narrower `ignore` takes effect).
         let resync: Vec<String> = next
@@ -433,11 +435,23 @@ impl Dispatcher {
             })
             .cloned()
             .collect();
-        self.bus.publish(reloaded_event(&self.sel.config, &next.config));
+        self.bus.publish(reloaded_event(&self.sel.config, &next.config, files));
         let plan = ReloadPlan::between(&self.sel, &next);
-        // Stopped services that are still selected start again once their replicas are
-        // gone (see `reconcile_services`).
-        for name in plan.stop.iter().chain(&plan.restart) {
+        // A running service redefined with as many replicas, the same `deps` and `after`
+        // rolls onto its new definition one replica at a time (the others keep serving);
+        // any other is stopped, and starts again once its replicas are gone (see
+        // `reconcile_services`).
+        let rolls: Vec<String> = plan
+            .restart
+            .iter()
+            .filter(|name| {
+                let (before, now) = (&self.sel.config.services[*name], &next.config.services[*name]);
+                self.services.is_started(name)
+                    && (before.replicas, &before.deps, &before.after) == (now.replicas, &now.deps, &now.after)
+            })
+            .cloned()
+            .collect();
+        for name in plan.stop.iter().chain(plan.restart.iter().filter(|n| !rolls.contains(n))) {
             self.services.stop(name);
         }
         for (name, (_, to)) in &plan.scale {
@@ -465,6 +479,15 @@ impl Dispatcher {
                 && let Ok(spec) = self.spec_of(&config.services[name])
             {
                 self.services.update(name, spec);
+            }
+        }
+        for name in &rolls {
+            match self.spec_of(&config.services[name]) {
+                Ok(spec) => {
+                    self.services.update(name, spec);
+                    self.services.roll(name, "a change of its configuration");
+                }
+                Err(_) => self.services.stop(name),
             }
         }
         let sel = &self.sel;

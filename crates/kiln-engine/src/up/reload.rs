@@ -126,7 +126,7 @@ pub fn read_config(current: &Selection, options: &UpOptions, bus: &EventBus) -> 
 }
 
 /// The `config.reloaded` event of a change from `old` to `new`.
-pub fn reloaded_event(old: &Config, new: &Config) -> Event {
+pub fn reloaded_event(old: &Config, new: &Config, files: &[String]) -> Event {
     fn diff<T: PartialEq>(old: &BTreeMap<String, T>, new: &BTreeMap<String, T>) -> [Vec<String>; 3] {
         [
             new.keys().filter(|k| !old.contains_key(*k)).cloned().collect(),
@@ -136,7 +136,15 @@ pub fn reloaded_event(old: &Config, new: &Config) -> Event {
     }
     let [added, removed, changed] = diff(&old.targets, &new.targets);
     let [services_added, services_removed, services_changed] = diff(&old.services, &new.services);
-    Event::ConfigReloaded { added, removed, changed, services_added, services_removed, services_changed }
+    Event::ConfigReloaded {
+        added,
+        removed,
+        changed,
+        services_added,
+        services_removed,
+        services_changed,
+        files: files.to_vec(),
+    }
 }
 
 #[cfg(test)]
