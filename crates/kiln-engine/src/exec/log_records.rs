@@ -54,9 +54,10 @@ pub fn encode_output(out: &mut Vec<u8>, time: &str, stream: Stream, raw: &[u8]) 
         Stream::Stdout => (b'o', b'O'),
         Stream::Stderr => (b'e', b'E'),
     };
+    out.reserve(raw.len() + (memchr::memchr_iter(b'\n', raw).count() + 1) * (TIME_LEN + 4));
     let mut rest = raw;
     while !rest.is_empty() {
-        let (line, tag, after) = match rest.iter().position(|b| *b == b'\n') {
+        let (line, tag, after) = match memchr::memchr(b'\n', rest) {
             Some(at) => (&rest[..at], ended, &rest[at + 1..]),
             None => (rest, unfinished, &[][..]),
         };
@@ -124,7 +125,7 @@ impl Decoder {
 
     /// The lines completed by `bytes`, pushed to `out`.
     pub fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<LogLine>) {
-        while let Some(at) = bytes.iter().position(|b| *b == b'\n') {
+        while let Some(at) = memchr::memchr(b'\n', bytes) {
             if self.partial.is_empty() {
                 self.record(&bytes[..at], out);
             } else {

@@ -79,7 +79,7 @@ impl<R: AsyncRead + Unpin> ChunkReader<R> {
         }
         let mut rest = raw.as_slice();
         while !rest.is_empty() {
-            let end = rest.iter().position(|b| *b == b'\n');
+            let end = memchr::memchr(b'\n', rest);
             let (part, after) = match end {
                 Some(at) => (&rest[..at], &rest[at + 1..]),
                 None => (rest, &[][..]),

@@ -43,7 +43,7 @@ impl ReplicaLog {
 
     /// What one read of a stream brought, as it was printed.
     pub fn output(&self, stream: Stream, raw: &[u8]) {
-        let mut records = Vec::with_capacity(raw.len() + 64);
+        let mut records = Vec::new();
         encode_output(&mut records, &record_time(SystemTime::now()), stream, raw);
         self.write(&records);
     }
