@@ -166,3 +166,39 @@ fn kiln_ts(ts: &str) -> u64 {
     let n = |r: std::ops::Range<usize>| ts[r].parse::<u64>().expect("a timestamp");
     ((n(11..13) * 60 + n(14..16)) * 60 + n(17..19)) * 1000 + n(20..23)
 }
+
+/// Regression: the HTTP probe closed its socket with the answer unread, which sends a reset;
+/// python's http.server logged a `ConnectionResetError` traceback for every probe.
+#[test]
+fn http_probes_close_cleanly_so_the_server_logs_no_reset() {
+    let p = Project::new(
+        r#"
+[service.web]
+cmd = "exec python3 -u -m http.server 19472 --bind 127.0.0.1"
+ready = { http = "http://127.0.0.1:19472/", period = "50ms" }
+live = { http = "http://127.0.0.1:19472/", interval = "50ms" }
+"#,
+    );
+    // A directory listing: an answer larger than the status line, as most pages are.
+    for i in 0..50 {
+        p.write(&format!("file-with-a-long-name-{i:03}.txt"), "x");
+    }
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("ready", |e| phase(e, "web", 0, "ready"));
+    for n in 1..=20 {
+        up.wait_for(&format!("passing liveness probe {n}"), |e| {
+            e["type"] == "service.probed" && e["probe"] == "live" && e["ok"] == true
+        });
+    }
+    // The server logs one access line per probe; wait for them before reading its log.
+    let logs = || p.kiln(&["logs", "web"]).stdout;
+    assert!(
+        wait_until(Duration::from_secs(10), || logs().matches("\"GET / HTTP/1.1\" 200").count() >= 20),
+        "the server's access lines: {}",
+        logs()
+    );
+    let log = logs();
+    assert!(!log.contains("Traceback") && !log.contains("ConnectionReset"), "the server saw resets:\n{log}");
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}
