@@ -194,11 +194,11 @@ async fn run_attempt(
         Runner::Process(cmd) => format!("`{cmd}`"),
         Runner::Container(c) => format!("{} run {}", c.engine.name(), c.image),
     };
-    // Its network first: the project's is created before the first replica joins it. An
-    // order to stop is heard meanwhile (the engine call has a bound of its own).
+    // Its network first: the project's is created before the first replica joins it; then
+    // its host ports, which another process may hold. An order to stop is heard meanwhile (the engine call has a bound of its own).
     let prepared = match &spec.runner {
         Runner::Container(run) => tokio::select! {
-            prepared = run.prepare_network(&spec.name, bus) => prepared,
+            prepared = run.prepare(&spec.name, replica, handover.is_none(), bus) => prepared,
             _ = orders.recv() => {
                 if let Some((mut old, old_pid)) = handover {
                     stop(spec, replica, &mut old, old_pid).await;

@@ -225,6 +225,27 @@ impl ContainerRun {
 }
 
 impl ContainerRun {
+    /// Gets a replica's start ready: its network (see [`ContainerRun::prepare_network`]),
+    /// and, for a fresh start (`fresh`: no container of the replica is handed over, which
+    /// holds its ports until the new one replaces it), its explicit host ports free. The
+    /// error is why the replica cannot start.
+    pub async fn prepare(
+        &self,
+        service: &str,
+        replica: u32,
+        fresh: bool,
+        bus: &crate::event::EventBus,
+    ) -> Result<(), String> {
+        self.prepare_network(service, bus).await?;
+        // On the host's network (or none) the engine publishes nothing.
+        let published = !matches!(self.network, ContainerNetwork::Host | ContainerNetwork::None);
+        if fresh && published {
+            let ports: Vec<String> = self.ports.iter().map(|p| fill_replica(p, replica)).collect();
+            crate::container::host_port::check_free(&ports, service).await?;
+        }
+        Ok(())
+    }
+
     /// Makes the network a replica joins ready: the project's is created the first time, a
     /// named one must exist. The error is why the replica cannot start.
     pub async fn prepare_network(&self, service: &str, bus: &crate::event::EventBus) -> Result<(), String> {
