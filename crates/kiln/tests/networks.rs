@@ -357,3 +357,33 @@ fn the_docker_cli_path_creates_joins_and_removes_the_project_network() {
     assert!(down.stdout.contains(&format!("removed the network {network}")), "{}", down.stdout);
     assert!(!network_exists(&network));
 }
+
+/// Regression: the project network was made once per `kiln up`; once someone removed it,
+/// every replica failed its start on "network not found" from then on.
+#[test]
+fn a_project_network_removed_while_up_runs_is_made_again_and_the_service_comes_back() {
+    let image = repo("gone");
+    let p = Project::new(&format!(
+        "[target.img]\nimage = {{ name = \"{image}\", context = \"ctx\" }}\n\n\
+         [service.redis]\nimage = \"img\"\nrestart = \"always\"\nstop_signal = \"SIGKILL\"\n\
+         command = \"sh -c 'mkdir -p /www && echo up > /www/r && exec httpd -f -p 6379 -h /www'\"\n\
+         ready = {{ cmd = \"wget -q -O /dev/null http://127.0.0.1:6379/r\", period = \"100ms\" }}\n"
+    ));
+    write_image(&p, "ctx", &image);
+    let _left = Leftovers(p.root().to_path_buf());
+    let network = kiln_engine::network_name(p.root());
+    let ready = |e: &Value| e["type"] == "service.phase" && e["service"] == "redis" && e["phase"] == "ready";
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("network.created", |e| e["type"] == "network.created");
+    up.wait_seen("redis ready", ready);
+
+    // Forced: its container goes with it.
+    podman_ok(&["network", "rm", "-f", &network]);
+    let again = up.wait_for("the network made again", |e| e["type"] == "network.created");
+    assert_eq!(again["network"], network.as_str());
+    up.wait_for("redis ready again", ready);
+    assert!(network_exists(&network));
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+    assert!(!network_exists(&network), "removed when kiln up ends");
+}
