@@ -300,4 +300,7 @@ replicas = 2
         let app_gone = at(&|e| phase(e, "app", r, "stopped"));
         assert!(app_gone < db_told, "app[{r}] stops before db is told to:\n{}", up.dump());
     }
+    // Their reasons say what stopped them (once read `stopped — stopped`).
+    assert_eq!(up.seen[db_told]["reason"], "kiln up is stopping: sent SIGTERM");
+    assert_eq!(up.wait_seen("db stopped", |e| phase(e, "db", 0, "stopped"))["reason"], "kiln up is stopping");
 }

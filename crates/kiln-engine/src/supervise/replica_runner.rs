@@ -213,12 +213,7 @@ async fn run_attempt(
         if let Some((mut old, old_pid)) = handover {
             stop(spec, replica, &mut old, old_pid).await;
         }
-        bus.publish(Event::ServiceOutput {
-            service: spec.name.clone(),
-            replica,
-            stream: Stream::Stderr,
-            line: format!("kiln: {why}"),
-        });
+        // Said once, by the phase's reason (and the log's note): not as an output line too.
         report(Input::StartFailed(why), None);
         return;
     }

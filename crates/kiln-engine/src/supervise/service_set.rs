@@ -71,6 +71,9 @@ struct Entry {
     removing: bool,
 }
 
+/// Why every service stops when `kiln up` ends: the reason of their last phases.
+const STOPPING: &str = "kiln up is stopping";
+
 pub struct ServiceSet {
     bus: Arc<EventBus>,
     reports: mpsc::UnboundedSender<Report>,
@@ -251,12 +254,13 @@ impl ServiceSet {
     }
 
     /// Stops every replica of a service; it is gone once [`ServiceSet::is_live`] says so.
-    pub fn stop(&mut self, name: &str) {
+    /// `why` (`kiln up is stopping`) is the reason its phases give.
+    pub fn stop(&mut self, name: &str, why: &'static str) {
         let Some(e) = self.services.get_mut(name) else { return };
         e.removing = true;
         e.rollout = None;
         for slot in e.replicas.values_mut() {
-            slot.state.because("");
+            slot.state.because(why);
         }
         let replicas: Vec<u32> = e.replicas.keys().copied().collect();
         for r in replicas {
@@ -265,11 +269,11 @@ impl ServiceSet {
         self.drop_ended(name);
     }
 
-    /// Stops every service.
+    /// Stops every service (`kiln up` ends).
     pub fn stop_all(&mut self) {
         let names: Vec<String> = self.services.keys().cloned().collect();
         for name in names {
-            self.stop(&name);
+            self.stop(&name, STOPPING);
         }
     }
 
@@ -286,7 +290,7 @@ impl ServiceSet {
             now.clone_from(&waiting);
         }
         for name in &now {
-            self.stop(name);
+            self.stop(name, STOPPING);
         }
         self.services.values().any(|e| !e.removing)
     }

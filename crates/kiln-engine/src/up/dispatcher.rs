@@ -437,8 +437,11 @@ impl Dispatcher {
         let plan = ReloadPlan::between(&self.sel, &next);
         // Stopped services that are still selected start again once their replicas are
         // gone (see `reconcile_services`).
-        for name in plan.stop.iter().chain(&plan.restart) {
-            self.services.stop(name);
+        for name in &plan.stop {
+            self.services.stop(name, "no longer selected in kiln.toml");
+        }
+        for name in &plan.restart {
+            self.services.stop(name, "its definition in kiln.toml changed");
         }
         for (name, (_, to)) in &plan.scale {
             self.services.scale(name, *to);
