@@ -202,3 +202,21 @@ live = { http = "http://127.0.0.1:19472/", interval = "50ms" }
     let (code, _) = up.stop();
     assert_eq!(code, 130);
 }
+
+/// Regression: `kiln ps` sorted replicas as text (0, 1, 10, 11, 2, …).
+#[test]
+fn kiln_ps_lists_replicas_in_numeric_order() {
+    let p = Project::new("[service.many]\ncmd = \"exec sleep 1000\"\nreplicas = 12\n");
+    let mut up = Up::start(&p, &[]);
+    for r in 0..12 {
+        up.wait_seen(&format!("many[{r}] ready"), |e| phase(e, "many", r, "ready"));
+    }
+    let run = p.kiln(&["ps"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let replicas: Vec<&str> =
+        run.stdout.lines().skip(1).map(|l| l.split_whitespace().nth(1).expect("a replica column")).collect();
+    let expected: Vec<String> = (0..12).map(|r| r.to_string()).collect();
+    assert_eq!(replicas, expected, "{}", run.stdout);
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}
