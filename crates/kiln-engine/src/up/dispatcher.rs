@@ -294,6 +294,18 @@ impl Dispatcher {
         let waited = tokio::time::timeout(limit, async {
             let mut later = self.services.stop_in_order();
             while self.services.any_live() {
+                // A level with nothing running (pending, failed) is gone at once: no report
+                // will come for it, so the next level is stopped now.
+                while later {
+                    let before = self.services.len();
+                    later = self.services.stop_in_order();
+                    if self.services.len() == before {
+                        break;
+                    }
+                }
+                if !self.services.any_live() {
+                    break;
+                }
                 match replica_rx.recv().await {
                     Some(report) => self.services.on_report(report),
                     None => break,
