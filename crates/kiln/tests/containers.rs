@@ -978,3 +978,38 @@ fn a_published_port_held_by_another_process_fails_the_start_instead_of_passing_i
     let (code, _) = up.stop();
     assert_eq!(code, 130);
 }
+
+/// Regression: podman's own warnings were shown as the service's output: `run --replace`
+/// (a restart) printed `level=warning msg="StopSignal SIGTERM failed to stop container …
+/// resorting to SIGKILL"` at the start of the new attempt's log.
+#[test]
+fn podmans_own_warnings_are_not_shown_as_the_services_output() {
+    let images = repo("quiet");
+    // `sleep` as PID 1 ignores SIGTERM: the replaced container is SIGKILLed after 1 s.
+    let p = Project::new(&format!(
+        "[target.img]\nimage = {{ name = \"{}\", context = \"app\", stage = \"production\" }}\n\n\
+         [service.web]\nimage = \"img\"\nstop_timeout = \"1s\"\n\
+         command = \"sh -c 'echo up; exec sleep 1000'\"\n",
+        images.0
+    ));
+    write_context(&p, &images);
+    let _containers = Containers::of(&p);
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("web ready", |e| phase(e, "web", 0, "ready"));
+    up.wait_seen("its output", |e| e["type"] == "service.output" && e["line"] == "up");
+    let trigger = p.kiln(&["trigger", "web"]);
+    assert_eq!(trigger.code, 0, "{}", trigger.stderr);
+    up.wait_for("web restarting", |e| phase(e, "web", 0, "starting"));
+    up.wait_for("the new attempt's output", |e| e["type"] == "service.output" && e["line"] == "up");
+    let output: Vec<String> = up
+        .seen
+        .iter()
+        .filter(|e| e["type"] == "service.output")
+        .map(|e| e["line"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(output.iter().all(|l| !l.contains("level=warning")), "podman's warnings as output: {output:?}");
+    let log = p.kiln(&["logs", "web"]).stdout;
+    assert!(!log.contains("level=warning") && !log.contains("StopSignal"), "{log}");
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}

@@ -169,7 +169,7 @@ async fn run_attempt(
             command
         }
         Runner::Container(c) => {
-            let mut command = tokio::process::Command::new(&c.engine.program);
+            let mut command = c.client();
             let mut args = c.run_args(spec, replica, cid_file.as_deref());
             if handover.is_some() {
                 args.insert(1, "--replace".into());
@@ -718,7 +718,7 @@ async fn create_with_drift(
     if replace {
         args.insert(1, "--replace".into());
     }
-    let mut create = tokio::process::Command::new(&run.engine.program);
+    let mut create = run.client();
     create
         .args(&args)
         .current_dir(&spec.dir)
@@ -759,7 +759,7 @@ async fn create_with_drift(
             return Err(Input::StartFailed(format!("cannot give the new container the synced files: {why}")));
         }
     };
-    let mut start = tokio::process::Command::new(&run.engine.program);
+    let mut start = run.client();
     start
         .args(["start", "--attach", &name])
         .current_dir(&spec.dir)

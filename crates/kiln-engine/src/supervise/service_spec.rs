@@ -128,6 +128,18 @@ impl Drift {
 }
 
 impl ContainerRun {
+    /// The engine's client for a replica's container (`run`, `create`, `start`; arguments
+    /// follow). Podman's own warnings (`StopSignal SIGTERM failed to stop container …`, when
+    /// `run --replace` kills the container it replaces) would otherwise be printed among
+    /// the service's output: only its errors are.
+    pub fn client(&self) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(&self.engine.program);
+        if self.engine.kind == crate::container::engine::EngineKind::Podman {
+            command.arg("--log-level=error");
+        }
+        command
+    }
+
     pub fn name(&self, service: &str, replica: u32) -> String {
         container_name(&self.root, service, replica)
     }
