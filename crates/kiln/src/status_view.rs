@@ -141,6 +141,11 @@ impl StatusView {
                     // Nothing of it runs.
                     (r.pid, r.container, r.started_at) = (None, None, None);
                     r.ports.clear();
+                    r.probes.clear();
+                } else if *phase == Phase::Starting {
+                    // A new attempt (a replaced container may still answer meanwhile): the
+                    // last one's probe results say nothing of it.
+                    r.probes.clear();
                 }
                 // A replica beyond the desired count is shown until it has stopped.
                 s.replicas.retain(|r, v| (*r as usize) < s.desired || v.phase != Phase::Stopped);
@@ -150,8 +155,9 @@ impl StatusView {
                 let s = self.services.entry(service.clone()).or_default();
                 let r = s.replicas.entry(*replica).or_insert_with(|| ReplicaView::new(Phase::Starting));
                 (r.pid, r.container, r.started_at) = (Some(*pid), container.clone(), Some(started_at.clone()));
+                // Not its probes: a container's start is announced once its ID is known,
+                // after the first probes of the attempt may have run.
                 r.ports.clone_from(ports);
-                r.probes.clear();
             }
             Event::ServiceProbed { service, replica, probe, ok, error, .. } => {
                 let Some(r) = self.services.get_mut(service).and_then(|s| s.replicas.get_mut(replica)) else { return };
@@ -182,5 +188,63 @@ impl StatusView {
             }
         }
         view
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phase(phase: Phase) -> Event {
+        Event::ServicePhase {
+            service: "web".into(),
+            replica: 0,
+            phase,
+            reason: String::new(),
+            restarts: 0,
+            next_try_ms: None,
+            image: None,
+            replicas: 1,
+        }
+    }
+
+    fn probed(ok: bool) -> Event {
+        Event::ServiceProbed { service: "web".into(), replica: 0, probe: "ready", ok, error: None, duration_ms: 1 }
+    }
+
+    fn started(attempt: u64) -> Event {
+        Event::ServiceStarted {
+            service: "web".into(),
+            replica: 0,
+            attempt,
+            pid: 42,
+            container: Some("0123456789ab".into()),
+            started_at: "2026-12-01T00:00:00.000Z".into(),
+            ports: vec!["19770:8080".into()],
+        }
+    }
+
+    fn probes(view: &StatusView) -> usize {
+        view.services["web"].replicas[&0].probes.len()
+    }
+
+    #[test]
+    fn probe_results_go_with_the_attempt_they_were_of() {
+        let mut view = StatusView::default();
+        let ts = "2026-12-01T00:00:01.000Z";
+        view.on_event(&phase(Phase::Starting), ts);
+        // A container's start is announced after its first probe: that result stays.
+        view.on_event(&probed(true), ts);
+        view.on_event(&started(1), ts);
+        assert_eq!(probes(&view), 1, "a late service.started keeps its attempt's results");
+        view.on_event(&phase(Phase::Ready), ts);
+        // Nothing runs: no pid, container, ports or probe results of the attempt that ended.
+        view.on_event(&phase(Phase::Backoff), ts);
+        let r = &view.services["web"].replicas[&0];
+        assert_eq!((r.pid, r.container.as_deref(), r.ports.len(), r.probes.len()), (None, None, 0, 0));
+        view.on_event(&probed(false), ts);
+        // The next attempt starts without the last one's results.
+        view.on_event(&phase(Phase::Starting), ts);
+        assert_eq!(probes(&view), 0);
     }
 }

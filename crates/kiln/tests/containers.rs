@@ -926,3 +926,90 @@ fn ts_ms(ts: &str) -> u64 {
     let n = |r: std::ops::Range<usize>| ts[r].parse::<u64>().expect("a timestamp");
     ((n(11..13) * 60 + n(14..16)) * 60 + n(17..19)) * 1000 + n(20..23)
 }
+
+/// Regression: a foreign process held the published host port, the engine failed the
+/// container (`address already in use`), and the readiness probe, run from the host,
+/// reached that process and passed: `ready` with no container.
+#[test]
+fn a_published_port_held_by_another_process_fails_the_start_instead_of_passing_its_probe() {
+    let images = repo("port-held");
+    let p = Project::new(&format!(
+        "[target.img]\nimage = {{ name = \"{}\", context = \"app\", stage = \"production\" }}\n\n\
+         [service.web]\nimage = \"img\"\nrestart = \"never\"\nstop_signal = \"SIGKILL\"\n\
+         ports = [\"127.0.0.1:19770:8080\"]\n\
+         ready = {{ http = \"http://127.0.0.1:19770/index.html\", period = \"100ms\" }}\n",
+        images.0
+    ));
+    write_context(&p, &images);
+    let _containers = Containers::of(&p);
+    // Another process answers HTTP on that port.
+    let mut foreign = Command::new("python3")
+        .args(["-m", "http.server", "19770", "--bind", "127.0.0.1"])
+        .current_dir(p.root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    let listening = wait_until(Duration::from_secs(10), || std::net::TcpStream::connect("127.0.0.1:19770").is_ok());
+    assert!(listening, "the foreign server never listened");
+
+    let mut up = Up::start(&p, &[]);
+    let ended = up.wait_for("web to leave starting", |e| {
+        e["type"] == "service.phase"
+            && e["service"] == "web"
+            && !matches!(e["phase"].as_str(), Some("starting" | "pending"))
+    });
+    let _ = foreign.kill();
+    let _ = foreign.wait();
+    assert_eq!(ended["phase"], "failed", "{}", up.dump());
+    assert_eq!(
+        ended["reason"].as_str().unwrap_or_default(),
+        "port 127.0.0.1:19770 (`ports` of service `web`) is already in use by another process: stop it, or change \
+         `ports`; restart = \"never\"",
+        "{ended}"
+    );
+    assert_eq!(up.count(|e| phase(e, "web", 0, "ready")), 0, "never ready:\n{}", up.dump());
+
+    // With the port free, `kiln trigger web` starts it, and its own server answers.
+    let trigger = p.kiln(&["trigger", "web"]);
+    assert_eq!(trigger.code, 0, "{}", trigger.stderr);
+    up.wait_for("web ready", |e| phase(e, "web", 0, "ready"));
+    assert_eq!(http_get(19770, "/index.html").as_deref(), Some("v1\n"));
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}
+
+/// Regression: podman's own warnings were shown as the service's output: `run --replace`
+/// (a restart) printed `level=warning msg="StopSignal SIGTERM failed to stop container …
+/// resorting to SIGKILL"` at the start of the new attempt's log.
+#[test]
+fn podmans_own_warnings_are_not_shown_as_the_services_output() {
+    let images = repo("quiet");
+    // `sleep` as PID 1 ignores SIGTERM: the replaced container is SIGKILLed after 1 s.
+    let p = Project::new(&format!(
+        "[target.img]\nimage = {{ name = \"{}\", context = \"app\", stage = \"production\" }}\n\n\
+         [service.web]\nimage = \"img\"\nstop_timeout = \"1s\"\n\
+         command = \"sh -c 'echo up; exec sleep 1000'\"\n",
+        images.0
+    ));
+    write_context(&p, &images);
+    let _containers = Containers::of(&p);
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("web ready", |e| phase(e, "web", 0, "ready"));
+    up.wait_seen("its output", |e| e["type"] == "service.output" && e["line"] == "up");
+    let trigger = p.kiln(&["trigger", "web"]);
+    assert_eq!(trigger.code, 0, "{}", trigger.stderr);
+    up.wait_for("web restarting", |e| phase(e, "web", 0, "starting"));
+    up.wait_for("the new attempt's output", |e| e["type"] == "service.output" && e["line"] == "up");
+    let output: Vec<String> = up
+        .seen
+        .iter()
+        .filter(|e| e["type"] == "service.output")
+        .map(|e| e["line"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(output.iter().all(|l| !l.contains("level=warning")), "podman's warnings as output: {output:?}");
+    let log = p.kiln(&["logs", "web"]).stdout;
+    assert!(!log.contains("level=warning") && !log.contains("StopSignal"), "{log}");
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}

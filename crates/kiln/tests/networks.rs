@@ -27,10 +27,58 @@ fn network_exists(name: &str) -> bool {
     podman(&["network", "exists", name]).status.success()
 }
 
-/// A unique image repository for one test: `localhost/kiln-test-net-<test>-<unique>`.
-fn repo(test: &str) -> String {
+/// A test's image repository, `localhost/kiln-test-net-<test>-<unique>`: what it names is
+/// removed by the next run of these tests (see [`remove_old_test_images`]).
+struct Images(String);
+
+impl std::ops::Deref for Images {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Images {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Removes the images earlier runs of these tests built, once, before any test builds:
+/// podman 4.3 fails builds that look for cached layers while another client removes
+/// images, so nothing is removed while tests run (as in containers.rs).
+fn remove_old_test_images() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let out = podman(&[
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            "--filter",
+            "reference=localhost/kiln-test-net-*",
+        ]);
+        let tags: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        if !tags.is_empty() {
+            let mut args = vec!["rmi", "-f"];
+            args.extend(tags.iter().map(String::as_str));
+            let _ = podman(&args);
+        }
+        // Their build cache's intermediate images: every layer carries a `kiln.test` label.
+        let out = podman(&["images", "-q", "--filter", "dangling=true", "--filter", "label=kiln.test"]);
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rmi"];
+            args.extend(ids.iter().map(String::as_str));
+            let _ = podman(&args);
+        }
+    });
+}
+
+/// A unique image repository for one test.
+fn repo(test: &str) -> Images {
+    remove_old_test_images();
     let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    format!("localhost/kiln-test-net-{test}-{n:x}")
+    Images(format!("localhost/kiln-test-net-{test}-{n:x}"))
 }
 
 /// Removes a project's containers, then its network, when dropped: a failed test kills its
@@ -356,4 +404,34 @@ fn the_docker_cli_path_creates_joins_and_removes_the_project_network() {
     assert_eq!(down.code, 0, "{}\n{}", down.stdout, down.stderr);
     assert!(down.stdout.contains(&format!("removed the network {network}")), "{}", down.stdout);
     assert!(!network_exists(&network));
+}
+
+/// Regression: the project network was made once per `kiln up`; once someone removed it,
+/// every replica failed its start on "network not found" from then on.
+#[test]
+fn a_project_network_removed_while_up_runs_is_made_again_and_the_service_comes_back() {
+    let image = repo("gone");
+    let p = Project::new(&format!(
+        "[target.img]\nimage = {{ name = \"{image}\", context = \"ctx\" }}\n\n\
+         [service.redis]\nimage = \"img\"\nrestart = \"always\"\nstop_signal = \"SIGKILL\"\n\
+         command = \"sh -c 'mkdir -p /www && echo up > /www/r && exec httpd -f -p 6379 -h /www'\"\n\
+         ready = {{ cmd = \"wget -q -O /dev/null http://127.0.0.1:6379/r\", period = \"100ms\" }}\n"
+    ));
+    write_image(&p, "ctx", &image);
+    let _left = Leftovers(p.root().to_path_buf());
+    let network = kiln_engine::network_name(p.root());
+    let ready = |e: &Value| e["type"] == "service.phase" && e["service"] == "redis" && e["phase"] == "ready";
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("network.created", |e| e["type"] == "network.created");
+    up.wait_seen("redis ready", ready);
+
+    // Forced: its container goes with it.
+    podman_ok(&["network", "rm", "-f", &network]);
+    let again = up.wait_for("the network made again", |e| e["type"] == "network.created");
+    assert_eq!(again["network"], network.as_str());
+    up.wait_for("redis ready again", ready);
+    assert!(network_exists(&network));
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+    assert!(!network_exists(&network), "removed when kiln up ends");
 }

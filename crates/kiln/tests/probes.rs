@@ -166,3 +166,57 @@ fn kiln_ts(ts: &str) -> u64 {
     let n = |r: std::ops::Range<usize>| ts[r].parse::<u64>().expect("a timestamp");
     ((n(11..13) * 60 + n(14..16)) * 60 + n(17..19)) * 1000 + n(20..23)
 }
+
+/// Regression: the HTTP probe closed its socket with the answer unread, which sends a reset;
+/// python's http.server logged a `ConnectionResetError` traceback for every probe.
+#[test]
+fn http_probes_close_cleanly_so_the_server_logs_no_reset() {
+    let p = Project::new(
+        r#"
+[service.web]
+cmd = "exec python3 -u -m http.server 19472 --bind 127.0.0.1"
+ready = { http = "http://127.0.0.1:19472/", period = "50ms" }
+live = { http = "http://127.0.0.1:19472/", interval = "50ms" }
+"#,
+    );
+    // A directory listing: an answer larger than the status line, as most pages are.
+    for i in 0..50 {
+        p.write(&format!("file-with-a-long-name-{i:03}.txt"), "x");
+    }
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("ready", |e| phase(e, "web", 0, "ready"));
+    for n in 1..=20 {
+        up.wait_for(&format!("passing liveness probe {n}"), |e| {
+            e["type"] == "service.probed" && e["probe"] == "live" && e["ok"] == true
+        });
+    }
+    // The server logs one access line per probe; wait for them before reading its log.
+    let logs = || p.kiln(&["logs", "web"]).stdout;
+    assert!(
+        wait_until(Duration::from_secs(10), || logs().matches("\"GET / HTTP/1.1\" 200").count() >= 20),
+        "the server's access lines: {}",
+        logs()
+    );
+    let log = logs();
+    assert!(!log.contains("Traceback") && !log.contains("ConnectionReset"), "the server saw resets:\n{log}");
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}
+
+/// Regression: `kiln ps` sorted replicas as text (0, 1, 10, 11, 2, …).
+#[test]
+fn kiln_ps_lists_replicas_in_numeric_order() {
+    let p = Project::new("[service.many]\ncmd = \"exec sleep 1000\"\nreplicas = 12\n");
+    let mut up = Up::start(&p, &[]);
+    for r in 0..12 {
+        up.wait_seen(&format!("many[{r}] ready"), |e| phase(e, "many", r, "ready"));
+    }
+    let run = p.kiln(&["ps"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let replicas: Vec<&str> =
+        run.stdout.lines().skip(1).map(|l| l.split_whitespace().nth(1).expect("a replica column")).collect();
+    let expected: Vec<String> = (0..12).map(|r| r.to_string()).collect();
+    assert_eq!(replicas, expected, "{}", run.stdout);
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}

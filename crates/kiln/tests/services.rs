@@ -301,4 +301,46 @@ replicas = 2
         let app_gone = at(&|e| phase(e, "app", r, "stopped"));
         assert!(app_gone < db_told, "app[{r}] stops before db is told to:\n{}", up.dump());
     }
+    // Their reasons say what stopped them (once read `stopped — stopped`).
+    assert_eq!(up.seen[db_told]["reason"], "kiln up is stopping: sent SIGTERM");
+    assert_eq!(up.wait_seen("db stopped", |e| phase(e, "db", 0, "stopped"))["reason"], "kiln up is stopping");
+}
+
+/// Regression: a dependent said `waiting for db to be ready` forever after db failed for
+/// good, and `kiln wait db` waited out its timeout.
+#[test]
+fn a_dependent_of_a_service_that_failed_for_good_says_so_and_kiln_wait_fails_at_once() {
+    let p = Project::new(
+        r#"
+[service.db]
+cmd = "sleep 0.2; exit 3"
+restart = "never"
+ready = { cmd = "false", period = "50ms" }
+
+[service.app]
+cmd = "exec sleep 1000"
+after = ["db"]
+"#,
+    );
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("db failed", |e| phase(e, "db", 0, "failed"));
+    let pending = up.wait_seen("app's new reason", |e| {
+        phase(e, "app", 0, "pending") && e["reason"].as_str().is_some_and(|r| r.contains("which failed"))
+    });
+    assert_eq!(pending["reason"], "waiting for db, which failed: exited with code 3; restart = \"never\"");
+
+    let started = std::time::Instant::now();
+    let wait = p.kiln(&["wait", "db", "--timeout", "30s"]);
+    assert_eq!(wait.code, 1, "{}\n{}", wait.stdout, wait.stderr);
+    assert!(started.elapsed() < Duration::from_secs(10), "at once, not after the timeout: {:?}", started.elapsed());
+    assert_eq!(
+        wait.stderr.trim(),
+        "error: db[0] failed: exited with code 3; restart = \"never\"; it is not restarted until a new build or \
+         `kiln trigger db` (`kiln logs db` shows its output)"
+    );
+    // Nothing of either runs: the stop does not wait for a report that cannot come.
+    let stopping = std::time::Instant::now();
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+    assert!(stopping.elapsed() < Duration::from_secs(5), "stopped in {:?}", stopping.elapsed());
 }

@@ -7,9 +7,10 @@
 //! the leftover sweep finds it after a crash and why kiln never removes a network it did not
 //! create for this project (one a service names with `network = NAME`, another project's).
 //!
-//! [`ProjectNetwork::ensure`] creates it before the first replica that joins it starts (once
-//! per `kiln up`; the replicas starting at the same time wait for that one creation, and
-//! "already exists" with this project's label counts as made). DNS is on: podman's
+//! [`ProjectNetwork::ensure`] creates it before the first replica that joins it starts (the
+//! replicas starting at the same time wait for that one creation, and "already exists" with
+//! this project's label counts as made), and again before a later start if it has gone
+//! (someone removed it while `kiln up` ran). DNS is on: podman's
 //! netavark networks other than the default one have `dns_enabled`, Docker's user-defined
 //! networks have its embedded DNS. [`ProjectNetwork::remove`] removes it when `kiln up`
 //! ends, after every container is gone. Every engine call here is bounded by [`NETWORK_CALL`].
@@ -58,7 +59,15 @@ impl ProjectNetwork {
     pub async fn ensure(&self, bus: &EventBus) -> Result<(), String> {
         let mut made = self.made.lock().await;
         if *made {
-            return Ok(());
+            // Someone may have removed it meanwhile (`podman network rm -f`, which takes its
+            // containers with it): then it is made again, or every replica would fail its
+            // start on a missing network from then on. An engine that does not answer is
+            // taken at its word of last time: the start reports its own error.
+            let (engine, name) = (self.engine.clone(), self.name.clone());
+            if bounded(move || Ok(network_exists(&engine, &name))).await.unwrap_or(true) {
+                return Ok(());
+            }
+            *made = false;
         }
         let started = Instant::now();
         let (engine, name, project) = (self.engine.clone(), self.name.clone(), self.project.clone());

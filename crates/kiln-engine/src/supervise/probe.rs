@@ -61,15 +61,32 @@ async fn http(url: &str, connect: Duration) -> Result<(), String> {
     let mut stream = connect_to(&addr, connect).await?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: kiln\r\n\r\n");
     stream.write_all(request.as_bytes()).await.map_err(|e| format!("send to {addr}: {e}"))?;
-    let mut head = [0u8; 64];
-    let mut got = 0;
-    while got < 12 {
-        let n = stream.read(&mut head[got..]).await.map_err(|e| format!("read from {addr}: {e}"))?;
+    let mut head = Vec::with_capacity(256);
+    let mut buf = [0u8; 4096];
+    while head.len() < 12 {
+        let n = stream.read(&mut buf).await.map_err(|e| format!("read from {addr}: {e}"))?;
         if n == 0 {
             break;
         }
-        got += n;
+        head.extend_from_slice(&buf[..n]);
     }
+    // Read the rest of the answer too (bounded in bytes and time) before closing: closing a
+    // socket with unread bytes in it sends a reset, which servers log as an error per probe.
+    // `Connection: close` makes the server end its answer with EOF; one that keeps the socket
+    // open anyway is left after `DRAIN`, with its status already decided.
+    const MAX_ANSWER: usize = 64 * 1024;
+    const DRAIN: Duration = Duration::from_millis(500);
+    let mut answer = head.clone();
+    let drain = async {
+        while answer.len() < MAX_ANSWER && !answer_complete(&answer) {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN, drain).await;
+    let got = head.len().min(64);
     let line = String::from_utf8_lossy(&head[..got]);
     let status: u16 = line
         .split_whitespace()
@@ -77,6 +94,18 @@ async fn http(url: &str, connect: Duration) -> Result<(), String> {
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("{url}: not an HTTP answer"))?;
     if (200..400).contains(&status) { Ok(()) } else { Err(format!("{url} answered {status}")) }
+}
+
+/// Whether `answer` holds a whole HTTP response: its head, and as many body bytes as its
+/// `Content-Length` says (an answer without one ends at EOF).
+fn answer_complete(answer: &[u8]) -> bool {
+    let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
+    let head = String::from_utf8_lossy(&answer[..end]);
+    let length = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok()).flatten()
+    });
+    length.is_some_and(|n| answer.len() >= end + 4 + n)
 }
 
 async fn command(cmd: &str, dir: &Path, env: &BTreeMap<String, String>) -> Result<(), String> {
@@ -140,6 +169,15 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[test]
+    fn an_answer_is_complete_at_its_content_length() {
+        assert!(!answer_complete(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"));
+        assert!(!answer_complete(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nab"));
+        assert!(answer_complete(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc"));
+        // Without a length, the answer ends at EOF.
+        assert!(!answer_complete(b"HTTP/1.0 200 OK\r\n\r\nabc"));
     }
 
     #[tokio::test]

@@ -169,7 +169,7 @@ async fn run_attempt(
             command
         }
         Runner::Container(c) => {
-            let mut command = tokio::process::Command::new(&c.engine.program);
+            let mut command = c.client();
             let mut args = c.run_args(spec, replica, cid_file.as_deref());
             if handover.is_some() {
                 args.insert(1, "--replace".into());
@@ -194,11 +194,11 @@ async fn run_attempt(
         Runner::Process(cmd) => format!("`{cmd}`"),
         Runner::Container(c) => format!("{} run {}", c.engine.name(), c.image),
     };
-    // Its network first: the project's is created before the first replica joins it. An
-    // order to stop is heard meanwhile (the engine call has a bound of its own).
+    // Its network first: the project's is created before the first replica joins it; then
+    // its host ports, which another process may hold. An order to stop is heard meanwhile (the engine call has a bound of its own).
     let prepared = match &spec.runner {
         Runner::Container(run) => tokio::select! {
-            prepared = run.prepare_network(&spec.name, bus) => prepared,
+            prepared = run.prepare(&spec.name, replica, handover.is_none(), bus) => prepared,
             _ = orders.recv() => {
                 if let Some((mut old, old_pid)) = handover {
                     stop(spec, replica, &mut old, old_pid).await;
@@ -213,12 +213,7 @@ async fn run_attempt(
         if let Some((mut old, old_pid)) = handover {
             stop(spec, replica, &mut old, old_pid).await;
         }
-        bus.publish(Event::ServiceOutput {
-            service: spec.name.clone(),
-            replica,
-            stream: Stream::Stderr,
-            line: format!("kiln: {why}"),
-        });
+        // Said once, by the phase's reason (and the log's note): not as an output line too.
         report(Input::StartFailed(why), None);
         return;
     }
@@ -723,7 +718,7 @@ async fn create_with_drift(
     if replace {
         args.insert(1, "--replace".into());
     }
-    let mut create = tokio::process::Command::new(&run.engine.program);
+    let mut create = run.client();
     create
         .args(&args)
         .current_dir(&spec.dir)
@@ -764,7 +759,7 @@ async fn create_with_drift(
             return Err(Input::StartFailed(format!("cannot give the new container the synced files: {why}")));
         }
     };
-    let mut start = tokio::process::Command::new(&run.engine.program);
+    let mut start = run.client();
     start
         .args(["start", "--attach", &name])
         .current_dir(&spec.dir)

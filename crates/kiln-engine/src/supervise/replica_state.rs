@@ -209,15 +209,18 @@ impl ReplicaState {
                 }
             }
             Input::StartFailed(why) => match self.stopping.take() {
-                Some(Then::End) => self.to(Phase::Stopped, "stopped", None, Action::End),
+                Some(Then::End) => self.to(Phase::Stopped, self.stopped_reason(), None, Action::End),
                 // Nothing ran, so nothing was ready: no reset of the backoff.
                 Some(Then::Restart | Then::Recover) | None => {
                     self.started_at = None;
-                    self.exited(Some(127), &why, now, jitter)
+                    let step = self.exited(Some(127), &why, now, jitter);
+                    // The backoff's (or failure's) reason said why; the restart's says what.
+                    self.last_exit = "could not start".to_string();
+                    step
                 }
             },
             Input::Refused(why) => match self.stopping.take() {
-                Some(Then::End) => self.to(Phase::Stopped, "stopped", None, Action::End),
+                Some(Then::End) => self.to(Phase::Stopped, self.stopped_reason(), None, Action::End),
                 Some(Then::Restart | Then::Recover) | None => {
                     self.started_at = None;
                     self.last_exit = why.clone();
@@ -276,10 +279,7 @@ impl ReplicaState {
                     let reason = format!("restarted for {}", self.restart_cause());
                     self.to(Phase::Starting, reason, None, Action::Start)
                 }
-                Some(Then::End) => {
-                    let reason = if self.why.is_empty() { "stopped".to_string() } else { self.why.to_string() };
-                    self.to(Phase::Stopped, reason, None, Action::End)
-                }
+                Some(Then::End) => self.to(Phase::Stopped, self.stopped_reason(), None, Action::End),
                 // Killed by kiln because it stopped answering: a crash, whatever its code.
                 // The first such restart (since it was last ready for 10 min) is at once, as
                 // Kubernetes does: a hung server is back within interval × failures + its
@@ -335,7 +335,7 @@ impl ReplicaState {
                     };
                     self.to(Phase::Stopping, reason, None, Action::Kill)
                 } else {
-                    self.to(Phase::Stopped, "stopped", None, Action::End)
+                    self.to(Phase::Stopped, self.stopped_reason(), None, Action::End)
                 }
             }
         }
@@ -343,6 +343,11 @@ impl ReplicaState {
 
     fn restart_cause(&self) -> &'static str {
         if self.why.is_empty() { "a new build" } else { self.why }
+    }
+
+    /// Why it is `stopped`: what stopped it (`kiln up is stopping`, `scaled down`).
+    fn stopped_reason(&self) -> String {
+        if self.why.is_empty() { "stopped by kiln".to_string() } else { self.why.to_string() }
     }
 
     /// The process ended on its own: the restart policy decides.
@@ -576,10 +581,12 @@ mod tests {
         assert_eq!(r.step(Input::Exited(Some(1)), now, 0.0).action, Action::Wait(Duration::from_secs(1)));
         r.step(Input::BackoffOver, now, 0.0);
         // The next start fails at once, an hour after the last good start: still backing off.
-        let s = r.step(Input::StartFailed("cannot start".into()), now, 0.0);
+        let s = r.step(Input::StartFailed("the network x does not exist".into()), now, 0.0);
         assert_eq!(s.action, Action::Wait(Duration::from_secs(2)), "the count is not reset by a start that never ran");
+        assert_eq!(s.change.expect("backoff").reason, "the network x does not exist; restart 2 in 2.00s");
+        // Said once, by the backoff; the restart reads as a sentence.
         let s = r.step(Input::BackoffOver, now, 0.0);
-        assert_eq!(s.change.expect("starting").reason, "restart 2 after it cannot start");
+        assert_eq!(s.change.expect("starting").reason, "restart 2 after it could not start");
         assert_eq!(r.step(Input::Stop, now, 0.0).action, Action::Kill);
         let s = r.step(Input::StartFailed("cannot start".into()), now, 0.0);
         assert_eq!((phase(&s), s.action), (Some(Phase::Stopped), Action::End), "the stop wins");

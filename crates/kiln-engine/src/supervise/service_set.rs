@@ -45,6 +45,8 @@ struct Slot {
     begin_reason: &'static str,
     /// Its current attempt's process or container runs (it reported `Started`).
     started: bool,
+    /// The reason of its last phase, for what its dependents wait for.
+    reason: String,
 }
 
 impl Slot {
@@ -69,7 +71,12 @@ struct Entry {
     roll_why: &'static str,
     /// Being stopped for good (removed from the configuration, or shutdown).
     removing: bool,
+    /// The reason its waiting replicas were last given (`waiting for db to be ready`).
+    waiting_for: String,
 }
+
+/// Why every service stops when `kiln up` ends: the reason of their last phases.
+const STOPPING: &str = "kiln up is stopping";
 
 pub struct ServiceSet {
     bus: Arc<EventBus>,
@@ -165,6 +172,7 @@ impl ServiceSet {
             rollout: None,
             roll_why: "",
             removing: false,
+            waiting_for: String::new(),
         };
         self.services.insert(name.to_string(), entry);
     }
@@ -182,15 +190,9 @@ impl ServiceSet {
             rollout: None,
             roll_why: "",
             removing: false,
+            waiting_for: String::new(),
         };
         self.services.insert(name.clone(), entry);
-        if !self.after_ready(&name) {
-            let entry = &self.services[&name];
-            let reason = format!("waiting for {} to be ready", entry.after.join(", "));
-            for replica in 0..replicas {
-                self.publish(&name, replica, Phase::Pending, reason.clone(), None);
-            }
-        }
         self.start_waiting();
     }
 
@@ -251,12 +253,13 @@ impl ServiceSet {
     }
 
     /// Stops every replica of a service; it is gone once [`ServiceSet::is_live`] says so.
-    pub fn stop(&mut self, name: &str) {
+    /// `why` (`kiln up is stopping`) is the reason its phases give.
+    pub fn stop(&mut self, name: &str, why: &'static str) {
         let Some(e) = self.services.get_mut(name) else { return };
         e.removing = true;
         e.rollout = None;
         for slot in e.replicas.values_mut() {
-            slot.state.because("");
+            slot.state.because(why);
         }
         let replicas: Vec<u32> = e.replicas.keys().copied().collect();
         for r in replicas {
@@ -265,11 +268,11 @@ impl ServiceSet {
         self.drop_ended(name);
     }
 
-    /// Stops every service.
+    /// Stops every service (`kiln up` ends).
     pub fn stop_all(&mut self) {
         let names: Vec<String> = self.services.keys().cloned().collect();
         for name in names {
-            self.stop(&name);
+            self.stop(&name, STOPPING);
         }
     }
 
@@ -286,7 +289,7 @@ impl ServiceSet {
             now.clone_from(&waiting);
         }
         for name in &now {
-            self.stop(name);
+            self.stop(name, STOPPING);
         }
         self.services.values().any(|e| !e.removing)
     }
@@ -360,12 +363,42 @@ impl ServiceSet {
         })
     }
 
-    /// Starts the replicas whose `after` services have become ready.
+    /// Why a service's replicas still wait for its `after` services: `waiting for db to be
+    /// ready`, or, when one of them will not be ready unless something changes (it failed
+    /// or completed), `waiting for db, which failed: exited with code 3; restart = "never"`.
+    fn waiting_reason(&self, name: &str) -> String {
+        let after = &self.services[name].after;
+        for a in after {
+            let Some(e) = self.services.get(a) else { continue };
+            if e.spec.is_none() {
+                return format!("waiting for {a}, which cannot run");
+            }
+            let over = e.replicas.values().find(|s| matches!(s.state.phase, Phase::Failed | Phase::Completed));
+            if let Some(slot) = over {
+                return format!("waiting for {a}, which {}: {}", slot.state.phase.as_str(), slot.reason);
+            }
+        }
+        format!("waiting for {} to be ready", after.join(", "))
+    }
+
+    /// Starts the replicas whose `after` services have become ready; tells those still
+    /// waiting what for, when that changed.
     fn start_waiting(&mut self) {
         let names: Vec<String> = self.services.keys().cloned().collect();
         for name in names {
             let e = &self.services[&name];
-            if e.removing || e.spec.is_none() || !e.replicas.values().any(Slot::waiting) || !self.after_ready(&name) {
+            if e.removing || e.spec.is_none() || !e.replicas.values().any(Slot::waiting) {
+                continue;
+            }
+            if !self.after_ready(&name) {
+                let reason = self.waiting_reason(&name);
+                if reason != e.waiting_for {
+                    let waiting: Vec<u32> = e.replicas.iter().filter(|(_, s)| s.waiting()).map(|(r, _)| *r).collect();
+                    for r in waiting {
+                        self.publish(&name, r, Phase::Pending, reason.clone(), None);
+                    }
+                    self.services.get_mut(&name).expect("listed above").waiting_for = reason;
+                }
                 continue;
             }
             let waiting: Vec<u32> = e.replicas.iter().filter(|(_, s)| s.waiting()).map(|(r, _)| *r).collect();
@@ -405,6 +438,9 @@ impl ServiceSet {
     fn apply(&mut self, name: &str, replica: u32, step: Step, order: Order) {
         let Step { change, action } = step;
         if let Some(c) = change {
+            if let Some(slot) = self.services.get_mut(name).and_then(|e| e.replicas.get_mut(&replica)) {
+                slot.reason.clone_from(&c.reason);
+            }
             self.publish(name, replica, c.phase, c.reason, c.next_try);
             if let Some(rollout) = self.services.get_mut(name).and_then(|e| e.rollout.as_mut()) {
                 rollout.observe(replica, c.phase, Instant::now());
@@ -517,5 +553,6 @@ fn new_slot(p: Policy) -> Slot {
         cleanup: None,
         begin_reason: "deps are built",
         started: false,
+        reason: String::new(),
     }
 }

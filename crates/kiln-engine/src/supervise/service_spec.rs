@@ -128,6 +128,18 @@ impl Drift {
 }
 
 impl ContainerRun {
+    /// The engine's client for a replica's container (`run`, `create`, `start`; arguments
+    /// follow). Podman's own warnings (`StopSignal SIGTERM failed to stop container …`, when
+    /// `run --replace` kills the container it replaces) would otherwise be printed among
+    /// the service's output: only its errors are.
+    pub fn client(&self) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(&self.engine.program);
+        if self.engine.kind == crate::container::engine::EngineKind::Podman {
+            command.arg("--log-level=error");
+        }
+        command
+    }
+
     pub fn name(&self, service: &str, replica: u32) -> String {
         container_name(&self.root, service, replica)
     }
@@ -225,6 +237,27 @@ impl ContainerRun {
 }
 
 impl ContainerRun {
+    /// Gets a replica's start ready: its network (see [`ContainerRun::prepare_network`]),
+    /// and, for a fresh start (`fresh`: no container of the replica is handed over, which
+    /// holds its ports until the new one replaces it), its explicit host ports free. The
+    /// error is why the replica cannot start.
+    pub async fn prepare(
+        &self,
+        service: &str,
+        replica: u32,
+        fresh: bool,
+        bus: &crate::event::EventBus,
+    ) -> Result<(), String> {
+        self.prepare_network(service, bus).await?;
+        // On the host's network (or none) the engine publishes nothing.
+        let published = !matches!(self.network, ContainerNetwork::Host | ContainerNetwork::None);
+        if fresh && published {
+            let ports: Vec<String> = self.ports.iter().map(|p| fill_replica(p, replica)).collect();
+            crate::container::host_port::check_free(&ports, service).await?;
+        }
+        Ok(())
+    }
+
     /// Makes the network a replica joins ready: the project's is created the first time, a
     /// named one must exist. The error is why the replica cannot start.
     pub async fn prepare_network(&self, service: &str, bus: &crate::event::EventBus) -> Result<(), String> {

@@ -294,6 +294,18 @@ impl Dispatcher {
         let waited = tokio::time::timeout(limit, async {
             let mut later = self.services.stop_in_order();
             while self.services.any_live() {
+                // A level with nothing running (pending, failed) is gone at once: no report
+                // will come for it, so the next level is stopped now.
+                while later {
+                    let before = self.services.len();
+                    later = self.services.stop_in_order();
+                    if self.services.len() == before {
+                        break;
+                    }
+                }
+                if !self.services.any_live() {
+                    break;
+                }
                 match replica_rx.recv().await {
                     Some(report) => self.services.on_report(report),
                     None => break,
@@ -451,8 +463,11 @@ impl Dispatcher {
             })
             .cloned()
             .collect();
-        for name in plan.stop.iter().chain(plan.restart.iter().filter(|n| !rolls.contains(n))) {
-            self.services.stop(name);
+        for name in &plan.stop {
+            self.services.stop(name, "no longer selected in kiln.toml");
+        }
+        for name in plan.restart.iter().filter(|n| !rolls.contains(n)) {
+            self.services.stop(name, "its definition changed");
         }
         for (name, (_, to)) in &plan.scale {
             self.services.scale(name, *to);
@@ -487,7 +502,7 @@ impl Dispatcher {
                     self.services.update(name, spec);
                     self.services.roll(name, "a change of its configuration");
                 }
-                Err(_) => self.services.stop(name),
+                Err(_) => self.services.stop(name, "its definition changed"),
             }
         }
         let sel = &self.sel;

@@ -289,6 +289,12 @@ pub fn wait(config: &Config, names: &[String], timeout: Option<Duration>, check:
                 if done {
                     return exit::SUCCESS;
                 }
+                // A replica that failed or completed is not started again unless something
+                // changes (a build, `kiln trigger`): waiting out the timeout would not help.
+                if let Some(why) = names.iter().find_map(|n| over_for_good(n, &v["services"][n])) {
+                    errln!("error: {why}");
+                    return exit::FAILED;
+                }
             }
             Err(e) => return fail(&e),
         }
@@ -298,6 +304,20 @@ pub fn wait(config: &Config, names: &[String], timeout: Option<Duration>, check:
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Why `kiln wait` cannot see `service` ready: one of its replicas failed or completed
+/// (the first one's reason); `None` while it may still become ready.
+fn over_for_good(service: &str, status: &serde_json::Value) -> Option<String> {
+    let replicas = status["replicas"].as_object()?;
+    let mut over = replicas.iter().filter(|(_, r)| matches!(r["phase"].as_str(), Some("failed" | "completed")));
+    let (replica, r) = over.next()?;
+    Some(format!(
+        "{service}[{replica}] {}: {}; it is not restarted until a new build or `kiln trigger {service}` (`kiln logs \
+         {service}` shows its output)",
+        r["phase"].as_str().unwrap_or("failed"),
+        r["reason"].as_str().unwrap_or("")
+    ))
 }
 
 /// `kiln logs NAME -f`: live output lines of a target or service.

@@ -30,7 +30,10 @@ pub fn run(config: &Config, json: bool) -> u8 {
 fn render(status: &Value) -> String {
     let mut rows: Vec<[String; 8]> = vec![HEADER.map(str::to_string)];
     for (name, service) in status["services"].as_object().into_iter().flatten() {
-        for (replica, r) in service["replicas"].as_object().into_iter().flatten() {
+        // JSON object keys sort as text ("10" before "2"): replicas go by number.
+        let mut replicas: Vec<(&String, &Value)> = service["replicas"].as_object().into_iter().flatten().collect();
+        replicas.sort_by_key(|(replica, _)| (replica.parse::<u64>().unwrap_or(u64::MAX), replica.to_string()));
+        for (replica, r) in replicas {
             rows.push(row(name, replica, r));
         }
     }
