@@ -117,6 +117,11 @@ pub struct StatusView {
 impl StatusView {
     pub fn on_event(&mut self, event: &Event, ts: &str) {
         match event {
+            Event::TargetStarted { target, .. } => {
+                let t = self.targets.entry(target.clone()).or_default();
+                t.status = "running".to_string();
+                t.reason = format!("started at {ts}");
+            }
             Event::TargetFinished { target, status, reason, duration_ms, .. } => {
                 self.targets.insert(
                     target.clone(),

@@ -344,3 +344,34 @@ after = ["db"]
     assert_eq!(code, 130);
     assert!(stopping.elapsed() < Duration::from_secs(5), "stopped in {:?}", stopping.elapsed());
 }
+
+#[test]
+fn while_the_first_build_runs_services_are_pending_and_the_target_running() {
+    let p = Project::new(
+        r#"
+[target.slow]
+cmd = "while [ ! -e go ]; do sleep 0.02; done; mkdir -p out && echo ok > out/bin"
+outputs = ["out/bin"]
+
+[service.web]
+cmd = "echo up; exec sleep 1000"
+deps = ["slow"]
+replicas = 2
+"#,
+    );
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("the build running", |e| e["type"] == "target.started" && e["target"] == "slow");
+    up.wait_seen("web[1] pending", |e| phase(e, "web", 1, "pending"));
+    let ps = p.kiln(&["ps"]);
+    assert_eq!(ps.code, 0, "{}", ps.stderr);
+    let lines: Vec<&str> = ps.stdout.lines().skip(1).collect();
+    assert_eq!(lines.len(), 2, "{}", ps.stdout);
+    assert!(lines.iter().all(|l| l.contains("pending")), "{}", ps.stdout);
+    let status: Value = serde_json::from_str(&p.kiln(&["--json", "status"]).stdout).expect("JSON");
+    assert_eq!(status["targets"]["slow"]["status"], "running", "{status}");
+    assert_eq!(status["services"]["web"]["replicas"]["0"]["reason"], "waiting for its deps: slow", "{status}");
+    p.write("go", "");
+    up.wait_for("web[1] ready", |e| phase(e, "web", 1, "ready"));
+    let (code, _) = up.stop();
+    assert_eq!(code, 130);
+}

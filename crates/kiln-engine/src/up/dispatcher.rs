@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use crate::build::build_options::{BuildOptions, RunSummary};
 use crate::build::build_session::BuildSession;
 use crate::container::network::ProjectNetwork;
-use crate::event::{Event, EventBus, NoticeLevel, TargetStatus};
+use crate::event::{Event, EventBus, NoticeLevel, Phase, TargetStatus};
 use crate::fs::cpus::cpus;
 use crate::fs::file_index::FileIndex;
 use crate::fs::rel_path;
@@ -116,7 +116,9 @@ pub async fn run_up(
         let all = d.sel.names(d.sel.targets.iter().copied());
         d.plan.add(all.iter().map(String::as_str), None, false);
         d.start_rounds();
-        if !d.plan.is_running() {
+        if d.plan.is_running() {
+            d.announce_pending();
+        } else {
             // Nothing to build: services start now rather than after a round.
             d.reconcile_services(&RunSummary::default());
         }
@@ -323,6 +325,33 @@ impl Dispatcher {
                 level: NoticeLevel::Warning,
                 message: format!("services did not stop within {}; leaving them", kiln_config::format_duration(limit)),
             });
+        }
+    }
+
+    /// While the first builds run, every selected service is `pending`, saying what it waits
+    /// for (`kiln ps` and `kiln status` show it from the start).
+    fn announce_pending(&self) {
+        for name in &self.sel.services {
+            let service = &self.sel.config.services[name];
+            let deps: Vec<&str> =
+                service.deps.iter().filter(|d| self.sel.graph.id(d).is_some()).map(String::as_str).collect();
+            let reason = if deps.is_empty() {
+                "waiting for the first build".to_string()
+            } else {
+                format!("waiting for its deps: {}", deps.join(", "))
+            };
+            for replica in 0..service.replicas {
+                self.bus.publish(Event::ServicePhase {
+                    service: name.clone(),
+                    replica,
+                    phase: Phase::Pending,
+                    reason: reason.clone(),
+                    restarts: 0,
+                    next_try_ms: None,
+                    image: None,
+                    replicas: service.replicas,
+                });
+            }
         }
     }
 
