@@ -7,5 +7,6 @@ pub mod engine;
 pub mod engine_api;
 pub mod host_port;
 pub mod image_context;
+pub mod leftovers;
 pub mod network;
 pub mod sync_batch;

@@ -1024,7 +1024,7 @@ async fn remove_leftovers(config: &Config, bus: &EventBus) {
     }
     let Ok(engine) = crate::container::engine::Engine::find(config.settings.engine) else { return };
     let root = config.root.clone();
-    let removed = tokio::task::spawn_blocking(move || crate::container::engine::remove_leftovers(&engine, &root))
+    let removed = tokio::task::spawn_blocking(move || crate::container::leftovers::remove_leftovers(&engine, &root))
         .await
         .expect("leftover removal does not panic");
     match removed {
@@ -1032,7 +1032,7 @@ async fn remove_leftovers(config: &Config, bus: &EventBus) {
         Ok(left) => {
             // One notice: what was removed, and what could not be.
             let removed = (!left.containers.is_empty() || !left.networks.is_empty())
-                .then(|| crate::container::engine::leftovers_message(&left));
+                .then(|| crate::container::leftovers::leftovers_message(&left));
             let message = [removed, left.network_error].into_iter().flatten().collect::<Vec<_>>().join("; ");
             bus.publish(Event::Notice { level: NoticeLevel::Warning, message });
         }
