@@ -835,8 +835,12 @@ fn a_container_name_taken_by_a_foreign_container_fails_the_service_and_leaves_th
     let foreign = container_id(&name);
 
     let mut up = Up::start(&p, &[]);
-    let failed = up
-        .wait_for("web failed", |e| e["type"] == "service.phase" && e["service"] == "web" && e["phase"] != "starting");
+    // (`pending` while its image target is checked, then `starting`.)
+    let failed = up.wait_for("web failed", |e| {
+        e["type"] == "service.phase"
+            && e["service"] == "web"
+            && !matches!(e["phase"].as_str(), Some("starting" | "pending"))
+    });
     assert_eq!(failed["phase"], "failed", "the first phase after starting is failed:\n{}", up.dump());
     assert_eq!(
         failed["reason"].as_str().unwrap_or_default(),
