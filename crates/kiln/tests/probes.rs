@@ -62,6 +62,9 @@ stop_timeout = "2s"
     eprintln!("back and ready {back_in:?} after SIGSTOP (bound {bound:?}, start time {start_time} ms)");
     assert!(back_in < bound, "back and ready after {back_in:?}; bound {bound:?}\n{}", up.dump());
     assert!(wait_until(Duration::from_secs(5), || !alive(pid)), "the stopped server {pid} was not ended");
+    // Its log says why it was stopped, where the attempt ended.
+    let log = p.kiln(&["logs", "web"]).stdout;
+    assert!(log.contains("[kiln: stopping: liveness probe failed: no answer within 200ms]\n"), "{log}");
     let replica = &ps_json(&p)["services"]["web"]["replicas"]["0"];
     assert_eq!(replica["restarts"], 1, "{replica}");
     assert_ne!(replica["pid"].as_i64(), Some(i64::from(pid)), "a new process: {replica}");

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::event::{Event, EventBus, Phase};
 use crate::supervise::backoff::jitter_unit;
+use crate::supervise::replica_log::ReplicaLog;
 use crate::supervise::replica_runner::{Handover, Order, Report, start_attempt, stop_handover};
 use crate::supervise::replica_state::{Action, Input, ReplicaState, Step};
 use crate::supervise::rollout::Rollout;
@@ -464,6 +465,15 @@ impl ServiceSet {
             // Without orders the attempt already ended and its report is on the way.
             Action::Kill => {
                 if let Some(orders) = &slot.orders {
+                    // The replica's log says why it is stopped (a liveness failure, a new
+                    // build), before the attempt's own line saying it stopped.
+                    if let Some(spec) = &spec
+                        && !slot.reason.is_empty()
+                    {
+                        let path = spec.layout.service_log(name, replica);
+                        ReplicaLog::open(path, spec.log_limit, &spec.layout.kiln)
+                            .note(&format!("stopping: {}", slot.reason));
+                    }
                     let _ = orders.send(order);
                 }
             }
