@@ -62,15 +62,22 @@ pub fn known(config: &Config, name: &str, check: bool) -> Result<(), u8> {
     Err(exit::USAGE)
 }
 
-pub fn status(config: &Config, json: bool) -> u8 {
-    let v = match status_json(config) {
-        Ok(v) => v,
-        Err(e) => return fail(&e),
-    };
+/// The running session's status for a table; with `--json` (or a failure) it is printed
+/// (or said) here and the exit code comes back instead.
+pub fn status_to_render(config: &Config, json: bool) -> Result<serde_json::Value, u8> {
+    let v = status_json(config).map_err(|e| fail(&e))?;
     if json {
         outln!("{v}");
-        return exit::SUCCESS;
+        return Err(exit::SUCCESS);
     }
+    Ok(v)
+}
+
+pub fn status(config: &Config, json: bool) -> u8 {
+    let v = match status_to_render(config, json) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
     for line in status_lines(&v) {
         outln!("{line}");
     }

@@ -289,38 +289,32 @@ fn open_log(path: &Path) -> std::io::Result<Option<File>> {
     Ok(Some(file))
 }
 
-/// The replicas of `service` that have a log, in order (replicas past today's count may
-/// have run before a scale-down: what they printed is kept).
-fn replicas_on_disk(layout: &Layout, service: &str) -> Vec<u32> {
-    let dir = layout.logs().join("services");
-    let mut found: Vec<u32> = std::fs::read_dir(dir)
+/// Every (service, replica) that has a log in `.kiln/logs/services` (replicas past today's
+/// count may have run before a scale-down: what they printed is kept), in order.
+fn logs_on_disk(layout: &Layout) -> Vec<(String, u32)> {
+    let mut found: Vec<(String, u32)> = std::fs::read_dir(layout.logs().join("services"))
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
             let (s, n) = name.strip_suffix(".log")?.rsplit_once('.')?;
-            (s == service).then(|| n.parse().ok()).flatten()
+            Some((s.to_string(), n.parse().ok()?))
         })
         .collect();
     found.sort_unstable();
     found
 }
 
+/// The replicas of `service` that have a log, in order.
+fn replicas_on_disk(layout: &Layout, service: &str) -> Vec<u32> {
+    logs_on_disk(layout).into_iter().filter(|(s, _)| s == service).map(|(_, r)| r).collect()
+}
+
 /// The services to show: those of kiln.toml, and with a stand-in configuration (kiln.toml
 /// has errors) every service that has a log.
 fn services_on_disk(layout: &Layout) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(layout.logs().join("services"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let (s, n) = name.strip_suffix(".log")?.rsplit_once('.')?;
-            n.parse::<u32>().is_ok().then(|| s.to_string())
-        })
-        .collect();
-    names.sort();
+    let mut names: Vec<String> = logs_on_disk(layout).into_iter().map(|(s, _)| s).collect();
     names.dedup();
     names
 }

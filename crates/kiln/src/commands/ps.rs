@@ -7,21 +7,17 @@
 use kiln_config::Config;
 use serde_json::Value;
 
-use crate::commands::control::{fail, status_json};
+use crate::commands::control::status_to_render;
 use crate::exit;
 use crate::out::outln;
 
 const HEADER: [&str; 8] = ["SERVICE", "REPLICA", "PHASE", "RESTARTS", "UPTIME", "PID/CONTAINER", "PORTS", "LAST PROBE"];
 
 pub fn run(config: &Config, json: bool) -> u8 {
-    let v = match status_json(config) {
+    let v = match status_to_render(config, json) {
         Ok(v) => v,
-        Err(e) => return fail(&e),
+        Err(code) => return code,
     };
-    if json {
-        outln!("{v}");
-        return exit::SUCCESS;
-    }
     outln!("{}", render(&v).trim_end());
     exit::SUCCESS
 }
