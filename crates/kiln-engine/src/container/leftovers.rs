@@ -52,7 +52,18 @@ pub fn remove_leftovers(engine: &Engine, root: &Path) -> Result<Leftovers, Strin
         Err(_) => {}
     }
     for name in networks {
-        match remove_networks(engine, std::slice::from_ref(&name)) {
+        let mut removed = remove_networks(engine, std::slice::from_ref(&name));
+        // A client the killed kiln left may have made a container of this project since the
+        // first removal: those go too, then the network is tried once more.
+        if removed.is_err()
+            && let Ok(late) = engine.project_containers(&project)
+            && !late.is_empty()
+            && engine.remove(&late).is_ok()
+        {
+            left.containers.extend(late);
+            removed = remove_networks(engine, std::slice::from_ref(&name));
+        }
+        match removed {
             Ok(()) => left.networks.push(name),
             Err(why) => {
                 left.network_error = Some(format!(
