@@ -17,6 +17,7 @@ mod plain_view;
 mod project;
 mod run_report;
 mod signals;
+mod metrics_view;
 mod status_view;
 mod trace_view;
 mod up_view;
