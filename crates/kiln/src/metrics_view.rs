@@ -35,11 +35,22 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 /// The content type of the answer to `GET /metrics`.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Of the answer to a client that asks for Prometheus's older text format only
+/// (`Accept: text/plain`, as `curl -H` or `promtool check metrics` input would).
+pub const PROMETHEUS_TEXT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether an `Accept` header asks for the Prometheus text format rather than OpenMetrics:
+/// it names `text/plain` and not `application/openmetrics-text`.
+pub fn wants_prometheus_text(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        let a = a.to_ascii_lowercase();
+        a.contains("text/plain") && !a.contains("application/openmetrics-text")
+    })
+}
 
 type Labels = Vec<(&'static str, String)>;
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
@@ -81,7 +92,11 @@ impl MetricsView {
         let cache = Family::<Labels, Counter>::default();
         registry.register("cache_requests", "Cache lookups of targets, by result (hit, miss)", cache.clone());
         let watch_changes = Counter::default();
-        registry.register("watch_changes", "Debounced batches of file changes that affect targets", watch_changes.clone());
+        registry.register(
+            "watch_changes",
+            "Debounced batches of file changes that affect targets",
+            watch_changes.clone(),
+        );
         let reconciles = Family::<Labels, Counter>::default();
         registry.register(
             "reconciles",
@@ -105,11 +120,12 @@ impl MetricsView {
         );
         let dropped = Counter::default();
         registry.register("events_dropped", "Events dropped for subscribers that did not keep up", dropped.clone());
-        registry.register(
-            "build",
-            "The running kiln",
-            Info::new(vec![("version", env!("CARGO_PKG_VERSION").to_string())]),
-        );
+        // A gauge of 1 rather than an OpenMetrics `info`: Prometheus's own text parser (that
+        // of `promtool check metrics`) knows no `info` type, and `*_build_info` gauges are
+        // what scrapers expect.
+        let build_info = Family::<Labels, Gauge>::default();
+        build_info.get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())]).set(1);
+        registry.register("build_info", "The running kiln, by version", build_info);
         MetricsView {
             registry,
             builds,
@@ -179,7 +195,9 @@ impl MetricsView {
             _ => None,
         };
         if let Some(result) = result {
-            self.reconciles.get_or_create(&vec![("service", service.to_string()), ("result", result.to_string())]).inc();
+            self.reconciles
+                .get_or_create(&vec![("service", service.to_string()), ("result", result.to_string())])
+                .inc();
         }
         if phase == Phase::Starting
             && let Some(before) = before
@@ -223,8 +241,9 @@ impl MetricsView {
         }
     }
 
-    /// The metrics as OpenMetrics text (ending in `# EOF`).
-    pub fn encode(&self) -> String {
+    /// The metrics as OpenMetrics text (ending in `# EOF`), or with `prometheus_text` in
+    /// Prometheus's text format 0.0.4.
+    pub fn encode(&self, prometheus_text: bool) -> String {
         if let Some(bus) = &self.bus {
             let total = bus.dropped_total();
             let counted = self.dropped.get();
@@ -233,7 +252,12 @@ impl MetricsView {
             }
         }
         let mut out = String::new();
-        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        if prometheus_text {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        } else {
+            encode(&mut out, &self.registry)
+        }
+        .expect("writing to a String cannot fail");
         out
     }
 }
@@ -308,7 +332,7 @@ mod tests {
             files: None,
             latency_ms: latency,
         });
-        let text = view.encode();
+        let text = view.encode(false);
         assert!(text.ends_with("# EOF\n"), "{text}");
         let got = lines(&text);
         for want in [
@@ -335,6 +359,11 @@ mod tests {
         assert!(text.contains("# TYPE kiln_target_build_duration_seconds histogram"), "{text}");
         assert!(text.contains("# UNIT kiln_update_duration_seconds seconds"), "{text}");
         assert!(!got.iter().any(|l| l.contains(r#"status="fresh""#) && l.contains("duration")), "{text}");
+        let plain = view.encode(true);
+        assert!(plain.contains("# HELP kiln_watch_changes_total ") && !plain.contains("# EOF"), "{plain}");
+        assert!(wants_prometheus_text(Some("text/plain")));
+        assert!(!wants_prometheus_text(Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")));
+        assert!(!wants_prometheus_text(None) && !wants_prometheus_text(Some("*/*")));
     }
 
     #[test]
@@ -351,7 +380,7 @@ mod tests {
             services_changed: vec![],
             files: vec![],
         });
-        let text = view.encode();
+        let text = view.encode(false);
         assert!(!text.contains(r#""app""#) && !text.contains(r#""web""#), "{text}");
     }
 }
