@@ -137,3 +137,93 @@ fn promtool_check(text: &str) {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{text}");
 }
+
+/// A Prometheus server of the test's own, killed on every way out.
+struct Prometheus(std::process::Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A query string's value, percent-encoded.
+fn encode(query: &str) -> String {
+    query
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A GET that gives up (`None`) while the server is not listening yet.
+fn try_get(addr: &str, path: &str) -> Option<(String, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    Some((head.to_string(), dechunk(head, body)))
+}
+
+/// The single value Prometheus answers for an instant `query`, if any.
+fn prometheus_value(addr: &str, query: &str) -> Option<String> {
+    let (head, body) = try_get(addr, &format!("/api/v1/query?query={}", encode(query)))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["data"]["result"].get(0)?["value"].get(1)?.as_str().map(str::to_string)
+}
+
+#[test]
+fn a_real_prometheus_scrapes_kiln_and_answers_queries_of_its_values() {
+    let p = Project::new(CONFIG);
+    p.write("src/a.txt", "a\n");
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["service"] == "web" && e["phase"] == "ready");
+    let kiln = address(&p);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+    let prom = format!("127.0.0.1:{port}");
+    p.write(
+        "prom/prometheus.yml",
+        &format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: kiln\n    metrics_path: /metrics\n    static_configs:\n      - targets: ['{kiln}']\n"
+        ),
+    );
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", p.path("prom/prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", p.path("prom/data").display()))
+        .arg(format!("--web.listen-address={prom}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run prometheus ({e}): install Debian's `prometheus` (scripts/install-deps.sh does)")
+        });
+    let _prometheus = Prometheus(child);
+    // Scraped (OpenMetrics, which Prometheus asks for) and stored: its query API answers.
+    let mut last = None;
+    let scraped = wait_until(Duration::from_secs(90), || {
+        last = prometheus_value(&prom, r#"kiln_target_builds_total{target="core",status="built"}"#);
+        last.as_deref() == Some("1")
+    });
+    if !scraped {
+        let targets = try_get(&prom, "/api/v1/targets").map(|(_, b)| b).unwrap_or_default();
+        panic!("Prometheus never had kiln_target_builds_total = 1 (last {last:?}); its targets: {targets}");
+    }
+    assert_eq!(prometheus_value(&prom, r#"up{job="kiln"}"#).as_deref(), Some("1"));
+    assert_eq!(prometheus_value(&prom, r#"kiln_service_ready_replicas{service="web"}"#).as_deref(), Some("1"));
+    // An edit: the next scrapes carry the second build.
+    p.write("src/a.txt", "b\n");
+    let rebuilt = wait_until(Duration::from_secs(60), || {
+        prometheus_value(&prom, r#"kiln_target_builds_total{target="core",status="built"}"#).as_deref() == Some("2")
+    });
+    assert!(rebuilt, "Prometheus never saw the second build");
+    let (code, err) = up.stop();
+    assert_eq!(code, 130, "{err}");
+}
