@@ -17,6 +17,8 @@ command -v podman >/dev/null 2>&1 || with_recommends+=(podman)
 command -v runc >/dev/null 2>&1 || need+=(runc)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 command -v docker >/dev/null 2>&1 || need+=(docker.io)
+# GET /metrics: `promtool check metrics` and a real Prometheus scraping kiln in the tests.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 
 if ((${#need[@]} + ${#with_recommends[@]})); then
   echo "installing: ${need[*]} ${with_recommends[*]}"

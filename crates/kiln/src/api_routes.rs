@@ -4,7 +4,8 @@
 //! through DNS rebinding) → 403; a POST whose `Origin` is present must come from a loopback
 //! origin (a page on another site cannot make the browser post here) → 403; the request
 //! must carry `Authorization: Bearer <token>` from `.kiln/api.json` → 401, compared in
-//! constant time. Only then is it routed.
+//! constant time. Only then is it routed. `GET /metrics` (counts and names only, in
+//! OpenMetrics text) needs no token, for a scraper; its Host is checked all the same.
 //!
 //! `GET /api/events` streams the event bus as Server-Sent Events, each with `id: <seq>`.
 //! The body is pulled by hyper only as fast as the client reads: an event is taken from the
@@ -23,6 +24,7 @@ use axum::routing::{get, post};
 use kiln_engine::{EventBus, Triggered, UpControl};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics_view::{self, MetricsView};
 use crate::status_view::StatusView;
 
 /// What the handlers share.
@@ -31,6 +33,7 @@ pub struct ApiState {
     pub token: Arc<str>,
     pub bus: Arc<EventBus>,
     pub status: Arc<Mutex<StatusView>>,
+    pub metrics: Arc<Mutex<MetricsView>>,
     pub controls: mpsc::UnboundedSender<UpControl>,
 }
 
@@ -41,6 +44,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/events", get(events))
         .route("/api/trigger/{name}", post(trigger))
         .route("/api/stop", post(stop))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -74,7 +78,8 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
     {
         return error(StatusCode::FORBIDDEN, "cross-site request refused: the Origin is not a loopback address");
     }
-    if !authorized(headers, &state.token) {
+    let open = request.method() == Method::GET && request.uri().path() == "/metrics";
+    if !open && !authorized(headers, &state.token) {
         let mut response = error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong token: send `Authorization: Bearer <token>` with the token from .kiln/api.json",
@@ -129,6 +134,17 @@ async fn status(State(state): State<ApiState>) -> Response {
     json(StatusCode::OK, &body)
 }
 
+/// OpenMetrics text, or Prometheus's text format 0.0.4 for a client that asks for
+/// `text/plain` only.
+async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    let plain = metrics_view::wants_prometheus_text(headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()));
+    let text = state.metrics.lock().expect("metrics lock is never poisoned").encode(plain);
+    let mut response = (StatusCode::OK, text).into_response();
+    let kind = if plain { metrics_view::PROMETHEUS_TEXT_TYPE } else { metrics_view::CONTENT_TYPE };
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    response
+}
+
 async fn events(State(state): State<ApiState>) -> Response {
     // Subscribed before the answer's head goes out: the client sees every event after it.
     let rx = state.bus.subscribe();
@@ -178,7 +194,7 @@ async fn stop(State(state): State<ApiState>) -> Response {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint (GET /api/status, GET /api/events, POST /api/trigger/NAME, POST /api/stop)",
+        "no such endpoint (GET /api/status, GET /api/events, POST /api/trigger/NAME, POST /api/stop, GET /metrics)",
     )
 }
 

@@ -1,6 +1,7 @@
 //! The control API of `kiln up`, on 127.0.0.1 only: `GET /api/status`, `GET /api/events`
 //! (the event stream as Server-Sent Events), `POST /api/trigger/{name}` and `POST /api/stop`,
-//! all behind the token of `.kiln/api.json` (see `api_routes.rs` for the checks).
+//! all behind the token of `.kiln/api.json` (see `api_routes.rs` for the checks), and
+//! `GET /metrics` (OpenMetrics text, no token).
 //!
 //! HTTP/1.1 through hyper, routed by axum, with limits a local process cannot talk past:
 //! - a request head (request line and headers) of at most 16 KiB, else `431 Request Header
@@ -33,6 +34,7 @@ pub use crate::api_info::{ApiInfo, ApiSetupError, remove_info};
 use crate::api_info::{new_token, write_info};
 use crate::api_routes::{ApiState, router};
 use crate::connection_limit::{Busy, ConnectionLimit, Slot};
+use crate::metrics_view::MetricsView;
 use crate::status_view::StatusView;
 
 /// Connections served at once.
@@ -62,6 +64,7 @@ impl ApiServer {
         kiln_dir: &Path,
         bus: Arc<EventBus>,
         status: Arc<Mutex<StatusView>>,
+        metrics: Arc<Mutex<MetricsView>>,
         controls: mpsc::UnboundedSender<UpControl>,
     ) -> Result<ApiInfo, ApiSetupError> {
         let token = new_token()?;
@@ -70,7 +73,7 @@ impl ApiServer {
         let address = listener.local_addr().map_err(|source| ApiSetupError::Bind { port, source })?.to_string();
         let info = ApiInfo { address, token: token.clone(), pid: std::process::id() };
         write_info(kiln_dir, &info)?;
-        let app = router(ApiState { token: token.into(), bus, status, controls });
+        let app = router(ApiState { token: token.into(), bus, status, metrics, controls });
         tokio::spawn(accept_loop(listener, app));
         Ok(info)
     }

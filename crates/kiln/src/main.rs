@@ -12,6 +12,7 @@ mod exit;
 mod human_lines;
 mod json_view;
 mod live_view;
+mod metrics_view;
 mod out;
 mod plain_view;
 mod project;

@@ -38,6 +38,8 @@ pub const LINE_LIMIT: usize = 16 * 1024;
 #[derive(Default)]
 pub struct EventBus {
     seq: AtomicU64,
+    /// Events dropped for any subscriber so far (each drop for each subscriber counted).
+    dropped: AtomicU64,
     subscribers: Mutex<Subscribers>,
 }
 
@@ -121,14 +123,15 @@ impl Shared {
         self.queue.lock().expect("event queue lock is never poisoned")
     }
 
-    fn offer(&self, envelope: &Arc<Envelope>) {
+    /// Queues it, or drops it (and says so: `false`) when the queue is full.
+    fn offer(&self, envelope: &Arc<Envelope>) -> bool {
         let cost = output_cost(&envelope.event);
         let mut q = self.lock();
         let full = q.items.len() >= QUEUE_EVENTS || (cost > 0 && q.output_bytes + cost > OUTPUT_BYTES);
         if full {
             q.dropped += 1;
             q.last_dropped_seq = envelope.seq;
-            return;
+            return false;
         }
         let was_empty = q.items.is_empty();
         if let Some(lagged) = q.take_lagged(&envelope.ts) {
@@ -143,6 +146,7 @@ impl Shared {
             self.notify.notify_one();
             self.ready.notify_one();
         }
+        true
     }
 
     fn close(&self) {
@@ -244,9 +248,16 @@ impl EventBus {
         let envelope = Arc::new(Envelope { event, ts: subs.timestamp(), seq });
         // A subscription that was dropped is the only other holder gone.
         subs.list.retain(|s| Arc::strong_count(s) > 1);
-        for s in subs.list.iter() {
-            s.offer(&envelope);
+        let dropped = subs.list.iter().filter(|s| !s.offer(&envelope)).count();
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
         }
+    }
+
+    /// Events dropped so far, summed over every subscriber (each one's `stream.lagged`
+    /// counts): what `kiln_events_dropped_total` reports.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Ends every subscription once drained.
@@ -328,6 +339,7 @@ mod tests {
             "{:?}",
             got[n - 2].event
         );
+        assert_eq!(bus.dropped_total() as usize, lines - kept, "the bus counts what it dropped");
         assert!(matches!(got[n - 1].event, Event::TargetQueued { .. }));
     }
 

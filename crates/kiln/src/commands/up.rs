@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::api_server::{ApiServer, remove_info};
 use crate::live_view::terminal_size;
+use crate::metrics_view::MetricsView;
 use crate::out::errln;
 use crate::status_view::StatusView;
 use crate::up_view::UpView;
@@ -65,8 +66,11 @@ pub async fn run(
     let mut events = bus.subscribe();
     let verbose = args.verbose;
     let status = Arc::new(Mutex::new(StatusView::default()));
+    let metrics = Arc::new(Mutex::new(MetricsView::new(Some(bus.clone()))));
     let (controls_tx, controls) = mpsc::unbounded_channel();
-    if let Err(e) = ApiServer::start(args.port, &kiln_dir, bus.clone(), status.clone(), controls_tx).await {
+    if let Err(e) =
+        ApiServer::start(args.port, &kiln_dir, bus.clone(), status.clone(), metrics.clone(), controls_tx).await
+    {
         errln!("error: {e}");
         return exit::FAILED;
     }
@@ -77,6 +81,13 @@ pub async fn run(
     tokio::spawn(async move {
         while let Some(envelope) = status_events.recv().await {
             view_status.lock().expect("status lock is never poisoned").on_event(&envelope.event, &envelope.ts);
+        }
+    });
+    // So do the metrics of `GET /metrics`.
+    let mut metrics_events = bus.subscribe();
+    tokio::spawn(async move {
+        while let Some(envelope) = metrics_events.recv().await {
+            metrics.lock().expect("metrics lock is never poisoned").on_event(&envelope.event);
         }
     });
     let live = crate::commands::build::live_wanted(args.progress);
