@@ -44,7 +44,7 @@
     updates: [], // oldest first, at most MAX_UPDATES
     seq: 0, // the last event folded in
   };
-  const stats = { events: 0, lines: 0, lagged: 0, statusReads: 0, frames: 0, skipped: 0 };
+  const stats = { events: 0, lines: 0, lagged: 0, statusReads: 0, frames: 0, skipped: 0, drawMs: 0, drawMaxMs: 0 };
   const dirty = { table: true, updates: true, alerts: true, graph: true, layout: true };
 
   const key = (kind, name) => `${kind}:${name}`;
@@ -328,13 +328,13 @@
 
   // ---- log panes --------------------------------------------------------------------
 
-  // A pane: what it holds (at most CAP lines), and what is new since it was last drawn.
+  // A pane: what it holds (at most CAP lines) and, for the pane shown, the lines its filter
+  // keeps (`shown`, null when to be computed anew).
   class Pane {
     constructor(k) {
       this.key = k;
       this.lines = [];
-      this.fresh = []; // lines not drawn yet
-      this.full = true; // draw everything anew (opened, filtered, cleared, loaded)
+      this.shown = null;
       this.loading = true;
       this.early = []; // live lines that came while /api/logs was read
     }
@@ -345,8 +345,11 @@
         return;
       }
       bounded(this.lines, line);
-      if (!this.full) bounded(this.fresh, line);
-      if (this === panes.get(current)) requestDraw();
+      if (this.shown && keeps(line)) bounded(this.shown, line);
+      if (this.key === current) {
+        paneDirty = true;
+        requestDraw();
+      }
     }
   }
   // Appends, keeping at most CAP: trimmed when twice that, so that a push costs O(1)
@@ -400,7 +403,8 @@
       }
       p.early = [];
       p.loading = false;
-      p.full = true;
+      p.shown = null;
+      paneDirty = true;
       requestDraw();
     } else {
       showPane(k);
@@ -418,50 +422,66 @@
 
   function showPane(k) {
     current = k;
-    const p = panes.get(k);
-    p.full = true;
+    panes.get(k).shown = null;
+    paneDirty = true;
     for (const t of document.querySelectorAll('#log-tabs button')) t.setAttribute('aria-selected', String(t.dataset.pane === k));
     $('#log-view').dataset.pane = k;
     dirty.table = true;
     requestDraw();
   }
 
+  // One element per line, its label drawn by CSS from data-src.
   function lineElement(l) {
-    const d = el('div', `line ${l.stream || ''} ${l.source === 'build' ? 'is-build' : 'is-runtime'}`);
-    let label = l.source === 'build' ? 'build' : 'run';
-    if (l.source !== 'build' && l.replica !== null && l.replica !== undefined) label += `[${l.replica}]`;
-    d.append(el('span', `src src-${l.source === 'build' ? 'build' : 'runtime'}`, label), el('span', 'text', l.text));
+    const d = document.createElement('div');
+    const build = l.source === 'build';
+    d.className = `line ${build ? 'b' : 'r'}${!l.stream || l.stream === 'stdout' ? '' : ` ${l.stream}`}`;
+    let label = build ? 'build' : 'run';
+    if (!build && l.replica !== null && l.replica !== undefined) label += `[${l.replica}]`;
+    d.dataset.src = label;
+    d.textContent = l.text;
     if (l.ts) d.title = l.ts;
     return d;
   }
 
+  let filterText = '';
+  const keeps = (l) => !filterText || String(l.text).toLowerCase().includes(filterText);
+
+  // The pane shown is drawn as a window: only the lines in sight (and a margin) are in the
+  // DOM, placed in a spacer as tall as all of them, so a frame costs the same whatever
+  // the flood. Following, the window is the last lines and the view is kept at the bottom.
+  const LINE_PX = 16; // .log-view .line's height in style.css
+  const MARGIN = 20;
+  let paneDirty = true;
+  let lastWindow = '';
   function drawPane() {
     const view = $('#log-view');
+    const spacer = $('#log-spacer');
+    const win = $('#log-window');
     const p = panes.get(current);
-    if (!p) return;
-    const filter = $('#log-filter').value.toLowerCase();
-    const keep = (l) => !filter || String(l.text).toLowerCase().includes(filter);
+    if (!p || !paneDirty) return;
+    paneDirty = false;
     if (p.lines.length > CAP) p.lines.splice(0, p.lines.length - CAP);
-    if (p.full) {
+    if (!p.shown) p.shown = p.lines.filter(keeps);
+    if (p.shown.length > CAP) p.shown.splice(0, p.shown.length - CAP);
+    const n = p.shown.length;
+    spacer.style.height = `${n * LINE_PX}px`;
+    const visible = Math.ceil(view.clientHeight / LINE_PX) + 1;
+    const follow = $('#log-follow').checked;
+    let first = follow ? n - visible - MARGIN : Math.floor(view.scrollTop / LINE_PX) - MARGIN;
+    first = Math.max(0, Math.min(first, n - 1));
+    const last = Math.min(n, first + visible + 2 * MARGIN);
+    const ends = `${p.key}|${n}|${first}|${last}|${n && p.shown[n - 1].text}|${filterText}`;
+    if (ends !== lastWindow || p.loading) {
+      lastWindow = ends;
       const frag = document.createDocumentFragment();
       if (p.loading) frag.append(el('p', 'muted', 'reading the log…'));
-      for (const l of p.lines) if (keep(l)) frag.append(lineElement(l));
-      view.replaceChildren(frag);
-      p.full = false;
-      p.fresh = [];
-    } else if (p.fresh.length) {
-      const fresh = p.fresh.length > CAP ? p.fresh.slice(-CAP) : p.fresh;
-      p.fresh = [];
-      const frag = document.createDocumentFragment();
-      for (const l of fresh) if (keep(l)) frag.append(lineElement(l));
-      view.append(frag);
-      let extra = view.childElementCount - CAP;
-      while (extra-- > 0) view.firstElementChild.remove();
-    } else {
-      return;
+      else if (!n) frag.append(el('p', 'muted', p.lines.length ? 'no line matches the filter' : 'no output yet'));
+      for (let i = first; i < last; i++) frag.append(lineElement(p.shown[i]));
+      win.style.top = `${first * LINE_PX}px`;
+      win.replaceChildren(frag);
     }
-    $('#log-count').textContent = `${view.childElementCount} of at most ${CAP} lines`;
-    if ($('#log-follow').checked) view.scrollTop = view.scrollHeight;
+    $('#log-count').textContent = `${n} line${n === 1 ? '' : 's'}${filterText ? ' match' : ''} (a pane keeps the last ${CAP})`;
+    if (follow) view.scrollTop = view.scrollHeight;
   }
 
   // ---- alerts -----------------------------------------------------------------------
@@ -871,6 +891,16 @@
   function draw() {
     drawPending = false;
     stats.frames++;
+    const t0 = performance.now();
+    try {
+      drawAll();
+    } finally {
+      const took = performance.now() - t0;
+      stats.drawMs += took;
+      stats.drawMaxMs = Math.max(stats.drawMaxMs, took);
+    }
+  }
+  function drawAll() {
     if (dirty.table) {
       dirty.table = false;
       drawTable();
@@ -905,23 +935,27 @@
     const view = $('#log-view');
     const redraw = () => {
       const p = panes.get(current);
-      if (p) p.full = true;
+      if (p) p.shown = null;
+      paneDirty = true;
       requestDraw();
     };
-    $('#log-filter').addEventListener('input', redraw);
-    $('#log-wrap').addEventListener('change', (e) => view.classList.toggle('wrap', e.target.checked));
-    $('#log-follow').addEventListener('change', (e) => {
-      if (e.target.checked) view.scrollTop = view.scrollHeight;
+    $('#log-filter').addEventListener('input', (e) => {
+      filterText = e.target.value.toLowerCase();
+      redraw();
     });
+    $('#log-wrap').addEventListener('change', (e) => {
+      view.classList.toggle('wrap', e.target.checked);
+      redraw();
+    });
+    $('#log-follow').addEventListener('change', redraw);
     $('#log-clear').addEventListener('click', () => {
       const p = panes.get(current);
       if (!p) return;
       p.lines = [];
-      p.fresh = [];
-      p.full = true;
-      requestDraw();
+      redraw();
     });
-    // Scrolling up to read stops following; the checkbox turns it on again.
+    // Scrolling up to read stops following (the checkbox turns it on again); any scroll
+    // moves the window.
     const stopFollowing = () => {
       $('#log-follow').checked = false;
     };
@@ -931,10 +965,23 @@
     view.addEventListener('keydown', (e) => {
       if (['ArrowUp', 'PageUp', 'Home'].includes(e.key)) stopFollowing();
     });
+    view.addEventListener('mousedown', (e) => {
+      // the scroll bar
+      if (e.offsetX > view.clientWidth) stopFollowing();
+    });
+    view.addEventListener('scroll', () => {
+      paneDirty = true;
+      requestDraw();
+    });
   }
 
   // For the browser test and for curious people: counts, never state.
-  window.kilnDashboard = { cap: CAP, stats, paneLines: () => (panes.get(current) || { lines: [] }).lines.length };
+  window.kilnDashboard = {
+    cap: CAP,
+    stats,
+    paneLines: () => (panes.get(current) || { lines: [] }).lines.length,
+    paneText: () => ((panes.get(current) || {}).shown || []).map((l) => l.text),
+  };
 
   async function start() {
     wire();
