@@ -1,11 +1,26 @@
 //! What the control API answers: the routes, and the checks every request passes first.
 //!
-//! In order: the `Host` must name a loopback address (a page elsewhere cannot reach the API
-//! through DNS rebinding) → 403; a POST whose `Origin` is present must come from a loopback
-//! origin (a page on another site cannot make the browser post here) → 403; the request
-//! must carry `Authorization: Bearer <token>` from `.kiln/api.json` → 401, compared in
-//! constant time. Only then is it routed. `GET /metrics` (counts and names only, in
-//! OpenMetrics text) needs no token, for a scraper; its Host is checked all the same.
+//! In order:
+//! 1. the `Host` must name a loopback address (a page elsewhere cannot reach the API through
+//!    DNS rebinding) → 403;
+//! 2. a POST whose `Origin` is present must come from a loopback origin (a page on another
+//!    site cannot make the browser post here) → 403;
+//! 3. `GET /metrics` (counts and names only, in OpenMetrics text) needs no token, for a
+//!    scraper: it is routed now;
+//! 4. `GET /?token=T` (the URL `kiln dashboard` prints): with the right token, `303 See
+//!    Other` to `/` with `Set-Cookie: kiln_token=T; HttpOnly; SameSite=Strict; Path=/`, so
+//!    that the token leaves the address bar and script on the page never sees it; with a
+//!    wrong one, the 401 page;
+//! 5. the request must carry the token from `.kiln/api.json`, as `Authorization: Bearer
+//!    <token>` or as the cookie `kiln_token` → 401 (a page for the dashboard's paths, JSON
+//!    for the API's). Tokens are compared in constant time;
+//! 6. a request authenticated by the cookie alone that is not a GET or HEAD must carry a
+//!    loopback `Origin` (a browser sends it with every POST of a page's script; a request
+//!    without one did not come from the dashboard) → 403. SameSite=Strict already keeps
+//!    other sites' requests from carrying the cookie; this is the second lock.
+//!
+//! Only then is it routed: the dashboard's embedded page and files (`dashboard_assets.rs`),
+//! and the API.
 //!
 //! `GET /api/events` streams the event bus as Server-Sent Events, each with `id: <seq>`.
 //! The body is pulled by hyper only as fast as the client reads: an event is taken from the
@@ -24,6 +39,7 @@ use axum::routing::{get, post};
 use kiln_engine::{EventBus, Triggered, UpControl};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::dashboard_assets::Asset;
 use crate::metrics_view::{self, MetricsView};
 use crate::status_view::StatusView;
 
@@ -40,6 +56,9 @@ pub struct ApiState {
 /// The control API's routes, behind its checks.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/", get(dashboard))
+        .route("/assets/app.js", get(dashboard))
+        .route("/assets/style.css", get(dashboard))
         .route("/api/status", get(status))
         .route("/api/events", get(events))
         .route("/api/trigger/{name}", post(trigger))
@@ -60,6 +79,9 @@ fn error(code: StatusCode, message: &str) -> Response {
     json(code, &serde_json::json!({ "error": message }))
 }
 
+/// The cookie that carries the token for the dashboard.
+const COOKIE: &str = "kiln_token";
+
 async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     let headers = request.headers();
     let host = headers
@@ -72,14 +94,30 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
             "the Host header must name a loopback address (127.0.0.1, localhost or [::1])",
         );
     }
-    if request.method() == Method::POST
-        && let Some(origin) = headers.get(header::ORIGIN)
-        && !origin.to_str().is_ok_and(is_loopback_origin)
-    {
+    let origin = headers.get(header::ORIGIN);
+    if request.method() == Method::POST && origin.is_some_and(|o| !o.to_str().is_ok_and(is_loopback_origin)) {
         return error(StatusCode::FORBIDDEN, "cross-site request refused: the Origin is not a loopback address");
     }
-    let open = request.method() == Method::GET && request.uri().path() == "/metrics";
-    if !open && !authorized(headers, &state.token) {
+    let (method, path) = (request.method(), request.uri().path());
+    let read_only = method == Method::GET || method == Method::HEAD;
+    if read_only && path == "/metrics" {
+        return next.run(request).await;
+    }
+    if read_only
+        && path == "/"
+        && let Some(given) = query_param(request.uri().query(), "token")
+    {
+        if !constant_time_eq(given.as_bytes(), state.token.as_bytes()) {
+            return crate::dashboard_assets::unauthorized_page(true);
+        }
+        return sign_in(&state.token);
+    }
+    let by_bearer = bearer_is(headers, &state.token);
+    let by_cookie = !by_bearer && cookie_is(headers, &state.token);
+    if !by_bearer && !by_cookie {
+        if crate::dashboard_assets::is_page_path(path) {
+            return crate::dashboard_assets::unauthorized_page(false);
+        }
         let mut response = error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong token: send `Authorization: Bearer <token>` with the token from .kiln/api.json",
@@ -87,14 +125,54 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return response;
     }
+    if by_cookie && !read_only && origin.is_none() {
+        return error(
+            StatusCode::FORBIDDEN,
+            "a request signed in by the dashboard's cookie must carry the page's Origin (or use `Authorization: Bearer <token>`)",
+        );
+    }
     next.run(request).await
 }
 
-fn authorized(headers: &HeaderMap, token: &str) -> bool {
+/// `303 See Other` to `/`, setting the cookie.
+fn sign_in(token: &str) -> Response {
+    let cookie = HeaderValue::from_str(&format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"))
+        .expect("a token is hex digits");
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, HeaderValue::from_static("/"));
+    headers.insert(header::SET_COOKIE, cookie);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+/// The value of `name` in a query string (`a=1&token=…`), as given (a token is hex digits:
+/// nothing to decode).
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|pair| pair.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
+}
+
+fn bearer_is(headers: &HeaderMap, token: &str) -> bool {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
         .is_some_and(|given| constant_time_eq(given, token.as_bytes()))
+}
+
+/// Whether a `Cookie` header has `kiln_token` with the token (every one is compared, in
+/// constant time).
+fn cookie_is(headers: &HeaderMap, token: &str) -> bool {
+    let mut found = false;
+    for value in headers.get_all(header::COOKIE) {
+        for pair in value.as_bytes().split(|b| *b == b';') {
+            let pair = pair.trim_ascii();
+            if let Some(given) = pair.strip_prefix(COOKIE.as_bytes()).and_then(|rest| rest.strip_prefix(b"=")) {
+                found |= constant_time_eq(given, token.as_bytes());
+            }
+        }
+    }
+    found
 }
 
 /// Whether `a == b`, in a time that depends on their lengths only (the token's length is no
@@ -122,6 +200,13 @@ fn is_loopback_origin(origin: &str) -> bool {
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))
         .is_some_and(|rest| !rest.contains('/') && is_loopback_host(rest))
+}
+
+async fn dashboard(uri: axum::http::Uri) -> Response {
+    match Asset::at(uri.path()) {
+        Some(asset) => asset.response(),
+        None => not_found().await,
+    }
 }
 
 async fn status(State(state): State<ApiState>) -> Response {
@@ -194,7 +279,7 @@ async fn stop(State(state): State<ApiState>) -> Response {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint (GET /api/status, GET /api/events, POST /api/trigger/NAME, POST /api/stop, GET /metrics)",
+        "no such endpoint (GET /, GET /api/status, GET /api/events, POST /api/trigger/NAME, POST /api/stop, GET /metrics)",
     )
 }
 
@@ -218,6 +303,29 @@ mod tests {
         {
             assert!(!is_loopback_origin(origin), "{origin}");
         }
+    }
+
+    #[test]
+    fn the_token_is_read_from_the_query_and_the_cookie() {
+        assert_eq!(query_param(Some("token=abc"), "token"), Some("abc"));
+        assert_eq!(query_param(Some("x=1&token=abc&y"), "token"), Some("abc"));
+        assert_eq!(query_param(Some("tokens=abc"), "token"), None);
+        assert_eq!(query_param(None, "token"), None);
+        let with = |cookies: &[&str]| {
+            let mut h = HeaderMap::new();
+            for c in cookies {
+                h.append(header::COOKIE, HeaderValue::from_str(c).expect("header"));
+            }
+            cookie_is(&h, "t0k")
+        };
+        assert!(with(&["kiln_token=t0k"]));
+        assert!(with(&["a=b; kiln_token=t0k; c=d"]));
+        assert!(with(&["a=b", "kiln_token=t0k"]));
+        assert!(with(&["kiln_token=old; kiln_token=t0k"]), "any of two (paths differ) may be the right one");
+        assert!(!with(&["kiln_token=t0"]));
+        assert!(!with(&["xkiln_token=t0k"]));
+        assert!(!with(&["kiln_tokens=t0k"]));
+        assert!(!with(&[]));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod api_server;
 mod cli;
 mod commands;
 mod connection_limit;
+mod dashboard_assets;
 mod exit;
 mod human_lines;
 mod json_view;

@@ -399,3 +399,92 @@ fn api_json_is_not_written_through_a_symlink_planted_in_kiln_dir() {
     assert_eq!(p.kiln(&["status"]).code, 0, "and it works");
     drop(up);
 }
+
+/// The value of header `name` in an answer's head (the first one), lowercase name match.
+fn header<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
+    let head = answer.split_once("\r\n\r\n").map_or(answer, |(h, _)| h);
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn the_dashboard_signs_in_with_the_token_once_then_by_cookie() {
+    let p = Project::new(CONFIG);
+    p.write("src/a.txt", "a\n");
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["phase"] == "ready");
+    let (addr, token) = api(&p);
+
+    // The URL `kiln dashboard` prints: the token goes into a cookie and out of the address bar.
+    let signed_in = raw(&addr, &format!("GET /?token={token} HTTP/1.1\r\nHost: {addr}\r\n\r\n"));
+    assert!(signed_in.starts_with("HTTP/1.1 303 See Other\r\n"), "{signed_in}");
+    assert_eq!(header(&signed_in, "location"), Some("/"), "{signed_in}");
+    assert_eq!(
+        header(&signed_in, "set-cookie"),
+        Some(format!("kiln_token={token}; HttpOnly; SameSite=Strict; Path=/").as_str()),
+        "{signed_in}"
+    );
+    let cookie = format!("Cookie: theme=dark; kiln_token={token}\r\n");
+
+    // With the cookie: the page and its files, embedded, never cached stale.
+    for (path, kind) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/assets/app.js", "text/javascript; charset=utf-8"),
+        ("/assets/style.css", "text/css; charset=utf-8"),
+    ] {
+        let answer = raw(&addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{cookie}\r\n"));
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{path}: {answer}");
+        assert_eq!(header(&answer, "content-type"), Some(kind), "{path}");
+        assert_eq!(header(&answer, "cache-control"), Some("no-cache"), "{path}");
+        assert!(header(&answer, "content-security-policy").is_some_and(|c| c.contains("default-src 'self'")));
+        assert!(!body(&answer).is_empty(), "{path}");
+    }
+    let page = raw(&addr, &format!("GET / HTTP/1.1\r\nHost: {addr}\r\n{cookie}\r\n"));
+    assert!(body(&page).contains("/assets/app.js"), "the page loads its script: {page}");
+    let status = raw(&addr, &format!("GET /api/status HTTP/1.1\r\nHost: {addr}\r\n{cookie}\r\n"));
+    assert!(status.starts_with("HTTP/1.1 200 OK\r\n"), "the API takes the cookie: {status}");
+
+    // Without a token, or with an old link: a page saying what to open.
+    for request in [
+        format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+        format!("GET /assets/app.js HTTP/1.1\r\nHost: {addr}\r\nCookie: kiln_token=stale\r\n\r\n"),
+        format!("GET /?token=0123 HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+    ] {
+        let answer = raw(&addr, &request);
+        assert!(answer.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{request}: {answer}");
+        assert_eq!(header(&answer, "content-type"), Some("text/html; charset=utf-8"), "{answer}");
+        assert!(body(&answer).contains("<code>kiln dashboard</code> prints"), "{answer}");
+        assert!(header(&answer, "set-cookie").is_none(), "{answer}");
+    }
+    let api_without = raw(&addr, &format!("GET /api/status HTTP/1.1\r\nHost: {addr}\r\n\r\n"));
+    assert!(api_without.starts_with("HTTP/1.1 401 ") && body(&api_without).contains(".kiln/api.json"), "{api_without}");
+    // The token in the query signs in at `/` only; elsewhere it is no credential.
+    let query_elsewhere = raw(&addr, &format!("GET /api/status?token={token} HTTP/1.1\r\nHost: {addr}\r\n\r\n"));
+    assert!(query_elsewhere.starts_with("HTTP/1.1 401 "), "{query_elsewhere}");
+    // The Host check holds for the sign-in too (DNS rebinding).
+    let rebound = raw(&addr, &format!("GET /?token={token} HTTP/1.1\r\nHost: attacker.example\r\n\r\n"));
+    assert!(rebound.starts_with("HTTP/1.1 403 "), "{rebound}");
+
+    // A POST with the cookie needs the page's (a loopback) Origin.
+    let no_origin = raw(&addr, &format!("POST /api/trigger/core HTTP/1.1\r\nHost: {addr}\r\n{cookie}\r\n"));
+    assert!(no_origin.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{no_origin}");
+    assert!(body(&no_origin).contains("Origin"), "{no_origin}");
+    let foreign = raw(
+        &addr,
+        &format!("POST /api/trigger/core HTTP/1.1\r\nHost: {addr}\r\n{cookie}Origin: https://attacker.example\r\n\r\n"),
+    );
+    assert!(foreign.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{foreign}");
+    let stop = raw(&addr, &format!("POST /api/stop HTTP/1.1\r\nHost: {addr}\r\n{cookie}\r\n"));
+    assert!(stop.starts_with("HTTP/1.1 403 "), "{stop}");
+    assert_eq!(up.count(|e| e["type"] == "target.started"), 1, "nothing was triggered yet:\n{}", up.dump());
+    let from_page = raw(
+        &addr,
+        &format!("POST /api/trigger/core HTTP/1.1\r\nHost: {addr}\r\n{cookie}Origin: http://{addr}\r\n\r\n"),
+    );
+    assert!(from_page.starts_with("HTTP/1.1 202 Accepted\r\n"), "{from_page}");
+    up.wait_for("the triggered build", |e| e["type"] == "target.finished" && e["reason"] == "triggered");
+    // The refused stops did not stop the session.
+    assert_eq!(p.kiln(&["status"]).code, 0);
+}
