@@ -192,6 +192,15 @@
       else setConn('connecting', 'reconnecting…');
     };
     source.onmessage = (m) => {
+      // Output lines no open pane shows are most of a flood: known by their first bytes
+      // (the type comes first, then the name), counted by their id, never parsed.
+      const name = outputOf(m.data);
+      if (name !== null && !wanted(name)) {
+        stats.events++;
+        const seq = Number(m.lastEventId);
+        if (seq > state.seq) state.seq = seq;
+        return;
+      }
       let ev;
       try {
         ev = JSON.parse(m.data);
@@ -200,6 +209,31 @@
       }
       onEvent(ev);
     };
+  }
+
+  const SERVICE_OUTPUT = '{"type":"service.output","service":"';
+  const TARGET_OUTPUT = '{"type":"target.output","target":"';
+  // `service:NAME` or `target:NAME` of an output event's JSON, else null.
+  function outputOf(data) {
+    for (const [prefix, kind] of [
+      [SERVICE_OUTPUT, 'service'],
+      [TARGET_OUTPUT, 'target'],
+    ]) {
+      if (data.startsWith(prefix)) {
+        const end = data.indexOf('"', prefix.length);
+        const name = data.slice(prefix.length, end);
+        // A name with an escape in it is left to JSON.parse.
+        return end > 0 && !name.includes('\\') ? key(kind, name) : null;
+      }
+    }
+    return null;
+  }
+  // Whether an open pane shows the output of `k` (a service's pane shows its build's).
+  function wanted(k) {
+    if (panes.has(k)) return true;
+    if (!k.startsWith('target:')) return false;
+    const t = nameOf(k);
+    return state.graph.services.some((s) => (s.target === t || (s.deps || []).includes(t)) && panes.has(key('service', s.name)));
   }
 
   function disconnected() {

@@ -1,0 +1,248 @@
+// kiln's dashboard in a real browser: Debian's chromium, headless, driven by playwright-core.
+// Run by crates/kiln/tests/dashboard.rs against a real `kiln up`, which checks the exit
+// status, the `ok:` lines and the last line (`result: {json}`), and then kiln's own events.
+//
+//   node tests/browser/dashboard.mjs main URL PROJECT_DIR PORT SCREENSHOT_DIR
+//   node tests/browser/dashboard.mjs load URL
+//
+// URL is the one `kiln dashboard` prints (http://127.0.0.1:PORT/?token=…). `main` edits
+// PROJECT_DIR/build.sh (the project of dashboard.rs) and expects a process service `web`
+// listening on PORT; `load` expects a service `flood` printing thousands of lines a second.
+// Exit 0: every check passed; 1: a check failed (`error: …`); 2: the tools are missing.
+
+import fs from 'node:fs';
+import path from 'node:path';
+
+const CHROMIUM = '/usr/bin/chromium';
+const STEP_MS = 20000; // the longest any one step may wait
+
+function fail(message, code = 1) {
+  console.log(`error: ${message}`);
+  process.exit(code);
+}
+
+let chromium;
+try {
+  ({ chromium } = await import('playwright-core'));
+} catch (e) {
+  fail(`playwright-core is not installed in tests/browser (${e.message}); run scripts/install-deps.sh`, 2);
+}
+if (!fs.existsSync(CHROMIUM)) fail(`${CHROMIUM} is missing; run scripts/install-deps.sh`, 2);
+
+const [scenario, url, ...rest] = process.argv.slice(2);
+if (!['main', 'load'].includes(scenario) || !url) fail('usage: dashboard.mjs main|load URL [PROJECT_DIR PORT SCREENSHOT_DIR]');
+const base = new URL(url).origin;
+
+const ok = (what) => console.log(`ok: ${what}`);
+const row = (k) => `tr[data-resource="${k}"]`;
+
+async function text(page, selector) {
+  return (await page.locator(selector).first().textContent({ timeout: STEP_MS })) || '';
+}
+
+// Waits for `fn` (run in the page) to return something true; the failure says `what`.
+async function until(page, what, fn, arg) {
+  try {
+    return await (await page.waitForFunction(fn, arg, { timeout: STEP_MS, polling: 50 })).jsonValue();
+  } catch (e) {
+    const shot = path.join(process.env.KILN_BROWSER_FAILURES || '/tmp', `kiln-dashboard-failure-${process.pid}.png`);
+    await page.screenshot({ path: shot, fullPage: true }).catch(() => {});
+    fail(`timed out waiting for ${what} (a screenshot: ${shot}): ${e.message.split('\n')[0]}`);
+  }
+}
+
+const badge = (k, col) => `${row(k)} td.${col} .badge`;
+const badgeIs = (page, k, col, want) =>
+  until(
+    page,
+    `${k} ${col} to show ${want}`,
+    ([sel, w]) => {
+      const b = document.querySelector(sel);
+      return b && b.textContent === w ? b.className : false;
+    },
+    [badge(k, col), want],
+  );
+
+const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
+const result = {};
+try {
+  if (scenario === 'main') await main(rest);
+  else await load();
+} finally {
+  await browser.close();
+}
+console.log(`result: ${JSON.stringify(result)}`);
+
+async function signIn(context) {
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+  });
+  const answer = await page.goto(url);
+  if (!answer.ok()) fail(`GET ${url} answered ${answer.status()}`);
+  if (page.url() !== `${base}/`) fail(`the token stays in the address bar: ${page.url()}`);
+  const cookies = await context.cookies(base);
+  const cookie = cookies.find((c) => c.name === 'kiln_token');
+  if (!cookie || !cookie.httpOnly || cookie.sameSite !== 'Strict') fail(`no HttpOnly SameSite=Strict kiln_token cookie: ${JSON.stringify(cookies)}`);
+  ok('the page loads with the token, which leaves the URL for an HttpOnly, SameSite=Strict cookie');
+  await until(page, 'the event stream to be live', () => document.querySelector('#conn').textContent === 'live');
+  return { page, errors };
+}
+
+async function main([project, port, shots]) {
+  if (!project || !port || !shots) fail('main needs PROJECT_DIR PORT SCREENSHOT_DIR');
+
+  // Without the token: the page and the API refuse, and say what to open.
+  const stranger = await browser.newContext();
+  const bare = await stranger.newPage();
+  const refused = await bare.goto(`${base}/`);
+  const says = await bare.textContent('body');
+  if (refused.status() !== 401 || !says.includes('kiln dashboard')) fail(`GET / without a token: ${refused.status()} ${says}`);
+  const wrong = await bare.goto(`${base}/?token=0123456789abcdef`);
+  if (wrong.status() !== 401) fail(`GET /?token=wrong answered ${wrong.status()}`);
+  const api = await stranger.request.get(`${base}/api/status`);
+  if (api.status() !== 401) fail(`GET /api/status without a token answered ${api.status()}`);
+  const post = await stranger.request.post(`${base}/api/trigger/app`, { headers: { Origin: base } });
+  if (post.status() !== 401) fail(`POST /api/trigger/app without a token answered ${post.status()}`);
+  await stranger.close();
+  ok('a missing or wrong token is refused (401), the page says to open the URL `kiln dashboard` prints');
+
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const { page, errors } = await signIn(context);
+
+  await badgeIs(page, 'target:app', 'build', 'built');
+  const ready = await badgeIs(page, 'service:web', 'runtime', 'ready');
+  if (!ready.includes('s-ok')) fail(`ready is not coloured as ok: ${ready}`);
+  if ((await text(page, `${row('service:web')} td.replicas`)) !== '1/1') fail('web does not show 1/1 replicas');
+  await page.waitForSelector(`${row('service:web')} td.ports a[href="http://127.0.0.1:${port}/"]`, { timeout: STEP_MS });
+  ok(`the table shows app built, web ready 1/1 with a link to http://127.0.0.1:${port}/`);
+
+  await page.waitForSelector('#graph g[data-node="target:app"]', { timeout: STEP_MS });
+  await page.waitForSelector('#graph path[data-from="target:app"][data-to="service:web"]', { timeout: STEP_MS });
+  ok('the dependency graph has app → web');
+
+  // The log pane: the service's own line, from /api/logs, and markup shown as text.
+  await page.click(`${row('service:web')} button.logs`);
+  await page.fill('#log-filter', 'hello from web');
+  await until(page, 'the pane to show web\'s line', () =>
+    [...document.querySelectorAll('#log-window .line')].some((l) => l.textContent === 'hello from web' && l.dataset.src === 'run[0]'),
+  );
+  await page.fill('#log-filter', '<script>');
+  await until(page, 'the pane to show markup as text', () =>
+    [...document.querySelectorAll('#log-window .line')].some((l) => l.textContent === '<script>window.kilnPwned=1</script>'),
+  );
+  if (await page.evaluate(() => 'kilnPwned' in window)) fail('a service line ran as a script');
+  await page.fill('#log-filter', '');
+  ok('the log pane shows web\'s line `hello from web` as runtime output, and `<script>` as text');
+
+  // An edit that fails the build: live in the table, and an alert that can be dismissed.
+  fs.writeFileSync(path.join(project, 'build.sh'), 'echo "broken on purpose" >&2\nexit 3\n');
+  const failed = await badgeIs(page, 'target:app', 'build', 'failed');
+  if (!failed.includes('s-bad')) fail(`failed is not coloured as a failure: ${failed}`);
+  const alert = await until(page, 'an alert for app', () => {
+    const a = document.querySelector('#alerts [data-alert="target:app"]');
+    return a && a.textContent;
+  });
+  if (!alert.includes('target app failed')) fail(`the alert says: ${alert}`);
+  await page.screenshot({ path: path.join(shots, 'dashboard-failure.png'), clip: { x: 0, y: 0, width: 1280, height: 330 } });
+  await page.click('#alerts [data-alert="target:app"] button.dismiss');
+  await until(page, 'the alert to go', () => !document.querySelector('#alerts [data-alert="target:app"]'));
+  ok(`an edit that breaks the build shows app failed live, and an alert (${alert.trim()}) that is dismissed`);
+
+  // The fix: built again, web restarted on the new output, and the update's breakdown.
+  fs.writeFileSync(path.join(project, 'build.sh'), 'mkdir -p out\necho "building app v2"\necho v2 > out/app.txt\n');
+  await badgeIs(page, 'target:app', 'build', 'built');
+  const update = await until(page, 'an update of web in the history', () => {
+    const tr = [...document.querySelectorAll('#updates tbody tr')].find((r) => r.children[4].textContent.includes('web'));
+    if (!tr) return false;
+    const ms = {};
+    for (const p of ['detect', 'debounce', 'build', 'deploy', 'ready', 'total']) ms[p] = Number(tr.querySelector(`td.${p}`).dataset.ms);
+    const segments = tr.querySelectorAll('.bar span').length;
+    return { ms, segments, how: tr.querySelector('td.how').textContent, cause: tr.querySelector('td.cause').textContent };
+  });
+  if (!(update.ms.total > 0) || update.segments !== 5 || update.cause !== 'build.sh') fail(`the update row: ${JSON.stringify(update)}`);
+  result.update = update;
+  ok(`the update history shows the save of build.sh to web ready: ${JSON.stringify(update.ms)} ms (${update.how})`);
+  await badgeIs(page, 'service:web', 'runtime', 'ready');
+  await page.click(`${row('service:web')} button.logs`);
+  await page.screenshot({ path: path.join(shots, 'dashboard.png'), fullPage: true });
+
+  // Trigger: the target is built again, for that reason.
+  await page.click(`${row('target:app')} button.act`);
+  await until(page, 'app to be rebuilt by the trigger', (sel) => {
+    const r = document.querySelector(sel);
+    return r && r.textContent === 'triggered';
+  }, `${row('target:app')} td.reason`);
+  await badgeIs(page, 'target:app', 'build', 'built');
+  ok('a click on trigger rebuilds app (reason: triggered)');
+
+  // Restart: web stops and is ready again, as its pane's phase lines tell.
+  const count = (what) => page.evaluate((w) => window.kilnDashboard.paneText().filter((t) => t.startsWith(w)).length, what);
+  const readies = await count('ready');
+  const stops = await count('stopping');
+  await page.click(`${row('service:web')} button.act`);
+  await until(page, 'web to stop for the restart', (n) => window.kilnDashboard.paneText().filter((t) => t.startsWith('stopping')).length > n, stops);
+  await until(page, 'web to be ready again', (n) => window.kilnDashboard.paneText().filter((t) => t.startsWith('ready')).length > n, readies);
+  await badgeIs(page, 'service:web', 'runtime', 'ready');
+  const stopping = await page.evaluate(() => window.kilnDashboard.paneText().filter((t) => t.startsWith('stopping')).pop());
+  result.restart = stopping;
+  ok(`a click on restart restarts web (${stopping}) and it is ready again`);
+  await page.locator('#logs').screenshot({ path: path.join(shots, 'dashboard-logs.png') });
+
+  if (errors.length) fail(`the page reported errors: ${errors.join('; ')}`);
+  ok('no error in the page');
+}
+
+async function load() {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const { page, errors } = await signIn(context);
+  await badgeIs(page, 'service:flood', 'runtime', 'ready');
+  await page.click(`${row('service:flood')} button.logs`);
+  const cap = await page.evaluate(() => window.kilnDashboard.cap);
+  await until(page, `the flood pane to hold its cap (${cap} lines)`, (c) => window.kilnDashboard.paneLines() >= c, cap);
+
+  // For 3 s of flood: how late a 50 ms timer fires at worst, and how many lines came in.
+  const measured = await page.evaluate(
+    () =>
+      new Promise((resolve) => {
+        const s = window.kilnDashboard.stats;
+        const lines0 = s.lines;
+        const frames0 = s.frames;
+        const t0 = performance.now();
+        let last = t0;
+        let lag = 0;
+        const tick = setInterval(() => {
+          const now = performance.now();
+          lag = Math.max(lag, now - last - 50);
+          last = now;
+          if (now - t0 >= 3000) {
+            clearInterval(tick);
+            const secs = (now - t0) / 1000;
+            resolve({ lines_per_s: Math.round((s.lines - lines0) / secs), fps: Math.round((s.frames - frames0) / secs), max_lag_ms: Math.round(lag) });
+          }
+        }, 50);
+      }),
+  );
+  Object.assign(result, measured);
+
+  // A click still answers within a bound: wrap on, as the pane shows it.
+  const t0 = Date.now();
+  await page.click('#log-wrap', { timeout: STEP_MS });
+  await until(page, 'wrap to be on', () => document.querySelector('#log-view').classList.contains('wrap'));
+  result.click_ms = Date.now() - t0;
+  // And the restart button, which the service answers.
+  const t1 = Date.now();
+  await page.click(`${row('service:flood')} button.act`, { timeout: STEP_MS });
+  await until(page, 'the restart to be accepted', (sel) => document.querySelector(sel).classList.contains('done'), `${row('service:flood')} button.act`);
+  result.restart_click_ms = Date.now() - t1;
+
+  result.pane_lines = await page.evaluate(() => window.kilnDashboard.paneLines());
+  result.dom_lines = await page.evaluate(() => document.querySelectorAll('#log-window .line').length);
+  result.cap = cap;
+  result.lagged = await page.evaluate(() => window.kilnDashboard.stats.lagged);
+  if (result.pane_lines > cap || result.dom_lines > cap) fail(`the pane holds more than its cap: ${JSON.stringify(result)}`);
+  ok(`under a flood (${result.lines_per_s} lines/s reached the page) a click answers in ${result.click_ms} ms; the pane holds ${result.pane_lines} lines (cap ${cap}), ${result.dom_lines} in the DOM`);
+  if (errors.length) fail(`the page reported errors: ${errors.join('; ')}`);
+}
