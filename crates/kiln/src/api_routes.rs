@@ -23,6 +23,11 @@
 //! and the API.
 //!
 //! `GET /api/events` streams the event bus as Server-Sent Events, each with `id: <seq>`.
+//! With `Last-Event-ID: N` (what an EventSource sends when it reconnects) or `?since=N`
+//! (the header wins), the events after N that the bus still keeps come first (its replay
+//! ring: 10,000 events, 8 MiB; `replay_ring.rs` in the engine), preceded by one
+//! `stream.lagged` if some are no longer kept; then the live ones, without a gap or a
+//! duplicate (the replay and the subscription are taken at one instant).
 //! The body is pulled by hyper only as fast as the client reads: an event is taken from the
 //! subscription when there is room to write it, so a client that stops reading leaves its
 //! backlog in its bus subscription (whose bound is the bus's) and nowhere else.
@@ -36,7 +41,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use kiln_engine::{EventBus, Triggered, UpControl};
+use kiln_engine::{Envelope, EventBus, Triggered, UpControl};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dashboard_assets::Asset;
@@ -230,20 +235,59 @@ async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response 
     response
 }
 
-async fn events(State(state): State<ApiState>) -> Response {
+async fn events(State(state): State<ApiState>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+    // What EventSource sends on a reconnect wins over the `?since=` of the URL it was
+    // opened with (which it sends again, unchanged).
+    let since = match headers.get("last-event-id") {
+        Some(v) => Some(v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or("Last-Event-ID")),
+        None => query_param(uri.query(), "since").map(|v| v.parse::<u64>().map_err(|_| "?since=")),
+    };
     // Subscribed before the answer's head goes out: the client sees every event after it.
-    let rx = state.bus.subscribe();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        let envelope = rx.recv().await?;
-        let json = serde_json::to_string(&*envelope).expect("events serialize");
-        let frame = Bytes::from(format!("id: {}\ndata: {json}\n\n", envelope.seq));
-        Some((Ok::<_, std::convert::Infallible>(frame), rx))
+    let (missed, rx) = match since {
+        None => (Vec::new(), state.bus.subscribe()),
+        Some(Ok(after)) => state.bus.subscribe_since(after),
+        Some(Err(what)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("{what} must be the number (`id:`) of the last event seen, as sent in the stream"),
+            );
+        }
+    };
+    let feed = Feed { missed: missed.into_iter(), rx, sent: 0 };
+    let frames = futures_util::stream::unfold(feed, |mut feed| async move {
+        loop {
+            let envelope = match feed.missed.next() {
+                Some(e) => e,
+                None => feed.rx.recv().await?,
+            };
+            // The replay and the subscription are taken at one instant; this only makes "no
+            // duplicate" hold whatever happens to that.
+            let lag = matches!(envelope.event, kiln_engine::Event::StreamLagged { .. });
+            if envelope.seq <= feed.sent && !lag {
+                continue;
+            }
+            feed.sent = envelope.seq;
+            return Some((Ok::<_, std::convert::Infallible>(sse_frame(&envelope)), feed));
+        }
     });
-    let mut response = Body::from_stream(stream).into_response();
+    let mut response = Body::from_stream(frames).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+/// What an event stream sends: the replay, then the subscription's events.
+struct Feed {
+    missed: std::vec::IntoIter<std::sync::Arc<Envelope>>,
+    rx: kiln_engine::Subscription,
+    /// The number of the last event sent.
+    sent: u64,
+}
+
+fn sse_frame(envelope: &Envelope) -> Bytes {
+    let json = serde_json::to_string(envelope).expect("events serialize");
+    Bytes::from(format!("id: {}\ndata: {json}\n\n", envelope.seq))
 }
 
 async fn trigger(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
