@@ -66,6 +66,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/assets/style.css", get(dashboard))
         .route("/api/status", get(status))
         .route("/api/events", get(events))
+        .route("/api/graph", get(graph))
         .route("/api/trigger/{name}", post(trigger))
         .route("/api/stop", post(stop))
         .route("/metrics", get(metrics))
@@ -290,6 +291,18 @@ fn sse_frame(envelope: &Envelope) -> Bytes {
     Bytes::from(format!("id: {}\ndata: {json}\n\n", envelope.seq))
 }
 
+/// Asked of the dispatcher, which holds the configuration running now (reloads included).
+async fn graph(State(state): State<ApiState>) -> Response {
+    let (reply, answer) = oneshot::channel();
+    if state.controls.send(UpControl::Graph { reply }).is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "`kiln up` is stopping");
+    }
+    match answer.await {
+        Ok(graph) => json(StatusCode::OK, &serde_json::to_value(&graph).expect("the graph serializes")),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "`kiln up` is stopping"),
+    }
+}
+
 async fn trigger(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
     let (reply, answer) = oneshot::channel();
     if state.controls.send(UpControl::Trigger { name: name.clone(), reply }).is_err() {
@@ -323,7 +336,7 @@ async fn stop(State(state): State<ApiState>) -> Response {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint (GET /, GET /api/status, GET /api/events, POST /api/trigger/NAME, POST /api/stop, GET /metrics)",
+        "no such endpoint (GET /, GET /api/status, GET /api/events, GET /api/graph, POST /api/trigger/NAME, POST /api/stop, GET /metrics)",
     )
 }
 

@@ -636,3 +636,49 @@ fn a_client_further_behind_than_the_ring_is_told_it_lagged_first() {
     assert_eq!(rest, (lag_id + 1..=*rest.last().expect("some")).collect::<Vec<_>>());
     assert!(rest.len() >= 5, "{rest:?}");
 }
+
+/// `GET path` with the token; the answer's body as JSON, after checking it is `200 OK`.
+fn get_json(addr: &str, token: &str, path: &str) -> serde_json::Value {
+    let answer = raw(addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"));
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{path}: {answer}");
+    assert_eq!(header(&answer, "content-type"), Some("application/json"), "{answer}");
+    serde_json::from_str(body(&answer)).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {answer}"))
+}
+
+#[test]
+fn the_graph_is_the_running_configuration_s_and_follows_a_reload() {
+    let p = Project::new(CONFIG);
+    p.write("src/a.txt", "a\n");
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["phase"] == "ready");
+    let (addr, token) = api(&p);
+    let graph = get_json(&addr, &token, "/api/graph");
+    assert_eq!(
+        graph,
+        serde_json::json!({
+            "targets": [{ "name": "core", "kind": "cmd", "deps": [] }],
+            "services": [{ "name": "web", "kind": "process", "target": null, "deps": [], "after": [] }],
+        })
+    );
+    // Edited while running: a target that needs core, a service after web that needs it.
+    p.write(
+        "kiln.toml",
+        &format!(
+            "{CONFIG}[target.pack]\ncmd = \"echo packed\"\ndeps = [\"core\"]\n\
+             [service.worker]\ncmd = \"exec sleep 1000\"\ndeps = [\"pack\"]\nafter = [\"web\"]\n"
+        ),
+    );
+    up.wait_for("the reload", |e| e["type"] == "config.reloaded");
+    let graph = get_json(&addr, &token, "/api/graph");
+    assert_eq!(
+        graph["targets"],
+        serde_json::json!([
+            { "name": "core", "kind": "cmd", "deps": [] },
+            { "name": "pack", "kind": "cmd", "deps": ["core"] },
+        ])
+    );
+    assert_eq!(
+        graph["services"][1],
+        serde_json::json!({ "name": "worker", "kind": "process", "target": null, "deps": ["pack"], "after": ["web"] })
+    );
+}
