@@ -56,6 +56,8 @@ pub struct ApiState {
     pub status: Arc<Mutex<StatusView>>,
     pub metrics: Arc<Mutex<MetricsView>>,
     pub controls: mpsc::UnboundedSender<UpControl>,
+    /// Where the logs are, and how much of each is kept (`settings.log_limit`).
+    pub logs: Arc<(kiln_engine::Layout, u64)>,
 }
 
 /// The control API's routes, behind its checks.
@@ -67,6 +69,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/status", get(status))
         .route("/api/events", get(events))
         .route("/api/graph", get(graph))
+        .route("/api/logs/{name}", get(logs))
         .route("/api/trigger/{name}", post(trigger))
         .route("/api/stop", post(stop))
         .route("/metrics", get(metrics))
@@ -303,6 +306,69 @@ async fn graph(State(state): State<ApiState>) -> Response {
     }
 }
 
+/// Lines `GET /api/logs/NAME` answers by default, and at most.
+const LOG_TAIL: usize = 200;
+const LOG_TAIL_MAX: usize = 2000;
+
+/// The last lines of a target's log and of a service's replicas' (a name may be both), read
+/// off the async threads.
+async fn logs(State(state): State<ApiState>, Path(name): Path<String>, uri: axum::http::Uri) -> Response {
+    let n = match query_param(uri.query(), "tail").map(str::parse::<usize>) {
+        None => LOG_TAIL,
+        Some(Ok(n)) => n.min(LOG_TAIL_MAX),
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("?tail= must be a number of lines (at most {LOG_TAIL_MAX})"),
+            );
+        }
+    };
+    let (reply, answer) = oneshot::channel();
+    if state.controls.send(UpControl::Graph { reply }).is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "`kiln up` is stopping");
+    }
+    let Ok(graph) = answer.await else { return error(StatusCode::SERVICE_UNAVAILABLE, "`kiln up` is stopping") };
+    let target = graph.targets.iter().any(|t| t.name == name);
+    let service = graph.services.iter().any(|s| s.name == name);
+    if !target && !service {
+        let targets: Vec<String> = graph.targets.into_iter().map(|t| t.name).collect();
+        let services: Vec<String> = graph.services.into_iter().map(|s| s.name).collect();
+        return unknown_name(&name, "no target or service named", targets, services);
+    }
+    let logs = state.logs.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let (layout, limit) = &*logs;
+        let (t, s) = (target.then_some(name.as_str()), service.then_some(name.as_str()));
+        crate::commands::logs::tail(layout, *limit, t, s, n).map_err(|e| (e, layout.logs()))
+    })
+    .await;
+    match read {
+        Ok(Ok(lines)) => {
+            let lines: Vec<serde_json::Value> = lines.iter().map(crate::commands::logs::TailLine::to_json).collect();
+            json(StatusCode::OK, &serde_json::json!({ "lines": lines }))
+        }
+        Ok(Err((e, dir))) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot read the logs in {}: {e} (check that kiln can read it)", dir.display()),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("reading the logs failed: {e}")),
+    }
+}
+
+/// A 404 for a name the session does not know: the names it does, and the closest.
+fn unknown_name(name: &str, what: &str, targets: Vec<String>, services: Vec<String>) -> Response {
+    let hint = kiln_config::did_you_mean(name, targets.iter().chain(&services).map(String::as_str));
+    json(
+        StatusCode::NOT_FOUND,
+        &serde_json::json!({
+            "error": format!("{what} `{name}`"),
+            "targets": targets,
+            "services": services,
+            "did_you_mean": hint,
+        }),
+    )
+}
+
 async fn trigger(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
     let (reply, answer) = oneshot::channel();
     if state.controls.send(UpControl::Trigger { name: name.clone(), reply }).is_err() {
@@ -311,16 +377,7 @@ async fn trigger(State(state): State<ApiState>, Path(name): Path<String>) -> Res
     match answer.await {
         Ok(Triggered::Target | Triggered::Service) => json(StatusCode::ACCEPTED, &serde_json::json!({ "ok": true })),
         Ok(Triggered::Unknown { targets, services }) => {
-            let hint = kiln_config::did_you_mean(&name, targets.iter().chain(&services).map(String::as_str));
-            json(
-                StatusCode::NOT_FOUND,
-                &serde_json::json!({
-                    "error": format!("no target or running service named `{name}`"),
-                    "targets": targets,
-                    "services": services,
-                    "did_you_mean": hint,
-                }),
-            )
+            unknown_name(&name, "no target or running service named", targets, services)
         }
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "`kiln up` is stopping"),
     }
@@ -336,7 +393,7 @@ async fn stop(State(state): State<ApiState>) -> Response {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint (GET /, GET /api/status, GET /api/events, GET /api/graph, POST /api/trigger/NAME, POST /api/stop, GET /metrics)",
+        "no such endpoint (GET /, GET /api/status, GET /api/events, GET /api/graph, GET /api/logs/NAME, POST /api/trigger/NAME, POST /api/stop, GET /metrics)",
     )
 }
 

@@ -682,3 +682,59 @@ fn the_graph_is_the_running_configuration_s_and_follows_a_reload() {
         serde_json::json!({ "name": "worker", "kind": "process", "target": null, "deps": ["pack"], "after": ["web"] })
     );
 }
+
+#[test]
+fn logs_of_a_target_and_a_service_as_json_the_last_lines_and_a_suggestion_for_a_typo() {
+    let config =
+        CONFIG.replace("echo listening; exec sleep 1000", "echo one; echo two >&2; echo listening; exec sleep 1000");
+    let p = Project::new(&config);
+    p.write("src/a.txt", "a\n");
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["phase"] == "ready");
+    let (addr, token) = api(&p);
+    let web = get_json(&addr, &token, "/api/logs/web");
+    let lines = web["lines"].as_array().expect("lines");
+    let printed: Vec<(&str, &str)> = lines
+        .iter()
+        .filter(|l| l["stream"] != "kiln")
+        .map(|l| (l["stream"].as_str().expect("stream"), l["text"].as_str().expect("text")))
+        .collect();
+    // Two pipes: a line of one may be read before an earlier line of the other.
+    let of = |stream: &str| printed.iter().filter(|(s, _)| *s == stream).map(|(_, t)| *t).collect::<Vec<_>>();
+    assert_eq!((of("stdout"), of("stderr")), (vec!["one", "listening"], vec!["two"]), "{web}");
+    for l in lines {
+        assert_eq!((&l["source"], &l["replica"]), (&serde_json::json!("runtime"), &serde_json::json!(0)), "{l}");
+        assert!(l["ts"].as_str().is_some_and(|t| t.ends_with('Z')), "{l}");
+    }
+    assert!(lines.iter().any(|l| l["stream"] == "kiln"), "kiln's note of the start: {web}");
+    let last = get_json(&addr, &token, "/api/logs/web?tail=1");
+    assert_eq!(last["lines"].as_array().map(Vec::len), Some(1), "{last}");
+    assert_eq!(&last["lines"][0], lines.last().expect("a line"), "the last one");
+    let none = get_json(&addr, &token, "/api/logs/web?tail=0");
+    assert_eq!(none["lines"], serde_json::json!([]));
+
+    let core = get_json(&addr, &token, "/api/logs/core");
+    assert_eq!(
+        core["lines"].as_array().expect("lines").iter().map(|l| l["text"].as_str().expect("text")).collect::<Vec<_>>(),
+        vec!["built core"],
+        "{core}"
+    );
+    assert_eq!(
+        (&core["lines"][0]["source"], &core["lines"][0]["replica"]),
+        (&"build".into(), &serde_json::Value::Null)
+    );
+    assert_eq!(core["lines"][0]["stream"], "output", "a target's log holds both streams as one");
+
+    let typo =
+        raw(&addr, &format!("GET /api/logs/wbe HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"));
+    assert!(typo.starts_with("HTTP/1.1 404 Not Found\r\n"), "{typo}");
+    let v: serde_json::Value = serde_json::from_str(body(&typo)).expect("JSON");
+    assert_eq!(v["did_you_mean"], "web", "{v}");
+    assert_eq!(v["error"], "no target or service named `wbe`");
+    assert_eq!((&v["targets"], &v["services"]), (&serde_json::json!(["core"]), &serde_json::json!(["web"])));
+    let bad = raw(
+        &addr,
+        &format!("GET /api/logs/web?tail=lots HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"),
+    );
+    assert!(bad.starts_with("HTTP/1.1 400 ") && body(&bad).contains("tail"), "{bad}");
+}

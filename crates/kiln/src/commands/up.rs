@@ -80,8 +80,16 @@ pub async fn run(
     let status = Arc::new(Mutex::new(StatusView::default()));
     let metrics = Arc::new(Mutex::new(MetricsView::new(Some(bus.clone()))));
     let (controls_tx, controls) = mpsc::unbounded_channel();
-    if let Err(e) =
-        ApiServer::start(args.port, &kiln_dir, bus.clone(), status.clone(), metrics.clone(), controls_tx).await
+    if let Err(e) = ApiServer::start(
+        args.port,
+        &kiln_dir,
+        bus.clone(),
+        status.clone(),
+        metrics.clone(),
+        controls_tx,
+        config.settings.log_limit,
+    )
+    .await
     {
         errln!("error: {e}");
         return exit::FAILED;
