@@ -23,6 +23,11 @@
 //! and the API.
 //!
 //! `GET /api/events` streams the event bus as Server-Sent Events, each with `id: <seq>`.
+//! With `Last-Event-ID: N` (what an EventSource sends when it reconnects) or `?since=N`
+//! (the header wins), the events after N that the bus still keeps come first (its replay
+//! ring: 10,000 events, 8 MiB; `replay_ring.rs` in the engine), preceded by one
+//! `stream.lagged` if some are no longer kept; then the live ones, without a gap or a
+//! duplicate (the replay and the subscription are taken at one instant).
 //! The body is pulled by hyper only as fast as the client reads: an event is taken from the
 //! subscription when there is room to write it, so a client that stops reading leaves its
 //! backlog in its bus subscription (whose bound is the bus's) and nowhere else.
@@ -36,7 +41,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use kiln_engine::{EventBus, Triggered, UpControl};
+use kiln_engine::{Envelope, EventBus, Triggered, UpControl};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dashboard_assets::Asset;
@@ -51,6 +56,8 @@ pub struct ApiState {
     pub status: Arc<Mutex<StatusView>>,
     pub metrics: Arc<Mutex<MetricsView>>,
     pub controls: mpsc::UnboundedSender<UpControl>,
+    /// Where the logs are, and how much of each is kept (`settings.log_limit`).
+    pub logs: Arc<(kiln_engine::Layout, u64)>,
 }
 
 /// The control API's routes, behind its checks.
@@ -61,6 +68,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/assets/style.css", get(dashboard))
         .route("/api/status", get(status))
         .route("/api/events", get(events))
+        .route("/api/graph", get(graph))
+        .route("/api/logs/{name}", get(logs))
         .route("/api/trigger/{name}", post(trigger))
         .route("/api/stop", post(stop))
         .route("/metrics", get(metrics))
@@ -230,20 +239,134 @@ async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response 
     response
 }
 
-async fn events(State(state): State<ApiState>) -> Response {
+async fn events(State(state): State<ApiState>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+    // What EventSource sends on a reconnect wins over the `?since=` of the URL it was
+    // opened with (which it sends again, unchanged).
+    let since = match headers.get("last-event-id") {
+        Some(v) => Some(v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or("Last-Event-ID")),
+        None => query_param(uri.query(), "since").map(|v| v.parse::<u64>().map_err(|_| "?since=")),
+    };
     // Subscribed before the answer's head goes out: the client sees every event after it.
-    let rx = state.bus.subscribe();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        let envelope = rx.recv().await?;
-        let json = serde_json::to_string(&*envelope).expect("events serialize");
-        let frame = Bytes::from(format!("id: {}\ndata: {json}\n\n", envelope.seq));
-        Some((Ok::<_, std::convert::Infallible>(frame), rx))
+    let (missed, rx) = match since {
+        None => (Vec::new(), state.bus.subscribe()),
+        Some(Ok(after)) => state.bus.subscribe_since(after),
+        Some(Err(what)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("{what} must be the number (`id:`) of the last event seen, as sent in the stream"),
+            );
+        }
+    };
+    let feed = Feed { missed: missed.into_iter(), rx, sent: 0 };
+    let frames = futures_util::stream::unfold(feed, |mut feed| async move {
+        loop {
+            let envelope = match feed.missed.next() {
+                Some(e) => e,
+                None => feed.rx.recv().await?,
+            };
+            // The replay and the subscription are taken at one instant; this only makes "no
+            // duplicate" hold whatever happens to that.
+            let lag = matches!(envelope.event, kiln_engine::Event::StreamLagged { .. });
+            if envelope.seq <= feed.sent && !lag {
+                continue;
+            }
+            feed.sent = envelope.seq;
+            return Some((Ok::<_, std::convert::Infallible>(sse_frame(&envelope)), feed));
+        }
     });
-    let mut response = Body::from_stream(stream).into_response();
+    let mut response = Body::from_stream(frames).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+/// What an event stream sends: the replay, then the subscription's events.
+struct Feed {
+    missed: std::vec::IntoIter<std::sync::Arc<Envelope>>,
+    rx: kiln_engine::Subscription,
+    /// The number of the last event sent.
+    sent: u64,
+}
+
+fn sse_frame(envelope: &Envelope) -> Bytes {
+    let json = serde_json::to_string(envelope).expect("events serialize");
+    Bytes::from(format!("id: {}\ndata: {json}\n\n", envelope.seq))
+}
+
+/// Asked of the dispatcher, which holds the configuration running now (reloads included).
+async fn graph(State(state): State<ApiState>) -> Response {
+    let (reply, answer) = oneshot::channel();
+    if state.controls.send(UpControl::Graph { reply }).is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "`kiln up` is stopping");
+    }
+    match answer.await {
+        Ok(graph) => json(StatusCode::OK, &serde_json::to_value(&graph).expect("the graph serializes")),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "`kiln up` is stopping"),
+    }
+}
+
+/// Lines `GET /api/logs/NAME` answers by default, and at most.
+const LOG_TAIL: usize = 200;
+const LOG_TAIL_MAX: usize = 2000;
+
+/// The last lines of a target's log and of a service's replicas' (a name may be both), read
+/// off the async threads.
+async fn logs(State(state): State<ApiState>, Path(name): Path<String>, uri: axum::http::Uri) -> Response {
+    let n = match query_param(uri.query(), "tail").map(str::parse::<usize>) {
+        None => LOG_TAIL,
+        Some(Ok(n)) => n.min(LOG_TAIL_MAX),
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("?tail= must be a number of lines (at most {LOG_TAIL_MAX})"),
+            );
+        }
+    };
+    let (reply, answer) = oneshot::channel();
+    if state.controls.send(UpControl::Graph { reply }).is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "`kiln up` is stopping");
+    }
+    let Ok(graph) = answer.await else { return error(StatusCode::SERVICE_UNAVAILABLE, "`kiln up` is stopping") };
+    let target = graph.targets.iter().any(|t| t.name == name);
+    let service = graph.services.iter().any(|s| s.name == name);
+    if !target && !service {
+        let targets: Vec<String> = graph.targets.into_iter().map(|t| t.name).collect();
+        let services: Vec<String> = graph.services.into_iter().map(|s| s.name).collect();
+        return unknown_name(&name, "no target or service named", targets, services);
+    }
+    let logs = state.logs.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let (layout, limit) = &*logs;
+        let (t, s) = (target.then_some(name.as_str()), service.then_some(name.as_str()));
+        crate::commands::logs::tail(layout, *limit, t, s, n).map_err(|e| (e, layout.logs()))
+    })
+    .await;
+    match read {
+        Ok(Ok(lines)) => {
+            let lines: Vec<serde_json::Value> = lines.iter().map(crate::commands::logs::TailLine::to_json).collect();
+            json(StatusCode::OK, &serde_json::json!({ "lines": lines }))
+        }
+        Ok(Err((e, dir))) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot read the logs in {}: {e} (check that kiln can read it)", dir.display()),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("reading the logs failed: {e}")),
+    }
+}
+
+/// A 404 for a name the session does not know: the names it does, and the closest.
+fn unknown_name(name: &str, what: &str, targets: Vec<String>, services: Vec<String>) -> Response {
+    let hint = kiln_config::did_you_mean(name, targets.iter().chain(&services).map(String::as_str));
+    json(
+        StatusCode::NOT_FOUND,
+        &serde_json::json!({
+            "error": format!("{what} `{name}`"),
+            "targets": targets,
+            "services": services,
+            "did_you_mean": hint,
+        }),
+    )
 }
 
 async fn trigger(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
@@ -254,16 +377,7 @@ async fn trigger(State(state): State<ApiState>, Path(name): Path<String>) -> Res
     match answer.await {
         Ok(Triggered::Target | Triggered::Service) => json(StatusCode::ACCEPTED, &serde_json::json!({ "ok": true })),
         Ok(Triggered::Unknown { targets, services }) => {
-            let hint = kiln_config::did_you_mean(&name, targets.iter().chain(&services).map(String::as_str));
-            json(
-                StatusCode::NOT_FOUND,
-                &serde_json::json!({
-                    "error": format!("no target or running service named `{name}`"),
-                    "targets": targets,
-                    "services": services,
-                    "did_you_mean": hint,
-                }),
-            )
+            unknown_name(&name, "no target or running service named", targets, services)
         }
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "`kiln up` is stopping"),
     }
@@ -279,7 +393,7 @@ async fn stop(State(state): State<ApiState>) -> Response {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint (GET /, GET /api/status, GET /api/events, POST /api/trigger/NAME, POST /api/stop, GET /metrics)",
+        "no such endpoint (GET /, GET /api/status, GET /api/events, GET /api/graph, GET /api/logs/NAME, POST /api/trigger/NAME, POST /api/stop, GET /metrics)",
     )
 }
 

@@ -66,6 +66,7 @@ impl ApiServer {
         status: Arc<Mutex<StatusView>>,
         metrics: Arc<Mutex<MetricsView>>,
         controls: mpsc::UnboundedSender<UpControl>,
+        log_limit: u64,
     ) -> Result<ApiInfo, ApiSetupError> {
         let token = new_token()?;
         let listener =
@@ -73,7 +74,9 @@ impl ApiServer {
         let address = listener.local_addr().map_err(|source| ApiSetupError::Bind { port, source })?.to_string();
         let info = ApiInfo { address, token: token.clone(), pid: std::process::id() };
         write_info(kiln_dir, &info)?;
-        let app = router(ApiState { token: token.into(), bus, status, metrics, controls });
+        let root = kiln_dir.parent().unwrap_or(kiln_dir);
+        let logs = Arc::new((kiln_engine::Layout::new(root), log_limit));
+        let app = router(ApiState { token: token.into(), bus, status, metrics, controls, logs });
         tokio::spawn(accept_loop(listener, app));
         Ok(info)
     }

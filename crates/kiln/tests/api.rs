@@ -488,3 +488,253 @@ fn the_dashboard_signs_in_with_the_token_once_then_by_cookie() {
     // The refused stops did not stop the session.
     assert_eq!(p.kiln(&["status"]).code, 0);
 }
+
+/// A client of `GET /api/events`: the answer's head, then its frames as (id, event) pairs.
+struct Sse {
+    stream: std::io::BufReader<TcpStream>,
+    /// Decoded body not yet split into frames.
+    pending: String,
+    pub head: String,
+}
+
+impl Sse {
+    /// Opens the stream with the extra header lines `extra` (each ending in `\r\n`).
+    fn open(addr: &str, target: &str, token: &str, extra: &str) -> Sse {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        s.write_all(
+            format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n{extra}\r\n").as_bytes(),
+        )
+        .expect("send");
+        let mut stream = std::io::BufReader::new(s);
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut stream, &mut line).expect("the answer's head");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            head.push_str(&line);
+        }
+        Sse { stream, pending: String::new(), head }
+    }
+
+    /// The next frame (the body is chunked: each chunk is decoded first).
+    fn next(&mut self) -> (u64, serde_json::Value) {
+        use std::io::BufRead;
+        loop {
+            if let Some((frame, rest)) = self.pending.split_once("\n\n") {
+                let (frame, rest) = (frame.to_string(), rest.to_string());
+                self.pending = rest;
+                let id = frame.lines().find_map(|l| l.strip_prefix("id: ")).expect("an id").parse().expect("a number");
+                let data = frame.lines().find_map(|l| l.strip_prefix("data: ")).expect("data");
+                return (id, serde_json::from_str(data).expect("JSON"));
+            }
+            let mut size = String::new();
+            self.stream.read_line(&mut size).expect("a chunk's size");
+            let size = usize::from_str_radix(size.trim(), 16).unwrap_or_else(|_| panic!("chunk size {size:?}"));
+            assert!(size > 0, "the stream ended");
+            let mut chunk = vec![0u8; size + 2];
+            self.stream.read_exact(&mut chunk).expect("a chunk");
+            self.pending.push_str(std::str::from_utf8(&chunk[..size]).expect("UTF-8"));
+        }
+    }
+
+    /// Frames up to and including the first with number `last` or more.
+    fn until(&mut self, last: u64) -> Vec<(u64, serde_json::Value)> {
+        let mut got = Vec::new();
+        loop {
+            let frame = self.next();
+            let done = frame.0 >= last;
+            got.push(frame);
+            if done {
+                return got;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_client_that_reconnects_with_last_event_id_gets_what_it_missed_exactly_once_in_order() {
+    let p = Project::new(CONFIG);
+    p.write("src/a.txt", "a\n");
+    let mut up = Up::start(&p, &[]);
+    let ready = up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["phase"] == "ready");
+    let (addr, token) = api(&p);
+    // From the first event of the session on (the ring holds them all): the same events,
+    // numbers and order as `--json` printed.
+    let mut first = Sse::open(&addr, "/api/events?since=0", &token, "");
+    assert!(first.head.starts_with("HTTP/1.1 200 OK\r\n"), "{}", first.head);
+    let seen = first.until(ready["seq"].as_u64().expect("seq"));
+    let ids: Vec<u64> = seen.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
+    for (id, event) in &seen {
+        assert_eq!(event["seq"], *id);
+        let printed = up.seen.iter().find(|e| e["seq"] == *id).expect("printed too");
+        assert_eq!(printed, event, "the same event");
+    }
+    let last_seen = *ids.last().expect("some");
+    drop(first);
+
+    // While no client is connected: a build and a restart.
+    assert_eq!(p.kiln(&["trigger", "core"]).code, 0);
+    up.wait_for("the triggered build", |e| e["type"] == "target.finished" && e["reason"] == "triggered");
+    assert_eq!(p.kiln(&["trigger", "web"]).code, 0);
+    let again = up.wait_for("web ready again", |e| e["type"] == "service.phase" && e["phase"] == "ready");
+    let last_published = again["seq"].as_u64().expect("seq");
+
+    // What an EventSource sends on its reconnect; the URL's older `since` is overruled.
+    let mut back = Sse::open(
+        &addr,
+        "/api/events?since=1",
+        &token,
+        &format!("Last-Event-ID: {last_seen}\r\nAccept: text/event-stream\r\n"),
+    );
+    let missed = back.until(last_published);
+    let ids: Vec<u64> = missed.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, (last_seen + 1..=last_published).collect::<Vec<_>>(), "each missed event once, in order");
+    let types: Vec<&str> = missed.iter().map(|(_, e)| e["type"].as_str().expect("type")).collect();
+    for want in ["target.started", "target.finished", "service.phase"] {
+        assert!(types.contains(&want), "{want} in {types:?}");
+    }
+    assert!(!types.contains(&"stream.lagged"), "{types:?}");
+    // Then the live ones, right after.
+    assert_eq!(p.kiln(&["trigger", "core"]).code, 0);
+    let live = up.wait_for("the next build", |e| e["type"] == "target.finished" && e["reason"] == "triggered");
+    let live_seq = live["seq"].as_u64().expect("seq");
+    let after: Vec<u64> = back.until(live_seq).iter().map(|(id, _)| *id).collect();
+    assert_eq!(after, (last_published + 1..=live_seq).collect::<Vec<_>>());
+
+    let bad = raw(
+        &addr,
+        &format!("GET /api/events?since=x HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"),
+    );
+    assert!(bad.starts_with("HTTP/1.1 400 ") && body(&bad).contains("since"), "{bad}");
+}
+
+#[test]
+fn a_client_further_behind_than_the_ring_is_told_it_lagged_first() {
+    let p = Project::new(CONFIG);
+    p.write("src/a.txt", "a\n");
+    // A ring of 5 events (a test knob of debug builds).
+    let mut up = Up::start_with(&p, &[], |c| {
+        c.env("KILN_TEST_REPLAY_EVENTS", "5");
+    });
+    let ready = up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["phase"] == "ready");
+    let ready_seq = ready["seq"].as_u64().expect("seq");
+    assert!(ready_seq > 8, "enough events to overflow the ring: {}", up.dump());
+    let (addr, token) = api(&p);
+    let mut sse = Sse::open(&addr, "/api/events", &token, "Last-Event-ID: 2\r\n");
+    let (lag_id, lag) = sse.next();
+    assert_eq!(lag["type"], "stream.lagged", "{lag}");
+    let dropped = lag["dropped"].as_u64().expect("dropped");
+    assert_eq!(lag_id, 2 + dropped, "numbered as the last event it stands for");
+    assert_eq!(lag["seq"], lag_id);
+    assert!(lag["ts"].is_string());
+    let rest: Vec<u64> = sse.until(ready_seq).iter().map(|(id, _)| *id).collect();
+    assert_eq!(rest.first(), Some(&(lag_id + 1)), "the ring's events follow, from its oldest");
+    assert_eq!(rest, (lag_id + 1..=*rest.last().expect("some")).collect::<Vec<_>>());
+    assert!(rest.len() >= 5, "{rest:?}");
+}
+
+/// `GET path` with the token; the answer's body as JSON, after checking it is `200 OK`.
+fn get_json(addr: &str, token: &str, path: &str) -> serde_json::Value {
+    let answer = raw(addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"));
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{path}: {answer}");
+    assert_eq!(header(&answer, "content-type"), Some("application/json"), "{answer}");
+    serde_json::from_str(body(&answer)).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {answer}"))
+}
+
+#[test]
+fn the_graph_is_the_running_configuration_s_and_follows_a_reload() {
+    let p = Project::new(CONFIG);
+    p.write("src/a.txt", "a\n");
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["phase"] == "ready");
+    let (addr, token) = api(&p);
+    let graph = get_json(&addr, &token, "/api/graph");
+    assert_eq!(
+        graph,
+        serde_json::json!({
+            "targets": [{ "name": "core", "kind": "cmd", "deps": [] }],
+            "services": [{ "name": "web", "kind": "process", "target": null, "deps": [], "after": [] }],
+        })
+    );
+    // Edited while running: a target that needs core, a service after web that needs it.
+    p.write(
+        "kiln.toml",
+        &format!(
+            "{CONFIG}[target.pack]\ncmd = \"echo packed\"\ndeps = [\"core\"]\n\
+             [service.worker]\ncmd = \"exec sleep 1000\"\ndeps = [\"pack\"]\nafter = [\"web\"]\n"
+        ),
+    );
+    up.wait_for("the reload", |e| e["type"] == "config.reloaded");
+    let graph = get_json(&addr, &token, "/api/graph");
+    assert_eq!(
+        graph["targets"],
+        serde_json::json!([
+            { "name": "core", "kind": "cmd", "deps": [] },
+            { "name": "pack", "kind": "cmd", "deps": ["core"] },
+        ])
+    );
+    assert_eq!(
+        graph["services"][1],
+        serde_json::json!({ "name": "worker", "kind": "process", "target": null, "deps": ["pack"], "after": ["web"] })
+    );
+}
+
+#[test]
+fn logs_of_a_target_and_a_service_as_json_the_last_lines_and_a_suggestion_for_a_typo() {
+    let config =
+        CONFIG.replace("echo listening; exec sleep 1000", "echo one; echo two >&2; echo listening; exec sleep 1000");
+    let p = Project::new(&config);
+    p.write("src/a.txt", "a\n");
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["phase"] == "ready");
+    let (addr, token) = api(&p);
+    let web = get_json(&addr, &token, "/api/logs/web");
+    let lines = web["lines"].as_array().expect("lines");
+    let printed: Vec<(&str, &str)> = lines
+        .iter()
+        .filter(|l| l["stream"] != "kiln")
+        .map(|l| (l["stream"].as_str().expect("stream"), l["text"].as_str().expect("text")))
+        .collect();
+    // Two pipes: a line of one may be read before an earlier line of the other.
+    let of = |stream: &str| printed.iter().filter(|(s, _)| *s == stream).map(|(_, t)| *t).collect::<Vec<_>>();
+    assert_eq!((of("stdout"), of("stderr")), (vec!["one", "listening"], vec!["two"]), "{web}");
+    for l in lines {
+        assert_eq!((&l["source"], &l["replica"]), (&serde_json::json!("runtime"), &serde_json::json!(0)), "{l}");
+        assert!(l["ts"].as_str().is_some_and(|t| t.ends_with('Z')), "{l}");
+    }
+    assert!(lines.iter().any(|l| l["stream"] == "kiln"), "kiln's note of the start: {web}");
+    let last = get_json(&addr, &token, "/api/logs/web?tail=1");
+    assert_eq!(last["lines"].as_array().map(Vec::len), Some(1), "{last}");
+    assert_eq!(&last["lines"][0], lines.last().expect("a line"), "the last one");
+    let none = get_json(&addr, &token, "/api/logs/web?tail=0");
+    assert_eq!(none["lines"], serde_json::json!([]));
+
+    let core = get_json(&addr, &token, "/api/logs/core");
+    assert_eq!(
+        core["lines"].as_array().expect("lines").iter().map(|l| l["text"].as_str().expect("text")).collect::<Vec<_>>(),
+        vec!["built core"],
+        "{core}"
+    );
+    assert_eq!(
+        (&core["lines"][0]["source"], &core["lines"][0]["replica"]),
+        (&"build".into(), &serde_json::Value::Null)
+    );
+    assert_eq!(core["lines"][0]["stream"], "output", "a target's log holds both streams as one");
+
+    let typo =
+        raw(&addr, &format!("GET /api/logs/wbe HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"));
+    assert!(typo.starts_with("HTTP/1.1 404 Not Found\r\n"), "{typo}");
+    let v: serde_json::Value = serde_json::from_str(body(&typo)).expect("JSON");
+    assert_eq!(v["did_you_mean"], "web", "{v}");
+    assert_eq!(v["error"], "no target or service named `wbe`");
+    assert_eq!((&v["targets"], &v["services"]), (&serde_json::json!(["core"]), &serde_json::json!(["web"])));
+    let bad = raw(
+        &addr,
+        &format!("GET /api/logs/web?tail=lots HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"),
+    );
+    assert!(bad.starts_with("HTTP/1.1 400 ") && body(&bad).contains("tail"), "{bad}");
+}

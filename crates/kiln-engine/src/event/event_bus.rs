@@ -16,6 +16,9 @@
 //!
 //! An output line's text is cut at [`LINE_LIMIT`] bytes on the bus (the log on disk keeps
 //! every byte), so one event is never large.
+//!
+//! A bus made [`EventBus::with_replay`] also keeps the most recent events (`replay_ring.rs`),
+//! and [`EventBus::subscribe_since`] starts a subscription with those after a number.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +27,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
 
+use crate::event::replay_ring::{ReplayLimits, ReplayRing};
 use crate::event::timestamp::rfc3339;
 use crate::event::{Envelope, Event};
 
@@ -52,6 +56,8 @@ struct Subscribers {
     /// millisecond formats it once.
     last_ms: u128,
     last_ts: String,
+    /// Recent events, if this bus keeps them.
+    replay: Option<ReplayRing>,
 }
 
 impl Subscribers {
@@ -228,10 +234,22 @@ impl EventBus {
         Self::default()
     }
 
+    /// A bus that also keeps the most recent events within `limits`, for
+    /// [`EventBus::subscribe_since`].
+    pub fn with_replay(limits: ReplayLimits) -> Self {
+        let bus = Self::default();
+        bus.subscribers.lock().expect("event bus lock is never poisoned").replay = Some(ReplayRing::new(limits));
+        bus
+    }
+
     /// A new receiver of every event published from now on.
     pub fn subscribe(&self) -> Subscription {
-        let shared = Arc::new(Shared::default());
         let mut subs = self.subscribers.lock().expect("event bus lock is never poisoned");
+        Self::subscribe_locked(&mut subs)
+    }
+
+    fn subscribe_locked(subs: &mut Subscribers) -> Subscription {
+        let shared = Arc::new(Shared::default());
         if subs.closed {
             shared.lock().closed = true;
         } else {
@@ -240,12 +258,33 @@ impl EventBus {
         Subscription { shared }
     }
 
+    /// For a client that has seen the events up to number `after`: those after it that are
+    /// still kept (first a `stream.lagged` with the count of those that are not; a bus
+    /// without replay keeps none), and a receiver of every event after them. Taken at one
+    /// instant: no event is in both, none falls between.
+    pub fn subscribe_since(&self, after: u64) -> (Vec<Arc<Envelope>>, Subscription) {
+        let mut subs = self.subscribers.lock().expect("event bus lock is never poisoned");
+        let last = self.seq.load(Ordering::Relaxed);
+        let ts = subs.timestamp();
+        let missed = match &subs.replay {
+            Some(ring) => ring.since(after, last, &ts),
+            None if after < last => {
+                vec![Arc::new(Envelope { event: Event::StreamLagged { dropped: last - after }, ts, seq: last })]
+            }
+            None => Vec::new(),
+        };
+        (missed, Self::subscribe_locked(&mut subs))
+    }
+
     pub fn publish(&self, event: Event) {
         let event = cut_line(event);
         let mut subs = self.subscribers.lock().expect("event bus lock is never poisoned");
         // Numbered under the lock so that every subscriber sees increasing `seq`.
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let envelope = Arc::new(Envelope { event, ts: subs.timestamp(), seq });
+        if let Some(ring) = subs.replay.as_mut() {
+            ring.push(&envelope);
+        }
         // A subscription that was dropped is the only other holder gone.
         subs.list.retain(|s| Arc::strong_count(s) > 1);
         let dropped = subs.list.iter().filter(|s| !s.offer(&envelope)).count();
@@ -441,6 +480,50 @@ mod tests {
             .expect("receiver task");
         assert!(matches!(first.map(|e| e.seq), Some(1)));
         assert!(end.is_none());
+    }
+
+    #[test]
+    fn a_subscription_since_a_number_has_no_gap_and_no_duplicate_while_events_flow() {
+        let bus = Arc::new(EventBus::with_replay(ReplayLimits { events: 100_000, bytes: 64 << 20 }));
+        let publisher = bus.clone();
+        let t = std::thread::spawn(move || {
+            for i in 0..20_000 {
+                publisher.publish(queued(i));
+            }
+        });
+        // Reconnections at random points of the flood, each from where the last one was.
+        let mut seen = 0u64;
+        while seen < 20_000 {
+            let (missed, mut rx) = bus.subscribe_since(seen);
+            assert!(missed.iter().all(|e| !matches!(e.event, Event::StreamLagged { .. })), "the ring keeps all");
+            let mut got: Vec<u64> = missed.iter().map(|e| e.seq).collect();
+            got.extend(std::iter::from_fn(|| rx.try_recv()).take(100).map(|e| e.seq));
+            let want: Vec<u64> = (seen + 1..=seen + got.len() as u64).collect();
+            assert_eq!(got, want, "after {seen}");
+            seen += got.len() as u64;
+            std::thread::yield_now();
+        }
+        t.join().expect("publisher");
+    }
+
+    #[test]
+    fn a_subscription_since_a_number_older_than_the_ring_starts_with_the_lag() {
+        let bus = EventBus::with_replay(ReplayLimits { events: 5, bytes: 1 << 20 });
+        for i in 0..20 {
+            bus.publish(queued(i));
+        }
+        let (missed, mut rx) = bus.subscribe_since(3);
+        assert!(matches!(missed[0].event, Event::StreamLagged { dropped: 12 }), "{:?}", missed[0]);
+        assert_eq!(missed.iter().skip(1).map(|e| e.seq).collect::<Vec<_>>(), vec![16, 17, 18, 19, 20]);
+        bus.publish(queued(20));
+        assert_eq!(rx.try_recv().map(|e| e.seq), Some(21));
+        // Without a ring, every earlier event is missed.
+        let plain = EventBus::new();
+        plain.publish(queued(0));
+        plain.publish(queued(1));
+        let (missed, _rx) = plain.subscribe_since(1);
+        assert!(matches!(missed[..], [ref e] if matches!(e.event, Event::StreamLagged { dropped: 1 })));
+        assert!(plain.subscribe_since(2).0.is_empty());
     }
 
     #[test]

@@ -3,8 +3,10 @@
 
 pub mod event_bus;
 pub mod event_gate;
+pub mod replay_ring;
 pub mod schema;
 pub mod timestamp;
 
 pub use event_bus::{EventBus, Received, Subscription};
+pub use replay_ring::ReplayLimits;
 pub use schema::{Envelope, Event, Latency, NoticeLevel, Phase, Stream, TargetStatus};

@@ -43,6 +43,7 @@ use crate::up::round_plan::{RoundPlan, RoundStart};
 use crate::up::round_worker::{RoundJob, RoundReport, spawn_round};
 use crate::up::selection::Selection;
 use crate::up::sync_plan::{InImage, LiveService, SyncRules, plan as plan_batch};
+use crate::up::up_graph::UpGraph;
 use crate::up::up_options::{Triggered, UpControl, UpError, UpExit, UpOptions};
 use crate::watch::debouncer::{Batch, Debouncer};
 use crate::watch::watch_scope::WatchScope;
@@ -268,6 +269,9 @@ impl Dispatcher {
                     UpControl::Trigger { name, reply } => {
                         // The asker may have given up waiting; the trigger stands.
                         let _ = reply.send(self.on_trigger(&name));
+                    }
+                    UpControl::Graph { reply } => {
+                        let _ = reply.send(UpGraph::of(&self.sel));
                     }
                 },
                 changed = cancel.changed() => {

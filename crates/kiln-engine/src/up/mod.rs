@@ -7,4 +7,5 @@ pub mod round_plan;
 pub mod round_worker;
 pub mod selection;
 pub mod sync_plan;
+pub mod up_graph;
 pub mod up_options;

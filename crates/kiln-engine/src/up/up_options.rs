@@ -43,6 +43,8 @@ pub enum UpControl {
     Trigger { name: String, reply: tokio::sync::oneshot::Sender<Triggered> },
     /// Stop services and end `kiln up`.
     Stop,
+    /// The graph of the configuration running now.
+    Graph { reply: tokio::sync::oneshot::Sender<crate::up::up_graph::UpGraph> },
 }
 
 /// What `kiln up` did with a trigger.

@@ -488,6 +488,78 @@ pub fn run(config: &Config, args: &LogsArgs, stand_in: bool, json: bool) -> u8 {
     }
 }
 
+/// One line of [`tail`]: a target's (`replica` none: its build output) or a service
+/// replica's.
+pub struct TailLine {
+    pub replica: Option<u32>,
+    pub line: LogLine,
+}
+
+impl TailLine {
+    /// As `GET /api/logs/NAME` shows it: `source` is `build` or `runtime`; `stream` is
+    /// `stdout`, `stderr`, `kiln` (what kiln wrote: an attempt's start and end, a cut), or
+    /// `output` for a target's, whose log keeps both streams as one.
+    pub fn to_json(&self) -> serde_json::Value {
+        let stream = match (self.replica, self.line.origin) {
+            (_, LogOrigin::Stdout) => "stdout",
+            (_, LogOrigin::Stderr) => "stderr",
+            (None, LogOrigin::Raw) => "output",
+            (_, LogOrigin::Kiln | LogOrigin::Raw) => "kiln",
+        };
+        serde_json::json!({
+            "ts": self.line.time,
+            "source": if self.replica.is_some() { "runtime" } else { "build" },
+            "replica": self.replica,
+            "stream": stream,
+            "text": String::from_utf8_lossy(&self.line.bytes),
+        })
+    }
+}
+
+/// The last `n` lines kept on disk of target `target`'s last run and of every replica of
+/// `service` that has a log (each read within `limit` bytes, as `kiln logs` does), merged
+/// by time (a source's own order kept). Holds at most `n` lines of each source at once.
+pub fn tail(
+    layout: &Layout,
+    limit: u64,
+    target: Option<&str>,
+    service: Option<&str>,
+    n: usize,
+) -> std::io::Result<Vec<TailLine>> {
+    for dir in [layout.logs(), layout.logs().join("services")] {
+        kiln_engine::check_kiln_dir(&layout.kiln, &dir).map_err(std::io::Error::other)?;
+    }
+    let selection = Selection {
+        layout: layout.clone(),
+        services: service.map(str::to_string).into_iter().collect(),
+        replica: None,
+        targets: target.map(str::to_string).into_iter().collect(),
+        prefixed: false,
+    };
+    let mut all: Vec<(String, usize, usize, TailLine)> = Vec::new();
+    for (i, mut source) in selection.discover(&[]).into_iter().enumerate() {
+        let replica = source.label.strip_suffix(']').and_then(|l| l.rsplit_once('[')).and_then(|(_, r)| r.parse().ok());
+        let mut feed = Feed::History(source.open_history(limit)?, VecDeque::new());
+        let mut last = VecDeque::with_capacity(n.min(4096));
+        while let Some(line) = next_line(&mut source, &mut feed, false) {
+            if n > 0 {
+                if last.len() == n {
+                    last.pop_front();
+                }
+                last.push_back(line);
+            }
+        }
+        all.extend(
+            last.into_iter()
+                .enumerate()
+                .map(|(k, line)| (line.time.clone().unwrap_or_default(), i, k, TailLine { replica, line })),
+        );
+    }
+    all.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
+    let skip = all.len().saturating_sub(n);
+    Ok(all.into_iter().skip(skip).map(|(_, _, _, line)| line).collect())
+}
+
 /// A target's log as it is: its bytes, nothing added.
 fn target_log(config: &Config, target: &str) -> u8 {
     let path = Layout::new(&config.root).log(target);

@@ -7,7 +7,9 @@ use std::time::Duration;
 use kiln_config::Config;
 use std::sync::Mutex;
 
-use kiln_engine::{BuildError, EventBus, Layout, ProjectLock, Received, UpError, UpExit, UpOptions, run_up};
+use kiln_engine::{
+    BuildError, EventBus, Layout, ProjectLock, Received, ReplayLimits, UpError, UpExit, UpOptions, run_up,
+};
 use tokio::sync::mpsc;
 
 use crate::api_server::{ApiServer, remove_info};
@@ -31,6 +33,16 @@ use crate::exit;
 use crate::json_view::JsonView;
 use crate::plain_view::PlainView;
 use crate::signals::OnAbort;
+
+/// What the bus keeps for clients of `GET /api/events` that reconnect: 10,000 events and
+/// 8 MiB, or (in a debug build, for tests) `KILN_TEST_REPLAY_EVENTS` events.
+fn replay_limits() -> ReplayLimits {
+    #[cfg(debug_assertions)]
+    if let Some(events) = std::env::var("KILN_TEST_REPLAY_EVENTS").ok().and_then(|v| v.parse().ok()) {
+        return ReplayLimits { events, ..ReplayLimits::DEFAULT };
+    }
+    ReplayLimits::DEFAULT
+}
 
 pub async fn run(
     config: Config,
@@ -62,14 +74,22 @@ pub async fn run(
     // First: from here on a signal (the terminal closing included) stops kiln gracefully
     // instead of killing it, even before the API server writes api.json.
     let cancel = crate::signals::cancel_on_signals(OnAbort::up(&config, kiln_dir.clone()));
-    let bus = Arc::new(EventBus::new());
+    let bus = Arc::new(EventBus::with_replay(replay_limits()));
     let mut events = bus.subscribe();
     let verbose = args.verbose;
     let status = Arc::new(Mutex::new(StatusView::default()));
     let metrics = Arc::new(Mutex::new(MetricsView::new(Some(bus.clone()))));
     let (controls_tx, controls) = mpsc::unbounded_channel();
-    if let Err(e) =
-        ApiServer::start(args.port, &kiln_dir, bus.clone(), status.clone(), metrics.clone(), controls_tx).await
+    if let Err(e) = ApiServer::start(
+        args.port,
+        &kiln_dir,
+        bus.clone(),
+        status.clone(),
+        metrics.clone(),
+        controls_tx,
+        config.settings.log_limit,
+    )
+    .await
     {
         errln!("error: {e}");
         return exit::FAILED;
