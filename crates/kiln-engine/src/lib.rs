@@ -31,7 +31,9 @@ pub use container::engine::{Engine, EngineKind, container_name};
 pub use container::leftovers::{Leftovers, leftovers_message, remove_leftovers};
 pub use container::network::{network_exists, network_name};
 pub use event::timestamp::{parse_rfc3339, rfc3339};
-pub use event::{Envelope, Event, EventBus, Latency, NoticeLevel, Phase, Received, Stream, Subscription, TargetStatus};
+pub use event::{
+    Envelope, Event, EventBus, Latency, NoticeLevel, Phase, Received, RestartCause, Stream, Subscription, TargetStatus,
+};
 pub use exec::listen_ports::listening_ports;
 pub use exec::log_records::{Decoder as LogDecoder, LogLine, Origin as LogOrigin, record_time};
 pub use exec::tail_log::{

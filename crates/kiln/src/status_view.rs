@@ -293,6 +293,7 @@ mod tests {
             next_try_ms: None,
             image: None,
             replicas: 1,
+            cause: None,
         }
     }
 

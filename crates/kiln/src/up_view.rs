@@ -142,6 +142,7 @@ mod tests {
                     next_try_ms: None,
                     image: None,
                     replicas: 2,
+                    cause: None,
                 },
                 "t",
             );

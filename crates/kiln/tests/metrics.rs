@@ -18,6 +18,7 @@ cache = false
 [service.web]
 cmd = "echo listening; exec sleep 1000"
 ready = { log = "listening" }
+deps = ["core"]
 [service.crasher]
 cmd = "exit 3"
 "#;
@@ -112,6 +113,12 @@ fn metrics_need_no_token_and_count_what_happened() {
     assert!(value(&text, "kiln_watch_changes_total") >= Some(1.0), "{text}");
     assert!(value(&text, r#"kiln_target_build_duration_seconds_count{target="core"}"#) >= Some(2.0), "{text}");
     assert_eq!(value(&text, "kiln_events_dropped_total"), Some(0.0), "{text}");
+    // Restarts are counted by their cause: the new build of core, then `kiln trigger`.
+    let text = wait_value(&addr, r#"kiln_service_restarts_total{service="web",reason="build"}"#, 1.0);
+    assert_eq!(value(&text, r#"kiln_service_restarts_total{service="web",reason="trigger"}"#), None, "{text}");
+    let run = p.kiln(&["trigger", "web"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    wait_value(&addr, r#"kiln_service_restarts_total{service="web",reason="trigger"}"#, 1.0);
 
     // promtool reads Prometheus's text format, which kiln answers to `Accept: text/plain`.
     let (head, plain) = get_with(&addr, "127.0.0.1", "/metrics", "Accept: text/plain\r\n");
