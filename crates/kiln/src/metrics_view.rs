@@ -9,9 +9,9 @@
 //! How the counts are derived:
 //! - `kiln_target_builds_total{target,status}` and `kiln_target_build_duration_seconds{target}`:
 //!   each `target.finished` (the duration of every one that did work: built, cached or failed);
-//! - `kiln_cache_requests_total{result}`: a `target.finished` that is `cached` is a hit; one
-//!   that is `built` or `failed` with a key was looked up and missed (a `fresh` or `skipped`
-//!   target asks the cache nothing);
+//! - `kiln_cache_requests_total{result}`: each `target.finished` whose `cache` says the cache
+//!   was asked for its outputs: `hit` or `miss` (an up-to-date target, one with
+//!   `cache = false`, a triggered one or a skipped one asks nothing);
 //! - `kiln_watch_changes_total`: each `watch.changed` (one debounced batch of changes);
 //! - `kiln_reconciles_total{service,result}`: each change of a replica's phase that ends an
 //!   attempt to bring it to what is wanted: to `ready` or `completed` is `ok`, to `backoff`
@@ -30,7 +30,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kiln_engine::{Event, EventBus, Phase, RestartCause, TargetStatus};
+use kiln_engine::{CacheLookup, Event, EventBus, Phase, RestartCause, TargetStatus};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -145,16 +145,16 @@ impl MetricsView {
 
     pub fn on_event(&mut self, event: &Event) {
         match event {
-            Event::TargetFinished { target, status, duration_ms, key, .. } => {
+            Event::TargetFinished { target, status, duration_ms, cache, .. } => {
                 let labels = vec![("target", target.clone()), ("status", status.as_str().to_string())];
                 self.builds.get_or_create(&labels).inc();
                 if matches!(status, TargetStatus::Built | TargetStatus::Cached | TargetStatus::Failed) {
                     self.build_duration.get_or_create(&vec![("target", target.clone())]).observe(seconds(*duration_ms));
                 }
-                let result = match status {
-                    TargetStatus::Cached => Some("hit"),
-                    TargetStatus::Built | TargetStatus::Failed if key.is_some() => Some("miss"),
-                    _ => None,
+                let result = match cache {
+                    Some(CacheLookup::Hit) => Some("hit"),
+                    Some(CacheLookup::Miss) => Some("miss"),
+                    None => None,
                 };
                 if let Some(result) = result {
                     self.cache.get_or_create(&vec![("result", result.to_string())]).inc();
@@ -273,6 +273,11 @@ mod tests {
             reason: String::new(),
             log: None,
             saved_ms: None,
+            cache: match status {
+                TargetStatus::Cached => Some(CacheLookup::Hit),
+                TargetStatus::Built => Some(CacheLookup::Miss),
+                _ => None,
+            },
         }
     }
 

@@ -128,6 +128,7 @@ mod tests {
                 reason: "api/server.c changed".into(),
                 log: None,
                 saved_ms: None,
+                cache: None,
             },
             "t",
         );

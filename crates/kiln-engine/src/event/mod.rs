@@ -7,4 +7,4 @@ pub mod schema;
 pub mod timestamp;
 
 pub use event_bus::{EventBus, Received, Subscription};
-pub use schema::{Envelope, Event, Latency, NoticeLevel, Phase, RestartCause, Stream, TargetStatus};
+pub use schema::{CacheLookup, Envelope, Event, Latency, NoticeLevel, Phase, RestartCause, Stream, TargetStatus};

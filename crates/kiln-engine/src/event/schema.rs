@@ -118,6 +118,10 @@ pub enum Event {
         /// For a cached target: how long its command took when it ran, the time saved.
         #[serde(skip_serializing_if = "Option::is_none")]
         saved_ms: Option<u64>,
+        /// Whether the cache was asked for this target's outputs, and what it answered;
+        /// absent when it was not asked (up to date, `cache = false`, triggered, failed before).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache: Option<CacheLookup>,
     },
     /// A timed piece of a target's work, for traces: `hash` (listing and hashing inputs),
     /// `lookup` (the cache), `restore`, `run` (one attempt of the command), `store`.
@@ -292,6 +296,14 @@ pub struct Latency {
     pub deploy: u64,
     pub ready: u64,
     pub total: u64,
+}
+
+/// What the cache answered a target's lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheLookup {
+    Hit,
+    Miss,
 }
 
 /// What restarted a replica (`cause` of a `service.phase` to `starting`).

@@ -635,6 +635,7 @@ impl Dispatcher {
                         reason: why.clone(),
                         log: None,
                         saved_ms: None,
+                        cache: None,
                     });
                 }
                 return;
