@@ -32,7 +32,8 @@ pub use container::leftovers::{Leftovers, leftovers_message, remove_leftovers};
 pub use container::network::{network_exists, network_name};
 pub use event::timestamp::{parse_rfc3339, rfc3339};
 pub use event::{
-    Envelope, Event, EventBus, Latency, NoticeLevel, Phase, Received, ReplayLimits, Stream, Subscription, TargetStatus,
+    CacheLookup, Envelope, Event, EventBus, Latency, NoticeLevel, Phase, Received, ReplayLimits, RestartCause, Stream,
+    Subscription, TargetStatus,
 };
 pub use exec::listen_ports::listening_ports;
 pub use exec::log_records::{Decoder as LogDecoder, LogLine, Origin as LogOrigin, record_time};

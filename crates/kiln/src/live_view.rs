@@ -240,6 +240,7 @@ mod tests {
             reason: "no previous build".into(),
             log: None,
             saved_ms: None,
+            cache: None,
         });
         view.out.get_mut().clear();
         view.redraw();

@@ -9,17 +9,18 @@
 //! How the counts are derived:
 //! - `kiln_target_builds_total{target,status}` and `kiln_target_build_duration_seconds{target}`:
 //!   each `target.finished` (the duration of every one that did work: built, cached or failed);
-//! - `kiln_cache_requests_total{result}`: a `target.finished` that is `cached` is a hit; one
-//!   that is `built` or `failed` with a key was looked up and missed (a `fresh` or `skipped`
-//!   target asks the cache nothing);
+//! - `kiln_cache_requests_total{result}`: each `target.finished` whose `cache` says the cache
+//!   was asked for its outputs: `hit` or `miss` (an up-to-date target, one with
+//!   `cache = false`, a triggered one or a skipped one asks nothing);
 //! - `kiln_watch_changes_total`: each `watch.changed` (one debounced batch of changes);
 //! - `kiln_reconciles_total{service,result}`: each change of a replica's phase that ends an
 //!   attempt to bring it to what is wanted: to `ready` or `completed` is `ok`, to `backoff`
 //!   is `requeued` (it is tried again), to `failed` is `failed`;
-//! - `kiln_service_restarts_total{service,reason}`: each `starting` of a replica after its
-//!   first, by what its phase reason says: `liveness` (its liveness probe failed), `crash`
-//!   (after a backoff), `trigger` (`kiln trigger`), else `update` (a new build, a changed
-//!   configuration);
+//! - `kiln_service_restarts_total{service,reason}`: each `starting` of a replica that carries
+//!   a `cause` (a restart, not a first start), labelled by it: `crash` (it exited and its
+//!   restart policy restarted it), `liveness` (its liveness probe failed), `build` (a new
+//!   build of what it runs), `trigger` (`kiln trigger`, the dashboard), `config` (its
+//!   configuration changed), `watch` (a watched file changed), `sync` (a `sync+restart`);
 //! - `kiln_service_ready_replicas{service}`: replicas whose last phase is `ready`;
 //! - `kiln_update_duration_seconds`: each `update.completed`'s `latency_ms.total`;
 //! - `kiln_events_dropped_total`: what the event bus dropped for any subscriber (the sum of
@@ -29,7 +30,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kiln_engine::{Event, EventBus, Phase, TargetStatus};
+use kiln_engine::{CacheLookup, Event, EventBus, Phase, RestartCause, TargetStatus};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -106,7 +107,7 @@ impl MetricsView {
         let restarts = Family::<Labels, Counter>::default();
         registry.register(
             "service_restarts",
-            "Restarts of service replicas, by reason (crash, liveness, trigger, update)",
+            "Restarts of service replicas, by cause (crash, liveness, build, trigger, config, watch, sync)",
             restarts.clone(),
         );
         let ready = Family::<Labels, Gauge>::default();
@@ -144,16 +145,16 @@ impl MetricsView {
 
     pub fn on_event(&mut self, event: &Event) {
         match event {
-            Event::TargetFinished { target, status, duration_ms, key, .. } => {
+            Event::TargetFinished { target, status, duration_ms, cache, .. } => {
                 let labels = vec![("target", target.clone()), ("status", status.as_str().to_string())];
                 self.builds.get_or_create(&labels).inc();
                 if matches!(status, TargetStatus::Built | TargetStatus::Cached | TargetStatus::Failed) {
                     self.build_duration.get_or_create(&vec![("target", target.clone())]).observe(seconds(*duration_ms));
                 }
-                let result = match status {
-                    TargetStatus::Cached => Some("hit"),
-                    TargetStatus::Built | TargetStatus::Failed if key.is_some() => Some("miss"),
-                    _ => None,
+                let result = match cache {
+                    Some(CacheLookup::Hit) => Some("hit"),
+                    Some(CacheLookup::Miss) => Some("miss"),
+                    None => None,
                 };
                 if let Some(result) = result {
                     self.cache.get_or_create(&vec![("result", result.to_string())]).inc();
@@ -162,8 +163,8 @@ impl MetricsView {
             Event::WatchChanged { .. } => {
                 self.watch_changes.inc();
             }
-            Event::ServicePhase { service, replica, phase, reason, replicas, .. } => {
-                self.on_phase(service, *replica, *phase, reason, *replicas);
+            Event::ServicePhase { service, replica, phase, replicas, cause, .. } => {
+                self.on_phase(service, *replica, *phase, *cause, *replicas);
             }
             Event::UpdateCompleted { latency_ms, .. } => self.update_duration.observe(seconds(latency_ms.total)),
             Event::ConfigReloaded { removed, services_removed, .. } => {
@@ -178,7 +179,7 @@ impl MetricsView {
         }
     }
 
-    fn on_phase(&mut self, service: &str, replica: u32, phase: Phase, reason: &str, desired: u32) {
+    fn on_phase(&mut self, service: &str, replica: u32, phase: Phase, cause: Option<RestartCause>, desired: u32) {
         let replicas = self.phases.entry(service.to_string()).or_default();
         let before = replicas.insert(replica, phase);
         // A replica beyond the desired count is forgotten once it has stopped.
@@ -200,19 +201,11 @@ impl MetricsView {
                 .inc();
         }
         if phase == Phase::Starting
-            && let Some(before) = before
-            && before != Phase::Pending
+            && let Some(cause) = cause
         {
-            let why = if reason.contains("liveness") {
-                "liveness"
-            } else if before == Phase::Backoff {
-                "crash"
-            } else if reason.contains("trigger") {
-                "trigger"
-            } else {
-                "update"
-            };
-            self.restarts.get_or_create(&vec![("service", service.to_string()), ("reason", why.to_string())]).inc();
+            self.restarts
+                .get_or_create(&vec![("service", service.to_string()), ("reason", cause.as_str().to_string())])
+                .inc();
         }
     }
 
@@ -236,8 +229,8 @@ impl MetricsView {
         for result in ["ok", "failed", "requeued"] {
             self.reconciles.remove(&vec![name(), ("result", result.to_string())]);
         }
-        for reason in ["crash", "liveness", "trigger", "update"] {
-            self.restarts.remove(&vec![name(), ("reason", reason.to_string())]);
+        for cause in RestartCause::ALL {
+            self.restarts.remove(&vec![name(), ("reason", cause.as_str().to_string())]);
         }
     }
 
@@ -280,6 +273,11 @@ mod tests {
             reason: String::new(),
             log: None,
             saved_ms: None,
+            cache: match status {
+                TargetStatus::Cached => Some(CacheLookup::Hit),
+                TargetStatus::Built => Some(CacheLookup::Miss),
+                _ => None,
+            },
         }
     }
 
@@ -293,6 +291,11 @@ mod tests {
             next_try_ms: None,
             image: None,
             replicas: 2,
+            cause: match phase {
+                Phase::Starting if reason.contains("after it exited") => Some(RestartCause::Crash),
+                Phase::Starting if reason.contains("new build") => Some(RestartCause::Build),
+                _ => None,
+            },
         }
     }
 
@@ -347,7 +350,7 @@ mod tests {
             r#"kiln_reconciles_total{service="web",result="ok"} 3"#,
             r#"kiln_reconciles_total{service="web",result="requeued"} 1"#,
             r#"kiln_service_restarts_total{service="web",reason="crash"} 1"#,
-            r#"kiln_service_restarts_total{service="web",reason="update"} 1"#,
+            r#"kiln_service_restarts_total{service="web",reason="build"} 1"#,
             r#"kiln_service_ready_replicas{service="web"} 1"#,
             "kiln_update_duration_seconds_sum 1.42",
             "kiln_update_duration_seconds_count 1",

@@ -57,6 +57,7 @@ mod tests {
                 reason: "no previous build".into(),
                 log: None,
                 saved_ms: None,
+                cache: None,
             });
             view.flush();
         }

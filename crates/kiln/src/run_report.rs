@@ -142,6 +142,7 @@ mod tests {
             reason: String::new(),
             log: None,
             saved_ms: saved,
+            cache: None,
         }
     }
 

@@ -3,11 +3,31 @@
 //! process or container (`service.started`) and its probes' last results (`service.probed`),
 //! and the project network. [`StatusView::at`] adds what depends on when it is asked:
 //! uptimes, how long ago a probe ran.
+//!
+//! It also keeps the last [`UPDATES_KEPT`] updates (`update.completed`: a save that reached
+//! running code, with its phases' durations), and for each service the last one that named
+//! it, and `seq`: the sequence number of the last event folded in, so that a client of the
+//! event stream can tell which events the status already holds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
-use kiln_engine::{Event, Phase};
+use kiln_engine::{Envelope, Event, Latency, Phase};
 use serde::Serialize;
+
+/// Updates kept for `updates`, the oldest dropped first.
+pub const UPDATES_KEPT: usize = 50;
+
+/// One save that reached running code.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpdateView {
+    pub seq: u64,
+    pub ts: String,
+    pub cause: Vec<String>,
+    pub targets: Vec<String>,
+    pub services: Vec<String>,
+    pub how: String,
+    pub latency_ms: Latency,
+}
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TargetView {
@@ -82,6 +102,9 @@ pub struct ServiceView {
     /// For a container service: the image its replicas run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The last update that reached this service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_update: Option<UpdateView>,
 }
 
 impl ServiceView {
@@ -105,6 +128,38 @@ pub fn short_image(image: &str) -> String {
     }
 }
 
+/// How long a save took to reach running code, phase by phase, in seconds:
+/// `1.42 s (debounce 0.05, build 0.82, deploy 0.43, ready 0.12)`. Build, deploy and ready are
+/// always there; the wait for the file event (`detect`) and the quiet window (`debounce`)
+/// when they took 5 ms or more.
+pub fn update_breakdown(l: &Latency) -> String {
+    let s = |ms: u64| format!("{:.2}", ms as f64 / 1000.0);
+    let mut parts = Vec::with_capacity(5);
+    for (name, ms) in [("detect", l.detect), ("debounce", l.debounce)] {
+        // Shown when it rounds to a hundredth at least.
+        if ms >= 5 {
+            parts.push(format!("{name} {}", s(ms)));
+        }
+    }
+    for (name, ms) in [("build", l.build), ("deploy", l.deploy), ("ready", l.ready)] {
+        parts.push(format!("{name} {}", s(ms)));
+    }
+    format!("{} s ({})", s(l.total), parts.join(", "))
+}
+
+/// [`Latency`] from its JSON form (`kiln status` reads the status from the API).
+pub fn latency_from_json(v: &serde_json::Value) -> Latency {
+    let ms = |key: &str| v[key].as_u64().unwrap_or(0);
+    Latency {
+        detect: ms("detect"),
+        debounce: ms("debounce"),
+        build: ms("build"),
+        deploy: ms("deploy"),
+        ready: ms("ready"),
+        total: ms("total"),
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StatusView {
     pub targets: BTreeMap<String, TargetView>,
@@ -112,9 +167,37 @@ pub struct StatusView {
     /// The project network, once created (and until removed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// The last updates, oldest first.
+    pub updates: VecDeque<UpdateView>,
+    /// The sequence number of the last event folded in.
+    pub seq: u64,
 }
 
 impl StatusView {
+    /// Folds in one event of the stream.
+    pub fn on_envelope(&mut self, envelope: &Envelope) {
+        self.seq = envelope.seq;
+        if let Event::UpdateCompleted { cause, targets, services, how, latency_ms, .. } = &envelope.event {
+            let update = UpdateView {
+                seq: envelope.seq,
+                ts: envelope.ts.clone(),
+                cause: cause.clone(),
+                targets: targets.clone(),
+                services: services.clone(),
+                how: how.clone(),
+                latency_ms: *latency_ms,
+            };
+            for name in services {
+                self.services.entry(name.clone()).or_default().last_update = Some(update.clone());
+            }
+            if self.updates.len() == UPDATES_KEPT {
+                self.updates.pop_front();
+            }
+            self.updates.push_back(update);
+        }
+        self.on_event(&envelope.event, &envelope.ts);
+    }
+
     pub fn on_event(&mut self, event: &Event, ts: &str) {
         match event {
             Event::TargetStarted { target, .. } => {
@@ -210,6 +293,7 @@ mod tests {
             next_try_ms: None,
             image: None,
             replicas: 1,
+            cause: None,
         }
     }
 
@@ -251,5 +335,42 @@ mod tests {
         // The next attempt starts without the last one's results.
         view.on_event(&phase(Phase::Starting), ts);
         assert_eq!(probes(&view), 0);
+    }
+
+    #[test]
+    fn updates_are_kept_bounded_and_each_service_has_its_last() {
+        let mut view = StatusView::default();
+        let update = |seq: u64, services: &[&str], total: u64| Envelope {
+            event: Event::UpdateCompleted {
+                cause: vec!["app/main.py".into()],
+                targets: vec!["web-image".into()],
+                services: services.iter().map(|s| s.to_string()).collect(),
+                how: "rebuilt".into(),
+                files: None,
+                latency_ms: Latency { total, build: total / 2, ..Latency::default() },
+            },
+            ts: format!("2026-12-01T00:00:{:02}.000Z", seq % 60),
+            seq,
+        };
+        view.on_envelope(&update(1, &["web", "worker"], 1000));
+        for seq in 2..=(UPDATES_KEPT as u64 + 10) {
+            view.on_envelope(&update(seq, &["web"], seq));
+        }
+        assert_eq!(view.updates.len(), UPDATES_KEPT);
+        assert_eq!(view.updates.front().map(|u| u.seq), Some(11), "the oldest went first");
+        assert_eq!(view.seq, UPDATES_KEPT as u64 + 10);
+        assert_eq!(view.services["web"].last_update.as_ref().map(|u| u.seq), Some(UPDATES_KEPT as u64 + 10));
+        assert_eq!(view.services["worker"].last_update.as_ref().map(|u| u.latency_ms.total), Some(1000));
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["updates"][0]["latency_ms"]["build"], 5);
+        assert_eq!(json["services"]["worker"]["last_update"]["how"], "rebuilt");
+    }
+
+    #[test]
+    fn a_breakdown_reads_in_seconds() {
+        let l = Latency { detect: 0, debounce: 50, build: 820, deploy: 430, ready: 120, total: 1420 };
+        assert_eq!(update_breakdown(&l), "1.42 s (debounce 0.05, build 0.82, deploy 0.43, ready 0.12)");
+        let l = Latency { detect: 12, debounce: 4, build: 0, deploy: 4, ready: 0, total: 20 };
+        assert_eq!(update_breakdown(&l), "0.02 s (detect 0.01, build 0.00, deploy 0.00, ready 0.00)");
     }
 }

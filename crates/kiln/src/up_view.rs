@@ -1,15 +1,16 @@
 //! `kiln up` on a terminal: a compact table of targets and services (phase, ready replicas,
-//! restarts, last build) pinned to the top of the screen, with the log lines scrolling
-//! below it. The terminal's scrolling region is set to the lines under the table, so logs
-//! scroll there while the table is redrawn in place; it is reset when `kiln up` ends.
+//! restarts, last build, the last update's save-to-ready breakdown) pinned to the top of the
+//! screen, with the log lines scrolling below it. The terminal's scrolling region is set to
+//! the lines under the table, so logs scroll there while the table is redrawn in place; it
+//! is reset when `kiln up` ends.
 
 use std::io::Write;
 
-use kiln_engine::Event;
+use kiln_engine::Envelope;
 
 use crate::human_lines::{HumanLines, Scroll};
 use crate::live_view::fit;
-use crate::status_view::{StatusView, short_image};
+use crate::status_view::{StatusView, short_image, update_breakdown};
 use crate::view_out::ViewOut;
 
 pub struct UpView<W: Write> {
@@ -37,9 +38,14 @@ impl<W: Write> UpView<W> {
         }
     }
 
-    pub fn on_event(&mut self, event: &Event, ts: &str) {
-        self.status.on_event(event, ts);
-        self.scroll.extend(self.lines.lines_for(event));
+    pub fn on_envelope(&mut self, envelope: &Envelope) {
+        self.status.on_envelope(envelope);
+        self.scroll.extend(self.lines.lines_for(&envelope.event));
+    }
+
+    #[cfg(test)]
+    pub fn on_event(&mut self, event: &kiln_engine::Event, ts: &str) {
+        self.on_envelope(&Envelope { event: event.clone(), ts: ts.to_string(), seq: 0 });
     }
 
     fn table(&self) -> Vec<String> {
@@ -49,8 +55,13 @@ impl<W: Write> UpView<W> {
         }
         for (name, s) in &self.status.services {
             let image = s.image.as_deref().map(|i| format!(" · {}", short_image(i))).unwrap_or_default();
+            let update = s
+                .last_update
+                .as_ref()
+                .map(|u| format!(" · last update {}", update_breakdown(&u.latency_ms)))
+                .unwrap_or_default();
             rows.push(format!(
-                "  service {name:<14} {:<9} {}/{} ready · {} restarts{image}",
+                "  service {name:<14} {:<9} {}/{} ready · {} restarts{image}{update}",
                 s.phase, s.ready, s.desired, s.restarts
             ));
         }
@@ -103,7 +114,7 @@ impl<W: Write> UpView<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_engine::{Phase, TargetStatus};
+    use kiln_engine::{Event, Phase, TargetStatus};
 
     #[test]
     fn the_table_follows_targets_and_services() {
@@ -117,6 +128,7 @@ mod tests {
                 reason: "api/server.c changed".into(),
                 log: None,
                 saved_ms: None,
+                cache: None,
             },
             "t",
         );
@@ -131,6 +143,7 @@ mod tests {
                     next_try_ms: None,
                     image: None,
                     replicas: 2,
+                    cause: None,
                 },
                 "t",
             );

@@ -770,6 +770,23 @@ fn a_watched_file_restarts_a_process_service_on_a_content_change_and_a_touch_res
     assert_eq!((&done[0]["services"], &done[0]["targets"]), (&serde_json::json!(["app"]), &serde_json::json!([])));
     check_latency(&done[0]);
     assert!(!up.seen[mark..].iter().any(|e| is(e, "target.started")), "no target built:\n{}", up.dump());
+    // `kiln status` shows it, phase by phase, and so does the API (the update history too).
+    let total = done[0]["latency_ms"]["total"].as_u64().unwrap();
+    let mut shown = Value::Null;
+    let seen = wait_until(Duration::from_secs(10), || {
+        let run = p.kiln(&["status", "--json"]);
+        shown = serde_json::from_str(&run.stdout).unwrap_or(Value::Null);
+        shown["services"]["app"]["last_update"]["seq"] == done[0]["seq"]
+    });
+    assert!(seen, "the status holds the update {}:\n{shown:#}", done[0]);
+    assert_eq!(shown["services"]["app"]["last_update"]["latency_ms"], done[0]["latency_ms"]);
+    assert_eq!(shown["updates"].as_array().and_then(|u| u.last()), Some(&shown["services"]["app"]["last_update"]));
+    let text = p.kiln(&["status"]).stdout;
+    let line = text.lines().find(|l| l.starts_with("app ")).unwrap_or_default().to_string();
+    assert!(
+        line.contains(&format!("last update {:.2} s (", total as f64 / 1000.0)) && line.contains(", ready "),
+        "{text}"
+    );
 
     // A touch, and a save of the same bytes, then an unrelated input in the same batch (or a
     // later one): once that input's build is done, the touch was evaluated too.

@@ -15,9 +15,14 @@ debounce = "50ms"
 cmd = "echo built core"
 inputs = ["src/*.txt"]
 cache = false
+[target.lib]
+cmd = "mkdir -p out && cp src/l.txt out/l.txt"
+inputs = ["src/l.txt"]
+outputs = ["out/l.txt"]
 [service.web]
 cmd = "echo listening; exec sleep 1000"
 ready = { log = "listening" }
+deps = ["core"]
 [service.crasher]
 cmd = "exit 3"
 "#;
@@ -81,6 +86,7 @@ fn wait_value(addr: &str, series: &str, want: f64) -> String {
 fn metrics_need_no_token_and_count_what_happened() {
     let p = Project::new(CONFIG);
     p.write("src/a.txt", "a\n");
+    p.write("src/l.txt", "1\n");
     let mut up = Up::start(&p, &[]);
     up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["service"] == "web" && e["phase"] == "ready");
     let addr = address(&p);
@@ -112,6 +118,22 @@ fn metrics_need_no_token_and_count_what_happened() {
     assert!(value(&text, "kiln_watch_changes_total") >= Some(1.0), "{text}");
     assert!(value(&text, r#"kiln_target_build_duration_seconds_count{target="core"}"#) >= Some(2.0), "{text}");
     assert_eq!(value(&text, "kiln_events_dropped_total"), Some(0.0), "{text}");
+    // The cache is asked only for targets that use it (`core` has `cache = false`): `lib`'s
+    // first build and an edit miss; going back to the first content is a hit.
+    assert_eq!(value(&text, r#"kiln_cache_requests_total{result="miss"}"#), Some(1.0), "{text}");
+    p.write("src/l.txt", "2\n");
+    let text = wait_value(&addr, r#"kiln_cache_requests_total{result="miss"}"#, 2.0);
+    assert_eq!(value(&text, r#"kiln_cache_requests_total{result="hit"}"#), None, "{text}");
+    p.write("src/l.txt", "1\n");
+    let text = wait_value(&addr, r#"kiln_cache_requests_total{result="hit"}"#, 1.0);
+    assert_eq!(value(&text, r#"kiln_cache_requests_total{result="miss"}"#), Some(2.0), "{text}");
+    assert_eq!(value(&text, r#"kiln_target_builds_total{target="lib",status="cached"}"#), Some(1.0), "{text}");
+    // Restarts are counted by their cause: the new build of core, then `kiln trigger`.
+    let text = wait_value(&addr, r#"kiln_service_restarts_total{service="web",reason="build"}"#, 1.0);
+    assert_eq!(value(&text, r#"kiln_service_restarts_total{service="web",reason="trigger"}"#), None, "{text}");
+    let run = p.kiln(&["trigger", "web"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    wait_value(&addr, r#"kiln_service_restarts_total{service="web",reason="trigger"}"#, 1.0);
 
     // promtool reads Prometheus's text format, which kiln answers to `Accept: text/plain`.
     let (head, plain) = get_with(&addr, "127.0.0.1", "/metrics", "Accept: text/plain\r\n");

@@ -1,6 +1,7 @@
 //! The read-only facts a run shares with its workers, and the messages they report with.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use crate::cache::stat_cache::StatCache;
 use crate::cache::state::{State, TargetRecord};
 use crate::cache::store::Cache;
 use crate::container::engine::Engine;
-use crate::event::{Event, EventBus, TargetStatus};
+use crate::event::{CacheLookup, Event, EventBus, TargetStatus};
 use crate::fs::file_index::FileIndex;
 use crate::fs::layout::Layout;
 use crate::fs::path_pattern::PathPattern;
@@ -49,11 +50,29 @@ pub(crate) struct Ctx {
     pub(crate) started: Instant,
     /// The container engine, looked for when an image target first needs it.
     pub(crate) engine: OnceLock<Result<Engine, String>>,
+    /// Per target: whether the cache was asked for its outputs (0 no, 1 a miss, 2 a hit).
+    pub(crate) lookups: Vec<AtomicU8>,
 }
 
 impl Ctx {
     pub(crate) fn engine(&self) -> Result<&Engine, String> {
         self.engine.get_or_init(|| Engine::find(self.config.settings.engine)).as_ref().map_err(Clone::clone)
+    }
+
+    /// Notes what the cache answered when asked for `id`'s outputs.
+    pub(crate) fn looked_up(&self, id: TargetId, hit: bool) {
+        if let Some(slot) = self.lookups.get(id) {
+            slot.store(if hit { 2 } else { 1 }, Ordering::Relaxed);
+        }
+    }
+
+    /// What the cache answered for `id`, if it was asked.
+    pub(crate) fn lookup_of(&self, id: TargetId) -> Option<CacheLookup> {
+        match self.lookups.get(id)?.load(Ordering::Relaxed) {
+            1 => Some(CacheLookup::Miss),
+            2 => Some(CacheLookup::Hit),
+            _ => None,
+        }
     }
 
     pub(crate) fn target(&self, id: TargetId) -> &Target {

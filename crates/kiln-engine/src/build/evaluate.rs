@@ -115,6 +115,10 @@ pub(crate) fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)
             prev.outputs.iter().filter(|o| current_digest(root, &o.path, &ctx.stat) != Some(o.digest)).collect();
         let damage = (!damaged.is_empty()).then(|| describe_damage(&damaged, root));
         let request = RunRequest { manifest, reason: String::new(), inputs_meta };
+        if damage.is_some() && target.cache {
+            // Its outputs are not as built: the cache is asked for them.
+            ctx.looked_up(id, previous.is_some());
+        }
         return match decide::same_key(damage, target.cache, previous.is_some()) {
             Verdict::Fresh => {
                 let produced = Produced {
@@ -147,6 +151,9 @@ pub(crate) fn evaluate(ctx: &Ctx, id: TargetId, deps: &[(String, Option<Digest>)
     let looking = Instant::now();
     let hit = if target.cache { ctx.cache.lookup(&key) } else { None };
     ctx.span(name, "lookup", Track::Worker, looking);
+    if target.cache {
+        ctx.looked_up(id, hit.is_some());
+    }
     let request = RunRequest { manifest, reason: String::new(), inputs_meta };
     // A new key: restored when the cache has outputs for it (an earlier build of the same
     // content), run otherwise, with what changed as the reason either way.
@@ -215,6 +222,14 @@ pub(crate) fn evaluate_image(
     // a few dozen); one that cannot be found counts as absent, and building it is correct.
     let known = same_key || ctx.cache.lookup(&key).is_some();
     let existing = if known { engine.image_id(&tag).ok().map(|id| image_digest(&id)) } else { None };
+    let fresh_image = same_key && existing.is_some();
+    if !forced
+        && !fresh_image
+        && let Some(id) = ctx.graph.id(name)
+    {
+        // A new key (or an image gone from the engine): is an earlier build's image there?
+        ctx.looked_up(id, existing.is_some());
+    }
     let why = || -> String {
         match prev {
             None => "no previous build".to_string(),

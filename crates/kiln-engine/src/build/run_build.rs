@@ -14,6 +14,7 @@
 //! rebuilds to identical bytes leaves its dependents `fresh` (early cutoff).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::AtomicU8;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -108,6 +109,7 @@ pub async fn run_round(
 
     let gate = options.gate.clone().map(|prelude| EventGate::new(bus.clone(), prelude));
     let bus = gate.as_ref().map_or(bus, EventGate::bus);
+    let graph_len = graph.len();
     let ctx = Arc::new(Ctx {
         config,
         layout,
@@ -128,6 +130,7 @@ pub async fn run_round(
         bus: bus.clone(),
         started,
         engine: OnceLock::new(),
+        lookups: (0..graph_len).map(|_| AtomicU8::new(0)).collect(),
     });
     let mode = if options.watch_mode { "up" } else { "build" };
     bus.publish(Event::RunStarted { mode: mode.into(), targets: selected.len() });
@@ -399,6 +402,7 @@ impl RunLoop<'_> {
             reason: done.reason,
             log: done.log,
             saved_ms,
+            cache: self.ctx.lookup_of(id),
         });
         for (skipped, cause) in self.sched.finish(id, done.status) {
             let reason = format!("dependency {} did not succeed", self.ctx.graph.name(cause));
@@ -412,6 +416,7 @@ impl RunLoop<'_> {
                 reason,
                 log: None,
                 saved_ms: None,
+                cache: None,
             });
         }
     }

@@ -9,4 +9,4 @@ pub mod timestamp;
 
 pub use event_bus::{EventBus, Received, Subscription};
 pub use replay_ring::ReplayLimits;
-pub use schema::{Envelope, Event, Latency, NoticeLevel, Phase, Stream, TargetStatus};
+pub use schema::{CacheLookup, Envelope, Event, Latency, NoticeLevel, Phase, RestartCause, Stream, TargetStatus};

@@ -118,6 +118,10 @@ pub enum Event {
         /// For a cached target: how long its command took when it ran, the time saved.
         #[serde(skip_serializing_if = "Option::is_none")]
         saved_ms: Option<u64>,
+        /// Whether the cache was asked for this target's outputs, and what it answered;
+        /// absent when it was not asked (up to date, `cache = false`, triggered, failed before).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache: Option<CacheLookup>,
     },
     /// A timed piece of a target's work, for traces: `hash` (listing and hashing inputs),
     /// `lookup` (the cache), `restore`, `run` (one attempt of the command), `store`.
@@ -189,6 +193,9 @@ pub enum Event {
         image: Option<String>,
         /// How many replicas the service should have now (its configured `replicas`).
         replicas: u32,
+        /// On a `starting` that restarts the replica: what caused it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cause: Option<RestartCause>,
     },
     /// A replica's process or container started (one per attempt): what `kiln ps` shows of
     /// it. For a container service it is published once the engine has written the
@@ -289,6 +296,71 @@ pub struct Latency {
     pub deploy: u64,
     pub ready: u64,
     pub total: u64,
+}
+
+/// What the cache answered a target's lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheLookup {
+    Hit,
+    Miss,
+}
+
+/// What restarted a replica (`cause` of a `service.phase` to `starting`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestartCause {
+    /// It exited or could not start, and its restart policy restarts it.
+    Crash,
+    /// Its liveness probe failed and kiln killed it.
+    Liveness,
+    /// A new build of what it runs.
+    Build,
+    /// `kiln trigger` or the dashboard's restart button.
+    Trigger,
+    /// Its configuration (or env file) changed.
+    Config,
+    /// A file it watches (`watch`) changed.
+    Watch,
+    /// Files were synced into it by a `sync+restart` rule.
+    Sync,
+}
+
+impl RestartCause {
+    pub const ALL: [RestartCause; 7] = [
+        RestartCause::Crash,
+        RestartCause::Liveness,
+        RestartCause::Build,
+        RestartCause::Trigger,
+        RestartCause::Config,
+        RestartCause::Watch,
+        RestartCause::Sync,
+    ];
+
+    /// The words of the phase reasons: `restarted for a new build`.
+    pub fn text(self) -> &'static str {
+        match self {
+            RestartCause::Crash => "a crash",
+            RestartCause::Liveness => "a failed liveness probe",
+            RestartCause::Build => "a new build",
+            RestartCause::Trigger => "`kiln trigger`",
+            RestartCause::Config => "a change of its configuration",
+            RestartCause::Watch => "a watched file changed",
+            RestartCause::Sync => "synced files (sync+restart)",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartCause::Crash => "crash",
+            RestartCause::Liveness => "liveness",
+            RestartCause::Build => "build",
+            RestartCause::Trigger => "trigger",
+            RestartCause::Config => "config",
+            RestartCause::Watch => "watch",
+            RestartCause::Sync => "sync",
+        }
+    }
 }
 
 /// How loud a notice is.

@@ -27,7 +27,7 @@ use std::time::Duration;
 use kiln_config::RestartPolicy;
 use tokio::time::Instant;
 
-use crate::event::Phase;
+use crate::event::{Phase, RestartCause};
 use crate::supervise::backoff::Backoff;
 use crate::supervise::restart_policy::{ExitDecision, on_exit};
 
@@ -84,6 +84,8 @@ pub struct PhaseChange {
     pub reason: String,
     /// In `backoff`: the delay before the next try.
     pub next_try: Option<Duration>,
+    /// On a restart (to `starting`): what caused it.
+    pub cause: Option<RestartCause>,
 }
 
 /// One step's result.
@@ -119,8 +121,11 @@ pub struct ReplicaState {
     stop_signal: &'static str,
     /// How the last crash went (`exited with code 1`), for the reason of the restart.
     last_exit: String,
-    /// Why the next restart or stop happens (`a new build`, `triggered`, `scaled down`).
+    /// Why the next stop happens (`scaled down`, `kiln up is stopping`), or the words of
+    /// [`ReplicaState::cause`].
     why: &'static str,
+    /// What the next restart for a new spec is for (a build, a trigger, a config change).
+    cause: RestartCause,
     /// While starting: the last probe failure said, so that each new text is said once.
     last_probe: Option<String>,
     /// Failing liveness probes in a row before the replica is restarted.
@@ -151,6 +156,7 @@ impl ReplicaState {
             stop_signal,
             last_exit: String::new(),
             why: "",
+            cause: RestartCause::Build,
             last_probe: None,
             live_allowed: 3,
             live_failures: 0,
@@ -170,7 +176,16 @@ impl ReplicaState {
         if matches!(action, Action::Start) {
             self.last_probe = None;
         }
-        Step { change: Some(PhaseChange { phase, reason: reason.into(), next_try }), action }
+        Step { change: Some(PhaseChange { phase, reason: reason.into(), next_try, cause: None }), action }
+    }
+
+    /// A restart (to `starting`) for `cause`.
+    fn restart(&mut self, reason: String, cause: RestartCause) -> Step {
+        let mut step = self.to(Phase::Starting, reason, None, Action::Start);
+        if let Some(c) = step.change.as_mut() {
+            c.cause = Some(cause);
+        }
+        step
     }
 
     fn stay(action: Action) -> Step {
@@ -185,6 +200,12 @@ impl ReplicaState {
     /// down`), for its phase reasons.
     pub fn because(&mut self, why: &'static str) {
         self.why = why;
+    }
+
+    /// Says what the next `NewBuild` restarts it for.
+    pub fn restart_for(&mut self, cause: RestartCause) {
+        self.cause = cause;
+        self.why = cause.text();
     }
 
     /// The first start, once deps and `after` services allow it.
@@ -277,7 +298,7 @@ impl ReplicaState {
             Input::Exited(code) => match self.stopping.take() {
                 Some(Then::Restart) => {
                     let reason = format!("restarted for {}", self.restart_cause());
-                    self.to(Phase::Starting, reason, None, Action::Start)
+                    self.restart(reason, self.cause)
                 }
                 Some(Then::End) => self.to(Phase::Stopped, self.stopped_reason(), None, Action::End),
                 // Killed by kiln because it stopped answering: a crash, whatever its code.
@@ -293,7 +314,7 @@ impl ReplicaState {
                     if first && self.phase == Phase::Backoff {
                         self.restarts = 1;
                         let reason = format!("restart 1 after its {how}");
-                        return self.to(Phase::Starting, reason, None, Action::Start);
+                        return self.restart(reason, RestartCause::Liveness);
                     }
                     step
                 }
@@ -306,7 +327,8 @@ impl ReplicaState {
             Input::BackoffOver if self.phase == Phase::Backoff => {
                 let whose = if self.killed_for_liveness { "its" } else { "it" };
                 let reason = format!("restart {} after {whose} {}", self.restarts, self.last_exit);
-                self.to(Phase::Starting, reason, None, Action::Start)
+                let cause = if self.killed_for_liveness { RestartCause::Liveness } else { RestartCause::Crash };
+                self.restart(reason, cause)
             }
             Input::BackoffOver => Self::stay(Action::Continue),
             Input::NewBuild => {
@@ -323,7 +345,7 @@ impl ReplicaState {
                     self.to(Phase::Stopping, reason, None, Action::Kill)
                 } else {
                     let reason = format!("restarted for {}", self.restart_cause());
-                    self.to(Phase::Starting, reason, None, Action::Start)
+                    self.restart(reason, self.cause)
                 }
             }
             Input::Stop => {
@@ -473,7 +495,7 @@ mod tests {
         let s = r.step(Input::Exited(Some(143)), now, 0.0);
         assert_eq!(s.action, Action::Start);
         let c = s.change.expect("starting");
-        assert_eq!(c.phase, Phase::Starting);
+        assert_eq!((c.phase, c.cause), (Phase::Starting, Some(RestartCause::Liveness)));
         assert_eq!(c.reason, "restart 1 after its liveness probe failed: no answer within 200ms");
         assert_eq!(r.restarts, 1);
         // The new attempt starts over: its failures count only after its own first pass.
@@ -495,7 +517,9 @@ mod tests {
         );
         now += Duration::from_secs(2);
         let s = r.step(Input::BackoffOver, now, 0.0);
-        assert_eq!(s.change.expect("starting").reason, "restart 2 after its liveness probe failed: refused");
+        let c = s.change.expect("starting");
+        assert_eq!(c.reason, "restart 2 after its liveness probe failed: refused");
+        assert_eq!(c.cause, Some(RestartCause::Liveness));
     }
 
     #[tokio::test(start_paused = true)]
@@ -624,11 +648,20 @@ mod tests {
         let mut r = state(RestartPolicy::Always);
         r.begin("go");
         r.step(Input::Started { probed: false }, now, 0.0);
-        r.because("`kiln trigger`");
+        r.restart_for(RestartCause::Trigger);
         let s = r.step(Input::NewBuild, now, 0.0);
-        assert_eq!(s.change.expect("stopping").reason, "restarting for `kiln trigger`");
+        let c = s.change.expect("stopping");
+        assert_eq!((c.reason.as_str(), c.cause), ("restarting for `kiln trigger`", None), "not restarted yet");
         let s = r.step(Input::Exited(None), now, 0.0);
-        assert_eq!(s.change.expect("starting").reason, "restarted for `kiln trigger`");
+        let c = s.change.expect("starting");
+        assert_eq!((c.reason.as_str(), c.cause), ("restarted for `kiln trigger`", Some(RestartCause::Trigger)));
+        r.step(Input::Started { probed: false }, now, 0.0);
+        // It crashes: the restart after the backoff is for the crash, not the trigger.
+        let s = r.step(Input::Exited(Some(1)), now, 0.0);
+        assert_eq!(phase(&s), Some(Phase::Backoff));
+        let c = r.step(Input::BackoffOver, now + Duration::from_secs(5), 0.0).change.expect("starting");
+        assert_eq!((c.reason.as_str(), c.cause), ("restart 1 after it exited with code 1", Some(RestartCause::Crash)));
+        assert_eq!(r.begin("go").change.expect("starting").cause, None, "a first start is no restart");
         r.step(Input::Started { probed: false }, now, 0.0);
         r.because("scaled down");
         assert_eq!(r.step(Input::Stop, now, 0.0).change.expect("stopping").reason, "scaled down: sent SIGTERM");

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::event::{Event, EventBus, Phase};
+use crate::event::{Event, EventBus, Phase, RestartCause};
 use crate::supervise::backoff::jitter_unit;
 use crate::supervise::replica_log::ReplicaLog;
 use crate::supervise::replica_runner::{Handover, Order, Report, start_attempt, stop_handover};
@@ -69,7 +69,7 @@ struct Entry {
     replicas: BTreeMap<u32, Slot>,
     rollout: Option<Rollout>,
     /// Why the rollout restarts replicas, for their phase reasons.
-    roll_why: &'static str,
+    roll_why: RestartCause,
     /// Being stopped for good (removed from the configuration, or shutdown).
     removing: bool,
     /// The reason its waiting replicas were last given (`waiting for db to be ready`).
@@ -142,7 +142,7 @@ impl ServiceSet {
         let Some(phase) = self.services.get(name).and_then(|e| e.replicas.get(&replica)).map(|s| s.state.phase) else {
             return;
         };
-        self.publish(name, replica, phase, reason, None);
+        self.publish(name, replica, phase, reason, None, None);
     }
 
     /// The services whose rolling restart ended since the last call, each with when the last
@@ -163,6 +163,7 @@ impl ServiceSet {
                 next_try_ms: None,
                 image: None,
                 replicas,
+                cause: None,
             });
         }
         let entry = Entry {
@@ -171,7 +172,7 @@ impl ServiceSet {
             after: Vec::new(),
             replicas: BTreeMap::new(),
             rollout: None,
-            roll_why: "",
+            roll_why: RestartCause::Build,
             removing: false,
             waiting_for: String::new(),
         };
@@ -189,7 +190,7 @@ impl ServiceSet {
             after: after.to_vec(),
             replicas: slots,
             rollout: None,
-            roll_why: "",
+            roll_why: RestartCause::Build,
             removing: false,
             waiting_for: String::new(),
         };
@@ -206,8 +207,8 @@ impl ServiceSet {
 
     /// Restarts a service's replicas one at a time, each after the previous new one is
     /// ready (or has given up), so that it keeps serving throughout.
-    /// `why` names the cause in the phase reasons (`a new build`, `triggered`).
-    pub fn roll(&mut self, name: &str, why: &'static str) {
+    /// `why` is the cause its phases name (`restarted for a new build`) and carry.
+    pub fn roll(&mut self, name: &str, why: RestartCause) {
         let Some(e) = self.services.get_mut(name).filter(|e| !e.removing) else { return };
         let desired = e.desired;
         let live: Vec<u32> =
@@ -396,7 +397,7 @@ impl ServiceSet {
                 if reason != e.waiting_for {
                     let waiting: Vec<u32> = e.replicas.iter().filter(|(_, s)| s.waiting()).map(|(r, _)| *r).collect();
                     for r in waiting {
-                        self.publish(&name, r, Phase::Pending, reason.clone(), None);
+                        self.publish(&name, r, Phase::Pending, reason.clone(), None, None);
                     }
                     self.services.get_mut(&name).expect("listed above").waiting_for = reason;
                 }
@@ -418,7 +419,7 @@ impl ServiceSet {
         if let Some(r) = rollout.next(Instant::now()) {
             let why = e.roll_why;
             if let Some(slot) = e.replicas.get_mut(&r) {
-                slot.state.because(why);
+                slot.state.restart_for(why);
             }
             self.feed(name, r, Input::NewBuild);
         } else if rollout.is_done() {
@@ -442,7 +443,7 @@ impl ServiceSet {
             if let Some(slot) = self.services.get_mut(name).and_then(|e| e.replicas.get_mut(&replica)) {
                 slot.reason.clone_from(&c.reason);
             }
-            self.publish(name, replica, c.phase, c.reason, c.next_try);
+            self.publish(name, replica, c.phase, c.reason, c.next_try, c.cause);
             if let Some(rollout) = self.services.get_mut(name).and_then(|e| e.rollout.as_mut()) {
                 rollout.observe(replica, c.phase, Instant::now());
             }
@@ -509,7 +510,15 @@ impl ServiceSet {
         }
     }
 
-    fn publish(&self, name: &str, replica: u32, phase: Phase, reason: String, next_try: Option<std::time::Duration>) {
+    fn publish(
+        &self,
+        name: &str,
+        replica: u32,
+        phase: Phase,
+        reason: String,
+        next_try: Option<std::time::Duration>,
+        cause: Option<RestartCause>,
+    ) {
         let Some(e) = self.services.get(name) else { return };
         self.bus.publish(Event::ServicePhase {
             service: name.to_string(),
@@ -520,6 +529,7 @@ impl ServiceSet {
             next_try_ms: next_try.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             image: e.spec.as_ref().and_then(|s| s.image().map(str::to_string)),
             replicas: e.desired,
+            cause,
         });
     }
 }

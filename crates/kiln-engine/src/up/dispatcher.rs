@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use crate::build::build_options::{BuildOptions, RunSummary};
 use crate::build::build_session::BuildSession;
 use crate::container::network::ProjectNetwork;
-use crate::event::{Event, EventBus, NoticeLevel, Phase, TargetStatus};
+use crate::event::{Event, EventBus, NoticeLevel, Phase, RestartCause, TargetStatus};
 use crate::fs::cpus::cpus;
 use crate::fs::file_index::FileIndex;
 use crate::fs::rel_path;
@@ -354,6 +354,7 @@ impl Dispatcher {
                     next_try_ms: None,
                     image: None,
                     replicas: service.replicas,
+                    cause: None,
                 });
             }
         }
@@ -533,7 +534,7 @@ impl Dispatcher {
             match self.spec_of(&config.services[name]) {
                 Ok(spec) => {
                     self.services.update(name, spec);
-                    self.services.roll(name, "a change of its configuration");
+                    self.services.roll(name, RestartCause::Config);
                 }
                 Err(_) => self.services.stop(name, "its definition changed"),
             }
@@ -569,7 +570,7 @@ impl Dispatcher {
 
     fn on_trigger(&mut self, name: &str) -> Triggered {
         if self.services.is_started(name) {
-            self.services.roll(name, "`kiln trigger`");
+            self.services.roll(name, RestartCause::Trigger);
             Triggered::Service
         } else if let Some(id) = self.sel.graph.id(name).filter(|id| self.sel.targets.contains(id)) {
             let dependents = self.sel.names(self.sel.with_dependents([id]));
@@ -638,6 +639,7 @@ impl Dispatcher {
                         reason: why.clone(),
                         log: None,
                         saved_ms: None,
+                        cache: None,
                     });
                 }
                 return;
@@ -677,7 +679,7 @@ impl Dispatcher {
                     if let Ok(spec) = self.spec_of(service) {
                         self.services.update(name, spec);
                     }
-                    self.services.roll(name, "a new build");
+                    self.services.roll(name, RestartCause::Build);
                     rolled.push((name.clone(), service.deps.clone()));
                     if let Some(rules) = self.sel.live.get(name) {
                         self.live.note_present(name, &rules.sync);
@@ -818,7 +820,7 @@ impl Dispatcher {
                 level: NoticeLevel::Info,
                 message: format!("{service}: restarting: {} changed", why.join(", ")),
             });
-            self.services.roll(&service, "a watched file changed");
+            self.services.roll(&service, RestartCause::Watch);
             self.pending.push(PendingUpdate::restart(Timing { cause: why, ..timing.clone() }, service, timing.batch));
         }
         self.on_settled();
@@ -911,7 +913,7 @@ impl Dispatcher {
             return;
         }
         if restart && self.services.is_started(&service) {
-            self.services.roll(&service, "synced files (sync+restart)");
+            self.services.roll(&service, RestartCause::Sync);
             // Nothing is built: copying and replacing the containers are the deploy.
             self.pending.push(PendingUpdate::restart(timing, service, batch_at));
             return;

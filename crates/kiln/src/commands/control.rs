@@ -9,7 +9,7 @@ use kiln_engine::{Engine, Layout};
 use crate::api_client::{ClientError, info, request};
 use crate::exit;
 use crate::out::{errln, outln};
-use crate::status_view::short_image;
+use crate::status_view::{latency_from_json, short_image, update_breakdown};
 
 pub(crate) fn fail(e: &ClientError) -> u8 {
     errln!("error: {}", e.message());
@@ -85,8 +85,9 @@ pub fn status(config: &Config, json: bool) -> u8 {
 }
 
 /// `kiln status` as text: a line per target (status, reason), then a line per service
-/// (phase, replicas, image, restarts), in columns as wide as their longest cell (at least
-/// 16 for names and 8 for phases, so short names line up as they always did).
+/// (phase, replicas, image, restarts, the last update's save-to-ready breakdown), in
+/// columns as wide as their longest cell (at least 16 for names and 8 for phases, so short
+/// names line up as they always did).
 fn status_lines(v: &serde_json::Value) -> Vec<String> {
     let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
     let targets: Vec<[String; 3]> = v["targets"]
@@ -95,7 +96,7 @@ fn status_lines(v: &serde_json::Value) -> Vec<String> {
         .flatten()
         .map(|(name, t)| [name.clone(), text(&t["status"]), text(&t["reason"])])
         .collect();
-    let services: Vec<[String; 5]> = v["services"]
+    let services: Vec<[String; 6]> = v["services"]
         .as_object()
         .into_iter()
         .flatten()
@@ -108,6 +109,9 @@ fn status_lines(v: &serde_json::Value) -> Vec<String> {
                 format!("{}/{} replicas", count("ready"), count("desired")),
                 s["image"].as_str().map(|i| format!("image {}", short_image(i))).unwrap_or_default(),
                 format!("{restarts} {}", plural(restarts, "restart")),
+                s.get("last_update")
+                    .map(|u| format!("last update {}", update_breakdown(&latency_from_json(&u["latency_ms"]))))
+                    .unwrap_or_default(),
             ]
         })
         .collect();
@@ -118,14 +122,18 @@ fn status_lines(v: &serde_json::Value) -> Vec<String> {
     let phase_w = width(&mut targets.iter().map(|t| &t[1]).chain(services.iter().map(|s| &s[1])), 8);
     let replicas_w = width(&mut services.iter().map(|s| &s[2]), 0);
     let image_w = width(&mut services.iter().map(|s| &s[3]), 0);
+    let restarts_w = width(&mut services.iter().map(|s| &s[4]), 0);
     let mut lines = Vec::with_capacity(targets.len() + services.len());
     for [name, status, reason] in &targets {
         lines.push(format!("{name:<name_w$} {status:<phase_w$} {reason}").trim_end().to_string());
     }
-    for [name, phase, replicas, image, restarts] in &services {
+    for [name, phase, replicas, image, restarts, update] in &services {
         // No image column when no service runs a container.
         let image = if image_w == 0 { String::new() } else { format!("  {image:<image_w$}") };
-        lines.push(format!("{name:<name_w$} {phase:<phase_w$} {replicas:<replicas_w$}{image}  {restarts}"));
+        let line = format!(
+            "{name:<name_w$} {phase:<phase_w$} {replicas:<replicas_w$}{image}  {restarts:<restarts_w$}  {update}"
+        );
+        lines.push(line.trim_end().to_string());
     }
     lines
 }
@@ -384,6 +392,29 @@ mod status_tests {
         assert_eq!(
             status_lines(&v),
             ["api              ready    2/2 replicas  0 restarts", "worker           backoff  0/1 replicas  1 restart",]
+        );
+    }
+
+    #[test]
+    fn a_service_shows_its_last_update_phase_by_phase() {
+        let latency = serde_json::json!({
+            "detect": 0, "debounce": 50, "build": 820, "deploy": 430, "ready": 120, "total": 1420,
+        });
+        let v = serde_json::json!({
+            "services": {
+                "web": { "phase": "ready", "ready": 2, "desired": 2, "restarts": 1,
+                         "image": "localhost/web:kiln-3f2a9c00",
+                         "last_update": { "how": "rebuilt", "latency_ms": latency } },
+                "worker": { "phase": "ready", "ready": 1, "desired": 1, "restarts": 12 },
+            },
+        });
+        assert_eq!(
+            status_lines(&v),
+            [
+                "web              ready    2/2 replicas  image web:kiln-3f2a…  1 restart    \
+                 last update 1.42 s (debounce 0.05, build 0.82, deploy 0.43, ready 0.12)",
+                "worker           ready    1/1 replicas                        12 restarts",
+            ]
         );
     }
 }

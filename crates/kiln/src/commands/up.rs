@@ -100,7 +100,7 @@ pub async fn run(
     let view_status = status.clone();
     tokio::spawn(async move {
         while let Some(envelope) = status_events.recv().await {
-            view_status.lock().expect("status lock is never poisoned").on_event(&envelope.event, &envelope.ts);
+            view_status.lock().expect("status lock is never poisoned").on_envelope(&envelope);
         }
     });
     // So do the metrics of `GET /metrics`.
@@ -138,7 +138,7 @@ pub async fn run(
                     }
                     match &mut human {
                         Human::Plain(v) => v.on_event(&envelope.event),
-                        Human::Live(v) => v.on_event(&envelope.event, &envelope.ts),
+                        Human::Live(v) => v.on_envelope(&envelope),
                     }
                     if events.is_empty() || drawn.elapsed() >= tick.min(Duration::from_millis(250)) {
                         drawn = std::time::Instant::now();
