@@ -120,7 +120,7 @@ async function main([project, port, shots]) {
   ok(`the table shows app built, web ready 1/1 with a link to http://127.0.0.1:${port}/`);
 
   await page.waitForSelector('#graph g[data-node="target:app"]', { timeout: STEP_MS });
-  await page.waitForSelector('#graph path[data-from="target:app"][data-to="service:web"]', { timeout: STEP_MS });
+  await page.waitForSelector('#graph path[data-from="target:app"][data-to="service:web"]', { state: 'attached', timeout: STEP_MS });
   ok('the dependency graph has app → web');
 
   // The log pane: the service's own line, from /api/logs, and markup shown as text.

@@ -30,9 +30,10 @@ fn browser_tools() {
         missing.push("node".to_string());
     }
     let browser = repo().join("tests/browser");
-    let pinned: Value =
-        serde_json::from_str(&std::fs::read_to_string(browser.join("package.json")).expect("tests/browser/package.json"))
-            .expect("package.json is JSON");
+    let pinned: Value = serde_json::from_str(
+        &std::fs::read_to_string(browser.join("package.json")).expect("tests/browser/package.json"),
+    )
+    .expect("package.json is JSON");
     let want = pinned["dependencies"]["playwright-core"].as_str().expect("playwright-core is pinned");
     let installed = std::fs::read_to_string(browser.join("node_modules/playwright-core/package.json"))
         .ok()
@@ -82,6 +83,14 @@ fn browse(args: &[&str]) -> (Vec<String>, Value) {
 
 const PORT: u16 = 19631;
 
+/// One browser test at a time: the flood's measurements are of the page, not of two
+/// chromiums sharing the CPU.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn config() -> String {
     format!(
         r#"
@@ -105,6 +114,7 @@ stop_timeout = "2s"
 #[test]
 fn the_dashboard_in_a_real_browser_shows_edits_triggers_restarts_logs_and_updates() {
     browser_tools();
+    let _one = one_at_a_time();
     let p = Project::new(&config());
     p.write("build.sh", "mkdir -p out\necho \"building app v1\"\necho v1 > out/app.txt\n");
     let mut up = Up::start(&p, &[]);
@@ -115,7 +125,9 @@ fn the_dashboard_in_a_real_browser_shows_edits_triggers_restarts_logs_and_update
     std::fs::create_dir_all(&shots).expect("docs/images");
     let root = p.root().to_str().expect("a UTF-8 path").to_string();
     let (oks, result) = browse(&["main", &url, &root, &PORT.to_string(), shots.to_str().expect("a UTF-8 path")]);
-    for want in ["missing or wrong token is refused", "loads with the token", "live", "trigger rebuilds", "restart restarts"] {
+    for want in
+        ["missing or wrong token is refused", "loads with the token", "live", "trigger rebuilds", "restart restarts"]
+    {
         assert!(oks.iter().any(|o| o.contains(want)), "no `{want}` check passed: {oks:#?}");
     }
 
@@ -155,6 +167,7 @@ fn the_dashboard_in_a_real_browser_shows_edits_triggers_restarts_logs_and_update
 #[test]
 fn a_flood_of_output_leaves_the_page_answering_and_its_pane_capped() {
     browser_tools();
+    let _one = one_at_a_time();
     // About 10,000 lines a second, in bursts of 1,000 every 100 ms.
     let p = Project::new(
         r#"
