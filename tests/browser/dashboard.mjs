@@ -227,16 +227,28 @@ async function load() {
   );
   Object.assign(result, measured);
 
-  // A click still answers within a bound: wrap on, as the pane shows it.
-  const t0 = Date.now();
-  await page.click('#log-wrap', { timeout: STEP_MS });
-  await until(page, 'wrap to be on', () => document.querySelector('#log-view').classList.contains('wrap'));
-  result.click_ms = Date.now() - t0;
-  // And the restart button, which the service answers.
-  const t1 = Date.now();
-  await page.click(`${row('service:flood')} button.act`, { timeout: STEP_MS });
-  await until(page, 'the restart to be accepted', (sel) => document.querySelector(sel).classList.contains('done'), `${row('service:flood')} button.act`);
-  result.restart_click_ms = Date.now() - t1;
+  // A click still answers within a bound: from the mouse press to the page's handler
+  // having run (`input_ms`: how long the input waited behind the flood), and to what it
+  // changed being there (`click_ms`, with the round trips to the browser).
+  const clickAt = async (selector, done, arg) => {
+    await page.evaluate((sel) => {
+      window.kilnClick = null;
+      document.querySelector(sel).addEventListener('click', (e) => (window.kilnClick = performance.now() - e.timeStamp), { once: true });
+    }, selector);
+    const box = await page.locator(selector).boundingBox();
+    const t = Date.now();
+    await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+    await until(page, `the click on ${selector} to take effect`, done, arg);
+    return { wall: Date.now() - t, input: Math.round(await page.evaluate(() => window.kilnClick)) };
+  };
+  const wrap = await clickAt('#log-wrap', () => document.querySelector('#log-view').classList.contains('wrap'));
+  result.click_ms = wrap.wall;
+  result.input_ms = wrap.input;
+  // And the restart button, which kiln answers.
+  const act = `${row('service:flood')} button.act`;
+  const restart = await clickAt(act, (sel) => document.querySelector(sel).classList.contains('done'), act);
+  result.restart_click_ms = restart.wall;
+  result.restart_input_ms = restart.input;
 
   result.pane_lines = await page.evaluate(() => window.kilnDashboard.paneLines());
   result.dom_lines = await page.evaluate(() => document.querySelectorAll('#log-window .line').length);

@@ -202,8 +202,11 @@ while True:
     let num = |k: &str| result[k].as_u64().unwrap_or_else(|| panic!("{k} in {result}"));
     assert!(num("pane_lines") <= num("cap") && num("dom_lines") <= num("cap"), "{result}");
     assert!(num("lines_per_s") >= 2_000, "the flood reached the page: {result}");
-    assert!(num("click_ms") < 2_000 && num("restart_click_ms") < 5_000, "clicks answer: {result}");
-    assert!(num("max_lag_ms") < 1_000, "the page's timers run: {result}");
+    // On an idle machine of two cores: input ~10 ms, clicks ~300 ms, timers late by less
+    // than 200 ms; the page's own work for 10,000 lines a second is about half a core.
+    assert!(num("input_ms") < 1_000 && num("restart_input_ms") < 1_000, "clicks are handled at once: {result}");
+    assert!(num("click_ms") < 3_000 && num("restart_click_ms") < 5_000, "clicks take effect: {result}");
+    assert!(num("max_lag_ms") < 1_500, "the page's timers run: {result}");
     assert!(
         wait_until(Duration::from_secs(20), || started().is_some_and(|s| Some(&s) != first.as_ref())),
         "the restart click never restarted flood (started at {first:?})"

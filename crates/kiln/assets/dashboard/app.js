@@ -42,7 +42,8 @@
     services: new Map(), // name → { phase, replicas: {n: {phase, reason, restarts, ports}}, ready, desired, image, last_update }
     graph: { targets: [], services: [] },
     updates: [], // oldest first, at most MAX_UPDATES
-    seq: 0, // the last event folded in
+    seq: 0, // the last event the status had folded in when it was read
+    streamSeq: 0, // the last event the stream gave
   };
   const stats = { events: 0, lines: 0, lagged: 0, statusReads: 0, frames: 0, skipped: 0, drawMs: 0, drawMaxMs: 0 };
   const dirty = { table: true, updates: true, alerts: true, graph: true, layout: true };
@@ -185,7 +186,7 @@
   function connect() {
     // One EventSource per tab. On a reconnect it sends Last-Event-ID itself; the server
     // replays what came after it (or says stream.lagged when that is too old).
-    source = new EventSource(`/api/events?since=${state.seq}`);
+    source = new EventSource(`/api/events?since=${Math.max(state.seq, state.streamSeq)}`);
     source.onopen = () => setConn('live', 'live');
     source.onerror = () => {
       if (source.readyState === EventSource.CLOSED) disconnected();
@@ -194,11 +195,17 @@
     source.onmessage = (m) => {
       // Output lines no open pane shows are most of a flood: known by their first bytes
       // (the type comes first, then the name), counted by their id, never parsed.
-      const name = outputOf(m.data);
-      if (name !== null && !wanted(name)) {
+      // Those an open pane shows go in as they came, parsed when drawn or filtered.
+      const k = outputOf(m.data);
+      if (k !== null) {
         stats.events++;
         const seq = Number(m.lastEventId);
-        if (seq > state.seq) state.seq = seq;
+        if (seq <= state.streamSeq) {
+          stats.skipped++;
+          return;
+        }
+        state.streamSeq = seq;
+        if (wanted(k)) rawLine(k, m.data);
         return;
       }
       let ev;
@@ -255,12 +262,20 @@
       scheduleStatus();
       return;
     }
+    // A replay never gives an event twice; and what the status read last already had is
+    // not folded in again (it may be newer than the stream, which can lag behind).
     if (typeof ev.seq === 'number') {
-      if (ev.seq <= state.seq) {
+      if (ev.seq <= state.streamSeq) {
         stats.skipped++;
         return;
       }
-      state.seq = ev.seq;
+      state.streamSeq = ev.seq;
+    }
+    const fold = !(ev.seq <= state.seq);
+    if (!fold) {
+      // Only its line in a pane.
+      if (ev.type === 'service.phase') phaseLine(ev);
+      return;
     }
     switch (ev.type) {
       case 'target.queued': {
@@ -308,13 +323,7 @@
         else if (ev.phase === 'unhealthy') addAlert(key('service', ev.service), 'warning', `${who} is unhealthy: ${ev.reason}`, ev.ts);
         // A process's listening ports are read when the status is asked.
         if (ev.phase === 'ready') scheduleStatus();
-        paneLine(key('service', ev.service), {
-          ts: ev.ts,
-          source: 'runtime',
-          replica: ev.replica,
-          stream: 'kiln',
-          text: `${ev.phase}${ev.reason ? ` — ${ev.reason}` : ''}`,
-        });
+        phaseLine(ev);
         break;
       }
       case 'service.started': {
@@ -361,6 +370,44 @@
   }
 
   // ---- log panes --------------------------------------------------------------------
+
+  function phaseLine(ev) {
+    paneLine(key('service', ev.service), {
+      ts: ev.ts,
+      source: 'runtime',
+      replica: ev.replica,
+      stream: 'kiln',
+      text: `${ev.phase}${ev.reason ? ` — ${ev.reason}` : ''}`,
+    });
+  }
+
+  // An output event's JSON as a pane line, parsed the first time it is needed.
+  function rawLine(k, data) {
+    if (k.startsWith('service:')) return paneLine(k, { raw: data });
+    const t = nameOf(k);
+    paneLine(k, { raw: data });
+    for (const s of state.graph.services) {
+      if (s.target === t || (s.deps || []).includes(t)) paneLine(key('service', s.name), { raw: data });
+    }
+  }
+  function parsed(l) {
+    if (l.raw === undefined) return l;
+    let ev = {};
+    try {
+      ev = JSON.parse(l.raw);
+    } catch (_) {
+      /* kiln sends JSON */
+    }
+    delete l.raw;
+    const build = ev.type === 'target.output';
+    return Object.assign(l, {
+      ts: ev.ts,
+      source: build ? 'build' : 'runtime',
+      replica: build ? null : ev.replica,
+      stream: ev.stream,
+      text: ev.line === undefined ? '' : ev.line,
+    });
+  }
 
   // A pane: what it holds (at most CAP lines) and, for the pane shown, the lines its filter
   // keeps (`shown`, null when to be computed anew).
@@ -431,14 +478,14 @@
           stream: l.stream,
           text: l.text,
         }));
-        p.lines = dedupe(lines, p.early).slice(-CAP);
+        p.lines = dedupe(lines, p.early.map(parsed)).slice(-CAP);
       } catch (e) {
         p.lines = [{ source: 'runtime', stream: 'kiln', text: `could not read the log of ${name}: ${e.message}` }, ...p.early];
       }
       p.early = [];
       p.loading = false;
       p.shown = null;
-      paneDirty = true;
+      paneDirty = paneNow = true;
       requestDraw();
     } else {
       showPane(k);
@@ -457,7 +504,7 @@
   function showPane(k) {
     current = k;
     panes.get(k).shown = null;
-    paneDirty = true;
+    paneDirty = paneNow = true;
     for (const t of document.querySelectorAll('#log-tabs button')) t.setAttribute('aria-selected', String(t.dataset.pane === k));
     $('#log-view').dataset.pane = k;
     dirty.table = true;
@@ -465,7 +512,8 @@
   }
 
   // One element per line, its label drawn by CSS from data-src.
-  function lineElement(l) {
+  function lineElement(line) {
+    const l = parsed(line);
     const d = document.createElement('div');
     const build = l.source === 'build';
     d.className = `line ${build ? 'b' : 'r'}${!l.stream || l.stream === 'stdout' ? '' : ` ${l.stream}`}`;
@@ -478,22 +526,42 @@
   }
 
   let filterText = '';
-  const keeps = (l) => !filterText || String(l.text).toLowerCase().includes(filterText);
+  const keeps = (l) => !filterText || String(parsed(l).text).toLowerCase().includes(filterText);
 
   // The pane shown is drawn as a window: only the lines in sight (and a margin) are in the
   // DOM, placed in a spacer as tall as all of them, so a frame costs the same whatever
   // the flood. Following, the window is the last lines and the view is kept at the bottom.
   const LINE_PX = 16; // .log-view .line's height in style.css
   const MARGIN = 20;
+  const PANE_EVERY_MS = 50;
   let paneDirty = true;
+  let paneNow = true; // draw without waiting for PANE_EVERY_MS
+  let paneDrawn = 0;
+  let paneTimer = null;
   let lastWindow = '';
+  let lastNewest = null;
+  let scrolledTo = -1; // where following put the view: its scroll event is not the reader's
   function drawPane() {
     const view = $('#log-view');
     const spacer = $('#log-spacer');
     const win = $('#log-window');
     const p = panes.get(current);
     if (!p || !paneDirty) return;
+    // New lines are drawn at most PANE_EVERY_MS apart: a flood moves the window 20 times a
+    // second rather than every frame (a scroll, a filter or a new pane is drawn at once).
+    const now = performance.now();
+    if (!paneNow && now - paneDrawn < PANE_EVERY_MS) {
+      if (!paneTimer) {
+        paneTimer = setTimeout(() => {
+          paneTimer = null;
+          requestDraw();
+        }, PANE_EVERY_MS - (now - paneDrawn));
+      }
+      return;
+    }
     paneDirty = false;
+    paneNow = false;
+    paneDrawn = now;
     if (p.lines.length > CAP) p.lines.splice(0, p.lines.length - CAP);
     if (!p.shown) p.shown = p.lines.filter(keeps);
     if (p.shown.length > CAP) p.shown.splice(0, p.shown.length - CAP);
@@ -504,9 +572,11 @@
     let first = follow ? n - visible - MARGIN : Math.floor(view.scrollTop / LINE_PX) - MARGIN;
     first = Math.max(0, Math.min(first, n - 1));
     const last = Math.min(n, first + visible + 2 * MARGIN);
-    const ends = `${p.key}|${n}|${first}|${last}|${n && p.shown[n - 1].text}|${filterText}`;
-    if (ends !== lastWindow || p.loading) {
+    const ends = `${p.key}|${n}|${first}|${last}|${filterText}`;
+    const newest = n ? p.shown[n - 1] : null;
+    if (ends !== lastWindow || newest !== lastNewest || p.loading) {
       lastWindow = ends;
+      lastNewest = newest;
       const frag = document.createDocumentFragment();
       if (p.loading) frag.append(el('p', 'muted', 'reading the log…'));
       else if (!n) frag.append(el('p', 'muted', p.lines.length ? 'no line matches the filter' : 'no output yet'));
@@ -515,7 +585,10 @@
       win.replaceChildren(frag);
     }
     $('#log-count').textContent = `${n} line${n === 1 ? '' : 's'}${filterText ? ' match' : ''} (a pane keeps the last ${CAP})`;
-    if (follow) view.scrollTop = view.scrollHeight;
+    if (follow) {
+      view.scrollTop = view.scrollHeight;
+      scrolledTo = view.scrollTop;
+    }
   }
 
   // ---- alerts -----------------------------------------------------------------------
@@ -970,7 +1043,7 @@
     const redraw = () => {
       const p = panes.get(current);
       if (p) p.shown = null;
-      paneDirty = true;
+      paneDirty = paneNow = true;
       requestDraw();
     };
     $('#log-filter').addEventListener('input', (e) => {
@@ -1004,7 +1077,8 @@
       if (e.offsetX > view.clientWidth) stopFollowing();
     });
     view.addEventListener('scroll', () => {
-      paneDirty = true;
+      if (view.scrollTop === scrolledTo) return;
+      paneDirty = paneNow = true;
       requestDraw();
     });
   }
@@ -1014,7 +1088,7 @@
     cap: CAP,
     stats,
     paneLines: () => (panes.get(current) || { lines: [] }).lines.length,
-    paneText: () => ((panes.get(current) || {}).shown || []).map((l) => l.text),
+    paneText: () => ((panes.get(current) || {}).shown || []).map((l) => parsed(l).text),
   };
 
   async function start() {
