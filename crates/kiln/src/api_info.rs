@@ -19,6 +19,13 @@ pub struct ApiInfo {
     pub pid: u32,
 }
 
+impl ApiInfo {
+    /// The dashboard's sign-in URL: `http://127.0.0.1:PORT/?token=…`.
+    pub fn dashboard_url(&self) -> String {
+        format!("http://{}/?token={}", self.address, self.token)
+    }
+}
+
 /// Bytes of randomness in a token (shown as twice as many hex digits).
 const TOKEN_BYTES: usize = 32;
 

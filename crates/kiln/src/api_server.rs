@@ -1,7 +1,8 @@
-//! The control API of `kiln up`, on 127.0.0.1 only: `GET /api/status`, `GET /api/events`
-//! (the event stream as Server-Sent Events), `POST /api/trigger/{name}` and `POST /api/stop`,
-//! all behind the token of `.kiln/api.json` (see `api_routes.rs` for the checks), and
-//! `GET /metrics` (OpenMetrics text, no token).
+//! The control API of `kiln up`, on 127.0.0.1 only: the dashboard (`GET /` and its files),
+//! `GET /api/status`, `GET /api/events` (the event stream as Server-Sent Events, replayed
+//! from where a reconnecting client was), `GET /api/graph`, `GET /api/logs/{name}`,
+//! `POST /api/trigger/{name}` and `POST /api/stop`, all behind the token of `.kiln/api.json`
+//! (see `api_routes.rs` for the checks), and `GET /metrics` (OpenMetrics text, no token).
 //!
 //! HTTP/1.1 through hyper, routed by axum, with limits a local process cannot talk past:
 //! - a request head (request line and headers) of at most 16 KiB, else `431 Request Header

@@ -90,6 +90,9 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_debounce)]
         timeout: Option<std::time::Duration>,
     },
+    /// Print the URL that opens the running `kiln up`'s dashboard in a browser (it holds the
+    /// session's token: the page keeps it in a cookie).
+    Dashboard,
     /// Print the target graph.
     Graph(GraphArgs),
     /// Inspect or trim the content-addressed cache.

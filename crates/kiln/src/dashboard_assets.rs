@@ -31,7 +31,7 @@ impl Asset {
     /// The file served at `path`, if any.
     pub fn at(path: &str) -> Option<&'static Asset> {
         match path {
-            "/" | "/index.html" => Some(&INDEX),
+            "/" => Some(&INDEX),
             "/assets/app.js" => Some(&SCRIPT),
             "/assets/style.css" => Some(&STYLE),
             _ => None,
@@ -46,7 +46,7 @@ impl Asset {
 /// Whether a request for `path` is the browser's (the page or its files): refusals are
 /// then a page to read rather than JSON.
 pub fn is_page_path(path: &str) -> bool {
-    path == "/" || path == "/index.html" || path.starts_with("/assets/")
+    path == "/" || path.starts_with("/assets/")
 }
 
 fn page(code: StatusCode, content_type: &'static str, body: impl Into<String>) -> Response {

@@ -24,6 +24,13 @@ impl<W: Write> JsonView<W> {
         self.out.line(&serde_json::to_string(envelope).expect("events always serialize"));
     }
 
+    /// A line that is not an event of the bus (`api.listening`, which carries the token).
+    pub fn line(&mut self, value: &serde_json::Value) {
+        if !self.out.is_closed() {
+            self.out.line(&value.to_string());
+        }
+    }
+
     pub fn flush(&mut self) {
         self.out.flush();
     }

@@ -55,6 +55,7 @@ fn main() -> ExitCode {
             | Command::Wait { .. }
             | Command::Trigger { .. }
             | Command::Down { .. }
+            | Command::Dashboard
             | Command::Logs(_)
     );
     let loaded =
@@ -82,6 +83,7 @@ fn main() -> ExitCode {
         Command::Wait { names, timeout } => commands::control::wait(&config, &names, timeout, !stand_in),
         Command::Trigger { name } => commands::control::trigger(&config, &name, !stand_in),
         Command::Down { timeout } => commands::control::down(&config, timeout),
+        Command::Dashboard => commands::dashboard::run(&config, cli.global.json),
         Command::Graph(args) => {
             out!("{}", commands::graph::render(&config, args.format));
             exit::SUCCESS

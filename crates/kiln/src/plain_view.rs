@@ -18,6 +18,13 @@ impl<W: Write> PlainView<W> {
         PlainView { out: ViewOut::new(out), lines: HumanLines::new(verbose) }
     }
 
+    /// A line that is no event's (the dashboard's URL).
+    pub fn line(&mut self, text: &str) {
+        if !self.out.is_closed() {
+            self.out.line(text);
+        }
+    }
+
     /// Renders one event. Once the output is gone (a closed pipe, a terminal that hung up)
     /// nothing more is rendered.
     pub fn on_event(&mut self, event: &Event) {

@@ -50,7 +50,7 @@ fn body(answer: &str) -> &str {
 #[test]
 fn without_a_session_the_commands_say_so() {
     let p = Project::new(CONFIG);
-    for args in [&["status"][..], &["trigger", "core"], &["down"], &["wait", "core"]] {
+    for args in [&["status"][..], &["trigger", "core"], &["down"], &["wait", "core"], &["dashboard"]] {
         let run = p.kiln(args);
         assert_eq!(run.code, 1, "{args:?}");
         assert_eq!(
@@ -737,4 +737,48 @@ fn logs_of_a_target_and_a_service_as_json_the_last_lines_and_a_suggestion_for_a_
         &format!("GET /api/logs/web?tail=lots HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"),
     );
     assert!(bad.starts_with("HTTP/1.1 400 ") && body(&bad).contains("tail"), "{bad}");
+}
+
+#[test]
+fn kiln_dashboard_and_kiln_up_print_the_url_that_signs_in() {
+    let p = Project::new(CONFIG);
+    p.write("src/a.txt", "a\n");
+    let mut up = Up::start(&p, &[]);
+    let (addr, token) = api(&p);
+    let url = format!("http://{addr}/?token={token}");
+    let printed = p.kiln(&["dashboard"]);
+    assert_eq!((printed.code, printed.stdout.as_str(), printed.stderr.as_str()), (0, format!("{url}\n").as_str(), ""));
+    let v: serde_json::Value = serde_json::from_str(&p.kiln(&["--json", "dashboard"]).stdout).expect("JSON");
+    assert_eq!(v, serde_json::json!({ "url": url, "address": addr }));
+    // `kiln up --json` said so first, in a line of its own (not an event of the bus: no
+    // client of /api/events sees the token).
+    let listening = up.wait_seen("api.listening", |e| e["type"] == "api.listening");
+    assert_eq!((&listening["dashboard"], &listening["address"]), (&url.clone().into(), &addr.clone().into()));
+    assert_eq!(up.seen.iter().position(|e| e["type"] == "api.listening"), Some(0), "{}", up.dump());
+    // The URL signs in.
+    let path = url.strip_prefix(&format!("http://{addr}")).expect("a path");
+    let answer = raw(&addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n"));
+    assert!(answer.starts_with("HTTP/1.1 303 "), "{answer}");
+    let mut sse = Sse::open(&addr, "/api/events?since=0", &token, "");
+    let (_, first) = sse.next();
+    assert_eq!(first["seq"], 1, "the stream starts at the bus's first event: {first}");
+    drop(up);
+
+    // A human reads it as the first line of `kiln up`.
+    let p = Project::new(CONFIG);
+    p.write("src/a.txt", "a\n");
+    let mut child = p
+        .command(&["up"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kiln up");
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut first)
+        .expect("a line");
+    let (addr, token) = api(&p);
+    assert_eq!(first, format!("dashboard: http://{addr}/?token={token}\n"));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .expect("SIGINT");
+    assert_eq!(child.wait().expect("ends").code(), Some(130));
 }

@@ -4,6 +4,7 @@ pub mod build;
 pub mod cache;
 pub mod clean;
 pub mod control;
+pub mod dashboard;
 pub mod explain;
 pub mod graph;
 pub mod logs;

@@ -80,7 +80,7 @@ pub async fn run(
     let status = Arc::new(Mutex::new(StatusView::default()));
     let metrics = Arc::new(Mutex::new(MetricsView::new(Some(bus.clone()))));
     let (controls_tx, controls) = mpsc::unbounded_channel();
-    if let Err(e) = ApiServer::start(
+    let api = match ApiServer::start(
         args.port,
         &kiln_dir,
         bus.clone(),
@@ -91,9 +91,22 @@ pub async fn run(
     )
     .await
     {
-        errln!("error: {e}");
-        return exit::FAILED;
-    }
+        Ok(api) => api,
+        Err(e) => {
+            errln!("error: {e}");
+            return exit::FAILED;
+        }
+    };
+    // Printed first, by the view (never on the bus: it carries the token, and the bus goes
+    // to HTTP clients and event sinks).
+    let dashboard = api.dashboard_url();
+    let listening = serde_json::json!({
+        "type": "api.listening",
+        "address": api.address,
+        "dashboard": dashboard,
+        "ts": kiln_engine::rfc3339(std::time::SystemTime::now()),
+        "seq": 0,
+    });
     // The status the API serves follows the stream on a task of its own, so a terminal that
     // does not keep up never makes it stale.
     let mut status_events = bus.subscribe();
@@ -116,15 +129,25 @@ pub async fn run(
     let (view_done_tx, view_done) = std::sync::mpsc::channel::<()>();
     let view = std::thread::Builder::new().name("kiln-view".into()).spawn(move || {
         let mut json_view = json.then(|| JsonView::new(BufWriter::new(std::io::stdout())));
+        if let Some(j) = json_view.as_mut() {
+            j.line(&listening);
+            j.flush();
+        }
+        let dashboard_line = format!("dashboard: {dashboard}");
         let out: Box<dyn Write + Send> = if json {
             Box::new(BufWriter::new(std::io::stderr()))
         } else {
             Box::new(BufWriter::new(std::io::stdout()))
         };
         let mut human = if live {
+            // Above the live view, which redraws below it.
+            let _ = writeln!(std::io::stderr(), "{dashboard_line}");
             Human::Live(UpView::new(std::io::stderr(), terminal_size(), verbose))
         } else {
-            Human::Plain(PlainView::new(out, verbose))
+            let mut plain = PlainView::new(out, verbose);
+            plain.line(&dashboard_line);
+            plain.flush();
+            Human::Plain(plain)
         };
         let tick = if live { Duration::from_millis(250) } else { Duration::from_secs(3600) };
         // Drawn when the queue is drained, and at least every tick while it never is (a
