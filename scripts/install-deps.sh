@@ -19,6 +19,10 @@ dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 command -v docker >/dev/null 2>&1 || need+=(docker.io)
 # GET /metrics: `promtool check metrics` and a real Prometheus scraping kiln in the tests.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# The dashboard's browser test: Debian's chromium, driven by playwright-core under node.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 
 if ((${#need[@]} + ${#with_recommends[@]})); then
   echo "installing: ${need[*]} ${with_recommends[*]}"
@@ -50,6 +54,18 @@ if ! grep -q '^runtime = "runc"' "$conf" 2>/dev/null; then
     exit 1
   fi
   printf '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n' >"$conf"
+fi
+
+# tests/browser's node_modules (playwright-core, pinned in package-lock.json; it uses the
+# system's chromium and downloads no browser): installed when missing or older than the lock.
+browser_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+stamp="$browser_dir/node_modules/.package-lock.json"
+if [ ! -f "$stamp" ] || [ "$browser_dir/package-lock.json" -nt "$stamp" ]; then
+  echo "installing: tests/browser's node packages (npm ci)"
+  (cd "$browser_dir" && npm ci --silent --no-audit --no-fund >/dev/null) || {
+    echo "error: \`npm ci\` in $browser_dir failed; the dashboard's browser test needs playwright-core from the npm registry" >&2
+    exit 1
+  }
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

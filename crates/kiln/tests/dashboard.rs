@@ -55,9 +55,13 @@ fn browser_tools() {
 /// The URL `kiln dashboard` prints for the session of `p`.
 fn dashboard_url(p: &Project) -> String {
     assert!(wait_until(Duration::from_secs(20), || p.exists(".kiln/api.json")), "kiln up never wrote .kiln/api.json");
+    let run = p.kiln(&["dashboard"]);
+    assert_eq!(run.code, 0, "kiln dashboard: {}{}", run.stdout, run.stderr);
+    let url = run.stdout.trim().to_string();
     let info: Value = serde_json::from_str(&p.read(".kiln/api.json")).expect("api.json is JSON");
     let token = info["token"].as_str().expect("a token");
-    format!("http://{}/?token={token}", info["address"].as_str().expect("an address"))
+    assert_eq!(url, format!("http://{}/?token={token}", info["address"].as_str().expect("an address")));
+    url
 }
 
 /// Runs tests/browser/dashboard.mjs with `args`: its `ok:` lines, and its result.
@@ -202,8 +206,9 @@ while True:
     let num = |k: &str| result[k].as_u64().unwrap_or_else(|| panic!("{k} in {result}"));
     assert!(num("pane_lines") <= num("cap") && num("dom_lines") <= num("cap"), "{result}");
     assert!(num("lines_per_s") >= 2_000, "the flood reached the page: {result}");
-    // On an idle machine of two cores: input ~10 ms, clicks ~300 ms, timers late by less
-    // than 200 ms; the page's own work for 10,000 lines a second is about half a core.
+    // Generous bounds: on two cores shared with other builds (a load of 8) the page still
+    // handled clicks within 0.85 s and its timers were never 1.2 s late; its own work for
+    // 10,000 lines a second is about half a core (half of it the browser's EventSource).
     assert!(num("input_ms") < 1_000 && num("restart_input_ms") < 1_000, "clicks are handled at once: {result}");
     assert!(num("click_ms") < 3_000 && num("restart_click_ms") < 5_000, "clicks take effect: {result}");
     assert!(num("max_lag_ms") < 1_500, "the page's timers run: {result}");
