@@ -3,11 +3,12 @@
 // status, the `ok:` lines and the last line (`result: {json}`), and then kiln's own events.
 //
 //   node tests/browser/dashboard.mjs main URL PROJECT_DIR PORT SCREENSHOT_DIR
-//   node tests/browser/dashboard.mjs load URL
+//   node tests/browser/dashboard.mjs load URL RESOURCES
 //
 // URL is the one `kiln dashboard` prints (http://127.0.0.1:PORT/?token=…). `main` edits
 // PROJECT_DIR/build.sh (the project of dashboard.rs) and expects a process service `web`
-// listening on PORT; `load` expects a service `flood` printing thousands of lines a second.
+// listening on PORT; `load` expects RESOURCES targets and services, each target built, one
+// of them a service `flood` printing thousands of lines a second.
 // Exit 0: every check passed; 1: a check failed (`error: …`); 2: the tools are missing.
 
 import fs from 'node:fs';
@@ -67,7 +68,7 @@ const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true
 const result = {};
 try {
   if (scenario === 'main') await main(rest);
-  else await load();
+  else await load(rest);
 } finally {
   await browser.close();
 }
@@ -195,10 +196,19 @@ async function main([project, port, shots]) {
   ok('no error in the page');
 }
 
-async function load() {
+async function load([resources]) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const { page, errors } = await signIn(context);
   await badgeIs(page, 'service:flood', 'runtime', 'ready');
+  // Every resource in the table and the graph, each target built.
+  const want = Number(resources);
+  await until(page, `${want} rows, every target built`, (n) => {
+    const rows = document.querySelectorAll('#resources tbody tr');
+    const built = document.querySelectorAll('#resources tbody td.build .badge.s-ok').length;
+    return rows.length === n && built === n - 1;
+  }, want);
+  result.rows = await page.locator('#resources tbody tr').count();
+  result.nodes = await page.locator('#graph g[data-node]').count();
   await page.click(`${row('service:flood')} button.logs`);
   const cap = await page.evaluate(() => window.kilnDashboard.cap);
   await until(page, `the flood pane to hold its cap (${cap} lines)`, (c) => window.kilnDashboard.paneLines() >= c, cap);

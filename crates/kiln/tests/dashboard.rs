@@ -86,6 +86,8 @@ fn browse(args: &[&str]) -> (Vec<String>, Value) {
 }
 
 const PORT: u16 = 19631;
+/// Targets and services of the flood's project.
+const RESOURCES: usize = 300;
 
 /// One browser test at a time: the flood's measurements are of the page, not of two
 /// chromiums sharing the CPU.
@@ -172,8 +174,9 @@ fn the_dashboard_in_a_real_browser_shows_edits_triggers_restarts_logs_and_update
 fn a_flood_of_output_leaves_the_page_answering_and_its_pane_capped() {
     browser_tools();
     let _one = one_at_a_time();
-    // About 10,000 lines a second, in bursts of 1,000 every 100 ms.
-    let p = Project::new(
+    // 300 resources, one of them printing about 10,000 lines a second, in bursts of 1,000
+    // every 100 ms.
+    let mut config = String::from(
         r#"
 [service.flood]
 cmd = "exec python3 -u flood.py"
@@ -181,6 +184,11 @@ ready = { log = "flood line 0 " }
 stop_timeout = "2s"
 "#,
     );
+    for i in 0..RESOURCES - 1 {
+        let deps = if i == 0 { String::new() } else { format!("\"t{:03}\"", (i - 1) / 2) };
+        config.push_str(&format!("[target.t{i:03}]\ncmd = \"echo t{i:03}\"\ndeps = [{deps}]\n"));
+    }
+    let p = Project::new(&config);
     p.write(
         "flood.py",
         r#"import sys, time
@@ -201,10 +209,11 @@ while True:
     assert_eq!(wait.code, 0, "flood never ready: {}", wait.stderr);
     let started = || started_at(&p, "flood");
     let first = started();
-    let (_, result) = browse(&["load", &url]);
+    let (_, result) = browse(&["load", &url, &RESOURCES.to_string()]);
     eprintln!("under the flood: {result}");
     let num = |k: &str| result[k].as_u64().unwrap_or_else(|| panic!("{k} in {result}"));
     assert!(num("pane_lines") <= num("cap") && num("dom_lines") <= num("cap"), "{result}");
+    assert_eq!((num("rows"), num("nodes")), (RESOURCES as u64, RESOURCES as u64), "every resource shown: {result}");
     assert!(num("lines_per_s") >= 2_000, "the flood reached the page: {result}");
     // Generous bounds: on two cores shared with other builds (a load of 8) the page still
     // handled clicks within 0.85 s and its timers were never 1.2 s late; its own work for

@@ -9,10 +9,11 @@
 // never counts twice. `stream.lagged` (this tab missed events) re-reads /api/status.
 //
 // Nothing is drawn when an event arrives: events mark what they changed, and one
-// requestAnimationFrame callback draws it all. Log panes are bounded (CAP lines in memory
-// and in the DOM each), lines go in as textContent (a service may print `<script>`), and a
-// pane that is not open keeps nothing (it reads /api/logs when opened), so 300 resources
-// and 10,000 lines a second leave the page answering.
+// requestAnimationFrame callback draws it all. Log panes are bounded (CAP lines each, of
+// which only those in sight are in the DOM), lines go in as textContent (a service may
+// print `<script>`), and a pane that is not open keeps nothing (it reads /api/logs when
+// opened; output for it is not even parsed), so 300 resources and 10,000 lines a second
+// leave the page answering.
 'use strict';
 
 (() => {
