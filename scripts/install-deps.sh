@@ -23,6 +23,8 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# ss -K: the browser test cuts the page's connections to see it resume.
+command -v ss >/dev/null 2>&1 || need+=(iproute2)
 
 if ((${#need[@]} + ${#with_recommends[@]})); then
   echo "installing: ${need[*]} ${with_recommends[*]}"

@@ -11,6 +11,7 @@
 // of them a service `flood` printing thousands of lines a second.
 // Exit 0: every check passed; 1: a check failed (`error: …`); 2: the tools are missing.
 
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -143,7 +144,7 @@ async function main([project, port, shots]) {
   const failed = await badgeIs(page, 'target:app', 'build', 'failed');
   if (!failed.includes('s-bad')) fail(`failed is not coloured as a failure: ${failed}`);
   const alert = await until(page, 'an alert for app', () => {
-    const a = document.querySelector('#alerts [data-alert="target:app"]');
+    const a = document.querySelector('#alerts [data-alert="target:app"] .text');
     return a && a.textContent;
   });
   if (!alert.includes('target app failed')) fail(`the alert says: ${alert}`);
@@ -178,6 +179,40 @@ async function main([project, port, shots]) {
   }, `${row('target:app')} td.reason`);
   await badgeIs(page, 'target:app', 'build', 'built');
   ok('a click on trigger rebuilds app (reason: triggered)');
+
+  // A dropped connection: while the page is offline, an edit rebuilds app and restarts web
+  // (kiln's status says so); back online, the EventSource reconnects with Last-Event-ID
+  // and the replay brings what it missed, without a status re-read.
+  const token = new URL(url).searchParams.get('token');
+  const status = async () => (await fetch(`${base}/api/status`, { headers: { Authorization: `Bearer ${token}` } })).json();
+  const updatesBefore = (await status()).updates.length;
+  const rowsBefore = await page.locator('#updates tbody tr').count();
+  const lagged = await page.evaluate(() => window.kilnDashboard.stats.lagged);
+  // Offline, so that its retries fail until the edit is done; then its connections to
+  // kiln are cut (an offline browser keeps those it has).
+  await context.setOffline(true);
+  const apiPort = new URL(url).port;
+  try {
+    execFileSync('ss', ['-K', 'dst', '127.0.0.1', 'dport', '=', `:${apiPort}`], { stdio: 'ignore' });
+  } catch (e) {
+    fail(`\`ss -K\` could not cut the page's connections (it needs root and iproute2): ${e.message}`);
+  }
+  await until(page, 'the page to see the stream drop', () => document.querySelector('#conn').textContent !== 'live');
+  fs.writeFileSync(path.join(project, 'build.sh'), 'mkdir -p out\necho "building app v3"\necho v3 > out/app.txt\n');
+  const deadline = Date.now() + STEP_MS;
+  while ((await status()).updates.length <= updatesBefore) {
+    if (Date.now() > deadline) fail('kiln never finished the update of the edit made while the page was offline');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await context.setOffline(false);
+  await until(page, 'the stream to be live again', () => document.querySelector('#conn').textContent === 'live');
+  // What the cut connection and the offline retries logged is no error of the page.
+  const cut = /net::ERR_(CONNECTION_ABORTED|CONNECTION_RESET|INTERNET_DISCONNECTED)/;
+  errors.splice(0, errors.length, ...errors.filter((e) => !cut.test(e)));
+  await until(page, 'the missed update in the history', (n) => document.querySelectorAll('#updates tbody tr').length > n, rowsBefore);
+  if ((await page.evaluate(() => window.kilnDashboard.stats.lagged)) !== lagged) fail('the reconnect was not a replay (stream.lagged)');
+  await badgeIs(page, 'service:web', 'runtime', 'ready');
+  ok('after the connection dropped, the EventSource resumed with Last-Event-ID and the replay brought the missed update');
 
   // Restart: web stops and is ready again, as its pane's phase lines tell.
   const count = (what) => page.evaluate((w) => window.kilnDashboard.paneText().filter((t) => t.startsWith(w)).length, what);

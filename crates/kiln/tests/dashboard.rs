@@ -131,9 +131,14 @@ fn the_dashboard_in_a_real_browser_shows_edits_triggers_restarts_logs_and_update
     std::fs::create_dir_all(&shots).expect("docs/images");
     let root = p.root().to_str().expect("a UTF-8 path").to_string();
     let (oks, result) = browse(&["main", &url, &root, &PORT.to_string(), shots.to_str().expect("a UTF-8 path")]);
-    for want in
-        ["missing or wrong token is refused", "loads with the token", "live", "trigger rebuilds", "restart restarts"]
-    {
+    for want in [
+        "missing or wrong token is refused",
+        "loads with the token",
+        "live",
+        "resumed with Last-Event-ID",
+        "trigger rebuilds",
+        "restart restarts",
+    ] {
         assert!(oks.iter().any(|o| o.contains(want)), "no `{want}` check passed: {oks:#?}");
     }
 
