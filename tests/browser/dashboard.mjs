@@ -195,7 +195,7 @@ async function main([project, port, shots]) {
   try {
     execFileSync('ss', ['-K', 'dst', '127.0.0.1', 'dport', '=', `:${apiPort}`], { stdio: 'ignore' });
   } catch (e) {
-    fail(`\`ss -K\` could not cut the page's connections (it needs root and iproute2): ${e.message}`);
+    fail(`\`ss -K\` could not cut the page's connections (it needs root and iproute2: run scripts/install-deps.sh): ${e.message}`);
   }
   await until(page, 'the page to see the stream drop', () => document.querySelector('#conn').textContent !== 'live');
   fs.writeFileSync(path.join(project, 'build.sh'), 'mkdir -p out\necho "building app v3"\necho v3 > out/app.txt\n');

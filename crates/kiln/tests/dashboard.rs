@@ -2,7 +2,9 @@
 //! (tests/browser/dashboard.mjs) against a real `kiln up` with a cmd target and a process
 //! service behind a real HTTP readiness probe. The browser side clicks and reads the page;
 //! this side checks its exit status and report, then what kiln did (its `--json` events).
-//! The screenshots it takes are the README's (docs/images/dashboard*.png).
+//! The screenshots it takes are the README's (docs/images/dashboard*.png). A second test
+//! puts 300 resources and a service printing 10,000 lines a second on the page and measures
+//! how it answers.
 //!
 //! Without chromium, node or playwright-core these tests fail and say to run
 //! scripts/install-deps.sh: they never pass by skipping.
