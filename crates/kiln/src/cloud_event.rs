@@ -12,7 +12,7 @@
 //! - `datacontenttype` `application/json`, `data` the event as `--json` prints it.
 
 use kiln_engine::Envelope;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// The prefix of every CloudEvents `type` kiln sends.
 pub const TYPE_PREFIX: &str = "dev.kiln.";
@@ -33,20 +33,22 @@ impl CloudEvent {
         let event_type = data.get("type").and_then(Value::as_str).unwrap_or("unknown");
         let id = format!("{session}-{}", envelope.seq);
         let kind = format!("{TYPE_PREFIX}{event_type}");
-        let subject =
-            ["target", "service"].iter().find_map(|k| data.get(*k).and_then(Value::as_str)).map(str::to_string);
-        let mut ce = Map::new();
-        ce.insert("specversion".into(), "1.0".into());
-        ce.insert("id".into(), id.clone().into());
-        ce.insert("source".into(), source.into());
-        ce.insert("type".into(), kind.clone().into());
-        ce.insert("time".into(), envelope.ts.clone().into());
+        let subject = ["target", "service"].iter().find_map(|k| data.get(*k).and_then(Value::as_str));
+        // Written by hand rather than through a map, so that the attributes come first in
+        // the order of the specification and `data` keeps the field order of `--json`.
+        let text = |s: &str| Value::from(s).to_string();
+        let mut body = format!(
+            r#"{{"specversion":"1.0","id":{},"source":{},"type":{},"time":{}"#,
+            text(&id),
+            text(source),
+            text(&kind),
+            text(&envelope.ts)
+        );
         if let Some(subject) = subject {
-            ce.insert("subject".into(), subject.into());
+            body.push_str(&format!(r#","subject":{}"#, text(subject)));
         }
-        ce.insert("datacontenttype".into(), "application/json".into());
-        ce.insert("data".into(), data);
-        let body = Value::Object(ce).to_string();
+        let data = serde_json::to_string(envelope).unwrap_or_else(|_| "null".into());
+        body.push_str(&format!(r#","datacontenttype":"application/json","data":{data}}}"#));
         CloudEvent { id, kind, body }
     }
 }
@@ -86,6 +88,8 @@ mod tests {
         assert_eq!(v["datacontenttype"], "application/json");
         assert_eq!(v["data"], serde_json::to_value(&envelope).expect("json"));
         assert_eq!(v["data"]["type"], "target.finished");
+        assert!(ce.body.starts_with(r#"{"specversion":"1.0","id":"f00d-7","source":"#), "{}", ce.body);
+        assert!(ce.body.contains(r#""data":{"type":"target.finished","target":"core""#), "{}", ce.body);
     }
 
     #[test]

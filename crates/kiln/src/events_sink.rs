@@ -83,6 +83,8 @@ struct Shared {
     progress: Notify,
     dropped: Arc<AtomicU64>,
     reported: AtomicBool,
+    /// What the last attempt that failed came to, for the warning at the end.
+    last_failure: Mutex<Option<String>>,
     bus: Arc<EventBus>,
 }
 
@@ -111,7 +113,7 @@ impl Shared {
                 "the queue of events waiting for the sink is full ({QUEUE_EVENTS} events or {} MiB): the sink takes events more slowly than kiln makes them",
                 QUEUE_BYTES >> 20
             );
-            self.give_up(&event, &why);
+            self.give_up(&event, &why, true);
         } else {
             q.bytes += event.body.len();
             q.items.push_back(event);
@@ -122,22 +124,37 @@ impl Shared {
     }
 
     /// Counts an event not delivered; the first one is said, once.
-    fn give_up(&self, event: &CloudEvent, why: &str) {
+    fn give_up(&self, event: &CloudEvent, why: &str, going_on: bool) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
-        self.report(&format!("event {} ({}) was not delivered: {why}", event.id, event.kind));
+        self.report(&format!("event {} ({}) was not delivered: {why}", event.id, event.kind), going_on);
     }
 
-    fn report(&self, what: &str) {
+    /// Says `what` as a warning, unless something was said before.
+    fn report(&self, what: &str, going_on: bool) {
         if self.reported.swap(true, Ordering::Relaxed) {
             return;
         }
         let url = &self.url;
+        let then = if going_on {
+            "; kiln goes on sending later events and counts every one not delivered in kiln_events_dropped_total (GET /metrics) without another warning"
+        } else {
+            " (counted in kiln_events_dropped_total)"
+        };
         self.bus.publish(Event::Notice {
             level: NoticeLevel::Warning,
             message: format!(
-                "events sink {url}: {what}; kiln goes on sending later events and counts every one not delivered in kiln_events_dropped_total (GET /metrics) without another warning\n  = check that a CloudEvents receiver runs at {url} and answers 2xx to a POST of application/cloudevents+json"
+                "events sink {url}: {what}{then}\n  = check that a CloudEvents receiver runs at {url} and answers 2xx to a POST of application/cloudevents+json"
             ),
         });
+    }
+
+    fn failed(&self, outcome: &crate::sink_retry::Outcome) {
+        use crate::sink_retry::Outcome;
+        let why = match outcome {
+            Outcome::NoAnswer(why) => why.clone(),
+            Outcome::Answered { status, .. } => format!("HTTP {status}"),
+        };
+        *self.last_failure.lock().expect("sink failure lock is never poisoned") = Some(why);
     }
 
     /// The next event to send, waiting for one.
@@ -173,6 +190,7 @@ impl EventsSink {
             progress: Notify::new(),
             dropped: Arc::new(AtomicU64::new(0)),
             reported: AtomicBool::new(false),
+            last_failure: Mutex::new(None),
             bus: bus.clone(),
         });
         let reader = tokio::spawn(read(bus.subscribe(), shared.clone(), source_of(root), session_id()));
@@ -214,10 +232,15 @@ impl EventsSink {
         if left > 0 {
             self.shared.dropped.fetch_add(left, Ordering::Relaxed);
             let events = if left == 1 { "1 event was" } else { &format!("{left} events were") };
-            self.shared.report(&format!(
-                "{events} not delivered: still waiting when kiln ended (the sink gets {} s at the end)",
-                within.as_secs_f64()
-            ));
+            let last = self.shared.last_failure.lock().expect("sink failure lock is never poisoned").clone();
+            let last = last.map_or_else(String::new, |why| format!("; the last failed attempt: {why}"));
+            self.shared.report(
+                &format!(
+                    "{events} not delivered: still waiting when kiln ended (the sink gets {} s at the end){last}",
+                    within.as_secs_f64()
+                ),
+                false,
+            );
         }
     }
 }
@@ -236,14 +259,18 @@ async fn send(mut client: SinkClient, shared: Arc<Shared>) {
         let mut attempt = 1;
         loop {
             let outcome = client.post(&event.body).await;
-            match link.step(attempt, &outcome, SystemTime::now()) {
+            let next = link.step(attempt, &outcome, SystemTime::now());
+            if next != Next::Delivered {
+                shared.failed(&outcome);
+            }
+            match next {
                 Next::Delivered => break,
                 Next::Retry(wait) => {
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
                 Next::Drop(why) => {
-                    shared.give_up(&event, &why);
+                    shared.give_up(&event, &why, true);
                     break;
                 }
             }

@@ -63,6 +63,11 @@ class State:
 def check(event, raw):
     """What kiln promises beyond what the SDK checks; a list of problems."""
     problems = []
+    # The SDK makes up an id and a time that are absent (for events it creates): they must
+    # have been sent.
+    for required in ("id", "time", "specversion"):
+        if required not in raw:
+            problems.append(f"no {required}")
     if raw.get("specversion") != "1.0":
         problems.append(f"specversion is {raw.get('specversion')!r}, not '1.0'")
     if not event.get_source().startswith("urn:kiln:"):
