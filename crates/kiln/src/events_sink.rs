@@ -99,6 +99,19 @@ struct Queue {
 }
 
 impl Shared {
+    fn new(url: String, bus: Arc<EventBus>) -> Shared {
+        Shared {
+            url,
+            queue: Mutex::new(Queue::default()),
+            work: Notify::new(),
+            progress: Notify::new(),
+            dropped: Arc::new(AtomicU64::new(0)),
+            reported: AtomicBool::new(false),
+            last_failure: Mutex::new(None),
+            bus,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().expect("sink queue lock is never poisoned")
     }
@@ -183,16 +196,7 @@ impl EventsSink {
     /// Subscribes to `bus` and starts delivering to `url` the events of the project at
     /// `root`. Call from within the runtime.
     pub fn start(url: SinkUrl, root: &std::path::Path, bus: Arc<EventBus>) -> EventsSink {
-        let shared = Arc::new(Shared {
-            url: url.url.clone(),
-            queue: Mutex::new(Queue::default()),
-            work: Notify::new(),
-            progress: Notify::new(),
-            dropped: Arc::new(AtomicU64::new(0)),
-            reported: AtomicBool::new(false),
-            last_failure: Mutex::new(None),
-            bus: bus.clone(),
-        });
+        let shared = Arc::new(Shared::new(url.url.clone(), bus.clone()));
         let reader = tokio::spawn(read(bus.subscribe(), shared.clone(), source_of(root), session_id()));
         let sender = tokio::spawn(send(SinkClient::new(url), shared.clone()));
         EventsSink { shared, bus, reader, sender }
@@ -310,6 +314,43 @@ mod tests {
         assert_eq!(choose(None, None, None), Ok(None));
         let err = choose(None, Some("https://env/"), None).expect_err("https");
         assert!(err.message.contains("$K_SINK"), "{}", err.message);
+    }
+
+    fn event(seq: u64, bytes: usize) -> CloudEvent {
+        CloudEvent { id: format!("s-{seq}"), kind: "dev.kiln.target.output".into(), body: "x".repeat(bytes) }
+    }
+
+    #[test]
+    fn a_full_queue_drops_counts_and_says_so_once() {
+        let bus = Arc::new(EventBus::new());
+        let mut views = bus.subscribe();
+        let shared = Shared::new("http://sink/".into(), bus.clone());
+        for seq in 1..=QUEUE_EVENTS as u64 + 3 {
+            shared.offer(seq, event(seq, 10));
+        }
+        assert_eq!(shared.lock().items.len(), QUEUE_EVENTS);
+        assert_eq!(shared.dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(shared.lock().read_seq, QUEUE_EVENTS as u64 + 3);
+        let Some(notice) = views.try_recv() else { panic!("a warning") };
+        let Event::Notice { level: NoticeLevel::Warning, message } = &notice.event else { panic!("{notice:?}") };
+        assert!(
+            message.starts_with(&format!(
+                "events sink http://sink/: event s-{} (dev.kiln.target.output) was not delivered: the queue",
+                QUEUE_EVENTS + 1
+            )),
+            "{message}"
+        );
+        assert!(views.try_recv().is_none(), "said once");
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_too() {
+        let shared = Shared::new("http://sink/".into(), Arc::new(EventBus::new()));
+        let big = QUEUE_BYTES / 4;
+        for seq in 1..=5 {
+            shared.offer(seq, event(seq, big));
+        }
+        assert_eq!((shared.lock().items.len(), shared.dropped.load(Ordering::Relaxed)), (4, 1));
     }
 
     #[test]

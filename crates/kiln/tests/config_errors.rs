@@ -435,5 +435,5 @@ fn an_https_events_sink_is_named_as_unsupported() {
     );
     let err = error_of("[settings]\nevents_sink = \"http://127.0.0.1:70000/\"\n[target.a]\ncmd = \"true\"\n");
     assert!(err.contains("port 70000 in `events_sink` in [settings] is out of range"), "{err}");
-    assert!(err.contains("kiln.toml:2:32"), "the caret is under the port: {err}");
+    assert!(err.contains("kiln.toml:2:33"), "the caret is under the port: {err}");
 }
