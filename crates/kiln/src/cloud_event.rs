@@ -53,6 +53,13 @@ impl CloudEvent {
     }
 }
 
+impl CloudEvent {
+    /// Whether it carries an output line (`target.output`, `service.output`).
+    pub fn is_output(&self) -> bool {
+        self.kind.strip_prefix(TYPE_PREFIX).is_some_and(|t| t == "target.output" || t == "service.output")
+    }
+}
+
 /// The `source` of a project's events.
 pub fn source_of(root: &std::path::Path) -> String {
     format!("urn:kiln:{}", kiln_engine::project_ref(root))

@@ -7,7 +7,9 @@
 //! connection (`sink_client.rs`) and decides after each attempt (`sink_retry.rs`): delivered,
 //! try again later (backoff, `Retry-After`), or given up. Nothing here ever waits on the
 //! engine or makes it wait: the queue is bounded ([`QUEUE_EVENTS`] events, [`QUEUE_BYTES`]
-//! bytes), and an event that finds it full is dropped.
+//! bytes), and an event that finds it full is dropped. Output lines (`target.output`,
+//! `service.output`) may fill half of it at most, as on the bus: a flood of output leaves
+//! room for the changes of state around it.
 //!
 //! Every event not delivered (queue full, given up, left at the end) is counted in
 //! [`EventsSink::dropped`], which `GET /metrics` adds to `kiln_events_dropped_total`; the
@@ -92,6 +94,9 @@ struct Shared {
 struct Queue {
     items: VecDeque<CloudEvent>,
     bytes: usize,
+    /// Of those, output lines.
+    output_items: usize,
+    output_bytes: usize,
     /// The sender is working on one taken from `items`.
     in_flight: bool,
     /// The `seq` of the last event the reader took from the bus.
@@ -119,7 +124,11 @@ impl Shared {
     fn offer(&self, seq: u64, event: CloudEvent) {
         let mut q = self.lock();
         q.read_seq = q.read_seq.max(seq);
-        let full = q.items.len() >= QUEUE_EVENTS || q.bytes + event.body.len() > QUEUE_BYTES;
+        let len = event.body.len();
+        let output = event.is_output();
+        let full = q.items.len() >= QUEUE_EVENTS
+            || q.bytes + len > QUEUE_BYTES
+            || (output && (q.output_items >= QUEUE_EVENTS / 2 || q.output_bytes + len > QUEUE_BYTES / 2));
         if full {
             drop(q);
             let why = format!(
@@ -128,7 +137,11 @@ impl Shared {
             );
             self.give_up(&event, &why, true);
         } else {
-            q.bytes += event.body.len();
+            q.bytes += len;
+            if output {
+                q.output_items += 1;
+                q.output_bytes += len;
+            }
             q.items.push_back(event);
             drop(q);
             self.work.notify_one();
@@ -178,6 +191,10 @@ impl Shared {
                 let mut q = self.lock();
                 if let Some(event) = q.items.pop_front() {
                     q.bytes -= event.body.len();
+                    if event.is_output() {
+                        q.output_items -= 1;
+                        q.output_bytes -= event.body.len();
+                    }
                     q.in_flight = true;
                     return event;
                 }
@@ -317,7 +334,11 @@ mod tests {
     }
 
     fn event(seq: u64, bytes: usize) -> CloudEvent {
-        CloudEvent { id: format!("s-{seq}"), kind: "dev.kiln.target.output".into(), body: "x".repeat(bytes) }
+        CloudEvent { id: format!("s-{seq}"), kind: "dev.kiln.target.finished".into(), body: "x".repeat(bytes) }
+    }
+
+    fn line(seq: u64) -> CloudEvent {
+        CloudEvent { id: format!("s-{seq}"), kind: "dev.kiln.service.output".into(), body: "x".repeat(100) }
     }
 
     #[test]
@@ -335,12 +356,28 @@ mod tests {
         let Event::Notice { level: NoticeLevel::Warning, message } = &notice.event else { panic!("{notice:?}") };
         assert!(
             message.starts_with(&format!(
-                "events sink http://sink/: event s-{} (dev.kiln.target.output) was not delivered: the queue",
+                "events sink http://sink/: event s-{} (dev.kiln.target.finished) was not delivered: the queue",
                 QUEUE_EVENTS + 1
             )),
             "{message}"
         );
         assert!(views.try_recv().is_none(), "said once");
+    }
+
+    #[test]
+    fn output_lines_leave_half_the_queue_to_changes_of_state() {
+        let shared = Shared::new("http://sink/".into(), Arc::new(EventBus::new()));
+        let flood = QUEUE_EVENTS as u64;
+        for seq in 1..=flood {
+            shared.offer(seq, line(seq));
+        }
+        assert_eq!(shared.dropped.load(Ordering::Relaxed), flood / 2, "lines past half are dropped");
+        shared.offer(flood + 1, event(flood + 1, 100));
+        assert_eq!(
+            shared.lock().items.back().map(|e| e.id.clone()),
+            Some(format!("s-{}", flood + 1)),
+            "room for state"
+        );
     }
 
     #[test]

@@ -237,10 +237,13 @@ fn kiln_build_posts_too_and_the_flag_wins_over_k_sink_over_the_settings() {
 }
 
 #[test]
-fn retry_after_is_honoured_on_429_in_seconds_and_as_an_http_date() {
-    for (retry_after, throttled, gap) in [("1", 2, 1.0), ("date:2", 1, 1.0)] {
+fn retry_after_is_honoured_on_429_and_503_in_seconds_and_as_an_http_date() {
+    for (status, retry_after, throttled, gap) in [("429", "1", 2, 1.0), ("429", "date:2", 1, 1.0), ("503", "2", 1, 2.0)]
+    {
         let port = free_port();
-        let receiver = Receiver::start(port, &["--throttle", &throttled.to_string(), "--retry-after", retry_after]);
+        let throttle = throttled.to_string();
+        let receiver =
+            Receiver::start(port, &["--throttle", &throttle, "--retry-after", retry_after, "--status", status]);
         let p = Project::new(CONFIG);
         p.write("src/a.txt", "a\n");
         let url = sink_url(port);
@@ -256,7 +259,7 @@ fn retry_after_is_honoured_on_429_in_seconds_and_as_an_http_date() {
         assert_eq!(first.last().expect("accepted")["kind"], "event");
         for w in first.windows(2) {
             let waited = w[1]["at"].as_f64().expect("at") - w[0]["at"].as_f64().expect("at");
-            assert!(waited >= gap - 0.05, "Retry-After {retry_after}: the next try came after {waited:.3} s");
+            assert!(waited >= gap - 0.05, "{status} Retry-After {retry_after}: the next try came after {waited:.3} s");
         }
         let got: Vec<u64> = receiver.events().iter().map(seq).collect();
         assert!(got.windows(2).all(|w| w[0] < w[1]) && got[0] == 1, "in order, none lost: {got:?}");

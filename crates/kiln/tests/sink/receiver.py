@@ -15,7 +15,7 @@ names the TCP connection (client address and port), so a test can see keep-alive
 
 Modes:
     --slow SECONDS          sleep that long before answering each POST
-    --throttle K            answer the first K POSTs 429 with Retry-After (--retry-after)
+    --throttle K            answer the first K POSTs 429 (or --status) with Retry-After (--retry-after)
     --retry-after VALUE     what Retry-After says (seconds, or "date:N" for an HTTP date N
                             seconds from now)
 
@@ -126,7 +126,7 @@ def make_handler(state):
                 except ValueError:
                     ident = None
                 state.record({"kind": "throttled", "id": ident, "at": at, "retry_after": value, "conn": conn})
-                self.answer(429, "slow down", [("Retry-After", value)])
+                self.answer(args.status, "slow down", [("Retry-After", value)])
                 return
             headers = {k.lower(): v for k, v in self.headers.items()}
             try:
@@ -168,6 +168,7 @@ def main():
     p.add_argument("--slow", type=float, default=0.0)
     p.add_argument("--throttle", type=int, default=0)
     p.add_argument("--retry-after", default="1")
+    p.add_argument("--status", type=int, default=429, help="what --throttle answers: 429 or 503")
     args = p.parse_args()
     state = State(args)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(state))
