@@ -174,13 +174,15 @@ impl Shared {
         });
     }
 
-    fn failed(&self, outcome: &crate::sink_retry::Outcome) {
+    /// Keeps what an attempt came to, if it failed (`None` once one succeeds).
+    fn attempted(&self, outcome: &crate::sink_retry::Outcome, delivered: bool) {
         use crate::sink_retry::Outcome;
         let why = match outcome {
-            Outcome::NoAnswer(why) => why.clone(),
-            Outcome::Answered { status, .. } => format!("HTTP {status}"),
+            _ if delivered => None,
+            Outcome::NoAnswer(why) => Some(why.clone()),
+            Outcome::Answered { status, .. } => Some(format!("HTTP {status}")),
         };
-        *self.last_failure.lock().expect("sink failure lock is never poisoned") = Some(why);
+        *self.last_failure.lock().expect("sink failure lock is never poisoned") = why;
     }
 
     /// The next event to send, waiting for one.
@@ -281,9 +283,7 @@ async fn send(mut client: SinkClient, shared: Arc<Shared>) {
         loop {
             let outcome = client.post(&event.body).await;
             let next = link.step(attempt, &outcome, SystemTime::now());
-            if next != Next::Delivered {
-                shared.failed(&outcome);
-            }
+            shared.attempted(&outcome, next == Next::Delivered);
             match next {
                 Next::Delivered => break,
                 Next::Retry(wait) => {
