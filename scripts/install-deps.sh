@@ -19,6 +19,8 @@ dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 command -v docker >/dev/null 2>&1 || need+=(docker.io)
 # GET /metrics: `promtool check metrics` and a real Prometheus scraping kiln in the tests.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# The CloudEvents receiver of the events sink tests: Python with venv (scripts/python-venv.sh).
+/usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3 python3-venv)
 
 if ((${#need[@]} + ${#with_recommends[@]})); then
   echo "installing: ${need[*]} ${with_recommends[*]}"
@@ -56,3 +58,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo is not installed; kiln needs a Rust toolchain (1.88 or newer)" >&2
   exit 1
 fi
+
+# The CloudEvents Python SDK, in a virtualenv under target/ (after the packages above).
+"$(dirname "${BASH_SOURCE[0]}")/python-venv.sh"
+
