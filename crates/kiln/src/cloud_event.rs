@@ -81,6 +81,7 @@ mod tests {
                 reason: "first build".into(),
                 log: None,
                 saved_ms: None,
+                cache: None,
             },
             ts: "2026-12-01T23:00:00.123Z".into(),
             seq: 7,
