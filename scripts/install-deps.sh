@@ -25,6 +25,8 @@ command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 # ss -K: the browser test cuts the page's connections to see it resume.
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
+# The CloudEvents receiver of the events sink tests: Python with venv (scripts/python-venv.sh).
+/usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3 python3-venv)
 
 if ((${#need[@]} + ${#with_recommends[@]})); then
   echo "installing: ${need[*]} ${with_recommends[*]}"
@@ -74,3 +76,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo is not installed; kiln needs a Rust toolchain (1.88 or newer)" >&2
   exit 1
 fi
+
+# The CloudEvents Python SDK, in a virtualenv under target/ (after the packages above).
+"$(dirname "${BASH_SOURCE[0]}")/python-venv.sh"
+

@@ -140,10 +140,10 @@ pub(crate) fn check_port_mapping(text: &str, replicas: u32, what: &str) -> Resul
 }
 
 /// A port as written and its byte offset in the text it was split from.
-type PortAt<'a> = Option<(&'a str, usize)>;
+pub(crate) type PortAt<'a> = Option<(&'a str, usize)>;
 
 /// Splits `host:port` (or `[v6]:port`); the port's byte offset comes with it.
-fn split_host_port(authority: &str) -> Result<(&str, PortAt<'_>), &'static str> {
+pub(crate) fn split_host_port(authority: &str) -> Result<(&str, PortAt<'_>), &'static str> {
     if let Some(rest) = authority.strip_prefix('[') {
         let Some(close) = rest.find(']') else { return Err("an IPv6 address without its `]`") };
         let after = &rest[close + 1..];

@@ -46,11 +46,19 @@ pub struct Settings {
     pub engine: EngineChoice,
     /// Bytes of output kept on disk per target and per service replica (the last ones).
     pub log_limit: u64,
+    /// Where every event is POSTed as a CloudEvent (`--events-sink` and `$K_SINK` win).
+    pub events_sink: Option<crate::SinkUrl>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { jobs: None, debounce: Duration::from_millis(100), engine: EngineChoice::Auto, log_limit: 16 << 20 }
+        Settings {
+            jobs: None,
+            debounce: Duration::from_millis(100),
+            engine: EngineChoice::Auto,
+            log_limit: 16 << 20,
+            events_sink: None,
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use crate::{Service, SourceText, Target, did_you_mean};
 pub const CONFIG_FILE: &str = "kiln.toml";
 
 const TOP_KEYS: &[&str] = &["settings", "env", "target", "service", "profile"];
-const SETTINGS_KEYS: &[&str] = &["jobs", "debounce", "engine", "log_limit"];
+const SETTINGS_KEYS: &[&str] = &["jobs", "debounce", "engine", "log_limit", "events_sink"];
 
 /// Why a configuration could not be loaded.
 #[derive(Debug)]
@@ -267,7 +267,26 @@ fn read_settings(r: &mut Reader, node: &Node<'_>) -> Option<Settings> {
             }
         }
     });
-    Some(Settings { jobs: jobs?, debounce: debounce?, engine: engine?, log_limit: log_limit? })
+    let events_sink = match table.get("events_sink") {
+        None => Some(None),
+        Some(n) => {
+            let text = r.located(n, "`events_sink` in [settings]")?;
+            match crate::SinkUrl::check(&text.text, "`events_sink` in [settings]") {
+                Ok(url) => Some(Some(url)),
+                Err(problem) => {
+                    r.problem(&text, problem);
+                    None
+                }
+            }
+        }
+    };
+    Some(Settings {
+        jobs: jobs?,
+        debounce: debounce?,
+        engine: engine?,
+        log_limit: log_limit?,
+        events_sink: events_sink?,
+    })
 }
 
 impl From<Diagnostic> for Diagnostics {

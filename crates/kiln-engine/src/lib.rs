@@ -27,10 +27,10 @@ pub use cache::prune::{CacheStats, PruneReport};
 pub use cache::restore::remove_output;
 pub use cache::state::{State, TargetRecord};
 pub use cache::store::Cache;
-pub use container::engine::{Engine, EngineKind, container_name};
+pub use container::engine::{Engine, EngineKind, container_name, project_ref};
 pub use container::leftovers::{Leftovers, leftovers_message, remove_leftovers};
 pub use container::network::{network_exists, network_name};
-pub use event::timestamp::{parse_rfc3339, rfc3339};
+pub use event::timestamp::{parse_http_date, parse_rfc3339, rfc3339};
 pub use event::{
     CacheLookup, Envelope, Event, EventBus, Latency, NoticeLevel, Phase, Received, ReplayLimits, RestartCause, Stream,
     Subscription, TargetStatus,

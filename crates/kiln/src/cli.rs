@@ -145,6 +145,9 @@ pub struct BuildArgs {
     /// Write a Chrome trace of the run (open it in Perfetto or chrome://tracing).
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// POST every event as a CloudEvent to this http:// URL (wins over $K_SINK and settings.events_sink).
+    #[arg(long, value_name = "URL")]
+    pub events_sink: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -173,6 +176,9 @@ pub struct UpArgs {
     /// Port of the control API on 127.0.0.1 (default: a free one; see .kiln/api.json).
     #[arg(long, value_name = "PORT", default_value_t = 0)]
     pub port: u16,
+    /// POST every event as a CloudEvent to this http:// URL (wins over $K_SINK and settings.events_sink).
+    #[arg(long, value_name = "URL")]
+    pub events_sink: Option<String>,
 }
 
 fn parse_debounce(text: &str) -> Result<std::time::Duration, String> {

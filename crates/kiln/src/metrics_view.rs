@@ -24,11 +24,13 @@
 //! - `kiln_service_ready_replicas{service}`: replicas whose last phase is `ready`;
 //! - `kiln_update_duration_seconds`: each `update.completed`'s `latency_ms.total`;
 //! - `kiln_events_dropped_total`: what the event bus dropped for any subscriber (the sum of
-//!   every `stream.lagged`), read when scraped;
+//!   every `stream.lagged`) plus the events the CloudEvents sink did not deliver (its queue
+//!   full, given up, left at the end: events_sink.rs), read when scraped;
 //! - `kiln_build_info{version}`: 1.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kiln_engine::{CacheLookup, Event, EventBus, Phase, RestartCause, TargetStatus};
 use prometheus_client::encoding::text::encode;
@@ -73,6 +75,8 @@ pub struct MetricsView {
     update_duration: Histogram,
     dropped: Counter,
     bus: Option<Arc<EventBus>>,
+    /// Events the CloudEvents sink did not deliver (events_sink.rs), if there is one.
+    sink_dropped: Option<Arc<AtomicU64>>,
     /// Each replica's last phase, by service.
     phases: BTreeMap<String, BTreeMap<u32, Phase>>,
 }
@@ -139,8 +143,15 @@ impl MetricsView {
             update_duration,
             dropped,
             bus,
+            sink_dropped: None,
             phases: BTreeMap::new(),
         }
+    }
+
+    /// Adds the events the CloudEvents sink did not deliver to `kiln_events_dropped_total`.
+    pub fn with_sink_drops(mut self, dropped: Arc<AtomicU64>) -> MetricsView {
+        self.sink_dropped = Some(dropped);
+        self
     }
 
     pub fn on_event(&mut self, event: &Event) {
@@ -237,12 +248,12 @@ impl MetricsView {
     /// The metrics as OpenMetrics text (ending in `# EOF`), or with `prometheus_text` in
     /// Prometheus's text format 0.0.4.
     pub fn encode(&self, prometheus_text: bool) -> String {
-        if let Some(bus) = &self.bus {
-            let total = bus.dropped_total();
-            let counted = self.dropped.get();
-            if total > counted {
-                self.dropped.inc_by(total - counted);
-            }
+        let bus = self.bus.as_ref().map_or(0, |bus| bus.dropped_total());
+        let sink = self.sink_dropped.as_ref().map_or(0, |d| d.load(Ordering::Relaxed));
+        let total = bus + sink;
+        let counted = self.dropped.get();
+        if total > counted {
+            self.dropped.inc_by(total - counted);
         }
         let mut out = String::new();
         if prometheus_text {

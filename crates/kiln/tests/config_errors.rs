@@ -424,3 +424,16 @@ fn the_error_count_names_the_file_given_with_file() {
     );
     assert!(run.stderr.ends_with("\n\nerror: conf/typo.toml has 2 errors\n"), "{}", run.stderr);
 }
+
+/// `settings.events_sink` is checked when kiln.toml is read: kiln posts plain HTTP only, so
+/// an https:// sink is named as unsupported, with the caret under the scheme.
+#[test]
+fn an_https_events_sink_is_named_as_unsupported() {
+    assert_eq!(
+        error_of("[settings]\nevents_sink = \"https://127.0.0.1:9000/\"\n[target.a]\ncmd = \"true\"\n"),
+        "error: https:// is not supported in `events_sink` in [settings]\n --> kiln.toml:2:16\n  |\n2 | events_sink = \"https://127.0.0.1:9000/\"\n  |                ^^^^^ https is not supported\n  |\n  = help: kiln posts events over plain HTTP only: use the sink's plain-HTTP port (`http://…`), or put a local proxy that speaks TLS onward in front of it\n"
+    );
+    let err = error_of("[settings]\nevents_sink = \"http://127.0.0.1:70000/\"\n[target.a]\ncmd = \"true\"\n");
+    assert!(err.contains("port 70000 in `events_sink` in [settings] is out of range"), "{err}");
+    assert!(err.contains("kiln.toml:2:33"), "the caret is under the port: {err}");
+}

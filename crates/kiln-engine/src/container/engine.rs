@@ -193,11 +193,18 @@ pub fn project_name(root: &Path) -> String {
     if clean.is_empty() { "project".into() } else { clean }
 }
 
+/// `<project>-<digest>`: the project as people and other programs name it (the directory name
+/// and the first 8 characters of [`project_id`]), in container and network names and in the
+/// `source` of the CloudEvents kiln posts (`urn:kiln:<project>-<digest>`).
+pub fn project_ref(root: &Path) -> String {
+    format!("{}-{}", project_name(root), &project_id(root)[..8])
+}
+
 /// `kiln-<project>-<digest>-<service>-<replica>`: the directory name for people, the first
 /// 8 characters of the project's label ([`project_id`]) so that two checkouts with the same
 /// directory name (`/tmp/a/app`, `/tmp/b/app`) never share a name.
 pub fn container_name(root: &Path, service: &str, replica: u32) -> String {
-    format!("kiln-{}-{}-{service}-{replica}", project_name(root), &project_id(root)[..8])
+    format!("kiln-{}-{service}-{replica}", project_ref(root))
 }
 
 /// Who holds a container name.

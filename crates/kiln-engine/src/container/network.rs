@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::container::engine::{Engine, EngineKind, PROJECT_LABEL, project_id, project_name};
+use crate::container::engine::{Engine, EngineKind, PROJECT_LABEL, project_id, project_ref};
 use crate::event::{Event, EventBus};
 
 /// The longest one engine call about a network may take.
@@ -27,7 +27,7 @@ pub const NETWORK_CALL: Duration = Duration::from_secs(30);
 
 /// `kiln-<project>-<digest>`: the project's network.
 pub fn network_name(root: &Path) -> String {
-    format!("kiln-{}-{}", project_name(root), &project_id(root)[..8])
+    format!("kiln-{}", project_ref(root))
 }
 
 /// The project network of one `kiln up`, shared by every replica that joins it.

@@ -299,6 +299,15 @@ impl EventBus {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// The `seq` of the last event published (0 before the first): a subscriber that has
+    /// taken every event up to it has seen everything published so far.
+    pub fn last_seq(&self) -> u64 {
+        // Taken under the lock, as `publish` numbers: an event being published now is either
+        // counted and queued for every subscriber, or neither.
+        let _subs = self.subscribers.lock().expect("event bus lock is never poisoned");
+        self.seq.load(Ordering::Relaxed)
+    }
+
     /// Ends every subscription once drained.
     pub fn close(&self) {
         let mut subs = self.subscribers.lock().expect("event bus lock is never poisoned");

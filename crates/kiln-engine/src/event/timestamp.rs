@@ -43,6 +43,49 @@ pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + std::time::Duration::from_secs(secs) + std::time::Duration::from_millis(ms))
 }
 
+/// Reads an HTTP date (RFC 9110 §5.6.7) as `Retry-After` may carry it: the preferred
+/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), and the obsolete RFC 850
+/// (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime (`Sun Nov  6 08:49:37 1994`) forms that a
+/// recipient must accept. `None` for anything else.
+pub fn parse_http_date(text: &str) -> Option<SystemTime> {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let month = |m: &str| MONTHS.iter().position(|x| *x == m).and_then(|i| u32::try_from(i + 1).ok());
+    let clock = |t: &str| -> Option<u64> {
+        let mut parts = t.split(':');
+        let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || [h, m, s].iter().any(|p| p.len() != 2) {
+            return None;
+        }
+        let (h, m, s): (u64, u64, u64) = (h.parse().ok()?, m.parse().ok()?, s.parse().ok()?);
+        (h < 24 && m < 60 && s <= 60).then_some(h * 3600 + m * 60 + s)
+    };
+    let words: Vec<&str> = text.split_ascii_whitespace().collect();
+    let (y, m, d, secs) = match words.as_slice() {
+        // IMF-fixdate
+        [wd, d, mon, y, t, "GMT"] if wd.ends_with(',') && d.len() == 2 && y.len() == 4 => {
+            (y.parse::<i64>().ok()?, month(mon)?, d.parse::<u32>().ok()?, clock(t)?)
+        }
+        // RFC 850: a two-digit year is in the past 50 years (RFC 9110); 19xx is near enough.
+        [wd, date, t, "GMT"] if wd.ends_with(',') => {
+            let mut f = date.split('-');
+            let (d, mon, y) = (f.next()?, f.next()?, f.next()?);
+            if f.next().is_some() || d.len() != 2 || y.len() != 2 {
+                return None;
+            }
+            let y: i64 = y.parse().ok()?;
+            (if y < 70 { 2000 + y } else { 1900 + y }, month(mon)?, d.parse().ok()?, clock(t)?)
+        }
+        // asctime
+        [_wd, mon, d, t, y] if y.len() == 4 => (y.parse().ok()?, month(mon)?, d.parse().ok()?, clock(t)?),
+        _ => return None,
+    };
+    if !(1..=31).contains(&d) || y < 1970 {
+        return None;
+    }
+    let days = u64::try_from(days_from_civil(y, m, d)).ok()?;
+    Some(UNIX_EPOCH + std::time::Duration::from_secs(days * 86_400 + secs))
+}
+
 /// (year, month, day) to days since 1970-01-01; Howard Hinnant's algorithm.
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -80,6 +123,23 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-11-18T11:06:40.123Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn reads_the_three_http_date_forms() {
+        let t = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(t));
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), Some(t));
+        assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), Some(t));
+        for bad in [
+            "",
+            "120",
+            "Sun, 06 Nov 1994 08:49:37 CET",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 8:49:37 GMT",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -78,6 +78,13 @@ pub fn live_wanted(mode: ProgressMode) -> bool {
 
 pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
     let bus = Arc::new(EventBus::new());
+    let sink = match crate::events_sink::start_for(args.events_sink.as_deref(), &config, &bus) {
+        Ok(sink) => sink,
+        Err(e) => {
+            errln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
     let mut events = bus.subscribe();
     let dry_run = args.dry_run;
     let live = !dry_run && live_wanted(args.progress);
@@ -143,6 +150,10 @@ pub async fn run(config: Config, args: BuildArgs, json: bool) -> u8 {
     let cancel = crate::signals::cancel_on_signals(crate::signals::OnAbort::default());
     let interrupted = cancel.clone();
     let result = run_build(Arc::new(config), options, bus.clone(), cancel).await;
+    // Before the bus closes: a warning about events left undelivered still reaches the views.
+    if let Some(sink) = sink {
+        sink.finish(crate::events_sink::FLUSH_TIME).await;
+    }
     bus.close();
     // The output is shown to its end however slowly it is read, unless kiln was interrupted:
     // then a reader that takes nothing does not keep kiln from ending.

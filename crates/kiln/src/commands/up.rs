@@ -53,6 +53,15 @@ pub async fn run(
 ) -> u8 {
     let layout = Layout::new(&config.root);
     let kiln_dir = layout.kiln.clone();
+    // A bad --events-sink or $K_SINK is said before anything starts.
+    let bus = Arc::new(EventBus::with_replay(replay_limits()));
+    let sink = match crate::events_sink::start_for(args.events_sink.as_deref(), &config, &bus) {
+        Ok(sink) => sink,
+        Err(e) => {
+            errln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
     // One session per project: a second would run every service twice and take over the
     // control API. Held until this function returns (the process ends: even `kill -9`).
     let _session = match layout.ensure().and_then(|()| ProjectLock::try_acquire(&layout.up_lock())) {
@@ -74,11 +83,14 @@ pub async fn run(
     // First: from here on a signal (the terminal closing included) stops kiln gracefully
     // instead of killing it, even before the API server writes api.json.
     let cancel = crate::signals::cancel_on_signals(OnAbort::up(&config, kiln_dir.clone()));
-    let bus = Arc::new(EventBus::with_replay(replay_limits()));
     let mut events = bus.subscribe();
     let verbose = args.verbose;
     let status = Arc::new(Mutex::new(StatusView::default()));
-    let metrics = Arc::new(Mutex::new(MetricsView::new(Some(bus.clone()))));
+    let mut metrics = MetricsView::new(Some(bus.clone()));
+    if let Some(sink) = &sink {
+        metrics = metrics.with_sink_drops(sink.dropped());
+    }
+    let metrics = Arc::new(Mutex::new(metrics));
     let (controls_tx, controls) = mpsc::unbounded_channel();
     let api = match ApiServer::start(
         args.port,
@@ -210,6 +222,10 @@ pub async fn run(
     };
     let result = run_up(config, options, bus.clone(), cancel, controls).await;
     remove_info(&kiln_dir);
+    // Before the bus closes: a warning about events left undelivered still reaches the views.
+    if let Some(sink) = sink {
+        sink.finish(crate::events_sink::FLUSH_TIME).await;
+    }
     bus.close();
     // What is queued for the terminal is shown, unless nobody reads it: a pipe that stays
     // full does not keep kiln from ending.
