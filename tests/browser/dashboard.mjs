@@ -86,8 +86,9 @@ async function signIn(context) {
   if (!answer.ok()) fail(`GET ${url} answered ${answer.status()}`);
   if (page.url() !== `${base}/`) fail(`the token stays in the address bar: ${page.url()}`);
   const cookies = await context.cookies(base);
-  const cookie = cookies.find((c) => c.name === 'kiln_token');
-  if (!cookie || !cookie.httpOnly || cookie.sameSite !== 'Strict') fail(`no HttpOnly SameSite=Strict kiln_token cookie: ${JSON.stringify(cookies)}`);
+  const name = `kiln_token_${new URL(base).port}`;
+  const cookie = cookies.find((c) => c.name === name);
+  if (!cookie || !cookie.httpOnly || cookie.sameSite !== 'Strict') fail(`no HttpOnly SameSite=Strict ${name} cookie: ${JSON.stringify(cookies)}`);
   ok('the page loads with the token, which leaves the URL for an HttpOnly, SameSite=Strict cookie');
   await until(page, 'the event stream to be live', () => document.querySelector('#conn').textContent === 'live');
   return { page, errors };

@@ -8,11 +8,11 @@
 //! 3. `GET /metrics` (counts and names only, in OpenMetrics text) needs no token, for a
 //!    scraper: it is routed now;
 //! 4. `GET /?token=T` (the URL `kiln dashboard` prints): with the right token, `303 See
-//!    Other` to `/` with `Set-Cookie: kiln_token=T; HttpOnly; SameSite=Strict; Path=/`, so
+//!    Other` to `/` with `Set-Cookie: kiln_token_PORT=T; HttpOnly; SameSite=Strict; Path=/`, so
 //!    that the token leaves the address bar and script on the page never sees it; with a
 //!    wrong one, the 401 page;
 //! 5. the request must carry the token from `.kiln/api.json`, as `Authorization: Bearer
-//!    <token>` or as the cookie `kiln_token` → 401 (a page for the dashboard's paths, JSON
+//!    <token>` or as the cookie `kiln_token_PORT` → 401 (a page for the dashboard's paths, JSON
 //!    for the API's). Tokens are compared in constant time;
 //! 6. a request authenticated by the cookie alone that is not a GET or HEAD must carry a
 //!    loopback `Origin` (a browser sends it with every POST of a page's script; a request
@@ -58,6 +58,15 @@ pub struct ApiState {
     pub controls: mpsc::UnboundedSender<UpControl>,
     /// Where the logs are, and how much of each is kept (`settings.log_limit`).
     pub logs: Arc<(kiln_engine::Layout, u64)>,
+    /// The name of the dashboard's cookie: `kiln_token_PORT` (see [`cookie_name`]).
+    pub cookie: Arc<str>,
+}
+
+/// The dashboard's cookie for a session on `port`. A browser keeps cookies per host, not
+/// per port: with one name for all, opening a second project's dashboard would sign the
+/// first one's tab out.
+pub fn cookie_name(port: u16) -> String {
+    format!("kiln_token_{port}")
 }
 
 /// The control API's routes, behind its checks.
@@ -88,9 +97,6 @@ fn error(code: StatusCode, message: &str) -> Response {
     json(code, &serde_json::json!({ "error": message }))
 }
 
-/// The cookie that carries the token for the dashboard.
-const COOKIE: &str = "kiln_token";
-
 async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     let headers = request.headers();
     let host = headers
@@ -119,10 +125,10 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
         if !constant_time_eq(given.as_bytes(), state.token.as_bytes()) {
             return crate::dashboard_assets::unauthorized_page(true);
         }
-        return sign_in(&state.token);
+        return sign_in(&state.cookie, &state.token);
     }
     let by_bearer = bearer_is(headers, &state.token);
-    let by_cookie = !by_bearer && cookie_is(headers, &state.token);
+    let by_cookie = !by_bearer && cookie_is(headers, &state.cookie, &state.token);
     if !by_bearer && !by_cookie {
         if crate::dashboard_assets::is_page_path(path) {
             return crate::dashboard_assets::unauthorized_page(false);
@@ -144,8 +150,8 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
 }
 
 /// `303 See Other` to `/`, setting the cookie.
-fn sign_in(token: &str) -> Response {
-    let cookie = HeaderValue::from_str(&format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"))
+fn sign_in(name: &str, token: &str) -> Response {
+    let cookie = HeaderValue::from_str(&format!("{name}={token}; HttpOnly; SameSite=Strict; Path=/"))
         .expect("a token is hex digits");
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
@@ -169,14 +175,14 @@ fn bearer_is(headers: &HeaderMap, token: &str) -> bool {
         .is_some_and(|given| constant_time_eq(given, token.as_bytes()))
 }
 
-/// Whether a `Cookie` header has `kiln_token` with the token (every one is compared, in
-/// constant time).
-fn cookie_is(headers: &HeaderMap, token: &str) -> bool {
+/// Whether a `Cookie` header has the cookie `name` with the token (every one is compared,
+/// in constant time).
+fn cookie_is(headers: &HeaderMap, name: &str, token: &str) -> bool {
     let mut found = false;
     for value in headers.get_all(header::COOKIE) {
         for pair in value.as_bytes().split(|b| *b == b';') {
             let pair = pair.trim_ascii();
-            if let Some(given) = pair.strip_prefix(COOKIE.as_bytes()).and_then(|rest| rest.strip_prefix(b"=")) {
+            if let Some(given) = pair.strip_prefix(name.as_bytes()).and_then(|rest| rest.strip_prefix(b"=")) {
                 found |= constant_time_eq(given, token.as_bytes());
             }
         }
@@ -430,15 +436,19 @@ mod tests {
             for c in cookies {
                 h.append(header::COOKIE, HeaderValue::from_str(c).expect("header"));
             }
-            cookie_is(&h, "t0k")
+            cookie_is(&h, &cookie_name(19001), "t0k")
         };
-        assert!(with(&["kiln_token=t0k"]));
-        assert!(with(&["a=b; kiln_token=t0k; c=d"]));
-        assert!(with(&["a=b", "kiln_token=t0k"]));
-        assert!(with(&["kiln_token=old; kiln_token=t0k"]), "any of two (paths differ) may be the right one");
-        assert!(!with(&["kiln_token=t0"]));
-        assert!(!with(&["xkiln_token=t0k"]));
-        assert!(!with(&["kiln_tokens=t0k"]));
+        assert!(with(&["kiln_token_19001=t0k"]));
+        assert!(with(&["a=b; kiln_token_19001=t0k; c=d"]));
+        assert!(with(&["a=b", "kiln_token_19001=t0k"]));
+        assert!(
+            with(&["kiln_token_19001=old; kiln_token_19001=t0k"]),
+            "any of two (paths differ) may be the right one"
+        );
+        assert!(!with(&["kiln_token_19001=t0"]));
+        assert!(!with(&["kiln_token_19002=t0k"]), "another session's cookie");
+        assert!(!with(&["xkiln_token_19001=t0k"]));
+        assert!(!with(&["kiln_token_190011=t0k"]));
         assert!(!with(&[]));
     }
 

@@ -73,11 +73,13 @@ impl ApiServer {
         let listener =
             TcpListener::bind(("127.0.0.1", port)).await.map_err(|source| ApiSetupError::Bind { port, source })?;
         let address = listener.local_addr().map_err(|source| ApiSetupError::Bind { port, source })?.to_string();
+        let bound = listener.local_addr().map_or(port, |a| a.port());
         let info = ApiInfo { address, token: token.clone(), pid: std::process::id() };
         write_info(kiln_dir, &info)?;
         let root = kiln_dir.parent().unwrap_or(kiln_dir);
         let logs = Arc::new((kiln_engine::Layout::new(root), log_limit));
-        let app = router(ApiState { token: token.into(), bus, status, metrics, controls, logs });
+        let cookie = crate::api_routes::cookie_name(bound).into();
+        let app = router(ApiState { token: token.into(), bus, status, metrics, controls, logs, cookie });
         tokio::spawn(accept_loop(listener, app));
         Ok(info)
     }

@@ -416,17 +416,19 @@ fn the_dashboard_signs_in_with_the_token_once_then_by_cookie() {
     let mut up = Up::start(&p, &[]);
     up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["phase"] == "ready");
     let (addr, token) = api(&p);
+    let port = addr.rsplit_once(':').map(|(_, p)| p.to_string()).expect("a port");
 
     // The URL `kiln dashboard` prints: the token goes into a cookie and out of the address bar.
+    // Its name has the port: another project's dashboard on this host keeps its own.
     let signed_in = raw(&addr, &format!("GET /?token={token} HTTP/1.1\r\nHost: {addr}\r\n\r\n"));
     assert!(signed_in.starts_with("HTTP/1.1 303 See Other\r\n"), "{signed_in}");
     assert_eq!(header(&signed_in, "location"), Some("/"), "{signed_in}");
     assert_eq!(
         header(&signed_in, "set-cookie"),
-        Some(format!("kiln_token={token}; HttpOnly; SameSite=Strict; Path=/").as_str()),
+        Some(format!("kiln_token_{port}={token}; HttpOnly; SameSite=Strict; Path=/").as_str()),
         "{signed_in}"
     );
-    let cookie = format!("Cookie: theme=dark; kiln_token={token}\r\n");
+    let cookie = format!("Cookie: theme=dark; kiln_token_{port}={token}\r\n");
 
     // With the cookie: the page and its files, embedded, never cached stale.
     for (path, kind) in [
@@ -449,7 +451,8 @@ fn the_dashboard_signs_in_with_the_token_once_then_by_cookie() {
     // Without a token, or with an old link: a page saying what to open.
     for request in [
         format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
-        format!("GET /assets/app.js HTTP/1.1\r\nHost: {addr}\r\nCookie: kiln_token=stale\r\n\r\n"),
+        format!("GET /assets/app.js HTTP/1.1\r\nHost: {addr}\r\nCookie: kiln_token_{port}=stale\r\n\r\n"),
+        format!("GET /assets/app.js HTTP/1.1\r\nHost: {addr}\r\nCookie: kiln_token_1={token}\r\n\r\n"),
         format!("GET /?token=0123 HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
     ] {
         let answer = raw(&addr, &request);

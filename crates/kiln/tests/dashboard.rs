@@ -2,7 +2,9 @@
 //! (tests/browser/dashboard.mjs) against a real `kiln up` with a cmd target and a process
 //! service behind a real HTTP readiness probe. The browser side clicks and reads the page;
 //! this side checks its exit status and report, then what kiln did (its `--json` events).
-//! The screenshots it takes are the README's (docs/images/dashboard*.png). A second test
+//! The screenshots it takes go to target/dashboard-screenshots/; with
+//! `KILN_UPDATE_SCREENSHOTS=1` they replace the README's (docs/images/dashboard*.png), so
+//! that an ordinary run leaves the checkout as it was. A second test
 //! puts 300 resources and a service printing 10,000 lines a second on the page and measures
 //! how it answers.
 //!
@@ -129,8 +131,8 @@ fn the_dashboard_in_a_real_browser_shows_edits_triggers_restarts_logs_and_update
     up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["service"] == "web" && e["phase"] == "ready");
     let url = dashboard_url(&p);
 
-    let shots = repo().join("docs/images");
-    std::fs::create_dir_all(&shots).expect("docs/images");
+    let shots = repo().join("target/dashboard-screenshots");
+    std::fs::create_dir_all(&shots).expect("target/dashboard-screenshots");
     let root = p.root().to_str().expect("a UTF-8 path").to_string();
     let (oks, result) = browse(&["main", &url, &root, &PORT.to_string(), shots.to_str().expect("a UTF-8 path")]);
     for want in [
@@ -171,7 +173,10 @@ fn the_dashboard_in_a_real_browser_shows_edits_triggers_restarts_logs_and_update
     );
     for shot in ["dashboard.png", "dashboard-logs.png", "dashboard-failure.png"] {
         let len = std::fs::metadata(shots.join(shot)).map(|m| m.len()).unwrap_or(0);
-        assert!(len > 10_000 && len < 600_000, "docs/images/{shot}: {len} bytes");
+        assert!(len > 10_000 && len < 600_000, "{}: {len} bytes", shots.join(shot).display());
+        if std::env::var_os("KILN_UPDATE_SCREENSHOTS").is_some_and(|v| v == "1") {
+            std::fs::copy(shots.join(shot), repo().join("docs/images").join(shot)).expect("copy to docs/images");
+        }
     }
     let (code, err) = up.stop();
     assert_eq!(code, 130, "{err}");
