@@ -84,12 +84,16 @@ async function signIn(context) {
   });
   const answer = await page.goto(url);
   if (!answer.ok()) fail(`GET ${url} answered ${answer.status()}`);
-  if (page.url() !== `${base}/`) fail(`the token stays in the address bar: ${page.url()}`);
-  const cookies = await context.cookies(base);
+  const at = new URL(page.url());
+  if (at.search || !/^\/s\/[0-9a-f]{32}\/$/.test(at.pathname)) fail(`the token stays in the address bar: ${page.url()}`);
+  const cookies = await context.cookies(page.url());
+  // Scoped to the dashboard's path: a page of another server on 127.0.0.1 never gets it.
+  if ((await context.cookies(`${base}/`)).length) fail(`the cookie is sent outside the dashboard's path: ${JSON.stringify(await context.cookies(`${base}/`))}`);
   const name = `kiln_token_${new URL(base).port}`;
   const cookie = cookies.find((c) => c.name === name);
   if (!cookie || !cookie.httpOnly || cookie.sameSite !== 'Strict') fail(`no HttpOnly SameSite=Strict ${name} cookie: ${JSON.stringify(cookies)}`);
-  ok('the page loads with the token, which leaves the URL for an HttpOnly, SameSite=Strict cookie');
+  if (cookie.path !== at.pathname) fail(`the cookie's path is ${cookie.path}, not ${at.pathname}`);
+  ok('the page loads with the token, which leaves the URL for an HttpOnly, SameSite=Strict cookie of its own path');
   await until(page, 'the event stream to be live', () => document.querySelector('#conn').textContent === 'live');
   return { page, errors };
 }

@@ -3,21 +3,26 @@
 //! In order:
 //! 1. the `Host` must name a loopback address (a page elsewhere cannot reach the API through
 //!    DNS rebinding) → 403;
-//! 2. a POST whose `Origin` is present must come from a loopback origin (a page on another
-//!    site cannot make the browser post here) → 403;
+//! 2. a POST whose `Origin` is present must come from this very server: `http://` and the
+//!    `Host` it asked for (a page on another site, or on another port of this machine,
+//!    cannot make the browser post here) → 403;
 //! 3. `GET /metrics` (counts and names only, in OpenMetrics text) needs no token, for a
 //!    scraper: it is routed now;
 //! 4. `GET /?token=T` (the URL `kiln dashboard` prints): with the right token, `303 See
-//!    Other` to `/` with `Set-Cookie: kiln_token_PORT=T; HttpOnly; SameSite=Strict; Path=/`, so
-//!    that the token leaves the address bar and script on the page never sees it; with a
-//!    wrong one, the 401 page;
+//!    Other` to the dashboard's own path `/s/SID/` (SID: a random secret of this session)
+//!    with `Set-Cookie: kiln_token_PORT=T; HttpOnly; SameSite=Strict; Path=/s/SID/`, so that
+//!    the token leaves the address bar and script on the page never sees it; with a wrong
+//!    one, the 401 page. A browser sends a cookie to every port of a host: scoped to a path
+//!    nobody else knows, it never goes to another server on 127.0.0.1 (a service the user
+//!    opens from the dashboard, another program's page);
 //! 5. the request must carry the token from `.kiln/api.json`, as `Authorization: Bearer
-//!    <token>` or as the cookie `kiln_token_PORT` → 401 (a page for the dashboard's paths, JSON
-//!    for the API's). Tokens are compared in constant time;
-//! 6. a request authenticated by the cookie alone that is not a GET or HEAD must carry a
-//!    loopback `Origin` (a browser sends it with every POST of a page's script; a request
-//!    without one did not come from the dashboard) → 403. SameSite=Strict already keeps
-//!    other sites' requests from carrying the cookie; this is the second lock.
+//!    <token>`, or, under `/s/SID/` only, as the cookie → 401 (a page for the dashboard's
+//!    paths, JSON for the API's). Tokens are compared in constant time. `/s/SID/PATH` is
+//!    served as `/PATH` is;
+//! 6. a request authenticated by the cookie alone that is not a GET or HEAD must carry
+//!    this server's `Origin` (a browser sends it with every POST of a page's script; a
+//!    request without one did not come from the dashboard) → 403. SameSite=Strict already
+//!    keeps other sites' requests from carrying the cookie; this is the second lock.
 //!
 //! Only then is it routed: the dashboard's embedded page and files (`dashboard_assets.rs`),
 //! and the API.
@@ -60,6 +65,8 @@ pub struct ApiState {
     pub logs: Arc<(kiln_engine::Layout, u64)>,
     /// The name of the dashboard's cookie: `kiln_token_PORT` (see [`cookie_name`]).
     pub cookie: Arc<str>,
+    /// The dashboard's path, `/s/SID` (see the module doc, step 4).
+    pub page_root: Arc<str>,
 }
 
 /// The dashboard's cookie for a session on `port`. A browser keeps cookies per host, not
@@ -69,10 +76,10 @@ pub fn cookie_name(port: u16) -> String {
     format!("kiln_token_{port}")
 }
 
-/// The control API's routes, behind its checks.
+/// The control API's routes, behind its checks. The dashboard's page, files and API are
+/// also served under its path (`/s/SID/…`), where its cookie is sent.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/", get(dashboard))
+    let api = Router::new()
         .route("/assets/app.js", get(dashboard))
         .route("/assets/style.css", get(dashboard))
         .route("/api/status", get(status))
@@ -80,8 +87,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/graph", get(graph))
         .route("/api/logs/{name}", get(logs))
         .route("/api/trigger/{name}", post(trigger))
-        .route("/api/stop", post(stop))
+        .route("/api/stop", post(stop));
+    let root = state.page_root.to_string();
+    Router::new()
+        .route("/", get(dashboard))
         .route("/metrics", get(metrics))
+        .route(&format!("{root}/"), get(page))
+        .merge(api.clone())
+        .nest(&root, api)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -103,18 +116,21 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| request.uri().authority().map(|a| a.as_str()));
-    if !host.is_some_and(is_loopback_host) {
+    let Some(host) = host.filter(|h| is_loopback_host(h)).map(str::to_string) else {
         return error(
             StatusCode::FORBIDDEN,
             "the Host header must name a loopback address (127.0.0.1, localhost or [::1])",
         );
-    }
+    };
     let origin = headers.get(header::ORIGIN);
-    if request.method() == Method::POST && origin.is_some_and(|o| !o.to_str().is_ok_and(is_loopback_origin)) {
-        return error(StatusCode::FORBIDDEN, "cross-site request refused: the Origin is not a loopback address");
+    if request.method() == Method::POST && origin.is_some_and(|o| !o.to_str().is_ok_and(|o| is_own_origin(o, &host))) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "cross-site request refused: the Origin is not this server (http:// and the Host asked for)",
+        );
     }
-    let (method, path) = (request.method(), request.uri().path());
-    let read_only = method == Method::GET || method == Method::HEAD;
+    let read_only = request.method() == Method::GET || request.method() == Method::HEAD;
+    let path = request.uri().path();
     if read_only && path == "/metrics" {
         return next.run(request).await;
     }
@@ -125,12 +141,21 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
         if !constant_time_eq(given.as_bytes(), state.token.as_bytes()) {
             return crate::dashboard_assets::unauthorized_page(true);
         }
-        return sign_in(&state.cookie, &state.token);
+        return sign_in(&state.cookie, &state.token, &state.page_root);
+    }
+    // Under the dashboard's path: the cookie counts, and the rest of the path is routed.
+    let inner = path.strip_prefix(&*state.page_root).filter(|rest| rest.is_empty() || rest.starts_with('/'));
+    if inner == Some("") {
+        // The page's links are relative to its path, which ends in `/`.
+        let mut response = StatusCode::PERMANENT_REDIRECT.into_response();
+        let location = HeaderValue::from_str(&format!("{}/", state.page_root)).expect("a session id is hex digits");
+        response.headers_mut().insert(header::LOCATION, location);
+        return response;
     }
     let by_bearer = bearer_is(headers, &state.token);
-    let by_cookie = !by_bearer && cookie_is(headers, &state.cookie, &state.token);
+    let by_cookie = !by_bearer && inner.is_some() && cookie_is(headers, &state.cookie, &state.token);
     if !by_bearer && !by_cookie {
-        if crate::dashboard_assets::is_page_path(path) {
+        if crate::dashboard_assets::is_page_path(inner.unwrap_or(path)) {
             return crate::dashboard_assets::unauthorized_page(false);
         }
         let mut response = error(
@@ -149,13 +174,14 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
     next.run(request).await
 }
 
-/// `303 See Other` to `/`, setting the cookie.
-fn sign_in(name: &str, token: &str) -> Response {
-    let cookie = HeaderValue::from_str(&format!("{name}={token}; HttpOnly; SameSite=Strict; Path=/"))
-        .expect("a token is hex digits");
+/// `303 See Other` to the dashboard's path, setting the cookie for that path only.
+fn sign_in(name: &str, token: &str, page_root: &str) -> Response {
+    let cookie = HeaderValue::from_str(&format!("{name}={token}; HttpOnly; SameSite=Strict; Path={page_root}/"))
+        .expect("a token and a session id are hex digits");
+    let location = HeaderValue::from_str(&format!("{page_root}/")).expect("a session id is hex digits");
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
-    headers.insert(header::LOCATION, HeaderValue::from_static("/"));
+    headers.insert(header::LOCATION, location);
     headers.insert(header::SET_COOKIE, cookie);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
@@ -209,12 +235,18 @@ fn is_loopback_host(host: &str) -> bool {
     matches!(name.to_ascii_lowercase().as_str(), "127.0.0.1" | "localhost" | "[::1]")
 }
 
-/// `http://` or `https://` and a loopback host (`null`, another scheme or a path is not).
-fn is_loopback_origin(origin: &str) -> bool {
-    origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        .is_some_and(|rest| !rest.contains('/') && is_loopback_host(rest))
+/// Whether `origin` is this server's: `http://` and exactly the `host` the request asked
+/// for (a page on another port of this machine is another origin).
+fn is_own_origin(origin: &str, host: &str) -> bool {
+    origin.strip_prefix("http://").is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+}
+
+/// The page at the dashboard's own path.
+async fn page() -> Response {
+    match Asset::at("/") {
+        Some(asset) => asset.response(),
+        None => not_found().await,
+    }
 }
 
 async fn dashboard(uri: axum::http::Uri) -> Response {
@@ -415,13 +447,19 @@ mod tests {
         for host in ["attacker.example", "127.0.0.1.evil:80", "localhost.evil", "10.0.0.1", "", "[::1]x"] {
             assert!(!is_loopback_host(host), "{host}");
         }
-        for origin in ["http://127.0.0.1:4000", "http://localhost", "https://[::1]:3"] {
-            assert!(is_loopback_origin(origin), "{origin}");
+        for (origin, host) in [("http://127.0.0.1:4000", "127.0.0.1:4000"), ("http://LOCALHOST:9", "localhost:9")] {
+            assert!(is_own_origin(origin, host), "{origin}");
         }
-        for origin in
-            ["null", "https://attacker.example", "http://localhost.attacker.example", "file://", "http://localhost/x"]
-        {
-            assert!(!is_loopback_origin(origin), "{origin}");
+        for origin in [
+            "null",
+            "http://127.0.0.1:4001",
+            "http://127.0.0.1",
+            "https://127.0.0.1:4000",
+            "http://localhost:4000",
+            "http://127.0.0.1:4000/x",
+            "http://127.0.0.1:40000",
+        ] {
+            assert!(!is_own_origin(origin, "127.0.0.1:4000"), "{origin}");
         }
     }
 

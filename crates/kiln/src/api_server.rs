@@ -79,7 +79,8 @@ impl ApiServer {
         let root = kiln_dir.parent().unwrap_or(kiln_dir);
         let logs = Arc::new((kiln_engine::Layout::new(root), log_limit));
         let cookie = crate::api_routes::cookie_name(bound).into();
-        let app = router(ApiState { token: token.into(), bus, status, metrics, controls, logs, cookie });
+        let page_root = format!("/s/{}", &new_token()?[..32]).into();
+        let app = router(ApiState { token: token.into(), bus, status, metrics, controls, logs, cookie, page_root });
         tokio::spawn(accept_loop(listener, app));
         Ok(info)
     }

@@ -419,40 +419,49 @@ fn the_dashboard_signs_in_with_the_token_once_then_by_cookie() {
     let port = addr.rsplit_once(':').map(|(_, p)| p.to_string()).expect("a port");
 
     // The URL `kiln dashboard` prints: the token goes into a cookie and out of the address bar.
-    // Its name has the port: another project's dashboard on this host keeps its own.
+    // The cookie is scoped to the dashboard's own path, a secret of the session (a browser
+    // sends a host's cookies to all its ports: never to another server on 127.0.0.1).
     let signed_in = raw(&addr, &format!("GET /?token={token} HTTP/1.1\r\nHost: {addr}\r\n\r\n"));
     assert!(signed_in.starts_with("HTTP/1.1 303 See Other\r\n"), "{signed_in}");
-    assert_eq!(header(&signed_in, "location"), Some("/"), "{signed_in}");
+    let root = header(&signed_in, "location").expect("a location").to_string();
+    assert!(root.starts_with("/s/") && root.ends_with('/') && root.len() == 36, "{signed_in}");
     assert_eq!(
         header(&signed_in, "set-cookie"),
-        Some(format!("kiln_token_{port}={token}; HttpOnly; SameSite=Strict; Path=/").as_str()),
+        Some(format!("kiln_token_{port}={token}; HttpOnly; SameSite=Strict; Path={root}").as_str()),
         "{signed_in}"
     );
     let cookie = format!("Cookie: theme=dark; kiln_token_{port}={token}\r\n");
 
-    // With the cookie: the page and its files, embedded, never cached stale.
+    // With the cookie, under that path: the page and its files, embedded, never cached stale.
     for (path, kind) in [
-        ("/", "text/html; charset=utf-8"),
-        ("/assets/app.js", "text/javascript; charset=utf-8"),
-        ("/assets/style.css", "text/css; charset=utf-8"),
+        ("", "text/html; charset=utf-8"),
+        ("assets/app.js", "text/javascript; charset=utf-8"),
+        ("assets/style.css", "text/css; charset=utf-8"),
     ] {
-        let answer = raw(&addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{cookie}\r\n"));
+        let answer = raw(&addr, &format!("GET {root}{path} HTTP/1.1\r\nHost: {addr}\r\n{cookie}\r\n"));
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{path}: {answer}");
         assert_eq!(header(&answer, "content-type"), Some(kind), "{path}");
         assert_eq!(header(&answer, "cache-control"), Some("no-cache"), "{path}");
         assert!(header(&answer, "content-security-policy").is_some_and(|c| c.contains("default-src 'self'")));
         assert!(!body(&answer).is_empty(), "{path}");
     }
-    let page = raw(&addr, &format!("GET / HTTP/1.1\r\nHost: {addr}\r\n{cookie}\r\n"));
-    assert!(body(&page).contains("/assets/app.js"), "the page loads its script: {page}");
-    let status = raw(&addr, &format!("GET /api/status HTTP/1.1\r\nHost: {addr}\r\n{cookie}\r\n"));
-    assert!(status.starts_with("HTTP/1.1 200 OK\r\n"), "the API takes the cookie: {status}");
+    let page = raw(&addr, &format!("GET {root} HTTP/1.1\r\nHost: {addr}\r\n{cookie}\r\n"));
+    assert!(body(&page).contains("\"assets/app.js\""), "the page loads its script, relative to its path: {page}");
+    let status = raw(&addr, &format!("GET {root}api/status HTTP/1.1\r\nHost: {addr}\r\n{cookie}\r\n"));
+    assert!(status.starts_with("HTTP/1.1 200 OK\r\n"), "the API takes the cookie under the page's path: {status}");
+    let slashless = raw(&addr, &format!("GET {} HTTP/1.1\r\nHost: {addr}\r\n\r\n", root.trim_end_matches('/')));
+    assert!(slashless.starts_with("HTTP/1.1 308 ") && header(&slashless, "location") == Some(&root), "{slashless}");
+    // Elsewhere the cookie is no credential (a browser would not even send it there).
+    for path in ["/api/status", "/", "/s/00000000000000000000000000000000/api/status"] {
+        let answer = raw(&addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{cookie}\r\n"));
+        assert!(answer.starts_with("HTTP/1.1 401 "), "{path}: {answer}");
+    }
 
     // Without a token, or with an old link: a page saying what to open.
     for request in [
         format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
-        format!("GET /assets/app.js HTTP/1.1\r\nHost: {addr}\r\nCookie: kiln_token_{port}=stale\r\n\r\n"),
-        format!("GET /assets/app.js HTTP/1.1\r\nHost: {addr}\r\nCookie: kiln_token_1={token}\r\n\r\n"),
+        format!("GET {root}assets/app.js HTTP/1.1\r\nHost: {addr}\r\nCookie: kiln_token_{port}=stale\r\n\r\n"),
+        format!("GET {root}assets/app.js HTTP/1.1\r\nHost: {addr}\r\nCookie: kiln_token_1={token}\r\n\r\n"),
         format!("GET /?token=0123 HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
     ] {
         let answer = raw(&addr, &request);
@@ -470,22 +479,23 @@ fn the_dashboard_signs_in_with_the_token_once_then_by_cookie() {
     let rebound = raw(&addr, &format!("GET /?token={token} HTTP/1.1\r\nHost: attacker.example\r\n\r\n"));
     assert!(rebound.starts_with("HTTP/1.1 403 "), "{rebound}");
 
-    // A POST with the cookie needs the page's (a loopback) Origin.
-    let no_origin = raw(&addr, &format!("POST /api/trigger/core HTTP/1.1\r\nHost: {addr}\r\n{cookie}\r\n"));
+    // A POST with the cookie needs the page's Origin: this server, not another site, and
+    // not another port of this machine (a page served there is another origin).
+    let post = |path: &str, origin: &str| {
+        raw(&addr, &format!("POST {root}{path} HTTP/1.1\r\nHost: {addr}\r\n{cookie}{origin}\r\n"))
+    };
+    let no_origin = post("api/trigger/core", "");
     assert!(no_origin.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{no_origin}");
     assert!(body(&no_origin).contains("Origin"), "{no_origin}");
-    let foreign = raw(
-        &addr,
-        &format!("POST /api/trigger/core HTTP/1.1\r\nHost: {addr}\r\n{cookie}Origin: https://attacker.example\r\n\r\n"),
-    );
-    assert!(foreign.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{foreign}");
-    let stop = raw(&addr, &format!("POST /api/stop HTTP/1.1\r\nHost: {addr}\r\n{cookie}\r\n"));
+    let other_port = if port == "19999" { "19998" } else { "19999" };
+    for origin in ["https://attacker.example".to_string(), format!("http://127.0.0.1:{other_port}")] {
+        let foreign = post("api/trigger/core", &format!("Origin: {origin}\r\n"));
+        assert!(foreign.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{origin}: {foreign}");
+    }
+    let stop = post("api/stop", "");
     assert!(stop.starts_with("HTTP/1.1 403 "), "{stop}");
     assert_eq!(up.count(|e| e["type"] == "target.started"), 1, "nothing was triggered yet:\n{}", up.dump());
-    let from_page = raw(
-        &addr,
-        &format!("POST /api/trigger/core HTTP/1.1\r\nHost: {addr}\r\n{cookie}Origin: http://{addr}\r\n\r\n"),
-    );
+    let from_page = post("api/trigger/core", &format!("Origin: http://{addr}\r\n"));
     assert!(from_page.starts_with("HTTP/1.1 202 Accepted\r\n"), "{from_page}");
     up.wait_for("the triggered build", |e| e["type"] == "target.finished" && e["reason"] == "triggered");
     // The refused stops did not stop the session.

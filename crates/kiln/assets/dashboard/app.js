@@ -121,7 +121,7 @@
   async function loadStatus() {
     stats.statusReads++;
     try {
-      applyStatus(await getJSON('/api/status'));
+      applyStatus(await getJSON('api/status'));
     } catch (e) {
       if (e.status === 401) disconnected();
       else addAlert('api:status', 'warning', `could not read the status: ${e.message}`);
@@ -144,7 +144,7 @@
 
   async function loadGraph() {
     try {
-      const g = await getJSON('/api/graph');
+      const g = await getJSON('api/graph');
       state.graph = { targets: g.targets || [], services: g.services || [] };
     } catch (e) {
       if (e.status === 401) disconnected();
@@ -159,7 +159,7 @@
     button.classList.remove('done', 'error');
     try {
       // Same origin: the browser sends the cookie and this page's Origin with the POST.
-      const r = await fetch(`/api/trigger/${encodeURIComponent(name)}`, { method: 'POST', credentials: 'same-origin' });
+      const r = await fetch(`api/trigger/${encodeURIComponent(name)}`, { method: 'POST', credentials: 'same-origin' });
       if (!r.ok) {
         let msg = `${r.status} ${r.statusText}`;
         try {
@@ -187,7 +187,7 @@
   function connect() {
     // One EventSource per tab. On a reconnect it sends Last-Event-ID itself; the server
     // replays what came after it (or says stream.lagged when that is too old).
-    source = new EventSource(`/api/events?since=${Math.max(state.seq, state.streamSeq)}`);
+    source = new EventSource(`api/events?since=${Math.max(state.seq, state.streamSeq)}`);
     source.onopen = () => setConn('live', 'live');
     source.onerror = () => {
       if (source.readyState === EventSource.CLOSED) disconnected();
@@ -471,7 +471,7 @@
       showPane(k);
       const name = nameOf(k);
       try {
-        const body = await getJSON(`/api/logs/${encodeURIComponent(name)}?tail=${CAP}`);
+        const body = await getJSON(`api/logs/${encodeURIComponent(name)}?tail=${CAP}`);
         const lines = (body.lines || []).map((l) => ({
           ts: l.ts,
           source: l.source,
