@@ -28,7 +28,7 @@
 //!   full, given up, left at the end: events_sink.rs), read when scraped;
 //! - `kiln_build_info{version}`: 1.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -58,9 +58,9 @@ pub fn wants_prometheus_text(accept: Option<&str>) -> bool {
 type Labels = Vec<(&'static str, String)>;
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 
-/// 5 ms to about 82 s, doubling.
+/// 5 ms to about 44 min, doubling: a container image or a large compile takes minutes.
 fn build_buckets() -> Histogram {
-    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+    Histogram::new(exponential_buckets(0.005, 2.0, 20))
 }
 
 pub struct MetricsView {
@@ -79,6 +79,10 @@ pub struct MetricsView {
     sink_dropped: Option<Arc<AtomicU64>>,
     /// Each replica's last phase, by service.
     phases: BTreeMap<String, BTreeMap<u32, Phase>>,
+    /// Targets and services a reload removed: their late events (a build that was running,
+    /// the replicas' `stopped`) make no series again.
+    removed_targets: BTreeSet<String>,
+    removed_services: BTreeSet<String>,
 }
 
 impl MetricsView {
@@ -116,7 +120,8 @@ impl MetricsView {
         );
         let ready = Family::<Labels, Gauge>::default();
         registry.register("service_ready_replicas", "Replicas of a service that are ready", ready.clone());
-        let update_duration = Histogram::new(exponential_buckets(0.01, 2.0, 14));
+        // 10 ms to about 22 min, doubling.
+        let update_duration = Histogram::new(exponential_buckets(0.01, 2.0, 18));
         registry.register_with_unit(
             "update_duration",
             "How long a save took to reach running code (update.completed latency total)",
@@ -145,6 +150,8 @@ impl MetricsView {
             bus,
             sink_dropped: None,
             phases: BTreeMap::new(),
+            removed_targets: BTreeSet::new(),
+            removed_services: BTreeSet::new(),
         }
     }
 
@@ -156,6 +163,8 @@ impl MetricsView {
 
     pub fn on_event(&mut self, event: &Event) {
         match event {
+            Event::TargetFinished { target, .. } if self.removed_targets.contains(target) => {}
+            Event::ServicePhase { service, .. } if self.removed_services.contains(service) => {}
             Event::TargetFinished { target, status, duration_ms, cache, .. } => {
                 let labels = vec![("target", target.clone()), ("status", status.as_str().to_string())];
                 self.builds.get_or_create(&labels).inc();
@@ -178,12 +187,20 @@ impl MetricsView {
                 self.on_phase(service, *replica, *phase, *cause, *replicas);
             }
             Event::UpdateCompleted { latency_ms, .. } => self.update_duration.observe(seconds(latency_ms.total)),
-            Event::ConfigReloaded { removed, services_removed, .. } => {
+            Event::ConfigReloaded { added, removed, services_added, services_removed, .. } => {
                 for target in removed {
                     self.forget_target(target);
+                    self.removed_targets.insert(target.clone());
                 }
                 for service in services_removed {
                     self.forget_service(service);
+                    self.removed_services.insert(service.clone());
+                }
+                for target in added {
+                    self.removed_targets.remove(target);
+                }
+                for service in services_added {
+                    self.removed_services.remove(service);
                 }
             }
             _ => {}
@@ -396,5 +413,24 @@ mod tests {
         });
         let text = view.encode(false);
         assert!(!text.contains(r#""app""#) && !text.contains(r#""web""#), "{text}");
+        // The removed service's replicas stop after the reload, and a build of the removed
+        // target that was running ends: neither brings a series back.
+        view.on_event(&phase(0, Phase::Stopping, "removed from kiln.toml"));
+        view.on_event(&phase(0, Phase::Stopped, "removed from kiln.toml"));
+        view.on_event(&finished("app", TargetStatus::Built, 10));
+        let text = view.encode(false);
+        assert!(!text.contains(r#""app""#) && !text.contains(r#""web""#), "{text}");
+        // Added again: counted again.
+        view.on_event(&Event::ConfigReloaded {
+            added: vec!["app".into()],
+            removed: vec![],
+            changed: vec![],
+            services_added: vec!["web".into()],
+            services_removed: vec![],
+            services_changed: vec![],
+            files: vec![],
+        });
+        view.on_event(&phase(0, Phase::Ready, "ready"));
+        assert!(view.encode(false).contains(r#"kiln_service_ready_replicas{service="web"} 1"#));
     }
 }

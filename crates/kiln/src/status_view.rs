@@ -9,7 +9,7 @@
 //! it, and `seq`: the sequence number of the last event folded in, so that a client of the
 //! event stream can tell which events the status already holds.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use kiln_engine::{Envelope, Event, Latency, Phase};
 use serde::Serialize;
@@ -108,6 +108,10 @@ pub struct ServiceView {
 }
 
 impl ServiceView {
+    fn all_stopped(&self) -> bool {
+        self.replicas.values().all(|r| r.phase == Phase::Stopped)
+    }
+
     fn summarize(&mut self) {
         self.ready = self.replicas.values().filter(|r| r.phase == Phase::Ready).count();
         self.restarts = self.replicas.values().map(|r| r.restarts).sum();
@@ -171,6 +175,9 @@ pub struct StatusView {
     pub updates: VecDeque<UpdateView>,
     /// The sequence number of the last event folded in.
     pub seq: u64,
+    /// Services a reload removed that still have replicas to stop: shown until they have.
+    #[serde(skip)]
+    leaving: BTreeSet<String>,
 }
 
 impl StatusView {
@@ -238,6 +245,10 @@ impl StatusView {
                 // A replica beyond the desired count is shown until it has stopped.
                 s.replicas.retain(|r, v| (*r as usize) < s.desired || v.phase != Phase::Stopped);
                 s.summarize();
+                if self.leaving.contains(service) && s.all_stopped() {
+                    self.services.remove(service);
+                    self.leaving.remove(service);
+                }
             }
             Event::ServiceStarted { service, replica, pid, container, started_at, ports, .. } => {
                 let s = self.services.entry(service.clone()).or_default();
@@ -250,6 +261,24 @@ impl StatusView {
             Event::ServiceProbed { service, replica, probe, ok, error, .. } => {
                 let Some(r) = self.services.get_mut(service).and_then(|s| s.replicas.get_mut(replica)) else { return };
                 r.probes.insert(probe, ProbeView { ok: *ok, error: error.clone(), at: ts.to_string(), ago_ms: None });
+            }
+            Event::ConfigReloaded { added, removed, services_added, services_removed, .. } => {
+                // What the configuration no longer has leaves the view: a target at once, a
+                // service once every replica is stopped (each gets a `stopped`; shown
+                // stopping until then).
+                for target in removed {
+                    self.targets.remove(target);
+                }
+                for service in services_removed {
+                    if self.services.get(service).is_some_and(|s| !s.all_stopped()) {
+                        self.leaving.insert(service.clone());
+                    } else {
+                        self.services.remove(service);
+                    }
+                }
+                for name in added.iter().chain(services_added) {
+                    self.leaving.remove(name);
+                }
             }
             Event::NetworkCreated { network, .. } => self.network = Some(network.clone()),
             Event::NetworkRemoved { .. } => self.network = None,
@@ -372,5 +401,41 @@ mod tests {
         assert_eq!(update_breakdown(&l), "1.42 s (debounce 0.05, build 0.82, deploy 0.43, ready 0.12)");
         let l = Latency { detect: 12, debounce: 4, build: 0, deploy: 4, ready: 0, total: 20 };
         assert_eq!(update_breakdown(&l), "0.02 s (detect 0.01, build 0.00, deploy 0.00, ready 0.00)");
+    }
+
+    #[test]
+    fn what_a_reload_removes_leaves_the_view_a_service_once_stopped() {
+        let mut view = StatusView::default();
+        let ts = "2026-12-01T00:00:01.000Z";
+        view.on_event(
+            &Event::TargetFinished {
+                target: "docs".into(),
+                status: kiln_engine::TargetStatus::Built,
+                duration_ms: 1,
+                key: None,
+                reason: String::new(),
+                log: None,
+                saved_ms: None,
+                cache: None,
+            },
+            ts,
+        );
+        view.on_event(&phase(Phase::Ready), ts);
+        let reload = Event::ConfigReloaded {
+            added: vec![],
+            removed: vec!["docs".into()],
+            changed: vec![],
+            services_added: vec![],
+            services_removed: vec!["web".into()],
+            services_changed: vec![],
+            files: vec!["kiln.toml".into()],
+        };
+        view.on_event(&reload, ts);
+        assert!(!view.targets.contains_key("docs"));
+        assert!(view.services.contains_key("web"), "shown while it stops");
+        view.on_event(&phase(Phase::Stopping), ts);
+        assert!(view.services.contains_key("web"));
+        view.on_event(&phase(Phase::Stopped), ts);
+        assert!(!view.services.contains_key("web"), "gone once stopped");
     }
 }
