@@ -67,6 +67,8 @@ pub struct ApiState {
     pub cookie: Arc<str>,
     /// The dashboard's path, `/s/SID` (see the module doc, step 4).
     pub page_root: Arc<str>,
+    /// The event streams open (at most `stream_slots::MAX_STREAMS`).
+    pub streams: Arc<crate::stream_slots::StreamSlots>,
 }
 
 /// The dashboard's cookie for a session on `port`. A browser keeps cookies per host, not
@@ -295,12 +297,17 @@ async fn events(State(state): State<ApiState>, headers: HeaderMap, uri: axum::ht
             );
         }
     };
-    let feed = Feed { missed: missed.into_iter(), rx, sent: 0 };
+    let slot = crate::stream_slots::StreamSlots::open(&state.streams);
+    let feed = Feed { missed: missed.into_iter(), rx, sent: 0, slot };
     let frames = futures_util::stream::unfold(feed, |mut feed| async move {
         loop {
             let envelope = match feed.missed.next() {
                 Some(e) => e,
-                None => feed.rx.recv().await?,
+                // A newer stream took this one's place: it ends (see stream_slots.rs).
+                None => tokio::select! {
+                    e = feed.rx.recv() => e?,
+                    () = feed.slot.evicted() => return None,
+                },
             };
             // The replay and the subscription are taken at one instant; this only makes "no
             // duplicate" hold whatever happens to that.
@@ -325,6 +332,7 @@ struct Feed {
     rx: kiln_engine::Subscription,
     /// The number of the last event sent.
     sent: u64,
+    slot: crate::stream_slots::StreamSlot,
 }
 
 fn sse_frame(envelope: &Envelope) -> Bytes {

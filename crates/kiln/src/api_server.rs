@@ -80,7 +80,9 @@ impl ApiServer {
         let logs = Arc::new((kiln_engine::Layout::new(root), log_limit));
         let cookie = crate::api_routes::cookie_name(bound).into();
         let page_root = format!("/s/{}", &new_token()?[..32]).into();
-        let app = router(ApiState { token: token.into(), bus, status, metrics, controls, logs, cookie, page_root });
+        let streams = Default::default();
+        let state = ApiState { token: token.into(), bus, status, metrics, controls, logs, cookie, page_root, streams };
+        let app = router(state);
         tokio::spawn(accept_loop(listener, app));
         Ok(info)
     }

@@ -24,6 +24,7 @@ mod signals;
 mod sink_client;
 mod sink_retry;
 mod status_view;
+mod stream_slots;
 mod trace_view;
 mod up_view;
 mod view_out;

@@ -2,7 +2,7 @@
 
 mod common;
 use common::{Project, Up, wait_until};
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -354,6 +354,46 @@ fn three_hundred_half_open_connections_do_not_lock_out_a_client() {
     assert_eq!(v["services"]["web"]["phase"], "ready");
     assert!(fds(pid) <= before + 64 + 4, "fds stay bounded");
     drop(idle);
+}
+
+#[test]
+fn event_streams_that_never_read_cannot_lock_the_commands_out() {
+    let p = Project::new(CONFIG);
+    p.write("src/a.txt", "a\n");
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["phase"] == "ready");
+    let (addr, token) = api(&p);
+    // 64 streams, as many as there are connections, each read up to its head, then never.
+    let request = format!("GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n");
+    let streams: Vec<std::io::BufReader<TcpStream>> = (0..64)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).expect("connect");
+            s.write_all(request.as_bytes()).expect("request");
+            let mut r = std::io::BufReader::new(s);
+            let mut line = String::new();
+            r.read_line(&mut line).expect("status line");
+            assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+            r
+        })
+        .collect();
+    // At most 32 stay open: the first 32 were ended as newer ones came.
+    let mut ended = 0;
+    for mut r in streams.into_iter().take(32) {
+        r.get_ref().set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let mut rest = Vec::new();
+        // A stream that was ended closes its body: the read reaches its end.
+        if r.read_to_end(&mut rest).is_ok() {
+            ended += 1;
+        }
+    }
+    assert_eq!(ended, 32, "the oldest streams were ended to keep connections for the commands");
+    // The commands still get through, `kiln down` included.
+    let status = run_within(&mut p.command(&["status"]), Duration::from_secs(20));
+    assert_eq!(status.code, 0, "{status:?}");
+    let down = run_within(&mut p.command(&["down", "--timeout", "10s"]), Duration::from_secs(30));
+    assert_eq!(down.code, 0, "{down:?}");
+    let (code, _) = up.stop();
+    assert_eq!(code, 0, "kiln down stopped it");
 }
 
 #[test]
