@@ -19,8 +19,11 @@ pub const MAX_STREAMS: usize = 32;
 /// The open streams, oldest first.
 #[derive(Default)]
 pub struct StreamSlots {
-    open: Mutex<(u64, VecDeque<(u64, Arc<Notify>)>)>,
+    open: Mutex<Open>,
 }
+
+/// The last id given, and each open stream's id with what tells it to end.
+type Open = (u64, VecDeque<(u64, Arc<Notify>)>);
 
 /// One open stream's place; ends it when dropped.
 pub struct StreamSlot {
