@@ -23,6 +23,9 @@ pub struct UpView<W: Write> {
     /// Rows the table takes now (the scrolling region starts below them).
     table_rows: usize,
     scroll: Scroll,
+    /// The table's first row (`dashboard: URL`): printed above the table, it would be drawn
+    /// over as the table grows.
+    header: Option<String>,
 }
 
 impl<W: Write> UpView<W> {
@@ -35,7 +38,14 @@ impl<W: Write> UpView<W> {
             height: height.max(8),
             table_rows: 0,
             scroll: Scroll::default(),
+            header: None,
         }
+    }
+
+    /// Puts `line` at the top of the table, where it stays in sight.
+    pub fn with_header(mut self, line: String) -> Self {
+        self.header = Some(line);
+        self
     }
 
     pub fn on_envelope(&mut self, envelope: &Envelope) {
@@ -49,7 +59,7 @@ impl<W: Write> UpView<W> {
     }
 
     fn table(&self) -> Vec<String> {
-        let mut rows = Vec::new();
+        let mut rows: Vec<String> = self.header.iter().map(|h| format!("  {h}")).collect();
         for (name, t) in &self.status.targets {
             rows.push(format!("  target  {name:<14} {:<9} {}", t.status, t.reason));
         }

@@ -25,7 +25,7 @@ const VIEW_DRAIN: Duration = Duration::from_millis(500);
 /// Where the human-readable side of `kiln up` goes.
 enum Human {
     Plain(PlainView<Box<dyn Write + Send>>),
-    Live(UpView<std::io::Stderr>),
+    Live(Box<UpView<std::io::Stderr>>),
 }
 
 use crate::cli::UpArgs;
@@ -152,9 +152,8 @@ pub async fn run(
             Box::new(BufWriter::new(std::io::stdout()))
         };
         let mut human = if live {
-            // Above the live view, which redraws below it.
-            let _ = writeln!(std::io::stderr(), "{dashboard_line}");
-            Human::Live(UpView::new(std::io::stderr(), terminal_size(), verbose))
+            // The table's first row: a line printed above it would be drawn over.
+            Human::Live(Box::new(UpView::new(std::io::stderr(), terminal_size(), verbose).with_header(dashboard_line)))
         } else {
             let mut plain = PlainView::new(out, verbose);
             plain.line(&dashboard_line);
