@@ -353,7 +353,7 @@ const LOG_TAIL_MAX: usize = 2000;
 async fn logs(State(state): State<ApiState>, Path(name): Path<String>, uri: axum::http::Uri) -> Response {
     let kind = match kind_param(&uri) {
         Ok(kind) => kind,
-        Err(response) => return response,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
     let n = match query_param(uri.query(), "tail").map(str::parse::<usize>) {
         None => LOG_TAIL,
@@ -416,16 +416,15 @@ fn unknown_name(name: &str, what: &str, targets: Vec<String>, services: Vec<Stri
     )
 }
 
-/// `?kind=target|service`, for a name that is both (absent: `None`), or the 400 to answer.
-fn kind_param(uri: &axum::http::Uri) -> Result<Option<TriggerKind>, Response> {
+/// `?kind=target|service`, for a name that is both (absent: `None`), or what the 400 says.
+fn kind_param(uri: &axum::http::Uri) -> Result<Option<TriggerKind>, String> {
     match query_param(uri.query(), "kind") {
         None => Ok(None),
         Some("target") => Ok(Some(TriggerKind::Target)),
         Some("service") => Ok(Some(TriggerKind::Service)),
-        Some(other) => Err(error(
-            StatusCode::BAD_REQUEST,
-            &format!("?kind= must be `target` or `service`, not `{other}` (leave it out to mean either)"),
-        )),
+        Some(other) => {
+            Err(format!("?kind= must be `target` or `service`, not `{other}` (leave it out to mean either)"))
+        }
     }
 }
 
@@ -434,7 +433,7 @@ fn kind_param(uri: &axum::http::Uri) -> Result<Option<TriggerKind>, Response> {
 async fn trigger(State(state): State<ApiState>, Path(name): Path<String>, uri: axum::http::Uri) -> Response {
     let kind = match kind_param(&uri) {
         Ok(kind) => kind,
-        Err(response) => return response,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
     let (reply, answer) = oneshot::channel();
     if state.controls.send(UpControl::Trigger { name: name.clone(), kind, reply }).is_err() {
