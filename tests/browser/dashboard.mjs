@@ -6,8 +6,8 @@
 //   node tests/browser/dashboard.mjs load URL RESOURCES
 //
 // URL is the one `kiln dashboard` prints (http://127.0.0.1:PORT/?token=…). `main` edits
-// PROJECT_DIR/build.sh (the project of dashboard.rs) and expects a process service `web`
-// listening on PORT; `load` expects RESOURCES targets and services, each target built, one
+// PROJECT_DIR/build.sh and kiln.toml (the project of dashboard.rs) and expects a process
+// service `web` listening on PORT, and a target `web` too (a name that is both); `load` expects RESOURCES targets and services, each target built, one
 // of them a service `flood` printing thousands of lines a second.
 // Exit 0: every check passed; 1: a check failed (`error: …`); 2: the tools are missing.
 
@@ -116,6 +116,33 @@ async function main([project, port, shots]) {
   await stranger.close();
   ok('a missing or wrong token is refused (401), the page says to open the URL `kiln dashboard` prints');
 
+  // Before the first status arrives, the rows say `loading…`, not a made-up state.
+  {
+    const early = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    let release;
+    const held = new Promise((r) => (release = r));
+    await early.route('**/api/status', async (route) => {
+      await held;
+      await route.continue();
+    });
+    const page = await early.newPage();
+    await page.goto(url);
+    await page.waitForSelector(row('service:web'), { timeout: STEP_MS });
+    const shown = await page.evaluate(() => ({
+      table: document.querySelector('#resources tbody').innerText,
+      summary: document.querySelector('#summary').textContent,
+      graph: [...document.querySelectorAll('#graph g[data-node] title')].map((t) => t.textContent).join('; '),
+    }));
+    if (/not built|pending|0\/0/.test(shown.table) || !shown.table.includes('loading…') || shown.summary !== 'loading…') {
+      fail(`before the status came the page showed: ${JSON.stringify(shown)}`);
+    }
+    if (/not built|pending/.test(shown.graph)) fail(`before the status came the graph showed: ${shown.graph}`);
+    release();
+    await badgeIs(page, 'target:app', 'build', 'built');
+    await early.close();
+    ok('before the first status the rows say loading…, then the status fills them');
+  }
+
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const { page, errors } = await signIn(context);
 
@@ -144,23 +171,58 @@ async function main([project, port, shots]) {
   await page.fill('#log-filter', '');
   ok('the log pane shows web\'s line `hello from web` as runtime output, and `<script>` as text');
 
+  // A target and a service both named web: the target's row rebuilds the target (the
+  // service is not restarted: dashboard.rs checks kiln's events), and its pane is the
+  // target's build log only.
+  await badgeIs(page, 'target:web', 'build', 'built');
+  await page.click(`${row('target:web')} button.act`);
+  await until(page, 'target web to be rebuilt by its trigger', (sel) => {
+    const r = document.querySelector(sel);
+    return r && r.textContent === 'triggered';
+  }, `${row('target:web')} td.reason`);
+  await page.click(`${row('target:web')} button.logs`);
+  const targetPane = await until(page, 'the pane of target web to show its build output', () => {
+    const lines = [...document.querySelectorAll('#log-window .line')];
+    return document.querySelector('#log-view').dataset.pane === 'target:web' &&
+      lines.some((l) => l.textContent === 'building the web target' && l.dataset.src === 'build')
+      ? lines.map((l) => `${l.dataset.src} ${l.textContent}`)
+      : false;
+  });
+  if (targetPane.some((l) => l.startsWith('run'))) fail(`the pane of target web shows the service's lines: ${JSON.stringify(targetPane)}`);
+  ok(`target web's trigger rebuilds the target, and its pane is its build log (${targetPane.length} lines, none of service web)`);
+
   // An edit that fails the build: live in the table, and an alert that can be dismissed.
   fs.writeFileSync(path.join(project, 'build.sh'), 'echo "broken on purpose" >&2\nexit 3\n');
   const failed = await badgeIs(page, 'target:app', 'build', 'failed');
   if (!failed.includes('s-bad')) fail(`failed is not coloured as a failure: ${failed}`);
   const alert = await until(page, 'an alert for app', () => {
-    const a = document.querySelector('#alerts [data-alert="target:app"] .text');
+    const a = document.querySelector('#alerts [data-alert="target:app"] .text .msg');
     return a && a.textContent;
   });
   if (!alert.includes('target app failed')) fail(`the alert says: ${alert}`);
-  await page.screenshot({ path: path.join(shots, 'dashboard-failure.png'), clip: { x: 0, y: 0, width: 1280, height: 330 } });
+  // Its first error lines: what the build printed last.
+  await until(page, 'the alert to show the build\'s last line', () => {
+    const d = document.querySelector('#alerts [data-alert="target:app"] .detail');
+    return d && d.textContent.includes('broken on purpose');
+  });
   await page.click('#alerts [data-alert="target:app"] button.dismiss');
   await until(page, 'the alert to go', () => !document.querySelector('#alerts [data-alert="target:app"]'));
-  ok(`an edit that breaks the build shows app failed live, and an alert (${alert.trim()}) that is dismissed`);
+  ok(`an edit that breaks the build shows app failed live, and an alert (${alert.trim()}) with the build's last line, that is dismissed`);
 
-  // The fix: built again, web restarted on the new output, and the update's breakdown.
+  // Broken again: a new alert, which goes by itself when the build is fixed.
+  fs.writeFileSync(path.join(project, 'build.sh'), 'echo "compiling app"\necho "app.c:3: still broken" >&2\nexit 4\n');
+  const again = await until(page, 'an alert for app again, with its last lines', () => {
+    const d = document.querySelector('#alerts [data-alert="target:app"] .detail');
+    return d && d.textContent.includes('still broken') ? d.textContent : false;
+  });
+  await page.screenshot({ path: path.join(shots, 'dashboard-failure.png'), clip: { x: 0, y: 0, width: 1280, height: 360 } });
+
+  // The fix: built again, the alert gone, web restarted on the new output, and the
+  // update's breakdown.
   fs.writeFileSync(path.join(project, 'build.sh'), 'mkdir -p out\necho "building app v2"\necho v2 > out/app.txt\n');
   await badgeIs(page, 'target:app', 'build', 'built');
+  await until(page, 'the alert to clear itself', () => !document.querySelector('#alerts [data-alert="target:app"]'));
+  ok(`broken again, the alert shows the build's last lines (${JSON.stringify(again)}), and it goes by itself once app is built`);
   const update = await until(page, 'an update of web in the history', () => {
     const tr = [...document.querySelectorAll('#updates tbody tr')].find((r) => r.children[4].textContent.includes('web'));
     if (!tr) return false;
@@ -170,6 +232,16 @@ async function main([project, port, shots]) {
     return { ms, segments, how: tr.querySelector('td.how').textContent, cause: tr.querySelector('td.cause').textContent };
   });
   if (!(update.ms.total > 0) || update.segments !== 5 || update.cause !== 'build.sh') fail(`the update row: ${JSON.stringify(update)}`);
+  // `#`: this page's running number (newest first, so the first row has the highest), the
+  // event's seq in its title.
+  const numbers = await page.evaluate(() =>
+    [...document.querySelectorAll('#updates tbody tr')].map((r) => ({ no: r.children[0].textContent, title: r.children[0].title, seq: r.dataset.seq })),
+  );
+  const want = numbers.map((_, i) => String(numbers.length - i));
+  if (numbers.map((n) => n.no).join() !== want.join() || numbers.some((n) => n.title !== `event ${n.seq}`)) {
+    fail(`the history's # column: ${JSON.stringify(numbers)}`);
+  }
+  ok(`the history's # counts the page's updates (${numbers.map((n) => n.no).join(', ')}), each event's seq in its title`);
   result.update = update;
   ok(`the update history shows the save of build.sh to web ready: ${JSON.stringify(update.ms)} ms (${update.how})`);
   await badgeIs(page, 'service:web', 'runtime', 'ready');
@@ -231,6 +303,36 @@ async function main([project, port, shots]) {
   result.restart = stopping;
   ok(`a click on restart restarts web (${stopping}) and it is ready again`);
   await page.locator('#logs').screenshot({ path: path.join(shots, 'dashboard-logs.png') });
+
+  // A target added by editing kiln.toml while the page is open: its row ends built. The
+  // status the page reads after the reload is taken while the target builds (it sleeps)
+  // and handed to the page only once the stream has shown the target built: that older
+  // status must not take the row back to `running`.
+  let shown;
+  const built = new Promise((r) => (shown = r));
+  const stale = [];
+  await page.route('**/api/status', async (route) => {
+    const response = await route.fetch();
+    const body = await response.text();
+    stale.push((JSON.parse(body).targets.extra || { status: 'absent' }).status);
+    await built;
+    await route.fulfill({ response, body });
+  });
+  const applied = await page.evaluate(() => window.kilnDashboard.stats.statusApplied);
+  const toml = path.join(project, 'kiln.toml');
+  fs.writeFileSync(toml, `${fs.readFileSync(toml, 'utf8')}\n[target.extra]\ncmd = "sleep 2; echo extra"\n`);
+  await badgeIs(page, 'target:extra', 'build', 'built');
+  shown();
+  await until(page, 'the status read after the reload to be applied', (n) => window.kilnDashboard.stats.statusApplied > n, applied);
+  const frames = await page.evaluate(() => window.kilnDashboard.stats.frames);
+  await until(page, 'the page to draw that status', (n) => window.kilnDashboard.stats.frames > n + 1, frames);
+  const after = await text(page, badge('target:extra', 'build'));
+  await page.unroute('**/api/status');
+  const reapplied = await page.evaluate(() => window.kilnDashboard.stats.reapplied);
+  result.stale = stale;
+  result.reapplied = reapplied;
+  if (after !== 'built') fail(`a status older than the stream (extra: ${stale.join(', ')}) took the row back to ${after}`);
+  ok(`a target added by a reload of kiln.toml stays built after an older status (extra ${stale.join(', ')} in it; ${reapplied} events applied again)`);
 
   if (errors.length) fail(`the page reported errors: ${errors.join('; ')}`);
   ok('no error in the page');

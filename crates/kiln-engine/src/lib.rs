@@ -49,4 +49,4 @@ pub use fs::rel_path;
 pub use graph::{Graph, TargetId};
 pub use up::dispatcher::run_up;
 pub use up::up_graph::{GraphService, GraphTarget, UpGraph};
-pub use up::up_options::{Triggered, UpControl, UpError, UpExit, UpOptions};
+pub use up::up_options::{TriggerKind, Triggered, UpControl, UpError, UpExit, UpOptions};

@@ -46,7 +46,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use kiln_engine::{Envelope, EventBus, Triggered, UpControl};
+use kiln_engine::{Envelope, EventBus, TriggerKind, Triggered, UpControl};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dashboard_assets::Asset;
@@ -356,9 +356,13 @@ async fn graph(State(state): State<ApiState>) -> Response {
 const LOG_TAIL: usize = 200;
 const LOG_TAIL_MAX: usize = 2000;
 
-/// The last lines of a target's log and of a service's replicas' (a name may be both), read
-/// off the async threads.
+/// The last lines of a target's log and of a service's replicas' (a name may be both: then
+/// both, or with `?kind=target|service` the one asked for), read off the async threads.
 async fn logs(State(state): State<ApiState>, Path(name): Path<String>, uri: axum::http::Uri) -> Response {
+    let kind = match kind_param(&uri) {
+        Ok(kind) => kind,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+    };
     let n = match query_param(uri.query(), "tail").map(str::parse::<usize>) {
         None => LOG_TAIL,
         Some(Ok(n)) => n.min(LOG_TAIL_MAX),
@@ -374,12 +378,17 @@ async fn logs(State(state): State<ApiState>, Path(name): Path<String>, uri: axum
         return error(StatusCode::SERVICE_UNAVAILABLE, "`kiln up` is stopping");
     }
     let Ok(graph) = answer.await else { return error(StatusCode::SERVICE_UNAVAILABLE, "`kiln up` is stopping") };
-    let target = graph.targets.iter().any(|t| t.name == name);
-    let service = graph.services.iter().any(|s| s.name == name);
+    let target = kind != Some(TriggerKind::Service) && graph.targets.iter().any(|t| t.name == name);
+    let service = kind != Some(TriggerKind::Target) && graph.services.iter().any(|s| s.name == name);
     if !target && !service {
         let targets: Vec<String> = graph.targets.into_iter().map(|t| t.name).collect();
         let services: Vec<String> = graph.services.into_iter().map(|s| s.name).collect();
-        return unknown_name(&name, "no target or service named", targets, services);
+        let what = match kind {
+            None => "no target or service named",
+            Some(TriggerKind::Target) => "no target named",
+            Some(TriggerKind::Service) => "no service named",
+        };
+        return unknown_name(&name, what, targets, services);
     }
     let logs = state.logs.clone();
     let read = tokio::task::spawn_blocking(move || {
@@ -415,15 +424,40 @@ fn unknown_name(name: &str, what: &str, targets: Vec<String>, services: Vec<Stri
     )
 }
 
-async fn trigger(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
+/// `?kind=target|service`, for a name that is both (absent: `None`), or what the 400 says.
+fn kind_param(uri: &axum::http::Uri) -> Result<Option<TriggerKind>, String> {
+    match query_param(uri.query(), "kind") {
+        None => Ok(None),
+        Some("target") => Ok(Some(TriggerKind::Target)),
+        Some("service") => Ok(Some(TriggerKind::Service)),
+        Some(other) => {
+            Err(format!("?kind= must be `target` or `service`, not `{other}` (leave it out to mean either)"))
+        }
+    }
+}
+
+/// `POST /api/trigger/NAME[?kind=target|service]`: rebuilds a target or restarts a service;
+/// without `kind`, a running service of that name comes first. Answers which it did.
+async fn trigger(State(state): State<ApiState>, Path(name): Path<String>, uri: axum::http::Uri) -> Response {
+    let kind = match kind_param(&uri) {
+        Ok(kind) => kind,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+    };
     let (reply, answer) = oneshot::channel();
-    if state.controls.send(UpControl::Trigger { name: name.clone(), reply }).is_err() {
+    if state.controls.send(UpControl::Trigger { name: name.clone(), kind, reply }).is_err() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "`kiln up` is stopping");
     }
+    let done = |what: &str| json(StatusCode::ACCEPTED, &serde_json::json!({ "ok": true, "triggered": what }));
     match answer.await {
-        Ok(Triggered::Target | Triggered::Service) => json(StatusCode::ACCEPTED, &serde_json::json!({ "ok": true })),
+        Ok(Triggered::Target) => done("target"),
+        Ok(Triggered::Service) => done("service"),
         Ok(Triggered::Unknown { targets, services }) => {
-            unknown_name(&name, "no target or running service named", targets, services)
+            let what = match kind {
+                None => "no target or running service named",
+                Some(TriggerKind::Target) => "no selected target named",
+                Some(TriggerKind::Service) => "no running service named",
+            };
+            unknown_name(&name, what, targets, services)
         }
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "`kiln up` is stopping"),
     }
@@ -439,7 +473,7 @@ async fn stop(State(state): State<ApiState>) -> Response {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint (GET /, GET /api/status, GET /api/events, GET /api/graph, GET /api/logs/NAME, POST /api/trigger/NAME, POST /api/stop, GET /metrics)",
+        "no such endpoint (GET /, GET /api/status, GET /api/events, GET /api/graph, GET /api/logs/NAME[?kind=target|service], POST /api/trigger/NAME[?kind=target|service], POST /api/stop, GET /metrics)",
     )
 }
 

@@ -83,7 +83,17 @@ pub enum Command {
         timeout: Option<std::time::Duration>,
     },
     /// Rebuild a target (with its dependents) or restart a service, in the running `kiln up`.
-    Trigger { name: String },
+    /// For a name that is both, a running service is restarted: `--target` rebuilds the
+    /// target instead.
+    Trigger {
+        name: String,
+        /// NAME is a target: rebuild it (and its dependents), even if a service has that name too.
+        #[arg(long, conflicts_with = "service")]
+        target: bool,
+        /// NAME is a service: restart its replicas.
+        #[arg(long)]
+        service: bool,
+    },
     /// Stop the running `kiln up` gracefully, and wait until it has.
     Down {
         /// Give up waiting after this long (default 2m; `kiln up` goes on stopping).

@@ -86,7 +86,14 @@ fn main() -> ExitCode {
         Command::Status { services: false } => commands::control::status(&config, cli.global.json),
         Command::Status { services: true } | Command::Ps => commands::ps::run(&config, cli.global.json),
         Command::Wait { names, timeout } => commands::control::wait(&config, &names, timeout, !stand_in),
-        Command::Trigger { name } => commands::control::trigger(&config, &name, !stand_in),
+        Command::Trigger { name, target, service } => {
+            let kind = match (target, service) {
+                (true, _) => Some(kiln_engine::TriggerKind::Target),
+                (_, true) => Some(kiln_engine::TriggerKind::Service),
+                _ => None,
+            };
+            commands::control::trigger(&config, &name, kind, !stand_in)
+        }
         Command::Down { timeout } => commands::control::down(&config, timeout),
         Command::Dashboard => commands::dashboard::run(&config, cli.global.json),
         Command::Graph(args) => {

@@ -835,3 +835,79 @@ fn kiln_dashboard_and_kiln_up_print_the_url_that_signs_in() {
         .expect("SIGINT");
     assert_eq!(child.wait().expect("ends").code(), Some(130));
 }
+
+#[test]
+fn a_target_and_a_service_of_one_name_are_triggered_and_logged_by_kind() {
+    let p = Project::new(
+        r#"
+[settings]
+debounce = "50ms"
+[target.api]
+cmd = "echo built api"
+cache = false
+[service.api]
+cmd = "echo listening; exec sleep 1000"
+ready = { log = "listening" }
+"#,
+    );
+    let mut up = Up::start(&p, &[]);
+    up.wait_seen("api ready", |e| e["type"] == "service.phase" && e["service"] == "api" && e["phase"] == "ready");
+    let (addr, token) = api(&p);
+    let post = |path: &str| {
+        raw(&addr, &format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"))
+    };
+
+    // Without a kind, the service (as before), and the CLI says how to rebuild the target.
+    let plain = p.kiln(&["trigger", "api"]);
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    assert_eq!(
+        plain.stdout,
+        "restarted service api (a target is named api too: `kiln trigger --target api` rebuilds it)\n"
+    );
+    up.wait_for("api restarted", |e| e["type"] == "service.phase" && e["service"] == "api" && e["phase"] == "stopping");
+    up.wait_for("api ready again", |e| e["type"] == "service.phase" && e["service"] == "api" && e["phase"] == "ready");
+
+    let target = p.kiln(&["trigger", "--target", "api"]);
+    assert_eq!(
+        (target.code, target.stdout.as_str()),
+        (0, "triggered target api (it builds now, with its dependents)\n")
+    );
+    let built = up.wait_for("the target rebuilt", |e| e["type"] == "target.finished" && e["target"] == "api");
+    assert_eq!((built["status"].as_str(), built["reason"].as_str()), (Some("built"), Some("triggered")), "{built}");
+
+    let by_api = post("/api/trigger/api?kind=target");
+    assert!(by_api.starts_with("HTTP/1.1 202 "), "{by_api}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(body(&by_api)).expect("JSON")["triggered"], "target");
+    up.wait_for("the target rebuilt again", |e| e["type"] == "target.finished" && e["target"] == "api");
+    let by_api = post("/api/trigger/api?kind=service");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(body(&by_api)).expect("JSON")["triggered"], "service");
+    up.wait_for("api restarted by kind", |e| {
+        e["type"] == "service.phase" && e["service"] == "api" && e["phase"] == "ready"
+    });
+    let bad = post("/api/trigger/api?kind=both");
+    assert!(bad.starts_with("HTTP/1.1 400 ") && body(&bad).contains("`target` or `service`"), "{bad}");
+    let none = post("/api/trigger/nope?kind=service");
+    assert!(none.starts_with("HTTP/1.1 404 ") && body(&none).contains("no running service named `nope`"), "{none}");
+    let cli = p.kiln(&["trigger", "--service", "nope"]);
+    assert_eq!(cli.code, 2, "{}", cli.stderr);
+    assert!(cli.stderr.contains("kiln.toml has no service named `nope`"), "{}", cli.stderr);
+
+    // Logs: the target's build output only, the service's replicas only, or both.
+    let sources = |path: &str| -> Vec<String> {
+        let v = get_json(&addr, &token, path);
+        v["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .map(|l| l["source"].as_str().expect("source").to_string())
+            .collect()
+    };
+    let target = sources("/api/logs/api?kind=target");
+    assert!(!target.is_empty() && target.iter().all(|s| s == "build"), "{target:?}");
+    let service = sources("/api/logs/api?kind=service");
+    assert!(!service.is_empty() && service.iter().all(|s| s == "runtime"), "{service:?}");
+    let both = sources("/api/logs/api");
+    assert_eq!(both.len(), target.len() + service.len(), "{both:?}");
+    let (code, err) = up.stop();
+    assert_eq!(code, 130, "{err}");
+}

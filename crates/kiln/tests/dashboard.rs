@@ -112,6 +112,10 @@ cmd = "sh build.sh"
 inputs = ["build.sh"]
 outputs = ["out/app.txt"]
 
+[target.web]
+cmd = "echo 'building the web target'"
+inputs = ["web.txt"]
+
 [service.web]
 cmd = "echo 'hello from web'; echo '<script>window.kilnPwned=1</script>'; exec python3 -u -m http.server {PORT} --bind 127.0.0.1 --directory out"
 deps = ["app"]
@@ -127,6 +131,7 @@ fn the_dashboard_in_a_real_browser_shows_edits_triggers_restarts_logs_and_update
     let _one = one_at_a_time();
     let p = Project::new(&config());
     p.write("build.sh", "mkdir -p out\necho \"building app v1\"\necho v1 > out/app.txt\n");
+    p.write("web.txt", "web\n");
     let mut up = Up::start(&p, &[]);
     up.wait_seen("web ready", |e| e["type"] == "service.phase" && e["service"] == "web" && e["phase"] == "ready");
     let url = dashboard_url(&p);
@@ -135,6 +140,7 @@ fn the_dashboard_in_a_real_browser_shows_edits_triggers_restarts_logs_and_update
     std::fs::create_dir_all(&shots).expect("target/dashboard-screenshots");
     let root = p.root().to_str().expect("a UTF-8 path").to_string();
     let (oks, result) = browse(&["main", &url, &root, &PORT.to_string(), shots.to_str().expect("a UTF-8 path")]);
+    eprintln!("dashboard.mjs main:\n  {}\nresult: {result}", oks.join("\n  "));
     for want in [
         "missing or wrong token is refused",
         "loads with the token",
@@ -142,6 +148,11 @@ fn the_dashboard_in_a_real_browser_shows_edits_triggers_restarts_logs_and_update
         "resumed with Last-Event-ID",
         "trigger rebuilds",
         "restart restarts",
+        "loading…",
+        "target web's trigger rebuilds the target",
+        "goes by itself",
+        "history's # counts",
+        "added by a reload",
     ] {
         assert!(oks.iter().any(|o| o.contains(want)), "no `{want}` check passed: {oks:#?}");
     }
@@ -166,6 +177,21 @@ fn the_dashboard_in_a_real_browser_shows_edits_triggers_restarts_logs_and_update
             && e["service"] == "web"
             && e["phase"] == "stopping"
             && e["reason"].as_str().is_some_and(|r| r.contains("trigger"))
+    });
+    // The target web's trigger rebuilt the target; the service web was restarted once, by
+    // its own row's click (a name that is both: each row says which it means).
+    up.wait_seen("target web rebuilt by its row's trigger", |e| {
+        after(e, "target.finished") && e["target"] == "web" && e["reason"] == "triggered"
+    });
+    let restarts = up.count(|e| {
+        after(e, "service.phase")
+            && e["service"] == "web"
+            && e["phase"] == "stopping"
+            && e["reason"].as_str().is_some_and(|r| r.contains("trigger"))
+    });
+    assert_eq!(restarts, 1, "only the restart click restarted web:\n{}", up.dump());
+    up.wait_seen("the target added by the reload", |e| {
+        after(e, "target.finished") && e["target"] == "extra" && e["status"] == "built"
     });
     assert!(
         result["restart"].as_str().is_some_and(|r| r.contains(stopping["reason"].as_str().unwrap_or("?"))),

@@ -44,7 +44,7 @@ use crate::up::round_worker::{RoundJob, RoundReport, spawn_round};
 use crate::up::selection::Selection;
 use crate::up::sync_plan::{InImage, LiveService, SyncRules, plan as plan_batch};
 use crate::up::up_graph::UpGraph;
-use crate::up::up_options::{Triggered, UpControl, UpError, UpExit, UpOptions};
+use crate::up::up_options::{TriggerKind, Triggered, UpControl, UpError, UpExit, UpOptions};
 use crate::watch::debouncer::{Batch, Debouncer};
 use crate::watch::watch_scope::WatchScope;
 use crate::watch::watch_set::{RawEvent, RawReceiver, RawSender, WatchSet};
@@ -266,9 +266,9 @@ impl Dispatcher {
                         self.stop_services(&mut replica_rx).await;
                         return Ok(UpExit::Stopped);
                     }
-                    UpControl::Trigger { name, reply } => {
+                    UpControl::Trigger { name, kind, reply } => {
                         // The asker may have given up waiting; the trigger stands.
-                        let _ = reply.send(self.on_trigger(&name));
+                        let _ = reply.send(self.on_trigger(&name, kind));
                     }
                     UpControl::Graph { reply } => {
                         let _ = reply.send(UpGraph::of(&self.sel));
@@ -568,11 +568,14 @@ impl Dispatcher {
         affected
     }
 
-    fn on_trigger(&mut self, name: &str) -> Triggered {
-        if self.services.is_started(name) {
+    /// A trigger of `name`: with `kind`, only that kind; without, a running service first
+    /// (a target and a service may share a name), then a selected target.
+    fn on_trigger(&mut self, name: &str, kind: Option<TriggerKind>) -> Triggered {
+        let target = self.sel.graph.id(name).filter(|id| self.sel.targets.contains(id));
+        if kind != Some(TriggerKind::Target) && self.services.is_started(name) {
             self.services.roll(name, RestartCause::Trigger);
             Triggered::Service
-        } else if let Some(id) = self.sel.graph.id(name).filter(|id| self.sel.targets.contains(id)) {
+        } else if let Some(id) = target.filter(|_| kind != Some(TriggerKind::Service)) {
             let dependents = self.sel.names(self.sel.with_dependents([id]));
             self.plan.add(dependents.iter().map(String::as_str), None, false);
             self.plan.add([name], None, true);
@@ -581,7 +584,11 @@ impl Dispatcher {
         } else {
             self.bus.publish(Event::Notice {
                 level: NoticeLevel::Warning,
-                message: format!("trigger: no target or running service named `{name}`"),
+                message: match kind {
+                    None => format!("trigger: no target or running service named `{name}`"),
+                    Some(TriggerKind::Target) => format!("trigger: no selected target named `{name}`"),
+                    Some(TriggerKind::Service) => format!("trigger: no running service named `{name}`"),
+                },
             });
             let mut targets = self.sel.names(self.sel.targets.iter().copied());
             targets.sort();

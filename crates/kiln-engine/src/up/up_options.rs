@@ -39,12 +39,20 @@ pub enum UpExit {
 #[derive(Debug)]
 pub enum UpControl {
     /// Build a target (and its dependents) now, or restart a service's replicas; `reply`
-    /// says whether the name was one the session knows.
-    Trigger { name: String, reply: tokio::sync::oneshot::Sender<Triggered> },
+    /// says whether the name was one the session knows. `kind` says which of the two, for a
+    /// name that is both; without it a running service comes first.
+    Trigger { name: String, kind: Option<TriggerKind>, reply: tokio::sync::oneshot::Sender<Triggered> },
     /// Stop services and end `kiln up`.
     Stop,
     /// The graph of the configuration running now.
     Graph { reply: tokio::sync::oneshot::Sender<crate::up::up_graph::UpGraph> },
+}
+
+/// Which of a target and a service of one name a trigger means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerKind {
+    Target,
+    Service,
 }
 
 /// What `kiln up` did with a trigger.
@@ -54,7 +62,8 @@ pub enum Triggered {
     Target,
     /// A running service: its replicas restart.
     Service,
-    /// Neither: the names that can be triggered (selected targets, running services), sorted.
+    /// Neither (or not the `kind` asked for): the names that can be triggered (selected
+    /// targets, running services), sorted.
     Unknown { targets: Vec<String>, services: Vec<String> },
 }
 

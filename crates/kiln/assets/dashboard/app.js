@@ -7,6 +7,10 @@
 // opened with `?since=<status.seq>`, and on a reconnect the browser sends Last-Event-ID
 // itself; an event whose seq is not newer than what was folded is skipped, so a replay
 // never counts twice. `stream.lagged` (this tab missed events) re-reads /api/status.
+// A status read later (after config.reloaded, a ready service's ports) is folded by kiln on
+// a subscription of its own, which may be a moment behind this tab's stream: the events the
+// page applied last (KEPT, output lines aside) are kept, and those newer than the status's
+// `seq` are applied again on top of it, so a status never takes the page back in time.
 //
 // Nothing is drawn when an event arrives: events mark what they changed, and one
 // requestAnimationFrame callback draws it all. Log panes are bounded (CAP lines each, of
@@ -21,6 +25,9 @@
   const MAX_UPDATES = 50; // what /api/status keeps too
   const MAX_ALERTS = 20;
   const STATUS_EVERY_MS = 1000; // at most one status re-read a second
+  const KEPT = 500; // events applied that a status older than them would undo
+  const ALERT_LINES = 3; // a failed build's last output lines its alert shows
+  const ALERT_LINE_CHARS = 300;
 
   const $ = (sel) => document.querySelector(sel);
   const el = (tag, cls, text) => {
@@ -45,8 +52,13 @@
     updates: [], // oldest first, at most MAX_UPDATES
     seq: 0, // the last event the status had folded in when it was read
     streamSeq: 0, // the last event the stream gave
+    loaded: false, // whether a status came: until then the table says `loading…`
   };
-  const stats = { events: 0, lines: 0, lagged: 0, statusReads: 0, frames: 0, skipped: 0, drawMs: 0, drawMaxMs: 0 };
+  const stats = { events: 0, lines: 0, lagged: 0, statusReads: 0, statusApplied: 0, reapplied: 0, frames: 0, skipped: 0, drawMs: 0, drawMaxMs: 0 };
+  const kept = []; // the last KEPT events applied (not output), oldest first
+  let keptDropped = 0; // the seq of the newest event that left `kept`
+  let replaying = false; // applying kept events again: state only, no lines, alerts or reads
+  const tails = new Map(); // target → its running build's last ALERT_LINES output lines (raw JSON or events)
   const dirty = { table: true, updates: true, alerts: true, graph: true, layout: true };
 
   const key = (kind, name) => `${kind}:${name}`;
@@ -82,6 +94,8 @@
   }
 
   function applyStatus(st) {
+    stats.statusApplied++;
+    state.loaded = true;
     state.targets = new Map(Object.entries(st.targets || {}));
     const services = new Map();
     for (const [name, s] of Object.entries(st.services || {})) {
@@ -96,7 +110,23 @@
     }
     state.services = services;
     if (Array.isArray(st.updates)) state.updates = st.updates.slice(-MAX_UPDATES);
-    if (typeof st.seq === 'number') state.seq = Math.max(state.seq, st.seq);
+    const at = typeof st.seq === 'number' ? st.seq : 0;
+    state.seq = Math.max(state.seq, at);
+    // What this tab applied after the status was taken, again on top of it.
+    replaying = true;
+    try {
+      for (const ev of kept) {
+        if (ev.seq > at) {
+          stats.reapplied++;
+          apply(ev);
+        }
+      }
+    } finally {
+      replaying = false;
+    }
+    // Further behind than what is kept: a later status has it.
+    if (keptDropped > at) scheduleStatus();
+    clearResolved();
     dirty.table = dirty.updates = dirty.graph = true;
   }
 
@@ -154,12 +184,14 @@
     requestDraw();
   }
 
-  async function trigger(name, what, button) {
+  // `kind`: target or service (a target and a service may share a name).
+  async function trigger(kind, name, what, button) {
     button.disabled = true;
     button.classList.remove('done', 'error');
+    const k = `trigger:${key(kind, name)}`;
     try {
       // Same origin: the browser sends the cookie and this page's Origin with the POST.
-      const r = await fetch(`api/trigger/${encodeURIComponent(name)}`, { method: 'POST', credentials: 'same-origin' });
+      const r = await fetch(`api/trigger/${encodeURIComponent(name)}?kind=${kind}`, { method: 'POST', credentials: 'same-origin' });
       if (!r.ok) {
         let msg = `${r.status} ${r.statusText}`;
         try {
@@ -172,10 +204,10 @@
         throw new Error(msg);
       }
       button.classList.add('done');
-      dismiss(`trigger:${name}`);
+      dismiss(k);
     } catch (e) {
       button.classList.add('error');
-      addAlert(`trigger:${name}`, 'failure', `could not ${what} ${name}: ${e.message}`);
+      addAlert(k, 'failure', `could not ${what} ${kind} ${name}: ${e.message}`);
     } finally {
       button.disabled = false;
     }
@@ -206,6 +238,7 @@
           return;
         }
         state.streamSeq = seq;
+        if (k.startsWith('target:')) tailLine(nameOf(k), m.data);
         if (wanted(k)) rawLine(k, m.data);
         return;
       }
@@ -278,6 +311,17 @@
       if (ev.type === 'service.phase') phaseLine(ev);
       return;
     }
+    if (typeof ev.seq === 'number' && ev.type !== 'target.output' && ev.type !== 'service.output') {
+      kept.push(ev);
+      if (kept.length > KEPT) keptDropped = kept.shift().seq;
+    }
+    apply(ev);
+    requestDraw();
+  }
+
+  // Folds an event into the state (and, unless `replaying`, into panes and alerts).
+  function apply(ev) {
+    const live = !replaying;
     switch (ev.type) {
       case 'target.queued': {
         target(ev.target).status = 'queued';
@@ -289,6 +333,8 @@
         t.status = 'running';
         t.reason = ev.attempt > 1 ? `attempt ${ev.attempt}` : 'running';
         dirty.table = dirty.graph = true;
+        if (!live) break;
+        tails.delete(ev.target);
         buildLine(ev.target, { ts: ev.ts, stream: 'kiln', text: `build started${ev.attempt > 1 ? ` (attempt ${ev.attempt})` : ''}` });
         break;
       }
@@ -296,11 +342,17 @@
         const t = target(ev.target);
         Object.assign(t, { status: ev.status, reason: ev.reason, duration_ms: ev.duration_ms, finished_at: ev.ts });
         dirty.table = dirty.graph = true;
-        if (ev.status === 'failed') addAlert(key('target', ev.target), 'failure', `target ${ev.target} failed: ${ev.reason}`, ev.ts);
+        // The cause of a failure's alert is gone once the target is good again.
+        if (OK_TARGET.has(ev.status)) dismiss(key('target', ev.target));
+        if (!live) break;
+        if (ev.status === 'failed') failureAlert(ev);
+        tails.delete(ev.target);
         buildLine(ev.target, { ts: ev.ts, stream: 'kiln', text: `${ev.status} in ${ms(ev.duration_ms)}${ev.reason ? ` — ${ev.reason}` : ''}` });
         break;
       }
       case 'target.output':
+        if (!live) break;
+        tailLine(ev.target, ev);
         buildLine(ev.target, { ts: ev.ts, stream: ev.stream, text: ev.line });
         break;
       case 'service.phase': {
@@ -318,6 +370,9 @@
         }
         summarize(s);
         dirty.table = dirty.graph = true;
+        // Every replica ready: whatever failed, crashed or was unhealthy is over.
+        if (s.phase === 'ready') dismiss(key('service', ev.service));
+        if (!live) break;
         const who = `service ${ev.service}[${ev.replica}]`;
         if (ev.phase === 'failed') addAlert(key('service', ev.service), 'failure', `${who} failed: ${ev.reason}`, ev.ts);
         else if (ev.phase === 'backoff') addAlert(key('service', ev.service), 'failure', `${who} crashed, in backoff: ${ev.reason}`, ev.ts);
@@ -336,6 +391,7 @@
         break;
       }
       case 'service.output':
+        if (!live) break;
         paneLine(key('service', ev.service), { ts: ev.ts, source: 'runtime', replica: ev.replica, stream: ev.stream, text: ev.line });
         break;
       case 'update.completed': {
@@ -348,6 +404,7 @@
           how: ev.how,
           latency_ms: ev.latency_ms,
         };
+        if (state.updates.some((x) => x.seq === ev.seq)) break;
         state.updates.push(u);
         if (state.updates.length > MAX_UPDATES) state.updates.splice(0, state.updates.length - MAX_UPDATES);
         for (const name of ev.services || []) service(name).last_update = u;
@@ -355,19 +412,73 @@
         break;
       }
       case 'config.reloaded':
+        // kiln.toml is valid again.
+        dismiss('config');
+        if (!live) break;
         loadGraph();
         scheduleStatus();
         break;
       case 'config.invalid':
+        if (!live) break;
         addAlert('config', 'warning', `kiln.toml has errors; the previous configuration keeps running: ${ev.message}`, ev.ts);
         break;
       case 'run.notice':
+        if (!live) break;
         if (ev.level === 'warning') addAlert(`notice:${ev.message}`, 'warning', ev.message, ev.ts);
         break;
       default:
-        return;
+        break;
     }
-    requestDraw();
+  }
+
+  // Keeps the last ALERT_LINES output lines of a target's build, as they came (an output
+  // event's JSON, parsed only if the build fails).
+  function tailLine(name, line) {
+    let t = tails.get(name);
+    if (!t) tails.set(name, (t = []));
+    t.push(line);
+    if (t.length > ALERT_LINES) t.shift();
+  }
+
+  // The alert of a failed build: its reason, and the last lines it printed (from the
+  // stream, or else its log).
+  function failureAlert(ev) {
+    const k = key('target', ev.target);
+    const text = `target ${ev.target} failed: ${ev.reason}`;
+    const lines = (tails.get(ev.target) || []).map((l) => {
+      if (typeof l !== 'string') return l.line;
+      try {
+        return JSON.parse(l).line;
+      } catch (_) {
+        return '';
+      }
+    });
+    addAlert(k, 'failure', text, ev.ts, lines);
+    if (lines.length) return;
+    getJSON(`api/logs/${encodeURIComponent(ev.target)}?kind=target&tail=${ALERT_LINES}`)
+      .then((body) => {
+        const a = alerts.get(k);
+        const from = (body.lines || []).map((l) => l.text);
+        if (a && a.ts === ev.ts && from.length) {
+          a.detail = shorten(from);
+          dirty.alerts = true;
+          requestDraw();
+        }
+      })
+      .catch(() => {
+        /* the alert says what failed; its pane says more */
+      });
+  }
+  const shorten = (lines) =>
+    lines.map((l) => String(l === undefined ? '' : l)).map((l) => (l.length > ALERT_LINE_CHARS ? `${l.slice(0, ALERT_LINE_CHARS)}…` : l));
+
+  // After a status: the alerts whose cause it says is gone.
+  function clearResolved() {
+    for (const k of [...alerts.keys()]) {
+      const name = nameOf(k);
+      if (k.startsWith('target:') && OK_TARGET.has((state.targets.get(name) || {}).status)) dismiss(k);
+      if (k.startsWith('service:') && (state.services.get(name) || {}).phase === 'ready') dismiss(k);
+    }
   }
 
   // ---- log panes --------------------------------------------------------------------
@@ -471,7 +582,9 @@
       showPane(k);
       const name = nameOf(k);
       try {
-        const body = await getJSON(`api/logs/${encodeURIComponent(name)}?tail=${CAP}`);
+        // A target's pane is its build log; a service's, its replicas' (a name may be both).
+        const kind = k.slice(0, k.indexOf(':'));
+        const body = await getJSON(`api/logs/${encodeURIComponent(name)}?kind=${kind}&tail=${CAP}`);
         const lines = (body.lines || []).map((l) => ({
           ts: l.ts,
           source: l.source,
@@ -594,15 +707,18 @@
 
   // ---- alerts -----------------------------------------------------------------------
 
-  const alerts = new Map(); // key → { level, text, ts, count }
-  function addAlert(k, level, text, ts) {
+  // Until dismissed, or until what caused it is gone (the target good again, the service
+  // ready, kiln.toml valid): see apply and clearResolved.
+  const alerts = new Map(); // key → { level, text, detail: [lines], ts, count }
+  function addAlert(k, level, text, ts, detail) {
     const a = alerts.get(k);
+    const d = shorten(detail || []);
     if (a) {
-      Object.assign(a, { level, text, ts: ts || new Date().toISOString(), count: a.count + 1 });
+      Object.assign(a, { level, text, detail: d, ts: ts || new Date().toISOString(), count: a.count + 1 });
       alerts.delete(k); // newest last
       alerts.set(k, a);
     } else {
-      alerts.set(k, { level, text, ts: ts || new Date().toISOString(), count: 1 });
+      alerts.set(k, { level, text, detail: d, ts: ts || new Date().toISOString(), count: 1 });
       while (alerts.size > MAX_ALERTS) alerts.delete(alerts.keys().next().value);
     }
     dirty.alerts = true;
@@ -623,7 +739,9 @@
       d.setAttribute('role', 'alert');
       const time = el('time', '', clock(a.ts));
       time.dateTime = a.ts;
-      const text = el('span', 'text', a.count > 1 ? `${a.text} (×${a.count})` : a.text);
+      const text = el('div', 'text');
+      text.append(el('span', 'msg', a.count > 1 ? `${a.text} (×${a.count})` : a.text));
+      if (a.detail.length) text.append(el('pre', 'detail', a.detail.join('\n')));
       const close = el('button', 'dismiss', 'dismiss');
       close.type = 'button';
       close.title = 'dismiss this alert';
@@ -636,6 +754,7 @@
 
   // ---- the table --------------------------------------------------------------------
 
+  const OK_TARGET = new Set(['built', 'cached', 'fresh']);
   const TARGET_CLASS = { built: 's-ok', cached: 's-ok', fresh: 's-ok', failed: 's-bad', skipped: 's-warn', running: 's-busy', queued: 's-busy' };
   const PHASE_CLASS = {
     ready: 's-ok',
@@ -717,7 +836,20 @@
     }
     const nt = list.filter((r) => r.kind === 'target').length;
     const ns = list.length - nt;
+    if (!list.length) tbody.replaceChildren(placeholder(state.loaded ? 'no targets or services' : 'loading…'));
+    if (!state.loaded) {
+      $('#summary').textContent = 'loading…';
+      return;
+    }
     $('#summary').textContent = `${nt} target${nt === 1 ? '' : 's'} · ${ns} service${ns === 1 ? '' : 's'}, ${ready} ready`;
+  }
+
+  function placeholder(text) {
+    const tr = el('tr', 'placeholder');
+    const td = el('td', 'muted', text);
+    td.colSpan = 11;
+    tr.append(td);
+    return tr;
   }
 
   function newRow(r) {
@@ -734,10 +866,10 @@
     const act = el('button', 'act', r.kind === 'target' ? 'trigger' : 'restart');
     act.type = 'button';
     act.title = r.kind === 'target' ? `build ${r.name} now` : `restart ${r.name}, one replica at a time`;
-    act.addEventListener('click', () => trigger(r.name, r.kind === 'target' ? 'trigger' : 'restart', act));
+    act.addEventListener('click', () => trigger(r.kind, r.name, r.kind === 'target' ? 'rebuild' : 'restart', act));
     const logs = el('button', 'logs', 'logs');
     logs.type = 'button';
-    logs.title = `show the log of ${r.name}`;
+    logs.title = r.kind === 'target' ? `show the build log of ${r.name}` : `show the log of ${r.name}'s replicas (and its build's output)`;
     logs.addEventListener('click', () => openPane(r.key));
     cells.actions.append(act, ' ', logs);
     return { tr, cells, memo: {} };
@@ -755,6 +887,13 @@
 
   function fillRow(row, r) {
     row.tr.classList.toggle('selected', r.key === current);
+    if (!state.loaded) {
+      // No status yet: nothing to say of it but that it comes.
+      put(row, 'build', 'build', '…', (td) => badge(td, 's-idle', 'loading…'));
+      put(row, 'runtime', 'runtime', '…', (td) => badge(td, r.kind === 'service' ? 's-idle' : '', r.kind === 'service' ? 'loading…' : ''));
+      put(row, 'replicas', 'replicas', '…', (td) => (td.textContent = ''));
+      return;
+    }
     if (r.kind === 'target') {
       const t = state.targets.get(r.name) || {};
       const g = graphTarget(r.name);
@@ -827,7 +966,10 @@
       const name = nameOf(k);
       let cls;
       let label;
-      if (k.startsWith('target:')) {
+      if (!state.loaded) {
+        label = 'loading…';
+        cls = 's-idle';
+      } else if (k.startsWith('target:')) {
         label = (state.targets.get(name) || {}).status || 'not built';
         cls = statusClass('target', label);
       } else {
@@ -952,10 +1094,20 @@
   function breakdownText(l) {
     return `${PHASES.map((p) => `${p} ${ms(l[p] || 0)}`).join(', ')}; total ${ms(l.total || 0)}`;
   }
+  // The history's `#`: 1, 2, 3 … in the order this page saw the updates (the event's seq
+  // is in the cell's title).
+  const updateNo = new Map(); // seq → number
+  let updatesSeen = 0;
   function drawUpdates() {
     const tbody = $('#updates tbody');
+    for (const u of state.updates) if (!updateNo.has(u.seq)) updateNo.set(u.seq, ++updatesSeen);
+    if (updateNo.size > 2 * MAX_UPDATES) {
+      const shown = new Set(state.updates.map((u) => u.seq));
+      for (const seq of updateNo.keys()) if (!shown.has(seq)) updateNo.delete(seq);
+    }
     const list = [...state.updates].reverse();
     $('#updates-empty').hidden = list.length > 0;
+    $('#updates-empty').textContent = state.loaded ? 'No update yet: save a file a target or service reads.' : 'loading…';
     const max = Math.max(1, ...list.map((u) => (u.latency_ms && u.latency_ms.total) || 0));
     tbody.replaceChildren(
       ...list.map((u) => {
@@ -965,7 +1117,9 @@
         const cause = u.cause || [];
         const causeText = cause.slice(0, 3).join(', ') + (cause.length > 3 ? ` +${cause.length - 3}` : '');
         const who = [...(u.services || [])].join(', ') || [...(u.targets || [])].join(', ');
-        tr.append(el('td', 'num', String(u.seq)), el('td', '', clock(u.ts)), el('td', 'cause', causeText), el('td', 'how', u.how || ''), el('td', '', who));
+        const no = el('td', 'num no', String(updateNo.get(u.seq)));
+        no.title = `event ${u.seq}`;
+        tr.append(no, el('td', '', clock(u.ts)), el('td', 'cause', causeText), el('td', 'how', u.how || ''), el('td', '', who));
         for (const p of [...PHASES, 'total']) {
           const td = el('td', `num ${p}`, ms(l[p] || 0));
           td.dataset.ms = String(l[p] || 0);

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use kiln_config::Config;
 use kiln_engine::ProjectLock;
-use kiln_engine::{Engine, Layout};
+use kiln_engine::{Engine, Layout, TriggerKind};
 
 use crate::api_client::{ClientError, info, request};
 use crate::exit;
@@ -163,11 +163,21 @@ fn report(result: Result<(u16, String), ClientError>, done: &str) -> u8 {
 
 /// `check`: whether the name can be checked against the configuration (not when kiln.toml
 /// has errors: then the running `kiln up` decides).
-pub fn trigger(config: &Config, name: &str, check: bool) -> u8 {
-    if let Err(code) = known(config, name, check) {
+pub fn trigger(config: &Config, name: &str, kind: Option<TriggerKind>, check: bool) -> u8 {
+    let in_config = match kind {
+        None => Ok(()),
+        Some(TriggerKind::Target) => known_as(config, name, check, "target", config.targets.contains_key(name)),
+        Some(TriggerKind::Service) => known_as(config, name, check, "service", config.services.contains_key(name)),
+    };
+    if let Err(code) = in_config.and_then(|()| known(config, name, check)) {
         return code;
     }
-    let result = send(config, &format!("/api/trigger/{}", percent_encode(name)));
+    let query = match kind {
+        None => "",
+        Some(TriggerKind::Target) => "?kind=target",
+        Some(TriggerKind::Service) => "?kind=service",
+    };
+    let result = send(config, &format!("/api/trigger/{}{query}", percent_encode(name)));
     // In kiln.toml, but not something the session can trigger (not selected, or not started).
     if let Ok((404, body)) = &result
         && let Ok(v) = serde_json::from_str::<serde_json::Value>(body)
@@ -178,10 +188,54 @@ pub fn trigger(config: &Config, name: &str, check: bool) -> u8 {
         };
         let (targets, services) = (names("targets"), names("services"));
         let hint = unknown_hint(name, targets.iter().map(String::as_str), services.iter().map(String::as_str));
-        errln!("error: the running `kiln up` has no target or running service named `{name}`{hint}");
+        let what = match kind {
+            None => "target or running service",
+            Some(TriggerKind::Target) => "selected target",
+            Some(TriggerKind::Service) => "running service",
+        };
+        errln!("error: the running `kiln up` has no {what} named `{name}`{hint}");
         return exit::USAGE;
     }
-    report(result, &format!("triggered {name}"))
+    // Which of the two it was, when the name is both.
+    let both = config.targets.contains_key(name) && config.services.contains_key(name);
+    let done = match &result {
+        Ok((202, body)) => serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["triggered"].as_str().map(str::to_string)),
+        _ => None,
+    };
+    let message = match done.as_deref() {
+        Some("service") if both && kind.is_none() => format!(
+            "restarted service {name} (a target is named {name} too: `kiln trigger --target {name}` rebuilds it)"
+        ),
+        Some("target") if both && kind.is_none() => format!(
+            "triggered target {name} (service {name} is not running; `kiln trigger --service {name}` restarts it when it is)"
+        ),
+        Some("service") => format!("restarted service {name}"),
+        Some("target") => format!("triggered target {name} (it builds now, with its dependents)"),
+        _ => format!("triggered {name}"),
+    };
+    report(result, &message)
+}
+
+/// Whether `name` is a `what` (target or service) of kiln.toml, for `--target`/`--service`.
+fn known_as(config: &Config, name: &str, check: bool, what: &str, is: bool) -> Result<(), u8> {
+    if !check || is {
+        return Ok(());
+    }
+    let names: Vec<&str> = if what == "target" {
+        config.targets.keys().map(String::as_str).collect()
+    } else {
+        config.services.keys().map(String::as_str).collect()
+    };
+    let mean = kiln_config::did_you_mean(name, names.iter().copied())
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default();
+    errln!(
+        "error: kiln.toml has no {what} named `{name}`{mean}\n  = {what}s: {}",
+        if names.is_empty() { "none".to_string() } else { names.join(", ") }
+    );
+    Err(exit::USAGE)
 }
 
 /// A name as one segment of a path: anything but unreserved characters percent-encoded.
