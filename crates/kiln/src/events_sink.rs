@@ -17,8 +17,12 @@
 //! Events this subscriber missed on the bus itself arrive as one `stream.lagged`, which is
 //! forwarded like any event and counted by the bus (so not twice).
 //!
-//! At the end ([`EventsSink::finish`]) the sink is given a bounded time to take what is
-//! queued; what is left then is counted as dropped.
+//! At the end ([`EventsSink::finish`]) the sink is given at most [`FLUSH_TIME`] to take what
+//! was published so far, and nothing when it is known to be down (its last attempt got no
+//! answer: refused, reset, timed out), so that a dead sink does not add its grace to every
+//! `kiln build` and every Ctrl-C; a wait longer than [`SAY_WAIT_AFTER`] is said. What is
+//! left then is counted as dropped, and if any event was not delivered in the whole run, one
+//! warning says the total (the run's last word about the sink, whatever was said before).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,6 +44,8 @@ pub const QUEUE_EVENTS: usize = 4096;
 pub const QUEUE_BYTES: usize = 8 << 20;
 /// How long the end of `kiln up` or `kiln build` waits for the sink to take what is queued.
 pub const FLUSH_TIME: Duration = Duration::from_secs(2);
+/// A wait at the end longer than this is said (`kiln: giving the events sink … up to 2 s …`).
+pub const SAY_WAIT_AFTER: Duration = Duration::from_millis(500);
 /// The environment variable naming a sink (below `--events-sink`, above the settings).
 pub const ENV_VAR: &str = "K_SINK";
 
@@ -87,6 +93,12 @@ struct Shared {
     reported: AtomicBool,
     /// What the last attempt that failed came to, for the warning at the end.
     last_failure: Mutex<Option<String>>,
+    /// Why the last event given up was, for the warning at the end.
+    last_drop: Mutex<Option<String>>,
+    /// The last attempt got no answer at all: the end does not wait for this sink.
+    unreachable: AtomicBool,
+    /// Events published after this `seq` are not sent (the end began before them).
+    stop_after: AtomicU64,
     bus: Arc<EventBus>,
 }
 
@@ -113,6 +125,9 @@ impl Shared {
             dropped: Arc::new(AtomicU64::new(0)),
             reported: AtomicBool::new(false),
             last_failure: Mutex::new(None),
+            last_drop: Mutex::new(None),
+            unreachable: AtomicBool::new(false),
+            stop_after: AtomicU64::new(u64::MAX),
             bus,
         }
     }
@@ -124,6 +139,12 @@ impl Shared {
     fn offer(&self, seq: u64, event: CloudEvent) {
         let mut q = self.lock();
         q.read_seq = q.read_seq.max(seq);
+        if seq > self.stop_after.load(Ordering::Relaxed) {
+            // Published while kiln ends (the end's own notices): not waited for, not sent.
+            drop(q);
+            self.progress.notify_waiters();
+            return;
+        }
         let len = event.body.len();
         let output = event.is_output();
         let full = q.items.len() >= QUEUE_EVENTS
@@ -152,6 +173,7 @@ impl Shared {
     /// Counts an event not delivered; the first one is said, once.
     fn give_up(&self, event: &CloudEvent, why: &str, going_on: bool) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
+        *self.last_drop.lock().expect("sink drop lock is never poisoned") = Some(why.to_string());
         self.report(&format!("event {} ({}) was not delivered: {why}", event.id, event.kind), going_on);
     }
 
@@ -183,6 +205,47 @@ impl Shared {
             Outcome::Answered { status, .. } => Some(format!("HTTP {status}")),
         };
         *self.last_failure.lock().expect("sink failure lock is never poisoned") = why;
+        self.unreachable.store(matches!(outcome, Outcome::NoAnswer(_)), Ordering::Relaxed);
+        self.progress.notify_waiters();
+    }
+
+    /// Events published up to `target` not yet delivered nor given up.
+    fn pending(&self, target: u64) -> u64 {
+        let q = self.lock();
+        q.items.len() as u64 + u64::from(q.in_flight) + target.saturating_sub(q.read_seq)
+    }
+
+    /// The run's last word about the sink, if any event was not delivered: the total, why,
+    /// and (unless a warning said it before) what to do.
+    fn summary(&self, left: u64, within: Duration) -> Option<String> {
+        let total = self.dropped.load(Ordering::Relaxed);
+        if total == 0 {
+            return None;
+        }
+        let url = &self.url;
+        let events = if total == 1 { "1 event was".to_string() } else { format!("{total} events were") };
+        let mut text = format!("{events} not delivered to {url}");
+        let failure = self.last_failure.lock().expect("sink failure lock is never poisoned").clone();
+        if left > 0 {
+            let when = if self.unreachable.load(Ordering::Relaxed) {
+                "given up at once as the sink does not answer".to_string()
+            } else {
+                format!("after the {} s the sink gets at the end", within.as_secs_f64())
+            };
+            let of = if left == total { "all".to_string() } else { format!("{left} of them") };
+            text.push_str(&format!(": {of} still waiting when kiln ended, {when}"));
+            if let Some(why) = failure {
+                text.push_str(&format!("; the last failed attempt: {why}"));
+            }
+        } else if let Some(why) = self.last_drop.lock().expect("sink drop lock is never poisoned").clone() {
+            text.push_str(&format!(": the last one because {why}"));
+        }
+        if !self.reported.swap(true, Ordering::Relaxed) {
+            text.push_str(&format!(
+                "\n  = check that a CloudEvents receiver runs at {url} and answers 2xx to a POST of application/cloudevents+json"
+            ));
+        }
+        Some(text)
     }
 
     /// The next event to send, waiting for one.
@@ -226,12 +289,16 @@ impl EventsSink {
         self.shared.dropped.clone()
     }
 
-    /// Gives the sink at most `within` to take every event published so far, then stops;
-    /// what is left is counted as dropped (and said, if nothing was before). Call before the
-    /// bus is closed, so that the warning still reaches the views.
+    /// Gives the sink at most `within` to take every event published so far, and nothing
+    /// when its last attempt got no answer, then stops; what is left is counted as dropped.
+    /// A wait longer than [`SAY_WAIT_AFTER`] is said, and so is the total of events not
+    /// delivered, if any. Call before the bus is closed, so that both reach the views.
     pub async fn finish(self, within: Duration) {
         let target = self.bus.last_seq();
-        let deadline = tokio::time::Instant::now() + within;
+        self.shared.stop_after.store(target, Ordering::Relaxed);
+        let started = tokio::time::Instant::now();
+        let deadline = started + within;
+        let mut said = within <= SAY_WAIT_AFTER;
         loop {
             let progress = self.shared.progress.notified();
             tokio::pin!(progress);
@@ -242,28 +309,33 @@ impl EventsSink {
                     break;
                 }
             }
-            if tokio::time::timeout_at(deadline, progress).await.is_err() {
+            if self.shared.unreachable.load(Ordering::Relaxed) {
                 break;
+            }
+            let until = if said { deadline } else { started + SAY_WAIT_AFTER };
+            if tokio::time::timeout_at(until, progress).await.is_err() {
+                if said {
+                    break;
+                }
+                said = true;
+                let pending = self.shared.pending(target);
+                let events = if pending == 1 { "1 event".to_string() } else { format!("{pending} events") };
+                self.bus.publish(Event::Notice {
+                    level: NoticeLevel::Info,
+                    message: format!(
+                        "giving the events sink {} up to {} s for {events}",
+                        self.shared.url,
+                        within.as_secs_f64()
+                    ),
+                });
             }
         }
         self.reader.abort();
         self.sender.abort();
-        let left = {
-            let q = self.shared.lock();
-            q.items.len() as u64 + u64::from(q.in_flight) + target.saturating_sub(q.read_seq)
-        };
-        if left > 0 {
-            self.shared.dropped.fetch_add(left, Ordering::Relaxed);
-            let events = if left == 1 { "1 event was" } else { &format!("{left} events were") };
-            let last = self.shared.last_failure.lock().expect("sink failure lock is never poisoned").clone();
-            let last = last.map_or_else(String::new, |why| format!("; the last failed attempt: {why}"));
-            self.shared.report(
-                &format!(
-                    "{events} not delivered: still waiting when kiln ended (the sink gets {} s at the end){last}",
-                    within.as_secs_f64()
-                ),
-                false,
-            );
+        let left = self.shared.pending(target);
+        self.shared.dropped.fetch_add(left, Ordering::Relaxed);
+        if let Some(message) = self.shared.summary(left, within) {
+            self.bus.publish(Event::Notice { level: NoticeLevel::Warning, message });
         }
     }
 }

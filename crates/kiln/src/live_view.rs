@@ -6,14 +6,15 @@
 //! The region is redrawn on every burst of events and on a timer tick. Each redraw moves the
 //! cursor up over the previous region, prints what scrolled, then the region, then clears
 //! what is left below: no line is ever left half-drawn, and no line wraps (each is cut to
-//! the terminal's width).
+//! the terminal's width), except warnings: those are wrapped onto as many lines as they need
+//! ([`lines_to_show`]), as the hint that ends them is what the reader must not miss.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use kiln_config::format_duration;
-use kiln_engine::Event;
+use kiln_engine::{Event, NoticeLevel};
 
 use crate::human_lines::{HumanLines, Scroll};
 use crate::view_out::ViewOut;
@@ -65,7 +66,7 @@ impl<W: Write> LiveView<W> {
     }
 
     pub fn on_event(&mut self, event: &Event) {
-        self.scroll.extend(self.lines.lines_for(event));
+        self.scroll.extend(lines_to_show(event, self.lines.lines_for(event), self.width));
         match event {
             Event::TargetQueued { target, estimate_ms, .. } => {
                 self.total += 1;
@@ -195,6 +196,60 @@ pub fn fit(line: &str, width: usize) -> String {
     cut
 }
 
+/// The `lines` of `event` for a view `width` wide: those of a warning wrapped to the width
+/// (so that [`fit`] leaves them whole), any other left for `fit` to cut.
+pub fn lines_to_show(event: &Event, lines: Vec<String>, width: usize) -> Vec<String> {
+    match event {
+        Event::Notice { level: NoticeLevel::Warning, .. } => lines.iter().flat_map(|l| wrap(l, width)).collect(),
+        _ => lines,
+    }
+}
+
+/// `line` (and each line within it) cut at spaces into lines narrower than `width`; a line
+/// goes on indented two more than it began; a word longer than a line is cut where it must.
+pub fn wrap(line: &str, width: usize) -> Vec<String> {
+    let max = width.saturating_sub(1).max(10);
+    let mut out = Vec::new();
+    for segment in line.split('\n') {
+        let rest = segment.trim_start_matches(' ');
+        let mut indent = " ".repeat(segment.len() - rest.len());
+        if indent.len() + 2 >= max / 2 {
+            indent.clear();
+        }
+        let more = format!("{indent}  ");
+        let mut current = indent.clone();
+        let mut used = indent.len();
+        let mut fresh = true;
+        for word in rest.split(' ') {
+            let mut word = word;
+            let len = word.chars().count();
+            // A word too long for any line starts where it is rather than on a line of its own.
+            if !fresh && used + 1 + len > max && len <= max - more.len() {
+                out.push(std::mem::replace(&mut current, more.clone()));
+                used = more.len();
+                fresh = true;
+            }
+            if !fresh {
+                current.push(' ');
+                used += 1;
+            }
+            loop {
+                let room = max - used;
+                let Some((cut, _)) = word.char_indices().nth(room) else { break };
+                current.push_str(&word[..cut]);
+                out.push(std::mem::replace(&mut current, more.clone()));
+                used = more.len();
+                word = &word[cut..];
+            }
+            current.push_str(word);
+            used += word.chars().count();
+            fresh = false;
+        }
+        out.push(current);
+    }
+    out
+}
+
 /// The width of the terminal on stderr, or 100 when it cannot be asked.
 pub fn terminal_width() -> usize {
     terminal_size().0
@@ -259,6 +314,34 @@ mod tests {
         }
         view.finish();
         assert_eq!(view.out.get_ref().attempts, 1);
+    }
+
+    #[test]
+    fn warnings_are_wrapped_whole_other_lines_cut() {
+        let message = "events sink http://127.0.0.1:19000/: event abc-1 was not delivered: no answer\n  = check that a receiver runs at http://127.0.0.1:19000/events/with/a/very/long/path";
+        let warning = Event::Notice { level: NoticeLevel::Warning, message: message.into() };
+        let mut view = LiveView::new(Vec::new(), 30, false);
+        view.on_event(&warning);
+        view.on_event(&Event::Notice { level: NoticeLevel::Info, message: message.into() });
+        view.redraw();
+        let text = String::from_utf8(view.out.get_ref().clone()).expect("utf-8");
+        let shown: Vec<&str> = text.split('\n').map(|l| l.trim_start_matches("\x1b[2K")).collect();
+        for l in &shown {
+            assert!(l.chars().count() < 30 || l.contains("\x1b[J"), "{l:?} fits in 30 columns: {text:?}");
+        }
+        let warned: String = shown.iter().take_while(|l| !l.starts_with("kiln:")).copied().collect();
+        let squeezed = |t: &str| t.split_whitespace().collect::<String>();
+        assert_eq!(squeezed(&warned), squeezed(&format!("warning: {message}")), "every word of the warning is shown");
+        assert!(shown.iter().any(|l| l.starts_with("kiln: events sink") && l.ends_with('…')), "info is cut: {text:?}");
+    }
+
+    #[test]
+    fn wrap_breaks_at_spaces_indents_what_goes_on_and_cuts_long_words() {
+        assert_eq!(wrap("aaa bbb ccc ddd", 12), ["aaa bbb ccc", "  ddd"]);
+        assert_eq!(wrap("  = aaa bbb ccc", 12), ["  = aaa bbb", "    ccc"]);
+        assert_eq!(wrap("x http://abcdefghijklmnop", 12), ["x http://ab", "  cdefghijk", "  lmnop"]);
+        assert_eq!(wrap("short\n  = hint", 40), ["short", "  = hint"]);
+        assert_eq!(wrap("", 40), [""]);
     }
 
     #[test]

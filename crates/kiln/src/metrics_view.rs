@@ -129,7 +129,11 @@ impl MetricsView {
             update_duration.clone(),
         );
         let dropped = Counter::default();
-        registry.register("events_dropped", "Events dropped for subscribers that did not keep up", dropped.clone());
+        registry.register(
+            "events_dropped",
+            "Events dropped for subscribers that did not keep up, plus events the CloudEvents sink could not deliver",
+            dropped.clone(),
+        );
         // A gauge of 1 rather than an OpenMetrics `info`: Prometheus's own text parser (that
         // of `promtool check metrics`) knows no `info` type, and `*_build_info` gauges are
         // what scrapers expect.

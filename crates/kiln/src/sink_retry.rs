@@ -4,7 +4,9 @@
 //! How it works:
 //! - a 2xx answer delivers the event;
 //! - 429 and 503 are tried again after `Retry-After` (seconds or an HTTP date; at most
-//!   [`MAX_RETRY_AFTER`]), or after the backoff when the header is absent or unreadable;
+//!   [`MAX_RETRY_AFTER`]) but never sooner than the backoff: a `Retry-After: 0` or a date
+//!   past does not turn the attempts into a burst; the backoff alone when the header is
+//!   absent or unreadable;
 //! - 408, 425 and the other 5xx, and no answer at all (refused, reset, timed out), are tried
 //!   again after the backoff: [`FIRST_BACKOFF`] doubling up to [`MAX_BACKOFF`];
 //! - any other answer (4xx, a redirect, 1xx) gives the event up at once: sending it again
@@ -109,7 +111,8 @@ impl Link {
                     429 | 503 => header.as_deref().and_then(|h| retry_after(h, now)),
                     _ => None,
                 };
-                Next::Retry(wait.unwrap_or_else(|| backoff(attempt)))
+                // Never sooner than the backoff: `Retry-After: 0` is not an invitation to hammer.
+                Next::Retry(wait.map_or(backoff(attempt), |w| w.max(backoff(attempt))))
             }
         }
     }
@@ -168,10 +171,24 @@ mod tests {
         assert_eq!(link.step(2, &answered(503, Some("1")), NOW), Next::Retry(Duration::from_secs(1)));
         assert_eq!(link.step(3, &answered(429, Some("later")), NOW), Next::Retry(backoff(3)), "unreadable: backoff");
         assert_eq!(link.step(1, &answered(500, Some("30")), NOW), Next::Retry(backoff(1)), "not on a 500");
+        assert_eq!(link.step(4, &answered(429, Some("1")), NOW), Next::Retry(backoff(4)), "the backoff is longer");
         assert_eq!(
             link.step(MAX_ATTEMPTS, &answered(429, Some("1")), NOW),
             Next::Drop(format!("HTTP 429 after {MAX_ATTEMPTS} attempts"))
         );
+    }
+
+    #[test]
+    fn retry_after_zero_or_a_date_past_waits_the_backoff_still() {
+        let mut link = Link::Up;
+        let past = "Sun, 06 Nov 1994 08:49:37 GMT";
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777 + 3600);
+        for attempt in 1..MAX_ATTEMPTS {
+            assert_eq!(link.step(attempt, &answered(429, Some("0")), now), Next::Retry(backoff(attempt)));
+            assert_eq!(link.step(attempt, &answered(503, Some(past)), now), Next::Retry(backoff(attempt)));
+        }
+        let waits: Duration = (1..MAX_ATTEMPTS).map(backoff).sum();
+        assert!(waits >= Duration::from_secs(7), "6 attempts take the backoff's {waits:?}, not a burst");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::io::Write;
 use kiln_engine::Envelope;
 
 use crate::human_lines::{HumanLines, Scroll};
-use crate::live_view::fit;
+use crate::live_view::{fit, lines_to_show};
 use crate::status_view::{StatusView, short_image, update_breakdown};
 use crate::view_out::ViewOut;
 
@@ -50,7 +50,8 @@ impl<W: Write> UpView<W> {
 
     pub fn on_envelope(&mut self, envelope: &Envelope) {
         self.status.on_envelope(envelope);
-        self.scroll.extend(self.lines.lines_for(&envelope.event));
+        let lines = self.lines.lines_for(&envelope.event);
+        self.scroll.extend(lines_to_show(&envelope.event, lines, self.width));
     }
 
     #[cfg(test)]
@@ -167,6 +168,21 @@ mod tests {
         v.redraw();
         let text = String::from_utf8(v.out.get_ref().clone()).expect("utf-8");
         assert!(text.starts_with("\x1b7\x1b[1;1H"), "redrawn in place, region unchanged: {text:?}");
+    }
+
+    #[test]
+    fn a_warning_is_wrapped_whole_into_the_log_region() {
+        let mut v = UpView::new(Vec::new(), (40, 24), false);
+        let message = "events sink http://127.0.0.1:19000/: 3 events were not delivered\n  = check that a CloudEvents receiver runs at http://127.0.0.1:19000/";
+        v.on_event(&Event::Notice { level: kiln_engine::NoticeLevel::Warning, message: message.into() }, "t");
+        v.redraw();
+        let text = String::from_utf8(v.out.get_ref().clone()).expect("utf-8");
+        let logs = text.split("\x1b7").next().expect("the logs come before the table");
+        let logs = logs.rsplit("\x1b[J").next().expect("after the region is set");
+        let lines: Vec<&str> = logs.split("\r\n").filter(|l| !l.is_empty()).collect();
+        assert!(lines.iter().all(|l| l.chars().count() < 40 && !l.ends_with('…')), "{lines:?}");
+        assert!(lines.len() >= 4 && lines.iter().any(|l| l.contains("= check that")), "{lines:?}");
+        assert!(lines.last().expect("lines").ends_with("19000/"), "{lines:?}");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! CloudEvents Python SDK (tests/sink/receiver.py, in the venv scripts/python-venv.sh makes),
 //! which validates every event: received valid and in order, 429 + Retry-After honoured, a
 //! slow sink that does not slow the loop, a sink down at start that gets later events, and
-//! the drops counted in `GET /metrics` and said once.
+//! the drops counted in `GET /metrics` and said once; a sink that refuses connections costs
+//! the end of `kiln build` and of `kiln up` no wait, and the total not delivered is said.
 
 mod common;
 use common::{Project, Up, wait_until};
@@ -241,8 +242,14 @@ fn kiln_build_posts_too_and_the_flag_wins_over_k_sink_over_the_settings() {
 
 #[test]
 fn retry_after_is_honoured_on_429_and_503_in_seconds_and_as_an_http_date() {
-    for (status, retry_after, throttled, gap) in [("429", "1", 2, 1.0), ("429", "date:2", 1, 1.0), ("503", "2", 1, 2.0)]
-    {
+    // `Retry-After: 0` and a date past wait the backoff (250 ms, then 500 ms, …) still.
+    for (status, retry_after, throttled, gap) in [
+        ("429", "1", 2, 1.0),
+        ("429", "date:2", 1, 1.0),
+        ("503", "2", 1, 2.0),
+        ("429", "0", 3, 0.25),
+        ("503", "date:-30", 2, 0.25),
+    ] {
         let port = free_port();
         let throttle = throttled.to_string();
         let receiver =
@@ -293,13 +300,19 @@ fn a_slow_sink_does_not_slow_the_loop() {
         ready["seq"]
     );
     assert!(took < Duration::from_secs(10), "the edit's round and restart took {took:?}");
-    // At the end the sink gets 2 s, then what is left is dropped and said once.
+    // At the end the sink gets 2 s (said, as that is long), then what is left is dropped and
+    // said once, with the total.
     let stopping = std::time::Instant::now();
     let (code, err) = up.stop();
     assert_eq!(code, 130, "{err}");
     assert!(stopping.elapsed() < Duration::from_secs(15), "kiln ended {:?} after SIGINT", stopping.elapsed());
-    assert_eq!(err.matches("warning: events sink").count(), 1, "said once: {err}");
-    assert!(err.contains("not delivered: still waiting when kiln ended"), "{err}");
+    assert!(err.contains(&format!("kiln: giving the events sink {url} up to 2 s for ")), "{err}");
+    assert_eq!(err.matches("not delivered").count(), 1, "said once: {err}");
+    assert!(
+        err.contains(&format!(" events were not delivered to {url}: all still waiting when kiln ended, after the 2 s")),
+        "{err}"
+    );
+    assert!(err.contains("= check that a CloudEvents receiver runs at"), "{err}");
     receiver.assert_all_valid();
 }
 
@@ -337,4 +350,40 @@ fn a_sink_down_at_start_gets_later_events_and_the_drops_are_counted_and_said_onc
     assert_eq!(up.count(|e| e["type"] == "run.notice" && e["level"] == "warning"), 1, "said once:\n{}", up.dump());
     let (code, err) = up.stop();
     assert_eq!(code, 130, "{err}");
+    // The end says the total: what was lost while the sink was down (nothing is left, as it
+    // answers now), without the hint again.
+    let total = format!("warning: {lost} events were not delivered to {url}: the last one because ");
+    assert!(err.contains(&total), "{total:?} in:\n{err}");
+    assert_eq!(err.matches("= check that").count(), 1, "the hint said once:\n{err}");
+}
+
+/// A sink that refuses connections: the end of `kiln build` gives up at once instead of
+/// waiting its 2 s, and says how many events were not delivered, with what to do.
+#[test]
+fn kiln_build_with_a_refused_sink_ends_at_once_and_says_what_was_not_delivered() {
+    let url = sink_url(free_port());
+    let p = Project::new("[target.a]\ncmd = \"echo a\"\n");
+    let started = std::time::Instant::now();
+    let run = common::Run::of(&mut p.command(&["--json", "build", "--events-sink", &url]));
+    let took = started.elapsed();
+    assert_eq!(run.code, 0, "a sink that is down does not fail the build: {}", run.stderr);
+    let events = run.events();
+    let warnings: Vec<&Value> =
+        events.iter().filter(|e| e["type"] == "run.notice" && e["level"] == "warning").collect();
+    assert_eq!(warnings.len(), 1, "one warning:\n{}", dump(&events));
+    let warning = warnings[0];
+    // Every event before the warning was published while the sink refused: none delivered.
+    let before = events.iter().filter(|e| e["seq"].as_u64() < warning["seq"].as_u64()).count();
+    let message = warning["message"].as_str().expect("message");
+    assert!(
+        message.starts_with(&format!(
+            "{before} events were not delivered to {url}: all still waiting when kiln ended, given up at once as the sink does not answer; the last failed attempt: cannot connect to "
+        )),
+        "{message}"
+    );
+    assert!(message.contains("\n  = check that a CloudEvents receiver runs at"), "{message}");
+    assert!(!run.stderr.contains("giving the events sink"), "no wait to say: {}", run.stderr);
+    assert!(run.stderr.contains(&format!("warning: {before} events were not delivered to {url}")), "{}", run.stderr);
+    // Generous: the sink's 2 s grace is not spent.
+    assert!(took < Duration::from_millis(1500), "kiln build took {took:?} with a refused sink");
 }
