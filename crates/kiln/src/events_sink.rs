@@ -463,6 +463,38 @@ mod tests {
     }
 
     #[test]
+    fn the_end_says_the_total_with_the_hint_only_if_not_said_before() {
+        let shared = Shared::new("http://sink/".into(), Arc::new(EventBus::new()));
+        assert_eq!(shared.summary(0, FLUSH_TIME), None, "all delivered: nothing to say");
+        shared.dropped.store(1, Ordering::Relaxed);
+        shared.unreachable.store(true, Ordering::Relaxed);
+        *shared.last_failure.lock().expect("lock") = Some("cannot connect".into());
+        let first = shared.summary(1, FLUSH_TIME).expect("a summary");
+        assert_eq!(
+            first,
+            "1 event was not delivered to http://sink/: all still waiting when kiln ended, given up at once as the sink does not answer; the last failed attempt: cannot connect\n  = check that a CloudEvents receiver runs at http://sink/ and answers 2xx to a POST of application/cloudevents+json"
+        );
+        shared.dropped.store(54, Ordering::Relaxed);
+        shared.unreachable.store(false, Ordering::Relaxed);
+        assert_eq!(
+            shared.summary(4, FLUSH_TIME).expect("a summary"),
+            "54 events were not delivered to http://sink/: 4 of them still waiting when kiln ended, after the 2 s the sink gets at the end; the last failed attempt: cannot connect",
+            "the hint was said"
+        );
+    }
+
+    #[test]
+    fn events_published_once_the_end_began_are_not_sent_nor_counted() {
+        let shared = Shared::new("http://sink/".into(), Arc::new(EventBus::new()));
+        shared.offer(1, event(1, 10));
+        shared.stop_after.store(1, Ordering::Relaxed);
+        shared.offer(2, event(2, 10));
+        let queued = shared.lock().items.len();
+        assert_eq!((queued, shared.pending(1)), (1, 1));
+        assert_eq!(shared.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
     fn session_ids_are_16_hex_digits() {
         let (a, b) = (session_id(), session_id());
         assert_eq!(a.len(), 16);
