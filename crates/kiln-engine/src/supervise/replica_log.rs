@@ -43,18 +43,18 @@ impl ReplicaLog {
 
     /// What one read of a stream brought, as it was printed.
     pub fn output(&self, stream: Stream, raw: &[u8]) {
+        // Timed under the lock: records are in the file in the order of their times, though
+        // stdout and stderr are read on tasks of their own.
+        let mut log = self.log.lock().expect("log lock is never poisoned");
         let mut records = Vec::new();
         encode_output(&mut records, &record_time(SystemTime::now()), stream, raw);
-        self.write(&records);
+        log.write(&records);
     }
 
     /// A line from kiln (`[kiln: …]`).
     pub fn note(&self, text: &str) {
-        self.write(&encode_note(&record_time(SystemTime::now()), &format!("[kiln: {text}]")));
-    }
-
-    fn write(&self, bytes: &[u8]) {
-        self.log.lock().expect("log lock is never poisoned").write(bytes);
+        let mut log = self.log.lock().expect("log lock is never poisoned");
+        log.write(&encode_note(&record_time(SystemTime::now()), &format!("[kiln: {text}]")));
     }
 
     /// Why the log could not be written, the first time this is asked after it failed.
