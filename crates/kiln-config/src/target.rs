@@ -47,6 +47,11 @@ impl Target {
     pub fn is_image(&self) -> bool {
         matches!(self.kind, TargetKind::Image(_))
     }
+
+    /// `cmd` or `image`, as `kiln graph --json` and `GET /api/graph` name it.
+    pub fn kind_name(&self) -> &'static str {
+        if self.is_image() { "image" } else { "cmd" }
+    }
 }
 
 /// A target as read, with the spans of its dependency names for later graph checks.

@@ -151,19 +151,6 @@ pub fn update_breakdown(l: &Latency) -> String {
     format!("{} s ({})", s(l.total), parts.join(", "))
 }
 
-/// [`Latency`] from its JSON form (`kiln status` reads the status from the API).
-pub fn latency_from_json(v: &serde_json::Value) -> Latency {
-    let ms = |key: &str| v[key].as_u64().unwrap_or(0);
-    Latency {
-        detect: ms("detect"),
-        debounce: ms("debounce"),
-        build: ms("build"),
-        deploy: ms("deploy"),
-        ready: ms("ready"),
-        total: ms("total"),
-    }
-}
-
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StatusView {
     pub targets: BTreeMap<String, TargetView>,

@@ -288,7 +288,8 @@ pub enum Event {
 /// Where the time from a save to running code went, in milliseconds: the file event after
 /// the save (`detect`), the quiet window (`debounce`), the build (`build`), copying files or
 /// replacing containers (`deploy`), readiness again (`ready`); `total` is save to ready.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Latency {
     pub detect: u64,
     pub debounce: u64,

@@ -41,11 +41,7 @@ impl UpGraph {
             .iter()
             .map(|&id| {
                 let name = sel.graph.name(id).to_string();
-                let kind = if sel.config.targets.get(&name).is_some_and(kiln_config::Target::is_image) {
-                    "image"
-                } else {
-                    "cmd"
-                };
+                let kind = sel.config.targets.get(&name).map_or("cmd", kiln_config::Target::kind_name);
                 let deps = sel.graph.deps(id).iter().map(|&d| sel.graph.name(d).to_string()).collect();
                 GraphTarget { name, kind, deps }
             })

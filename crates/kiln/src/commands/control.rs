@@ -9,7 +9,7 @@ use kiln_engine::{Engine, Layout, TriggerKind};
 use crate::api_client::{ClientError, info, request};
 use crate::exit;
 use crate::out::{errln, outln};
-use crate::status_view::{latency_from_json, short_image, update_breakdown};
+use crate::status_view::{short_image, update_breakdown};
 
 pub(crate) fn fail(e: &ClientError) -> u8 {
     errln!("error: {}", e.message());
@@ -110,7 +110,8 @@ fn status_lines(v: &serde_json::Value) -> Vec<String> {
                 s["image"].as_str().map(|i| format!("image {}", short_image(i))).unwrap_or_default(),
                 format!("{restarts} {}", plural(restarts, "restart")),
                 s.get("last_update")
-                    .map(|u| format!("last update {}", update_breakdown(&latency_from_json(&u["latency_ms"]))))
+                    .and_then(|u| serde_json::from_value::<kiln_engine::Latency>(u["latency_ms"].clone()).ok())
+                    .map(|l| format!("last update {}", update_breakdown(&l)))
                     .unwrap_or_default(),
             ]
         })

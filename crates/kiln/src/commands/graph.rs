@@ -1,6 +1,6 @@
 //! `kiln graph`: the target graph as Graphviz dot, Mermaid or JSON.
 
-use kiln_config::{Config, TargetKind};
+use kiln_config::Config;
 
 use crate::cli::GraphFormat;
 
@@ -34,15 +34,8 @@ pub fn render(config: &Config, format: GraphFormat) -> String {
             out
         }
         GraphFormat::Json => {
-            let nodes: Vec<serde_json::Value> = targets
-                .map(|t| {
-                    let kind = match t.kind {
-                        TargetKind::Cmd(_) => "cmd",
-                        TargetKind::Image(_) => "image",
-                    };
-                    serde_json::json!({ "name": t.name, "kind": kind, "deps": t.deps })
-                })
-                .collect();
+            let nodes: Vec<serde_json::Value> =
+                targets.map(|t| serde_json::json!({ "name": t.name, "kind": t.kind_name(), "deps": t.deps })).collect();
             let mut text =
                 serde_json::to_string_pretty(&serde_json::json!({ "targets": nodes })).expect("json values serialize");
             text.push('\n');
